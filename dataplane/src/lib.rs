@@ -1,0 +1,17 @@
+//! op25b data plane: the hot path shared by live ports, pcap replay and the benchmark.
+//!
+//! Layers, each knowing only those below it: [`wire`] parses a frame to a [`wire::FlowKey`];
+//! [`lpm`] holds longest-prefix-match tables (and knows nothing of packets); [`policy`]
+//! combines tables into an immutable [`policy::Policy`] with the verdict function; [`port`]
+//! moves frames in bursts; [`worker`] runs rx → classify → tx.
+//!
+//! Invariants: nothing here parses configuration or allocates per packet; errors on the
+//! per-packet path are verdicts plus counters, never early returns.
+
+#![forbid(unsafe_code)]
+
+pub mod lpm;
+pub mod policy;
+pub mod port;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,199 @@
+//! Property tests of every LPM table against the naive reference, plus edge cases.
+
+use super::naive::NaiveLpm;
+use super::*;
+use proptest::prelude::*;
+
+fn p4(s: &str) -> Prefix<u32> {
+    let (a, l) = s.split_once('/').unwrap();
+    Prefix::new(
+        u32::from(a.parse::<std::net::Ipv4Addr>().unwrap()),
+        l.parse().unwrap(),
+    )
+    .unwrap()
+}
+fn ip4(s: &str) -> u32 {
+    u32::from(s.parse::<std::net::Ipv4Addr>().unwrap())
+}
+
+#[test]
+fn nested_exempt_and_dynamic() {
+    let t = Lpm4::build(&[
+        (p4("10.0.0.0/8"), 1),
+        (p4("10.20.0.0/16"), 2),
+        (p4("10.20.30.40/32"), 3),
+        (p4("10.20.30.0/24"), 4),
+        (p4("10.20.30.32/28"), 5),
+    ])
+    .unwrap();
+    assert_eq!(t.lookup(ip4("9.255.255.255")), None);
+    assert_eq!(t.lookup(ip4("10.0.0.0")), Some(1));
+    assert_eq!(t.lookup(ip4("10.20.0.1")), Some(2));
+    assert_eq!(t.lookup(ip4("10.20.30.1")), Some(4));
+    assert_eq!(t.lookup(ip4("10.20.30.39")), Some(5));
+    assert_eq!(t.lookup(ip4("10.20.30.40")), Some(3));
+    assert_eq!(t.lookup(ip4("10.20.30.41")), Some(5));
+    assert_eq!(t.lookup(ip4("10.20.30.48")), Some(4));
+    assert_eq!(t.lookup(ip4("10.20.31.0")), Some(2));
+    assert_eq!(t.lookup(ip4("10.21.0.0")), Some(1));
+    assert_eq!(t.lookup(ip4("11.0.0.0")), None);
+    assert_eq!(t.prefix_count(), 5);
+}
+
+#[test]
+fn default_route_and_host_routes_at_the_edges() {
+    let t = Lpm4::build(&[
+        (p4("0.0.0.0/0"), 7),
+        (p4("0.0.0.0/32"), 8),
+        (p4("255.255.255.255/32"), 9),
+    ])
+    .unwrap();
+    assert_eq!(t.lookup(0), Some(8));
+    assert_eq!(t.lookup(1), Some(7));
+    assert_eq!(t.lookup(u32::MAX - 1), Some(7));
+    assert_eq!(t.lookup(u32::MAX), Some(9));
+    let t6 = Lpm6::build(&[
+        (Prefix::new(0u128, 0).unwrap(), 1),
+        (Prefix::new(u128::MAX, 128).unwrap(), 2),
+    ])
+    .unwrap();
+    assert_eq!(t6.lookup(0), Some(1));
+    assert_eq!(t6.lookup(u128::MAX), Some(2));
+    assert_eq!(Lpm6::default().lookup(5), None);
+}
+
+#[test]
+fn duplicates_and_conflicts() {
+    let same = Lpm4::build(&[(p4("10.0.0.0/8"), 1), (p4("10.0.0.0/8"), 1)]).unwrap();
+    assert_eq!(same.prefix_count(), 1);
+    assert_eq!(
+        Lpm4::build(&[
+            (p4("10.0.0.0/8"), 1),
+            (p4("1.0.0.0/8"), 3),
+            (p4("10.0.0.0/8"), 2)
+        ])
+        .unwrap_err(),
+        BuildError::Conflict {
+            first: 0,
+            second: 2
+        }
+    );
+    assert_eq!(
+        Lpm4::build(&[(p4("10.0.0.0/8"), NO_MATCH)]).unwrap_err(),
+        BuildError::ReservedValue
+    );
+}
+
+#[test]
+fn prefix_validation() {
+    assert_eq!(
+        Prefix::new(ip4("10.1.0.0"), 8),
+        Err(PrefixError::HostBitsSet)
+    );
+    assert_eq!(
+        Prefix::new(0u32, 33),
+        Err(PrefixError::LengthTooLong { len: 33, max: 32 })
+    );
+    assert!(Prefix::new(1u128 << 127, 1).is_ok());
+    assert_eq!(p4("192.0.2.0/24").to_string(), "192.0.2.0/24");
+    assert_eq!(
+        Prefix::new(0x2001_0db8u128 << 96, 32).unwrap().to_string(),
+        "2001:db8::/32"
+    );
+}
+
+#[test]
+fn adjacent_equal_values_merge() {
+    let t = Lpm4::build(&[(p4("10.0.0.0/9"), 1), (p4("10.128.0.0/9"), 1)]).unwrap();
+    assert_eq!(t.range_count(), 3);
+    assert_eq!(t.lookup(ip4("10.200.0.0")), Some(1));
+}
+
+/// Prefixes drawn from a few "clusters" so that nesting and adjacency are common.
+fn prefixes<K: Bits>(
+    bits: impl Strategy<Value = K> + Clone,
+    max_len: u8,
+) -> impl Strategy<Value = Vec<(Prefix<K>, u32)>> {
+    proptest::collection::vec((bits, 0..=max_len, 0u32..6), 0..60).prop_map(move |raw| {
+        raw.into_iter()
+            .map(|(a, len, v)| {
+                let addr = a.and(K::mask(len));
+                (Prefix { addr, len }, v)
+            })
+            .collect()
+    })
+}
+
+fn dedupe<K: Bits>(mut e: Vec<(Prefix<K>, u32)>) -> Vec<(Prefix<K>, u32)> {
+    // Conflicting duplicates are an error by contract; keep the first of each prefix.
+    let mut seen = std::collections::HashSet::new();
+    e.retain(|(p, _)| seen.insert(*p));
+    e
+}
+
+fn probes<K: Bits>(entries: &[(Prefix<K>, u32)]) -> Vec<K> {
+    let mut keys = vec![K::ZERO];
+    for (p, _) in entries {
+        keys.push(p.addr);
+        keys.push(p.last());
+        if let Some(n) = p.last().succ() {
+            keys.push(n);
+        }
+    }
+    keys
+}
+
+/// IPv4 addresses concentrated in 10.0.0.0/14 (dense nesting) with some anywhere.
+fn v4_bits() -> impl Strategy<Value = u32> + Clone {
+    prop_oneof![
+        0x0a00_0000u32..0x0a04_0000,
+        any::<u32>(),
+        Just(0u32),
+        Just(u32::MAX)
+    ]
+}
+fn v6_bits() -> impl Strategy<Value = u128> + Clone {
+    prop_oneof![
+        (0u128..1 << 20).prop_map(|x| (0x2001_0db8u128 << 96) | (x << 80)),
+        any::<u128>(),
+        Just(0u128),
+        Just(u128::MAX)
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn v4_matches_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
+        let entries = dedupe(entries);
+        let t = Lpm4::build(&entries).unwrap();
+        let r = NaiveLpm::new(&entries);
+        let mut keys = probes(&entries);
+        keys.extend(extra);
+        let mut batch = vec![0; keys.len()];
+        t.lookup_batch(&keys, &mut batch);
+        for (k, b) in keys.iter().zip(batch) {
+            prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
+            prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
+        }
+        for w in t.starts.windows(2) {
+            prop_assert!(w[0] < w[1]);
+        }
+        for w in t.values.windows(2) {
+            prop_assert!(w[0] != w[1]);
+        }
+    }
+
+    #[test]
+    fn v6_matches_reference(entries in prefixes(v6_bits(), 128), extra in proptest::collection::vec(v6_bits(), 50)) {
+        let entries = dedupe(entries);
+        let t = Lpm6::build(&entries).unwrap();
+        let r = NaiveLpm::new(&entries);
+        let mut keys = probes(&entries);
+        keys.extend(extra);
+        for k in keys {
+            prop_assert_eq!(t.lookup(k), r.lookup(k), "key {:#x}", k);
+        }
+    }
+}

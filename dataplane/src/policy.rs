@@ -1,0 +1,668 @@
+//! The immutable policy snapshot and the verdict function.
+//!
+//! A [`Policy`] is built once from typed prefix lists ([`OutboundSpec`]) off the hot path,
+//! published behind an `Arc`, and never changed: a new configuration is a new `Policy`
+//! with a higher generation. Workers read it without locks.
+//!
+//! Outbound (OP25B) semantics, normative in DESIGN.md: a TCP segment is blocked exactly
+//! when its destination port is in `ports` (or it is an IPv4 fragment at offset 1), the
+//! longest prefix matching its source across `dynamic` and `exempt` is a `dynamic` one, its
+//! destination matches no `relays` prefix, and `scope` is empty or matches the destination.
+//!
+//! Invariants:
+//! - `dynamic` and `exempt` live in one LPM table per family, so "longest match across both
+//!   lists" is a single lookup; the value's low bit says which list won.
+//! - The same prefix in both `dynamic` and `exempt` is refused at build time (it has no
+//!   defined meaning); a prefix repeated inside one list counts once.
+//! - `judge` never allocates and never fails: every frame gets exactly one [`Reason`].
+
+use crate::lpm::{BuildError, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};
+use crate::wire::{self, Addrs, FlowKey, Skip, Transport};
+use std::collections::HashMap;
+use std::fmt;
+
+/// A prefix of either family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnyPrefix {
+    /// IPv4 prefix.
+    V4(Prefix<u32>),
+    /// IPv6 prefix.
+    V6(Prefix<u128>),
+}
+
+impl fmt::Display for AnyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyPrefix::V4(p) => p.fmt(f),
+            AnyPrefix::V6(p) => p.fmt(f),
+        }
+    }
+}
+
+/// What happens to a blocked segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Action {
+    /// Drop it silently.
+    #[default]
+    Drop,
+    /// Forward it, but count it as blocked (dry run).
+    Monitor,
+}
+
+/// What a frame leaving the worker does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Verdict {
+    /// Sent on unchanged.
+    Forward,
+    /// Not sent on.
+    Drop,
+}
+
+/// Why a frame got its verdict: one counter each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The parser could not judge it (not TCP, not IP, truncated, …).
+    Skip(Skip),
+    /// TCP to a port that is not blocked.
+    PortNotBlocked,
+    /// The source's longest match is no dynamic prefix (or nothing matched).
+    SourceNotDynamic,
+    /// The source's longest match is an exempt prefix.
+    SourceExempt,
+    /// The destination is one of the ISP's relays.
+    DestinationRelay,
+    /// A scope is set and the destination is outside it.
+    OutOfScope,
+    /// Blocked: dynamic source to a blocked port outside the relays.
+    Blocked,
+    /// Blocked: an IPv4 TCP fragment at offset 1 from a dynamic source (RFC 1858).
+    BlockedOverlapFragment,
+}
+
+const POLICY_REASONS: [(Reason, &str); 7] = [
+    (Reason::PortNotBlocked, "port_not_blocked"),
+    (Reason::SourceNotDynamic, "source_not_dynamic"),
+    (Reason::SourceExempt, "source_exempt"),
+    (Reason::DestinationRelay, "destination_relay"),
+    (Reason::OutOfScope, "destination_out_of_scope"),
+    (Reason::Blocked, "blocked"),
+    (Reason::BlockedOverlapFragment, "blocked_overlap_fragment"),
+];
+
+impl Reason {
+    /// Number of distinct reasons (size of a counter array).
+    pub const COUNT: usize = Skip::COUNT + POLICY_REASONS.len();
+
+    /// Dense index for counter arrays.
+    #[inline]
+    pub fn index(self) -> usize {
+        match self {
+            Reason::Skip(s) => s as usize,
+            Reason::PortNotBlocked => Skip::COUNT,
+            Reason::SourceNotDynamic => Skip::COUNT + 1,
+            Reason::SourceExempt => Skip::COUNT + 2,
+            Reason::DestinationRelay => Skip::COUNT + 3,
+            Reason::OutOfScope => Skip::COUNT + 4,
+            Reason::Blocked => Skip::COUNT + 5,
+            Reason::BlockedOverlapFragment => Skip::COUNT + 6,
+        }
+    }
+
+    /// Every reason in index order.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        Skip::ALL
+            .iter()
+            .map(|&s| Reason::Skip(s))
+            .chain(POLICY_REASONS.iter().map(|&(r, _)| r))
+    }
+
+    /// Stable snake_case name for reports and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Skip(s) => s.label(),
+            r => POLICY_REASONS[r.index() - Skip::COUNT].1,
+        }
+    }
+
+    /// Whether policy blocked the frame (whatever the action then does with it).
+    #[inline]
+    pub fn is_blocked(self) -> bool {
+        matches!(self, Reason::Blocked | Reason::BlockedOverlapFragment)
+    }
+}
+
+/// The set of blocked TCP destination ports: a 65536-bit bitmap.
+#[derive(Clone)]
+pub struct PortSet {
+    bits: Box<[u64; 1024]>,
+}
+
+impl PortSet {
+    /// A set of these ports.
+    pub fn new(ports: &[u16]) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        for &p in ports {
+            bits[usize::from(p >> 6)] |= 1 << (p & 63);
+        }
+        PortSet { bits }
+    }
+
+    /// Whether `port` is in the set.
+    #[inline]
+    pub fn contains(&self, port: u16) -> bool {
+        self.bits[usize::from(port >> 6)] & (1 << (port & 63)) != 0
+    }
+
+    /// The ports in ascending order.
+    pub fn to_vec(&self) -> Vec<u16> {
+        (0..=u16::MAX).filter(|&p| self.contains(p)).collect()
+    }
+}
+
+impl fmt::Debug for PortSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.to_vec()).finish()
+    }
+}
+
+/// Typed input for the outbound policy. Positions in these lists are what build errors and
+/// the match explanations refer to.
+#[derive(Clone, Debug, Default)]
+pub struct OutboundSpec {
+    /// Blocked TCP destination ports.
+    pub ports: Vec<u16>,
+    /// What to do with a blocked segment.
+    pub action: Action,
+    /// Dynamic subscriber pools.
+    pub dynamic: Vec<AnyPrefix>,
+    /// Exemptions from the pools (static customers, approved unblock requests).
+    pub exempt: Vec<AnyPrefix>,
+    /// The ISP's own mail relays.
+    pub relays: Vec<AnyPrefix>,
+    /// If not empty, only destinations inside these prefixes are blocked.
+    pub scope: Vec<AnyPrefix>,
+}
+
+/// Which list of an [`OutboundSpec`] an entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListName {
+    /// `dynamic`.
+    Dynamic,
+    /// `exempt`.
+    Exempt,
+    /// `relays`.
+    Relays,
+    /// `scope`.
+    Scope,
+}
+
+impl fmt::Display for ListName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListName::Dynamic => "dynamic",
+            ListName::Exempt => "exempt",
+            ListName::Relays => "relays",
+            ListName::Scope => "scope",
+        })
+    }
+}
+
+/// Why a policy cannot be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The same prefix is both dynamic and exempt.
+    #[error("{prefix} is listed in both dynamic (entry {dynamic}) and exempt (entry {exempt})")]
+    DynamicAndExempt {
+        /// The prefix.
+        prefix: AnyPrefix,
+        /// Its position in `dynamic`.
+        dynamic: usize,
+        /// Its position in `exempt`.
+        exempt: usize,
+    },
+    /// No port is blocked.
+    #[error("ports is empty: nothing could ever be blocked")]
+    NoPorts,
+    /// A table could not be built (an internal invariant broke).
+    #[error("building the {0} table failed: {1}")]
+    Table(ListName, BuildError),
+}
+
+/// A prefix listed more than once in the same list (kept once; reported as a warning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The list.
+    pub list: ListName,
+    /// The prefix.
+    pub prefix: AnyPrefix,
+    /// Position of the first occurrence.
+    pub first: usize,
+    /// Position of the repeat.
+    pub again: usize,
+}
+
+/// One address family's outbound tables.
+#[derive(Clone, Debug)]
+struct FamilyTables<K> {
+    /// dynamic ∪ exempt; value = (position << 1) | is_exempt.
+    sources: LpmTable<K>,
+    /// value = position in `relays`.
+    relays: LpmTable<K>,
+    /// value = position in `scope`.
+    scope: LpmTable<K>,
+}
+
+impl<K: crate::lpm::Bits> FamilyTables<K> {
+    #[inline]
+    fn judge(&self, src: K, dst: K, scoped: bool, overlap: bool) -> Reason {
+        let s = self.sources.lookup_raw(src);
+        if s == NO_MATCH {
+            return Reason::SourceNotDynamic;
+        }
+        if s & 1 == 1 {
+            return Reason::SourceExempt;
+        }
+        if self.relays.lookup_raw(dst) != NO_MATCH {
+            return Reason::DestinationRelay;
+        }
+        if scoped && self.scope.lookup_raw(dst) == NO_MATCH {
+            return Reason::OutOfScope;
+        }
+        if overlap {
+            Reason::BlockedOverlapFragment
+        } else {
+            Reason::Blocked
+        }
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.sources.memory_bytes() + self.relays.memory_bytes() + self.scope.memory_bytes()
+    }
+}
+
+/// Sizes of a built policy, for `op25b check` and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PolicySizes {
+    /// Distinct (dynamic, exempt, relays, scope) prefixes, IPv4.
+    pub v4: [usize; 4],
+    /// Distinct (dynamic, exempt, relays, scope) prefixes, IPv6.
+    pub v6: [usize; 4],
+    /// Bytes held by the lookup tables.
+    pub memory_bytes: usize,
+}
+
+/// An immutable, complete policy: what workers judge frames with.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    generation: u64,
+    ports: PortSet,
+    action: Action,
+    scoped: bool,
+    v4: FamilyTables<u32>,
+    v6: FamilyTables<u128>,
+    sizes: PolicySizes,
+    spec: OutboundSpec,
+}
+
+impl Policy {
+    /// Builds a policy; also returns the prefixes repeated inside one list.
+    pub fn build(
+        spec: OutboundSpec,
+        generation: u64,
+    ) -> Result<(Policy, Vec<Duplicate>), PolicyError> {
+        if spec.ports.is_empty() {
+            return Err(PolicyError::NoPorts);
+        }
+        let mut dups = Vec::new();
+        let mut sizes = PolicySizes::default();
+        // Sources: one table per family holding dynamic and exempt.
+        let mut src4 = Vec::new();
+        let mut src6 = Vec::new();
+        let mut seen: HashMap<AnyPrefix, (ListName, usize)> = HashMap::new();
+        for (list, entries, bit) in [
+            (ListName::Dynamic, &spec.dynamic, 0u32),
+            (ListName::Exempt, &spec.exempt, 1u32),
+        ] {
+            for (i, &p) in entries.iter().enumerate() {
+                match seen.get(&p) {
+                    Some(&(l, first)) if l == list => {
+                        dups.push(Duplicate {
+                            list,
+                            prefix: p,
+                            first,
+                            again: i,
+                        });
+                        continue;
+                    }
+                    Some(&(_, first)) => {
+                        return Err(PolicyError::DynamicAndExempt {
+                            prefix: p,
+                            dynamic: first,
+                            exempt: i,
+                        })
+                    }
+                    None => {
+                        seen.insert(p, (list, i));
+                    }
+                }
+                let v = ((i as u32) << 1) | bit;
+                match p {
+                    AnyPrefix::V4(q) => {
+                        src4.push((q, v));
+                        sizes.v4[bit as usize] += 1;
+                    }
+                    AnyPrefix::V6(q) => {
+                        src6.push((q, v));
+                        sizes.v6[bit as usize] += 1;
+                    }
+                }
+            }
+        }
+        let sources4 = Lpm4::build(&src4).map_err(|e| PolicyError::Table(ListName::Dynamic, e))?;
+        let sources6 = Lpm6::build(&src6).map_err(|e| PolicyError::Table(ListName::Dynamic, e))?;
+        let mut set_tables = |list: ListName, entries: &[AnyPrefix], slot: usize| {
+            let mut seen: HashMap<AnyPrefix, usize> = HashMap::new();
+            let (mut t4, mut t6) = (Vec::new(), Vec::new());
+            for (i, &p) in entries.iter().enumerate() {
+                if let Some(&first) = seen.get(&p) {
+                    dups.push(Duplicate {
+                        list,
+                        prefix: p,
+                        first,
+                        again: i,
+                    });
+                    continue;
+                }
+                seen.insert(p, i);
+                match p {
+                    AnyPrefix::V4(q) => t4.push((q, i as u32)),
+                    AnyPrefix::V6(q) => t6.push((q, i as u32)),
+                }
+            }
+            sizes.v4[slot] = t4.len();
+            sizes.v6[slot] = t6.len();
+            let t4 = Lpm4::build(&t4).map_err(|e| PolicyError::Table(list, e))?;
+            let t6 = Lpm6::build(&t6).map_err(|e| PolicyError::Table(list, e))?;
+            Ok::<_, PolicyError>((t4, t6))
+        };
+        let (relays4, relays6) = set_tables(ListName::Relays, &spec.relays, 2)?;
+        let (scope4, scope6) = set_tables(ListName::Scope, &spec.scope, 3)?;
+        let v4 = FamilyTables {
+            sources: sources4,
+            relays: relays4,
+            scope: scope4,
+        };
+        let v6 = FamilyTables {
+            sources: sources6,
+            relays: relays6,
+            scope: scope6,
+        };
+        sizes.memory_bytes = v4.memory_bytes() + v6.memory_bytes();
+        let policy = Policy {
+            generation,
+            ports: PortSet::new(&spec.ports),
+            action: spec.action,
+            scoped: !spec.scope.is_empty(),
+            v4,
+            v6,
+            sizes,
+            spec,
+        };
+        Ok((policy, dups))
+    }
+
+    /// A policy that blocks nothing: every frame is judged and forwarded.
+    pub fn empty() -> Policy {
+        let spec = OutboundSpec {
+            ports: vec![25],
+            ..OutboundSpec::default()
+        };
+        Policy::build(spec, 0).expect("the empty policy is valid").0
+    }
+
+    /// Judges one parsed frame.
+    #[inline]
+    pub fn judge(&self, key: &FlowKey) -> Reason {
+        let overlap = match key.transport {
+            Transport::Tcp { dport } => {
+                if !self.ports.contains(dport) {
+                    return Reason::PortNotBlocked;
+                }
+                false
+            }
+            Transport::Ipv4OverlapFragment => true,
+        };
+        match key.addrs {
+            Addrs::V4 { src, dst } => self.v4.judge(src, dst, self.scoped, overlap),
+            Addrs::V6 { src, dst } => self.v6.judge(src, dst, self.scoped, overlap),
+        }
+    }
+
+    /// Parses and judges one frame.
+    #[inline]
+    pub fn classify(&self, frame: &[u8]) -> (Reason, Verdict) {
+        let reason = match wire::parse(frame) {
+            Ok(key) => self.judge(&key),
+            Err(skip) => Reason::Skip(skip),
+        };
+        (reason, self.verdict(reason))
+    }
+
+    /// What the action makes of a reason.
+    #[inline]
+    pub fn verdict(&self, reason: Reason) -> Verdict {
+        if reason.is_blocked() && self.action == Action::Drop {
+            Verdict::Drop
+        } else {
+            Verdict::Forward
+        }
+    }
+
+    /// The generation number (increases with every successful reload).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The action for blocked segments.
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    /// The blocked ports.
+    pub fn ports(&self) -> &PortSet {
+        &self.ports
+    }
+
+    /// Table sizes.
+    pub fn sizes(&self) -> PolicySizes {
+        self.sizes
+    }
+
+    /// The spec this policy was built from.
+    pub fn spec(&self) -> &OutboundSpec {
+        &self.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::build::FrameBuilder;
+    use std::net::IpAddr;
+
+    fn pfx(s: &str) -> AnyPrefix {
+        let (a, l) = s.split_once('/').unwrap();
+        let len: u8 = l.parse().unwrap();
+        match a.parse::<IpAddr>().unwrap() {
+            IpAddr::V4(x) => AnyPrefix::V4(Prefix::new(u32::from(x), len).unwrap()),
+            IpAddr::V6(x) => AnyPrefix::V6(Prefix::new(u128::from(x), len).unwrap()),
+        }
+    }
+    fn pfxs(v: &[&str]) -> Vec<AnyPrefix> {
+        v.iter().map(|s| pfx(s)).collect()
+    }
+
+    fn spec() -> OutboundSpec {
+        OutboundSpec {
+            ports: vec![25],
+            action: Action::Drop,
+            dynamic: pfxs(&["10.0.0.0/8", "10.20.30.32/28", "2001:db8:100::/40"]),
+            exempt: pfxs(&["10.20.30.0/24", "10.9.9.9/32", "2001:db8:100:1::/64"]),
+            relays: pfxs(&["192.0.2.25/32", "2001:db8:ff::25/128"]),
+            scope: vec![],
+        }
+    }
+
+    fn judge(p: &Policy, src: &str, dst: &str, dport: u16) -> Reason {
+        let f = FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 40000, dport).build();
+        p.classify(&f).0
+    }
+
+    #[test]
+    fn design_md_semantics() {
+        let (p, dups) = Policy::build(spec(), 1).unwrap();
+        assert!(dups.is_empty());
+        assert_eq!(judge(&p, "10.1.1.1", "198.51.100.1", 25), Reason::Blocked);
+        assert_eq!(
+            judge(&p, "10.1.1.1", "198.51.100.1", 587),
+            Reason::PortNotBlocked
+        );
+        assert_eq!(
+            judge(&p, "10.1.1.1", "192.0.2.25", 25),
+            Reason::DestinationRelay
+        );
+        assert_eq!(
+            judge(&p, "10.9.9.9", "198.51.100.1", 25),
+            Reason::SourceExempt
+        );
+        // Exempt /24 inside the dynamic /8 …
+        assert_eq!(
+            judge(&p, "10.20.30.1", "198.51.100.1", 25),
+            Reason::SourceExempt
+        );
+        // … and a dynamic /28 inside that exempt /24 blocks again.
+        assert_eq!(
+            judge(&p, "10.20.30.33", "198.51.100.1", 25),
+            Reason::Blocked
+        );
+        assert_eq!(
+            judge(&p, "11.0.0.1", "198.51.100.1", 25),
+            Reason::SourceNotDynamic
+        );
+        assert_eq!(
+            judge(&p, "2001:db8:100::5", "2001:db8:9::1", 25),
+            Reason::Blocked
+        );
+        assert_eq!(
+            judge(&p, "2001:db8:100:1::5", "2001:db8:9::1", 25),
+            Reason::SourceExempt
+        );
+        assert_eq!(
+            judge(&p, "2001:db8:100::5", "2001:db8:ff::25", 25),
+            Reason::DestinationRelay
+        );
+        assert_eq!(
+            judge(&p, "2001:db8:200::5", "2001:db8:9::1", 25),
+            Reason::SourceNotDynamic
+        );
+        assert_eq!(p.verdict(Reason::Blocked), Verdict::Drop);
+        assert_eq!(p.sizes().v4, [2, 2, 1, 0]);
+        assert_eq!(p.sizes().v6, [1, 1, 1, 0]);
+    }
+
+    #[test]
+    fn scope_and_monitor() {
+        let mut s = spec();
+        s.scope = pfxs(&["198.51.100.0/24"]);
+        s.action = Action::Monitor;
+        s.ports = vec![25, 2525];
+        let (p, _) = Policy::build(s, 2).unwrap();
+        assert_eq!(judge(&p, "10.1.1.1", "198.51.100.1", 2525), Reason::Blocked);
+        assert_eq!(judge(&p, "10.1.1.1", "203.0.113.1", 25), Reason::OutOfScope);
+        // A v4-only scope puts every IPv6 destination out of scope.
+        assert_eq!(
+            judge(&p, "2001:db8:100::5", "2001:db8:9::1", 25),
+            Reason::OutOfScope
+        );
+        assert_eq!(p.verdict(Reason::Blocked), Verdict::Forward);
+        assert_eq!(p.generation(), 2);
+    }
+
+    #[test]
+    fn overlap_fragment_is_judged_as_blocked_port() {
+        let (p, _) = Policy::build(spec(), 1).unwrap();
+        let f = FrameBuilder::tcp(
+            "10.1.1.1".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+            1,
+            80,
+        )
+        .ipv4_fragment(1, false)
+        .build();
+        assert_eq!(
+            p.classify(&f),
+            (Reason::BlockedOverlapFragment, Verdict::Drop)
+        );
+        let f = FrameBuilder::tcp(
+            "10.9.9.9".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+            1,
+            80,
+        )
+        .ipv4_fragment(1, false)
+        .build();
+        assert_eq!(p.classify(&f).0, Reason::SourceExempt);
+    }
+
+    #[test]
+    fn conflicts_and_duplicates() {
+        let mut s = spec();
+        s.exempt.push(pfx("10.0.0.0/8"));
+        assert_eq!(
+            Policy::build(s, 1).unwrap_err(),
+            PolicyError::DynamicAndExempt {
+                prefix: pfx("10.0.0.0/8"),
+                dynamic: 0,
+                exempt: 3
+            }
+        );
+        let mut s = spec();
+        s.dynamic.push(pfx("10.0.0.0/8"));
+        s.relays.push(pfx("192.0.2.25/32"));
+        let (p, dups) = Policy::build(s, 1).unwrap();
+        assert_eq!(dups.len(), 2);
+        assert_eq!(
+            dups[0],
+            Duplicate {
+                list: ListName::Dynamic,
+                prefix: pfx("10.0.0.0/8"),
+                first: 0,
+                again: 3
+            }
+        );
+        assert_eq!(p.sizes().v4[0], 2);
+        let mut s = spec();
+        s.ports.clear();
+        assert_eq!(Policy::build(s, 1).unwrap_err(), PolicyError::NoPorts);
+    }
+
+    #[test]
+    fn reason_indexes_are_dense_and_labelled() {
+        let all: Vec<Reason> = Reason::all().collect();
+        assert_eq!(all.len(), Reason::COUNT);
+        for (i, r) in all.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(!r.label().is_empty());
+        }
+        let labels: std::collections::HashSet<_> = all.iter().map(|r| r.label()).collect();
+        assert_eq!(labels.len(), Reason::COUNT);
+    }
+
+    #[test]
+    fn port_set() {
+        let s = PortSet::new(&[0, 25, 63, 64, 65535]);
+        assert_eq!(s.to_vec(), vec![0, 25, 63, 64, 65535]);
+        assert!(!s.contains(26));
+    }
+}

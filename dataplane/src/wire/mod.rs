@@ -1,0 +1,286 @@
+//! Zero-copy decapsulation of one Ethernet frame to the few fields the policy reads.
+//!
+//! What is walked (DESIGN.md, "Policy semantics"): Ethernet II; at most two VLAN tags
+//! (TPID 0x8100, 0x88a8, 0x9100); a PPPoE session header (0x8864) carrying PPP protocol
+//! IPv4 (0x0021) or IPv6 (0x0057), also in the one-byte protocol-field-compressed form;
+//! the **outermost** IPv4 or IPv6 header (tunnels are not entered); IPv6 extension headers
+//! 0, 43, 44 and 60, at most [`MAX_IPV6_EXT_HEADERS`] of them; then the TCP destination port.
+//!
+//! Invariants:
+//! - The frame is borrowed, never copied, and no byte after the TCP destination port is ever
+//!   read (privacy by construction: a frame cut right after that port parses identically).
+//! - Every read is bounds-checked through `get`, so no byte string can make [`parse`] panic;
+//!   a frame that cannot be judged yields a [`Skip`] reason, never an error path.
+//! - Checksums are not verified: a verdict depends on addresses and ports only.
+//! - Unknown ethertypes, PPP protocols and IP protocols are not errors: they are [`Skip`]
+//!   reasons that the worker counts, and such frames pass.
+
+pub mod build;
+#[cfg(test)]
+mod tests;
+
+/// Most IPv6 extension headers walked before giving up on finding TCP.
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+/// Most VLAN tags walked (single tag or QinQ).
+pub const MAX_VLAN_TAGS: usize = 2;
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_PPPOE_SESSION: u16 = 0x8864;
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+const IPPROTO_TCP: u8 = 6;
+
+/// Source and destination of the outermost IP header, host byte order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Addrs {
+    /// IPv4 source and destination.
+    V4 {
+        /// Source address.
+        src: u32,
+        /// Destination address.
+        dst: u32,
+    },
+    /// IPv6 source and destination.
+    V6 {
+        /// Source address.
+        src: u128,
+        /// Destination address.
+        dst: u128,
+    },
+}
+
+/// What the policy knows of the TCP segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// An unfragmented segment or a first fragment: its destination port.
+    Tcp {
+        /// TCP destination port.
+        dport: u16,
+    },
+    /// An IPv4 TCP fragment at offset exactly 1 (8 bytes): it can overwrite the ports of
+    /// the first fragment on reassembly (RFC 1858), so it is judged as if its port were in
+    /// the blocked set.
+    Ipv4OverlapFragment,
+}
+
+/// Everything the policy reads of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    /// Outermost IP addresses.
+    pub addrs: Addrs,
+    /// TCP port information.
+    pub transport: Transport,
+}
+
+macro_rules! skip_reasons {
+    ($($(#[$doc:meta])* $name:ident = $label:literal,)*) => {
+        /// Why a frame is not judged by policy (it passes, and is counted under this reason).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum Skip {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Skip {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [Skip] = &[$(Skip::$name,)*];
+            /// Number of reasons (size of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Stable snake_case name used in reports and metrics.
+            pub const fn label(self) -> &'static str {
+                match self {
+                    $(Skip::$name => $label,)*
+                }
+            }
+        }
+    };
+}
+
+skip_reasons! {
+    /// The type/length field is below 0x0600: an IEEE 802.3 length frame (LLC, STP, …).
+    NotEthernetII = "not_ethernet_ii",
+    /// An ethertype other than IPv4, IPv6, PPPoE session or a VLAN tag (ARP, LLDP, …).
+    NotIp = "not_ip",
+    /// A PPPoE session frame whose PPP protocol is not IPv4 or IPv6 (LCP, IPCP, …).
+    PppNotIp = "ppp_not_ip",
+    /// An IP packet whose transport is not TCP (UDP, ICMP, a tunnel, ESP, AH, …).
+    NotTcp = "not_tcp",
+    /// A fragment other than the first: it carries no ports.
+    NonFirstFragment = "non_first_fragment",
+    /// More than two VLAN tags.
+    TooManyVlanTags = "too_many_vlan_tags",
+    /// More than eight IPv6 extension headers before TCP.
+    TooManyExtHeaders = "too_many_ipv6_ext_headers",
+    /// The frame ends inside the Ethernet, VLAN or PPPoE header.
+    TruncatedL2 = "truncated_l2",
+    /// The frame ends inside the IP header or an IPv6 extension header.
+    TruncatedL3 = "truncated_l3",
+    /// The frame (or the IP packet's stated length) ends before the TCP destination port.
+    TruncatedL4 = "truncated_l4",
+    /// A PPPoE session header with a version/type other than 1/1 or a non-zero code.
+    MalformedPppoe = "malformed_pppoe",
+    /// An IPv4 header with the wrong version, IHL below 5 or a total length below its IHL.
+    MalformedIpv4 = "malformed_ipv4",
+    /// An IPv6 header with the wrong version.
+    MalformedIpv6 = "malformed_ipv6",
+}
+
+#[inline(always)]
+fn rd8(f: &[u8], off: usize) -> Option<u8> {
+    f.get(off).copied()
+}
+
+#[inline(always)]
+fn rd16(f: &[u8], off: usize) -> Option<u16> {
+    let b = f.get(off..off + 2)?;
+    Some(u16::from_be_bytes([b[0], b[1]]))
+}
+
+#[inline(always)]
+fn be32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_be_bytes(a)
+}
+
+#[inline(always)]
+fn be128(b: &[u8]) -> u128 {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&b[..16]);
+    u128::from_be_bytes(a)
+}
+
+/// Decapsulates `frame` and returns the key the policy judges, or why it cannot be judged.
+#[inline]
+pub fn parse(frame: &[u8]) -> Result<FlowKey, Skip> {
+    let mut ethertype = rd16(frame, 12).ok_or(Skip::TruncatedL2)?;
+    if ethertype < 0x0600 {
+        return Err(Skip::NotEthernetII);
+    }
+    let mut off = 14;
+    let mut tags = 0;
+    while matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+        if tags == MAX_VLAN_TAGS {
+            return Err(Skip::TooManyVlanTags);
+        }
+        ethertype = rd16(frame, off + 2).ok_or(Skip::TruncatedL2)?;
+        off += 4;
+        tags += 1;
+    }
+    match ethertype {
+        ETHERTYPE_IPV4 => ipv4(frame, off),
+        ETHERTYPE_IPV6 => ipv6(frame, off),
+        ETHERTYPE_PPPOE_SESSION => {
+            let hdr = frame.get(off..off + 7).ok_or(Skip::TruncatedL2)?;
+            if hdr[0] != 0x11 || hdr[1] != 0 {
+                return Err(Skip::MalformedPppoe);
+            }
+            // PPP protocol numbers have an odd low byte and an even high byte, so an odd
+            // first byte is a compressed (one-byte) protocol field (RFC 1661 §6.5).
+            let (proto, ip_off) = if hdr[6] & 1 == 1 {
+                (u16::from(hdr[6]), off + 7)
+            } else {
+                (rd16(frame, off + 6).ok_or(Skip::TruncatedL2)?, off + 8)
+            };
+            match proto {
+                PPP_IPV4 => ipv4(frame, ip_off),
+                PPP_IPV6 => ipv6(frame, ip_off),
+                _ => Err(Skip::PppNotIp),
+            }
+        }
+        _ => Err(Skip::NotIp),
+    }
+}
+
+#[inline]
+fn ipv4(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
+    let h = frame.get(off..off + 20).ok_or(Skip::TruncatedL3)?;
+    let ihl = usize::from(h[0] & 0x0f) * 4;
+    let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    if h[0] >> 4 != 4 || ihl < 20 || total_len < ihl {
+        return Err(Skip::MalformedIpv4);
+    }
+    let addrs = Addrs::V4 {
+        src: be32(&h[12..16]),
+        dst: be32(&h[16..20]),
+    };
+    if h[9] != IPPROTO_TCP {
+        return Err(Skip::NotTcp);
+    }
+    let frag_offset = u16::from_be_bytes([h[6], h[7]]) & 0x1fff;
+    match frag_offset {
+        0 => {}
+        1 => {
+            return Ok(FlowKey {
+                addrs,
+                transport: Transport::Ipv4OverlapFragment,
+            })
+        }
+        _ => return Err(Skip::NonFirstFragment),
+    }
+    // Ethernet padding lies beyond the IP total length; a short capture ends before it.
+    let end = frame.len().min(off + total_len);
+    tcp(frame, off + ihl, end, addrs)
+}
+
+#[inline]
+fn ipv6(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
+    let h = frame.get(off..off + 40).ok_or(Skip::TruncatedL3)?;
+    if h[0] >> 4 != 6 {
+        return Err(Skip::MalformedIpv6);
+    }
+    let payload_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let addrs = Addrs::V6 {
+        src: be128(&h[8..24]),
+        dst: be128(&h[24..40]),
+    };
+    // A zero payload length announces a jumbogram (RFC 2675): the frame bounds it.
+    let end = if payload_len == 0 {
+        frame.len()
+    } else {
+        frame.len().min(off + 40 + payload_len)
+    };
+    // `end` lies in off+40..=frame.len(): the header check above read off..off+40.
+    let bounded = &frame[..end];
+    let mut next = h[6];
+    let mut p = off + 40;
+    let mut walked = 0;
+    loop {
+        match next {
+            IPPROTO_TCP => return tcp(frame, p, end, addrs),
+            0 | 43 | 60 | 44 => {
+                if walked == MAX_IPV6_EXT_HEADERS {
+                    return Err(Skip::TooManyExtHeaders);
+                }
+                walked += 1;
+                let nh = rd8(bounded, p).ok_or(Skip::TruncatedL3)?;
+                if next == 44 {
+                    let frag = rd16(bounded, p + 2).ok_or(Skip::TruncatedL3)?;
+                    if frag >> 3 != 0 {
+                        return Err(Skip::NonFirstFragment);
+                    }
+                    p += 8;
+                } else {
+                    let len = rd8(bounded, p + 1).ok_or(Skip::TruncatedL3)?;
+                    p += (usize::from(len) + 1) * 8;
+                }
+                next = nh;
+            }
+            _ => return Err(Skip::NotTcp),
+        }
+    }
+}
+
+#[inline(always)]
+fn tcp(frame: &[u8], l4: usize, end: usize, addrs: Addrs) -> Result<FlowKey, Skip> {
+    if l4 + 4 > end {
+        return Err(Skip::TruncatedL4);
+    }
+    let dport = rd16(frame, l4 + 2).ok_or(Skip::TruncatedL4)?;
+    Ok(FlowKey {
+        addrs,
+        transport: Transport::Tcp { dport },
+    })
+}
