@@ -256,8 +256,9 @@ impl<R: Read> CaptureReader<R> {
                 if more < 12 {
                     return Err(CaptureError::TooShort { len: 12 + more });
                 }
-                // The upper bits carry FCS information, not the link type.
-                let linktype = rd32(&head, 20, big_endian) & 0x0fff_ffff;
+                // Only the low 16 bits are the link type; the upper ones carry FCS
+                // information and flags.
+                let linktype = rd32(&head, 20, big_endian) & 0xffff;
                 if linktype != LINKTYPE_ETHERNET {
                     return Err(CaptureError::LinkType {
                         linktype,
@@ -568,6 +569,54 @@ impl<R: Read> CaptureReader<R> {
         self.offset += len as u64;
         self.frames += 1;
         Ok(Next::Frame)
+    }
+}
+
+/// Writes a classic pcap file: a header, then records. For making captures (tests, the
+/// benchmark's synthetic traffic, samples); replay output copies input records instead.
+#[derive(Debug)]
+pub struct PcapWriter<W> {
+    w: W,
+    nanos: bool,
+}
+
+impl<W: Write> PcapWriter<W> {
+    /// Writes a little-endian pcap header for Ethernet with snap length 262144.
+    pub fn new(mut w: W, nanos: bool) -> io::Result<Self> {
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        let mut h = Vec::with_capacity(24);
+        h.extend_from_slice(&magic.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&0i32.to_le_bytes());
+        h.extend_from_slice(&0u32.to_le_bytes());
+        h.extend_from_slice(&262_144u32.to_le_bytes());
+        h.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        w.write_all(&h)?;
+        Ok(PcapWriter { w, nanos })
+    }
+
+    /// Appends one frame with a timestamp in nanoseconds since the epoch.
+    pub fn write(&mut self, ts_ns: u64, frame: &[u8]) -> io::Result<()> {
+        let sec = (ts_ns / 1_000_000_000) as u32;
+        let frac = if self.nanos {
+            ts_ns % 1_000_000_000
+        } else {
+            ts_ns % 1_000_000_000 / 1000
+        } as u32;
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&sec.to_le_bytes());
+        h[4..8].copy_from_slice(&frac.to_le_bytes());
+        h[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        h[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.w.write_all(&h)?;
+        self.w.write_all(frame)
+    }
+
+    /// Flushes and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.w.flush()?;
+        Ok(self.w)
     }
 }
 

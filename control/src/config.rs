@@ -1,0 +1,608 @@
+//! The TOML configuration: parsing, prefix-list files, validation, and the typed
+//! [`OutboundSpec`] the data plane builds a [`Policy`] from.
+//!
+//! Contract (DESIGN.md): every list may be inline or in files of one prefix per line (`#`
+//! starts a comment, blank lines are ignored); an address without a length is a host
+//! prefix. Relative file names are resolved against the directory of the config file.
+//!
+//! Invariants:
+//! - Unknown sections and keys are errors, so a typo never silently disables a rule.
+//! - Every error names the file, the line and the offending text.
+//! - A prefix with host bits set (`10.1.2.3/8`) is an error, not silently truncated: it
+//!   usually means a typo in either the address or the length, and guessing is how a pool
+//!   ends up blocked or unblocked by accident.
+//! - The same prefix in `dynamic` and `exempt` is an error naming both places; a prefix
+//!   repeated within one list is a warning and counts once.
+
+use ipnet::IpNet;
+use op25b_dataplane::lpm::Prefix;
+use op25b_dataplane::policy::{
+    Action, AnyPrefix, Duplicate, ListName, OutboundSpec, Policy, PolicyError,
+};
+use serde::Deserialize;
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+/// A place in a config or prefix file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The file.
+    pub file: Arc<Path>,
+    /// 1-based line.
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type.
+    #[error("{at}: {message}")]
+    Syntax {
+        /// Where.
+        at: String,
+        /// What toml said.
+        message: String,
+    },
+    /// A bad value at a known place.
+    #[error("{at}: {list}: {text:?}: {why}")]
+    Value {
+        /// Where.
+        at: Origin,
+        /// The key or list.
+        list: String,
+        /// The text as written.
+        text: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A prefix in both dynamic and exempt.
+    #[error("{exempt_at}: exempt: {prefix} is also listed in dynamic at {dynamic_at}; remove one of them")]
+    DynamicAndExempt {
+        /// The prefix.
+        prefix: AnyPrefix,
+        /// Where it is dynamic.
+        dynamic_at: Origin,
+        /// Where it is exempt.
+        exempt_at: Origin,
+    },
+    /// The policy cannot be built for another reason.
+    #[error("{at}: {source}")]
+    Policy {
+        /// The config file.
+        at: String,
+        /// Why.
+        source: PolicyError,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    outbound: Spanned<RawOutbound>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawAction {
+    Drop,
+    Reject,
+    Monitor,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    #[serde(default)]
+    ports: Option<Spanned<Vec<Spanned<u16>>>>,
+    #[serde(default)]
+    action: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    dynamic: Vec<Spanned<String>>,
+    #[serde(default)]
+    dynamic_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    relays: Vec<Spanned<String>>,
+    #[serde(default)]
+    relays_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    scope: Vec<Spanned<String>>,
+    #[serde(default)]
+    scope_files: Vec<Spanned<String>>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The config file.
+    pub path: PathBuf,
+    /// Outbound policy input.
+    pub outbound: OutboundSpec,
+    /// Where each entry of each list came from, parallel to the lists in `outbound`.
+    pub origins: ListOrigins,
+}
+
+/// Origins of the entries of each list.
+#[derive(Clone, Debug, Default)]
+pub struct ListOrigins {
+    /// For `dynamic`.
+    pub dynamic: Vec<Origin>,
+    /// For `exempt`.
+    pub exempt: Vec<Origin>,
+    /// For `relays`.
+    pub relays: Vec<Origin>,
+    /// For `scope`.
+    pub scope: Vec<Origin>,
+}
+
+impl ListOrigins {
+    /// The origins of one list.
+    pub fn of(&self, list: ListName) -> &[Origin] {
+        match list {
+            ListName::Dynamic => &self.dynamic,
+            ListName::Exempt => &self.exempt,
+            ListName::Relays => &self.relays,
+            ListName::Scope => &self.scope,
+        }
+    }
+}
+
+/// A built policy with the warnings found on the way.
+#[derive(Debug)]
+pub struct Built {
+    /// The policy.
+    pub policy: Policy,
+    /// Human-readable warnings (repeated prefixes, …).
+    pub warnings: Vec<String>,
+}
+
+fn line_of(text: &str, byte: usize) -> usize {
+    text.as_bytes()[..byte.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parses one prefix as written in a config or prefix file.
+pub fn parse_prefix(text: &str) -> Result<AnyPrefix, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty prefix".into());
+    }
+    let net: IpNet = if t.contains('/') {
+        t.parse().map_err(|_| {
+            let (addr, len) = t.split_once('/').unwrap_or((t, ""));
+            if addr.parse::<std::net::IpAddr>().is_err() {
+                format!("{addr:?} is not an IPv4 or IPv6 address")
+            } else {
+                match len.parse::<u8>() {
+                    Ok(l) => format!("prefix length /{l} is too long for this address family"),
+                    Err(_) => format!("prefix length {len:?} is not a number"),
+                }
+            }
+        })?
+    } else {
+        let addr: std::net::IpAddr = t
+            .parse()
+            .map_err(|_| format!("{t:?} is not an IPv4 or IPv6 address or prefix"))?;
+        IpNet::from(addr)
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "host bits are set beyond /{}; the network is {} (or did you mean /{}?)",
+            net.prefix_len(),
+            net.trunc(),
+            net.max_prefix_len()
+        ));
+    }
+    Ok(match net {
+        IpNet::V4(n) => AnyPrefix::V4(
+            Prefix::new(u32::from(n.network()), n.prefix_len()).map_err(|e| e.to_string())?,
+        ),
+        IpNet::V6(n) => AnyPrefix::V6(
+            Prefix::new(u128::from(n.network()), n.prefix_len()).map_err(|e| e.to_string())?,
+        ),
+    })
+}
+
+/// Reads a prefix file: one prefix per line, `#` comments, blank lines ignored.
+pub fn read_prefix_file(
+    path: &Path,
+    list: &str,
+    out: &mut Vec<AnyPrefix>,
+    origins: &mut Vec<Origin>,
+) -> Result<(), ConfigError> {
+    let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let shared: Arc<Path> = Arc::from(path);
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = String::new();
+    let mut number = 0;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        if n == 0 {
+            return Ok(());
+        }
+        number += 1;
+        let content = line.split('#').next().unwrap_or("").trim();
+        if content.is_empty() {
+            continue;
+        }
+        let at = Origin {
+            file: shared.clone(),
+            line: number,
+        };
+        if content.split_whitespace().nth(1).is_some() {
+            return Err(ConfigError::Value {
+                at,
+                list: list.to_string(),
+                text: content.to_string(),
+                why: "one prefix per line expected".into(),
+            });
+        }
+        match parse_prefix(content) {
+            Ok(p) => {
+                out.push(p);
+                origins.push(at);
+            }
+            Err(why) => {
+                return Err(ConfigError::Value {
+                    at,
+                    list: list.to_string(),
+                    text: content.to_string(),
+                    why,
+                })
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file and every prefix file it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_str(path, &text)
+    }
+
+    /// Parses config `text` as if read from `path` (prefix files resolve against its
+    /// directory).
+    pub fn from_str(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: Arc<Path> = Arc::from(path);
+        let at = |span: std::ops::Range<usize>| Origin {
+            file: file.clone(),
+            line: line_of(text, span.start),
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let loc = match e.span() {
+                Some(s) => {
+                    let line = line_of(text, s.start);
+                    let col = s.start
+                        - text[..s.start.min(text.len())]
+                            .rfind('\n')
+                            .map_or(0, |i| i + 1)
+                        + 1;
+                    format!("{}:{line}:{col}", path.display())
+                }
+                None => path.display().to_string(),
+            };
+            ConfigError::Syntax {
+                at: loc,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let o = raw.outbound.into_inner();
+        let mut spec = OutboundSpec {
+            ports: vec![25],
+            ..OutboundSpec::default()
+        };
+        if let Some(ports) = o.ports {
+            spec.ports.clear();
+            if ports.get_ref().is_empty() {
+                return Err(ConfigError::Value {
+                    at: at(ports.span()),
+                    list: "ports".into(),
+                    text: "[]".into(),
+                    why: "no port to block; leave ports out for the default [25]".into(),
+                });
+            }
+            for p in ports.into_inner() {
+                if *p.get_ref() == 0 {
+                    return Err(ConfigError::Value {
+                        at: at(p.span()),
+                        list: "ports".into(),
+                        text: "0".into(),
+                        why: "port 0 is not a TCP destination port".into(),
+                    });
+                }
+                spec.ports.push(p.into_inner());
+            }
+        }
+        if let Some(action) = o.action {
+            spec.action = match action.get_ref() {
+                RawAction::Drop => Action::Drop,
+                RawAction::Monitor => Action::Monitor,
+                RawAction::Reject => return Err(ConfigError::Value {
+                    at: at(action.span()),
+                    list: "action".into(),
+                    text: "reject".into(),
+                    why:
+                        "TCP reset generation is not in this build yet; use \"drop\" or \"monitor\""
+                            .into(),
+                }),
+            };
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut origins = ListOrigins::default();
+        let lists = [
+            (
+                "dynamic",
+                &o.dynamic,
+                &o.dynamic_files,
+                &mut spec.dynamic,
+                &mut origins.dynamic,
+            ),
+            (
+                "exempt",
+                &o.exempt,
+                &o.exempt_files,
+                &mut spec.exempt,
+                &mut origins.exempt,
+            ),
+            (
+                "relays",
+                &o.relays,
+                &o.relays_files,
+                &mut spec.relays,
+                &mut origins.relays,
+            ),
+            (
+                "scope",
+                &o.scope,
+                &o.scope_files,
+                &mut spec.scope,
+                &mut origins.scope,
+            ),
+        ];
+        for (name, inline, files, out, orig) in lists {
+            for item in inline {
+                let origin = at(item.span());
+                match parse_prefix(item.get_ref()) {
+                    Ok(p) => {
+                        out.push(p);
+                        orig.push(origin);
+                    }
+                    Err(why) => {
+                        return Err(ConfigError::Value {
+                            at: origin,
+                            list: name.into(),
+                            text: item.get_ref().clone(),
+                            why,
+                        })
+                    }
+                }
+            }
+            for f in files {
+                let p = base.join(f.get_ref());
+                if !p.is_file() {
+                    return Err(ConfigError::Value {
+                        at: at(f.span()),
+                        list: format!("{name}_files"),
+                        text: f.get_ref().clone(),
+                        why: format!("no such file ({})", p.display()),
+                    });
+                }
+                read_prefix_file(&p, name, out, orig)?;
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            outbound: spec,
+            origins,
+        })
+    }
+
+    /// Builds the policy with this generation number.
+    pub fn build(&self, generation: u64) -> Result<Built, ConfigError> {
+        let (policy, dups) =
+            Policy::build(self.outbound.clone(), generation).map_err(|e| match e {
+                PolicyError::DynamicAndExempt {
+                    prefix,
+                    dynamic,
+                    exempt,
+                } => ConfigError::DynamicAndExempt {
+                    prefix,
+                    dynamic_at: self.origins.dynamic[dynamic].clone(),
+                    exempt_at: self.origins.exempt[exempt].clone(),
+                },
+                source => ConfigError::Policy {
+                    at: self.path.display().to_string(),
+                    source,
+                },
+            })?;
+        let warnings = dups.iter().map(|d| self.describe_duplicate(d)).collect();
+        Ok(Built { policy, warnings })
+    }
+
+    fn describe_duplicate(&self, d: &Duplicate) -> String {
+        let o = self.origins.of(d.list);
+        format!(
+            "{}: {}: {} repeats {}; counted once",
+            o[d.again], d.list, d.prefix, o[d.first]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_str(Path::new("/nonexistent/op25b.toml"), text)
+    }
+    fn err(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_inline_config() {
+        let c = load(
+            r#"
+[outbound]
+ports = [25, 2525]
+action = "monitor"
+dynamic = ["10.0.0.0/8", "2001:db8:100::/40"]
+exempt = ["10.20.30.40"]
+relays = ["192.0.2.25/32"]
+scope = []
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.outbound.ports, vec![25, 2525]);
+        assert_eq!(c.outbound.action, Action::Monitor);
+        assert_eq!(c.outbound.dynamic.len(), 2);
+        assert_eq!(
+            c.outbound.exempt[0],
+            parse_prefix("10.20.30.40/32").unwrap()
+        );
+        assert_eq!(c.origins.exempt[0].line, 6);
+        let b = c.build(1).unwrap();
+        assert!(b.warnings.is_empty());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load("[outbound]\n").unwrap();
+        assert_eq!(c.outbound.ports, vec![25]);
+        assert_eq!(c.outbound.action, Action::Drop);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_text() {
+        assert_eq!(
+            err("[outbound]\ndynamic = [\n  \"10.0.0.0/8\",\n  \"10.1.2.3/8\",\n]\n"),
+            "/nonexistent/op25b.toml:4: dynamic: \"10.1.2.3/8\": host bits are set beyond /8; the network is 10.0.0.0/8 (or did you mean /32?)"
+        );
+        assert_eq!(
+            err("[outbound]\nrelays = [\"192.0.2.256\"]\n"),
+            "/nonexistent/op25b.toml:2: relays: \"192.0.2.256\": \"192.0.2.256\" is not an IPv4 or IPv6 address or prefix"
+        );
+        assert_eq!(
+            err("[outbound]\nscope = [\"10.0.0.0/33\"]\n"),
+            "/nonexistent/op25b.toml:2: scope: \"10.0.0.0/33\": prefix length /33 is too long for this address family"
+        );
+        assert!(err("[outbound]\ndynamik = []\n")
+            .starts_with("/nonexistent/op25b.toml:2:1: unknown field `dynamik`"));
+        assert!(err("[outbond]\n").contains("unknown field `outbond`"));
+        assert!(err("[outbound]\nports = [70000]\n").starts_with("/nonexistent/op25b.toml:2:"));
+        assert!(err("[outbound]\naction = \"block\"\n").contains("unknown variant `block`"));
+        assert!(
+            err("[outbound]\naction = \"reject\"\n").contains(":2: action: \"reject\": TCP reset")
+        );
+        assert!(err("[outbound]\nports = []\n").contains(":2: ports"));
+        assert!(err("[outbound]\nports = [0]\n").contains("port 0"));
+        assert!(err("[outbound]\ndynamic_files = [\"nope.txt\"]\n")
+            .contains(":2: dynamic_files: \"nope.txt\": no such file"));
+        assert!(err("[outbound\n").starts_with("/nonexistent/op25b.toml:1:"));
+    }
+
+    #[test]
+    fn dynamic_and_exempt_conflict_names_both_places() {
+        let c =
+            load("[outbound]\ndynamic = [\"10.0.0.0/8\"]\n\nexempt = [\"10.0.0.0/8\"]\n").unwrap();
+        assert_eq!(
+            c.build(1).unwrap_err().to_string(),
+            "/nonexistent/op25b.toml:4: exempt: 10.0.0.0/8 is also listed in dynamic at /nonexistent/op25b.toml:2; remove one of them"
+        );
+    }
+
+    #[test]
+    fn duplicates_warn() {
+        let c = load("[outbound]\ndynamic = [\"10.0.0.0/8\",\n \"10.0.0.0/8\"]\n").unwrap();
+        let b = c.build(1).unwrap();
+        assert_eq!(
+            b.warnings,
+            vec!["/nonexistent/op25b.toml:3: dynamic: 10.0.0.0/8 repeats /nonexistent/op25b.toml:2; counted once"]
+        );
+    }
+
+    #[test]
+    fn prefix_files() {
+        let dir = std::env::temp_dir().join(format!("op25b-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("pools.txt"),
+            "# pools\n10.0.0.0/8\n\n100.64.0.0/10   # CGNAT\n2001:db8::/32\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("bad.txt"), "10.0.0.0/8\n10.0.0.0/8 11.0.0.0/8\n").unwrap();
+        std::fs::write(dir.join("bad2.txt"), "\n\nfoo\n").unwrap();
+        let cfg = dir.join("op25b.toml");
+        let c = Config::from_str(&cfg, "[outbound]\ndynamic_files = [\"pools.txt\"]\n").unwrap();
+        assert_eq!(c.outbound.dynamic.len(), 3);
+        assert_eq!(c.origins.dynamic[1].line, 4);
+        assert!(c.origins.dynamic[1].to_string().ends_with("pools.txt:4"));
+        let e = Config::from_str(&cfg, "[outbound]\nexempt_files = [\"bad.txt\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(
+                "bad.txt:2: exempt: \"10.0.0.0/8 11.0.0.0/8\": one prefix per line expected"
+            ),
+            "{e}"
+        );
+        let e = Config::from_str(&cfg, "[outbound]\nrelays_files = [\"bad2.txt\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with(
+                "bad2.txt:3: relays: \"foo\": \"foo\" is not an IPv4 or IPv6 address or prefix"
+            ),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn prefix_forms() {
+        assert!(matches!(parse_prefix("2001:db8::1"), Ok(AnyPrefix::V6(p)) if p.len == 128));
+        assert!(matches!(parse_prefix(" 0.0.0.0/0 "), Ok(AnyPrefix::V4(p)) if p.len == 0));
+        assert!(parse_prefix("10.0.0.0/x")
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(parse_prefix("2001:db8::/129")
+            .unwrap_err()
+            .contains("too long"));
+    }
+}

@@ -1,0 +1,10 @@
+//! The op25b control plane: configuration, policy building and the offline replay driver.
+//! The `op25b` binary (`main.rs`) is a thin CLI over these modules.
+//!
+//! Invariants: nothing here touches frames except through `op25b_dataplane`'s worker and
+//! ports; every error carries enough context (file, line, text, frame) to act on.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod replay;

@@ -1,0 +1,174 @@
+//! `op25b`: the command-line entry point (`replay`, `check`).
+//!
+//! Exit codes: 0 success; 1 the input or an output failed (unreadable capture, other link
+//! type, truncated file, write error); 2 bad usage or a refused configuration.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use op25b::config::Config;
+use op25b::replay::{self, ReplayArgs};
+use op25b_dataplane::policy::Action;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "op25b", version, about = "Outbound Port 25 Blocking appliance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Judge every frame of a pcap/pcapng capture; write passing and dropped frames apart.
+    Replay {
+        /// The TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The capture to read (pcap or pcapng, Ethernet link type).
+        #[arg(long, value_name = "CAPTURE")]
+        input: PathBuf,
+        /// Where frames that pass are written.
+        #[arg(long, value_name = "PASS.pcap")]
+        pass_out: PathBuf,
+        /// Where dropped frames are written.
+        #[arg(long, value_name = "DROP.pcap")]
+        drop_out: PathBuf,
+        /// Write a JSON report (counts by verdict and reason, frames/s, latency).
+        #[arg(long, value_name = "REPORT.json")]
+        report: Option<PathBuf>,
+        /// Frames per burst.
+        #[arg(long, default_value_t = op25b_dataplane::worker::DEFAULT_BURST as u16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        burst: u16,
+    },
+    /// Validate a configuration and print its table sizes.
+    Check {
+        /// The TOML configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+fn load(path: &PathBuf) -> Result<op25b::config::Built, ExitCode> {
+    let built = Config::load(path).and_then(|c| c.build(1)).map_err(|e| {
+        eprintln!("op25b: error: {e}");
+        ExitCode::from(2)
+    })?;
+    for w in &built.warnings {
+        eprintln!("op25b: warning: {w}");
+    }
+    Ok(built)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => {
+            let start = Instant::now();
+            let built = match load(&config) {
+                Ok(b) => b,
+                Err(code) => return code,
+            };
+            let took = start.elapsed();
+            let p = &built.policy;
+            let s = p.sizes();
+            println!("{}: ok", config.display());
+            println!(
+                "  ports: {:?}  action: {}",
+                p.ports().to_vec(),
+                match p.action() {
+                    Action::Drop => "drop",
+                    Action::Monitor => "monitor",
+                }
+            );
+            println!("  {:<8} {:>10} {:>10}", "list", "IPv4", "IPv6");
+            for (i, name) in ["dynamic", "exempt", "relays", "scope"].iter().enumerate() {
+                println!("  {:<8} {:>10} {:>10}", name, s.v4[i], s.v6[i]);
+            }
+            if s.v4[3] + s.v6[3] == 0 {
+                println!("  scope is empty: every destination is in scope");
+            }
+            println!(
+                "  lookup tables: {:.1} KiB; loaded and built in {:.1} ms; {} warning(s)",
+                s.memory_bytes as f64 / 1024.0,
+                took.as_secs_f64() * 1e3,
+                built.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Replay {
+            config,
+            input,
+            pass_out,
+            drop_out,
+            report,
+            burst,
+        } => {
+            let built = match load(&config) {
+                Ok(b) => b,
+                Err(code) => return code,
+            };
+            let args = ReplayArgs {
+                input,
+                pass_out,
+                drop_out,
+                report,
+                burst: usize::from(burst),
+            };
+            match replay::replay(built, &args) {
+                Err(e) => {
+                    eprintln!("op25b: error: {e}");
+                    ExitCode::from(1)
+                }
+                Ok(o) => {
+                    let c = &o.counters;
+                    println!(
+                        "{}: {} frames: {} passed, {} dropped{} in {:.3} s ({:.0} frames/s)",
+                        args.input.display(),
+                        c.rx,
+                        c.tx,
+                        c.dropped,
+                        if c.monitored > 0 {
+                            format!(" ({} would have been dropped: monitor)", c.monitored)
+                        } else {
+                            String::new()
+                        },
+                        o.elapsed_s,
+                        if o.elapsed_s > 0.0 {
+                            c.rx as f64 / o.elapsed_s
+                        } else {
+                            0.0
+                        },
+                    );
+                    let mut why: Vec<(u64, &str)> = op25b_dataplane::policy::Reason::all()
+                        .map(|r| (c.reason(r), r.label()))
+                        .filter(|&(n, _)| n > 0)
+                        .collect();
+                    why.sort_by(|a, b| b.0.cmp(&a.0));
+                    let why: Vec<String> = why.iter().map(|(n, l)| format!("{l}={n}")).collect();
+                    println!("  reasons: {}", why.join(" "));
+                    if !o.latency.is_empty() {
+                        println!(
+                            "  classify latency per frame: p50 {} ns, p99 {} ns, max {} ns",
+                            o.latency.value_at_quantile(0.5),
+                            o.latency.value_at_quantile(0.99),
+                            o.latency.max()
+                        );
+                    }
+                    match o.error {
+                        Some(e) => {
+                            eprintln!(
+                                "op25b: error: {e} (the {} frames before it were written)",
+                                c.rx
+                            );
+                            ExitCode::from(1)
+                        }
+                        None => ExitCode::SUCCESS,
+                    }
+                }
+            }
+        }
+    }
+}

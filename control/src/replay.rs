@@ -1,0 +1,241 @@
+//! `op25b replay`: runs a capture file through the same worker the live appliance uses and
+//! writes the passing and the dropped frames to two captures, plus an optional JSON report.
+//!
+//! Invariants:
+//! - Outputs have the input's format, header, link type and timestamps; every input frame
+//!   is in exactly one of them, unchanged, in input order.
+//! - On a truncated or corrupt input, every frame before the damage is still judged and
+//!   written, the outputs are flushed, the report (if asked for) says what happened, and
+//!   the error names the frame and byte offset.
+//! - An output path that is the input file is refused before anything is opened for
+//!   writing.
+
+use crate::config::Built;
+use arc_swap::ArcSwap;
+use hdrhistogram::Histogram;
+use op25b_dataplane::policy::{Action, Policy, Reason};
+use op25b_dataplane::port::pcap::{CaptureReader, Format, PcapPort};
+use op25b_dataplane::port::{Port, PortError};
+use op25b_dataplane::worker::{Counters, Worker};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What to replay.
+#[derive(Clone, Debug)]
+pub struct ReplayArgs {
+    /// The capture to read.
+    pub input: PathBuf,
+    /// Where passing frames go.
+    pub pass_out: PathBuf,
+    /// Where dropped frames go.
+    pub drop_out: PathBuf,
+    /// Where the JSON report goes, if anywhere.
+    pub report: Option<PathBuf>,
+    /// Frames per burst.
+    pub burst: usize,
+}
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// A file could not be opened or created.
+    #[error("{}: {what}: {source}", path.display())]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// "cannot open input", "cannot create output", …
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An output would overwrite the input.
+    #[error("{}: is the input file; refusing to overwrite it", .0.display())]
+    OutputIsInput(PathBuf),
+    /// The input is not a readable Ethernet capture.
+    #[error("{}: {source}", path.display())]
+    Input {
+        /// The input.
+        path: PathBuf,
+        /// Why.
+        source: PortError,
+    },
+    /// Writing the report failed.
+    #[error("{}: cannot write report: {source}", path.display())]
+    Report {
+        /// The report file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The result of a replay that ran (completely or up to an input error).
+#[derive(Debug)]
+pub struct Outcome {
+    /// Counters of the worker.
+    pub counters: Counters,
+    /// Latency histogram (ns per frame).
+    pub latency: Histogram<u64>,
+    /// Wall time from first read to last write.
+    pub elapsed_s: f64,
+    /// The input error that stopped the replay early, if any.
+    pub error: Option<ReplayError>,
+    /// The JSON report.
+    pub report: Value,
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Replays `args.input` through `built.policy`.
+///
+/// Returns `Err` only when nothing could be processed (input unopenable, not a capture,
+/// wrong link type, outputs not creatable); an input that breaks part-way gives an
+/// `Outcome` whose `error` is set.
+pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
+    for out in [&args.pass_out, &args.drop_out] {
+        if same_file(out, &args.input) {
+            return Err(ReplayError::OutputIsInput(out.clone()));
+        }
+    }
+    let input = File::open(&args.input).map_err(|source| ReplayError::Open {
+        path: args.input.clone(),
+        what: "cannot open input",
+        source,
+    })?;
+    let reader = CaptureReader::open(BufReader::with_capacity(1 << 20, input)).map_err(|e| {
+        ReplayError::Input {
+            path: args.input.clone(),
+            source: e.into(),
+        }
+    })?;
+    let format = reader.format();
+    let create = |p: &PathBuf| {
+        File::create(p)
+            .map(|f| BufWriter::with_capacity(1 << 20, f))
+            .map_err(|source| ReplayError::Open {
+                path: p.clone(),
+                what: "cannot create output",
+                source,
+            })
+    };
+    let pass = create(&args.pass_out)?;
+    let drop = create(&args.drop_out)?;
+    let mut port = PcapPort::new(reader, pass, drop).map_err(|source| ReplayError::Input {
+        path: args.pass_out.clone(),
+        source,
+    })?;
+    let policy_summary = policy_json(&built.policy);
+    let handle = ArcSwap::from_pointee(built.policy);
+    let mut worker = Worker::new(args.burst);
+    let start = Instant::now();
+    let run = worker.run_to_end(&handle, &mut port);
+    let flushed = port.flush();
+    let elapsed_s = start.elapsed().as_secs_f64();
+    let error = match (run, flushed) {
+        (Err(e), _) | (Ok(()), Err(e)) => Some(ReplayError::Input {
+            path: args.input.clone(),
+            source: e,
+        }),
+        _ => None,
+    };
+    let counters = worker.counters().clone();
+    let latency = worker.latency().clone();
+    let report = report_json(
+        args,
+        format,
+        &policy_summary,
+        &counters,
+        &latency,
+        elapsed_s,
+        error.as_ref(),
+    );
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report).expect("a JSON value always serialises");
+        std::fs::write(path, text + "\n").map_err(|source| ReplayError::Report {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Outcome {
+        counters,
+        latency,
+        elapsed_s,
+        error,
+        report,
+    })
+}
+
+/// Counts by reason, every reason present (zeros included) so consumers need no defaults.
+pub fn reasons_json(c: &Counters) -> Value {
+    let mut m = serde_json::Map::new();
+    for r in Reason::all() {
+        m.insert(r.label().to_string(), json!(c.reason(r)));
+    }
+    Value::Object(m)
+}
+
+/// Latency quantiles in ns per frame.
+pub fn latency_json(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    json!({
+        "samples": h.len(),
+        "min": h.min(),
+        "mean": (h.mean() * 10.0).round() / 10.0,
+        "p50": h.value_at_quantile(0.50),
+        "p90": h.value_at_quantile(0.90),
+        "p99": h.value_at_quantile(0.99),
+        "p999": h.value_at_quantile(0.999),
+        "max": h.max(),
+    })
+}
+
+/// What the policy holds.
+pub fn policy_json(p: &Policy) -> Value {
+    let s = p.sizes();
+    let fam =
+        |v: [usize; 4]| json!({"dynamic": v[0], "exempt": v[1], "relays": v[2], "scope": v[3]});
+    json!({
+        "generation": p.generation(),
+        "action": match p.action() { Action::Drop => "drop", Action::Monitor => "monitor" },
+        "ports": p.ports().to_vec(),
+        "prefixes": {"ipv4": fam(s.v4), "ipv6": fam(s.v6)},
+        "table_bytes": s.memory_bytes,
+    })
+}
+
+fn report_json(
+    args: &ReplayArgs,
+    format: Format,
+    policy: &Value,
+    c: &Counters,
+    latency: &Histogram<u64>,
+    elapsed_s: f64,
+    error: Option<&ReplayError>,
+) -> Value {
+    json!({
+        "op25b_version": env!("CARGO_PKG_VERSION"),
+        "input": args.input.display().to_string(),
+        "format": match format { Format::Pcap { nanos: false, .. } => "pcap", Format::Pcap { nanos: true, .. } => "pcap-ns", Format::PcapNg => "pcapng" },
+        "pass_out": args.pass_out.display().to_string(),
+        "drop_out": args.drop_out.display().to_string(),
+        "complete": error.is_none(),
+        "error": error.map(|e| e.to_string()),
+        "policy": policy,
+        "frames": {"rx": c.rx, "pass": c.tx, "drop": c.dropped, "monitored": c.monitored},
+        "reasons": reasons_json(c),
+        "bursts": c.bursts,
+        "elapsed_seconds": elapsed_s,
+        "frames_per_second": if elapsed_s > 0.0 { (c.rx as f64 / elapsed_s).round() } else { 0.0 },
+        "latency_ns_per_frame": latency_json(latency),
+    })
+}

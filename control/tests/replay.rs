@@ -1,0 +1,540 @@
+//! Golden replay tests: captures built here, run through the `op25b` binary, outputs
+//! checked frame by frame and byte for byte, counters checked against the expectation.
+
+mod common;
+
+use common::*;
+use op25b_dataplane::wire::build::{Ext, FrameBuilder, L4};
+use std::net::IpAddr;
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[outbound]
+ports = [25]
+action = "drop"
+dynamic = ["10.0.0.0/8", "10.20.30.32/28", "2001:db8:100::/40"]
+exempt = ["10.20.30.0/24", "10.9.9.9", "2001:db8:100:1::/64"]
+relays = ["192.0.2.25/32", "2001:db8:ff::25"]
+"#;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn tcp(src: &str, dst: &str, dport: u16) -> FrameBuilder {
+    FrameBuilder::tcp(ip(src), ip(dst), 40000, dport).payload(b"EHLO bot.example\r\n")
+}
+
+/// (frame, expected dropped, expected reason label)
+fn golden() -> Vec<(Vec<u8>, bool, &'static str)> {
+    let wraps: Vec<(&str, fn(FrameBuilder) -> FrameBuilder)> = vec![
+        ("plain", |b| b),
+        ("vlan", |b| b.vlan(0x8100, 100)),
+        ("qinq", |b| b.vlan(0x88a8, 200).vlan(0x8100, 100)),
+        ("9100", |b| b.vlan(0x9100, 5)),
+        ("pppoe", |b| b.pppoe(0x0042, false)),
+        ("pppoe-pfc", |b| b.pppoe(0x0042, true)),
+        ("qinq-pppoe", |b| {
+            b.vlan(0x88a8, 200).vlan(0x8100, 100).pppoe(7, true)
+        }),
+    ];
+    let mut v = Vec::new();
+    for (_, w) in &wraps {
+        v.push((
+            w(tcp("10.1.1.1", "198.51.100.25", 25)).build(),
+            true,
+            "blocked",
+        ));
+        v.push((
+            w(tcp("2001:db8:100::9", "2001:db8:9::25", 25)).build(),
+            true,
+            "blocked",
+        ));
+        v.push((
+            w(tcp("10.1.1.1", "192.0.2.25", 25)).build(),
+            false,
+            "destination_relay",
+        ));
+        v.push((
+            w(tcp("2001:db8:100::9", "2001:db8:ff::25", 25)).build(),
+            false,
+            "destination_relay",
+        ));
+        v.push((
+            w(tcp("10.1.1.1", "198.51.100.25", 587)).build(),
+            false,
+            "port_not_blocked",
+        ));
+        v.push((
+            w(tcp("10.9.9.9", "198.51.100.25", 25)).build(),
+            false,
+            "source_exempt",
+        ));
+        v.push((
+            w(tcp("10.20.30.1", "198.51.100.25", 25)).build(),
+            false,
+            "source_exempt",
+        ));
+        v.push((
+            w(tcp("10.20.30.40", "198.51.100.25", 25)).build(),
+            true,
+            "blocked",
+        ));
+        v.push((
+            w(tcp("2001:db8:100:1::9", "2001:db8:9::25", 25)).build(),
+            false,
+            "source_exempt",
+        ));
+        v.push((
+            w(tcp("172.16.0.1", "198.51.100.25", 25)).build(),
+            false,
+            "source_not_dynamic",
+        ));
+        v.push((
+            w(tcp("10.1.1.1", "198.51.100.25", 25).ipv4_options(3)).build(),
+            true,
+            "blocked",
+        ));
+        v.push((
+            w(tcp("2001:db8:100::9", "2001:db8:9::25", 25)
+                .ipv6_ext(Ext::HopByHop)
+                .ipv6_ext(Ext::DestOpts))
+            .build(),
+            true,
+            "blocked",
+        ));
+    }
+    // Fragments.
+    v.push((
+        tcp("10.1.1.1", "198.51.100.25", 25)
+            .ipv4_fragment(0, true)
+            .build(),
+        true,
+        "blocked",
+    ));
+    v.push((
+        tcp("10.1.1.1", "198.51.100.25", 80)
+            .ipv4_fragment(1, true)
+            .build(),
+        true,
+        "blocked_overlap_fragment",
+    ));
+    v.push((
+        tcp("10.1.1.1", "192.0.2.25", 80)
+            .ipv4_fragment(1, true)
+            .build(),
+        false,
+        "destination_relay",
+    ));
+    v.push((
+        tcp("10.1.1.1", "198.51.100.25", 25)
+            .ipv4_fragment(2, false)
+            .build(),
+        false,
+        "non_first_fragment",
+    ));
+    let f0 = Ext::Fragment {
+        offset: 0,
+        more: true,
+    };
+    let f5 = Ext::Fragment {
+        offset: 5,
+        more: false,
+    };
+    v.push((
+        tcp("2001:db8:100::9", "2001:db8:9::25", 25)
+            .ipv6_ext(f0)
+            .build(),
+        true,
+        "blocked",
+    ));
+    v.push((
+        tcp("2001:db8:100::9", "2001:db8:9::25", 25)
+            .ipv6_ext(f5)
+            .build(),
+        false,
+        "non_first_fragment",
+    ));
+    // Not judged.
+    let udp = FrameBuilder::new(
+        ip("10.1.1.1"),
+        ip("198.51.100.25"),
+        L4::Udp {
+            sport: 1,
+            dport: 25,
+        },
+    );
+    v.push((udp.build(), false, "not_tcp"));
+    let mut arp = vec![0xff; 12];
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.resize(60, 0);
+    v.push((arp, false, "not_ip"));
+    let full = tcp("10.1.1.1", "198.51.100.25", 25).build();
+    v.push((full[..10].to_vec(), false, "truncated_l2"));
+    v.push((full[..30].to_vec(), false, "truncated_l3"));
+    v.push((full[..36].to_vec(), false, "truncated_l4"));
+    // Cut right after the destination port: still judged.
+    v.push((full[..38].to_vec(), true, "blocked"));
+    let mut jumbo = tcp("10.1.1.1", "198.51.100.25", 25)
+        .payload(&[0xab; 8900])
+        .build();
+    jumbo.truncate(9000);
+    v.push((jumbo, true, "blocked"));
+    v
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("op25b.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn expect_labels(report: &serde_json::Value, golden: &[(Vec<u8>, bool, &str)]) {
+    let mut want = std::collections::BTreeMap::new();
+    for (_, _, l) in golden {
+        *want.entry(l.to_string()).or_insert(0u64) += 1;
+    }
+    for (label, count) in report["reasons"].as_object().unwrap() {
+        assert_eq!(
+            count.as_u64().unwrap(),
+            want.get(label).copied().unwrap_or(0),
+            "reason {label}"
+        );
+    }
+}
+
+#[test]
+fn golden_pcap_every_encapsulation_and_rule() {
+    let dir = scratch("golden");
+    let cfg = write_config(&dir, CONFIG);
+    let g = golden();
+    let frames: Vec<Vec<u8>> = g.iter().map(|(f, _, _)| f.clone()).collect();
+    for nanos in [false, true] {
+        let input = dir.join("in.pcap");
+        write_pcap(&input, &frames, nanos);
+        for burst in ["1", "3", "64"] {
+            let out = replay(&cfg, &input, &dir, &["--burst", burst]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let (inp, in_layout) = records(&input);
+            let (pass, pass_layout) = records(&dir.join("pass.out"));
+            let (drop, _) = records(&dir.join("drop.out"));
+            let verdicts = check_partition(&inp, &pass, &drop);
+            let want: Vec<bool> = g.iter().map(|(_, d, _)| *d).collect();
+            assert_eq!(verdicts, want, "nanos={nanos} burst={burst}");
+            // Same header (format, link type, snap length) on both outputs.
+            assert_eq!(pass_layout[0], in_layout[0]);
+            let bytes = std::fs::read(dir.join("drop.out")).unwrap();
+            assert_eq!(&bytes[..24], &std::fs::read(&input).unwrap()[..24]);
+            let r = report(&dir);
+            assert_eq!(r["frames"]["rx"], g.len());
+            assert_eq!(
+                r["frames"]["rx"].as_u64(),
+                Some(r["frames"]["pass"].as_u64().unwrap() + r["frames"]["drop"].as_u64().unwrap())
+            );
+            assert_eq!(
+                r["frames"]["drop"].as_u64().unwrap(),
+                want.iter().filter(|d| **d).count() as u64
+            );
+            assert_eq!(r["complete"], true);
+            assert_eq!(r["format"], if nanos { "pcap-ns" } else { "pcap" });
+            assert!(
+                r["latency_ns_per_frame"]["p99"].as_u64().unwrap()
+                    >= r["latency_ns_per_frame"]["p50"].as_u64().unwrap()
+            );
+            assert!(r["frames_per_second"].as_f64().unwrap() > 0.0);
+            expect_labels(&r, &g);
+        }
+    }
+}
+
+#[test]
+fn payload_bytes_never_change_a_verdict() {
+    let dir = scratch("privacy");
+    let cfg = write_config(&dir, CONFIG);
+    let g = golden();
+    let frames: Vec<Vec<u8>> = g.iter().map(|(f, _, _)| f.clone()).collect();
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    assert!(replay(&cfg, &input, &dir, &[]).status.success());
+    let before = report(&dir)["reasons"].clone();
+    // Overwrite the payload of every frame that carries one (the parser's own tests cover
+    // the TCP header bytes after the port).
+    let payload = b"EHLO bot.example\r\n";
+    let mut changed = 0;
+    let scrambled: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f.ends_with(payload) {
+                changed += 1;
+                let n = f.len();
+                for (i, b) in f[n - payload.len()..].iter_mut().enumerate() {
+                    *b = (i as u8).wrapping_mul(31) ^ 0x5a;
+                }
+            }
+            f
+        })
+        .collect();
+    assert!(changed > 80, "{changed}");
+    write_pcap(&input, &scrambled, false);
+    assert!(replay(&cfg, &input, &dir, &[]).status.success());
+    assert_eq!(report(&dir)["reasons"], before);
+}
+
+#[test]
+fn scope_and_monitor() {
+    let dir = scratch("scope");
+    let cfg = write_config(
+        &dir,
+        r#"
+[outbound]
+action = "monitor"
+dynamic = ["10.0.0.0/8"]
+scope = ["198.51.100.0/24"]
+"#,
+    );
+    let frames = vec![
+        tcp("10.1.1.1", "198.51.100.25", 25).build(),
+        tcp("10.1.1.1", "203.0.113.25", 25).build(),
+    ];
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    let out = replay(&cfg, &input, &dir, &[]);
+    assert!(out.status.success());
+    let r = report(&dir);
+    assert_eq!(r["frames"]["drop"], 0);
+    assert_eq!(r["frames"]["monitored"], 1);
+    assert_eq!(r["reasons"]["blocked"], 1);
+    assert_eq!(r["reasons"]["destination_out_of_scope"], 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 would have been dropped: monitor"));
+}
+
+#[test]
+fn pcapng_both_byte_orders_sections_and_blocks_survive() {
+    let dir = scratch("pcapng");
+    let cfg = write_config(&dir, CONFIG);
+    let bad = tcp("10.1.1.1", "198.51.100.25", 25).build();
+    let good = tcp("10.1.1.1", "198.51.100.25", 443).build();
+    for be in [false, true] {
+        let nrb = ng_block(be, 4, &[0, 0, 0, 0]); // name resolution block, end of records
+        let mut file = Vec::new();
+        let mut pass_want = Vec::new();
+        let mut drop_want = Vec::new();
+        let both = |b: Vec<u8>, file: &mut Vec<u8>, p: &mut Vec<u8>, d: &mut Vec<u8>| {
+            file.extend_from_slice(&b);
+            p.extend_from_slice(&b);
+            d.extend_from_slice(&b);
+        };
+        both(ng_shb(be), &mut file, &mut pass_want, &mut drop_want);
+        both(ng_idb(be, 1), &mut file, &mut pass_want, &mut drop_want);
+        both(ng_idb(be, 1), &mut file, &mut pass_want, &mut drop_want);
+        for i in 0..5u64 {
+            let b = ng_epb(be, (i % 2) as u32, 1_700_000_000_000_000 + i, &bad);
+            file.extend_from_slice(&b);
+            drop_want.extend_from_slice(&b);
+            let g = ng_epb(be, 1, 1_700_000_000_000_000 + i, &good);
+            file.extend_from_slice(&g);
+            pass_want.extend_from_slice(&g);
+        }
+        both(nrb.clone(), &mut file, &mut pass_want, &mut drop_want);
+        let s = ng_spb(be, &bad);
+        file.extend_from_slice(&s);
+        drop_want.extend_from_slice(&s);
+        // A second section, whose interface numbering starts again.
+        both(ng_shb(be), &mut file, &mut pass_want, &mut drop_want);
+        both(ng_idb(be, 1), &mut file, &mut pass_want, &mut drop_want);
+        let g = ng_epb(be, 0, 42, &good);
+        file.extend_from_slice(&g);
+        pass_want.extend_from_slice(&g);
+        let input = dir.join("in.pcapng");
+        std::fs::write(&input, &file).unwrap();
+        for burst in ["1", "4", "64"] {
+            let out = replay(&cfg, &input, &dir, &["--burst", burst]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(
+                std::fs::read(dir.join("pass.out")).unwrap(),
+                pass_want,
+                "be={be} burst={burst}"
+            );
+            assert_eq!(
+                std::fs::read(dir.join("drop.out")).unwrap(),
+                drop_want,
+                "be={be} burst={burst}"
+            );
+            let r = report(&dir);
+            assert_eq!(r["format"], "pcapng");
+            assert_eq!(r["frames"]["rx"], 12);
+            assert_eq!(r["frames"]["drop"], 6);
+        }
+    }
+}
+
+#[test]
+fn truncated_capture_keeps_what_came_before() {
+    let dir = scratch("truncated");
+    let cfg = write_config(&dir, CONFIG);
+    let frames: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            tcp(
+                "10.1.1.1",
+                "198.51.100.25",
+                if i % 2 == 0 { 25 } else { 80 },
+            )
+            .build()
+        })
+        .collect();
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    let mut bytes = std::fs::read(&input).unwrap();
+    let rec = 16 + frames[0].len();
+    // Cut inside frame 8's data.
+    bytes.truncate(24 + 7 * rec + 16 + 5);
+    std::fs::write(&input, &bytes).unwrap();
+    let out = replay(&cfg, &input, &dir, &["--burst", "4"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("frame 8"), "{err}");
+    assert!(err.contains("truncated"), "{err}");
+    assert!(err.contains(&format!("byte {}", 24 + 7 * rec)), "{err}");
+    let (pass, _) = records(&dir.join("pass.out"));
+    let (drop, _) = records(&dir.join("drop.out"));
+    assert_eq!((pass.len(), drop.len()), (3, 4));
+    let r = report(&dir);
+    assert_eq!(r["complete"], false);
+    assert_eq!(r["frames"]["rx"], 7);
+    assert!(r["error"].as_str().unwrap().contains("frame 8"));
+
+    // A cut inside a record header, and a corrupt length.
+    bytes.truncate(24 + 2 * rec + 7);
+    std::fs::write(&input, &bytes).unwrap();
+    let out = replay(&cfg, &input, &dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frame 3"));
+    let mut bytes = std::fs::read(&input).unwrap();
+    bytes.truncate(24 + 2 * rec);
+    let mut hdr = vec![0u8; 16];
+    hdr[8..12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    bytes.extend_from_slice(&hdr);
+    std::fs::write(&input, &bytes).unwrap();
+    let out = replay(&cfg, &input, &dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt record") && err.contains("frame 3"),
+        "{err}"
+    );
+    assert_eq!(
+        records(&dir.join("pass.out")).0.len() + records(&dir.join("drop.out")).0.len(),
+        2
+    );
+}
+
+#[test]
+fn clear_errors_for_bad_inputs() {
+    let dir = scratch("bad-inputs");
+    let cfg = write_config(&dir, CONFIG);
+    let one_line = |out: &std::process::Output| {
+        let e = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.starts_with("op25b: error: "), "{e}");
+        e
+    };
+    // Missing file.
+    let out = replay(&cfg, &dir.join("missing.pcap"), &dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("missing.pcap: cannot open input"));
+    // Not a capture.
+    let txt = dir.join("notes.txt");
+    std::fs::write(&txt, "hello, this is not a capture\n").unwrap();
+    let out = replay(&cfg, &txt, &dir, &[]);
+    assert!(one_line(&out).contains("not a pcap or pcapng capture"));
+    // Empty file.
+    let empty = dir.join("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(one_line(&replay(&cfg, &empty, &dir, &[])).contains("too short"));
+    // Another link type (Linux cooked capture), pcap and pcapng.
+    let sll = dir.join("sll.pcap");
+    write_pcap(&sll, &[vec![0; 60]], false);
+    let mut b = std::fs::read(&sll).unwrap();
+    b[20..24].copy_from_slice(&113u32.to_le_bytes());
+    std::fs::write(&sll, &b).unwrap();
+    let out = replay(&cfg, &sll, &dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("link type 113 (Linux cooked (SLL))"));
+    let ng = dir.join("wifi.pcapng");
+    let mut f = ng_shb(false);
+    f.extend_from_slice(&ng_idb(false, 105));
+    std::fs::write(&ng, &f).unwrap();
+    assert!(one_line(&replay(&cfg, &ng, &dir, &[]))
+        .contains("interface 0 (block at byte 28) has link type 105 (IEEE 802.11)"));
+    // Output over input.
+    let input = dir.join("in.pcap");
+    write_pcap(
+        &input,
+        &[tcp("10.1.1.1", "198.51.100.25", 25).build()],
+        false,
+    );
+    let out = op25b()
+        .args(["replay", "--config"])
+        .arg(&cfg)
+        .arg("--input")
+        .arg(&input)
+        .arg("--pass-out")
+        .arg(&input)
+        .arg("--drop-out")
+        .arg(dir.join("d"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("is the input file"));
+    assert_eq!(records(&input).0.len(), 1);
+    // A bad config: exit 2, file and line named.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[outbound]\ndynamic = [\"10.0.0.1/8\"]\n").unwrap();
+    let out = replay(&bad, &input, &dir, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line(&out).contains("bad.toml:2: dynamic: \"10.0.0.1/8\": host bits"));
+}
+
+#[test]
+fn check_prints_table_sizes() {
+    let dir = scratch("check");
+    std::fs::write(
+        dir.join("pools.txt"),
+        "# pools\n100.64.0.0/10\n2001:db8:100::/40\n100.64.0.0/10\n",
+    )
+    .unwrap();
+    let cfg = write_config(
+        &dir,
+        "[outbound]\ndynamic_files = [\"pools.txt\"]\nexempt = [\"100.64.1.1\"]\n",
+    );
+    let out = op25b()
+        .arg("check")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("dynamic           1          1"), "{s}");
+    assert!(s.contains("exempt            1          0"), "{s}");
+    assert!(s.contains("1 warning(s)"), "{s}");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("pools.txt:4: dynamic: 100.64.0.0/10 repeats"),
+        "{e}"
+    );
+    let out = op25b()
+        .args(["check", "--config", "/nonexistent.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
