@@ -14,8 +14,6 @@
 //! - The same prefix in `dynamic` and `exempt` is an error naming both places; a prefix
 //!   repeated within one list is a warning and counts once.
 
-use ipnet::IpNet;
-use op25b_dataplane::lpm::Prefix;
 use op25b_dataplane::policy::{
     Action, AnyPrefix, Duplicate, ListName, OutboundSpec, Policy, PolicyError,
 };
@@ -184,46 +182,9 @@ fn line_of(text: &str, byte: usize) -> usize {
         + 1
 }
 
-/// Parses one prefix as written in a config or prefix file.
+/// Parses one prefix as written in a config or prefix file (see [`AnyPrefix::from_str`]).
 pub fn parse_prefix(text: &str) -> Result<AnyPrefix, String> {
-    let t = text.trim();
-    if t.is_empty() {
-        return Err("empty prefix".into());
-    }
-    let net: IpNet = if t.contains('/') {
-        t.parse().map_err(|_| {
-            let (addr, len) = t.split_once('/').unwrap_or((t, ""));
-            if addr.parse::<std::net::IpAddr>().is_err() {
-                format!("{addr:?} is not an IPv4 or IPv6 address")
-            } else {
-                match len.parse::<u8>() {
-                    Ok(l) => format!("prefix length /{l} is too long for this address family"),
-                    Err(_) => format!("prefix length {len:?} is not a number"),
-                }
-            }
-        })?
-    } else {
-        let addr: std::net::IpAddr = t
-            .parse()
-            .map_err(|_| format!("{t:?} is not an IPv4 or IPv6 address or prefix"))?;
-        IpNet::from(addr)
-    };
-    if net.trunc() != net {
-        return Err(format!(
-            "host bits are set beyond /{}; the network is {} (or did you mean /{}?)",
-            net.prefix_len(),
-            net.trunc(),
-            net.max_prefix_len()
-        ));
-    }
-    Ok(match net {
-        IpNet::V4(n) => AnyPrefix::V4(
-            Prefix::new(u32::from(n.network()), n.prefix_len()).map_err(|e| e.to_string())?,
-        ),
-        IpNet::V6(n) => AnyPrefix::V6(
-            Prefix::new(u128::from(n.network()), n.prefix_len()).map_err(|e| e.to_string())?,
-        ),
-    })
+    text.parse()
 }
 
 /// Reads a prefix file: one prefix per line, `#` comments, blank lines ignored.

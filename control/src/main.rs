@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use op25b::config::Config;
 use op25b::replay::{self, ReplayArgs};
 use op25b_dataplane::policy::Action;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -51,7 +51,7 @@ enum Command {
     },
 }
 
-fn load(path: &PathBuf) -> Result<op25b::config::Built, ExitCode> {
+fn load(path: &Path) -> Result<op25b::config::Built, ExitCode> {
     let built = Config::load(path).and_then(|c| c.build(1)).map_err(|e| {
         eprintln!("op25b: error: {e}");
         ExitCode::from(2)
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
                         .map(|r| (c.reason(r), r.label()))
                         .filter(|&(n, _)| n > 0)
                         .collect();
-                    why.sort_by(|a, b| b.0.cmp(&a.0));
+                    why.sort_by_key(|w| std::cmp::Reverse(w.0));
                     let why: Vec<String> = why.iter().map(|(n, l)| format!("{l}={n}")).collect();
                     println!("  reasons: {}", why.join(" "));
                     if !o.latency.is_empty() {

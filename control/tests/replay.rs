@@ -25,9 +25,12 @@ fn tcp(src: &str, dst: &str, dport: u16) -> FrameBuilder {
     FrameBuilder::tcp(ip(src), ip(dst), 40000, dport).payload(b"EHLO bot.example\r\n")
 }
 
+/// A layer-2 wrapping applied to a frame under construction.
+type Wrap = fn(FrameBuilder) -> FrameBuilder;
+
 /// (frame, expected dropped, expected reason label)
 fn golden() -> Vec<(Vec<u8>, bool, &'static str)> {
-    let wraps: Vec<(&str, fn(FrameBuilder) -> FrameBuilder)> = vec![
+    let wraps: Vec<(&str, Wrap)> = vec![
         ("plain", |b| b),
         ("vlan", |b| b.vlan(0x8100, 100)),
         ("qinq", |b| b.vlan(0x88a8, 200).vlan(0x8100, 100)),

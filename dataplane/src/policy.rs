@@ -30,6 +30,63 @@ pub enum AnyPrefix {
     V6(Prefix<u128>),
 }
 
+impl std::str::FromStr for AnyPrefix {
+    type Err = String;
+
+    /// Parses `addr/len` or a bare address (a host prefix). Host bits set beyond the length
+    /// are an error naming the network the text probably meant.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("empty prefix".into());
+        }
+        let (addr_text, len_text) = match t.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (t, None),
+        };
+        let addr: std::net::IpAddr = addr_text.parse().map_err(|_| match len_text {
+            None => format!("{t:?} is not an IPv4 or IPv6 address or prefix"),
+            Some(_) => format!("{addr_text:?} is not an IPv4 or IPv6 address"),
+        })?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len_text {
+            None => max,
+            Some(l) => {
+                let n: u8 = l
+                    .parse()
+                    .map_err(|_| format!("prefix length {l:?} is not a number"))?;
+                if n > max {
+                    return Err(format!(
+                        "prefix length /{n} is too long for this address family"
+                    ));
+                }
+                n
+            }
+        };
+        let (prefix, network) = match addr {
+            std::net::IpAddr::V4(a) => {
+                let bits = u32::from(a);
+                let net = bits & <u32 as crate::lpm::Bits>::mask(len);
+                (
+                    Prefix::new(bits, len).map(AnyPrefix::V4),
+                    std::net::IpAddr::from(std::net::Ipv4Addr::from(net)),
+                )
+            }
+            std::net::IpAddr::V6(a) => {
+                let bits = u128::from(a);
+                let net = bits & <u128 as crate::lpm::Bits>::mask(len);
+                (
+                    Prefix::new(bits, len).map(AnyPrefix::V6),
+                    std::net::IpAddr::from(std::net::Ipv6Addr::from(net)),
+                )
+            }
+        };
+        prefix.map_err(|_| {
+            format!("host bits are set beyond /{len}; the network is {network}/{len} (or did you mean /{max}?)")
+        })
+    }
+}
+
 impl fmt::Display for AnyPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -122,10 +122,9 @@ impl Worker {
         let n = burst.len() as u64;
         c.rx += n;
         c.bursts += 1;
-        if n > 0 {
-            let per_frame = (start.elapsed().as_nanos() as u64 / n).clamp(1, LATENCY_MAX_NS);
+        if let Some(per_frame) = (start.elapsed().as_nanos() as u64).checked_div(n) {
             // Cannot fail: the value is clamped into the histogram's range.
-            let _ = self.latency.record_n(per_frame, n);
+            let _ = self.latency.record_n(per_frame.clamp(1, LATENCY_MAX_NS), n);
         }
         &self.verdicts
     }

@@ -32,6 +32,9 @@ fn key_v6(src: &str, dst: &str, dport: u16) -> FlowKey {
     }
 }
 
+/// A layer-2 wrapping applied to a frame under construction.
+type Wrap = fn(FrameBuilder) -> FrameBuilder;
+
 fn tcp4() -> FrameBuilder {
     FrameBuilder::tcp(v4("10.1.2.3"), v4("203.0.113.9"), 40000, 25)
 }
@@ -70,7 +73,7 @@ fn dport_end(frame: &[u8]) -> usize {
 fn every_encapsulation_yields_the_same_key() {
     let k4 = key_v4("10.1.2.3", "203.0.113.9", 25);
     let k6 = key_v6("2001:db8:100::7", "2001:db8:ff::25", 25);
-    let wraps: Vec<(&str, fn(FrameBuilder) -> FrameBuilder)> = vec![
+    let wraps: Vec<(&str, Wrap)> = vec![
         ("plain", |b| b),
         ("vlan 8100", |b| b.vlan(0x8100, 10)),
         ("vlan 88a8", |b| b.vlan(0x88a8, 10)),

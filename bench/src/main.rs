@@ -1,0 +1,192 @@
+//! `op25b-bench`: the benchmark harness CLI. `synth` writes reproducible synthetic captures
+//! (the bundled sample is made with it); `extract-frames` turns captures into fuzzing seeds.
+//!
+//! Invariant: every figure or file it produces is reproducible from its command line.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use op25b_bench::profile::{Encap, Generator, Pools, Profile};
+use op25b_dataplane::policy::AnyPrefix;
+use op25b_dataplane::port::pcap::PcapWriter;
+use std::io::{BufRead, BufWriter};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "op25b-bench", version, about = "op25b benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic Ethernet pcap drawn from prefix-list files.
+    Synth {
+        /// Dynamic pool prefix files (one prefix per line, `#` comments).
+        #[arg(long, value_name = "FILE", required = true)]
+        dynamic: Vec<PathBuf>,
+        /// Exempt prefix files.
+        #[arg(long, value_name = "FILE")]
+        exempt: Vec<PathBuf>,
+        /// Relay prefix files.
+        #[arg(long, value_name = "FILE")]
+        relays: Vec<PathBuf>,
+        /// Frames to write.
+        #[arg(long, default_value_t = 1000)]
+        frames: u64,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Share of IPv6 frames.
+        #[arg(long, default_value_t = 0.3)]
+        v6_share: f64,
+        /// Share of TCP port-25 frames.
+        #[arg(long, default_value_t = 0.2)]
+        smtp_share: f64,
+        /// Payload bytes per TCP frame, or "imix".
+        #[arg(long, default_value = "0")]
+        payload: String,
+        /// Encapsulations to draw from (comma-separated: plain,vlan,qinq,pppoe,pppoe-pfc,qinq-pppoe).
+        #[arg(long, default_value = "plain,vlan,qinq,pppoe,pppoe-pfc,qinq-pppoe")]
+        encap: String,
+        /// Output pcap.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
+    /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
+    ExtractFrames {
+        /// Folder to write `NAME-N.bin` files into.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+        /// The captures.
+        #[arg(required = true)]
+        captures: Vec<PathBuf>,
+    },
+}
+
+fn extract_frames(out_dir: &Path, captures: &[PathBuf]) -> Result<(), String> {
+    use op25b_dataplane::port::pcap::{CaptureReader, Next};
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let (mut files, mut frames) = (0, 0);
+    for c in captures {
+        let Ok(f) = std::fs::File::open(c) else {
+            continue;
+        };
+        let mut r = match CaptureReader::open(std::io::BufReader::new(f)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("skipping {}: {e}", c.display());
+                continue;
+            }
+        };
+        files += 1;
+        let stem = c
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut burst = op25b_dataplane::port::Burst::new(1);
+        for n in 0.. {
+            burst.clear();
+            match r.next_into(&mut burst) {
+                Ok(Next::Frame) => {
+                    let p = out_dir.join(format!("{stem}-{n}.bin"));
+                    std::fs::write(&p, burst.frame(0))
+                        .map_err(|e| format!("{}: {e}", p.display()))?;
+                    frames += 1;
+                }
+                Ok(Next::Meta) => {}
+                Ok(Next::End) | Err(_) => break,
+            }
+        }
+    }
+    println!(
+        "{frames} frames from {files} captures written to {}",
+        out_dir.display()
+    );
+    Ok(())
+}
+
+/// Reads prefix-list files: one prefix per line, `#` comments and blank lines ignored.
+fn prefixes(files: &[PathBuf]) -> Result<Vec<AnyPrefix>, String> {
+    let mut all = Vec::new();
+    for path in files {
+        let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = line.split('#').next().unwrap_or("").trim();
+            if !text.is_empty() {
+                all.push(
+                    text.parse()
+                        .map_err(|e| format!("{}:{}: {text:?}: {e}", path.display(), i + 1))?,
+                );
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn synth(pools: Pools, profile: Profile, frames: u64, seed: u64, out: &Path) -> Result<(), String> {
+    let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let mut w = PcapWriter::new(BufWriter::new(file), false).map_err(|e| e.to_string())?;
+    let mut g = Generator::new(&pools, profile, seed);
+    for i in 0..frames {
+        w.write(1_700_000_000_000_000_000 + i * 10_000, &g.frame())
+            .map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    w.finish().map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Synth {
+            dynamic,
+            exempt,
+            relays,
+            frames,
+            seed,
+            v6_share,
+            smtp_share,
+            payload,
+            encap,
+            out,
+        } => (|| {
+            let pools = Pools {
+                dynamic: prefixes(&dynamic)?,
+                exempt: prefixes(&exempt)?,
+                relays: prefixes(&relays)?,
+            };
+            let encaps = encap
+                .split(',')
+                .map(|e| Encap::parse(e.trim()).ok_or(format!("unknown encapsulation {e:?}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let payload = match payload.as_str() {
+                "imix" => None,
+                n => Some(
+                    n.parse()
+                        .map_err(|_| format!("--payload {n:?}: a byte count or \"imix\""))?,
+                ),
+            };
+            let profile = Profile {
+                v6_share,
+                smtp_share,
+                encaps,
+                payload,
+                ..Profile::default()
+            };
+            synth(pools, profile, frames, seed, &out)
+        })(),
+        Command::ExtractFrames { out_dir, captures } => extract_frames(&out_dir, &captures),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("op25b-bench: error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Every capture of `../shared/corpus/tcpdump/` through `op25b replay` with a broad policy:
+//! no crash, `rx = pass + drop`, outputs an in-order bit-exact partition of the input, and
+//! (where tcpdump is installed) the same frame count as tcpdump reads.
+//!
+//! The corpus is not in the repository; without it the test says so and checks nothing.
+//! `OP25B_CORPUS` overrides the folder.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+const BROAD: &str = r#"
+[outbound]
+ports = [21, 22, 23, 25, 53, 80, 110, 143, 179, 443, 445, 587, 993, 8080]
+dynamic = ["0.0.0.0/0", "::/0"]
+exempt = ["10.0.0.0/8", "fe80::/10"]
+relays = ["192.168.1.1"]
+"#;
+
+fn corpus() -> PathBuf {
+    std::env::var_os("OP25B_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpus/tcpdump")
+        })
+}
+
+fn tcpdump_count(path: &std::path::Path) -> Option<u64> {
+    let out = Command::new("tcpdump")
+        .arg("--count")
+        .arg("-r")
+        .arg(path)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let s = String::from_utf8_lossy(&out.stdout);
+    s.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn whole_corpus_replays_cleanly() {
+    let dir = corpus();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!(
+            "SKIPPED: corpus folder {} is absent; no capture was checked",
+            dir.display()
+        );
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    let scratch = scratch("corpus");
+    let cfg = scratch.join("broad.toml");
+    std::fs::write(&cfg, BROAD).unwrap();
+    let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
+    if !have_tcpdump {
+        println!("NOTE: tcpdump not installed; frame counts are not cross-checked");
+    }
+    let (mut ok, mut refused, mut frames, mut dropped, mut cross_checked) = (0, 0, 0u64, 0u64, 0);
+    for f in &files {
+        let out = replay(&cfg, f, &scratch, &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{}: {stderr}", f.display());
+        match out.status.code() {
+            Some(0) => {
+                ok += 1;
+                let r = report(&scratch);
+                let rx = r["frames"]["rx"].as_u64().unwrap();
+                let pass = r["frames"]["pass"].as_u64().unwrap();
+                let drop = r["frames"]["drop"].as_u64().unwrap();
+                assert_eq!(rx, pass + drop, "{}", f.display());
+                let reasons: u64 = r["reasons"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|v| v.as_u64().unwrap())
+                    .sum();
+                assert_eq!(reasons, rx, "{}", f.display());
+                let (inp, _) = records(f);
+                let (p, _) = records(&scratch.join("pass.out"));
+                let (d, _) = records(&scratch.join("drop.out"));
+                assert_eq!(inp.len() as u64, rx, "{}", f.display());
+                let verdicts = check_partition(&inp, &p, &d);
+                assert_eq!(verdicts.iter().filter(|v| **v).count() as u64, drop);
+                if have_tcpdump {
+                    if let Some(n) = tcpdump_count(f) {
+                        assert_eq!(
+                            n,
+                            rx,
+                            "{}: tcpdump counts {n} frames, op25b {rx}",
+                            f.display()
+                        );
+                        cross_checked += 1;
+                    }
+                }
+                frames += rx;
+                dropped += drop;
+            }
+            Some(1) => {
+                refused += 1;
+                assert_eq!(stderr.lines().count(), 1, "{}: {stderr}", f.display());
+                assert!(
+                    stderr.starts_with("op25b: error: "),
+                    "{}: {stderr}",
+                    f.display()
+                );
+                println!("refused {}: {}", f.display(), stderr.trim());
+            }
+            other => panic!("{}: exit {other:?}: {stderr}", f.display()),
+        }
+    }
+    println!(
+        "corpus: {} files, {ok} replayed ({frames} frames, {dropped} dropped), {refused} refused with a clear error, {cross_checked} counts cross-checked with tcpdump",
+        files.len()
+    );
+    assert!(
+        ok >= files.len() * 9 / 10,
+        "only {ok} of {} corpus files replayed",
+        files.len()
+    );
+    assert!(
+        dropped > 0,
+        "the broad policy dropped nothing across the corpus"
+    );
+}

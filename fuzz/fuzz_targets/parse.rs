@@ -1,0 +1,39 @@
+//! Fuzz target: any byte string through the frame parser and a policy with nested pools.
+//! Invariants checked: no panic, and a frame that parses keeps its verdict when a byte is
+//! appended (the parser never depends on bytes past what it needs).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use op25b_dataplane::policy::{OutboundSpec, Policy};
+use std::sync::OnceLock;
+
+fn policy() -> &'static Policy {
+    static P: OnceLock<Policy> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = |s: &str| s.parse().unwrap();
+        let spec = OutboundSpec {
+            ports: vec![25, 587],
+            dynamic: vec![
+                p("0.0.0.0/1"),
+                p("10.20.30.32/28"),
+                p("::/1"),
+                p("2001:db8::/32"),
+            ],
+            exempt: vec![p("10.0.0.0/8"), p("10.20.30.0/24"), p("2001:db8:1::/48")],
+            relays: vec![p("192.0.2.25"), p("2001:db8:ff::25")],
+            ..OutboundSpec::default()
+        };
+        Policy::build(spec, 1).unwrap().0
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (reason, verdict) = policy().classify(data);
+    let key = op25b_dataplane::wire::parse(data);
+    if key.is_ok() {
+        let mut longer = data.to_vec();
+        longer.push(0xa5);
+        assert_eq!(policy().classify(&longer), (reason, verdict));
+    }
+});

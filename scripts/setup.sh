@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests and the demo need on a fresh Debian 12 machine
+# (run as root). Idempotent: skips what is already there.
+set -euo pipefail
+
+need_apt=()
+command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if ((${#need_apt[@]})); then
+  echo "setup: installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing: install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+# cargo-fuzz drives the libFuzzer targets in fuzz/ (on stable Rust via RUSTC_BOOTSTRAP).
+if [[ "${OP25B_SKIP_FUZZ:-0}" != 1 ]] && ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install --quiet --locked cargo-fuzz
+fi
