@@ -1,22 +1,24 @@
 //! IPv4 and IPv6 longest-prefix-match tables: built once off the hot path, immutable after,
 //! read without locks from any number of threads.
 //!
-//! A table maps a key to the `u32` value of its longest matching prefix. It is built from
-//! a list of `(Prefix, value)` pairs by flattening the prefix tree into a sorted array of
-//! disjoint ranges (the DXR idea: a set of nested prefixes is a partition of the address
-//! space into intervals, each owned by the most specific prefix covering it); a lookup is
-//! one binary search over the range starts.
+//! A table maps a key to the `u32` value of its longest matching prefix. Building has two
+//! steps. First the prefixes are flattened into sorted disjoint ranges ([`ranges`]).
+//! Then the ranges are compiled into a DXR-style lookup structure ([`LpmTable`]): a
+//! direct-indexed root on the key's top bits whose entry is either the answer itself (a
+//! chunk of the address space owned by one range), a short sorted run of range starts to
+//! binary-search (a chunk cut by a few ranges, usually one cache line), or, only where a
+//! chunk is cut by many ranges, a child node indexed by the next 8 bits. Random keys
+//! mostly stop at the root; keys inside dense pools take one or two more reads.
 //!
 //! Invariants:
-//! - `starts[0] == 0`, `starts` strictly increasing, `starts.len() == values.len()`;
-//!   `values[i]` is the answer for every key in `starts[i]..starts[i+1]`.
-//! - Adjacent ranges never hold the same value (they are merged at build time).
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
+//! - Values are below [`MAX_VALUE`]; [`NO_MATCH`] means no prefix matches.
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
 
 pub mod naive;
+pub mod ranges;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +40,10 @@ pub trait Bits:
     fn last(self, len: u8) -> Self;
     /// `self + 1`, or `None` at the top of the space.
     fn succ(self) -> Option<Self>;
+    /// The `width` bits of `self` starting `shift` bits from the bottom, as an index.
+    fn index(self, shift: u8, width: u8) -> usize;
+    /// `self` with `c` placed at bit `shift` (the bits there must be zero).
+    fn with_index(self, shift: u8, c: usize) -> Self;
     /// The address as a standard library IP address.
     fn to_ip(self) -> std::net::IpAddr;
 }
@@ -66,6 +72,14 @@ macro_rules! impl_bits {
             #[inline]
             fn succ(self) -> Option<Self> {
                 self.checked_add(1)
+            }
+            #[inline(always)]
+            fn index(self, shift: u8, width: u8) -> usize {
+                ((self >> shift) as usize) & ((1usize << width) - 1)
+            }
+            #[inline]
+            fn with_index(self, shift: u8, c: usize) -> Self {
+                self | ((c as $t) << shift)
             }
             #[inline]
             fn to_ip(self) -> std::net::IpAddr {
@@ -144,20 +158,37 @@ pub enum BuildError {
         /// Position of the second occurrence.
         second: usize,
     },
-    /// The value `u32::MAX` is reserved for "no match".
-    #[error("value u32::MAX is reserved")]
+    /// Values from [`MAX_VALUE`] up are reserved.
+    #[error("values from {MAX_VALUE:#x} up are reserved")]
     ReservedValue,
 }
 
-/// The value stored for "no prefix matches".
+/// The value reported for "no prefix matches".
 pub const NO_MATCH: u32 = u32::MAX;
+/// Values must be below this (the top two bits of an entry are its kind).
+pub const MAX_VALUE: u32 = ENTRY_INDEX;
+
+const ENTRY_INDEX: u32 = (1 << 30) - 1;
+const ENTRY_NONE: u32 = ENTRY_INDEX;
+const KIND_VALUE: u32 = 0;
+const KIND_NODE: u32 = 1;
+const KIND_RUN: u32 = 2;
+/// Child nodes split their chunk by this many bits.
+const NODE_STRIDE: u8 = 8;
 
 /// An immutable longest-prefix-match table over one address family.
 #[derive(Clone, Debug)]
 pub struct LpmTable<K> {
+    /// Bits of the key the root is indexed by.
+    root_bits: u8,
+    /// The root (first `1 << root_bits` entries), then every child node.
+    entries: Box<[u32]>,
+    /// Run `r` is `starts[run_at[r]..run_at[r + 1]]`, with values alongside in `values`.
+    run_at: Box<[u32]>,
     starts: Box<[K]>,
     values: Box<[u32]>,
     prefixes: usize,
+    ranges: usize,
 }
 
 /// IPv4 table.
@@ -167,93 +198,131 @@ pub type Lpm6 = LpmTable<u128>;
 
 impl<K: Bits> Default for LpmTable<K> {
     fn default() -> Self {
-        LpmTable {
-            starts: vec![K::ZERO].into_boxed_slice(),
-            values: vec![NO_MATCH].into_boxed_slice(),
-            prefixes: 0,
+        LpmTable::compile(&ranges::Ranges::default())
+    }
+}
+
+/// Most range starts a run may hold before its chunk is split by a child node: a run of
+/// this many keys spans about two cache lines.
+fn run_max<K: Bits>() -> usize {
+    128 / std::mem::size_of::<K>()
+}
+
+struct Compiler<'a, K> {
+    starts: &'a [K],
+    values: &'a [u32],
+    entries: Vec<u32>,
+    run_at: Vec<u32>,
+    run_starts: Vec<K>,
+    run_values: Vec<u32>,
+}
+
+impl<K: Bits> Compiler<'_, K> {
+    /// The entry for the chunk `lo .. lo + 2^shift` covered by ranges `i..j`
+    /// (`starts[i] <= lo`, every other start inside the chunk).
+    fn entry(&mut self, i: usize, j: usize, lo: K, shift: u8) -> u32 {
+        if j - i == 1 {
+            let v = self.values[i];
+            return (KIND_VALUE << 30) | if v == NO_MATCH { ENTRY_NONE } else { v };
         }
+        if j - i <= run_max::<K>() || shift == 0 {
+            let id = self.run_at.len() as u32;
+            self.run_at.push(self.run_starts.len() as u32);
+            self.run_starts.extend_from_slice(&self.starts[i..j]);
+            self.run_values.extend_from_slice(&self.values[i..j]);
+            return (KIND_RUN << 30) | id;
+        }
+        let stride = shift.min(NODE_STRIDE);
+        let base = self.node(i, j, lo, shift, stride);
+        (KIND_NODE << 30) | base as u32
+    }
+
+    /// Appends a node splitting chunk `lo .. lo + 2^shift` by its top `stride` bits and
+    /// returns its position.
+    fn node(&mut self, i: usize, j: usize, lo: K, shift: u8, stride: u8) -> usize {
+        let base = self.entries.len();
+        let fan = 1usize << stride;
+        self.entries.resize(base + fan, 0);
+        let child_shift = shift - stride;
+        let mut a = i;
+        for c in 0..fan {
+            let clo = lo.with_index(child_shift, c);
+            while a + 1 < j && self.starts[a + 1] <= clo {
+                a += 1;
+            }
+            // Ranges starting inside this child: up to the first start at or past the next
+            // child's first address.
+            let mut b = a + 1;
+            if c + 1 < fan {
+                let next = lo.with_index(child_shift, c + 1);
+                while b < j && self.starts[b] < next {
+                    b += 1;
+                }
+            } else {
+                b = j;
+            }
+            let e = self.entry(a, b, clo, child_shift);
+            self.entries[base + c] = e;
+        }
+        base
     }
 }
 
 impl<K: Bits> LpmTable<K> {
-    /// Builds a table. Values must be below `u32::MAX`; a prefix listed twice with the same
-    /// value counts once, with different values it is a [`BuildError::Conflict`].
+    /// Builds a table. Values must be below [`MAX_VALUE`]; a prefix listed twice with the
+    /// same value counts once, with different values it is a [`BuildError::Conflict`].
     pub fn build(entries: &[(Prefix<K>, u32)]) -> Result<Self, BuildError> {
-        let mut order: Vec<u32> = (0..entries.len() as u32).collect();
-        // Outer prefixes before the ones they contain: by first address, then shortest.
-        order.sort_unstable_by_key(|&i| {
-            let (p, _) = entries[i as usize];
-            (p.addr, p.len, i)
-        });
-        let mut starts: Vec<K> = Vec::with_capacity(entries.len() * 2 + 1);
-        let mut values: Vec<u32> = Vec::with_capacity(entries.len() * 2 + 1);
-        starts.push(K::ZERO);
-        values.push(NO_MATCH);
-        // Emits "from `start` on, the answer is `value`", keeping the arrays canonical.
-        let mut emit = |start: K, value: u32| {
-            let n = starts.len();
-            if starts[n - 1] == start {
-                values[n - 1] = value;
-                // Merging may now make this range equal to its predecessor.
-                if n >= 2 && values[n - 2] == value {
-                    starts.pop();
-                    values.pop();
-                }
-            } else if values[n - 1] != value {
-                starts.push(start);
-                values.push(value);
-            }
-        };
-        // Stack of open prefixes: (last address, value, input position).
-        let mut stack: Vec<(K, u32)> = Vec::with_capacity(K::BITS as usize + 1);
-        let mut prev: Option<(Prefix<K>, u32, usize)> = None;
-        let mut distinct = 0usize;
-        for &i in &order {
-            let (p, v) = entries[i as usize];
-            if v == NO_MATCH {
-                return Err(BuildError::ReservedValue);
-            }
-            if let Some((pp, pv, pi)) = prev {
-                if pp == p {
-                    if pv != v {
-                        return Err(BuildError::Conflict {
-                            first: pi.min(i as usize),
-                            second: pi.max(i as usize),
-                        });
-                    }
-                    continue;
-                }
-            }
-            prev = Some((p, v, i as usize));
-            distinct += 1;
-            Self::close_before(&mut stack, p.addr, &mut emit);
-            emit(p.addr, v);
-            stack.push((p.last(), v));
+        if entries.iter().any(|&(_, v)| v >= MAX_VALUE) {
+            return Err(BuildError::ReservedValue);
         }
-        // Close everything.
-        while let Some((last, _)) = stack.pop() {
-            let parent = stack.last().map_or(NO_MATCH, |&(_, v)| v);
-            if let Some(next) = last.succ() {
-                emit(next, parent);
-            }
-        }
-        Ok(LpmTable {
-            starts: starts.into_boxed_slice(),
-            values: values.into_boxed_slice(),
-            prefixes: distinct,
-        })
+        Ok(Self::compile(&ranges::Ranges::build(entries)?))
     }
 
-    /// Pops every open prefix that ends before `addr`, emitting the parent's value after it.
-    fn close_before(stack: &mut Vec<(K, u32)>, addr: K, emit: &mut impl FnMut(K, u32)) {
-        while let Some(&(last, _)) = stack.last() {
-            if last >= addr {
-                break;
-            }
-            stack.pop();
-            let parent = stack.last().map_or(NO_MATCH, |&(_, v)| v);
-            if let Some(next) = last.succ() {
-                emit(next, parent);
+    /// Compiles flat ranges into the lookup structure.
+    pub fn compile(r: &ranges::Ranges<K>) -> Self {
+        // Enough root entries that an average chunk holds about one range, within limits
+        // that keep the root in cache (4 MiB at most).
+        let n = r.range_count().max(1);
+        let wanted = (usize::BITS - (n - 1).leading_zeros()) as u8;
+        let root_bits = wanted.clamp(8, 20).min(K::BITS);
+        let mut c = Compiler {
+            starts: &r.starts,
+            values: &r.values,
+            entries: Vec::with_capacity(1 << root_bits),
+            run_at: Vec::new(),
+            run_starts: Vec::new(),
+            run_values: Vec::new(),
+        };
+        c.node(0, r.starts.len(), K::ZERO, K::BITS, root_bits);
+        c.run_at.push(c.run_starts.len() as u32);
+        LpmTable {
+            root_bits,
+            entries: c.entries.into_boxed_slice(),
+            run_at: c.run_at.into_boxed_slice(),
+            starts: c.run_starts.into_boxed_slice(),
+            values: c.run_values.into_boxed_slice(),
+            prefixes: r.prefix_count(),
+            ranges: r.range_count(),
+        }
+    }
+
+    #[inline(always)]
+    fn resolve(&self, mut e: u32, mut shift: u8, key: K) -> u32 {
+        loop {
+            match e >> 30 {
+                KIND_VALUE => return if e == ENTRY_NONE { NO_MATCH } else { e },
+                KIND_NODE => {
+                    let s = shift.min(NODE_STRIDE);
+                    shift -= s;
+                    e = self.entries[(e & ENTRY_INDEX) as usize + key.index(shift, s)];
+                }
+                _ => {
+                    let r = (e & ENTRY_INDEX) as usize;
+                    let (a, b) = (self.run_at[r] as usize, self.run_at[r + 1] as usize);
+                    // The run's first start is at or below every key routed to it.
+                    let p = self.starts[a..b].partition_point(|&s| s <= key);
+                    return self.values[a + p - 1];
+                }
             }
         }
     }
@@ -261,9 +330,8 @@ impl<K: Bits> LpmTable<K> {
     /// The value of the longest prefix containing `key`, or [`NO_MATCH`].
     #[inline]
     pub fn lookup_raw(&self, key: K) -> u32 {
-        // starts[0] == 0 <= key, so the partition point is at least 1.
-        let i = self.starts.partition_point(|&s| s <= key);
-        self.values[i - 1]
+        let shift = K::BITS - self.root_bits;
+        self.resolve(self.entries[key.index(shift, self.root_bits)], shift, key)
     }
 
     /// The value of the longest prefix containing `key`.
@@ -276,10 +344,14 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// Looks up a batch: `out[i]` gets the raw value for `keys[i]` ([`NO_MATCH`] for none).
-    /// Both slices must have the same length.
+    /// All root entries are read first, so their cache misses overlap.
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
+        let shift = K::BITS - self.root_bits;
         for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.lookup_raw(*k);
+            *o = self.entries[k.index(shift, self.root_bits)];
+        }
+        for (k, o) in keys.iter().zip(out.iter_mut()) {
+            *o = self.resolve(*o, shift, *k);
         }
     }
 
@@ -295,11 +367,19 @@ impl<K: Bits> LpmTable<K> {
 
     /// Number of disjoint ranges the prefixes flatten to.
     pub fn range_count(&self) -> usize {
-        self.starts.len()
+        self.ranges
+    }
+
+    /// Bits of the key the root is indexed by.
+    pub fn root_bits(&self) -> u8 {
+        self.root_bits
     }
 
     /// Bytes of memory the lookup structure holds.
     pub fn memory_bytes(&self) -> usize {
-        self.starts.len() * std::mem::size_of::<K>() + self.values.len() * 4
+        self.entries.len() * 4
+            + self.run_at.len() * 4
+            + self.starts.len() * std::mem::size_of::<K>()
+            + self.values.len() * 4
     }
 }

@@ -79,7 +79,7 @@ fn duplicates_and_conflicts() {
         }
     );
     assert_eq!(
-        Lpm4::build(&[(p4("10.0.0.0/8"), NO_MATCH)]).unwrap_err(),
+        Lpm4::build(&[(p4("10.0.0.0/8"), MAX_VALUE)]).unwrap_err(),
         BuildError::ReservedValue
     );
 }
@@ -106,6 +106,12 @@ fn prefix_validation() {
 fn adjacent_equal_values_merge() {
     let t = Lpm4::build(&[(p4("10.0.0.0/9"), 1), (p4("10.128.0.0/9"), 1)]).unwrap();
     assert_eq!(t.range_count(), 3);
+    assert_eq!(
+        ranges::Ranges::build(&[(p4("10.0.0.0/9"), 1), (p4("10.128.0.0/9"), 1)])
+            .unwrap()
+            .range_count(),
+        3
+    );
     assert_eq!(t.lookup(ip4("10.200.0.0")), Some(1));
 }
 
@@ -177,11 +183,16 @@ proptest! {
             prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
             prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
         }
-        for w in t.starts.windows(2) {
+        let flat = ranges::Ranges::build(&entries).unwrap();
+        prop_assert_eq!(flat.starts[0], 0);
+        for w in flat.starts.windows(2) {
             prop_assert!(w[0] < w[1]);
         }
-        for w in t.values.windows(2) {
+        for w in flat.values.windows(2) {
             prop_assert!(w[0] != w[1]);
+        }
+        for k in &keys {
+            prop_assert_eq!(flat.lookup(*k), r.lookup(*k));
         }
     }
 
@@ -194,6 +205,84 @@ proptest! {
         keys.extend(extra);
         for k in keys {
             prop_assert_eq!(t.lookup(k), r.lookup(k), "key {:#x}", k);
+        }
+    }
+}
+
+/// Dense sets deep enough to build child nodes several levels down, checked against the
+/// flat form (itself checked against the naive reference above).
+#[test]
+fn dense_sets_build_nodes_and_agree_with_flat_ranges() {
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..4 {
+        let mut e4 = Vec::new();
+        let mut e6 = Vec::new();
+        for i in 0..3000u32 {
+            let len = 16 + (next() % 17) as u8;
+            let a = 0x0a0a_0000 | (next() as u32 & 0xffff);
+            e4.push((
+                Prefix {
+                    addr: a & u32::mask(len),
+                    len,
+                },
+                i % 7,
+            ));
+            let len6 = 48 + (next() % 81) as u8;
+            let a6 = (0x2001_0db8_0000u128 << 80)
+                | (u128::from(next()) << 16)
+                | u128::from(next() as u16);
+            e6.push((
+                Prefix {
+                    addr: a6 & u128::mask(len6),
+                    len: len6,
+                },
+                i % 5,
+            ));
+        }
+        let e4 = dedupe(e4);
+        let e6 = dedupe(e6);
+        let (t4, f4) = (
+            Lpm4::build(&e4).unwrap(),
+            ranges::Ranges::build(&e4).unwrap(),
+        );
+        let (t6, f6) = (
+            Lpm6::build(&e6).unwrap(),
+            ranges::Ranges::build(&e6).unwrap(),
+        );
+        assert!(
+            t4.entries.len() > 1 << t4.root_bits,
+            "round {round}: no child node built"
+        );
+        assert!(
+            t6.entries.len() > 1 << t6.root_bits,
+            "round {round}: no child node built"
+        );
+        let mut keys4 = probes(&e4);
+        let mut keys6 = probes(&e6);
+        for _ in 0..20_000 {
+            keys4.push(0x0a0a_0000 | (next() as u32 & 0xffff));
+            keys4.push(next() as u32);
+            keys6.push(
+                (0x2001_0db8_0000u128 << 80)
+                    | (u128::from(next()) << 16)
+                    | u128::from(next() as u16),
+            );
+        }
+        keys4.push(u32::MAX);
+        keys6.push(u128::MAX);
+        let mut out = vec![0; keys4.len()];
+        t4.lookup_batch(&keys4, &mut out);
+        for (k, o) in keys4.iter().zip(&out) {
+            assert_eq!(*o, f4.lookup_raw(*k), "v4 key {k:#x}");
+        }
+        for k in keys6 {
+            assert_eq!(t6.lookup_raw(k), f6.lookup_raw(k), "v6 key {k:#x}");
         }
     }
 }
