@@ -6,5 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod classify;
+pub mod lpmbench;
 pub mod profile;
 pub mod rng;

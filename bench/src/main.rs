@@ -55,6 +55,60 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Longest-prefix-match throughput on a prefix file and an address file.
+    Lpm {
+        /// Prefixes, one per line (`#` comments).
+        #[arg(long, value_name = "FILE")]
+        prefixes: PathBuf,
+        /// Addresses to look up, one per line (IPv4 and IPv6 are measured apart).
+        #[arg(long, value_name = "FILE")]
+        addrs: PathBuf,
+        /// Passes over the addresses per repetition.
+        #[arg(long, default_value_t = 3)]
+        iters: u32,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Print each address's value (-1: no match) instead of measuring.
+        #[arg(long)]
+        dump: bool,
+    },
+    /// Full classification (parse + lookups + verdict) of in-memory bursts.
+    Classify {
+        /// Dynamic prefixes in the policy (1k..1M).
+        #[arg(long, default_value_t = 100_000)]
+        prefixes: usize,
+        /// Distinct frames held in memory.
+        #[arg(long, default_value_t = 1 << 20)]
+        frames: usize,
+        /// Frames per burst.
+        #[arg(long, default_value_t = 64)]
+        burst: usize,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Passes over all frames per worker.
+        #[arg(long, default_value_t = 10)]
+        passes: u32,
+        /// Share of IPv6 frames (and of IPv6 prefixes).
+        #[arg(long, default_value_t = 0.3)]
+        v6_share: f64,
+        /// Share of TCP port-25 frames.
+        #[arg(long, default_value_t = 0.2)]
+        smtp_share: f64,
+        /// Encapsulations (comma-separated: plain,vlan,qinq,pppoe,pppoe-pfc,qinq-pppoe).
+        #[arg(long, default_value = "plain,vlan,qinq,pppoe,pppoe-pfc,qinq-pppoe")]
+        encap: String,
+        /// Payload bytes per TCP frame (0: 64-byte frames), or "imix".
+        #[arg(long, default_value = "0")]
+        payload: String,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -128,6 +182,22 @@ fn prefixes(files: &[PathBuf]) -> Result<Vec<AnyPrefix>, String> {
     Ok(all)
 }
 
+fn encaps(list: &str) -> Result<Vec<Encap>, String> {
+    list.split(',')
+        .map(|e| Encap::parse(e.trim()).ok_or(format!("unknown encapsulation {e:?}")))
+        .collect()
+}
+
+fn payload_size(text: &str) -> Result<Option<usize>, String> {
+    match text {
+        "imix" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("--payload {n:?}: a byte count or \"imix\"")),
+    }
+}
+
 fn synth(pools: Pools, profile: Profile, frames: u64, seed: u64, out: &Path) -> Result<(), String> {
     let file = std::fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let mut w = PcapWriter::new(BufWriter::new(file), false).map_err(|e| e.to_string())?;
@@ -181,6 +251,74 @@ fn main() -> ExitCode {
             synth(pools, profile, frames, seed, &out)
         })(),
         Command::ExtractFrames { out_dir, captures } => extract_frames(&out_dir, &captures),
+        Command::Classify {
+            prefixes,
+            frames,
+            burst,
+            workers,
+            passes,
+            v6_share,
+            smtp_share,
+            encap,
+            payload,
+            seed,
+        } => (|| {
+            let profile = Profile {
+                v6_share,
+                smtp_share,
+                encaps: encaps(&encap)?,
+                payload: payload_size(&payload)?,
+                ..Profile::default()
+            };
+            let args = op25b_bench::classify::ClassifyArgs {
+                prefixes,
+                frames,
+                burst: burst.max(1),
+                workers: workers.max(1),
+                passes,
+                profile,
+                seed,
+            };
+            let r = op25b_bench::classify::run(&args)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        })(),
+        Command::Lpm {
+            prefixes,
+            addrs,
+            iters,
+            reps,
+            json,
+            dump,
+        } => {
+            if dump {
+                op25b_bench::lpmbench::dump(&prefixes, &addrs)
+            } else {
+                op25b_bench::lpmbench::run(&prefixes, &addrs, iters, reps.max(1)).map(|results| {
+                    if json {
+                        println!("{}", serde_json::Value::Array(results));
+                    } else {
+                        for r in results {
+                            println!(
+                                "{}: {} prefixes ({} ranges, root /{}), {:.1} MiB, built in {:.3} s; {:.1} M lookups/s batched, {:.1} M/s single, {:.1} M/s binary search",
+                                r["family"].as_str().unwrap_or("?"),
+                                r["prefixes"],
+                                r["ranges"],
+                                r["root_bits"],
+                                r["memory_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+                                r["build_s"].as_f64().unwrap_or(0.0),
+                                r["batch_lookups_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+                                r["single_lookups_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+                                r["binary_search_lookups_per_s"].as_f64().unwrap_or(0.0) / 1e6,
+                            );
+                        }
+                    }
+                })
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -10,7 +10,7 @@
 //!   reused, the counters are plain fields owned by this worker, and the clock is read
 //!   twice per burst (vDSO).
 
-use crate::policy::{Policy, Reason, Verdict};
+use crate::policy::{BurstScratch, Policy, Reason, Verdict};
 use crate::port::{Burst, Port, PortError};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
@@ -87,6 +87,8 @@ pub struct Worker {
     latency: Histogram<u64>,
     burst: Burst,
     verdicts: Vec<Verdict>,
+    reasons: Vec<Reason>,
+    scratch: BurstScratch,
 }
 
 impl Worker {
@@ -97,6 +99,8 @@ impl Worker {
             counters: Counters::default(),
             latency: latency_histogram(),
             verdicts: Vec::with_capacity(burst.capacity()),
+            reasons: Vec::with_capacity(burst.capacity()),
+            scratch: BurstScratch::default(),
             burst,
         }
     }
@@ -106,9 +110,10 @@ impl Worker {
     pub fn classify(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
         let start = Instant::now();
         self.verdicts.clear();
+        policy.judge_burst(burst.frames(), &mut self.scratch, &mut self.reasons);
         let c = &mut self.counters;
-        for frame in burst.frames() {
-            let (reason, verdict) = policy.classify(frame);
+        for &reason in &self.reasons {
+            let verdict = policy.verdict(reason);
             c.reasons[reason.index()] += 1;
             match verdict {
                 Verdict::Forward => {

@@ -169,6 +169,10 @@ pub const NO_MATCH: u32 = u32::MAX;
 pub const MAX_VALUE: u32 = ENTRY_INDEX;
 
 const ENTRY_INDEX: u32 = (1 << 30) - 1;
+/// A run entry packs its length (6 bits) under its offset (24 bits).
+const RUN_LEN_BITS: u32 = 6;
+/// Most (start, value) pairs all runs of one table may hold together.
+pub const MAX_RUN_PAIRS: usize = 1 << (30 - RUN_LEN_BITS);
 const ENTRY_NONE: u32 = ENTRY_INDEX;
 const KIND_VALUE: u32 = 0;
 const KIND_NODE: u32 = 1;
@@ -183,10 +187,9 @@ pub struct LpmTable<K> {
     root_bits: u8,
     /// The root (first `1 << root_bits` entries), then every child node.
     entries: Box<[u32]>,
-    /// Run `r` is `starts[run_at[r]..run_at[r + 1]]`, with values alongside in `values`.
-    run_at: Box<[u32]>,
-    starts: Box<[K]>,
-    values: Box<[u32]>,
+    /// (range start, value) pairs of every run; a run entry holds its offset and length,
+    /// so a run costs one memory read (usually one cache line).
+    runs: Box<[(K, u32)]>,
     prefixes: usize,
     ranges: usize,
 }
@@ -202,19 +205,17 @@ impl<K: Bits> Default for LpmTable<K> {
     }
 }
 
-/// Most range starts a run may hold before its chunk is split by a child node: a run of
-/// this many keys spans about two cache lines.
+/// Most ranges a run may hold before its chunk is split by a child node: about two cache
+/// lines of pairs, and below the 6-bit length field.
 fn run_max<K: Bits>() -> usize {
-    128 / std::mem::size_of::<K>()
+    (128 / (std::mem::size_of::<K>() + 4)).clamp(4, 63)
 }
 
 struct Compiler<'a, K> {
     starts: &'a [K],
     values: &'a [u32],
     entries: Vec<u32>,
-    run_at: Vec<u32>,
-    run_starts: Vec<K>,
-    run_values: Vec<u32>,
+    runs: Vec<(K, u32)>,
 }
 
 impl<K: Bits> Compiler<'_, K> {
@@ -225,12 +226,15 @@ impl<K: Bits> Compiler<'_, K> {
             let v = self.values[i];
             return (KIND_VALUE << 30) | if v == NO_MATCH { ENTRY_NONE } else { v };
         }
-        if j - i <= run_max::<K>() || shift == 0 {
-            let id = self.run_at.len() as u32;
-            self.run_at.push(self.run_starts.len() as u32);
-            self.run_starts.extend_from_slice(&self.starts[i..j]);
-            self.run_values.extend_from_slice(&self.values[i..j]);
-            return (KIND_RUN << 30) | id;
+        if (j - i <= run_max::<K>() && self.runs.len() + (j - i) <= MAX_RUN_PAIRS) || shift == 0 {
+            let at = self.runs.len() as u32;
+            self.runs.extend(
+                self.starts[i..j]
+                    .iter()
+                    .copied()
+                    .zip(self.values[i..j].iter().copied()),
+            );
+            return (KIND_RUN << 30) | (at << RUN_LEN_BITS) | (j - i) as u32;
         }
         let stride = shift.min(NODE_STRIDE);
         let base = self.node(i, j, lo, shift, stride);
@@ -289,18 +293,13 @@ impl<K: Bits> LpmTable<K> {
             starts: &r.starts,
             values: &r.values,
             entries: Vec::with_capacity(1 << root_bits),
-            run_at: Vec::new(),
-            run_starts: Vec::new(),
-            run_values: Vec::new(),
+            runs: Vec::with_capacity(r.range_count()),
         };
         c.node(0, r.starts.len(), K::ZERO, K::BITS, root_bits);
-        c.run_at.push(c.run_starts.len() as u32);
         LpmTable {
             root_bits,
             entries: c.entries.into_boxed_slice(),
-            run_at: c.run_at.into_boxed_slice(),
-            starts: c.run_starts.into_boxed_slice(),
-            values: c.run_values.into_boxed_slice(),
+            runs: c.runs.into_boxed_slice(),
             prefixes: r.prefix_count(),
             ranges: r.range_count(),
         }
@@ -317,11 +316,12 @@ impl<K: Bits> LpmTable<K> {
                     e = self.entries[(e & ENTRY_INDEX) as usize + key.index(shift, s)];
                 }
                 _ => {
-                    let r = (e & ENTRY_INDEX) as usize;
-                    let (a, b) = (self.run_at[r] as usize, self.run_at[r + 1] as usize);
+                    let at = ((e & ENTRY_INDEX) >> RUN_LEN_BITS) as usize;
+                    let len = (e & ((1 << RUN_LEN_BITS) - 1)) as usize;
+                    let run = &self.runs[at..at + len];
                     // The run's first start is at or below every key routed to it.
-                    let p = self.starts[a..b].partition_point(|&s| s <= key);
-                    return self.values[a + p - 1];
+                    let p = run.partition_point(|&(s, _)| s <= key);
+                    return run[p - 1].1;
                 }
             }
         }
@@ -344,14 +344,44 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// Looks up a batch: `out[i]` gets the raw value for `keys[i]` ([`NO_MATCH`] for none).
-    /// All root entries are read first, so their cache misses overlap.
+    ///
+    /// Keys advance level by level in lockstep, so the memory reads of one level are
+    /// independent of each other and their cache misses overlap: all root entries are
+    /// read, then every run's first cache line is touched, then the runs are searched.
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
-        let shift = K::BITS - self.root_bits;
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.entries[k.index(shift, self.root_bits)];
-        }
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.resolve(*o, shift, *k);
+        const LANES: usize = 32;
+        let root_shift = K::BITS - self.root_bits;
+        for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            let mut shift = [root_shift; LANES];
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                *o = self.entries[k.index(root_shift, self.root_bits)];
+            }
+            // Descend through child nodes until every lane holds a value or a run.
+            loop {
+                let mut pending = false;
+                for ((k, o), sh) in keys.iter().zip(out.iter_mut()).zip(shift.iter_mut()) {
+                    if *o >> 30 == KIND_NODE {
+                        let s = (*sh).min(NODE_STRIDE);
+                        *sh -= s;
+                        *o = self.entries[(*o & ENTRY_INDEX) as usize + k.index(*sh, s)];
+                        pending |= *o >> 30 == KIND_NODE;
+                    }
+                }
+                if !pending {
+                    break;
+                }
+            }
+            let mut touched = 0u64;
+            for o in out.iter() {
+                if *o >> 30 == KIND_RUN {
+                    let at = ((*o & ENTRY_INDEX) >> RUN_LEN_BITS) as usize;
+                    touched = touched.wrapping_add(u64::from(self.runs[at].1));
+                }
+            }
+            std::hint::black_box(touched);
+            for ((k, o), sh) in keys.iter().zip(out.iter_mut()).zip(shift.iter()) {
+                *o = self.resolve(*o, *sh, *k);
+            }
         }
     }
 
@@ -377,9 +407,6 @@ impl<K: Bits> LpmTable<K> {
 
     /// Bytes of memory the lookup structure holds.
     pub fn memory_bytes(&self) -> usize {
-        self.entries.len() * 4
-            + self.run_at.len() * 4
-            + self.starts.len() * std::mem::size_of::<K>()
-            + self.values.len() * 4
+        self.entries.len() * 4 + self.runs.len() * std::mem::size_of::<(K, u32)>()
     }
 }
