@@ -609,6 +609,14 @@ prepare_input(enum family fam, const struct addr_list *al,
 	}
 }
 
+static void
+free_input(enum family fam, struct addr_list *al, struct lookup_input *in)
+{
+	if (fam == FAM_V4)
+		free(in->v4);
+	free(al->addr);
+}
+
 /*
  * Bulk lookup of in[off .. off+n) into res[], normalised to the next hop
  * or -1 on miss.  n <= BULK.
@@ -936,5 +944,8 @@ main(int argc, char **argv)
 						  iters);
 	table_free(&t);
 	rte_eal_cleanup();
+	free_input(t.fam, &al, &in);
+	free(pl.addr);
+	free(pl.len);
 	return rc;
 }

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod compare;
 pub mod lpmbench;
 pub mod profile;
 pub mod rng;

@@ -109,6 +109,38 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Our LPM against DPDK rte_lpm/rte_lpm6 (C harness), poptrie and prefix-trie on the same
+    /// files, and op25b replay against tcpdump with a BPF filter; writes JSON, Markdown, SVG.
+    Compare {
+        /// Output folder (data files and results).
+        #[arg(long, default_value = "out/compare")]
+        out_dir: PathBuf,
+        /// IPv4 table sizes (comma-separated).
+        #[arg(
+            long,
+            default_value = "1000,10000,100000,1000000",
+            value_delimiter = ','
+        )]
+        v4_sizes: Vec<usize>,
+        /// IPv6 table sizes (comma-separated).
+        #[arg(long, default_value = "100000", value_delimiter = ',')]
+        v6_sizes: Vec<usize>,
+        /// Addresses per key set.
+        #[arg(long, default_value_t = 4_000_000)]
+        addrs: usize,
+        /// Repetitions per in-process measurement.
+        #[arg(long, default_value_t = 5)]
+        reps: u32,
+        /// The C/DPDK harness (built by scripts/compare.sh).
+        #[arg(long, default_value = "bench/c/lpm_bench")]
+        c_harness: PathBuf,
+        /// Frames in the replay comparison capture (0 skips it).
+        #[arg(long, default_value_t = 2_000_000)]
+        replay_frames: u64,
+        /// The op25b binary for the replay comparison.
+        #[arg(long, default_value = "target/release/op25b")]
+        op25b: PathBuf,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -286,6 +318,28 @@ fn main() -> ExitCode {
             );
             Ok(())
         })(),
+        Command::Compare {
+            out_dir,
+            v4_sizes,
+            v6_sizes,
+            addrs,
+            reps,
+            c_harness,
+            replay_frames,
+            op25b,
+        } => {
+            let args = op25b_bench::compare::CompareArgs {
+                out_dir,
+                v4_sizes,
+                v6_sizes,
+                addrs,
+                reps: reps.max(1),
+                c_harness: Some(c_harness),
+                replay_frames,
+                op25b: op25b.is_file().then_some(op25b),
+            };
+            op25b_bench::compare::run(&args).map(|md| println!("{md}"))
+        }
         Command::Lpm {
             prefixes,
             addrs,

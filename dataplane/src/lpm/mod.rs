@@ -284,11 +284,15 @@ impl<K: Bits> LpmTable<K> {
 
     /// Compiles flat ranges into the lookup structure.
     pub fn compile(r: &ranges::Ranges<K>) -> Self {
-        // Enough root entries that an average chunk holds about one range, within limits
-        // that keep the root in cache (4 MiB at most).
+        // Root size, chosen by measurement (op25b-bench lpm, BNG-like prefixes): 16 root
+        // entries per range for IPv4 (4 per range for IPv6) make most chunks single-valued,
+        // so most random keys end at the root; 100k IPv4 prefixes ran 2.5x faster than with
+        // one entry per range. The cap keeps the root at 4 MiB: larger roots (up to 2^24)
+        // were not reliably faster on 1M prefixes on this machine and cost up to 64 MiB.
         let n = r.range_count().max(1);
         let wanted = (usize::BITS - (n - 1).leading_zeros()) as u8;
-        let root_bits = wanted.clamp(8, 20).min(K::BITS);
+        let extra = if K::BITS == 32 { 4 } else { 2 };
+        let root_bits = (wanted + extra).clamp(8, 20);
         let mut c = Compiler {
             starts: &r.starts,
             values: &r.values,
@@ -345,43 +349,17 @@ impl<K: Bits> LpmTable<K> {
 
     /// Looks up a batch: `out[i]` gets the raw value for `keys[i]` ([`NO_MATCH`] for none).
     ///
-    /// Keys advance level by level in lockstep, so the memory reads of one level are
-    /// independent of each other and their cache misses overlap: all root entries are
-    /// read, then every run's first cache line is touched, then the runs are searched.
+    /// Every root entry is read before any is followed, so the root's cache misses overlap
+    /// instead of queueing behind each key's later reads. (Measured against a plain loop and
+    /// against a level-by-level lockstep over child nodes and runs: this was the fastest on
+    /// 100k-prefix tables and as fast as either on 1M.)
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
-        const LANES: usize = 32;
-        let root_shift = K::BITS - self.root_bits;
-        for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            let mut shift = [root_shift; LANES];
-            for (k, o) in keys.iter().zip(out.iter_mut()) {
-                *o = self.entries[k.index(root_shift, self.root_bits)];
-            }
-            // Descend through child nodes until every lane holds a value or a run.
-            loop {
-                let mut pending = false;
-                for ((k, o), sh) in keys.iter().zip(out.iter_mut()).zip(shift.iter_mut()) {
-                    if *o >> 30 == KIND_NODE {
-                        let s = (*sh).min(NODE_STRIDE);
-                        *sh -= s;
-                        *o = self.entries[(*o & ENTRY_INDEX) as usize + k.index(*sh, s)];
-                        pending |= *o >> 30 == KIND_NODE;
-                    }
-                }
-                if !pending {
-                    break;
-                }
-            }
-            let mut touched = 0u64;
-            for o in out.iter() {
-                if *o >> 30 == KIND_RUN {
-                    let at = ((*o & ENTRY_INDEX) >> RUN_LEN_BITS) as usize;
-                    touched = touched.wrapping_add(u64::from(self.runs[at].1));
-                }
-            }
-            std::hint::black_box(touched);
-            for ((k, o), sh) in keys.iter().zip(out.iter_mut()).zip(shift.iter()) {
-                *o = self.resolve(*o, *sh, *k);
-            }
+        let shift = K::BITS - self.root_bits;
+        for (k, o) in keys.iter().zip(out.iter_mut()) {
+            *o = self.entries[k.index(shift, self.root_bits)];
+        }
+        for (k, o) in keys.iter().zip(out.iter_mut()) {
+            *o = self.resolve(*o, shift, *k);
         }
     }
 

@@ -1,0 +1,801 @@
+//! `op25b-bench compare`: one run that puts op25b's LPM next to DPDK's `rte_lpm`/`rte_lpm6`
+//! (through the C harness in `bench/c`, when it is built), and the Rust crates `poptrie` and
+//! `prefix-trie`, on the same generated prefix and address files; then op25b's pcap replay
+//! next to `tcpdump -r IN -w OUT FILTER` with the same policy written as a BPF filter.
+//!
+//! Writes `compare.json`, `compare.md` (medians and ratios) and `lpm.svg` (lookups/s
+//! against table size) into the output folder, and prints the Markdown.
+//!
+//! Invariants: every structure is fed the same files; op25b's answers are checked against
+//! rte_lpm's on a sample of addresses whenever rte_lpm inserted every prefix (a mismatch
+//! fails the run); a missing tool is reported as missing, never as a number.
+
+use crate::classify::synthetic_pools;
+use crate::lpmbench;
+use crate::rng::Rng;
+use op25b_dataplane::lpm::{Bits, LpmTable, Prefix};
+use op25b_dataplane::policy::AnyPrefix;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct CompareArgs {
+    /// Where data files and results go.
+    pub out_dir: PathBuf,
+    /// IPv4 table sizes.
+    pub v4_sizes: Vec<usize>,
+    /// IPv6 table sizes.
+    pub v6_sizes: Vec<usize>,
+    /// Addresses per key set.
+    pub addrs: usize,
+    /// Repetitions per in-process measurement (median reported).
+    pub reps: u32,
+    /// The C harness binary (`bench/c/lpm_bench`), if built.
+    pub c_harness: Option<PathBuf>,
+    /// Frames in the replay comparison's capture (0 skips it).
+    pub replay_frames: u64,
+    /// The `op25b` binary for the replay comparison.
+    pub op25b: Option<PathBuf>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Writes `n` prefixes of one family (BNG-like lengths) and returns them.
+fn write_prefixes(path: &Path, v6: bool, n: usize, seed: u64) -> std::io::Result<Vec<AnyPrefix>> {
+    let pools = synthetic_pools(n, if v6 { 1.0 } else { 0.0 }, seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for p in &pools.dynamic {
+        writeln!(f, "{p}")?;
+    }
+    f.flush()?;
+    Ok(pools.dynamic)
+}
+
+/// Writes `n` addresses: uniformly random, or (with `hit`) inside a random listed prefix.
+fn write_addrs(
+    path: &Path,
+    v6: bool,
+    n: usize,
+    within: Option<&[AnyPrefix]>,
+    seed: u64,
+) -> std::io::Result<()> {
+    let mut rng = Rng::new(seed);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for _ in 0..n {
+        let inside = within.and_then(|ps| ps.get(rng.below(ps.len() as u64) as usize));
+        match (v6, inside) {
+            (false, Some(AnyPrefix::V4(p))) => writeln!(
+                f,
+                "{}",
+                std::net::Ipv4Addr::from(p.addr | (rng.next_u64() as u32 & !u32::mask(p.len)))
+            )?,
+            (true, Some(AnyPrefix::V6(p))) => writeln!(
+                f,
+                "{}",
+                std::net::Ipv6Addr::from(p.addr | (rng.next_u128() & !u128::mask(p.len)))
+            )?,
+            (false, _) => writeln!(f, "{}", std::net::Ipv4Addr::from(rng.next_u64() as u32))?,
+            (true, _) => writeln!(f, "{}", std::net::Ipv6Addr::from(rng.next_u128()))?,
+        }
+    }
+    f.flush()
+}
+
+/// Lookups/s of a closure over all keys, median of `reps` timed passes.
+fn rate<K: Copy>(keys: &[K], reps: u32, mut f: impl FnMut(&[K]) -> u64) -> (f64, u64) {
+    let mut sum = 0u64;
+    let mut rates = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        sum = sum.wrapping_add(f(keys));
+        rates.push(keys.len() as f64 / t.elapsed().as_secs_f64());
+    }
+    (median(rates), sum)
+}
+
+/// In-process structures on one data set.
+fn rust_structures<K>(entries: &[(Prefix<K>, u32)], keys: &[K], reps: u32) -> Vec<Value>
+where
+    K: Bits + poptrie::Address,
+    (K, u8): prefix_trie::Prefix,
+{
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let table = LpmTable::build(entries).expect("generated prefixes are distinct");
+    let build = t.elapsed().as_secs_f64();
+    let mut buf = vec![0u32; 64];
+    let (batched, _) = rate(keys, reps, |ks| {
+        let mut s = 0u64;
+        for c in ks.chunks(64) {
+            table.lookup_batch(c, &mut buf[..c.len()]);
+            s = buf[..c.len()]
+                .iter()
+                .fold(s, |a, &v| a.wrapping_add(u64::from(v)));
+        }
+        s
+    });
+    let (single, _) = rate(keys, reps, |ks| {
+        ks.iter()
+            .fold(0u64, |a, &k| a.wrapping_add(u64::from(table.lookup_raw(k))))
+    });
+    out.push(json!({"lib": "op25b", "build_s": build, "memory_bytes": table.memory_bytes(), "lookups_per_s": batched, "single_lookups_per_s": single}));
+
+    let t = Instant::now();
+    let pop: poptrie::Poptrie<(K, u8), u32> =
+        entries.iter().map(|&(p, v)| ((p.addr, p.len), v)).collect();
+    let build = t.elapsed().as_secs_f64();
+    let (r, _) = rate(keys, reps, |ks| {
+        ks.iter().fold(0u64, |a, &k| {
+            a.wrapping_add(u64::from(pop.lookup(k).copied().unwrap_or(u32::MAX)))
+        })
+    });
+    out.push(json!({"lib": "poptrie", "build_s": build, "lookups_per_s": r}));
+
+    let t = Instant::now();
+    let mut pt: prefix_trie::PrefixMap<(K, u8), u32> = prefix_trie::PrefixMap::new();
+    for &(p, v) in entries {
+        pt.insert((p.addr, p.len), v);
+    }
+    let build = t.elapsed().as_secs_f64();
+    let full = <K as Bits>::BITS;
+    let (r, _) = rate(keys, reps.min(3), |ks| {
+        ks.iter().fold(0u64, |a, &k| {
+            a.wrapping_add(u64::from(
+                pt.get_lpm(&(k, full)).map_or(u32::MAX, |(_, v)| *v),
+            ))
+        })
+    });
+    out.push(json!({"lib": "prefix-trie", "build_s": build, "lookups_per_s": r}));
+    out
+}
+
+/// Runs the C harness; `None` with a note when it is missing or fails.
+fn c_harness(
+    bin: &Path,
+    mode: &str,
+    pfx: &Path,
+    addrs: &Path,
+    iters: u32,
+    notes: &mut Vec<String>,
+) -> Option<Value> {
+    let out = Command::new(bin)
+        .arg(mode)
+        .arg(pfx)
+        .arg(addrs)
+        .arg(iters.to_string())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+            let err = String::from_utf8_lossy(&o.stderr);
+            if !err.trim().is_empty() {
+                notes.push(format!(
+                    "{mode} {}: {}",
+                    pfx.display(),
+                    err.trim().replace('\n', "; ")
+                ));
+            }
+            Some(v)
+        }
+        Ok(o) => {
+            notes.push(format!(
+                "{mode} {} failed: {}",
+                pfx.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            notes.push(format!("{}: {e}", bin.display()));
+            None
+        }
+    }
+}
+
+/// Compares op25b's answers with the C harness's dump on the first `n` addresses.
+fn cross_check(
+    bin: &Path,
+    mode: &str,
+    pfx: &Path,
+    addrs: &Path,
+    dir: &Path,
+    n: usize,
+) -> Result<usize, String> {
+    let text = std::fs::read_to_string(addrs).map_err(|e| e.to_string())?;
+    let sample: String = text.lines().take(n).map(|l| format!("{l}\n")).collect();
+    let sample_path = dir.join("sample.addrs");
+    std::fs::write(&sample_path, &sample).map_err(|e| e.to_string())?;
+    let theirs = Command::new(bin)
+        .arg(format!("{mode}-dump"))
+        .arg(pfx)
+        .arg(&sample_path)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !theirs.status.success() {
+        return Err(String::from_utf8_lossy(&theirs.stderr).to_string());
+    }
+    let (e4, e6) = lpmbench::entries(pfx)?;
+    let t4 = LpmTable::build(&e4).map_err(|e| e.to_string())?;
+    let t6 = LpmTable::build(&e6).map_err(|e| e.to_string())?;
+    let mut differ = 0;
+    for (addr, their) in sample
+        .lines()
+        .zip(String::from_utf8_lossy(&theirs.stdout).lines())
+    {
+        let ours = match addr
+            .parse::<std::net::IpAddr>()
+            .map_err(|e| e.to_string())?
+        {
+            std::net::IpAddr::V4(a) => t4.lookup(u32::from(a)),
+            std::net::IpAddr::V6(a) => t6.lookup(u128::from(a)),
+        };
+        let ours = ours.map_or(-1i64, i64::from);
+        if their.trim().parse::<i64>().ok() != Some(ours) {
+            differ += 1;
+        }
+    }
+    Ok(differ)
+}
+
+fn lib_rate(results: &[Value], lib: &str) -> Option<f64> {
+    results
+        .iter()
+        .find(|r| r["lib"] == lib)
+        .and_then(|r| r["lookups_per_s"].as_f64())
+}
+
+/// One LPM data set: prefix file × key file, every structure.
+fn lpm_case(
+    a: &CompareArgs,
+    v6: bool,
+    n: usize,
+    hit: bool,
+    notes: &mut Vec<String>,
+) -> Result<Value, String> {
+    let fam = if v6 { "v6" } else { "v4" };
+    let pfx = a.out_dir.join(format!("{fam}-{n}.prefixes"));
+    let prefixes = write_prefixes(&pfx, v6, n, n as u64 ^ 0x0025).map_err(|e| e.to_string())?;
+    let keys_path = a.out_dir.join(format!(
+        "{fam}-{n}-{}.addrs",
+        if hit { "hit" } else { "uniform" }
+    ));
+    write_addrs(
+        &keys_path,
+        v6,
+        a.addrs,
+        if hit { Some(&prefixes) } else { None },
+        n as u64 ^ 0x5eed,
+    )
+    .map_err(|e| e.to_string())?;
+    let (e4, e6) = lpmbench::entries(&pfx)?;
+    let addrs = lpmbench::read_lines(&keys_path, |t| {
+        t.parse::<std::net::IpAddr>().map_err(|e| e.to_string())
+    })?;
+    let mut results = if v6 {
+        let keys: Vec<u128> = addrs
+            .iter()
+            .filter_map(|a| {
+                if let std::net::IpAddr::V6(x) = a {
+                    Some(u128::from(*x))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        rust_structures(&e6, &keys, a.reps)
+    } else {
+        let keys: Vec<u32> = addrs
+            .iter()
+            .filter_map(|a| {
+                if let std::net::IpAddr::V4(x) = a {
+                    Some(u32::from(*x))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        rust_structures(&e4, &keys, a.reps)
+    };
+    let mut cross = Value::Null;
+    if let Some(bin) = &a.c_harness {
+        let iters = 3;
+        for mode in [fam, if v6 { "fib6" } else { "fib4" }] {
+            if let Some(r) = c_harness(bin, mode, &pfx, &keys_path, iters, notes) {
+                let name = match mode {
+                    "v4" => "rte_lpm",
+                    "v6" => "rte_lpm6",
+                    "fib4" => "rte_fib",
+                    _ => "rte_fib6",
+                };
+                let complete = r["failed"].as_u64() == Some(0);
+                if mode == fam && complete {
+                    let differ = cross_check(bin, mode, &pfx, &keys_path, &a.out_dir, 20_000)?;
+                    if differ > 0 {
+                        return Err(format!(
+                            "{fam} {n}: op25b and {name} disagree on {differ} of 20000 addresses"
+                        ));
+                    }
+                    cross = json!({"against": name, "addresses": 20_000, "differ": 0});
+                }
+                results.push(json!({
+                    "lib": name,
+                    "build_s": r["build_s"],
+                    "lookups_per_s": r["bulk_lookups_per_s"],
+                    "single_lookups_per_s": r["single_lookups_per_s"],
+                    "inserted": r["inserted"],
+                    "failed": r["failed"],
+                }));
+            }
+        }
+    }
+    let ours = lib_rate(&results, "op25b").unwrap_or(0.0);
+    let baseline = lib_rate(&results, if v6 { "rte_lpm6" } else { "rte_lpm" });
+    Ok(json!({
+        "family": if v6 { "ipv6" } else { "ipv4" },
+        "prefixes": n,
+        "keys": if hit { "90% inside a prefix" } else { "uniformly random" },
+        "addresses": a.addrs,
+        "results": results,
+        "op25b_vs_dpdk": baseline.map(|b| ours / b),
+        "cross_check": cross,
+    }))
+}
+
+/// BPF for "blocked" with plain Ethernet framing: TCP to port 25 from a dynamic prefix,
+/// not from an exempt one, not to a relay.
+fn bpf_blocked(dynamic: &[AnyPrefix], exempt: &[AnyPrefix], relays: &[AnyPrefix]) -> String {
+    let nets = |ps: &[AnyPrefix], dir: &str| {
+        ps.iter()
+            .map(|p| format!("{dir} net {p}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let mut f = format!("tcp dst port 25 and ({})", nets(dynamic, "src"));
+    if !exempt.is_empty() {
+        f += &format!(" and not ({})", nets(exempt, "src"));
+    }
+    if !relays.is_empty() {
+        f += &format!(" and not ({})", nets(relays, "dst"));
+    }
+    f
+}
+
+fn time_cmd(cmd: &mut Command, timeout: Duration) -> Result<f64, String> {
+    let t = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            let secs = t.elapsed().as_secs_f64();
+            if status.success() {
+                return Ok(secs);
+            }
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            return Err(err.lines().last().unwrap_or("failed").to_string());
+        }
+        if t.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("gave up after {} s", timeout.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// op25b replay against tcpdump with a BPF filter, as the policy grows.
+fn replay_case(a: &CompareArgs, notes: &mut Vec<String>) -> Result<Value, String> {
+    let Some(op25b) = &a.op25b else {
+        notes.push("replay comparison skipped: no op25b binary given".into());
+        return Ok(Value::Null);
+    };
+    let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
+    if !have_tcpdump {
+        notes.push("tcpdump is not installed: replay comparison runs op25b alone".into());
+    }
+    let dir = &a.out_dir;
+    let mut rows = Vec::new();
+    for n in [100usize, 1_000, 10_000, 100_000, 1_000_000] {
+        let pools = synthetic_pools(n, 0.0, 77);
+        let dynamic = pools.dynamic.clone();
+        // Exempt and relays kept tiny so BPF sees the same policy op25b does.
+        let exempt: Vec<AnyPrefix> = pools.exempt.iter().take(5).copied().collect();
+        let relays = pools
+            .relays
+            .iter()
+            .filter(|p| matches!(p, AnyPrefix::V4(_)))
+            .copied()
+            .collect::<Vec<_>>();
+        let write_list = |name: &str, ps: &[AnyPrefix]| -> Result<PathBuf, String> {
+            let p = dir.join(name);
+            let text: String = ps.iter().map(|x| format!("{x}\n")).collect();
+            std::fs::write(&p, text).map_err(|e| e.to_string())?;
+            Ok(p)
+        };
+        write_list(&format!("replay-{n}.dynamic"), &dynamic)?;
+        write_list(&format!("replay-{n}.exempt"), &exempt)?;
+        write_list(&format!("replay-{n}.relays"), &relays)?;
+        let cfg = dir.join(format!("replay-{n}.toml"));
+        std::fs::write(
+            &cfg,
+            format!("[outbound]\ndynamic_files = [\"replay-{n}.dynamic\"]\nexempt_files = [\"replay-{n}.exempt\"]\nrelays_files = [\"replay-{n}.relays\"]\n"),
+        )
+        .map_err(|e| e.to_string())?;
+        let cap = dir.join(format!("replay-{n}.pcap"));
+        let profile = crate::profile::Profile {
+            v6_share: 0.0,
+            encaps: vec![crate::profile::Encap::Plain],
+            odd_share: 0.0,
+            ..Default::default()
+        };
+        let pools_for_traffic = crate::profile::Pools {
+            dynamic: dynamic.clone(),
+            exempt: exempt.clone(),
+            relays: relays.clone(),
+        };
+        {
+            let file = std::fs::File::create(&cap).map_err(|e| e.to_string())?;
+            let mut w =
+                op25b_dataplane::port::pcap::PcapWriter::new(std::io::BufWriter::new(file), false)
+                    .map_err(|e| e.to_string())?;
+            let mut g = crate::profile::Generator::new(&pools_for_traffic, profile, 9);
+            for i in 0..a.replay_frames {
+                w.write(1_700_000_000_000_000_000 + i * 1000, &g.frame())
+                    .map_err(|e| e.to_string())?;
+            }
+            w.finish().map_err(|e| e.to_string())?;
+        }
+        let mut ours = Vec::new();
+        for _ in 0..3 {
+            let secs = time_cmd(
+                Command::new(op25b)
+                    .arg("replay")
+                    .arg("--config")
+                    .arg(&cfg)
+                    .arg("--input")
+                    .arg(&cap)
+                    .arg("--pass-out")
+                    .arg(dir.join("op25b-pass.pcap"))
+                    .arg("--drop-out")
+                    .arg(dir.join("op25b-drop.pcap")),
+                Duration::from_secs(300),
+            )?;
+            ours.push(secs);
+        }
+        let ours = median(ours);
+        let mut row = json!({"prefixes": n, "frames": a.replay_frames, "op25b_s": ours, "op25b_fps": a.replay_frames as f64 / ours});
+        if have_tcpdump {
+            let filter = format!("not ({})", bpf_blocked(&dynamic, &exempt, &relays));
+            let filter_file = dir.join(format!("replay-{n}.bpf"));
+            std::fs::write(&filter_file, &filter).map_err(|e| e.to_string())?;
+            let mut times = Vec::new();
+            let mut failure = None;
+            for _ in 0..if n <= 1000 { 3 } else { 1 } {
+                match time_cmd(
+                    Command::new("tcpdump")
+                        .arg("-r")
+                        .arg(&cap)
+                        .arg("-w")
+                        .arg(dir.join("tcpdump-pass.pcap"))
+                        .arg("-F")
+                        .arg(&filter_file),
+                    Duration::from_secs(120),
+                ) {
+                    Ok(s) => times.push(s),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            match failure {
+                None => {
+                    let t = median(times);
+                    row["tcpdump_s"] = json!(t);
+                    row["speedup"] = json!(t / ours);
+                    // Same frames passed?
+                    let count = |p: &Path| -> Option<u64> {
+                        let o = Command::new("tcpdump")
+                            .arg("--count")
+                            .arg("-r")
+                            .arg(p)
+                            .output()
+                            .ok()?;
+                        String::from_utf8_lossy(&o.stdout)
+                            .split_whitespace()
+                            .next()?
+                            .parse()
+                            .ok()
+                    };
+                    row["same_pass_count"] = json!(
+                        count(&dir.join("tcpdump-pass.pcap"))
+                            == count(&dir.join("op25b-pass.pcap"))
+                    );
+                }
+                Some(e) => row["tcpdump_error"] = json!(e),
+            }
+            let _ = std::fs::remove_file(dir.join("tcpdump-pass.pcap"));
+        }
+        rows.push(row);
+        let _ = std::fs::remove_file(&cap);
+    }
+    Ok(Value::Array(rows))
+}
+
+fn fmt_rate(v: &Value) -> String {
+    v.as_f64().map_or("–".into(), |r| format!("{:.1}", r / 1e6))
+}
+
+fn markdown(lpm: &[Value], replay: &Value, notes: &[String], machine: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "Machine: {machine}\n");
+    let _ = writeln!(md, "| family | prefixes | keys | op25b M/s | rte_lpm(6) M/s | rte_fib(6) M/s | poptrie M/s | prefix-trie M/s | op25b / DPDK | op25b build s | DPDK build s | op25b MiB |");
+    let _ = writeln!(
+        md,
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for c in lpm {
+        let r = c["results"].as_array().cloned().unwrap_or_default();
+        let get = |lib: &str, f: &str| {
+            r.iter()
+                .find(|x| x["lib"] == lib)
+                .map(|x| x[f].clone())
+                .unwrap_or(Value::Null)
+        };
+        let dpdk = if c["family"] == "ipv6" {
+            "rte_lpm6"
+        } else {
+            "rte_lpm"
+        };
+        let fib = if c["family"] == "ipv6" {
+            "rte_fib6"
+        } else {
+            "rte_fib"
+        };
+        let failed = get(dpdk, "failed")
+            .as_u64()
+            .filter(|&f| f > 0)
+            .map_or(String::new(), |f| format!(" ({f} not inserted)"));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            c["family"].as_str().unwrap_or(""),
+            c["prefixes"],
+            c["keys"].as_str().unwrap_or(""),
+            fmt_rate(&get("op25b", "lookups_per_s")),
+            fmt_rate(&get(dpdk, "lookups_per_s")),
+            failed,
+            fmt_rate(&get(fib, "lookups_per_s")),
+            fmt_rate(&get("poptrie", "lookups_per_s")),
+            fmt_rate(&get("prefix-trie", "lookups_per_s")),
+            c["op25b_vs_dpdk"]
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.2}x")),
+            get("op25b", "build_s")
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.3}")),
+            get(dpdk, "build_s")
+                .as_f64()
+                .map_or("–".into(), |x| format!("{x:.2}")),
+            get("op25b", "memory_bytes").as_f64().unwrap_or(0.0) / 1048576.0,
+        );
+    }
+    if let Some(rows) = replay.as_array() {
+        let _ = writeln!(md, "\n| policy prefixes | frames | op25b replay s | tcpdump+BPF s | speedup | same frames passed |");
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---|");
+        for r in rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {:.3} | {} | {} | {} |",
+                r["prefixes"],
+                r["frames"],
+                r["op25b_s"].as_f64().unwrap_or(0.0),
+                r["tcpdump_s"].as_f64().map_or_else(
+                    || format!(
+                        "failed: {}",
+                        r["tcpdump_error"].as_str().unwrap_or("not run")
+                    ),
+                    |t| format!("{t:.3}")
+                ),
+                r["speedup"]
+                    .as_f64()
+                    .map_or("–".into(), |x| format!("{x:.1}x")),
+                r["same_pass_count"]
+                    .as_bool()
+                    .map_or("–", |b| if b { "yes" } else { "NO" }),
+            );
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(md, "\nNotes:");
+        for n in notes {
+            let _ = writeln!(md, "- {n}");
+        }
+    }
+    md
+}
+
+/// A log-log line chart of lookups/s against table size, one line per structure.
+fn svg(lpm: &[Value], family: &str, keys: &str) -> String {
+    let libs = [
+        "op25b",
+        "rte_lpm",
+        "rte_lpm6",
+        "rte_fib",
+        "rte_fib6",
+        "poptrie",
+        "prefix-trie",
+    ];
+    let colours = [
+        "#d62728", "#1f77b4", "#1f77b4", "#17becf", "#17becf", "#2ca02c", "#9467bd",
+    ];
+    let cases: Vec<&Value> = lpm
+        .iter()
+        .filter(|c| c["family"] == family && c["keys"] == keys)
+        .collect();
+    let (w, h, l, b) = (720.0, 420.0, 70.0, 50.0);
+    let xs: Vec<f64> = cases
+        .iter()
+        .filter_map(|c| c["prefixes"].as_f64())
+        .collect();
+    let (xmin, xmax) = (
+        xs.iter().cloned().fold(f64::MAX, f64::min).log10(),
+        xs.iter().cloned().fold(0.0, f64::max).log10(),
+    );
+    let ys: Vec<f64> = cases
+        .iter()
+        .flat_map(|c| c["results"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| r["lookups_per_s"].as_f64())
+        .filter(|v| *v > 0.0)
+        .collect();
+    let (ymin, ymax) = (
+        ys.iter().cloned().fold(f64::MAX, f64::min).log10().floor(),
+        ys.iter().cloned().fold(0.0, f64::max).log10().ceil(),
+    );
+    let px = |x: f64| l + (x.log10() - xmin) / (xmax - xmin).max(1e-9) * (w - l - 150.0);
+    let py = |y: f64| h - b - (y.log10() - ymin) / (ymax - ymin).max(1e-9) * (h - b - 30.0);
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    let _ = writeln!(s, "<text x=\"{l}\" y=\"18\" font-size=\"14\">{family} longest-prefix match, {keys} keys: lookups/s (log) vs prefixes (log)</text>");
+    let _ = writeln!(s, "<line x1=\"{l}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/><line x1=\"{l}\" y1=\"30\" x2=\"{l}\" y2=\"{}\" stroke=\"black\"/>", h - b, w - 150.0, h - b, h - b);
+    let mut e = ymin;
+    while e <= ymax {
+        let y = py(10f64.powf(e));
+        let _ = writeln!(s, "<text x=\"5\" y=\"{:.0}\">{:.0} M/s</text><line x1=\"{l}\" y1=\"{y:.0}\" x2=\"{}\" y2=\"{y:.0}\" stroke=\"#ddd\"/>", y + 4.0, 10f64.powf(e) / 1e6, w - 150.0);
+        e += 1.0;
+    }
+    for &x in &xs {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.0}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            px(x),
+            h - b + 18.0,
+            x
+        );
+    }
+    for (i, lib) in libs.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = cases
+            .iter()
+            .filter_map(|c| {
+                let r = c["results"].as_array()?.iter().find(|r| r["lib"] == *lib)?;
+                Some((c["prefixes"].as_f64()?, r["lookups_per_s"].as_f64()?))
+            })
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let path: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+            colours[i],
+            path.join(" ")
+        );
+        let (lx, ly) = (w - 140.0, 40.0 + 18.0 * i as f64);
+        let _ = writeln!(s, "<line x1=\"{lx}\" y1=\"{ly}\" x2=\"{}\" y2=\"{ly}\" stroke=\"{}\" stroke-width=\"2\"/><text x=\"{}\" y=\"{}\">{lib}</text>", lx + 20.0, colours[i], lx + 25.0, ly + 4.0);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Runs everything and writes the results; returns the Markdown table.
+pub fn run(a: &CompareArgs) -> Result<String, String> {
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
+    let mut notes = Vec::new();
+    match &a.c_harness {
+        Some(p) if p.is_file() => {}
+        Some(p) => {
+            notes.push(format!(
+                "{} is missing: DPDK columns are empty (scripts/compare.sh builds it)",
+                p.display()
+            ));
+        }
+        None => notes.push(
+            "no C harness given: DPDK columns are empty (scripts/compare.sh builds it)".into(),
+        ),
+    }
+    let a = CompareArgs {
+        c_harness: a.c_harness.clone().filter(|p| p.is_file()),
+        ..a.clone()
+    };
+    let mut lpm = Vec::new();
+    for &n in &a.v4_sizes {
+        for hit in [false, true] {
+            eprintln!(
+                "compare: ipv4 {n} prefixes, {} keys",
+                if hit { "hit" } else { "uniform" }
+            );
+            lpm.push(lpm_case(&a, false, n, hit, &mut notes)?);
+        }
+    }
+    for &n in &a.v6_sizes {
+        for hit in [false, true] {
+            eprintln!(
+                "compare: ipv6 {n} prefixes, {} keys",
+                if hit { "hit" } else { "uniform" }
+            );
+            lpm.push(lpm_case(&a, true, n, hit, &mut notes)?);
+        }
+    }
+    let replay = if a.replay_frames > 0 {
+        eprintln!("compare: replay against tcpdump");
+        replay_case(&a, &mut notes)?
+    } else {
+        Value::Null
+    };
+    let machine = machine_description();
+    let md = markdown(&lpm, &replay, &notes, &machine);
+    let all = json!({"machine": machine, "lpm": lpm, "replay": replay, "notes": notes});
+    let write = |name: &str, text: String| {
+        std::fs::write(a.out_dir.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write(
+        "compare.json",
+        serde_json::to_string_pretty(&all).map_err(|e| e.to_string())?,
+    )?;
+    write("compare.md", md.clone())?;
+    write(
+        "lpm-ipv4-uniform.svg",
+        svg(&lpm, "ipv4", "uniformly random"),
+    )?;
+    write("lpm-ipv4-hit.svg", svg(&lpm, "ipv4", "90% inside a prefix"))?;
+    Ok(md)
+}
+
+/// CPU model, cores and memory, from /proc.
+pub fn machine_description() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or("? GiB".into(), |k| format!("{:.0} GiB", k / 1048576.0));
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores, {mem} RAM")
+}
