@@ -41,6 +41,8 @@ pub struct CompareArgs {
     pub replay_frames: u64,
     /// The `op25b` binary for the replay comparison.
     pub op25b: Option<PathBuf>,
+    /// Policy sizes for the full-classification runs (empty skips them).
+    pub classify_sizes: Vec<usize>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -535,6 +537,41 @@ fn replay_case(a: &CompareArgs, notes: &mut Vec<String>) -> Result<Value, String
     Ok(Value::Array(rows))
 }
 
+fn classify_markdown(rows: &[Value]) -> String {
+    let mut md = String::new();
+    if rows.is_empty() {
+        return md;
+    }
+    let _ = writeln!(md, "\n| policy prefixes (70% IPv4) | framing | workers | Mpps total | ns/frame/worker | scaling | p50 ns | p99 ns | policy build s | table MiB |");
+    let _ = writeln!(md, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let one = rows
+            .iter()
+            .find(|x| {
+                x["table_prefixes"] == r["table_prefixes"]
+                    && x["framing"] == r["framing"]
+                    && x["workers"] == 1
+            })
+            .and_then(|x| x["mpps_total"].as_f64());
+        let total = r["mpps_total"].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.1} |",
+            r["table_prefixes"],
+            r["framing"].as_str().unwrap_or(""),
+            r["workers"],
+            total,
+            r["ns_per_frame_per_worker"].as_f64().unwrap_or(0.0),
+            one.map_or("–".into(), |o| format!("{:.2}x", total / o)),
+            r["latency_ns_per_frame"]["p50"],
+            r["latency_ns_per_frame"]["p99"],
+            r["policy_build_s"].as_f64().unwrap_or(0.0),
+            r["table_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+        );
+    }
+    md
+}
+
 fn fmt_rate(v: &Value) -> String {
     v.as_f64().map_or("–".into(), |r| format!("{:.1}", r / 1e6))
 }
@@ -713,6 +750,39 @@ fn svg(lpm: &[Value], family: &str, keys: &str) -> String {
     s
 }
 
+/// Full classification of in-memory 64-byte-frame bursts: table sizes × workers × framing.
+fn classify_rows(sizes: &[usize]) -> Result<Vec<Value>, String> {
+    let mut rows = Vec::new();
+    for &n in sizes {
+        for (framing, encaps) in [
+            ("plain", vec![crate::profile::Encap::Plain]),
+            ("mixed", crate::profile::Encap::ALL.to_vec()),
+        ] {
+            for workers in [1, 2] {
+                eprintln!("compare: classify {n} prefixes, {framing} framing, {workers} worker(s)");
+                let args = crate::classify::ClassifyArgs {
+                    prefixes: n,
+                    frames: 1 << 16,
+                    burst: 64,
+                    workers,
+                    passes: 60,
+                    profile: crate::profile::Profile {
+                        encaps: encaps.clone(),
+                        payload: Some(0),
+                        ..Default::default()
+                    },
+                    seed: 1,
+                };
+                let mut r = crate::classify::run(&args)?;
+                r["framing"] = json!(framing);
+                r["table_prefixes"] = json!(n);
+                rows.push(r);
+            }
+        }
+    }
+    Ok(rows)
+}
+
 /// Runs everything and writes the results; returns the Markdown table.
 pub fn run(a: &CompareArgs) -> Result<String, String> {
     std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
@@ -758,9 +828,11 @@ pub fn run(a: &CompareArgs) -> Result<String, String> {
     } else {
         Value::Null
     };
+    let classify = classify_rows(&a.classify_sizes)?;
     let machine = machine_description();
-    let md = markdown(&lpm, &replay, &notes, &machine);
-    let all = json!({"machine": machine, "lpm": lpm, "replay": replay, "notes": notes});
+    let mut md = markdown(&lpm, &replay, &notes, &machine);
+    md += &classify_markdown(&classify);
+    let all = json!({"machine": machine, "lpm": lpm, "replay": replay, "classify": classify, "notes": notes});
     let write = |name: &str, text: String| {
         std::fs::write(a.out_dir.join(name), text).map_err(|e| format!("{name}: {e}"))
     };

@@ -140,6 +140,9 @@ enum Command {
         /// The op25b binary for the replay comparison.
         #[arg(long, default_value = "target/release/op25b")]
         op25b: PathBuf,
+        /// Policy sizes for full-classification runs (comma-separated; empty skips).
+        #[arg(long, default_value = "1000,100000,1000000", value_delimiter = ',')]
+        classify_sizes: Vec<usize>,
     },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
@@ -327,6 +330,7 @@ fn main() -> ExitCode {
             c_harness,
             replay_frames,
             op25b,
+            classify_sizes,
         } => {
             let args = op25b_bench::compare::CompareArgs {
                 out_dir,
@@ -337,6 +341,7 @@ fn main() -> ExitCode {
                 c_harness: Some(c_harness),
                 replay_frames,
                 op25b: op25b.is_file().then_some(op25b),
+                classify_sizes,
             };
             op25b_bench::compare::run(&args).map(|md| println!("{md}"))
         }
