@@ -7,6 +7,8 @@ need_apt=()
 command -v tcpdump >/dev/null 2>&1 || need_apt+=(tcpdump)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v ethtool >/dev/null 2>&1 || need_apt+=(ethtool)
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 if ((${#need_apt[@]})); then

@@ -94,6 +94,37 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     outbound: Spanned<RawOutbound>,
+    #[serde(default)]
+    dataplane: Option<Spanned<RawDataplane>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    backend: Spanned<String>,
+    access: Spanned<String>,
+    core: Spanned<String>,
+    #[serde(default)]
+    workers: Option<Spanned<usize>>,
+    #[serde(default)]
+    cores: Option<Spanned<Vec<usize>>>,
+    #[serde(default)]
+    burst: Option<Spanned<usize>>,
+}
+
+/// The `[dataplane]` section: how `op25b run` attaches to the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataplaneConfig {
+    /// Subscriber-side interface.
+    pub access: String,
+    /// Upstream interface.
+    pub core: String,
+    /// Worker threads.
+    pub workers: usize,
+    /// CPU cores to pin workers to (empty: not pinned).
+    pub cores: Vec<usize>,
+    /// Frames per burst.
+    pub burst: usize,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +169,8 @@ pub struct Config {
     pub outbound: OutboundSpec,
     /// Where each entry of each list came from, parallel to the lists in `outbound`.
     pub origins: ListOrigins,
+    /// The `[dataplane]` section, if present.
+    pub dataplane: Option<DataplaneConfig>,
 }
 
 /// Origins of the entries of each list.
@@ -245,6 +278,113 @@ pub fn read_prefix_file(
             }
         }
     }
+}
+
+/// Validates the `[dataplane]` section.
+fn dataplane(
+    d: RawDataplane,
+    at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+) -> Result<DataplaneConfig, ConfigError> {
+    let bad =
+        |span: std::ops::Range<usize>, key: &str, text: String, why: String| ConfigError::Value {
+            at: at(span),
+            list: format!("dataplane.{key}"),
+            text,
+            why,
+        };
+    match d.backend.get_ref().as_str() {
+        "af_packet" => {}
+        "dpdk" | "af_xdp" => {
+            return Err(bad(
+                d.backend.span(),
+                "backend",
+                d.backend.get_ref().clone(),
+                "this backend is not in this build yet; use \"af_packet\"".into(),
+            ))
+        }
+        other => {
+            return Err(bad(
+                d.backend.span(),
+                "backend",
+                other.into(),
+                "unknown backend; use \"af_packet\"".into(),
+            ))
+        }
+    }
+    for iface in [&d.access, &d.core] {
+        let name = iface.get_ref();
+        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+            return Err(bad(
+                iface.span(),
+                "access/core",
+                name.clone(),
+                "not a valid interface name".into(),
+            ));
+        }
+    }
+    if d.access.get_ref() == d.core.get_ref() {
+        return Err(bad(
+            d.core.span(),
+            "core",
+            d.core.get_ref().clone(),
+            "access and core must be different interfaces".into(),
+        ));
+    }
+    let workers = d.workers.as_ref().map_or(1, |w| *w.get_ref());
+    if let Some(w) = &d.workers {
+        if !(1..=64).contains(w.get_ref()) {
+            return Err(bad(
+                w.span(),
+                "workers",
+                w.get_ref().to_string(),
+                "between 1 and 64".into(),
+            ));
+        }
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = match d.cores {
+        None => Vec::new(),
+        Some(c) => {
+            if c.get_ref().len() != workers {
+                return Err(bad(
+                    c.span(),
+                    "cores",
+                    format!("{:?}", c.get_ref()),
+                    format!("list one core per worker ({workers})"),
+                ));
+            }
+            if let Some(x) = c.get_ref().iter().find(|&&x| x >= cpus) {
+                return Err(bad(
+                    c.span(),
+                    "cores",
+                    x.to_string(),
+                    format!("this machine has cores 0..{}", cpus - 1),
+                ));
+            }
+            c.into_inner()
+        }
+    };
+    let burst = d
+        .burst
+        .as_ref()
+        .map_or(op25b_dataplane::worker::DEFAULT_BURST, |b| *b.get_ref());
+    if let Some(b) = &d.burst {
+        if !(1..=256).contains(b.get_ref()) {
+            return Err(bad(
+                b.span(),
+                "burst",
+                b.get_ref().to_string(),
+                "between 1 and 256".into(),
+            ));
+        }
+    }
+    Ok(DataplaneConfig {
+        access: d.access.into_inner(),
+        core: d.core.into_inner(),
+        workers,
+        cores,
+        burst,
+    })
 }
 
 impl Config {
@@ -387,10 +527,15 @@ impl Config {
                 read_prefix_file(&p, name, out, orig)?;
             }
         }
+        let dataplane = match raw.dataplane {
+            None => None,
+            Some(d) => Some(dataplane(d.into_inner(), &at)?),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             outbound: spec,
             origins,
+            dataplane,
         })
     }
 
@@ -460,6 +605,31 @@ scope = []
         assert_eq!(c.origins.exempt[0].line, 6);
         let b = c.build(1).unwrap();
         assert!(b.warnings.is_empty());
+    }
+
+    #[test]
+    fn dataplane_section() {
+        let c = load("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\nworkers = 1\ncores = [0]\n").unwrap();
+        assert_eq!(
+            c.dataplane,
+            Some(DataplaneConfig {
+                access: "acc0".into(),
+                core: "core0".into(),
+                workers: 1,
+                cores: vec![0],
+                burst: op25b_dataplane::worker::DEFAULT_BURST
+            })
+        );
+        assert!(
+            err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\n")
+                .contains(":3: dataplane.backend: \"dpdk\": this backend is not in this build yet")
+        );
+        assert!(err(
+            "[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"a\"\n"
+        )
+        .contains("must be different"));
+        assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0]\n").contains("one core per worker"));
+        assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkerz = 2\n").contains("unknown field `workerz`"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The op25b control plane: configuration, policy building and the offline replay driver.
+//! The op25b control plane: configuration, policy building, the live appliance's control
+//! loop and the offline replay driver.
 //! The `op25b` binary (`main.rs`) is a thin CLI over these modules.
 //!
 //! Invariants: nothing here touches frames except through `op25b_dataplane`'s worker and
@@ -7,4 +8,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+#[cfg(target_os = "linux")]
+pub mod live;
 pub mod replay;

@@ -1,4 +1,4 @@
-//! `op25b`: the command-line entry point (`replay`, `check`).
+//! `op25b`: the command-line entry point (`replay`, `check`, `run`).
 //!
 //! Exit codes: 0 success; 1 the input or an output failed (unreadable capture, other link
 //! type, truncated file, write error); 2 bad usage or a refused configuration.
@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, default_value_t = op25b_dataplane::worker::DEFAULT_BURST as u16, value_parser = clap::value_parser!(u16).range(1..=4096))]
         burst: u16,
     },
+    /// Run the live appliance between the [dataplane] access and core interfaces.
+    Run {
+        /// The TOML configuration (needs a [dataplane] section).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Validate a configuration and print its table sizes.
     Check {
         /// The TOML configuration.
@@ -65,6 +71,22 @@ fn load(path: &Path) -> Result<op25b::config::Built, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => {
+            let cfg = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("op25b: error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match op25b::live::run(&config, cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("op25b: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Check { config } => {
             let start = Instant::now();
             let built = match load(&config) {

@@ -135,3 +135,20 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
         ns.exec(&["ip", "link", "set", ifname, "up"]);
     }
 }
+
+/// The `op25b` binary of this build (`cargo test --workspace` builds it beside the test
+/// executables: `target/<profile>/op25b`).
+pub fn op25b_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps");
+    let bin = dir.join("op25b");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh)",
+        bin.display()
+    );
+    bin
+}

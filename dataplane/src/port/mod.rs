@@ -13,8 +13,12 @@
 //! - `tx_burst` gets exactly one verdict per frame and emits every frame exactly once, in
 //!   burst order.
 
+#[cfg(target_os = "linux")]
+pub mod af_packet;
 pub mod mem;
 pub mod pcap;
+#[cfg(target_os = "linux")]
+pub mod sys;
 
 use crate::policy::Verdict;
 use std::ops::Range;

@@ -1,0 +1,454 @@
+//! Linux system interfaces for live ports: an AF_PACKET socket with a TPACKET_V3
+//! memory-mapped receive ring, batched transmission with `sendmmsg`, PACKET_FANOUT, and
+//! promiscuous mode. This is the only module of the data plane with `unsafe` code; every
+//! block says why it is sound.
+//!
+//! Invariants:
+//! - The ring mapping lives exactly as long as the socket ([`PacketSocket`] owns both and
+//!   unmaps before closing).
+//! - A ring block is read only while its status word says it belongs to user space, and is
+//!   handed back (status = kernel) only after every frame in it has been copied out.
+//! - Nothing here allocates per frame; `send_batch` uses caller-provided scratch vectors.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+
+// From <linux/if_packet.h> and <linux/if_ether.h> (checked against Debian 12's headers).
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_RX_RING: libc::c_int = 5;
+const PACKET_VERSION: libc::c_int = 10;
+const PACKET_FANOUT: libc::c_int = 18;
+const PACKET_QDISC_BYPASS: libc::c_int = 20;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
+const TPACKET_V3: libc::c_int = 2;
+const ETH_P_ALL: u16 = 0x0003;
+const TP_STATUS_KERNEL: u32 = 0;
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+#[repr(C)]
+struct TpacketReq3 {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
+    tp_retire_blk_tov: u32,
+    tp_sizeof_priv: u32,
+    tp_feature_req_word: u32,
+}
+
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+
+/// How to open a packet socket.
+#[derive(Clone, Debug)]
+pub struct SocketOptions {
+    /// Bytes per ring block (a power of two, multiple of the page size).
+    pub block_size: u32,
+    /// Blocks in the ring.
+    pub block_count: u32,
+    /// A block is handed to user space after this many milliseconds even if not full.
+    pub block_timeout_ms: u32,
+    /// Join this fanout group (hash by flow, defragmenting), so several sockets share the
+    /// interface's traffic the way RSS queues share a NIC's.
+    pub fanout_group: Option<u16>,
+    /// Put the interface in promiscuous mode for the socket's lifetime.
+    pub promiscuous: bool,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            block_size: 1 << 20,
+            block_count: 16,
+            block_timeout_ms: 2,
+            fanout_group: None,
+            promiscuous: true,
+        }
+    }
+}
+
+/// A frame in a ring block: its bytes and the VLAN tag the kernel took off, if any.
+#[derive(Clone, Copy, Debug)]
+pub struct RingFrame<'a> {
+    /// The frame as captured (without a stripped VLAN tag).
+    pub data: &'a [u8],
+    /// (TPID, TCI) of a VLAN tag the kernel removed and must be put back.
+    pub vlan: Option<(u16, u16)>,
+}
+
+/// An AF_PACKET socket bound to one interface, with a TPACKET_V3 receive ring.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ring: *mut u8,
+    ring_len: usize,
+    block_size: usize,
+    block_count: usize,
+    block: usize,
+    /// Next frame to read in the current block: (index, byte offset).
+    cursor: Option<(u32, usize)>,
+    ifindex: libc::c_int,
+}
+
+// SAFETY: the ring pointer is owned by this socket alone (never shared or aliased), and the
+// kernel's side of the ring is synchronised through the block status words; moving the
+// socket to another thread moves that sole ownership with it.
+unsafe impl Send for PacketSocket {}
+
+fn last_error(what: &str, ifname: &str) -> io::Error {
+    let e = io::Error::last_os_error();
+    io::Error::new(e.kind(), format!("{ifname}: {what}: {e}"))
+}
+
+fn setsockopt<T>(fd: libc::c_int, level: libc::c_int, name: libc::c_int, value: &T) -> libc::c_int {
+    // SAFETY: `value` points to a live, initialised T of the size passed; the kernel only
+    // reads it.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    }
+}
+
+impl PacketSocket {
+    /// Opens a socket on interface `ifname` with a receive ring.
+    pub fn open(ifname: &str, opts: &SocketOptions) -> io::Result<PacketSocket> {
+        let name = CString::new(ifname).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "interface name contains NUL")
+        })?;
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as libc::c_int;
+        if ifindex == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{ifname}: no such interface"),
+            ));
+        }
+        // SAFETY: plain socket(2) call; the result is checked before use.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(ETH_P_ALL.to_be()),
+            )
+        };
+        if raw < 0 {
+            return Err(last_error(
+                "cannot open an AF_PACKET socket (needs CAP_NET_RAW)",
+                ifname,
+            ));
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let f = fd.as_raw_fd();
+        if setsockopt(f, SOL_PACKET, PACKET_VERSION, &TPACKET_V3) < 0 {
+            return Err(last_error("TPACKET_V3 refused", ifname));
+        }
+        let one: libc::c_int = 1;
+        // Frames we send must not come back to our own receive rings.
+        if setsockopt(f, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one) < 0 {
+            return Err(last_error("PACKET_IGNORE_OUTGOING refused", ifname));
+        }
+        // Sending straight to the driver skips the qdisc layer; best effort.
+        let _ = setsockopt(f, SOL_PACKET, PACKET_QDISC_BYPASS, &one);
+        let req = TpacketReq3 {
+            tp_block_size: opts.block_size,
+            tp_block_nr: opts.block_count,
+            tp_frame_size: 2048,
+            tp_frame_nr: opts.block_size / 2048 * opts.block_count,
+            tp_retire_blk_tov: opts.block_timeout_ms,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        if setsockopt(f, SOL_PACKET, PACKET_RX_RING, &req) < 0 {
+            return Err(last_error("cannot set up the receive ring", ifname));
+        }
+        let ring_len = opts.block_size as usize * opts.block_count as usize;
+        // SAFETY: mapping the ring the kernel just allocated for this socket; the result is
+        // checked, and the mapping is released in Drop before the socket closes.
+        let ring = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f,
+                0,
+            )
+        };
+        if ring == libc::MAP_FAILED {
+            return Err(last_error("cannot map the receive ring", ifname));
+        }
+        let sock = PacketSocket {
+            fd,
+            ring: ring.cast(),
+            ring_len,
+            block_size: opts.block_size as usize,
+            block_count: opts.block_count as usize,
+            block: 0,
+            cursor: None,
+            ifindex,
+        };
+        // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = ETH_P_ALL.to_be();
+        addr.sll_ifindex = ifindex;
+        // SAFETY: `addr` is a valid sockaddr_ll of the size passed.
+        let r = unsafe {
+            libc::bind(
+                f,
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(last_error("cannot bind", ifname));
+        }
+        if opts.promiscuous {
+            let m = PacketMreq {
+                mr_ifindex: ifindex,
+                mr_type: PACKET_MR_PROMISC,
+                mr_alen: 0,
+                mr_address: [0; 8],
+            };
+            if setsockopt(f, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m) < 0 {
+                return Err(last_error("cannot enable promiscuous mode", ifname));
+            }
+        }
+        if let Some(group) = opts.fanout_group {
+            let arg: u32 =
+                u32::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+            if setsockopt(f, SOL_PACKET, PACKET_FANOUT, &arg) < 0 {
+                return Err(last_error("cannot join the fanout group", ifname));
+            }
+        }
+        Ok(sock)
+    }
+
+    /// The interface index.
+    pub fn ifindex(&self) -> i32 {
+        self.ifindex
+    }
+
+    fn status_word(&self, block: usize) -> &AtomicU32 {
+        // SAFETY: the block descriptor starts every block; its status word is at byte 8
+        // (struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1 whose
+        // first field is block_status), 4-byte aligned inside the page-aligned mapping,
+        // and lives as long as `self`. The kernel writes it concurrently, hence atomic.
+        unsafe { &*(self.ring.add(block * self.block_size + 8) as *const AtomicU32) }
+    }
+
+    fn block_bytes(&self, block: usize) -> &[u8] {
+        // SAFETY: the block lies inside the mapping, and while its status says "user" the
+        // kernel does not write it (the caller checked that with Acquire ordering).
+        unsafe {
+            std::slice::from_raw_parts(self.ring.add(block * self.block_size), self.block_size)
+        }
+    }
+
+    /// Calls `f` for up to `max` received frames, in arrival order, and returns how many.
+    /// Frames are handed out of the current ring block; a block is returned to the kernel
+    /// as soon as its last frame has been handed out.
+    pub fn recv(&mut self, max: usize, mut f: impl FnMut(RingFrame<'_>)) -> usize {
+        let mut n = 0;
+        while n < max {
+            let (index, offset) = match self.cursor {
+                Some(c) => c,
+                None => {
+                    if self.status_word(self.block).load(Ordering::Acquire) & TP_STATUS_USER == 0 {
+                        return n;
+                    }
+                    let b = self.block_bytes(self.block);
+                    let first = u32::from_ne_bytes([b[16], b[17], b[18], b[19]]) as usize;
+                    (0, first)
+                }
+            };
+            let b = self.block_bytes(self.block);
+            let num = u32::from_ne_bytes([b[12], b[13], b[14], b[15]]);
+            if index >= num {
+                self.release();
+                continue;
+            }
+            let h = &b[offset..offset + 40];
+            let rd32 = |o: usize| u32::from_ne_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+            let next = rd32(0) as usize;
+            let snaplen = rd32(12) as usize;
+            let status = rd32(20);
+            let mac = usize::from(u16::from_ne_bytes([h[24], h[25]]));
+            let tci = rd32(32) as u16;
+            let tpid = u16::from_ne_bytes([h[36], h[37]]);
+            let vlan = if status & TP_STATUS_VLAN_VALID != 0 {
+                Some((
+                    if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                        tpid
+                    } else {
+                        0x8100
+                    },
+                    tci,
+                ))
+            } else {
+                None
+            };
+            let start = offset + mac;
+            let data = &b[start.min(b.len())..(start + snaplen).min(b.len())];
+            f(RingFrame { data, vlan });
+            n += 1;
+            if index + 1 >= num {
+                self.release();
+            } else {
+                self.cursor = Some((index + 1, offset + next));
+            }
+        }
+        n
+    }
+
+    fn release(&mut self) {
+        fence(Ordering::Release);
+        self.status_word(self.block)
+            .store(TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (self.block + 1) % self.block_count;
+        self.cursor = None;
+    }
+
+    /// Waits up to `timeout_ms` for the ring to have a frame.
+    pub fn wait(&self, timeout_ms: i32) {
+        if self.status_word(self.block).load(Ordering::Acquire) & TP_STATUS_USER != 0
+            || self.cursor.is_some()
+        {
+            return;
+        }
+        let mut p = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    }
+
+    /// Sends every frame in `frames` out of this socket's interface with as few `sendmmsg`
+    /// calls as the kernel allows, using `scratch` for the message headers. Returns the
+    /// number of frames the kernel refused.
+    pub fn send_batch(&self, frames: &[&[u8]], scratch: &mut SendScratch) -> usize {
+        if frames.is_empty() {
+            return 0;
+        }
+        let SendScratch { iov, msgs } = scratch;
+        iov.clear();
+        msgs.clear();
+        for f in frames {
+            iov.push(libc::iovec {
+                iov_base: f.as_ptr() as *mut libc::c_void,
+                iov_len: f.len(),
+            });
+        }
+        for v in iov.iter_mut() {
+            // SAFETY: msghdr is plain data; zeroed is a valid empty header (no name, no
+            // control data); only the iovec fields are set.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = v;
+            h.msg_iovlen = 1;
+            msgs.push(libc::mmsghdr {
+                msg_hdr: h,
+                msg_len: 0,
+            });
+        }
+        let (mut sent, mut refused, mut retries) = (0, 0, 0);
+        while sent < msgs.len() {
+            // SAFETY: `msgs[sent..]` are valid headers whose iovecs point into `frames`,
+            // which outlive this call; the kernel only reads the frame bytes.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs.as_mut_ptr().add(sent),
+                    (msgs.len() - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if r > 0 {
+                sent += r as usize;
+                retries = 0;
+                continue;
+            }
+            match io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => {}
+                // The device queue is full: give it a moment, a bounded number of times.
+                Some(libc::EAGAIN | libc::ENOBUFS) if retries < 1000 => {
+                    retries += 1;
+                    std::thread::yield_now();
+                }
+                // A frame above the MTU, a link that went down, a queue that stays full:
+                // that frame is refused, the rest still go.
+                _ => {
+                    sent += 1;
+                    refused += 1;
+                    retries = 0;
+                }
+            }
+        }
+        iov.clear();
+        msgs.clear();
+        refused
+    }
+}
+
+/// Reusable message headers for [`PacketSocket::send_batch`].
+#[derive(Debug, Default)]
+pub struct SendScratch {
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: the raw pointers in these vectors exist only during one send_batch call, which
+// clears both vectors before returning; between calls they hold nothing, so moving the
+// scratch space to another thread cannot carry a dangling pointer.
+unsafe impl Send for SendScratch {}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping created in open(), exactly once, before the
+        // descriptor closes (OwnedFd drops after this).
+        unsafe { libc::munmap(self.ring.cast(), self.ring_len) };
+    }
+}
+
+/// Pins the calling thread to one CPU core.
+pub fn pin_current_thread(core: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, and CPU_SET writes inside it
+    // for any core below CPU_SETSIZE (checked).
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if core >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("core {core} is out of range"),
+        ));
+    }
+    // SAFETY: see above.
+    unsafe { libc::CPU_SET(core, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
