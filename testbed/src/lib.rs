@@ -152,3 +152,29 @@ pub fn op25b_binary() -> std::path::PathBuf {
     );
     bin
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves nothing
+/// running in its namespaces.
+#[derive(Debug)]
+pub struct Reaped(pub Option<Child>);
+
+impl Reaped {
+    /// The process.
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("process already taken")
+    }
+
+    /// Takes the process out; the caller then waits for it.
+    pub fn take(&mut self) -> Child {
+        self.0.take().expect("process already taken")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

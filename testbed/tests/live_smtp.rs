@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{unavailable, veth, Netns};
+use op25b_testbed::{unavailable, veth, Netns, Reaped};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -180,8 +180,8 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         .read_exact(&mut ready)
         .unwrap();
 
-    let appliance = app
-        .command(&[
+    let mut appliance = Reaped(Some(
+        app.command(&[
             op25b_testbed::op25b_binary().to_str().unwrap(),
             "run",
             "--config",
@@ -190,7 +190,9 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap(),
+    ));
+    let pid = appliance.child().id();
     // Wait until traffic flows (the appliance is up when a ping gets through).
     let deadline = Instant::now() + Duration::from_secs(10);
     while !sub
@@ -240,7 +242,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     std::fs::write(&cfg, POLICY.replace("\"10.0.0.3\"", "\"10.0.0.3/8\"")).unwrap();
     let hup = || {
         Command::new("kill")
-            .args(["-HUP", &appliance.id().to_string()])
+            .args(["-HUP", &pid.to_string()])
             .status()
             .unwrap()
     };
@@ -269,8 +271,8 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         "IPv6 host still dynamic"
     );
 
-    let out = stop(appliance);
-    let _ = server.kill();
+    let out = stop(appliance.take());
+    drop(server);
     let outbound = out
         .lines()
         .find(|l| l.starts_with("access→core"))
