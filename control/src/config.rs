@@ -96,7 +96,32 @@ struct RawConfig {
     outbound: Spanned<RawOutbound>,
     #[serde(default)]
     dataplane: Option<Spanned<RawDataplane>>,
+    #[serde(default)]
+    control: Option<RawControl>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    #[serde(default)]
+    socket: Option<Spanned<String>>,
+    #[serde(default)]
+    metrics: Option<Spanned<String>>,
+}
+
+/// The `[control]` section: where `op25b ctl` and Prometheus reach a running appliance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// The control socket (mode 0600).
+    pub socket: PathBuf,
+    /// The metrics listen address (`None`: no metrics endpoint).
+    pub metrics: Option<String>,
+}
+
+/// Where the control socket is unless configured.
+pub const DEFAULT_SOCKET: &str = "/run/op25b/op25b.sock";
+/// Where metrics are served unless configured (loopback only).
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9725";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -171,6 +196,8 @@ pub struct Config {
     pub origins: ListOrigins,
     /// The `[dataplane]` section, if present.
     pub dataplane: Option<DataplaneConfig>,
+    /// The `[control]` section (defaults when absent).
+    pub control: ControlConfig,
 }
 
 /// Origins of the entries of each list.
@@ -531,11 +558,46 @@ impl Config {
             None => None,
             Some(d) => Some(dataplane(d.into_inner(), &at)?),
         };
+        let mut control = ControlConfig {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            metrics: Some(DEFAULT_METRICS.to_string()),
+        };
+        if let Some(c) = raw.control {
+            if let Some(sock) = c.socket {
+                if sock.get_ref().is_empty() {
+                    return Err(ConfigError::Value {
+                        at: at(sock.span()),
+                        list: "control.socket".into(),
+                        text: String::new(),
+                        why: "a path is needed".into(),
+                    });
+                }
+                control.socket = base.join(sock.get_ref());
+            }
+            if let Some(m) = c.metrics {
+                control.metrics = match m.get_ref().as_str() {
+                    "" => None,
+                    addr => {
+                        if addr.parse::<std::net::SocketAddr>().is_err() {
+                            return Err(ConfigError::Value {
+                                at: at(m.span()),
+                                list: "control.metrics".into(),
+                                text: addr.into(),
+                                why: "an address:port such as 127.0.0.1:9725, or \"\" for none"
+                                    .into(),
+                            });
+                        }
+                        Some(addr.to_string())
+                    }
+                };
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             outbound: spec,
             origins,
             dataplane,
+            control,
         })
     }
 

@@ -2,69 +2,494 @@
 //! own an AF_PACKET port on both interfaces, joined to per-interface fanout groups so the
 //! kernel spreads flows across them the way RSS queues would, and loop: access→core burst
 //! judged by the outbound policy, core→access burst passed through, idle wait when both
-//! are empty. The main thread is the control thread: SIGHUP builds and validates a new
-//! policy off the hot path and publishes it with one atomic pointer swap; SIGTERM/SIGINT
-//! stop the workers and print the final counters.
+//! are empty. Every quarter second a worker sends its counters and latency samples to the
+//! control thread over a channel (never blocking: a full channel skips one snapshot).
+//!
+//! The control thread (this module's [`run`]) owns everything else: it builds and
+//! validates a new policy off the hot path and publishes it with one atomic pointer swap
+//! (SIGHUP, `op25b ctl reload`); it answers `op25b ctl` (status, stats, explain, exempt
+//! tickets) and the read-only Prometheus endpoint; it expires exemption tickets; on
+//! SIGTERM/SIGINT it stops the workers and prints the final counters.
 //!
 //! Invariants:
 //! - Workers load the policy once per burst, so a burst never sees two generations; the
 //!   old policy is freed when the last burst using it ends (`arc-swap`'s guarantee).
 //! - A configuration that fails to load or build is reported with its reason and changes
 //!   nothing: the running generation keeps serving.
+//! - Exemption tickets are part of every policy built while they last, so a reload keeps
+//!   them; an expired ticket is removed by a rebuild of the last good configuration.
 //! - Every received frame is sent on or dropped exactly once; counters add up per
 //!   direction (`rx = tx + dropped`).
 
-use crate::config::{Config, DataplaneConfig};
+use crate::config::{Config, DataplaneConfig, Origin};
+use crate::ctl::{self, Request};
 use arc_swap::ArcSwap;
-use op25b_dataplane::policy::{Policy, Reason};
+use crossbeam_channel::{select, Receiver, Sender};
+use hdrhistogram::Histogram;
+use op25b_dataplane::policy::{AnyPrefix, ListName, Policy, Reason};
 use op25b_dataplane::port::af_packet::{Direction, WirePort};
 use op25b_dataplane::port::sys::pin_current_thread;
-use op25b_dataplane::worker::{Counters, PolicyHandle, Worker};
-use std::path::Path;
+use op25b_dataplane::wire::{Addrs, FlowKey, Transport};
+use op25b_dataplane::worker::{latency_histogram, Counters, PolicyHandle, Worker};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
-/// What one worker did, returned when it stops.
+/// How often workers report to the control thread.
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(250);
+
+/// A worker's report: cumulative counters, latency samples since the last report.
 #[derive(Debug)]
-pub struct WorkerReport {
-    /// Access→core counters.
-    pub outbound: Counters,
-    /// Core→access counters.
-    pub inbound: Counters,
-    /// Frames the kernel refused to send.
-    pub tx_refused: u64,
+struct Snapshot {
+    worker: usize,
+    outbound: Counters,
+    inbound: Counters,
+    latency_out: Histogram<u64>,
+    latency_in: Histogram<u64>,
+    tx_refused: u64,
+    last: bool,
 }
 
-fn worker_loop(
-    mut port: WirePort,
+struct WorkerCtx {
+    index: usize,
+    port: WirePort,
     policy: Arc<PolicyHandle>,
     stop: Arc<AtomicBool>,
     burst: usize,
     core: Option<usize>,
-) -> WorkerReport {
-    if let Some(c) = core {
+    report: Sender<Snapshot>,
+}
+
+fn worker_loop(mut w: WorkerCtx) {
+    if let Some(c) = w.core {
         if let Err(e) = pin_current_thread(c) {
-            eprintln!("op25b: warning: cannot pin a worker to core {c}: {e}");
+            eprintln!(
+                "op25b: warning: cannot pin worker {} to core {c}: {e}",
+                w.index
+            );
         }
     }
     let pass_all: PolicyHandle = ArcSwap::from_pointee(Policy::empty());
-    let mut out = Worker::new(burst);
-    let mut inb = Worker::new(burst);
-    while !stop.load(Ordering::Relaxed) {
-        port.set_direction(Direction::AccessToCore);
+    let mut out = Worker::new(w.burst);
+    let mut inb = Worker::new(w.burst);
+    let mut last = Instant::now();
+    loop {
+        let stopping = w.stop.load(Ordering::Relaxed);
+        if stopping || last.elapsed() >= SNAPSHOT_EVERY {
+            last = Instant::now();
+            let snap = Snapshot {
+                worker: w.index,
+                outbound: out.counters().clone(),
+                inbound: inb.counters().clone(),
+                latency_out: out.take_latency(),
+                latency_in: inb.take_latency(),
+                tx_refused: w.port.tx_refused,
+                last: stopping,
+            };
+            if stopping {
+                let _ = w.report.send(snap);
+                return;
+            }
+            let _ = w.report.try_send(snap);
+        }
+        w.port.set_direction(Direction::AccessToCore);
         // A live port never fails a burst: send errors are counted in the port.
-        let a = out.poll(&policy, &mut port).unwrap_or(0);
-        port.set_direction(Direction::CoreToAccess);
-        let b = inb.poll(&pass_all, &mut port).unwrap_or(0);
+        let a = out.poll(&w.policy, &mut w.port).unwrap_or(0);
+        w.port.set_direction(Direction::CoreToAccess);
+        let b = inb.poll(&pass_all, &mut w.port).unwrap_or(0);
         if a == 0 && b == 0 {
-            port.wait(10);
+            w.port.wait(10);
         }
     }
-    WorkerReport {
-        outbound: out.counters().clone(),
-        inbound: inb.counters().clone(),
-        tx_refused: port.tx_refused,
+}
+
+/// An exemption added at run time.
+#[derive(Clone, Debug)]
+struct Ticket {
+    prefix: AnyPrefix,
+    expires: Option<SystemTime>,
+}
+
+/// The control thread's state.
+struct Control {
+    path: PathBuf,
+    config: Config,
+    tickets: Vec<Ticket>,
+    generation: u64,
+    loaded_at: SystemTime,
+    reload_ms: f64,
+    handle: Arc<PolicyHandle>,
+    workers: Vec<Option<Snapshot>>,
+    latency: [Histogram<u64>; 2],
+    reloads: [u64; 2],
+}
+
+fn describe(p: &AnyPrefix) -> String {
+    p.to_string()
+}
+
+impl Control {
+    /// Builds a policy from `config` plus the live tickets and publishes it.
+    fn publish(&mut self, mut config: Config) -> Result<(), String> {
+        let t = Instant::now();
+        let plain = config.clone();
+        let now = SystemTime::now();
+        self.tickets.retain(|t| t.expires.is_none_or(|e| e > now));
+        for t in &self.tickets {
+            config.outbound.exempt.push(t.prefix);
+            config.origins.exempt.push(Origin {
+                file: Arc::from(Path::new("exemption ticket")),
+                line: 0,
+            });
+        }
+        let built = config
+            .build(self.generation + 1)
+            .map_err(|e| e.to_string())?;
+        for w in &built.warnings {
+            eprintln!("op25b: warning: {w}");
+        }
+        self.handle.store(Arc::new(built.policy));
+        self.generation += 1;
+        self.config = plain;
+        self.loaded_at = SystemTime::now();
+        self.reload_ms = t.elapsed().as_secs_f64() * 1e3;
+        Ok(())
+    }
+
+    fn reload(&mut self) -> (bool, String) {
+        let t = Instant::now();
+        let result = Config::load(&self.path)
+            .map_err(|e| e.to_string())
+            .and_then(|c| self.publish(c));
+        match result {
+            Ok(()) => {
+                self.reloads[0] += 1;
+                let msg = format!(
+                    "reloaded {}: generation {} in {:.1} ms",
+                    self.path.display(),
+                    self.generation,
+                    t.elapsed().as_secs_f64() * 1e3
+                );
+                eprintln!("op25b: {msg}");
+                (true, msg)
+            }
+            Err(e) => {
+                self.reloads[1] += 1;
+                let msg = format!(
+                    "reload refused, still serving generation {}: {e}",
+                    self.generation
+                );
+                eprintln!("op25b: {msg}");
+                (false, msg)
+            }
+        }
+    }
+
+    fn totals(&self) -> (Counters, Counters, u64) {
+        let (mut o, mut i, mut r) = (Counters::default(), Counters::default(), 0);
+        for s in self.workers.iter().flatten() {
+            o.merge(&s.outbound);
+            i.merge(&s.inbound);
+            r += s.tx_refused;
+        }
+        (o, i, r)
+    }
+
+    fn absorb(&mut self, s: Snapshot) {
+        let _ = self.latency[0].add(&s.latency_out);
+        let _ = self.latency[1].add(&s.latency_in);
+        let w = s.worker;
+        self.workers[w] = Some(s);
+    }
+
+    fn next_expiry(&self) -> Option<Duration> {
+        let now = SystemTime::now();
+        self.tickets
+            .iter()
+            .filter_map(|t| t.expires)
+            .map(|e| e.duration_since(now).unwrap_or_default())
+            .min()
+    }
+
+    fn command(&mut self, words: &[String]) -> (bool, String) {
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        match w.as_slice() {
+            ["status"] => {
+                let age = self.loaded_at.elapsed().unwrap_or_default().as_secs();
+                let s = self.handle.load().sizes();
+                (
+                    true,
+                    format!(
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}\nexemption tickets: {}\nworkers: {}\nreloads: {} ok, {} refused",
+                        self.generation,
+                        self.path.display(),
+                        self.reload_ms,
+                        s.v4,
+                        s.v6,
+                        self.tickets.len(),
+                        self.workers.len(),
+                        self.reloads[0],
+                        self.reloads[1]
+                    ),
+                )
+            }
+            ["stats"] => {
+                let (o, i, r) = self.totals();
+                let mut t = String::new();
+                for (name, c, h) in [("access→core", &o, &self.latency[0]), ("core→access", &i, &self.latency[1])] {
+                    let _ = writeln!(t, "{name}: rx {} tx {} dropped {} monitored {}", c.rx, c.tx, c.dropped, c.monitored);
+                    for r in Reason::all().filter(|r| c.reason(*r) > 0) {
+                        let _ = writeln!(t, "  {:<28} {}", r.label(), c.reason(r));
+                    }
+                    if !h.is_empty() {
+                        let _ = writeln!(t, "  latency ns/frame p50 {} p99 {} max {}", h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
+                    }
+                }
+                let _ = write!(t, "tx refused by the kernel: {r}");
+                (true, t)
+            }
+            ["stats", "--json"] => {
+                let (o, i, r) = self.totals();
+                let dir = |c: &Counters, h: &Histogram<u64>| {
+                    json!({"rx": c.rx, "tx": c.tx, "dropped": c.dropped, "monitored": c.monitored,
+                           "reasons": crate::replay::reasons_json(c), "latency_ns_per_frame": crate::replay::latency_json(h)})
+                };
+                let v = json!({"generation": self.generation, "outbound": dir(&o, &self.latency[0]), "inbound": dir(&i, &self.latency[1]), "tx_refused": r});
+                (true, v.to_string())
+            }
+            ["reload"] => self.reload(),
+            ["explain", src, dst, port] => self.explain(src, dst, port),
+            ["exempt", "list"] => {
+                let now = SystemTime::now();
+                let lines: Vec<String> = self
+                    .tickets
+                    .iter()
+                    .map(|t| match t.expires {
+                        Some(e) => format!("{} expires in {} s", describe(&t.prefix), e.duration_since(now).unwrap_or_default().as_secs()),
+                        None => format!("{} until removed", describe(&t.prefix)),
+                    })
+                    .collect();
+                (true, if lines.is_empty() { "no exemption tickets".into() } else { lines.join("\n") })
+            }
+            ["exempt", "add", prefix, rest @ ..] => {
+                let ttl = match rest {
+                    [] => None,
+                    ["--ttl", d] => match ctl::parse_duration(d) {
+                        Ok(d) => Some(d),
+                        Err(e) => return (false, e),
+                    },
+                    _ => return (false, "usage: exempt add PREFIX [--ttl DURATION]".into()),
+                };
+                let p: AnyPrefix = match prefix.parse() {
+                    Ok(p) => p,
+                    Err(e) => return (false, format!("{prefix:?}: {e}")),
+                };
+                let before = self.tickets.clone();
+                self.tickets.retain(|t| t.prefix != p);
+                self.tickets.push(Ticket { prefix: p, expires: ttl.map(|d| SystemTime::now() + d) });
+                match self.publish(self.config.clone()) {
+                    Ok(()) => (
+                        true,
+                        format!("{p} exempted{}; policy generation {}", ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())), self.generation),
+                    ),
+                    Err(e) => {
+                        self.tickets = before;
+                        (false, format!("refused: {e}"))
+                    }
+                }
+            }
+            ["exempt", "del", prefix] => {
+                let p: AnyPrefix = match prefix.parse() {
+                    Ok(p) => p,
+                    Err(e) => return (false, format!("{prefix:?}: {e}")),
+                };
+                let n = self.tickets.len();
+                self.tickets.retain(|t| t.prefix != p);
+                if self.tickets.len() == n {
+                    return (false, format!("{p} has no exemption ticket"));
+                }
+                match self.publish(self.config.clone()) {
+                    Ok(()) => (true, format!("{p} ticket removed; policy generation {}", self.generation)),
+                    Err(e) => (false, format!("refused: {e}")),
+                }
+            }
+            _ => (
+                false,
+                "commands: status | stats [--json] | reload | explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list".into(),
+            ),
+        }
+    }
+
+    fn explain(&self, src: &str, dst: &str, port: &str) -> (bool, String) {
+        let (Ok(s), Ok(d), Ok(port)) = (
+            src.parse::<std::net::IpAddr>(),
+            dst.parse::<std::net::IpAddr>(),
+            port.parse::<u16>(),
+        ) else {
+            return (false, "usage: explain SRC-ADDRESS DST-ADDRESS PORT".into());
+        };
+        let addrs = match (s, d) {
+            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => Addrs::V4 {
+                src: u32::from(s),
+                dst: u32::from(d),
+            },
+            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => Addrs::V6 {
+                src: u128::from(s),
+                dst: u128::from(d),
+            },
+            _ => {
+                return (
+                    false,
+                    "source and destination must be the same address family".into(),
+                )
+            }
+        };
+        let policy = self.handle.load();
+        let (reason, m) = policy.explain(&FlowKey {
+            addrs,
+            transport: Transport::Tcp { dport: port },
+        });
+        let spec = policy.spec();
+        let origin = |list: ListName, i: usize| -> String {
+            let o = self.config.origins.of(list);
+            o.get(i)
+                .map_or("exemption ticket".into(), |o| o.to_string())
+        };
+        let entry = |list: ListName, i: usize| -> String {
+            let v = match list {
+                ListName::Dynamic => &spec.dynamic,
+                ListName::Exempt => &spec.exempt,
+                ListName::Relays => &spec.relays,
+                ListName::Scope => &spec.scope,
+            };
+            v.get(i)
+                .map_or("?".into(), |p| format!("{list} {p} ({})", origin(list, i)))
+        };
+        let verdict = if reason.is_blocked() {
+            format!("{:?}", policy.action()).to_lowercase()
+        } else {
+            "pass".into()
+        };
+        let mut t = format!(
+            "verdict: {verdict} ({}) under policy generation {}\n",
+            reason.label(),
+            self.generation
+        );
+        let _ = writeln!(
+            t,
+            "port {port}: {}",
+            if policy.ports().contains(port) {
+                "blocked port"
+            } else {
+                "not a blocked port"
+            }
+        );
+        let _ = writeln!(
+            t,
+            "source {src}: {}",
+            m.source.map_or(
+                "matches no dynamic or exempt prefix".into(),
+                |(l, i)| format!("longest match is {}", entry(l, i))
+            )
+        );
+        let _ = writeln!(
+            t,
+            "destination {dst}: {}",
+            m.relay.map_or("is not a relay".into(), |i| format!(
+                "is a relay: {}",
+                entry(ListName::Relays, i)
+            ))
+        );
+        if !spec.scope.is_empty() {
+            let _ = writeln!(
+                t,
+                "scope: {}",
+                m.scope
+                    .map_or("destination outside the scope".into(), |i| format!(
+                        "inside {}",
+                        entry(ListName::Scope, i)
+                    ))
+            );
+        }
+        (true, t.trim_end().to_string())
+    }
+
+    fn metrics(&self) -> String {
+        let (o, i, refused) = self.totals();
+        let mut m = String::new();
+        let _ = writeln!(m, "# HELP op25b_frames_total Frames by direction and outcome.\n# TYPE op25b_frames_total counter");
+        for (dir, c) in [("outbound", &o), ("inbound", &i)] {
+            for (what, n) in [
+                ("rx", c.rx),
+                ("tx", c.tx),
+                ("dropped", c.dropped),
+                ("monitored", c.monitored),
+            ] {
+                let _ = writeln!(
+                    m,
+                    "op25b_frames_total{{direction=\"{dir}\",outcome=\"{what}\"}} {n}"
+                );
+            }
+        }
+        let _ = writeln!(m, "# HELP op25b_reason_total Frames by direction and the reason for their verdict.\n# TYPE op25b_reason_total counter");
+        for (dir, c) in [("outbound", &o), ("inbound", &i)] {
+            for r in Reason::all() {
+                let _ = writeln!(
+                    m,
+                    "op25b_reason_total{{direction=\"{dir}\",reason=\"{}\"}} {}",
+                    r.label(),
+                    c.reason(r)
+                );
+            }
+        }
+        let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames the kernel refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}");
+        let _ = writeln!(m, "# HELP op25b_policy_generation Generation of the policy in force.\n# TYPE op25b_policy_generation gauge\nop25b_policy_generation {}", self.generation);
+        let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last successful load and build took.\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);
+        let loaded = self
+            .loaded_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let _ = writeln!(m, "# HELP op25b_policy_loaded_timestamp_seconds When the policy in force was published.\n# TYPE op25b_policy_loaded_timestamp_seconds gauge\nop25b_policy_loaded_timestamp_seconds {loaded}");
+        let _ = writeln!(m, "# HELP op25b_reloads_total Reload attempts by result.\n# TYPE op25b_reloads_total counter\nop25b_reloads_total{{result=\"ok\"}} {}\nop25b_reloads_total{{result=\"refused\"}} {}", self.reloads[0], self.reloads[1]);
+        let s = self.handle.load().sizes();
+        let _ = writeln!(m, "# HELP op25b_policy_prefixes Distinct prefixes per list and family.\n# TYPE op25b_policy_prefixes gauge");
+        for (fam, v) in [("ipv4", s.v4), ("ipv6", s.v6)] {
+            for (k, list) in ["dynamic", "exempt", "relays", "scope"].iter().enumerate() {
+                let _ = writeln!(
+                    m,
+                    "op25b_policy_prefixes{{family=\"{fam}\",list=\"{list}\"}} {}",
+                    v[k]
+                );
+            }
+        }
+        let _ = writeln!(m, "# HELP op25b_exemption_tickets Exemption tickets in force.\n# TYPE op25b_exemption_tickets gauge\nop25b_exemption_tickets {}", self.tickets.len());
+        let _ = writeln!(m, "# HELP op25b_latency_ns Classification time per frame since start, nanoseconds.\n# TYPE op25b_latency_ns summary");
+        for (dir, h) in [
+            ("outbound", &self.latency[0]),
+            ("inbound", &self.latency[1]),
+        ] {
+            for q in [0.5, 0.9, 0.99, 0.999] {
+                let _ = writeln!(
+                    m,
+                    "op25b_latency_ns{{direction=\"{dir}\",quantile=\"{q}\"}} {}",
+                    if h.is_empty() {
+                        0
+                    } else {
+                        h.value_at_quantile(q)
+                    }
+                );
+            }
+            let _ = writeln!(
+                m,
+                "op25b_latency_ns_count{{direction=\"{dir}\"}} {}",
+                h.len()
+            );
+        }
+        m
     }
 }
 
@@ -85,6 +510,24 @@ fn summary(name: &str, c: &Counters) -> String {
     )
 }
 
+fn signal_events() -> Result<Receiver<i32>, String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("op25b-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if tx.send(s).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(rx)
+}
+
 /// Runs the appliance until SIGTERM or SIGINT.
 pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let dp: DataplaneConfig = config.dataplane.clone().ok_or_else(|| {
@@ -93,11 +536,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
             config_path.display()
         )
     })?;
+    let t = Instant::now();
     let built = config.build(1).map_err(|e| e.to_string())?;
     for w in &built.warnings {
         eprintln!("op25b: warning: {w}");
     }
-    let mut generation = 1;
     let handle = Arc::new(ArcSwap::from_pointee(built.policy));
     let stop = Arc::new(AtomicBool::new(false));
     // Fanout group ids are per network namespace; derive them from the pid so two
@@ -105,73 +548,128 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let group = (std::process::id() as u16).wrapping_mul(2);
     let mut ports = Vec::new();
     for i in 0..dp.workers {
-        let port = WirePort::open(&dp.access, &dp.core, Some(group))
-            .map_err(|e| format!("worker {i}: {e}"))?;
-        ports.push(port);
+        ports.push(
+            WirePort::open(&dp.access, &dp.core, Some(group))
+                .map_err(|e| format!("worker {i}: {e}"))?,
+        );
     }
-    // Signals are registered before the workers start so none is missed.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
+    let cc = config.control.clone();
+    let ctl_listener = ctl::bind(&cc.socket)?;
+    let metrics_listener = match &cc.metrics {
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| format!("metrics address {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let signals = signal_events()?;
+    {
+        let tx = req_tx.clone();
+        std::thread::Builder::new()
+            .name("op25b-ctl".into())
+            .spawn(move || ctl::serve_socket(ctl_listener, tx))
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some(l) = metrics_listener {
+        let tx = req_tx.clone();
+        std::thread::Builder::new()
+            .name("op25b-metrics".into())
+            .spawn(move || ctl::serve_metrics(l, tx))
+            .map_err(|e| e.to_string())?;
+    }
+    drop(req_tx);
+    let (snap_tx, snap_rx) = crossbeam_channel::bounded::<Snapshot>(4 * dp.workers);
     let mut threads = Vec::new();
     for (i, port) in ports.into_iter().enumerate() {
-        let (policy, stop) = (handle.clone(), stop.clone());
-        let core = dp.cores.get(i).copied();
-        let burst = dp.burst;
-        let t = std::thread::Builder::new()
-            .name(format!("op25b-worker-{i}"))
-            .spawn(move || worker_loop(port, policy, stop, burst, core))
-            .map_err(|e| format!("cannot start worker {i}: {e}"))?;
-        threads.push(t);
+        let ctx = WorkerCtx {
+            index: i,
+            port,
+            policy: handle.clone(),
+            stop: stop.clone(),
+            burst: dp.burst,
+            core: dp.cores.get(i).copied(),
+            report: snap_tx.clone(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("op25b-worker-{i}"))
+                .spawn(move || worker_loop(ctx))
+                .map_err(|e| format!("cannot start worker {i}: {e}"))?,
+        );
     }
+    drop(snap_tx);
+    let mut control = Control {
+        path: config_path.to_path_buf(),
+        config,
+        tickets: Vec::new(),
+        generation: 1,
+        loaded_at: SystemTime::now(),
+        reload_ms: t.elapsed().as_secs_f64() * 1e3,
+        handle,
+        workers: (0..dp.workers).map(|_| None).collect(),
+        latency: [latency_histogram(), latency_histogram()],
+        reloads: [0, 0],
+    };
     eprintln!(
-        "op25b: running: {} ↔ {}, {} worker(s), policy generation {generation} from {}",
+        "op25b: running: {} ↔ {}, {} worker(s), policy generation 1 from {}, control socket {}{}",
         dp.access,
         dp.core,
         dp.workers,
-        config_path.display()
+        config_path.display(),
+        cc.socket.display(),
+        cc.metrics
+            .as_ref()
+            .map_or(String::new(), |m| format!(", metrics http://{m}/metrics"))
     );
-    for sig in signals.forever() {
-        if sig == signal_hook::consts::SIGHUP {
-            let t = Instant::now();
-            match Config::load(config_path).and_then(|c| c.build(generation + 1)) {
-                Ok(b) => {
-                    for w in &b.warnings {
-                        eprintln!("op25b: warning: {w}");
+    loop {
+        let timeout = control
+            .next_expiry()
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(10));
+        select! {
+            recv(signals) -> s => match s {
+                Ok(signal_hook::consts::SIGHUP) => { control.reload(); }
+                _ => break,
+            },
+            recv(req_rx) -> r => match r {
+                Ok(Request::Command(words, reply)) => { let _ = reply.send(control.command(&words)); }
+                Ok(Request::Metrics(reply)) => { let _ = reply.send(control.metrics()); }
+                Err(_) => {}
+            },
+            recv(snap_rx) -> s => if let Ok(s) = s { control.absorb(s) },
+            default(timeout) => {
+                let expired = control.tickets.iter().any(|t| t.expires.is_some_and(|e| e <= SystemTime::now()));
+                if expired {
+                    let cfg = control.config.clone();
+                    match control.publish(cfg) {
+                        Ok(()) => eprintln!("op25b: exemption ticket expired; policy generation {}", control.generation),
+                        Err(e) => eprintln!("op25b: rebuilding after a ticket expired failed, old policy kept: {e}"),
                     }
-                    generation += 1;
-                    handle.store(Arc::new(b.policy));
-                    eprintln!(
-                        "op25b: reloaded {}: generation {generation} in {:.1} ms",
-                        config_path.display(),
-                        t.elapsed().as_secs_f64() * 1e3
-                    );
-                }
-                Err(e) => {
-                    eprintln!("op25b: reload refused, still serving generation {generation}: {e}")
                 }
             }
-        } else {
-            break;
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let mut outbound = Counters::default();
-    let mut inbound = Counters::default();
-    let mut refused = 0;
-    for t in threads {
-        let r = t
-            .join()
-            .map_err(|_| "a worker thread panicked".to_string())?;
-        outbound.merge(&r.outbound);
-        inbound.merge(&r.inbound);
-        refused += r.tx_refused;
+    // Drain while the workers send their last snapshot, so none blocks on a full channel.
+    let mut remaining = threads.len();
+    while remaining > 0 {
+        match snap_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(s) => {
+                remaining -= usize::from(s.last);
+                control.absorb(s);
+            }
+            Err(_) => break,
+        }
     }
-    println!("{}", summary("access→core", &outbound));
-    println!("{}", summary("core→access", &inbound));
+    for t in threads {
+        t.join()
+            .map_err(|_| "a worker thread panicked".to_string())?;
+    }
+    let _ = std::fs::remove_file(&cc.socket);
+    let (o, i, refused) = control.totals();
+    println!("{}", summary("access→core", &o));
+    println!("{}", summary("core→access", &i));
     println!("tx refused by the kernel: {refused}");
     Ok(())
 }

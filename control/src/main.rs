@@ -1,4 +1,4 @@
-//! `op25b`: the command-line entry point (`replay`, `check`, `run`).
+//! `op25b`: the command-line entry point (`replay`, `check`, `run`, `ctl`).
 //!
 //! Exit codes: 0 success; 1 the input or an output failed (unreadable capture, other link
 //! type, truncated file, write error); 2 bad usage or a refused configuration.
@@ -49,6 +49,19 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Talk to a running appliance: status | stats [--json] | reload | explain SRC DST PORT |
+    /// exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list
+    Ctl {
+        /// The control socket (default: from --config, else /run/op25b/op25b.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Read the socket path from this configuration's [control] section.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        words: Vec<String>,
+    },
     /// Validate a configuration and print its table sizes.
     Check {
         /// The TOML configuration.
@@ -81,6 +94,38 @@ fn main() -> ExitCode {
             };
             match op25b::live::run(&config, cfg) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("op25b: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Ctl {
+            socket,
+            config,
+            words,
+        } => {
+            let socket = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => match Config::load(&c) {
+                    Ok(cfg) => cfg.control.socket,
+                    Err(e) => {
+                        eprintln!("op25b: error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                (None, None) => PathBuf::from(op25b::config::DEFAULT_SOCKET),
+            };
+            match op25b::ctl::request(&socket, &words) {
+                Ok((ok, text)) => {
+                    if ok {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    } else {
+                        eprintln!("op25b: {text}");
+                        ExitCode::from(1)
+                    }
+                }
                 Err(e) => {
                     eprintln!("op25b: error: {e}");
                     ExitCode::from(1)

@@ -333,6 +333,23 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
         }
     }
 
+    fn matches(&self, src: K, dst: K) -> Matches {
+        let pos = |v: u32| (v != NO_MATCH).then_some(v as usize);
+        let s = self.sources.lookup_raw(src);
+        Matches {
+            source: (s != NO_MATCH).then(|| {
+                let list = if s & 1 == 1 {
+                    ListName::Exempt
+                } else {
+                    ListName::Dynamic
+                };
+                (list, (s >> 1) as usize)
+            }),
+            relay: pos(self.relays.lookup_raw(dst)),
+            scope: pos(self.scope.lookup_raw(dst)),
+        }
+    }
+
     fn memory_bytes(&self) -> usize {
         self.sources.memory_bytes() + self.relays.memory_bytes() + self.scope.memory_bytes()
     }
@@ -421,6 +438,18 @@ impl<K: crate::lpm::Bits> Lanes<K> {
 pub struct BurstScratch {
     v4: Lanes<u32>,
     v6: Lanes<u128>,
+}
+
+/// Which list entries a source and destination match (positions in the [`OutboundSpec`]
+/// lists), for explaining a verdict.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Matches {
+    /// The longest match for the source across dynamic and exempt.
+    pub source: Option<(ListName, usize)>,
+    /// The longest relay match for the destination.
+    pub relay: Option<usize>,
+    /// The longest scope match for the destination.
+    pub scope: Option<usize>,
 }
 
 /// Sizes of a built policy, for `op25b check` and metrics.
@@ -579,6 +608,16 @@ impl Policy {
             Addrs::V4 { src, dst } => self.v4.judge(src, dst, self.scoped, overlap),
             Addrs::V6 { src, dst } => self.v6.judge(src, dst, self.scoped, overlap),
         }
+    }
+
+    /// The verdict for `key` and the list entries that decided it (what a support desk needs
+    /// when a subscriber asks why their mail does not go out). Not for the hot path.
+    pub fn explain(&self, key: &FlowKey) -> (Reason, Matches) {
+        let m = match key.addrs {
+            Addrs::V4 { src, dst } => self.v4.matches(src, dst),
+            Addrs::V6 { src, dst } => self.v6.matches(src, dst),
+        };
+        (self.judge(key), m)
     }
 
     /// Parses and judges one frame.
@@ -905,6 +944,25 @@ mod tests {
                 assert_eq!(reasons, want, "scoped={scoped}");
             }
         }
+    }
+
+    #[test]
+    fn explain_names_the_deciding_entries() {
+        let (p, _) = Policy::build(spec(), 1).unwrap();
+        let key = |s: &str, d: &str| {
+            wire::parse(&FrameBuilder::tcp(s.parse().unwrap(), d.parse().unwrap(), 1, 25).build())
+                .unwrap()
+        };
+        let (r, m) = p.explain(&key("10.20.30.40", "198.51.100.1"));
+        assert_eq!(r, Reason::Blocked);
+        assert_eq!(m.source, Some((ListName::Dynamic, 1)));
+        let (r, m) = p.explain(&key("10.20.30.1", "192.0.2.25"));
+        assert_eq!(
+            (r, m.source, m.relay),
+            (Reason::SourceExempt, Some((ListName::Exempt, 0)), Some(0))
+        );
+        let (_, m) = p.explain(&key("2001:db8:100::1", "2001:db8:ff::25"));
+        assert_eq!((m.source, m.relay), (Some((ListName::Dynamic, 2)), Some(1)));
     }
 
     #[test]

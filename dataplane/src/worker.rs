@@ -179,6 +179,12 @@ impl Worker {
     pub fn latency(&self) -> &Histogram<u64> {
         &self.latency
     }
+
+    /// Hands over the latency samples gathered since the last call and starts afresh (for
+    /// periodic snapshots to the control thread; allocates one histogram per call).
+    pub fn take_latency(&mut self) -> Histogram<u64> {
+        std::mem::replace(&mut self.latency, latency_histogram())
+    }
 }
 
 #[cfg(test)]

@@ -80,7 +80,38 @@ backend = "af_packet"
 access = "acc0"
 core = "core0"
 workers = 1
+
+[control]
+socket = "ctl.sock"
+metrics = "127.0.0.1:9725"
 "#;
+
+const METRICS: &str = r#"
+import sys, urllib.request, urllib.error
+print(urllib.request.urlopen("http://127.0.0.1:9725/metrics", timeout=5).read().decode())
+try:
+    urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:9725/metrics", data=b"x", method="POST"), timeout=5)
+    sys.exit(2)
+except urllib.error.HTTPError as e:
+    sys.exit(0 if e.code == 405 else 3)
+"#;
+
+fn ctl(sock: &Path, words: &[&str]) -> (bool, String) {
+    let out = Command::new(op25b_testbed::op25b_binary())
+        .arg("ctl")
+        .arg("--socket")
+        .arg(sock)
+        .args(words)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    })
+    .to_string();
+    (out.status.success(), text)
+}
 
 fn have(tool: &str, arg: &str) -> bool {
     Command::new(tool).arg(arg).output().is_ok()
@@ -238,6 +269,25 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         "UDP 25"
     );
 
+    // The support desk's view of a blocked subscriber.
+    let sock = dir.join("ctl.sock");
+    let (ok, status) = ctl(&sock, &["status"]);
+    assert!(ok && status.contains("policy generation 1"), "{status}");
+    let (ok, why) = ctl(&sock, &["explain", "10.0.0.2", "10.0.0.1", "25"]);
+    assert!(ok, "{why}");
+    assert!(
+        why.contains("verdict: drop (blocked)")
+            && why.contains("dynamic 10.0.0.0/24")
+            && why.contains("op25b.toml:3"),
+        "{why}"
+    );
+    let (ok, why) = ctl(&sock, &["explain", "10.0.0.2", "10.0.0.25", "25"]);
+    assert!(ok && why.contains("destination_relay"), "{why}");
+    assert!(
+        !ctl(&sock, &["exempt", "add", "10.0.0.2/8"]).0,
+        "host bits must be refused"
+    );
+
     // A broken config on reload is refused; the running policy keeps blocking.
     std::fs::write(&cfg, POLICY.replace("\"10.0.0.3\"", "\"10.0.0.3/8\"")).unwrap();
     let hup = || {
@@ -247,12 +297,39 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
             .unwrap()
     };
     hup();
-    std::thread::sleep(Duration::from_millis(300));
+    let (ok, refused) = ctl(&sock, &["reload"]);
+    assert!(
+        !ok && refused.contains("reload refused") && refused.contains("host bits"),
+        "{refused}"
+    );
     assert!(
         !smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
         "blocked after a refused reload"
     );
-    // A good one exempting the dynamic host takes effect with no restart.
+    std::fs::write(&cfg, POLICY).unwrap();
+
+    // A time-limited unblock ticket: open at once, survives a reload, closes by itself.
+    let (ok, text) = ctl(&sock, &["exempt", "add", "10.0.0.2", "--ttl", "4s"]);
+    assert!(ok, "{text}");
+    assert!(
+        smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        "ticket did not open port 25"
+    );
+    assert!(ctl(&sock, &["reload"]).0);
+    assert!(
+        smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        "ticket lost on reload"
+    );
+    assert!(ctl(&sock, &["exempt", "list"])
+        .1
+        .contains("10.0.0.2/32 expires in"));
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(
+        !smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        "ticket did not expire"
+    );
+
+    // A good config exempting the dynamic host takes effect on SIGHUP, no restart.
     std::fs::write(
         &cfg,
         POLICY.replace(
@@ -270,6 +347,26 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         !smtp(&sub, "2001:db8:1::2", "2001:db8:1::1", 25),
         "IPv6 host still dynamic"
     );
+
+    // Metrics: read-only, counters by reason, policy generation.
+    std::thread::sleep(Duration::from_millis(400));
+    let m = app.command(&["python3", "-c", METRICS]).output().unwrap();
+    let page = String::from_utf8_lossy(&m.stdout).to_string();
+    assert!(
+        m.status.success(),
+        "metrics: {page} {}",
+        String::from_utf8_lossy(&m.stderr)
+    );
+    let dropped: u64 = page
+        .lines()
+        .find(|l| l.starts_with("op25b_frames_total{direction=\"outbound\",outcome=\"dropped\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .expect("dropped counter");
+    assert!(dropped >= 4, "{page}");
+    assert!(page.contains("op25b_reason_total{direction=\"outbound\",reason=\"blocked\"}"));
+    assert!(page.contains("op25b_policy_generation "));
+    let (ok, stats) = ctl(&sock, &["stats"]);
+    assert!(ok && stats.contains("blocked"), "{stats}");
 
     let out = stop(appliance.take());
     drop(server);

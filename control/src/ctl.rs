@@ -1,0 +1,209 @@
+//! The control socket protocol between `op25b ctl` and a running appliance, and the
+//! read-only Prometheus endpoint.
+//!
+//! Control socket: a Unix stream socket, mode 0600 (only its owner, normally root, may
+//! connect). A client sends one JSON array of words (`["explain","10.0.0.2","192.0.2.1","25"]`)
+//! and a newline; the appliance answers with one JSON object `{"ok": bool, "text": "..."}`
+//! and closes. Metrics: plain HTTP/1.0 `GET /metrics`, text exposition format; any other
+//! method or path is refused, and nothing reachable over TCP changes the policy.
+//!
+//! Invariants: every request and reply is bounded in size and time (a silent or slow
+//! client cannot stall the control thread); the listener threads only forward requests to
+//! the control thread and carry its answers back.
+
+use crossbeam_channel::{bounded, Sender};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::time::Duration;
+
+/// Largest request accepted, in bytes.
+const MAX_REQUEST: u64 = 64 * 1024;
+/// How long a client may take to send its request.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the control thread may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request for the control thread, with where to send the answer.
+#[derive(Debug)]
+pub enum Request {
+    /// A control command (`ok`, text).
+    Command(Vec<String>, Sender<(bool, String)>),
+    /// The metrics page.
+    Metrics(Sender<String>),
+}
+
+/// Binds the control socket at `path` (replacing a stale one), mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "{}: another op25b is already listening there",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("{}: cannot remove the stale socket: {e}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let l =
+        UnixListener::bind(path).map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(l)
+}
+
+fn answer_one(stream: UnixStream, to_control: &Sender<Request>) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    let mut line = String::new();
+    BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
+    let reply = match serde_json::from_str::<Vec<String>>(line.trim()) {
+        Err(e) => (false, format!("malformed request: {e}")),
+        Ok(words) => {
+            let (tx, rx) = bounded(1);
+            if to_control.send(Request::Command(words, tx)).is_err() {
+                (false, "the appliance is shutting down".into())
+            } else {
+                rx.recv_timeout(ANSWER_TIMEOUT)
+                    .unwrap_or((false, "no answer from the control thread".into()))
+            }
+        }
+    };
+    let body = serde_json::json!({"ok": reply.0, "text": reply.1});
+    (&stream).write_all(format!("{body}\n").as_bytes())
+}
+
+/// Serves the control socket until the control thread goes away.
+pub fn serve_socket(listener: UnixListener, to_control: Sender<Request>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = answer_one(stream, &to_control);
+    }
+}
+
+/// Serves `GET /metrics` until the control thread goes away.
+pub fn serve_metrics(listener: TcpListener, to_control: Sender<Request>) {
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+        let mut head = String::new();
+        let _ = BufReader::new((&stream).take(8192)).read_line(&mut head);
+        let mut words = head.split_whitespace();
+        let (status, body) = match (words.next(), words.next()) {
+            (Some("GET"), Some("/metrics")) => {
+                let (tx, rx) = bounded(1);
+                if to_control.send(Request::Metrics(tx)).is_err() {
+                    return;
+                }
+                (
+                    "200 OK",
+                    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_default(),
+                )
+            }
+            (Some("GET"), _) => ("404 Not Found", "only /metrics is served\n".to_string()),
+            _ => (
+                "405 Method Not Allowed",
+                "read-only: GET /metrics\n".to_string(),
+            ),
+        };
+        let _ = write!(
+            stream,
+            "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
+
+/// Sends one command to a running appliance and returns (`ok`, text).
+pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "{}: cannot connect ({e}); is op25b running, and are you root?",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(ANSWER_TIMEOUT + CLIENT_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let line = serde_json::to_string(words).map_err(|e| e.to_string())?;
+    s.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    BufReader::new(s)
+        .read_line(&mut reply)
+        .map_err(|e| e.to_string())?;
+    let v: serde_json::Value =
+        serde_json::from_str(reply.trim()).map_err(|e| format!("malformed reply: {e}"))?;
+    Ok((
+        v["ok"].as_bool().unwrap_or(false),
+        v["text"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+/// Parses a duration like `90s`, `15m`, `2h` or `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: a number followed by s, m, h or d"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (s, m, h or d)")),
+    };
+    if secs == 0 {
+        return Err(format!("{text:?}: a ticket must last at least one second"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn socket_round_trip_and_mode() {
+        let dir = std::env::temp_dir().join(format!("op25b-ctl-{}", std::process::id()));
+        let path = dir.join("ctl.sock");
+        let l = bind(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(bind(&path).unwrap_err().contains("already listening"));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || serve_socket(l, tx));
+        std::thread::spawn(move || {
+            while let Ok(Request::Command(words, reply)) = rx.recv() {
+                let _ = reply.send((words[0] == "status", words.join(" ")));
+            }
+        });
+        assert_eq!(
+            request(&path, &["status".into()]).unwrap(),
+            (true, "status".into())
+        );
+        assert_eq!(
+            request(&path, &["nope".into(), "x".into()]).unwrap(),
+            (false, "nope x".into())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
