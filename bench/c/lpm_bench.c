@@ -37,8 +37,8 @@
  *   single_lookups_per_s (rte_lpm_lookup / rte_lpm6_lookup; the fib
  *   libraries have no single lookup, so there it is a bulk call with n = 1),
  *   x4_lookups_per_s (v4 only: rte_lpm_lookupx4, as used by l3fwd),
- *   thp (LPM_BENCH_THP applied), checksum (sum over one method's lookups
- *   of next_hop + 1, misses 0; all methods must agree or the program fails).
+ *   checksum (sum over one method's lookups of next_hop + 1, misses 0;
+ *   all methods must agree or the program fails).
  * Dump mode prints one line per address: the next hop, or -1 if no prefix
  * matches.  It also checks that the bulk, single (and x4) paths agree.
  * Errors go to stderr with a non-zero exit status.
@@ -49,8 +49,6 @@
  *                       the prefix set needs, see count_tbl8s())
  *   LPM_BENCH_EAL_ARGS  extra EAL arguments, space separated, appended to the
  *                       defaults (e.g. "--force-max-simd-bitwidth=512")
- *   LPM_BENCH_THP=1     madvise(MADV_HUGEPAGE) the EAL heap (see
- *                       maybe_enable_thp()); reported as "thp" in the JSON
  */
 
 #include <arpa/inet.h>
@@ -62,7 +60,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include <rte_eal.h>
@@ -212,17 +209,22 @@ parse_addr(enum family fam, const char *s, addr16 out)
 	return inet_pton(fam == FAM_V4 ? AF_INET : AF_INET6, s, out) == 1;
 }
 
-/* Parse "ADDR/LEN" or "ADDR"; clears host bits. */
+/* Parse "ADDR/LEN" or "ADDR"; clears host bits.  s is not modified. */
 static bool
-parse_prefix(enum family fam, char *s, addr16 out, uint8_t *len)
+parse_prefix(enum family fam, const char *s, addr16 out, uint8_t *len)
 {
-	char *slash = strchr(s, '/');
+	const char *slash = strchr(s, '/');
+	char abuf[INET6_ADDRSTRLEN];
 	long l = addr_bits(fam);
 
 	if (slash != NULL) {
 		char *end;
 
-		*slash = '\0';
+		if ((size_t)(slash - s) >= sizeof(abuf))
+			return false;
+		memcpy(abuf, s, slash - s);
+		abuf[slash - s] = '\0';
+		s = abuf;
 		errno = 0;
 		l = strtol(slash + 1, &end, 10);
 		if (errno || end == slash + 1 || *end != '\0' ||
@@ -384,8 +386,10 @@ count_tbl8s(enum family fam, const struct prefix_list *pl, bool shared)
  * Start the EAL without hugepages, PCI, shared config or telemetry.
  * --no-huge implies legacy memory mode, which is incompatible with
  * --in-memory, hence --no-shconf.  With --no-huge the whole -m region is
- * reserved up front, but it is anonymous memory that the kernel only
- * commits when touched, so a generous -m is cheap.
+ * mapped up front, as one memfd ("memfd:nohuge") that the kernel only
+ * commits when touched, so a generous -m is cheap.  Being shmem on normal
+ * pages, the tables live on 4 KiB pages (shmem THP is off by default,
+ * shmem_enabled=never), unlike a hugepage-backed DPDK deployment.
  */
 static void
 eal_start(unsigned int mem_mb)
@@ -421,40 +425,6 @@ eal_start(unsigned int mem_mb)
 	if (rte_eal_init(argc, argv) < 0)
 		die("rte_eal_init failed: %s", rte_strerror(rte_errno));
 	/* extra is referenced by the EAL's argv copy; leak it on purpose. */
-}
-
-/* rte_memseg_list_walk() callback: ask for transparent huge pages. */
-static int
-madvise_thp(const struct rte_memseg_list *msl, void *arg)
-{
-	int *failed = arg;
-
-	if (msl->base_va != NULL && msl->len > 0 &&
-	    madvise(msl->base_va, msl->len, MADV_HUGEPAGE) != 0)
-		*failed = errno;
-	return 0;
-}
-
-/*
- * With --no-huge the DPDK heap is plain anonymous memory on 4 KiB pages
- * (unless THP is "always"), so every table access past the TLB reach pays
- * a page walk.  LPM_BENCH_THP=1 marks the heap MADV_HUGEPAGE before any
- * table is allocated, which approximates a hugepage-backed deployment
- * without reconfiguring the machine.  Returns whether it was applied.
- */
-static bool
-maybe_enable_thp(void)
-{
-	const char *env = getenv("LPM_BENCH_THP");
-	int failed = 0;
-
-	if (env == NULL || strcmp(env, "1") != 0)
-		return false;
-	rte_memseg_list_walk(madvise_thp, &failed);
-	if (failed)
-		die("madvise(MADV_HUGEPAGE) on the EAL heap: %s",
-		    strerror(failed));
-	return true;
 }
 
 /*
@@ -766,6 +736,15 @@ struct build_stats {
 	double build_s;
 };
 
+/*
+ * Insert every prefix in file order, timing the whole loop.
+ *
+ * Expect rte_lpm (22.11) to be slow here with many long prefixes: every
+ * new tbl8 group is found by scanning the group array linearly from group 0
+ * (_tbl8_alloc), so the build is quadratic in the number of groups (about
+ * 4 s for 46k groups, 10 minutes for 462k on the reference machine).
+ * rte_fib keeps a free-group stack instead.
+ */
 static void
 build_table(struct table *t, const struct prefix_list *pl,
 	    struct build_stats *bs)
@@ -833,7 +812,7 @@ run_dump(struct table *t, const struct lookup_input *in)
 static int
 run_bench(struct table *t, const struct prefix_list *pl,
 	  const struct build_stats *bs, const struct lookup_input *in,
-	  uint32_t tbl8s, bool thp, unsigned long iters)
+	  uint32_t tbl8s, unsigned long iters)
 {
 	uint64_t bulk_sum = 0, single_sum = 0, x4_sum = 0, hits = 0;
 	uint64_t lookups = (uint64_t)in->n * iters;
@@ -903,8 +882,7 @@ run_bench(struct table *t, const struct prefix_list *pl,
 	       lookups, hits, lookups / bulk_s, lookups / single_s);
 	if (t->lib == LIB_LPM)
 		printf(",\"x4_lookups_per_s\":%.1f", lookups / x4_s);
-	printf(",\"thp\":%s,\"checksum\":%" PRIu64 "}\n",
-	       thp ? "true" : "false", bulk_sum);
+	printf(",\"checksum\":%" PRIu64 "}\n", bulk_sum);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -939,7 +917,7 @@ main(int argc, char **argv)
 	struct lookup_input in;
 	struct build_stats bs;
 	unsigned long iters = 0;
-	bool dump, thp, found = false;
+	bool dump, found = false;
 	uint32_t tbl8s;
 	size_t mlen;
 	int rc;
@@ -975,12 +953,11 @@ main(int argc, char **argv)
 	prepare_input(t.fam, &al, &in);
 
 	eal_start(heap_mb(tbl8s, pl.n));
-	thp = maybe_enable_thp();
 	table_create(&t, pl.n, tbl8s);
 	build_table(&t, &pl, &bs);
 
 	rc = dump ? run_dump(&t, &in) :
-		    run_bench(&t, &pl, &bs, &in, tbl8s, thp, iters);
+		    run_bench(&t, &pl, &bs, &in, tbl8s, iters);
 	table_free(&t);
 	rte_eal_cleanup();
 	free_input(t.fam, &al, &in);

@@ -11,3 +11,4 @@ pub mod compare;
 pub mod lpmbench;
 pub mod profile;
 pub mod rng;
+pub mod swap;

@@ -144,6 +144,18 @@ enum Command {
         #[arg(long, default_value = "1000,100000,1000000", value_delimiter = ',')]
         classify_sizes: Vec<usize>,
     },
+    /// Worker stall while the control thread swaps in policies of N prefixes.
+    Swap {
+        /// Prefixes per policy.
+        #[arg(long, default_value_t = 1_000_000)]
+        prefixes: usize,
+        /// Swaps to make.
+        #[arg(long, default_value_t = 5)]
+        swaps: usize,
+        /// Frames per burst.
+        #[arg(long, default_value_t = 64)]
+        burst: usize,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -285,6 +297,13 @@ fn main() -> ExitCode {
             };
             synth(pools, profile, frames, seed, &out)
         })(),
+        Command::Swap {
+            prefixes,
+            swaps,
+            burst,
+        } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1))
+            .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+            .map(|t| println!("{t}")),
         Command::ExtractFrames { out_dir, captures } => extract_frames(&out_dir, &captures),
         Command::Classify {
             prefixes,

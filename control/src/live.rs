@@ -151,7 +151,7 @@ impl Control {
         for w in &built.warnings {
             eprintln!("op25b: warning: {w}");
         }
-        self.handle.store(Arc::new(built.policy));
+        op25b_dataplane::worker::retire(self.handle.swap(Arc::new(built.policy)));
         self.generation += 1;
         self.config = plain;
         self.loaded_at = SystemTime::now();

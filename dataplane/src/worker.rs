@@ -75,6 +75,25 @@ impl Counters {
     }
 }
 
+/// Frees a replaced policy off the hot path. A worker may still hold it for the burst in
+/// flight, and if that worker dropped the last reference it would spend milliseconds
+/// freeing a large table mid-traffic; instead a reaper thread waits until every worker has
+/// moved on (only this reference is left) and frees it there. Call with what
+/// `ArcSwap::swap` returned.
+pub fn retire(old: std::sync::Arc<Policy>) {
+    let spawned = std::thread::Builder::new()
+        .name("op25b-reaper".into())
+        .spawn(move || {
+            while std::sync::Arc::strong_count(&old) > 1 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            drop(old);
+        });
+    if let Err(e) = spawned {
+        eprintln!("op25b: warning: cannot start the reaper thread ({e}); the old policy is freed by its last reader");
+    }
+}
+
 /// A fresh latency histogram (ns per frame, 3 significant digits).
 pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_MAX_NS, 3).expect("static histogram bounds are valid")

@@ -1,0 +1,126 @@
+//! `op25b-bench swap`: how long a worker stalls when the control thread publishes a new
+//! policy of N prefixes while traffic flows.
+//!
+//! One worker classifies in-memory bursts in a loop, loading the policy once per burst as
+//! the live path does, and times every burst. Meanwhile this thread builds fresh policies
+//! of the same size (each from a different seed) and swaps them in, handing the old one to
+//! the reaper. Reported: burst-time percentiles without swaps and the longest burst around
+//! each swap; the stall is that longest burst minus the median one.
+
+use crate::classify::synthetic_pools;
+use crate::profile::{Generator, Profile};
+use arc_swap::ArcSwap;
+use hdrhistogram::Histogram;
+use op25b_dataplane::policy::{OutboundSpec, Policy};
+use op25b_dataplane::port::Burst;
+use op25b_dataplane::worker::{retire, Worker};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn policy(n: usize, seed: u64) -> Result<Policy, String> {
+    let pools = synthetic_pools(n, 0.3, seed);
+    let spec = OutboundSpec {
+        ports: vec![25],
+        dynamic: pools.dynamic,
+        exempt: pools.exempt,
+        relays: pools.relays,
+        ..OutboundSpec::default()
+    };
+    Policy::build(spec, seed)
+        .map(|(p, _)| p)
+        .map_err(|e| e.to_string())
+}
+
+/// Runs `swaps` swaps of `prefixes`-prefix policies under traffic.
+pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String> {
+    let first = policy(prefixes, 1)?;
+    let pools = synthetic_pools(prefixes, 0.3, 1);
+    let mut g = Generator::new(&pools, Profile::default(), 7);
+    let bursts: Vec<Burst> = (0..1024)
+        .map(|_| {
+            let mut b = Burst::new(burst);
+            for _ in 0..burst {
+                b.push(&g.frame());
+            }
+            b
+        })
+        .collect();
+    let handle = Arc::new(ArcSwap::from_pointee(first));
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapping = Arc::new(AtomicBool::new(false));
+    let longest_in_swap = Arc::new(AtomicU64::new(0));
+    let worker = {
+        let (handle, stop, swapping, longest) = (
+            handle.clone(),
+            stop.clone(),
+            swapping.clone(),
+            longest_in_swap.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut w = Worker::new(burst);
+            let mut quiet =
+                Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds");
+            'outer: loop {
+                for b in &bursts {
+                    if stop.load(Ordering::Relaxed) {
+                        break 'outer;
+                    }
+                    let during = swapping.load(Ordering::Relaxed);
+                    let t = Instant::now();
+                    let p = handle.load();
+                    std::hint::black_box(w.classify(&p, b));
+                    drop(p);
+                    let ns = t.elapsed().as_nanos() as u64;
+                    if during {
+                        longest.fetch_max(ns, Ordering::Relaxed);
+                    } else {
+                        let _ = quiet.record(ns.max(1));
+                    }
+                }
+            }
+            quiet
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let mut builds = Vec::new();
+    let mut publishes = Vec::new();
+    for i in 0..swaps {
+        let t = Instant::now();
+        let next = Arc::new(policy(prefixes, 100 + i as u64)?);
+        builds.push(t.elapsed().as_secs_f64());
+        // The window covers the swap and the time the reaper needs to free the old policy.
+        swapping.store(true, Ordering::Relaxed);
+        let t = Instant::now();
+        let old = handle.swap(next);
+        publishes.push(t.elapsed().as_nanos() as u64);
+        let watch = Arc::downgrade(&old);
+        retire(old);
+        while watch.strong_count() > 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        swapping.store(false, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let quiet = worker.join().map_err(|_| "worker panicked".to_string())?;
+    let longest = longest_in_swap.load(Ordering::Relaxed);
+    let p50 = quiet.value_at_quantile(0.5);
+    builds.sort_by(f64::total_cmp);
+    let build_median = builds[builds.len() / 2];
+    let stall = longest.saturating_sub(p50);
+    let stall_in_bursts = stall as f64 / p50.max(1) as f64;
+    Ok(json!({
+        "prefixes": prefixes,
+        "swaps": swaps,
+        "burst": burst,
+        "policy_build_s_median": build_median,
+        "publish_ns_max": publishes.iter().max(),
+        "burst_ns_quiet": {"p50": p50, "p99": quiet.value_at_quantile(0.99), "p999": quiet.value_at_quantile(0.999), "max": quiet.max()},
+        "burst_ns_longest_during_swaps": longest,
+        "stall_ns": stall,
+        "stall_in_bursts": stall_in_bursts,
+    }))
+}
