@@ -12,3 +12,5 @@ pub mod lpmbench;
 pub mod profile;
 pub mod rng;
 pub mod swap;
+#[cfg(target_os = "linux")]
+pub mod wire_io;

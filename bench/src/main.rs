@@ -156,6 +156,36 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         burst: usize,
     },
+    /// Send the frames of a capture out of an interface (AF_PACKET, sendmmsg batches).
+    Blast {
+        /// Interface to send on.
+        #[arg(long)]
+        iface: String,
+        /// Capture whose frames are sent.
+        #[arg(long)]
+        input: PathBuf,
+        /// Times to send the whole capture.
+        #[arg(long, default_value_t = 1)]
+        loops: u64,
+        /// Frames per second (0: as fast as the kernel takes them).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
+    /// Count (and optionally record) the frames arriving on an interface.
+    Sink {
+        /// Interface to listen on.
+        #[arg(long)]
+        iface: String,
+        /// Longest time to listen.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Stop after this much silence once traffic has started.
+        #[arg(long, default_value_t = 500)]
+        idle_ms: u64,
+        /// Record what arrives to this pcap (nanosecond timestamps).
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -304,6 +334,21 @@ fn main() -> ExitCode {
         } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1))
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
             .map(|t| println!("{t}")),
+        Command::Blast {
+            iface,
+            input,
+            loops,
+            rate,
+        } => op25b_bench::wire_io::load_frames(&input)
+            .and_then(|f| op25b_bench::wire_io::blast(&iface, &f, loops, rate))
+            .map(|v| println!("{v}")),
+        Command::Sink {
+            iface,
+            seconds,
+            idle_ms,
+            record,
+        } => op25b_bench::wire_io::sink(&iface, seconds, idle_ms, record.as_deref())
+            .map(|v| println!("{v}")),
         Command::ExtractFrames { out_dir, captures } => extract_frames(&out_dir, &captures),
         Command::Classify {
             prefixes,

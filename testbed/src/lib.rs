@@ -136,21 +136,26 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
     }
 }
 
-/// The `op25b` binary of this build (`cargo test --workspace` builds it beside the test
-/// executables: `target/<profile>/op25b`).
-pub fn op25b_binary() -> std::path::PathBuf {
+/// A binary of this workspace built beside the test executables (`cargo test --workspace`
+/// builds every package's binaries into `target/<profile>/`).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
         .parent()
         .and_then(|d| d.parent())
         .expect("target/<profile>/deps");
-    let bin = dir.join("op25b");
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
         "{} is missing: run the tests with `cargo test --workspace` (scripts/test.sh)",
         bin.display()
     );
     bin
+}
+
+/// The `op25b` binary of this build.
+pub fn op25b_binary() -> std::path::PathBuf {
+    workspace_binary("op25b")
 }
 
 /// A child process killed (and reaped) when dropped, so a failing test leaves nothing

@@ -1,0 +1,140 @@
+//! Traffic generation and reception on live interfaces for the veth benchmark and the
+//! testbed: `blast` sends the frames of a capture out of an interface at a set rate (or as
+//! fast as the kernel takes them), `sink` counts (and optionally records) what arrives.
+//!
+//! Invariants: frames go out unchanged and in capture order, in `sendmmsg` batches of 64;
+//! the rate limiter never sends ahead of schedule; `sink` stops after its deadline or once
+//! the interface has been idle for the given time after traffic began.
+
+use op25b_dataplane::port::pcap::{CaptureReader, Next, PcapWriter};
+use op25b_dataplane::port::sys::{PacketSocket, SendScratch, SocketOptions};
+use op25b_dataplane::port::Burst;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Reads every frame of a capture.
+pub fn load_frames(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut r = CaptureReader::open(std::io::BufReader::new(f))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut b = Burst::new(1);
+    let mut v = Vec::new();
+    loop {
+        b.clear();
+        match r
+            .next_into(&mut b)
+            .map_err(|e| format!("{}: {e}", path.display()))?
+        {
+            Next::Frame => v.push(b.frame(0).to_vec()),
+            Next::Meta => {}
+            Next::End => return Ok(v),
+        }
+    }
+}
+
+/// Sends `frames` `loops` times out of `iface`, at most `rate` frames/s (0: unlimited).
+pub fn blast(iface: &str, frames: &[Vec<u8>], loops: u64, rate: u64) -> Result<Value, String> {
+    let opts = SocketOptions {
+        block_count: 2,
+        block_size: 1 << 16,
+        promiscuous: false,
+        ..SocketOptions::default()
+    };
+    let sock = PacketSocket::open(iface, &opts).map_err(|e| e.to_string())?;
+    let mut scratch = SendScratch::default();
+    let start = Instant::now();
+    let (mut sent, mut refused) = (0u64, 0u64);
+    let mut batch: Vec<&[u8]> = Vec::with_capacity(64);
+    for _ in 0..loops {
+        for chunk in frames.chunks(64) {
+            if rate > 0 {
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                let now = start.elapsed();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+            }
+            batch.clear();
+            batch.extend(chunk.iter().map(|f| f.as_slice()));
+            refused += sock.send_batch(&batch, &mut scratch) as u64;
+            sent += chunk.len() as u64;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(
+        json!({"iface": iface, "frames": sent - refused, "refused": refused, "seconds": secs, "frames_per_second": (sent - refused) as f64 / secs}),
+    )
+}
+
+/// Counts frames arriving on `iface` until `seconds` pass, or until `idle_ms` of silence
+/// after the first frame; records them to `record` if given.
+pub fn sink(
+    iface: &str,
+    seconds: f64,
+    idle_ms: u64,
+    record: Option<&Path>,
+) -> Result<Value, String> {
+    let opts = SocketOptions {
+        block_timeout_ms: 1,
+        ..SocketOptions::default()
+    };
+    let mut sock = PacketSocket::open(iface, &opts).map_err(|e| e.to_string())?;
+    let mut writer = match record {
+        Some(p) => Some(
+            PcapWriter::new(
+                std::io::BufWriter::new(
+                    std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+                ),
+                true,
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    println!("{{\"listening\": \"{iface}\"}}");
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let (mut frames, mut bytes) = (0u64, 0u64);
+    let mut first: Option<Instant> = None;
+    let mut last = Instant::now();
+    let mut write_err = None;
+    while Instant::now() < deadline {
+        let n = sock.recv(256, |f| {
+            frames += 1;
+            bytes += f.data.len() as u64;
+            if let Some(w) = writer.as_mut() {
+                let ts = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as u64;
+                let mut data = f.data.to_vec();
+                if let Some((tpid, tci)) = f.vlan {
+                    let tag = [(tpid >> 8) as u8, tpid as u8, (tci >> 8) as u8, tci as u8];
+                    data.splice(12..12, tag);
+                }
+                if let Err(e) = w.write(ts, &data) {
+                    write_err = Some(e.to_string());
+                }
+            }
+        });
+        if n > 0 {
+            last = Instant::now();
+            first.get_or_insert(last);
+        } else {
+            if first.is_some() && last.elapsed() >= Duration::from_millis(idle_ms) {
+                break;
+            }
+            sock.wait(5);
+        }
+    }
+    if let Some(w) = writer {
+        w.finish().map_err(|e| e.to_string())?;
+    }
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    let active = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    Ok(
+        json!({"iface": iface, "frames": frames, "bytes": bytes, "active_seconds": active, "frames_per_second": if active > 0.0 { frames as f64 / active } else { 0.0 }}),
+    )
+}

@@ -1,0 +1,249 @@
+//! Reloads while traffic flows lose no frame and misjudge none: a generator sends a known
+//! mix (blocked, relay-bound, exempt, other ports) through `op25b run` between veth pairs
+//! while the control thread is made to rebuild and swap the policy again and again,
+//! alternating two configurations written differently but meaning the same thing; a sink
+//! on the far side counts what arrives. The appliance's counters and the sink must match
+//! the mix exactly.
+//!
+//! Needs root, iproute2 and ethtool; says SKIPPED otherwise.
+
+use op25b_dataplane::port::pcap::PcapWriter;
+use op25b_dataplane::wire::build::FrameBuilder;
+use op25b_testbed::{unavailable, veth, workspace_binary, Netns, Reaped};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const A: &str = r#"
+[outbound]
+dynamic = ["10.0.0.0/24"]
+exempt = ["10.0.0.3"]
+relays = ["198.51.100.25"]
+[dataplane]
+backend = "af_packet"
+access = "acc0"
+core = "core0"
+[control]
+socket = "ctl.sock"
+metrics = ""
+"#;
+
+/// Same meaning as A, written another way (two /25 pools, the exemption first).
+const B: &str = r#"
+[outbound]
+exempt = ["10.0.0.3/32"]
+dynamic = ["10.0.0.128/25", "10.0.0.0/25"]
+relays = ["198.51.100.25/32"]
+[dataplane]
+backend = "af_packet"
+access = "acc0"
+core = "core0"
+[control]
+socket = "ctl.sock"
+metrics = ""
+"#;
+
+#[test]
+fn reloads_under_traffic_lose_and_misjudge_nothing() {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    if Command::new("ethtool").arg("--version").output().is_err() {
+        println!("SKIPPED: ethtool is needed (scripts/setup.sh installs it)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("op25b-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, A).unwrap();
+
+    // The mix: per round of 8 frames, 2 blocked, 6 passing.
+    let mut frames = Vec::new();
+    for i in 0..2500u16 {
+        let mk = |src: &str, dst: &str, dport: u16| {
+            FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 1024 + i, dport).build()
+        };
+        frames.push(mk("10.0.0.2", "203.0.113.9", 25)); // blocked
+        frames.push(mk("10.0.0.77", "203.0.113.9", 25)); // blocked
+        frames.push(mk("10.0.0.2", "198.51.100.25", 25)); // relay
+        frames.push(mk("10.0.0.3", "203.0.113.9", 25)); // exempt
+        frames.push(mk("10.0.0.2", "203.0.113.9", 587)); // other port
+        frames.push(mk("10.0.1.2", "203.0.113.9", 25)); // not dynamic
+        frames.push(mk("10.0.0.200", "203.0.113.9", 443));
+        frames.push(mk("10.0.0.201", "203.0.113.9", 80));
+    }
+    let loops = 4u64;
+    let total = frames.len() as u64 * loops;
+    let (want_drop, want_pass) = (total / 4, total * 3 / 4);
+    let input = dir.join("mix.pcap");
+    let mut w = PcapWriter::new(std::fs::File::create(&input).unwrap(), false).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write(i as u64 * 1000, f).unwrap();
+    }
+    w.finish().unwrap();
+
+    let gen = Netns::new("rgen");
+    let app = Netns::new("rapp");
+    let snk = Netns::new("rsnk");
+    veth(&gen, "gen0", &app, "acc0");
+    veth(&app, "core0", &snk, "snk0");
+    // Only the generator's frames on the wire: no IPv6 autoconfiguration chatter.
+    for (ns, i) in [
+        (&gen, "gen0"),
+        (&app, "acc0"),
+        (&app, "core0"),
+        (&snk, "snk0"),
+    ] {
+        ns.exec(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
+        ]);
+        let _ = ns
+            .command(&[
+                "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+            ])
+            .output();
+    }
+    let op25b = workspace_binary("op25b");
+    let bench = workspace_binary("op25b-bench");
+    let mut appliance = Reaped(Some(
+        app.command(&[
+            op25b.to_str().unwrap(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    ));
+    let pid = appliance.child().id();
+    let sock = dir.join("ctl.sock");
+    for _ in 0..100 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut sink = Reaped(Some(
+        snk.command(&[
+            bench.to_str().unwrap(),
+            "sink",
+            "--iface",
+            "snk0",
+            "--seconds",
+            "60",
+            "--idle-ms",
+            "2000",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let mut sink_out = BufReader::new(sink.child().stdout.take().unwrap());
+    let mut line = String::new();
+    sink_out.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+
+    // 20k frames/s for 4 s, with a reload every 150 ms meanwhile.
+    let mut blaster = Reaped(Some(
+        gen.command(&[
+            bench.to_str().unwrap(),
+            "blast",
+            "--iface",
+            "gen0",
+            "--input",
+            input.to_str().unwrap(),
+            "--loops",
+            &loops.to_string(),
+            "--rate",
+            "20000",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    ));
+    let mut reloads = 0;
+    while blaster.child().try_wait().unwrap().is_none() {
+        std::fs::write(&cfg, if reloads % 2 == 0 { B } else { A }).unwrap();
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        reloads += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let mut blast_out = String::new();
+    blaster
+        .take()
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut blast_out)
+        .unwrap();
+    let mut sink_proc = sink.take();
+    assert!(sink_proc.wait().unwrap().success());
+    let mut sink_res = String::new();
+    sink_out.read_to_string(&mut sink_res).unwrap();
+
+    let status = Command::new(&op25b)
+        .arg("ctl")
+        .arg("--socket")
+        .arg(&sock)
+        .arg("status")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let mut child = appliance.take();
+    child.wait().unwrap();
+    let mut counters = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut counters)
+        .unwrap();
+
+    let num = |text: &str, key: &str| -> u64 {
+        let at = text
+            .find(key)
+            .unwrap_or_else(|| panic!("{key} not in {text}"));
+        text[at + key.len()..]
+            .trim_start_matches([':', ' ', '"'])
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        num(&blast_out, "\"frames\""),
+        total,
+        "generator: {blast_out}"
+    );
+    let outbound = counters
+        .lines()
+        .find(|l| l.starts_with("access→core"))
+        .unwrap();
+    assert_eq!(num(outbound, " rx "), total, "{outbound}");
+    assert_eq!(num(outbound, " dropped "), want_drop, "{outbound}");
+    assert_eq!(num(outbound, " tx "), want_pass, "{outbound}");
+    assert_eq!(num(&sink_res, "\"frames\""), want_pass, "sink: {sink_res}");
+    assert!(
+        reloads >= 10,
+        "only {reloads} reloads happened during traffic"
+    );
+    assert!(
+        status.contains(&format!("reloads: {reloads} ok, 0 refused")),
+        "{status}"
+    );
+    println!("{total} frames, {reloads} reloads during traffic: {want_drop} dropped, {want_pass} arrived; {outbound}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
