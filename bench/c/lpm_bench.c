@@ -26,7 +26,9 @@
  * v4/v6 modes (write 0.0.0.0/1 + 128.0.0.0/1 instead), rte_fib accepts it.
  * Failed inserts are counted and reported on stderr, never fatal.
  *
- * ADDR_FILE: one address per line, same family, same comment rules.
+ * ADDR_FILE: one address per line, same family, same comment rules.  Several
+ * files may be given separated by commas: the table is built once and each file
+ * is measured (one JSON line each) or dumped in turn.
  *
  * Benchmark mode builds the table (timed), then runs ITERS passes over the
  * address array for each lookup method (timed separately) and prints
@@ -946,21 +948,30 @@ main(int argc, char **argv)
 			die("ITERS must be a positive integer");
 	}
 
-	/* Parse everything before starting the EAL, to size its heap. */
+	/* Parse the prefixes before starting the EAL, to size its heap. */
 	read_prefixes(t.fam, argv[2], &pl);
-	read_addrs(t.fam, argv[3], &al);
 	tbl8s = choose_tbl8s(t.lib, t.fam, &pl);
-	prepare_input(t.fam, &al, &in);
 
 	eal_start(heap_mb(tbl8s, pl.n));
 	table_create(&t, pl.n, tbl8s);
 	build_table(&t, &pl, &bs);
 
-	rc = dump ? run_dump(&t, &in) :
-		    run_bench(&t, &pl, &bs, &in, tbl8s, iters);
+	/*
+	 * ADDR_FILE may be a comma-separated list: the table is built once (rte_lpm takes
+	 * minutes for 1M prefixes) and each file is measured (or dumped) in turn, one JSON
+	 * line (or one block of answers) per file.
+	 */
+	rc = 0;
+	for (char *file = strtok(argv[3], ","); file != NULL && rc == 0;
+	     file = strtok(NULL, ",")) {
+		read_addrs(t.fam, file, &al);
+		prepare_input(t.fam, &al, &in);
+		rc = dump ? run_dump(&t, &in) :
+			    run_bench(&t, &pl, &bs, &in, tbl8s, iters);
+		free_input(t.fam, &al, &in);
+	}
 	table_free(&t);
 	rte_eal_cleanup();
-	free_input(t.fam, &al, &in);
 	free(pl.addr);
 	free(pl.len);
 	return rc;

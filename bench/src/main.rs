@@ -140,7 +140,7 @@ enum Command {
         /// The op25b binary for the replay comparison.
         #[arg(long, default_value = "target/release/op25b")]
         op25b: PathBuf,
-        /// Policy sizes for full-classification runs (comma-separated; empty skips).
+        /// Policy sizes for full-classification runs (comma-separated; 0 skips them).
         #[arg(long, default_value = "1000,100000,1000000", value_delimiter = ',')]
         classify_sizes: Vec<usize>,
     },
