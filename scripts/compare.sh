@@ -4,7 +4,7 @@
 #   op25b-bench compare
 # which writes out/compare/{compare.json,compare.md,lpm-*.svg}. Extra arguments go to
 # `op25b-bench compare` (e.g. --v4-sizes 1000,100000 --replay-frames 200000 for a quick run).
-# The full run takes 20-30 minutes, most of it DPDK building its 1M-prefix table.
+# The full run takes about 25 minutes, most of it rte_lpm building its 1M-prefix table (~10 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OP25B_SKIP_FUZZ=1 bash scripts/setup.sh

@@ -9,7 +9,7 @@ use op25b_bench::classify::synthetic_pools;
 use op25b_bench::profile::{Encap, Generator, Profile};
 use op25b_bench::rng::Rng;
 use op25b_dataplane::lpm::{Lpm4, Prefix};
-use op25b_dataplane::policy::{AnyPrefix, BurstScratch, OutboundSpec, Policy};
+use op25b_dataplane::policy::{AnyPrefix, BurstScratch, Policy};
 use op25b_dataplane::wire::{self, build::FrameBuilder};
 use std::hint::black_box;
 
@@ -102,13 +102,7 @@ fn lookup(c: &mut Criterion) {
 
 fn judge(c: &mut Criterion) {
     let pools = synthetic_pools(100_000, 0.3, 2);
-    let spec = OutboundSpec {
-        ports: vec![25],
-        dynamic: pools.dynamic.clone(),
-        exempt: pools.exempt.clone(),
-        relays: pools.relays.clone(),
-        ..OutboundSpec::default()
-    };
+    let spec = pools.spec();
     let (policy, _) = Policy::build(spec, 1).unwrap();
     let mut g = c.benchmark_group("judge_burst64_100k");
     g.throughput(Throughput::Elements(64));

@@ -10,7 +10,7 @@
 use crate::profile::{Generator, Pools, Profile};
 use crate::rng::Rng;
 use op25b_dataplane::lpm::{Bits, Prefix};
-use op25b_dataplane::policy::{AnyPrefix, OutboundSpec, Policy};
+use op25b_dataplane::policy::{AnyPrefix, Policy};
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::worker::{latency_histogram, Worker};
 use serde_json::{json, Value};
@@ -89,13 +89,7 @@ pub struct ClassifyArgs {
 pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
     let t = Instant::now();
     let pools = synthetic_pools(a.prefixes, a.profile.v6_share, a.seed);
-    let spec = OutboundSpec {
-        ports: vec![25],
-        dynamic: pools.dynamic.clone(),
-        exempt: pools.exempt.clone(),
-        relays: pools.relays.clone(),
-        ..OutboundSpec::default()
-    };
+    let spec = pools.spec();
     let built_at = Instant::now();
     let (policy, _) = Policy::build(spec, 1).map_err(|e| e.to_string())?;
     let build_s = built_at.elapsed().as_secs_f64();

@@ -213,53 +213,105 @@ fn lib_rate(results: &[Value], lib: &str) -> Option<f64> {
 
 /// One prefix set with two key sets (uniform, 90% inside a prefix), every structure. The
 /// C harness builds each DPDK table once and measures both key files.
-fn lpm_set(a: &CompareArgs, v6: bool, n: usize, notes: &mut Vec<String>) -> Result<Vec<Value>, String> {
+fn lpm_set(
+    a: &CompareArgs,
+    v6: bool,
+    n: usize,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Value>, String> {
     let fam = if v6 { "v6" } else { "v4" };
     let pfx = a.out_dir.join(format!("{fam}-{n}.prefixes"));
     let prefixes = write_prefixes(&pfx, v6, n, n as u64 ^ 0x0025).map_err(|e| e.to_string())?;
-    let kinds = [("uniformly random", "uniform"), ("90% inside a prefix", "hit")];
+    let kinds = [
+        ("uniformly random", "uniform"),
+        ("90% inside a prefix", "hit"),
+    ];
     let mut key_files = Vec::new();
     for (i, (_, tag)) in kinds.iter().enumerate() {
         let path = a.out_dir.join(format!("{fam}-{n}-{tag}.addrs"));
         // 90% inside a listed prefix, the rest uniform.
-        let within = if i == 1 { Some(prefixes.as_slice()) } else { None };
-        write_addrs(&path, v6, a.addrs, within, n as u64 ^ 0x5eed ^ i as u64).map_err(|e| e.to_string())?;
+        let within = if i == 1 {
+            Some(prefixes.as_slice())
+        } else {
+            None
+        };
+        write_addrs(&path, v6, a.addrs, within, n as u64 ^ 0x5eed ^ i as u64)
+            .map_err(|e| e.to_string())?;
         key_files.push(path);
     }
     let (e4, e6) = lpmbench::entries(&pfx)?;
     let mut cases = Vec::new();
     for (path, (label, _)) in key_files.iter().zip(kinds) {
         eprintln!("compare: {fam} {n} prefixes, {label} keys: op25b, poptrie, prefix-trie");
-        let addrs = lpmbench::read_lines(path, |t| t.parse::<std::net::IpAddr>().map_err(|e| e.to_string()))?;
+        let addrs = lpmbench::read_lines(path, |t| {
+            t.parse::<std::net::IpAddr>().map_err(|e| e.to_string())
+        })?;
         let results = if v6 {
-            let keys: Vec<u128> = addrs.iter().filter_map(|a| if let std::net::IpAddr::V6(x) = a { Some(u128::from(*x)) } else { None }).collect();
+            let keys: Vec<u128> = addrs
+                .iter()
+                .filter_map(|a| {
+                    if let std::net::IpAddr::V6(x) = a {
+                        Some(u128::from(*x))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             rust_structures(&e6, &keys, a.reps)
         } else {
-            let keys: Vec<u32> = addrs.iter().filter_map(|a| if let std::net::IpAddr::V4(x) = a { Some(u32::from(*x)) } else { None }).collect();
+            let keys: Vec<u32> = addrs
+                .iter()
+                .filter_map(|a| {
+                    if let std::net::IpAddr::V4(x) = a {
+                        Some(u32::from(*x))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             rust_structures(&e4, &keys, a.reps)
         };
         cases.push(json!({"family": if v6 { "ipv6" } else { "ipv4" }, "prefixes": n, "keys": label, "addresses": a.addrs, "results": results, "cross_check": Value::Null}));
     }
     if let Some(bin) = &a.c_harness {
-        let files = key_files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(",");
+        let files = key_files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let (lpm_mode, fib_mode) = if v6 { ("v6", "fib6") } else { ("v4", "fib4") };
         for mode in [lpm_mode, fib_mode] {
-            eprintln!("compare: {fam} {n} prefixes: DPDK {mode} (builds once, measures both key sets)");
+            eprintln!(
+                "compare: {fam} {n} prefixes: DPDK {mode} (builds once, measures both key sets)"
+            );
             let name = match mode {
                 "v4" => "rte_lpm",
                 "v6" => "rte_lpm6",
                 "fib4" => "rte_fib",
                 _ => "rte_fib6",
             };
-            let out = Command::new(bin).arg(mode).arg(&pfx).arg(&files).arg("3").output();
+            let out = Command::new(bin)
+                .arg(mode)
+                .arg(&pfx)
+                .arg(&files)
+                .arg("3")
+                .output();
             match out {
                 Ok(o) if o.status.success() => {
                     let err = String::from_utf8_lossy(&o.stderr);
                     if !err.trim().is_empty() {
-                        notes.push(format!("{mode} {}: {}", pfx.display(), err.trim().replace('\n', "; ")));
+                        notes.push(format!(
+                            "{mode} {}: {}",
+                            pfx.display(),
+                            err.trim().replace('\n', "; ")
+                        ));
                     }
-                    for (case, line) in cases.iter_mut().zip(String::from_utf8_lossy(&o.stdout).lines()) {
-                        let r: Value = serde_json::from_str(line).map_err(|e| format!("{mode}: {e}: {line}"))?;
+                    for (case, line) in cases
+                        .iter_mut()
+                        .zip(String::from_utf8_lossy(&o.stdout).lines())
+                    {
+                        let r: Value = serde_json::from_str(line)
+                            .map_err(|e| format!("{mode}: {e}: {line}"))?;
                         case["results"].as_array_mut().expect("array").push(json!({
                             "lib": name,
                             "build_s": r["build_s"],
@@ -270,7 +322,11 @@ fn lpm_set(a: &CompareArgs, v6: bool, n: usize, notes: &mut Vec<String>) -> Resu
                         }));
                     }
                 }
-                Ok(o) => notes.push(format!("{mode} {} failed: {}", pfx.display(), String::from_utf8_lossy(&o.stderr).trim())),
+                Ok(o) => notes.push(format!(
+                    "{mode} {} failed: {}",
+                    pfx.display(),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
                 Err(e) => notes.push(format!("{}: {e}", bin.display())),
             }
         }
@@ -288,8 +344,10 @@ fn lpm_set(a: &CompareArgs, v6: bool, n: usize, notes: &mut Vec<String>) -> Resu
     for case in &mut cases {
         let results = case["results"].as_array().cloned().unwrap_or_default();
         let ours = lib_rate(&results, "op25b").unwrap_or(0.0);
-        case["op25b_vs_dpdk"] = json!(lib_rate(&results, if v6 { "rte_lpm6" } else { "rte_lpm" }).map(|b| ours / b));
-        case["op25b_vs_fib"] = json!(lib_rate(&results, if v6 { "rte_fib6" } else { "rte_fib" }).map(|b| ours / b));
+        case["op25b_vs_dpdk"] =
+            json!(lib_rate(&results, if v6 { "rte_lpm6" } else { "rte_lpm" }).map(|b| ours / b));
+        case["op25b_vs_fib"] =
+            json!(lib_rate(&results, if v6 { "rte_fib6" } else { "rte_fib" }).map(|b| ours / b));
     }
     Ok(cases)
 }
@@ -762,7 +820,12 @@ pub fn run(a: &CompareArgs) -> Result<String, String> {
     } else {
         Value::Null
     };
-    let sizes: Vec<usize> = a.classify_sizes.iter().copied().filter(|&n| n > 0).collect();
+    let sizes: Vec<usize> = a
+        .classify_sizes
+        .iter()
+        .copied()
+        .filter(|&n| n > 0)
+        .collect();
     let classify = classify_rows(&sizes)?;
     let machine = machine_description();
     let mut md = markdown(&lpm, &replay, &notes, &machine);

@@ -76,6 +76,19 @@ pub struct Pools {
     pub relays: Vec<AnyPrefix>,
 }
 
+impl Pools {
+    /// A drop policy on port 25 over these lists.
+    pub fn spec(&self) -> op25b_dataplane::policy::OutboundSpec {
+        op25b_dataplane::policy::OutboundSpec {
+            ports: vec![25],
+            dynamic: self.dynamic.clone(),
+            exempt: self.exempt.clone(),
+            relays: self.relays.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// The traffic mix. Shares are probabilities in 0..=1.
 #[derive(Clone, Debug)]
 pub struct Profile {
@@ -304,7 +317,7 @@ impl Generator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use op25b_dataplane::policy::{OutboundSpec, Policy, Reason};
+    use op25b_dataplane::policy::{Policy, Reason};
 
     fn pools() -> Pools {
         let p = |s: &str| s.parse::<AnyPrefix>().unwrap();
@@ -319,13 +332,7 @@ mod tests {
     fn mix_matches_the_profile() {
         let pools = pools();
         let mut g = Generator::new(&pools, Profile::default(), 42);
-        let spec = OutboundSpec {
-            ports: vec![25],
-            dynamic: pools.dynamic.clone(),
-            exempt: pools.exempt.clone(),
-            relays: pools.relays.clone(),
-            ..OutboundSpec::default()
-        };
+        let spec = pools.spec();
         let (policy, _) = Policy::build(spec, 1).unwrap();
         let mut counts = std::collections::HashMap::new();
         let n = 20_000;

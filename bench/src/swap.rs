@@ -11,7 +11,7 @@ use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
-use op25b_dataplane::policy::{OutboundSpec, Policy};
+use op25b_dataplane::policy::Policy;
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::worker::{retire, Worker};
 use serde_json::{json, Value};
@@ -21,13 +21,7 @@ use std::time::{Duration, Instant};
 
 fn policy(n: usize, seed: u64) -> Result<Policy, String> {
     let pools = synthetic_pools(n, 0.3, seed);
-    let spec = OutboundSpec {
-        ports: vec![25],
-        dynamic: pools.dynamic,
-        exempt: pools.exempt,
-        relays: pools.relays,
-        ..OutboundSpec::default()
-    };
+    let spec = pools.spec();
     Policy::build(spec, seed)
         .map(|(p, _)| p)
         .map_err(|e| e.to_string())

@@ -183,3 +183,50 @@ impl Drop for Reaped {
         }
     }
 }
+
+/// The appliance's place in the path: a left host, the appliance (`acc0` towards the left,
+/// `core0` towards the right) and a right host, joined by two veth pairs whose offloads
+/// are off. veth hands frames over with checksums left to "offload"; a bridge re-sending
+/// them from a packet socket would carry them unfinished, so the end hosts compute them.
+#[derive(Debug)]
+pub struct Wire {
+    /// Subscriber side host; its interface is `{tag}0`-style `left_if`.
+    pub left: Netns,
+    /// The appliance's namespace (`acc0`, `core0`).
+    pub app: Netns,
+    /// Internet side host.
+    pub right: Netns,
+}
+
+impl Wire {
+    /// Builds the three namespaces (`tag` keeps concurrent tests apart) with interfaces
+    /// `left_if` ↔ `acc0` and `core0` ↔ `right_if`. With `ipv6 = false` IPv6 is off on all
+    /// four, so only the test's own frames cross the wire.
+    pub fn new(tag: &str, left_if: &str, right_if: &str, ipv6: bool) -> Wire {
+        let left = Netns::new(&format!("{tag}l"));
+        let app = Netns::new(&format!("{tag}a"));
+        let right = Netns::new(&format!("{tag}r"));
+        veth(&left, left_if, &app, "acc0");
+        veth(&app, "core0", &right, right_if);
+        for (ns, i) in [
+            (&left, left_if),
+            (&app, "acc0"),
+            (&app, "core0"),
+            (&right, right_if),
+        ] {
+            if !ipv6 {
+                ns.exec(&[
+                    "sysctl",
+                    "-qw",
+                    &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
+                ]);
+            }
+            let _ = ns
+                .command(&[
+                    "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+                ])
+                .output();
+        }
+        Wire { left, app, right }
+    }
+}

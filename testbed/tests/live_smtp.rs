@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{unavailable, veth, Netns, Reaped};
+use op25b_testbed::{unavailable, Netns, Reaped, Wire};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -171,25 +171,8 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, POLICY).unwrap();
 
-    let sub = Netns::new("lsub");
-    let app = Netns::new("lapp");
-    let net = Netns::new("lnet");
-    veth(&sub, "sub0", &app, "acc0");
-    veth(&app, "core0", &net, "net0");
-    // veth hands frames over with checksums left to "offload"; a bridge that re-sends them
-    // from a packet socket would carry them unfinished, so the end hosts compute them.
-    for (ns, i) in [
-        (&sub, "sub0"),
-        (&net, "net0"),
-        (&app, "acc0"),
-        (&app, "core0"),
-    ] {
-        let _ = ns
-            .command(&[
-                "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-            ])
-            .output();
-    }
+    let wire = Wire::new("ls", "sub0", "net0", true);
+    let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
     for a in ["10.0.0.2/24", "10.0.0.3/24"] {
         sub.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
     }
@@ -250,7 +233,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         ("2001:db8:1::3", "2001:db8:1::1", 25, true),
     ];
     for (src, dst, port, want) in cases {
-        assert_eq!(smtp(&sub, src, dst, port), want, "{src} → {dst}:{port}");
+        assert_eq!(smtp(sub, src, dst, port), want, "{src} → {dst}:{port}");
     }
     assert!(
         sub.command(&["ping", "-c1", "-W2", "2001:db8:1::1"])
@@ -303,7 +286,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         "{refused}"
     );
     assert!(
-        !smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        !smtp(sub, "10.0.0.2", "10.0.0.1", 25),
         "blocked after a refused reload"
     );
     std::fs::write(&cfg, POLICY).unwrap();
@@ -312,12 +295,12 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     let (ok, text) = ctl(&sock, &["exempt", "add", "10.0.0.2", "--ttl", "4s"]);
     assert!(ok, "{text}");
     assert!(
-        smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        smtp(sub, "10.0.0.2", "10.0.0.1", 25),
         "ticket did not open port 25"
     );
     assert!(ctl(&sock, &["reload"]).0);
     assert!(
-        smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        smtp(sub, "10.0.0.2", "10.0.0.1", 25),
         "ticket lost on reload"
     );
     assert!(ctl(&sock, &["exempt", "list"])
@@ -325,7 +308,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         .contains("10.0.0.2/32 expires in"));
     std::thread::sleep(Duration::from_secs(5));
     assert!(
-        !smtp(&sub, "10.0.0.2", "10.0.0.1", 25),
+        !smtp(sub, "10.0.0.2", "10.0.0.1", 25),
         "ticket did not expire"
     );
 
@@ -340,11 +323,11 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     .unwrap();
     hup();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !smtp(&sub, "10.0.0.2", "10.0.0.1", 25) {
+    while !smtp(sub, "10.0.0.2", "10.0.0.1", 25) {
         assert!(Instant::now() < deadline, "exemption not applied by reload");
     }
     assert!(
-        !smtp(&sub, "2001:db8:1::2", "2001:db8:1::1", 25),
+        !smtp(sub, "2001:db8:1::2", "2001:db8:1::1", 25),
         "IPv6 host still dynamic"
     );
 

@@ -9,7 +9,7 @@
 
 use op25b_dataplane::port::pcap::PcapWriter;
 use op25b_dataplane::wire::build::FrameBuilder;
-use op25b_testbed::{unavailable, veth, workspace_binary, Netns, Reaped};
+use op25b_testbed::{unavailable, workspace_binary, Reaped, Wire};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -83,29 +83,8 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     }
     w.finish().unwrap();
 
-    let gen = Netns::new("rgen");
-    let app = Netns::new("rapp");
-    let snk = Netns::new("rsnk");
-    veth(&gen, "gen0", &app, "acc0");
-    veth(&app, "core0", &snk, "snk0");
-    // Only the generator's frames on the wire: no IPv6 autoconfiguration chatter.
-    for (ns, i) in [
-        (&gen, "gen0"),
-        (&app, "acc0"),
-        (&app, "core0"),
-        (&snk, "snk0"),
-    ] {
-        ns.exec(&[
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{i}.disable_ipv6=1"),
-        ]);
-        let _ = ns
-            .command(&[
-                "ethtool", "-K", i, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-            ])
-            .output();
-    }
+    let wire = Wire::new("rl", "gen0", "snk0", false);
+    let (gen, app, snk) = (&wire.left, &wire.app, &wire.right);
     let op25b = workspace_binary("op25b");
     let bench = workspace_binary("op25b-bench");
     let mut appliance = Reaped(Some(
