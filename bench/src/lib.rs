@@ -13,4 +13,6 @@ pub mod profile;
 pub mod rng;
 pub mod swap;
 #[cfg(target_os = "linux")]
+pub mod veth;
+#[cfg(target_os = "linux")]
 pub mod wire_io;

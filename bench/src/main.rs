@@ -186,6 +186,25 @@ enum Command {
         #[arg(long)]
         record: Option<PathBuf>,
     },
+    /// The live path on the veth testbed: op25b (1 and 2 workers) against a Linux bridge
+    /// with the same policy in nftables, 64-byte and IMIX frames (needs root).
+    Veth {
+        /// Scratch folder (captures, config, results).
+        #[arg(long, default_value = "out/veth")]
+        out_dir: PathBuf,
+        /// Dynamic prefixes in the policy.
+        #[arg(long, default_value_t = 10_000)]
+        prefixes: usize,
+        /// Distinct frames in the capture.
+        #[arg(long, default_value_t = 100_000)]
+        frames: usize,
+        /// Times the capture is sent per run.
+        #[arg(long, default_value_t = 10)]
+        loops: u64,
+        /// The op25b binary.
+        #[arg(long, default_value = "target/release/op25b")]
+        op25b: PathBuf,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -349,6 +368,29 @@ fn main() -> ExitCode {
             record,
         } => op25b_bench::wire_io::sink(&iface, seconds, idle_ms, record.as_deref())
             .map(|v| println!("{v}")),
+        Command::Veth {
+            out_dir,
+            prefixes,
+            frames,
+            loops,
+            op25b,
+        } => {
+            let args = op25b_bench::veth::VethArgs {
+                out_dir: out_dir.clone(),
+                prefixes,
+                frames,
+                loops,
+                op25b,
+            };
+            op25b_bench::veth::run(&args).and_then(|v| {
+                let md = op25b_bench::veth::markdown(&v);
+                std::fs::write(out_dir.join("veth.json"), v.to_string())
+                    .map_err(|e| e.to_string())?;
+                std::fs::write(out_dir.join("veth.md"), &md).map_err(|e| e.to_string())?;
+                println!("{md}");
+                Ok(())
+            })
+        }
         Command::ExtractFrames { out_dir, captures } => extract_frames(&out_dir, &captures),
         Command::Classify {
             prefixes,
