@@ -9,6 +9,7 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v ethtool >/dev/null 2>&1 || need_apt+=(ethtool)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 if ((${#need_apt[@]})); then
@@ -16,6 +17,12 @@ if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# aiosmtpd: the real SMTP server of the testbed.
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "setup: installing aiosmtpd"
+  python3 -m pip install --quiet aiosmtpd 2>/dev/null || python3 -m pip install --quiet --break-system-packages aiosmtpd
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -17,49 +17,27 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Real SMTP servers (aiosmtpd) on 25 and 587, IPv4 and IPv6, plus an HTTP server and a
+/// UDP echo on 25; every delivered message is printed.
 const SERVER: &str = r#"
-import socket, threading
-def handle(c):
-    try:
-        c.settimeout(5); c.sendall(b"220 mx.test ESMTP\r\n"); f = c.makefile("rb")
-        for line in f:
-            if line.upper().startswith(b"QUIT"):
-                c.sendall(b"221 bye\r\n"); break
-            c.sendall(b"250 ok\r\n")
-    except Exception:
-        pass
-    finally:
-        c.close()
-def serve(port):
-    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", port)); s.listen(64)
-    while True:
-        c, _ = s.accept(); threading.Thread(target=handle, args=(c,), daemon=True).start()
+import socket, threading, http.server
+from aiosmtpd.controller import Controller
+class Mailbox:
+    async def handle_DATA(self, server, session, envelope):
+        print("delivered", session.peer[0], envelope.rcpt_tos[0], flush=True)
+        return "250 Message accepted for delivery"
+ctrls = [Controller(Mailbox(), hostname=h, port=p) for h in ("0.0.0.0", "::") for p in (25, 587)]
+for c in ctrls:
+    c.start()
 def udp():
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 25))
     while True:
         d, a = u.recvfrom(100); u.sendto(b"pong", a)
-for p in (25, 587):
-    threading.Thread(target=serve, args=(p,), daemon=True).start()
 threading.Thread(target=udp, daemon=True).start()
+web = http.server.ThreadingHTTPServer(("0.0.0.0", 80), http.server.SimpleHTTPRequestHandler)
+threading.Thread(target=web.serve_forever, daemon=True).start()
 print("ready", flush=True)
-threading.Event().wait(120)
-"#;
-
-const CLIENT: &str = r#"
-import socket, sys
-src, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-try:
-    c = socket.create_connection((dst, port), timeout=2, source_address=(src, 0))
-    f = c.makefile("rb")
-    if not f.readline().startswith(b"220"): sys.exit(3)
-    c.sendall(b"EHLO sub.example\r\n"); f.readline()
-    c.sendall(b"QUIT\r\n"); f.readline()
-    print("delivered")
-except OSError as e:
-    print("failed:", e); sys.exit(1)
+threading.Event().wait(300)
 "#;
 
 const UDP_CLIENT: &str = r#"
@@ -117,12 +95,30 @@ fn have(tool: &str, arg: &str) -> bool {
     Command::new(tool).arg(arg).output().is_ok()
 }
 
+/// Sends one message with swaks from `src`; true when the server accepted it.
 fn smtp(sub: &Netns, src: &str, dst: &str, port: u16) -> bool {
-    sub.command(&["python3", "-c", CLIENT, src, dst, &port.to_string()])
-        .output()
-        .unwrap()
-        .status
-        .success()
+    let port = port.to_string();
+    let mut args = vec![
+        "swaks",
+        "--silent",
+        "2",
+        "--timeout",
+        "3",
+        "--from",
+        "bot@sub.example",
+        "--to",
+        "postmaster@mx.example",
+        "--server",
+        dst,
+        "--port",
+        &port,
+        "--local-interface",
+        src,
+    ];
+    if dst.contains(':') {
+        args.push("-6");
+    }
+    sub.command(&args).output().unwrap().status.success()
 }
 
 fn stop(mut child: Child) -> String {
@@ -162,8 +158,12 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         println!("SKIPPED: {why}");
         return;
     }
-    if !have("python3", "--version") || !have("ethtool", "--version") {
-        println!("SKIPPED: python3 and ethtool are needed (scripts/setup.sh installs them)");
+    let aiosmtpd = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !aiosmtpd || !have("swaks", "--version") || !have("ethtool", "--version") {
+        println!("SKIPPED: python3 with aiosmtpd, swaks and ethtool are needed (scripts/setup.sh installs them)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-live-{}", std::process::id()));
@@ -173,6 +173,10 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
 
     let wire = Wire::new("ls", "sub0", "net0", true);
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
+    // Jumbo frames: 9000-byte MTU all along the path.
+    for (ns, i) in [(sub, "sub0"), (app, "acc0"), (app, "core0"), (net, "net0")] {
+        ns.exec(&["ip", "link", "set", i, "mtu", "9000"]);
+    }
     for a in ["10.0.0.2/24", "10.0.0.3/24"] {
         sub.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
     }
@@ -250,6 +254,28 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
             .status
             .success(),
         "UDP 25"
+    );
+    let jumbo = sub
+        .command(&["ping", "-c1", "-W2", "-M", "do", "-s", "8972", "10.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        jumbo.status.success(),
+        "a 9000-byte packet did not cross intact: {}",
+        String::from_utf8_lossy(&jumbo.stdout)
+    );
+    let http = sub
+        .command(&[
+            "python3",
+            "-c",
+            "import urllib.request; urllib.request.urlopen('http://10.0.0.1/', timeout=3).read()",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        http.status.success(),
+        "HTTP: {}",
+        String::from_utf8_lossy(&http.stderr)
     );
 
     // The support desk's view of a blocked subscriber.
