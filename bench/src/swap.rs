@@ -5,7 +5,9 @@
 //! the live path does, and times every burst. Meanwhile this thread builds fresh policies
 //! of the same size (each from a different seed) and swaps them in, handing the old one to
 //! the reaper. Reported: burst-time percentiles without swaps and the longest burst around
-//! each swap; the stall is that longest burst minus the median one.
+//! each swap; the stall is that longest burst minus the median one. Because a shared
+//! machine has scheduling hiccups of its own, every swap window is paired with a control
+//! window of the same length with no swap, and both per-window maxima are reported.
 
 use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
@@ -28,7 +30,11 @@ fn policy(n: usize, seed: u64) -> Result<Policy, String> {
 }
 
 /// Runs `swaps` swaps of `prefixes`-prefix policies under traffic.
+/// The worker is pinned to the last core and this thread (so also the reaper it starts) to
+/// the first, as an appliance keeps its control plane off the worker cores.
 pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let _ = op25b_dataplane::port::sys::pin_current_thread(0);
     let first = policy(prefixes, 1)?;
     let pools = synthetic_pools(prefixes, 0.3, 1);
     let mut g = Generator::new(&pools, Profile::default(), 7);
@@ -53,6 +59,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
             longest_in_swap.clone(),
         );
         std::thread::spawn(move || {
+            let _ = op25b_dataplane::port::sys::pin_current_thread(cores - 1);
             let mut w = Worker::new(burst);
             let mut quiet =
                 Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds");
@@ -80,12 +87,16 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
     std::thread::sleep(Duration::from_millis(500));
     let mut builds = Vec::new();
     let mut publishes = Vec::new();
+    let mut swap_max = Vec::new();
+    let mut control_max = Vec::new();
     for i in 0..swaps {
         let t = Instant::now();
         let next = Arc::new(policy(prefixes, 100 + i as u64)?);
         builds.push(t.elapsed().as_secs_f64());
-        // The window covers the swap and the time the reaper needs to free the old policy.
+        // Swap window: the swap and the time the reaper needs to free the old policy.
+        longest_in_swap.store(0, Ordering::Relaxed);
         swapping.store(true, Ordering::Relaxed);
+        let window = Instant::now();
         let t = Instant::now();
         let old = handle.swap(next);
         publishes.push(t.elapsed().as_nanos() as u64);
@@ -95,13 +106,27 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(Duration::from_millis(20));
+        let length = window.elapsed();
         swapping.store(false, Ordering::Relaxed);
-        std::thread::sleep(Duration::from_millis(100));
+        swap_max.push(longest_in_swap.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(50));
+        // Control window of the same length, nothing happening.
+        longest_in_swap.store(0, Ordering::Relaxed);
+        swapping.store(true, Ordering::Relaxed);
+        std::thread::sleep(length);
+        swapping.store(false, Ordering::Relaxed);
+        control_max.push(longest_in_swap.load(Ordering::Relaxed));
+        std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
     let quiet = worker.join().map_err(|_| "worker panicked".to_string())?;
-    let longest = longest_in_swap.load(Ordering::Relaxed);
+    let longest = swap_max.iter().copied().max().unwrap_or(0);
     let p50 = quiet.value_at_quantile(0.5);
+    let med = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
     builds.sort_by(f64::total_cmp);
     let build_median = builds[builds.len() / 2];
     let stall = longest.saturating_sub(p50);
@@ -114,6 +139,8 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
         "publish_ns_max": publishes.iter().max(),
         "burst_ns_quiet": {"p50": p50, "p99": quiet.value_at_quantile(0.99), "p999": quiet.value_at_quantile(0.999), "max": quiet.max()},
         "burst_ns_longest_during_swaps": longest,
+        "window_max_burst_ns": {"swap": swap_max, "control": control_max},
+        "window_max_burst_ns_median": {"swap": med(&swap_max), "control": med(&control_max)},
         "stall_ns": stall,
         "stall_in_bursts": stall_in_bursts,
     }))
