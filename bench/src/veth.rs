@@ -54,7 +54,7 @@ fn nft_ruleset(dynamic: &[AnyPrefix], exempt: &[AnyPrefix], relays: &[AnyPrefix]
             .join(", ")
     };
     format!(
-        "table bridge op25b {{\n  set dynamic {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n  set exempt {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n  set relays {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    ip saddr @exempt accept\n    ip daddr @relays accept\n    tcp dport 25 ip saddr @dynamic counter drop\n  }}\n}}\n",
+        "table bridge op25b {{\n  set pools {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n  set exempts {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n  set relayset {{ type ipv4_addr; flags interval; auto-merge; elements = {{ {} }} }}\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    ip saddr @exempts accept\n    ip daddr @relayset accept\n    tcp dport 25 ip saddr @pools counter drop\n  }}\n}}\n",
         elems(dynamic),
         elems(exempt),
         elems(relays)
