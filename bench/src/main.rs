@@ -170,6 +170,9 @@ enum Command {
         /// Frames per second (0: as fast as the kernel takes them).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Stamp each TCP frame's sequence number with the send time (for `sink --latency`).
+        #[arg(long)]
+        stamp: bool,
     },
     /// Count (and optionally record) the frames arriving on an interface.
     Sink {
@@ -185,6 +188,9 @@ enum Command {
         /// Record what arrives to this pcap (nanosecond timestamps).
         #[arg(long)]
         record: Option<PathBuf>,
+        /// Measure one-way latency of frames stamped by `blast --stamp`.
+        #[arg(long)]
+        latency: bool,
     },
     /// The live path on the veth testbed: op25b (1 and 2 workers) against a Linux bridge
     /// with the same policy in nftables, 64-byte and IMIX frames (needs root).
@@ -358,15 +364,17 @@ fn main() -> ExitCode {
             input,
             loops,
             rate,
+            stamp,
         } => op25b_bench::wire_io::load_frames(&input)
-            .and_then(|f| op25b_bench::wire_io::blast(&iface, &f, loops, rate))
+            .and_then(|mut f| op25b_bench::wire_io::blast(&iface, &mut f, loops, rate, stamp))
             .map(|v| println!("{v}")),
         Command::Sink {
             iface,
             seconds,
             idle_ms,
             record,
-        } => op25b_bench::wire_io::sink(&iface, seconds, idle_ms, record.as_deref())
+            latency,
+        } => op25b_bench::wire_io::sink(&iface, seconds, idle_ms, record.as_deref(), latency)
             .map(|v| println!("{v}")),
         Command::Veth {
             out_dir,

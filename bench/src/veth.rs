@@ -68,17 +68,22 @@ fn num(v: &str, key: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// One measured run through whatever bridges `acc0`/`core0` in `wire.app` right now.
-fn measure(
-    wire: &Wire,
-    bench: &Path,
-    capture: &Path,
-    loops: u64,
-) -> Result<(f64, f64, f64), String> {
+/// What one run measured.
+struct Run {
+    sent: f64,
+    offered_fps: f64,
+    forwarded_fps: f64,
+    latency_ns: Value,
+}
+
+/// One measured run through whatever bridges `acc0`/`core0` in `wire.app` right now: the
+/// generator stamps each frame with its send time, the sink takes one-way latency.
+fn measure(wire: &Wire, bench: &Path, capture: &Path, loops: u64) -> Result<Run, String> {
+    let bench = bench.to_str().unwrap_or("");
     let mut sink = Reaped(Some(
         wire.right
             .command(&[
-                bench.to_str().unwrap_or(""),
+                bench,
                 "sink",
                 "--iface",
                 "snk0",
@@ -86,6 +91,7 @@ fn measure(
                 "120",
                 "--idle-ms",
                 "1000",
+                "--latency",
             ])
             .stdout(Stdio::piped())
             .spawn()
@@ -94,17 +100,19 @@ fn measure(
     let mut out = BufReader::new(sink.child().stdout.take().ok_or("sink stdout")?);
     let mut line = String::new();
     out.read_line(&mut line).map_err(|e| e.to_string())?;
+    let loops = loops.to_string();
     let blast = wire
         .left
         .command(&[
-            bench.to_str().unwrap_or(""),
+            bench,
             "blast",
             "--iface",
             "gen0",
             "--input",
             capture.to_str().unwrap_or(""),
             "--loops",
-            &loops.to_string(),
+            &loops,
+            "--stamp",
         ])
         .output()
         .map_err(|e| e.to_string())?;
@@ -113,11 +121,15 @@ fn measure(
     child.wait().map_err(|e| e.to_string())?;
     let mut res = String::new();
     out.read_to_string(&mut res).map_err(|e| e.to_string())?;
-    Ok((
-        num(&blast, "frames"),
-        num(&blast, "frames_per_second"),
-        num(&res, "frames") / num(&res, "active_seconds").max(1e-9),
-    ))
+    let latency_ns = serde_json::from_str::<Value>(res.trim())
+        .map(|v| v["latency_ns"].clone())
+        .unwrap_or(Value::Null);
+    Ok(Run {
+        sent: num(&blast, "frames"),
+        offered_fps: num(&blast, "frames_per_second"),
+        forwarded_fps: num(&res, "frames") / num(&res, "active_seconds").max(1e-9),
+        latency_ns,
+    })
 }
 
 /// Runs op25b (1 and 2 workers) and nftables for 64-byte and IMIX frames.
@@ -206,7 +218,7 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
                     .map_err(|e| e.to_string())?,
             ));
             std::thread::sleep(Duration::from_millis(500));
-            let (sent, offered, forwarded) = measure(&wire, &bench, &capture, a.loops)?;
+            let run = measure(&wire, &bench, &capture, a.loops)?;
             let pid = app.child().id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let mut child = app.take();
@@ -221,7 +233,7 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
                 .and_then(|l| l.split(" dropped ").nth(1))
                 .and_then(|t| t.split_whitespace().next())
                 .and_then(|t| t.parse::<u64>().ok());
-            rows.push(json!({"mode": "op25b", "workers": workers, "frames": size, "sent": sent, "offered_fps": offered, "forwarded_fps": forwarded, "policy_dropped": dropped}));
+            rows.push(json!({"mode": "op25b", "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": run.latency_ns, "policy_dropped": dropped}));
         }
         eprintln!("veth: nftables bridge, {size}");
         let app = &wire.app;
@@ -230,7 +242,7 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
         app.exec(&["ip", "link", "set", "core0", "master", "br0"]);
         app.exec(&["ip", "link", "set", "br0", "up"]);
         app.exec(&["nft", "-f", nft.to_str().unwrap_or("")]);
-        let (sent, offered, forwarded) = measure(&wire, &bench, &capture, a.loops)?;
+        let run = measure(&wire, &bench, &capture, a.loops)?;
         let counter = app
             .command(&["nft", "list", "chain", "bridge", "op25b", "forward"])
             .output()
@@ -243,17 +255,22 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
             .and_then(|t| t.parse::<u64>().ok());
         app.exec(&["nft", "delete", "table", "bridge", "op25b"]);
         app.exec(&["ip", "link", "del", "br0"]);
-        rows.push(json!({"mode": "nftables", "workers": 0, "frames": size, "sent": sent, "offered_fps": offered, "forwarded_fps": forwarded, "policy_dropped": dropped}));
+        rows.push(json!({"mode": "nftables", "workers": 0, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": run.latency_ns, "policy_dropped": dropped}));
     }
     Ok(
         json!({"prefixes": dynamic.len(), "machine": crate::compare::machine_description(), "rows": rows}),
     )
 }
 
+fn us(v: &Value) -> String {
+    v.as_f64()
+        .map_or("–".into(), |ns| format!("{:.0}", ns / 1e3))
+}
+
 /// The Markdown table of a run, with op25b/nftables ratios.
 pub fn markdown(v: &Value) -> String {
     let mut md = format!(
-        "Machine: {}; policy: {} IPv4 dynamic prefixes\n\n| frames | path | workers | offered Mfps | forwarded Mfps | dropped by policy | vs nftables |\n|---|---|---:|---:|---:|---:|---:|\n",
+        "Machine: {}; policy: {} IPv4 dynamic prefixes\n\n| frames | path | workers | offered Mfps | forwarded Mfps | dropped by policy | vs nftables | latency p50 µs | p99 µs | p99.9 µs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         v["machine"].as_str().unwrap_or(""),
         v["prefixes"]
     );
@@ -265,7 +282,7 @@ pub fn markdown(v: &Value) -> String {
             .and_then(|x| x["forwarded_fps"].as_f64());
         let f = r["forwarded_fps"].as_f64().unwrap_or(0.0);
         md += &format!(
-            "| {} | {} | {} | {:.3} | {:.3} | {} | {} |\n",
+            "| {} | {} | {} | {:.3} | {:.3} | {} | {} | {} | {} | {} |\n",
             r["frames"].as_str().unwrap_or(""),
             r["mode"].as_str().unwrap_or(""),
             if r["workers"] == 0 {
@@ -277,6 +294,9 @@ pub fn markdown(v: &Value) -> String {
             f / 1e6,
             r["policy_dropped"],
             nft.map_or("–".into(), |n| format!("{:.2}x", f / n)),
+            us(&r["latency_ns"]["p50"]),
+            us(&r["latency_ns"]["p99"]),
+            us(&r["latency_ns"]["p999"]),
         );
     }
     md

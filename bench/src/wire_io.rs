@@ -33,8 +33,33 @@ pub fn load_frames(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     }
 }
 
+/// The low 32 bits of the wall clock in nanoseconds: the same clock in every network
+/// namespace of one machine, so a sink can take one-way latency against a sender's stamp
+/// (wraps every 4.3 s, far above any latency measured).
+fn clock32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u32
+}
+
+/// Where a plain Ethernet/IPv4 (IHL 5)/TCP frame carries its sequence number, used as the
+/// send-time stamp; `None` for any other frame.
+fn stamp_at(frame: &[u8]) -> Option<usize> {
+    (frame.len() >= 42 && frame[12..14] == [0x08, 0x00] && frame[14] == 0x45 && frame[23] == 6)
+        .then_some(38)
+}
+
 /// Sends `frames` `loops` times out of `iface`, at most `rate` frames/s (0: unlimited).
-pub fn blast(iface: &str, frames: &[Vec<u8>], loops: u64, rate: u64) -> Result<Value, String> {
+/// With `stamp`, each TCP frame's sequence number is overwritten with the send time just
+/// before its batch goes out (checksums are then stale; nothing on the path verifies them).
+pub fn blast(
+    iface: &str,
+    frames: &mut [Vec<u8>],
+    loops: u64,
+    rate: u64,
+    stamp: bool,
+) -> Result<Value, String> {
     let opts = SocketOptions {
         block_count: 2,
         block_size: 1 << 16,
@@ -45,9 +70,8 @@ pub fn blast(iface: &str, frames: &[Vec<u8>], loops: u64, rate: u64) -> Result<V
     let mut scratch = SendScratch::default();
     let start = Instant::now();
     let (mut sent, mut refused) = (0u64, 0u64);
-    let mut batch: Vec<&[u8]> = Vec::with_capacity(64);
     for _ in 0..loops {
-        for chunk in frames.chunks(64) {
+        for chunk in frames.chunks_mut(64) {
             if rate > 0 {
                 let due = Duration::from_secs_f64(sent as f64 / rate as f64);
                 let now = start.elapsed();
@@ -55,9 +79,19 @@ pub fn blast(iface: &str, frames: &[Vec<u8>], loops: u64, rate: u64) -> Result<V
                     std::thread::sleep(due - now);
                 }
             }
-            batch.clear();
-            batch.extend(chunk.iter().map(|f| f.as_slice()));
-            refused += sock.send_batch(&batch, &mut scratch) as u64;
+            if stamp {
+                let t = clock32().to_be_bytes();
+                for f in chunk.iter_mut() {
+                    if let Some(at) = stamp_at(f) {
+                        f[at..at + 4].copy_from_slice(&t);
+                    }
+                }
+            }
+            let mut batch: [&[u8]; 64] = [&[]; 64];
+            for (slot, f) in batch.iter_mut().zip(chunk.iter()) {
+                *slot = f;
+            }
+            refused += sock.send_batch(&batch[..chunk.len()], &mut scratch) as u64;
             sent += chunk.len() as u64;
         }
     }
@@ -68,13 +102,17 @@ pub fn blast(iface: &str, frames: &[Vec<u8>], loops: u64, rate: u64) -> Result<V
 }
 
 /// Counts frames arriving on `iface` until `seconds` pass, or until `idle_ms` of silence
-/// after the first frame; records them to `record` if given.
+/// after the first frame; records them to `record` if given; with `latency`, takes the
+/// one-way latency of every frame stamped by `blast --stamp`.
 pub fn sink(
     iface: &str,
     seconds: f64,
     idle_ms: u64,
     record: Option<&Path>,
+    latency: bool,
 ) -> Result<Value, String> {
+    let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
+        .map_err(|e| e.to_string())?;
     let opts = SocketOptions {
         block_timeout_ms: 1,
         ..SocketOptions::default()
@@ -102,6 +140,17 @@ pub fn sink(
         let n = sock.recv(256, |f| {
             frames += 1;
             bytes += f.data.len() as u64;
+            if latency {
+                if let Some(at) = stamp_at(f.data) {
+                    let sent = u32::from_be_bytes([
+                        f.data[at],
+                        f.data[at + 1],
+                        f.data[at + 2],
+                        f.data[at + 3],
+                    ]);
+                    let _ = hist.record(u64::from(clock32().wrapping_sub(sent)).max(1));
+                }
+            }
             if let Some(w) = writer.as_mut() {
                 let ts = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -134,7 +183,12 @@ pub fn sink(
         return Err(e);
     }
     let active = first.map_or(0.0, |f| (last - f).as_secs_f64());
+    let lat = if hist.is_empty() {
+        Value::Null
+    } else {
+        json!({"p50": hist.value_at_quantile(0.5), "p90": hist.value_at_quantile(0.9), "p99": hist.value_at_quantile(0.99), "p999": hist.value_at_quantile(0.999), "max": hist.max()})
+    };
     Ok(
-        json!({"iface": iface, "frames": frames, "bytes": bytes, "active_seconds": active, "frames_per_second": if active > 0.0 { frames as f64 / active } else { 0.0 }}),
+        json!({"iface": iface, "frames": frames, "bytes": bytes, "active_seconds": active, "frames_per_second": if active > 0.0 { frames as f64 / active } else { 0.0 }, "latency_ns": lat}),
     )
 }
