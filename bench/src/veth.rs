@@ -203,14 +203,14 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
             }
             w.finish().map_err(|e| e.to_string())?;
         }
-        for workers in [1usize, 2] {
-            eprintln!("veth: op25b, {workers} worker(s), {size}");
+        for (workers, ring) in [(1usize, "v3"), (2, "v3"), (1, "v2")] {
+            eprintln!("veth: op25b ({ring} ring), {workers} worker(s), {size}");
             let cfg = a.out_dir.join("veth.toml");
             let cores: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
             std::fs::write(
                 &cfg,
                 format!(
-                    "[outbound]\ndynamic_files = [\"veth.dynamic\"]\nexempt_files = [\"veth.exempt\"]\nrelays_files = [\"veth.relays\"]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\nworkers = {workers}\ncores = [{}]\n[control]\nsocket = \"veth.sock\"\nmetrics = \"\"\n",
+                    "[outbound]\ndynamic_files = [\"veth.dynamic\"]\nexempt_files = [\"veth.exempt\"]\nrelays_files = [\"veth.relays\"]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\nring = \"{ring}\"\nworkers = {workers}\ncores = [{}]\n[control]\nsocket = \"veth.sock\"\nmetrics = \"\"\n",
                     cores.join(", ")
                 ),
             )
@@ -247,7 +247,7 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
                 .and_then(|l| l.split(" dropped ").nth(1))
                 .and_then(|t| t.split_whitespace().next())
                 .and_then(|t| t.parse::<u64>().ok());
-            rows.push(json!({"mode": "op25b", "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": paced.latency_ns, "latency_ns_saturated": run.latency_ns, "policy_dropped": dropped}));
+            rows.push(json!({"mode": format!("op25b, TPACKET_{}", ring.to_uppercase()), "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": paced.latency_ns, "latency_ns_saturated": run.latency_ns, "policy_dropped": dropped}));
         }
         eprintln!("veth: nftables bridge, {size}");
         let app = &wire.app;

@@ -135,6 +135,8 @@ struct RawDataplane {
     cores: Option<Spanned<Vec<usize>>>,
     #[serde(default)]
     burst: Option<Spanned<usize>>,
+    #[serde(default)]
+    ring: Option<Spanned<String>>,
 }
 
 /// The `[dataplane]` section: how `op25b run` attaches to the wire.
@@ -150,6 +152,9 @@ pub struct DataplaneConfig {
     pub cores: Vec<usize>,
     /// Frames per burst.
     pub burst: usize,
+    /// TPACKET_V2 per-frame rings (`ring = "v2"`: lowest latency) instead of TPACKET_V3
+    /// block rings (`ring = "v3"`, the default: fewest wake-ups under load).
+    pub per_frame_ring: bool,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -405,12 +410,29 @@ fn dataplane(
             ));
         }
     }
+    let per_frame_ring = match &d.ring {
+        None => false,
+        Some(r) => match r.get_ref().as_str() {
+            "v3" => false,
+            "v2" => true,
+            other => {
+                return Err(bad(
+                    r.span(),
+                    "ring",
+                    other.into(),
+                    "\"v3\" (block rings, default) or \"v2\" (per-frame rings, lowest latency)"
+                        .into(),
+                ))
+            }
+        },
+    };
     Ok(DataplaneConfig {
         access: d.access.into_inner(),
         core: d.core.into_inner(),
         workers,
         cores,
         burst,
+        per_frame_ring,
     })
 }
 
@@ -679,9 +701,13 @@ scope = []
                 core: "core0".into(),
                 workers: 1,
                 cores: vec![0],
-                burst: op25b_dataplane::worker::DEFAULT_BURST
+                burst: op25b_dataplane::worker::DEFAULT_BURST,
+                per_frame_ring: false,
             })
         );
+        let v2 = load("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n").unwrap();
+        assert!(v2.dataplane.unwrap().per_frame_ring);
+        assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v4\"\n").contains("dataplane.ring: \"v4\""));
         assert!(
             err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\n")
                 .contains(":3: dataplane.backend: \"dpdk\": this backend is not in this build yet")

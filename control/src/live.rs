@@ -549,7 +549,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let mut ports = Vec::new();
     for i in 0..dp.workers {
         ports.push(
-            WirePort::open(&dp.access, &dp.core, Some(group))
+            WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
                 .map_err(|e| format!("worker {i}: {e}"))?,
         );
     }

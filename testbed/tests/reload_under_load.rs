@@ -5,6 +5,9 @@
 //! on the far side counts what arrives. The appliance's counters and the sink must match
 //! the mix exactly.
 //!
+//! The appliance runs with per-frame (TPACKET_V2) rings here, the live SMTP test with the
+//! default TPACKET_V3 block rings, so both ring kinds are exercised.
+//!
 //! Needs root, iproute2 and ethtool; says SKIPPED otherwise.
 
 use op25b_dataplane::port::pcap::PcapWriter;
@@ -23,6 +26,7 @@ relays = ["198.51.100.25"]
 backend = "af_packet"
 access = "acc0"
 core = "core0"
+ring = "v2"
 [control]
 socket = "ctl.sock"
 metrics = ""
@@ -38,6 +42,7 @@ relays = ["198.51.100.25/32"]
 backend = "af_packet"
 access = "acc0"
 core = "core0"
+ring = "v2"
 [control]
 socket = "ctl.sock"
 metrics = ""

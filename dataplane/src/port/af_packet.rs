@@ -1,5 +1,5 @@
 //! The live bump-in-the-wire port over two interfaces (`access`, `core`) with AF_PACKET
-//! sockets: TPACKET_V3 mapped receive rings, batched `sendmmsg` transmission, fanout so
+//! sockets: TPACKET_V3 (or, for lowest latency, TPACKET_V2) mapped receive rings, batched `sendmmsg` transmission, fanout so
 //! several workers share an interface, promiscuous mode.
 //!
 //! One [`WirePort`] belongs to one worker and carries both directions; the worker flips
@@ -11,7 +11,7 @@
 //! sent; frames the kernel refuses to send are counted in `tx_refused`, never retried
 //! forever; nothing is allocated per frame after warm-up.
 
-use super::sys::{PacketSocket, SendScratch, SocketOptions};
+use super::sys::{wait_any, PacketSocket, SendScratch, SocketOptions};
 use super::{Burst, Port, PortError};
 use crate::policy::Verdict;
 
@@ -37,10 +37,17 @@ pub struct WirePort {
 
 impl WirePort {
     /// Opens both sides. `fanout` joins each side's fanout group (the same id on every
-    /// worker of one appliance).
-    pub fn open(access: &str, core: &str, fanout: Option<u16>) -> std::io::Result<WirePort> {
+    /// worker of one appliance); `per_frame` picks TPACKET_V2 rings (lowest latency)
+    /// instead of TPACKET_V3 (block-batched).
+    pub fn open(
+        access: &str,
+        core: &str,
+        fanout: Option<u16>,
+        per_frame: bool,
+    ) -> std::io::Result<WirePort> {
         let opts = |g: Option<u16>| SocketOptions {
             fanout_group: g,
+            per_frame,
             ..SocketOptions::default()
         };
         Ok(WirePort {
@@ -59,8 +66,7 @@ impl WirePort {
 
     /// Waits up to `timeout_ms` for a frame on either side.
     pub fn wait(&self, timeout_ms: i32) {
-        self.access.wait(timeout_ms / 2);
-        self.core.wait(timeout_ms - timeout_ms / 2);
+        wait_any(&[&self.access, &self.core], timeout_ms);
     }
 }
 

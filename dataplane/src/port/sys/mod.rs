@@ -28,7 +28,17 @@ const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_FANOUT_HASH: u32 = 0;
 const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
+const TPACKET_V2: libc::c_int = 1;
 const TPACKET_V3: libc::c_int = 2;
+/// TPACKET_V2 slot size for an interface: its MTU plus Ethernet, two VLAN tags and the
+/// 32-byte slot header, rounded up to the 16-byte ring alignment; 2048 at least.
+fn v2_slot(ifname: &str) -> u32 {
+    let mtu: u32 = std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(9000);
+    ((mtu + 14 + 8 + 32 + 15) & !15).max(2048)
+}
 const ETH_P_ALL: u16 = 0x0003;
 const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
@@ -44,6 +54,14 @@ struct TpacketReq3 {
     tp_retire_blk_tov: u32,
     tp_sizeof_priv: u32,
     tp_feature_req_word: u32,
+}
+
+#[repr(C)]
+struct TpacketReq {
+    tp_block_size: u32,
+    tp_block_nr: u32,
+    tp_frame_size: u32,
+    tp_frame_nr: u32,
 }
 
 #[repr(C)]
@@ -68,6 +86,10 @@ pub struct SocketOptions {
     pub fanout_group: Option<u16>,
     /// Put the interface in promiscuous mode for the socket's lifetime.
     pub promiscuous: bool,
+    /// Use a TPACKET_V2 ring (one slot per frame, handed over as soon as it is written:
+    /// lowest latency) instead of TPACKET_V3 (frames packed in blocks handed over when
+    /// full or when the block timer, counted in kernel jiffies, fires: best throughput).
+    pub per_frame: bool,
 }
 
 impl Default for SocketOptions {
@@ -78,6 +100,7 @@ impl Default for SocketOptions {
             block_timeout_ms: 2,
             fanout_group: None,
             promiscuous: true,
+            per_frame: false,
         }
     }
 }
@@ -102,6 +125,10 @@ pub struct PacketSocket {
     block: usize,
     /// Next frame to read in the current block: (index, byte offset).
     cursor: Option<(u32, usize)>,
+    /// TPACKET_V2: every "block" is one frame slot whose status word comes first.
+    per_frame: bool,
+    /// Bytes per kernel ring block (TPACKET_V2 slots are laid out within these).
+    ring_block: usize,
     ifindex: libc::c_int,
 }
 
@@ -160,8 +187,13 @@ impl PacketSocket {
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let f = fd.as_raw_fd();
-        if setsockopt(f, SOL_PACKET, PACKET_VERSION, &TPACKET_V3) < 0 {
-            return Err(last_error("TPACKET_V3 refused", ifname));
+        let version = if opts.per_frame {
+            TPACKET_V2
+        } else {
+            TPACKET_V3
+        };
+        if setsockopt(f, SOL_PACKET, PACKET_VERSION, &version) < 0 {
+            return Err(last_error("this TPACKET version is refused", ifname));
         }
         let one: libc::c_int = 1;
         // Frames we send must not come back to our own receive rings.
@@ -170,18 +202,33 @@ impl PacketSocket {
         }
         // Sending straight to the driver skips the qdisc layer; best effort.
         let _ = setsockopt(f, SOL_PACKET, PACKET_QDISC_BYPASS, &one);
-        let req = TpacketReq3 {
-            tp_block_size: opts.block_size,
-            tp_block_nr: opts.block_count,
-            tp_frame_size: 2048,
-            tp_frame_nr: opts.block_size / 2048 * opts.block_count,
-            tp_retire_blk_tov: opts.block_timeout_ms,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+        let (slot_size, slot_count) = if opts.per_frame {
+            let slot = v2_slot(ifname);
+            let v2 = TpacketReq {
+                tp_block_size: opts.block_size,
+                tp_block_nr: opts.block_count,
+                tp_frame_size: slot,
+                tp_frame_nr: opts.block_size / slot * opts.block_count,
+            };
+            if setsockopt(f, SOL_PACKET, PACKET_RX_RING, &v2) < 0 {
+                return Err(last_error("cannot set up the receive ring", ifname));
+            }
+            (slot as usize, v2.tp_frame_nr as usize)
+        } else {
+            let v3 = TpacketReq3 {
+                tp_block_size: opts.block_size,
+                tp_block_nr: opts.block_count,
+                tp_frame_size: 2048,
+                tp_frame_nr: opts.block_size / 2048 * opts.block_count,
+                tp_retire_blk_tov: opts.block_timeout_ms,
+                tp_sizeof_priv: 0,
+                tp_feature_req_word: 0,
+            };
+            if setsockopt(f, SOL_PACKET, PACKET_RX_RING, &v3) < 0 {
+                return Err(last_error("cannot set up the receive ring", ifname));
+            }
+            (opts.block_size as usize, opts.block_count as usize)
         };
-        if setsockopt(f, SOL_PACKET, PACKET_RX_RING, &req) < 0 {
-            return Err(last_error("cannot set up the receive ring", ifname));
-        }
         let ring_len = opts.block_size as usize * opts.block_count as usize;
         // SAFETY: mapping the ring the kernel just allocated for this socket; the result is
         // checked, and the mapping is released in Drop before the socket closes.
@@ -202,10 +249,12 @@ impl PacketSocket {
             fd,
             ring: ring.cast(),
             ring_len,
-            block_size: opts.block_size as usize,
-            block_count: opts.block_count as usize,
+            block_size: slot_size,
+            block_count: slot_count,
             block: 0,
             cursor: None,
+            per_frame: opts.per_frame,
+            ring_block: opts.block_size as usize,
             ifindex,
         };
         // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
@@ -255,14 +304,27 @@ impl PacketSocket {
         // (struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1 whose
         // first field is block_status), 4-byte aligned inside the page-aligned mapping,
         // and lives as long as `self`. The kernel writes it concurrently, hence atomic.
-        unsafe { &*(self.ring.add(block * self.block_size + 8) as *const AtomicU32) }
+        // (TPACKET_V2: tp_status is the first word of each frame slot, also 4-byte aligned
+        // since slots are 16-byte multiples.)
+        let at = self.offset_of(block) + if self.per_frame { 0 } else { 8 };
+        unsafe { &*(self.ring.add(at) as *const AtomicU32) }
     }
 
     fn block_bytes(&self, block: usize) -> &[u8] {
         // SAFETY: the block lies inside the mapping, and while its status says "user" the
         // kernel does not write it (the caller checked that with Acquire ordering).
-        unsafe {
-            std::slice::from_raw_parts(self.ring.add(block * self.block_size), self.block_size)
+        unsafe { std::slice::from_raw_parts(self.ring.add(self.offset_of(block)), self.block_size) }
+    }
+
+    /// Byte offset of block (TPACKET_V3) or frame slot (TPACKET_V2) `i` in the mapping: V2
+    /// slots never straddle a ring block, so a block's tail that fits no whole slot is
+    /// skipped.
+    fn offset_of(&self, i: usize) -> usize {
+        if self.per_frame {
+            let per_block = self.ring_block / self.block_size;
+            (i / per_block) * self.ring_block + (i % per_block) * self.block_size
+        } else {
+            i * self.block_size
         }
     }
 
@@ -270,6 +332,9 @@ impl PacketSocket {
     /// Frames are handed out of the current ring block; a block is returned to the kernel
     /// as soon as its last frame has been handed out.
     pub fn recv(&mut self, max: usize, mut f: impl FnMut(RingFrame<'_>)) -> usize {
+        if self.per_frame {
+            return self.recv_per_frame(max, f);
+        }
         let mut n = 0;
         while n < max {
             let (index, offset) = match self.cursor {
@@ -322,6 +387,36 @@ impl PacketSocket {
         n
     }
 
+    /// TPACKET_V2: one frame per slot (struct tpacket2_hdr: tp_status, tp_len, tp_snaplen,
+    /// tp_mac, tp_net, tp_sec, tp_nsec, tp_vlan_tci, tp_vlan_tpid).
+    fn recv_per_frame(&mut self, max: usize, mut f: impl FnMut(RingFrame<'_>)) -> usize {
+        let mut n = 0;
+        while n < max {
+            let status = self.status_word(self.block).load(Ordering::Acquire);
+            if status & TP_STATUS_USER == 0 {
+                break;
+            }
+            let b = self.block_bytes(self.block);
+            let snaplen = u32::from_ne_bytes([b[8], b[9], b[10], b[11]]) as usize;
+            let mac = usize::from(u16::from_ne_bytes([b[12], b[13]]));
+            let tci = u16::from_ne_bytes([b[24], b[25]]);
+            let tpid = u16::from_ne_bytes([b[26], b[27]]);
+            let vlan = (status & TP_STATUS_VLAN_VALID != 0).then_some((
+                if status & TP_STATUS_VLAN_TPID_VALID != 0 {
+                    tpid
+                } else {
+                    0x8100
+                },
+                tci,
+            ));
+            let data = &b[mac.min(b.len())..(mac + snaplen).min(b.len())];
+            f(RingFrame { data, vlan });
+            n += 1;
+            self.release();
+        }
+        n
+    }
+
     fn release(&mut self) {
         fence(Ordering::Release);
         self.status_word(self.block)
@@ -330,20 +425,15 @@ impl PacketSocket {
         self.cursor = None;
     }
 
+    /// Whether a frame is ready to be read without waiting.
+    fn ready(&self) -> bool {
+        self.cursor.is_some()
+            || self.status_word(self.block).load(Ordering::Acquire) & TP_STATUS_USER != 0
+    }
+
     /// Waits up to `timeout_ms` for the ring to have a frame.
     pub fn wait(&self, timeout_ms: i32) {
-        if self.status_word(self.block).load(Ordering::Acquire) & TP_STATUS_USER != 0
-            || self.cursor.is_some()
-        {
-            return;
-        }
-        let mut p = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN | libc::POLLERR,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, timeout_ms) };
+        wait_any(&[self], timeout_ms);
     }
 
     /// Sends every frame in `frames` out of this socket's interface with as few `sendmmsg`
@@ -410,6 +500,30 @@ impl PacketSocket {
         msgs.clear();
         refused
     }
+}
+
+/// Waits up to `timeout_ms` until any of `socks` has a frame, with one `poll` over all of
+/// them (waiting on them one after the other would let a frame on one side sit out the
+/// other side's whole timeout).
+pub fn wait_any(socks: &[&PacketSocket], timeout_ms: i32) {
+    if socks.iter().any(|s| s.ready()) {
+        return;
+    }
+    let mut fds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 8];
+    let n = socks.len().min(fds.len());
+    for (p, s) in fds.iter_mut().zip(socks) {
+        *p = libc::pollfd {
+            fd: s.fd.as_raw_fd(),
+            events: libc::POLLIN | libc::POLLERR,
+            revents: 0,
+        };
+    }
+    // SAFETY: `fds[..n]` are valid pollfd structures owned by this frame.
+    unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
 }
 
 /// Reusable message headers for [`PacketSocket::send_batch`].
