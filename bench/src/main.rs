@@ -155,6 +155,9 @@ enum Command {
         /// Frames per burst.
         #[arg(long, default_value_t = 64)]
         burst: usize,
+        /// Publish without first pulling the new tables into cache.
+        #[arg(long)]
+        cold: bool,
     },
     /// Send the frames of a capture out of an interface (AF_PACKET, sendmmsg batches).
     Blast {
@@ -356,7 +359,8 @@ fn main() -> ExitCode {
             prefixes,
             swaps,
             burst,
-        } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1))
+            cold,
+        } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1), !cold)
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
             .map(|t| println!("{t}")),
         Command::Blast {

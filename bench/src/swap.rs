@@ -32,7 +32,7 @@ fn policy(n: usize, seed: u64) -> Result<Policy, String> {
 /// Runs `swaps` swaps of `prefixes`-prefix policies under traffic.
 /// The worker is pinned to the last core and this thread (so also the reaper it starts) to
 /// the first, as an appliance keeps its control plane off the worker cores.
-pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String> {
+pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = op25b_dataplane::port::sys::pin_current_thread(0);
     let first = policy(prefixes, 1)?;
@@ -51,6 +51,9 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
     let stop = Arc::new(AtomicBool::new(false));
     let swapping = Arc::new(AtomicBool::new(false));
     let longest_in_swap = Arc::new(AtomicU64::new(0));
+    // Every burst's (start, duration) in ns since `base`, so the bursts just before and just
+    // after each swap can be compared (those share the machine's noise, unlike maxima).
+    let base = Instant::now();
     let worker = {
         let (handle, stop, swapping, longest) = (
             handle.clone(),
@@ -63,6 +66,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
             let mut w = Worker::new(burst);
             let mut quiet =
                 Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds");
+            let mut trace: Vec<(u64, u64)> = Vec::with_capacity(8 << 20);
             'outer: loop {
                 for b in &bursts {
                     if stop.load(Ordering::Relaxed) {
@@ -74,6 +78,9 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
                     std::hint::black_box(w.classify(&p, b));
                     drop(p);
                     let ns = t.elapsed().as_nanos() as u64;
+                    if trace.len() < trace.capacity() {
+                        trace.push(((t - base).as_nanos() as u64, ns));
+                    }
                     if during {
                         longest.fetch_max(ns, Ordering::Relaxed);
                     } else {
@@ -81,7 +88,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
                     }
                 }
             }
-            quiet
+            (quiet, trace)
         })
     };
     std::thread::sleep(Duration::from_millis(500));
@@ -89,15 +96,20 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
     let mut publishes = Vec::new();
     let mut swap_max = Vec::new();
     let mut control_max = Vec::new();
+    let mut swap_at = Vec::new();
     for i in 0..swaps {
         let t = Instant::now();
         let next = Arc::new(policy(prefixes, 100 + i as u64)?);
+        if warm {
+            next.warm();
+        }
         builds.push(t.elapsed().as_secs_f64());
         // Swap window: the swap and the time the reaper needs to free the old policy.
         longest_in_swap.store(0, Ordering::Relaxed);
         swapping.store(true, Ordering::Relaxed);
         let window = Instant::now();
         let t = Instant::now();
+        swap_at.push((t - base).as_nanos() as u64);
         let old = handle.swap(next);
         publishes.push(t.elapsed().as_nanos() as u64);
         let watch = Arc::downgrade(&old);
@@ -119,7 +131,39 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::Relaxed);
-    let quiet = worker.join().map_err(|_| "worker panicked".to_string())?;
+    let (quiet, trace) = worker.join().map_err(|_| "worker panicked".to_string())?;
+    // Bursts starting in the 2 ms before and the 2 ms after each swap.
+    let span = 2_000_000u64;
+    let pct = |v: &mut Vec<u64>, q: f64| -> u64 {
+        v.sort_unstable();
+        v.get(((v.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut around = Vec::new();
+    let mut extra = Vec::new();
+    for &s in &swap_at {
+        let mut before: Vec<u64> = trace
+            .iter()
+            .filter(|(t, _)| *t + span >= s && *t < s)
+            .map(|&(_, d)| d)
+            .collect();
+        let mut after: Vec<u64> = trace
+            .iter()
+            .filter(|(t, _)| *t >= s && *t < s + span)
+            .map(|&(_, d)| d)
+            .collect();
+        let first_after = trace.iter().find(|(t, _)| *t >= s).map_or(0, |&(_, d)| d);
+        let typical = pct(&mut before.clone(), 0.5);
+        extra.push(first_after.saturating_sub(typical) as f64 / typical.max(1) as f64);
+        around.push(json!({
+            "bursts_before": before.len(), "bursts_after": after.len(),
+            "p50_before": pct(&mut before, 0.5), "p50_after": pct(&mut after, 0.5),
+            "p99_before": pct(&mut before, 0.99), "p99_after": pct(&mut after, 0.99),
+            "max_before": pct(&mut before, 1.0), "max_after": pct(&mut after, 1.0),
+            "first_burst_after": first_after,
+        }));
+    }
     let longest = swap_max.iter().copied().max().unwrap_or(0);
     let p50 = quiet.value_at_quantile(0.5);
     let med = |v: &[u64]| {
@@ -131,9 +175,15 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
     let build_median = builds[builds.len() / 2];
     let stall = longest.saturating_sub(p50);
     let stall_in_bursts = stall as f64 / p50.max(1) as f64;
+    let extra_median = {
+        let mut e = extra.clone();
+        e.sort_by(f64::total_cmp);
+        e[e.len() / 2]
+    };
     Ok(json!({
         "prefixes": prefixes,
         "swaps": swaps,
+        "warmed_before_publish": warm,
         "burst": burst,
         "policy_build_s_median": build_median,
         "publish_ns_max": publishes.iter().max(),
@@ -141,6 +191,9 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize) -> Result<Value, String>
         "burst_ns_longest_during_swaps": longest,
         "window_max_burst_ns": {"swap": swap_max, "control": control_max},
         "window_max_burst_ns_median": {"swap": med(&swap_max), "control": med(&control_max)},
+        "around_each_swap_ns": around,
+        "first_burst_extra_in_bursts": extra,
+        "first_burst_extra_in_bursts_median": extra_median,
         "stall_ns": stall,
         "stall_in_bursts": stall_in_bursts,
     }))

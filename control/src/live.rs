@@ -151,6 +151,7 @@ impl Control {
         for w in &built.warnings {
             eprintln!("op25b: warning: {w}");
         }
+        built.policy.warm();
         op25b_dataplane::worker::retire(self.handle.swap(Arc::new(built.policy)));
         self.generation += 1;
         self.config = plain;

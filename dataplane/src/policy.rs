@@ -679,6 +679,19 @@ impl Policy {
         }
     }
 
+    /// Pulls every lookup table into the shared cache (call on the control thread before
+    /// publishing, so the first bursts under the new policy do not pay for cold memory).
+    pub fn warm(&self) -> u64 {
+        let mut sum = 0u64;
+        for t in [&self.v4.sources, &self.v4.relays, &self.v4.scope] {
+            sum = sum.wrapping_add(t.warm());
+        }
+        for t in [&self.v6.sources, &self.v6.relays, &self.v6.scope] {
+            sum = sum.wrapping_add(t.warm());
+        }
+        std::hint::black_box(sum)
+    }
+
     /// The generation number (increases with every successful reload).
     pub fn generation(&self) -> u64 {
         self.generation

@@ -363,6 +363,20 @@ impl<K: Bits> LpmTable<K> {
         }
     }
 
+    /// Reads one word per cache line of the whole table, so a freshly built table is in the
+    /// shared cache before workers first use it. Returns a value to keep the reads alive.
+    pub fn warm(&self) -> u64 {
+        let mut sum = 0u64;
+        for e in self.entries.iter().step_by(16) {
+            sum = sum.wrapping_add(u64::from(*e));
+        }
+        let step = (64 / std::mem::size_of::<(K, u32)>()).max(1);
+        for (_, v) in self.runs.iter().step_by(step) {
+            sum = sum.wrapping_add(u64::from(*v));
+        }
+        sum
+    }
+
     /// Number of distinct prefixes in the table.
     pub fn prefix_count(&self) -> usize {
         self.prefixes
