@@ -243,33 +243,11 @@ fn lpm_set(
     let mut cases = Vec::new();
     for (path, (label, _)) in key_files.iter().zip(kinds) {
         eprintln!("compare: {fam} {n} prefixes, {label} keys: op25b, poptrie, prefix-trie");
-        let addrs = lpmbench::read_lines(path, |t| {
-            t.parse::<std::net::IpAddr>().map_err(|e| e.to_string())
-        })?;
+        let (k4, k6) = lpmbench::read_keys(path)?;
         let results = if v6 {
-            let keys: Vec<u128> = addrs
-                .iter()
-                .filter_map(|a| {
-                    if let std::net::IpAddr::V6(x) = a {
-                        Some(u128::from(*x))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            rust_structures(&e6, &keys, a.reps)
+            rust_structures(&e6, &k6, a.reps)
         } else {
-            let keys: Vec<u32> = addrs
-                .iter()
-                .filter_map(|a| {
-                    if let std::net::IpAddr::V4(x) = a {
-                        Some(u32::from(*x))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            rust_structures(&e4, &keys, a.reps)
+            rust_structures(&e4, &k4, a.reps)
         };
         cases.push(json!({"family": if v6 { "ipv6" } else { "ipv4" }, "prefixes": n, "keys": label, "addresses": a.addrs, "results": results, "cross_check": Value::Null}));
     }

@@ -37,6 +37,20 @@ pub fn read_lines<T>(
     Ok(out)
 }
 
+/// Reads an address file (one per line) into IPv4 and IPv6 keys, in file order.
+pub fn read_keys(path: &Path) -> Result<(Vec<u32>, Vec<u128>), String> {
+    let (mut k4, mut k6) = (Vec::new(), Vec::new());
+    for a in read_lines(path, |t| {
+        t.parse::<std::net::IpAddr>().map_err(|e| e.to_string())
+    })? {
+        match a {
+            std::net::IpAddr::V4(x) => k4.push(u32::from(x)),
+            std::net::IpAddr::V6(x) => k6.push(u128::from(x)),
+        }
+    }
+    Ok((k4, k6))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -129,29 +143,7 @@ pub fn run(
     reps: u32,
 ) -> Result<Vec<Value>, String> {
     let (e4, e6) = entries(prefix_file)?;
-    let addrs = read_lines(addr_file, |t| {
-        t.parse::<std::net::IpAddr>().map_err(|e| e.to_string())
-    })?;
-    let k4: Vec<u32> = addrs
-        .iter()
-        .filter_map(|a| {
-            if let std::net::IpAddr::V4(x) = a {
-                Some(u32::from(*x))
-            } else {
-                None
-            }
-        })
-        .collect();
-    let k6: Vec<u128> = addrs
-        .iter()
-        .filter_map(|a| {
-            if let std::net::IpAddr::V6(x) = a {
-                Some(u128::from(*x))
-            } else {
-                None
-            }
-        })
-        .collect();
+    let (k4, k6) = read_keys(addr_file)?;
     let mut results = Vec::new();
     if !k4.is_empty() {
         results.push(measure("ipv4", &e4, &k4, iters, reps)?);
