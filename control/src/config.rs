@@ -107,6 +107,8 @@ struct RawControl {
     socket: Option<Spanned<String>>,
     #[serde(default)]
     metrics: Option<Spanned<String>>,
+    #[serde(default)]
+    watch: bool,
 }
 
 /// The `[control]` section: where `op25b ctl` and Prometheus reach a running appliance.
@@ -116,6 +118,8 @@ pub struct ControlConfig {
     pub socket: PathBuf,
     /// The metrics listen address (`None`: no metrics endpoint).
     pub metrics: Option<String>,
+    /// Reload by itself when the config or a prefix file changes (checked every second).
+    pub watch: bool,
 }
 
 /// Where the control socket is unless configured.
@@ -583,8 +587,10 @@ impl Config {
         let mut control = ControlConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
             metrics: Some(DEFAULT_METRICS.to_string()),
+            watch: false,
         };
         if let Some(c) = raw.control {
+            control.watch = c.watch;
             if let Some(sock) = c.socket {
                 if sock.get_ref().is_empty() {
                     return Err(ConfigError::Value {
@@ -718,6 +724,25 @@ scope = []
         .contains("must be different"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0]\n").contains("one core per worker"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkerz = 2\n").contains("unknown field `workerz`"));
+    }
+
+    #[test]
+    fn control_section() {
+        let c =
+            load("[outbound]\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\nwatch = true\n")
+                .unwrap();
+        assert_eq!(
+            c.control,
+            ControlConfig {
+                socket: PathBuf::from("/nonexistent/ctl.sock"),
+                metrics: None,
+                watch: true
+            }
+        );
+        let d = load("[outbound]\n").unwrap();
+        assert_eq!(d.control.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(!d.control.watch);
+        assert!(err("[outbound]\n[control]\nmetrics = \"localhost\"\n").contains("control.metrics"));
     }
 
     #[test]

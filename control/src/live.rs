@@ -113,6 +113,30 @@ struct Ticket {
     expires: Option<SystemTime>,
 }
 
+/// Modification times of the config file and every prefix file it names.
+fn files_stamp(config: &Config) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let mut files: Vec<PathBuf> = vec![config.path.clone()];
+    for list in [
+        ListName::Dynamic,
+        ListName::Exempt,
+        ListName::Relays,
+        ListName::Scope,
+    ] {
+        for o in config.origins.of(list) {
+            if !files.iter().any(|f| f.as_path() == &*o.file) {
+                files.push(o.file.to_path_buf());
+            }
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            (f, m)
+        })
+        .collect()
+}
+
 /// The control thread's state.
 struct Control {
     path: PathBuf,
@@ -125,6 +149,10 @@ struct Control {
     workers: Vec<Option<Snapshot>>,
     latency: [Histogram<u64>; 2],
     reloads: [u64; 2],
+    /// Reload when the config or a prefix file changes (`[control] watch = true`).
+    watch: bool,
+    watched: Vec<(PathBuf, Option<SystemTime>)>,
+    last_watch: Instant,
 }
 
 fn describe(p: &AnyPrefix) -> String {
@@ -168,6 +196,7 @@ impl Control {
         match result {
             Ok(()) => {
                 self.reloads[0] += 1;
+                self.watched = files_stamp(&self.config);
                 let msg = format!(
                     "reloaded {}: generation {} in {:.1} ms",
                     self.path.display(),
@@ -204,6 +233,37 @@ impl Control {
         let _ = self.latency[1].add(&s.latency_in);
         let w = s.worker;
         self.workers[w] = Some(s);
+    }
+
+    /// Expires tickets and, when watching, reloads after a config or prefix file changed.
+    /// Runs after every control event, so neither waits behind a stream of snapshots.
+    fn housekeeping(&mut self) {
+        let now = SystemTime::now();
+        if self
+            .tickets
+            .iter()
+            .any(|t| t.expires.is_some_and(|e| e <= now))
+        {
+            let cfg = self.config.clone();
+            match self.publish(cfg) {
+                Ok(()) => eprintln!(
+                    "op25b: exemption ticket expired; policy generation {}",
+                    self.generation
+                ),
+                Err(e) => eprintln!(
+                    "op25b: rebuilding after a ticket expired failed, old policy kept: {e}"
+                ),
+            }
+        }
+        if self.watch && self.last_watch.elapsed() >= Duration::from_secs(1) {
+            self.last_watch = Instant::now();
+            let stamp = files_stamp(&self.config);
+            if stamp != self.watched {
+                self.watched = stamp;
+                eprintln!("op25b: {} or a prefix file changed", self.path.display());
+                self.reload();
+            }
+        }
     }
 
     fn next_expiry(&self) -> Option<Duration> {
@@ -611,7 +671,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         workers: (0..dp.workers).map(|_| None).collect(),
         latency: [latency_histogram(), latency_histogram()],
         reloads: [0, 0],
+        watch: cc.watch,
+        watched: Vec::new(),
+        last_watch: Instant::now(),
     };
+    control.watched = files_stamp(&control.config);
     eprintln!(
         "op25b: running: {} ↔ {}, {} worker(s), policy generation 1 from {}, control socket {}{}",
         dp.access,
@@ -626,8 +690,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     loop {
         let timeout = control
             .next_expiry()
-            .unwrap_or(Duration::from_secs(3600))
-            .max(Duration::from_millis(10));
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
         select! {
             recv(signals) -> s => match s {
                 Ok(signal_hook::consts::SIGHUP) => { control.reload(); }
@@ -639,17 +703,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
                 Err(_) => {}
             },
             recv(snap_rx) -> s => if let Ok(s) = s { control.absorb(s) },
-            default(timeout) => {
-                let expired = control.tickets.iter().any(|t| t.expires.is_some_and(|e| e <= SystemTime::now()));
-                if expired {
-                    let cfg = control.config.clone();
-                    match control.publish(cfg) {
-                        Ok(()) => eprintln!("op25b: exemption ticket expired; policy generation {}", control.generation),
-                        Err(e) => eprintln!("op25b: rebuilding after a ticket expired failed, old policy kept: {e}"),
-                    }
-                }
-            }
+            default(timeout) => {}
         }
+        control.housekeeping();
     }
     stop.store(true, Ordering::Relaxed);
     // Drain while the workers send their last snapshot, so none blocks on a full channel.
