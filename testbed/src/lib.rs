@@ -184,6 +184,24 @@ impl Drop for Reaped {
     }
 }
 
+/// Starts `op25b run --config CONFIG` inside `ns` (stdout captured for the final counters,
+/// stderr discarded); killed when dropped.
+pub fn run_appliance(ns: &Netns, config: &std::path::Path) -> Reaped {
+    let bin = op25b_binary();
+    let child = ns
+        .command(&[
+            bin.to_str().unwrap_or("op25b"),
+            "run",
+            "--config",
+            config.to_str().unwrap_or(""),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("op25b run: {e}"));
+    Reaped(Some(child))
+}
+
 /// The appliance's place in the path: a left host, the appliance (`acc0` towards the left,
 /// `core0` towards the right) and a right host, joined by two veth pairs whose offloads
 /// are off. veth hands frames over with checksums left to "offload"; a bridge re-sending

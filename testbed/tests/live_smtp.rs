@@ -11,10 +11,10 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{unavailable, Netns, Reaped, Wire};
+use op25b_testbed::{run_appliance, unavailable, Netns, Reaped, Wire};
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// Real SMTP servers (aiosmtpd) on 25 and 587, IPv4 and IPv6, plus an HTTP server and a
@@ -190,27 +190,17 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     for a in ["2001:db8:1::1/64", "2001:db8:1::25/64"] {
         net.exec(&["ip", "addr", "add", a, "dev", "net0", "nodad"]);
     }
-    let mut server = net.spawn(&["python3", "-c", SERVER]);
+    let mut server = Reaped(Some(net.spawn(&["python3", "-c", SERVER])));
     let mut ready = [0u8; 5];
     server
+        .child()
         .stdout
         .as_mut()
         .unwrap()
         .read_exact(&mut ready)
         .unwrap();
 
-    let mut appliance = Reaped(Some(
-        app.command(&[
-            op25b_testbed::op25b_binary().to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    ));
+    let mut appliance = run_appliance(app, &cfg);
     let pid = appliance.child().id();
     // Wait until traffic flows (the appliance is up when a ping gets through).
     let deadline = Instant::now() + Duration::from_secs(10);

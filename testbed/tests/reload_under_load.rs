@@ -12,7 +12,7 @@
 
 use op25b_dataplane::port::pcap::PcapWriter;
 use op25b_dataplane::wire::build::FrameBuilder;
-use op25b_testbed::{unavailable, workspace_binary, Reaped, Wire};
+use op25b_testbed::{run_appliance, unavailable, workspace_binary, Reaped, Wire};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -92,18 +92,7 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     let (gen, app, snk) = (&wire.left, &wire.app, &wire.right);
     let op25b = workspace_binary("op25b");
     let bench = workspace_binary("op25b-bench");
-    let mut appliance = Reaped(Some(
-        app.command(&[
-            op25b.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap(),
-    ));
+    let mut appliance = run_appliance(app, &cfg);
     let pid = appliance.child().id();
     let sock = dir.join("ctl.sock");
     for _ in 0..100 {
