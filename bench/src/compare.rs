@@ -11,7 +11,7 @@
 //! fails the run); a missing tool is reported as missing, never as a number.
 
 use crate::classify::synthetic_pools;
-use crate::lpmbench;
+use crate::lpmbench::{self, median};
 use crate::rng::Rng;
 use op25b_dataplane::lpm::{Bits, LpmTable, Prefix};
 use op25b_dataplane::policy::AnyPrefix;
@@ -43,11 +43,6 @@ pub struct CompareArgs {
     pub op25b: Option<PathBuf>,
     /// Policy sizes for the full-classification runs (empty skips them).
     pub classify_sizes: Vec<usize>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Writes `n` prefixes of one family (BNG-like lengths) and returns them.
@@ -113,21 +108,8 @@ where
     let t = Instant::now();
     let table = LpmTable::build(entries).expect("generated prefixes are distinct");
     let build = t.elapsed().as_secs_f64();
-    let mut buf = vec![0u32; 64];
-    let (batched, _) = rate(keys, reps, |ks| {
-        let mut s = 0u64;
-        for c in ks.chunks(64) {
-            table.lookup_batch(c, &mut buf[..c.len()]);
-            s = buf[..c.len()]
-                .iter()
-                .fold(s, |a, &v| a.wrapping_add(u64::from(v)));
-        }
-        s
-    });
-    let (single, _) = rate(keys, reps, |ks| {
-        ks.iter()
-            .fold(0u64, |a, &k| a.wrapping_add(u64::from(table.lookup_raw(k))))
-    });
+    let (batched, _) = rate(keys, reps, |ks| lpmbench::batched_sum(&table, ks));
+    let (single, _) = rate(keys, reps, |ks| lpmbench::single_sum(&table, ks));
     out.push(json!({"lib": "op25b", "build_s": build, "memory_bytes": table.memory_bytes(), "lookups_per_s": batched, "single_lookups_per_s": single}));
 
     let t = Instant::now();

@@ -51,9 +51,30 @@ pub fn read_keys(path: &Path) -> Result<(Vec<u32>, Vec<u128>), String> {
     Ok((k4, k6))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of some measurements.
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Looks `keys` up in batches of 64 (as a worker does) and sums the answers, so the work
+/// cannot be optimised away and every lookup path can be checked against the others.
+pub fn batched_sum<K: Bits>(table: &LpmTable<K>, keys: &[K]) -> u64 {
+    let mut buf = [0u32; 64];
+    let mut s = 0u64;
+    for chunk in keys.chunks(64) {
+        table.lookup_batch(chunk, &mut buf[..chunk.len()]);
+        s = buf[..chunk.len()]
+            .iter()
+            .fold(s, |a, &v| a.wrapping_add(u64::from(v)));
+    }
+    s
+}
+
+/// Looks `keys` up one at a time and sums the answers.
+pub fn single_sum<K: Bits>(table: &LpmTable<K>, keys: &[K]) -> u64 {
+    keys.iter()
+        .fold(0u64, |a, &k| a.wrapping_add(u64::from(table.lookup_raw(k))))
 }
 
 /// Measures one family; `entries` values are prefix positions.
@@ -94,21 +115,8 @@ fn measure<K: Bits>(
         }
         (median(rates), sum)
     };
-    let mut buf = [0u32; 64];
-    let (batch, c1) = rate(&mut || {
-        let mut s = 0u64;
-        for chunk in keys.chunks(64) {
-            table.lookup_batch(chunk, &mut buf[..chunk.len()]);
-            s = buf[..chunk.len()]
-                .iter()
-                .fold(s, |a, &v| a.wrapping_add(u64::from(v)));
-        }
-        s
-    });
-    let (single, c2) = rate(&mut || {
-        keys.iter()
-            .fold(0u64, |a, &k| a.wrapping_add(u64::from(table.lookup_raw(k))))
-    });
+    let (batch, c1) = rate(&mut || batched_sum(&table, keys));
+    let (single, c2) = rate(&mut || single_sum(&table, keys));
     let (flat_rate, c3) = rate(&mut || {
         keys.iter()
             .fold(0u64, |a, &k| a.wrapping_add(u64::from(flat.lookup_raw(k))))
