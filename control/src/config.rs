@@ -14,9 +14,7 @@
 //! - The same prefix in `dynamic` and `exempt` is an error naming both places; a prefix
 //!   repeated within one list is a warning and counts once.
 
-use op25b_dataplane::policy::{
-    Action, AnyPrefix, Duplicate, ListName, OutboundSpec, Policy, PolicyError,
-};
+use op25b_dataplane::policy::{Action, AnyPrefix, ListName, OutboundSpec, Policy, PolicyError};
 use serde::Deserialize;
 use std::fmt;
 use std::io::{BufRead, BufReader};
@@ -94,6 +92,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     outbound: Spanned<RawOutbound>,
+    #[serde(default)]
+    inbound: Option<Spanned<RawInbound>>,
     #[serde(default)]
     dataplane: Option<Spanned<RawDataplane>>,
     #[serde(default)]
@@ -177,6 +177,8 @@ struct RawOutbound {
     #[serde(default)]
     action: Option<Spanned<RawAction>>,
     #[serde(default)]
+    reject_rate: Option<Spanned<u32>>,
+    #[serde(default)]
     dynamic: Vec<Spanned<String>>,
     #[serde(default)]
     dynamic_files: Vec<Spanned<String>>,
@@ -194,6 +196,41 @@ struct RawOutbound {
     scope_files: Vec<Spanned<String>>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInbound {
+    #[serde(default)]
+    ports: Option<Spanned<Vec<Spanned<u16>>>>,
+    #[serde(default)]
+    action: Option<Spanned<RawAction>>,
+    #[serde(default)]
+    reject_rate: Option<Spanned<u32>>,
+    #[serde(default)]
+    protected: Vec<Spanned<String>>,
+    #[serde(default)]
+    protected_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    dynamic: Vec<Spanned<String>>,
+    #[serde(default)]
+    dynamic_files: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt: Vec<Spanned<String>>,
+    #[serde(default)]
+    exempt_files: Vec<Spanned<String>>,
+}
+
+/// The `[inbound]` (IP25B) section: TCP to `ports` of a `protected` host (our MX) from a
+/// source whose longest match across `dynamic` and `exempt` is dynamic is blocked. Held as
+/// an [`OutboundSpec`] whose `scope` is `protected` and whose `relays` are empty, which is
+/// exactly that rule, so both directions share one engine.
+#[derive(Clone, Debug)]
+pub struct InboundConfig {
+    /// The rule (`scope` = protected hosts).
+    pub spec: OutboundSpec,
+    /// Where each entry came from (`scope` = protected).
+    pub origins: ListOrigins,
+}
+
 /// A loaded, validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -203,6 +240,8 @@ pub struct Config {
     pub outbound: OutboundSpec,
     /// Where each entry of each list came from, parallel to the lists in `outbound`.
     pub origins: ListOrigins,
+    /// The `[inbound]` section, if present.
+    pub inbound: Option<InboundConfig>,
     /// The `[dataplane]` section, if present.
     pub dataplane: Option<DataplaneConfig>,
     /// The `[control]` section (defaults when absent).
@@ -237,8 +276,10 @@ impl ListOrigins {
 /// A built policy with the warnings found on the way.
 #[derive(Debug)]
 pub struct Built {
-    /// The policy.
+    /// The outbound policy.
     pub policy: Policy,
+    /// The inbound policy ([`Policy::empty`], which blocks nothing, without `[inbound]`).
+    pub inbound: Policy,
     /// Human-readable warnings (repeated prefixes, …).
     pub warnings: Vec<String>,
 }
@@ -477,109 +518,98 @@ impl Config {
             }
         })?;
         let o = raw.outbound.into_inner();
-        let mut spec = OutboundSpec {
-            ports: vec![25],
-            ..OutboundSpec::default()
-        };
-        if let Some(ports) = o.ports {
-            spec.ports.clear();
-            if ports.get_ref().is_empty() {
-                return Err(ConfigError::Value {
-                    at: at(ports.span()),
-                    list: "ports".into(),
-                    text: "[]".into(),
-                    why: "no port to block; leave ports out for the default [25]".into(),
-                });
-            }
-            for p in ports.into_inner() {
-                if *p.get_ref() == 0 {
-                    return Err(ConfigError::Value {
-                        at: at(p.span()),
-                        list: "ports".into(),
-                        text: "0".into(),
-                        why: "port 0 is not a TCP destination port".into(),
-                    });
-                }
-                spec.ports.push(p.into_inner());
-            }
-        }
-        if let Some(action) = o.action {
-            spec.action = match action.get_ref() {
-                RawAction::Drop => Action::Drop,
-                RawAction::Monitor => Action::Monitor,
-                RawAction::Reject => return Err(ConfigError::Value {
-                    at: at(action.span()),
-                    list: "action".into(),
-                    text: "reject".into(),
-                    why:
-                        "TCP reset generation is not in this build yet; use \"drop\" or \"monitor\""
-                            .into(),
-                }),
-            };
-        }
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut spec = OutboundSpec::default();
+        ports_and_action(&mut spec, o.ports, o.action, o.reject_rate, &at)?;
         let mut origins = ListOrigins::default();
-        let lists = [
-            (
-                "dynamic",
-                &o.dynamic,
-                &o.dynamic_files,
-                &mut spec.dynamic,
-                &mut origins.dynamic,
-            ),
-            (
-                "exempt",
-                &o.exempt,
-                &o.exempt_files,
-                &mut spec.exempt,
-                &mut origins.exempt,
-            ),
-            (
-                "relays",
-                &o.relays,
-                &o.relays_files,
-                &mut spec.relays,
-                &mut origins.relays,
-            ),
-            (
-                "scope",
-                &o.scope,
-                &o.scope_files,
-                &mut spec.scope,
-                &mut origins.scope,
-            ),
-        ];
-        for (name, inline, files, out, orig) in lists {
-            for item in inline {
-                let origin = at(item.span());
-                match parse_prefix(item.get_ref()) {
-                    Ok(p) => {
-                        out.push(p);
-                        orig.push(origin);
-                    }
-                    Err(why) => {
-                        return Err(ConfigError::Value {
-                            at: origin,
-                            list: name.into(),
-                            text: item.get_ref().clone(),
-                            why,
-                        })
-                    }
-                }
-            }
-            for f in files {
-                let p = base.join(f.get_ref());
-                if !p.is_file() {
+        read_lists(
+            [
+                (
+                    "dynamic",
+                    &o.dynamic,
+                    &o.dynamic_files,
+                    &mut spec.dynamic,
+                    &mut origins.dynamic,
+                ),
+                (
+                    "exempt",
+                    &o.exempt,
+                    &o.exempt_files,
+                    &mut spec.exempt,
+                    &mut origins.exempt,
+                ),
+                (
+                    "relays",
+                    &o.relays,
+                    &o.relays_files,
+                    &mut spec.relays,
+                    &mut origins.relays,
+                ),
+                (
+                    "scope",
+                    &o.scope,
+                    &o.scope_files,
+                    &mut spec.scope,
+                    &mut origins.scope,
+                ),
+            ],
+            base,
+            &at,
+        )?;
+        let inbound = match raw.inbound {
+            None => None,
+            Some(i) => {
+                let span = i.span();
+                let i = i.into_inner();
+                let mut spec = OutboundSpec::default();
+                ports_and_action(&mut spec, i.ports, i.action, i.reject_rate, &at)?;
+                let mut origins = ListOrigins::default();
+                let none = Vec::new();
+                read_lists(
+                    [
+                        (
+                            "dynamic",
+                            &i.dynamic,
+                            &i.dynamic_files,
+                            &mut spec.dynamic,
+                            &mut origins.dynamic,
+                        ),
+                        (
+                            "exempt",
+                            &i.exempt,
+                            &i.exempt_files,
+                            &mut spec.exempt,
+                            &mut origins.exempt,
+                        ),
+                        (
+                            "protected",
+                            &i.protected,
+                            &i.protected_files,
+                            &mut spec.scope,
+                            &mut origins.scope,
+                        ),
+                        (
+                            "relays",
+                            &none,
+                            &none,
+                            &mut spec.relays,
+                            &mut origins.relays,
+                        ),
+                    ],
+                    base,
+                    &at,
+                )?;
+                if spec.scope.is_empty() {
                     return Err(ConfigError::Value {
-                        at: at(f.span()),
-                        list: format!("{name}_files"),
-                        text: f.get_ref().clone(),
-                        why: format!("no such file ({})", p.display()),
+                        at: at(span),
+                        list: "inbound.protected".into(),
+                        text: String::new(),
+                        why: "no protected host: list the MX addresses inbound checks guard (protected or protected_files), or remove [inbound]".into(),
                     });
                 }
-                read_prefix_file(&p, name, out, orig)?;
+                Some(InboundConfig { spec, origins })
             }
-        }
+        };
         let dataplane = match raw.dataplane {
             None => None,
             Some(d) => Some(dataplane(d.into_inner(), &at)?),
@@ -624,41 +654,165 @@ impl Config {
             path: path.to_path_buf(),
             outbound: spec,
             origins,
+            inbound,
             dataplane,
             control,
         })
     }
 
-    /// Builds the policy with this generation number.
+    /// Builds the outbound and inbound policies with this generation number.
     pub fn build(&self, generation: u64) -> Result<Built, ConfigError> {
-        let (policy, dups) =
-            Policy::build(self.outbound.clone(), generation).map_err(|e| match e {
-                PolicyError::DynamicAndExempt {
-                    prefix,
-                    dynamic,
-                    exempt,
-                } => ConfigError::DynamicAndExempt {
-                    prefix,
-                    dynamic_at: self.origins.dynamic[dynamic].clone(),
-                    exempt_at: self.origins.exempt[exempt].clone(),
-                },
-                source => ConfigError::Policy {
-                    at: self.path.display().to_string(),
-                    source,
-                },
-            })?;
-        let warnings = dups.iter().map(|d| self.describe_duplicate(d)).collect();
-        Ok(Built { policy, warnings })
+        let (policy, mut warnings) =
+            self.build_one(&self.outbound, &self.origins, generation, "outbound")?;
+        let inbound = match &self.inbound {
+            None => Policy::empty_with_generation(generation),
+            Some(i) => {
+                let (p, w) = self.build_one(&i.spec, &i.origins, generation, "inbound")?;
+                warnings.extend(w);
+                p
+            }
+        };
+        Ok(Built {
+            policy,
+            inbound,
+            warnings,
+        })
     }
 
-    fn describe_duplicate(&self, d: &Duplicate) -> String {
-        let o = self.origins.of(d.list);
-        format!(
-            "{}: {}: {} repeats {}; counted once",
-            o[d.again], d.list, d.prefix, o[d.first]
-        )
+    fn build_one(
+        &self,
+        spec: &OutboundSpec,
+        origins: &ListOrigins,
+        generation: u64,
+        section: &str,
+    ) -> Result<(Policy, Vec<String>), ConfigError> {
+        let (policy, dups) = Policy::build(spec.clone(), generation).map_err(|e| match e {
+            PolicyError::DynamicAndExempt {
+                prefix,
+                dynamic,
+                exempt,
+            } => ConfigError::DynamicAndExempt {
+                prefix,
+                dynamic_at: origins.dynamic[dynamic].clone(),
+                exempt_at: origins.exempt[exempt].clone(),
+            },
+            source => ConfigError::Policy {
+                at: format!("{} [{section}]", self.path.display()),
+                source,
+            },
+        })?;
+        let warnings = dups
+            .iter()
+            .map(|d| {
+                let o = origins.of(d.list);
+                let list = match (section, d.list) {
+                    ("inbound", ListName::Scope) => "[inbound] protected".to_string(),
+                    ("inbound", l) => format!("[inbound] {l}"),
+                    (_, l) => l.to_string(),
+                };
+                format!(
+                    "{}: {list}: {} repeats {}; counted once",
+                    o[d.again], d.prefix, o[d.first]
+                )
+            })
+            .collect();
+        Ok((policy, warnings))
     }
 }
+
+type ListSlot<'a> = (
+    &'static str,
+    &'a Vec<Spanned<String>>,
+    &'a Vec<Spanned<String>>,
+    &'a mut Vec<AnyPrefix>,
+    &'a mut Vec<Origin>,
+);
+
+/// Reads inline entries and prefix files of each list into the spec and its origins.
+fn read_lists<const N: usize>(
+    lists: [ListSlot<'_>; N],
+    base: &Path,
+    at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+) -> Result<(), ConfigError> {
+    for (name, inline, files, out, orig) in lists {
+        for item in inline {
+            let origin = at(item.span());
+            match parse_prefix(item.get_ref()) {
+                Ok(p) => {
+                    out.push(p);
+                    orig.push(origin);
+                }
+                Err(why) => {
+                    return Err(ConfigError::Value {
+                        at: origin,
+                        list: name.into(),
+                        text: item.get_ref().clone(),
+                        why,
+                    })
+                }
+            }
+        }
+        for f in files {
+            let p = base.join(f.get_ref());
+            if !p.is_file() {
+                return Err(ConfigError::Value {
+                    at: at(f.span()),
+                    list: format!("{name}_files"),
+                    text: f.get_ref().clone(),
+                    why: format!("no such file ({})", p.display()),
+                });
+            }
+            read_prefix_file(&p, name, out, orig)?;
+        }
+    }
+    Ok(())
+}
+
+/// Fills `ports` (default [25]) and `action` (default drop) of a section.
+fn ports_and_action(
+    spec: &mut OutboundSpec,
+    ports: Option<Spanned<Vec<Spanned<u16>>>>,
+    action: Option<Spanned<RawAction>>,
+    reject_rate: Option<Spanned<u32>>,
+    at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+) -> Result<(), ConfigError> {
+    spec.ports = vec![25];
+    if let Some(ports) = ports {
+        spec.ports.clear();
+        if ports.get_ref().is_empty() {
+            return Err(ConfigError::Value {
+                at: at(ports.span()),
+                list: "ports".into(),
+                text: "[]".into(),
+                why: "no port to block; leave ports out for the default [25]".into(),
+            });
+        }
+        for p in ports.into_inner() {
+            if *p.get_ref() == 0 {
+                return Err(ConfigError::Value {
+                    at: at(p.span()),
+                    list: "ports".into(),
+                    text: "0".into(),
+                    why: "port 0 is not a TCP destination port".into(),
+                });
+            }
+            spec.ports.push(p.into_inner());
+        }
+    }
+    if let Some(action) = action {
+        spec.action = match action.get_ref() {
+            RawAction::Drop => Action::Drop,
+            RawAction::Monitor => Action::Monitor,
+            RawAction::Reject => Action::Reject,
+        };
+    }
+    if let Some(rate) = reject_rate {
+        spec.reject_rate = Some(*rate.get_ref());
+    }
+    Ok(())
+}
+
+impl Config {}
 
 #[cfg(test)]
 mod tests {
@@ -771,9 +925,6 @@ scope = []
         assert!(err("[outbond]\n").contains("unknown field `outbond`"));
         assert!(err("[outbound]\nports = [70000]\n").starts_with("/nonexistent/op25b.toml:2:"));
         assert!(err("[outbound]\naction = \"block\"\n").contains("unknown variant `block`"));
-        assert!(
-            err("[outbound]\naction = \"reject\"\n").contains(":2: action: \"reject\": TCP reset")
-        );
         assert!(err("[outbound]\nports = []\n").contains(":2: ports"));
         assert!(err("[outbound]\nports = [0]\n").contains("port 0"));
         assert!(err("[outbound]\ndynamic_files = [\"nope.txt\"]\n")
@@ -789,6 +940,43 @@ scope = []
             c.build(1).unwrap_err().to_string(),
             "/nonexistent/op25b.toml:4: exempt: 10.0.0.0/8 is also listed in dynamic at /nonexistent/op25b.toml:2; remove one of them"
         );
+    }
+
+    #[test]
+    fn inbound_section() {
+        let c = load(
+            "[outbound]\naction = \"reject\"\nreject_rate = 50\n[inbound]\nports = [25, 465]\naction = \"monitor\"\nprotected = [\"198.51.100.25\", \"2001:db8:ffff::25\"]\ndynamic = [\"203.0.113.0/24\"]\nexempt = [\"203.0.113.7\", \"203.0.113.7\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.outbound.action, Action::Reject);
+        assert_eq!(c.outbound.reject_rate, Some(50));
+        let i = c.inbound.as_ref().unwrap();
+        assert_eq!(i.spec.ports, vec![25, 465]);
+        assert_eq!(i.spec.action, Action::Monitor);
+        assert_eq!(i.spec.scope.len(), 2);
+        assert!(i.spec.relays.is_empty());
+        assert_eq!(i.origins.scope[0].line, 7);
+        let b = c.build(3).unwrap();
+        assert_eq!(b.inbound.generation(), 3);
+        assert_eq!(b.inbound.sizes().v4, [1, 1, 0, 1]);
+        assert_eq!(
+            b.warnings,
+            vec!["/nonexistent/op25b.toml:9: [inbound] exempt: 203.0.113.7/32 repeats /nonexistent/op25b.toml:9; counted once"]
+        );
+        // Without [inbound] the inbound policy blocks nothing.
+        let b = load("[outbound]\n").unwrap().build(1).unwrap();
+        assert_eq!(b.inbound.sizes().v4, [0, 0, 0, 0]);
+        assert!(
+            err("[outbound]\n[inbound]\ndynamic = [\"203.0.113.0/24\"]\n")
+                .contains(":2: inbound.protected: \"\": no protected host")
+        );
+        assert!(err("[outbound]\n[inbound]\nrelays = [\"192.0.2.1\"]\n")
+            .contains("unknown field `relays`"));
+        assert!(
+            err("[outbound]\n[inbound]\nprotected = [\"198.51.100.0/33\"]\n")
+                .contains(":3: protected: \"198.51.100.0/33\"")
+        );
+        assert!(err("[outbound]\nreject_rate = -1\n").starts_with("/nonexistent/op25b.toml:2:"));
     }
 
     #[test]

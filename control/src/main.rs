@@ -39,6 +39,9 @@ enum Command {
         /// Write a JSON report (counts by verdict and reason, frames/s, latency).
         #[arg(long, value_name = "REPORT.json")]
         report: Option<PathBuf>,
+        /// Write the TCP resets that `action = "reject"` sends (classic pcap).
+        #[arg(long, value_name = "RESETS.pcap")]
+        resets_out: Option<PathBuf>,
         /// Frames per burst.
         #[arg(long, default_value_t = op25b_dataplane::worker::DEFAULT_BURST as u16, value_parser = clap::value_parser!(u16).range(1..=4096))]
         burst: u16,
@@ -139,27 +142,43 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let took = start.elapsed();
-            let p = &built.policy;
-            let s = p.sizes();
             println!("{}: ok", config.display());
-            println!(
-                "  ports: {:?}  action: {}",
-                p.ports().to_vec(),
-                match p.action() {
-                    Action::Drop => "drop",
-                    Action::Monitor => "monitor",
+            let mut bytes = 0;
+            let sections = [
+                (&built.policy, "outbound", "scope"),
+                (&built.inbound, "inbound", "protected"),
+            ];
+            for (p, section, scope) in sections {
+                let s = p.sizes();
+                bytes += s.memory_bytes;
+                if section == "inbound" && s.v4[3] + s.v6[3] == 0 {
+                    println!("  [inbound]: none (no IP25B check)");
+                    continue;
                 }
-            );
-            println!("  {:<8} {:>10} {:>10}", "list", "IPv4", "IPv6");
-            for (i, name) in ["dynamic", "exempt", "relays", "scope"].iter().enumerate() {
-                println!("  {:<8} {:>10} {:>10}", name, s.v4[i], s.v6[i]);
-            }
-            if s.v4[3] + s.v6[3] == 0 {
-                println!("  scope is empty: every destination is in scope");
+                println!(
+                    "  [{section}] ports: {:?}  action: {}{}",
+                    p.ports().to_vec(),
+                    p.action().label(),
+                    if p.action() == Action::Reject {
+                        format!(" (at most {} resets/s per worker)", p.reject_rate())
+                    } else {
+                        String::new()
+                    }
+                );
+                println!("  {:<10} {:>10} {:>10}", "list", "IPv4", "IPv6");
+                for (i, name) in ["dynamic", "exempt", "relays", scope].iter().enumerate() {
+                    if section == "inbound" && i == 2 {
+                        continue;
+                    }
+                    println!("  {:<10} {:>10} {:>10}", name, s.v4[i], s.v6[i]);
+                }
+                if section == "outbound" && s.v4[3] + s.v6[3] == 0 {
+                    println!("  scope is empty: every destination is in scope");
+                }
             }
             println!(
                 "  lookup tables: {:.1} KiB; loaded and built in {:.1} ms; {} warning(s)",
-                s.memory_bytes as f64 / 1024.0,
+                bytes as f64 / 1024.0,
                 took.as_secs_f64() * 1e3,
                 built.warnings.len()
             );
@@ -171,6 +190,7 @@ fn main() -> ExitCode {
             pass_out,
             drop_out,
             report,
+            resets_out,
             burst,
         } => {
             let built = match load(&config) {
@@ -182,6 +202,7 @@ fn main() -> ExitCode {
                 pass_out,
                 drop_out,
                 report,
+                resets_out,
                 burst: usize::from(burst),
             };
             match replay::replay(built, &args) {

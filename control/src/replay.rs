@@ -1,5 +1,9 @@
 //! `op25b replay`: runs a capture file through the same worker the live appliance uses and
 //! writes the passing and the dropped frames to two captures, plus an optional JSON report.
+//! Every frame is judged by both policies (a capture has no direction): the outbound one
+//! and, if the config has `[inbound]`, the inbound one; a frame is dropped if either drops
+//! it, and the report counts each policy's reasons apart. Resets that `reject` calls for
+//! go to `--resets-out` when given.
 //!
 //! Invariants:
 //! - Outputs have the input's format, header, link type and timestamps; every input frame
@@ -11,11 +15,10 @@
 //!   writing.
 
 use crate::config::Built;
-use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
-use op25b_dataplane::policy::{Action, Policy, Reason};
+use op25b_dataplane::policy::{Policy, Reason, Verdict};
 use op25b_dataplane::port::pcap::{CaptureReader, Format, PcapPort};
-use op25b_dataplane::port::{Port, PortError};
+use op25b_dataplane::port::{Burst, Port, PortError};
 use op25b_dataplane::worker::{Counters, Worker};
 use serde_json::{json, Value};
 use std::fs::File;
@@ -34,6 +37,8 @@ pub struct ReplayArgs {
     pub drop_out: PathBuf,
     /// Where the JSON report goes, if anywhere.
     pub report: Option<PathBuf>,
+    /// Where TCP resets go, if anywhere.
+    pub resets_out: Option<PathBuf>,
     /// Frames per burst.
     pub burst: usize,
 }
@@ -75,8 +80,12 @@ pub enum ReplayError {
 /// The result of a replay that ran (completely or up to an input error).
 #[derive(Debug)]
 pub struct Outcome {
-    /// Counters of the worker.
+    /// Final counters: rx, tx (passed), dropped; reasons as the outbound policy saw them.
     pub counters: Counters,
+    /// The inbound policy's view of every frame.
+    pub inbound: Counters,
+    /// Resets written.
+    pub resets: u64,
     /// Latency histogram (ns per frame).
     pub latency: Histogram<u64>,
     /// Wall time from first read to last write.
@@ -100,7 +109,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// wrong link type, outputs not creatable); an input that breaks part-way gives an
 /// `Outcome` whose `error` is set.
 pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
-    for out in [&args.pass_out, &args.drop_out] {
+    for out in [&args.pass_out, &args.drop_out]
+        .into_iter()
+        .chain(args.resets_out.as_ref())
+    {
         if same_file(out, &args.input) {
             return Err(ReplayError::OutputIsInput(out.clone()));
         }
@@ -132,11 +144,50 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         path: args.pass_out.clone(),
         source,
     })?;
+    if let Some(r) = &args.resets_out {
+        port = port
+            .with_resets(create(r)?)
+            .map_err(|source| ReplayError::Input {
+                path: r.clone(),
+                source,
+            })?;
+    }
     let policy_summary = policy_json(&built.policy);
-    let handle = ArcSwap::from_pointee(built.policy);
-    let mut worker = Worker::new(args.burst);
+    let inbound_summary = policy_json(&built.inbound);
+    let (outbound, inbound) = (built.policy, built.inbound);
+    let mut out_w = Worker::new(args.burst);
+    let mut in_w = Worker::new(args.burst);
+    let mut burst = Burst::new(args.burst);
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(args.burst);
+    let mut totals = Counters::default();
     let start = Instant::now();
-    let run = worker.run_to_end(&handle, &mut port);
+    let run = (|| -> Result<(), PortError> {
+        loop {
+            let n = port.rx_burst(&mut burst)?;
+            if n == 0 {
+                if port.is_finished() {
+                    return Ok(());
+                }
+                continue;
+            }
+            verdicts.clear();
+            verdicts.extend_from_slice(out_w.classify(&outbound, &burst));
+            for (v, w) in verdicts.iter_mut().zip(in_w.classify(&inbound, &burst)) {
+                if v.forwards() {
+                    *v = *w;
+                }
+            }
+            for v in &verdicts {
+                match v {
+                    Verdict::Forward => totals.tx += 1,
+                    Verdict::Drop | Verdict::Reject => totals.dropped += 1,
+                }
+            }
+            totals.rx += n as u64;
+            totals.bursts += 1;
+            port.tx_burst(&burst, &verdicts)?;
+        }
+    })();
     let flushed = port.flush();
     let elapsed_s = start.elapsed().as_secs_f64();
     let error = match (run, flushed) {
@@ -146,9 +197,21 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         }),
         _ => None,
     };
-    let counters = worker.counters().clone();
-    let latency = worker.latency().clone();
-    let report = report_json(
+    let o = out_w.counters();
+    let counters = Counters {
+        reasons: o.reasons,
+        monitored: o.monitored,
+        rejected: o.rejected,
+        reset_limited: o.reset_limited,
+        ..totals
+    };
+    let inbound_counters = in_w.counters().clone();
+    let mut latency = out_w.latency().clone();
+    latency
+        .add(in_w.latency())
+        .expect("histograms of one shape");
+    let resets = port.resets_sent;
+    let mut report = report_json(
         args,
         format,
         &policy_summary,
@@ -157,6 +220,18 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         elapsed_s,
         error.as_ref(),
     );
+    report["inbound"] = json!({
+        "policy": inbound_summary,
+        "blocked": Reason::all().filter(|r| r.is_blocked()).map(|r| inbound_counters.reason(r)).sum::<u64>(),
+        "monitored": inbound_counters.monitored,
+        "rejected": inbound_counters.rejected,
+        "reasons": reasons_json(&inbound_counters),
+    });
+    report["resets"] = json!({
+        "asked": counters.rejected + inbound_counters.rejected,
+        "rate_limited": counters.reset_limited + inbound_counters.reset_limited,
+        "written": resets,
+    });
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).expect("a JSON value always serialises");
         std::fs::write(path, text + "\n").map_err(|source| ReplayError::Report {
@@ -166,6 +241,8 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     }
     Ok(Outcome {
         counters,
+        inbound: inbound_counters,
+        resets,
         latency,
         elapsed_s,
         error,
@@ -206,7 +283,7 @@ pub fn policy_json(p: &Policy) -> Value {
         |v: [usize; 4]| json!({"dynamic": v[0], "exempt": v[1], "relays": v[2], "scope": v[3]});
     json!({
         "generation": p.generation(),
-        "action": match p.action() { Action::Drop => "drop", Action::Monitor => "monitor" },
+        "action": p.action().label(),
         "ports": p.ports().to_vec(),
         "prefixes": {"ipv4": fam(s.v4), "ipv6": fam(s.v6)},
         "table_bytes": s.memory_bytes,

@@ -104,7 +104,24 @@ pub enum Action {
     Drop,
     /// Forward it, but count it as blocked (dry run).
     Monitor,
+    /// Drop it and answer the sender with a TCP reset out of the port it came in on, at
+    /// most [`OutboundSpec::reject_rate`] resets per second per worker (beyond that: drop).
+    Reject,
 }
+
+impl Action {
+    /// The config spelling.
+    pub fn label(self) -> &'static str {
+        match self {
+            Action::Drop => "drop",
+            Action::Monitor => "monitor",
+            Action::Reject => "reject",
+        }
+    }
+}
+
+/// Resets per second and worker when a section does not say (`reject_rate`).
+pub const DEFAULT_REJECT_RATE: u32 = 1000;
 
 /// What a frame leaving the worker does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +131,16 @@ pub enum Verdict {
     Forward,
     /// Not sent on.
     Drop,
+    /// Not sent on; a TCP reset goes back to the sender out of the ingress port.
+    Reject,
+}
+
+impl Verdict {
+    /// Whether the frame is sent on.
+    #[inline]
+    pub fn forwards(self) -> bool {
+        self == Verdict::Forward
+    }
 }
 
 /// Why a frame got its verdict: one counter each.
@@ -239,6 +266,9 @@ pub struct OutboundSpec {
     pub relays: Vec<AnyPrefix>,
     /// If not empty, only destinations inside these prefixes are blocked.
     pub scope: Vec<AnyPrefix>,
+    /// Most resets per second and worker under [`Action::Reject`]
+    /// (`None`: [`DEFAULT_REJECT_RATE`]).
+    pub reject_rate: Option<u32>,
 }
 
 /// Which list of an [`OutboundSpec`] an entry came from.
@@ -585,11 +615,18 @@ impl Policy {
 
     /// A policy that blocks nothing: every frame is judged and forwarded.
     pub fn empty() -> Policy {
+        Policy::empty_with_generation(0)
+    }
+
+    /// [`Policy::empty`] with a generation number.
+    pub fn empty_with_generation(generation: u64) -> Policy {
         let spec = OutboundSpec {
             ports: vec![25],
             ..OutboundSpec::default()
         };
-        Policy::build(spec, 0).expect("the empty policy is valid").0
+        Policy::build(spec, generation)
+            .expect("the empty policy is valid")
+            .0
     }
 
     /// Judges one parsed frame.
@@ -672,10 +709,11 @@ impl Policy {
     /// What the action makes of a reason.
     #[inline]
     pub fn verdict(&self, reason: Reason) -> Verdict {
-        if reason.is_blocked() && self.action == Action::Drop {
-            Verdict::Drop
-        } else {
-            Verdict::Forward
+        match self.action {
+            _ if !reason.is_blocked() => Verdict::Forward,
+            Action::Drop => Verdict::Drop,
+            Action::Reject => Verdict::Reject,
+            Action::Monitor => Verdict::Forward,
         }
     }
 
@@ -700,6 +738,11 @@ impl Policy {
     /// The action for blocked segments.
     pub fn action(&self) -> Action {
         self.action
+    }
+
+    /// Most resets per second and worker under [`Action::Reject`].
+    pub fn reject_rate(&self) -> u32 {
+        self.spec.reject_rate.unwrap_or(DEFAULT_REJECT_RATE)
     }
 
     /// The blocked ports.
@@ -744,6 +787,7 @@ mod tests {
             exempt: pfxs(&["10.20.30.0/24", "10.9.9.9/32", "2001:db8:100:1::/64"]),
             relays: pfxs(&["192.0.2.25/32", "2001:db8:ff::25/128"]),
             scope: vec![],
+            reject_rate: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct Counters {
     pub dropped: u64,
     /// Frames blocked by policy but forwarded because the action is `monitor`.
     pub monitored: u64,
+    /// Dropped frames handed to the port to answer with a TCP reset (`reject`).
+    pub rejected: u64,
+    /// Dropped frames that got no reset because the per-worker reset rate was exhausted.
+    pub reset_limited: u64,
     /// Bursts processed.
     pub bursts: u64,
     /// Frames per [`Reason`], indexed by [`Reason::index`].
@@ -50,6 +54,8 @@ impl Default for Counters {
             tx: 0,
             dropped: 0,
             monitored: 0,
+            rejected: 0,
+            reset_limited: 0,
             bursts: 0,
             reasons: [0; Reason::COUNT],
         }
@@ -63,6 +69,8 @@ impl Counters {
         self.tx += other.tx;
         self.dropped += other.dropped;
         self.monitored += other.monitored;
+        self.rejected += other.rejected;
+        self.reset_limited += other.reset_limited;
         self.bursts += other.bursts;
         for (a, b) in self.reasons.iter_mut().zip(other.reasons.iter()) {
             *a += b;
@@ -108,6 +116,46 @@ pub struct Worker {
     verdicts: Vec<Verdict>,
     reasons: Vec<Reason>,
     scratch: BurstScratch,
+    resets: ResetBucket,
+}
+
+/// Token bucket bounding the resets one worker asks for: `rate` per second, bursts of at
+/// most `rate`, so the appliance can never be turned into a reflector.
+#[derive(Debug)]
+struct ResetBucket {
+    tokens: u64,
+    rate: u64,
+    last: Option<Instant>,
+}
+
+impl ResetBucket {
+    /// Takes one token at `now`, refilling for the time since the last refill.
+    fn take(&mut self, rate: u32, now: Instant) -> bool {
+        let rate = u64::from(rate);
+        match self.last {
+            None => self.tokens = rate,
+            Some(t) => {
+                let ns = now.saturating_duration_since(t).as_nanos() as u64;
+                let add = ns.saturating_mul(rate) / 1_000_000_000;
+                if add == 0 && self.rate == rate {
+                    return self.spend();
+                }
+                self.tokens = self.tokens.saturating_add(add).min(rate);
+            }
+        }
+        self.rate = rate;
+        self.last = Some(now);
+        self.spend()
+    }
+
+    fn spend(&mut self) -> bool {
+        if self.tokens > 0 {
+            self.tokens -= 1;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Worker {
@@ -120,6 +168,11 @@ impl Worker {
             verdicts: Vec::with_capacity(burst.capacity()),
             reasons: Vec::with_capacity(burst.capacity()),
             scratch: BurstScratch::default(),
+            resets: ResetBucket {
+                tokens: 0,
+                rate: 0,
+                last: None,
+            },
             burst,
         }
     }
@@ -132,7 +185,7 @@ impl Worker {
         policy.judge_burst(burst.frames(), &mut self.scratch, &mut self.reasons);
         let c = &mut self.counters;
         for &reason in &self.reasons {
-            let verdict = policy.verdict(reason);
+            let mut verdict = policy.verdict(reason);
             c.reasons[reason.index()] += 1;
             match verdict {
                 Verdict::Forward => {
@@ -140,6 +193,15 @@ impl Worker {
                     c.monitored += u64::from(reason.is_blocked());
                 }
                 Verdict::Drop => c.dropped += 1,
+                Verdict::Reject => {
+                    c.dropped += 1;
+                    if self.resets.take(policy.reject_rate(), start) {
+                        c.rejected += 1;
+                    } else {
+                        c.reset_limited += 1;
+                        verdict = Verdict::Drop;
+                    }
+                }
             }
             self.verdicts.push(verdict);
         }

@@ -33,6 +33,9 @@ pub struct WirePort {
     scratch: SendScratch,
     /// Frames the kernel refused to send (oversized, link down, queue full).
     pub tx_refused: u64,
+    /// TCP resets sent back out of the ingress side (`reject`).
+    pub resets_sent: u64,
+    resets: Vec<Vec<u8>>,
 }
 
 impl WirePort {
@@ -56,6 +59,8 @@ impl WirePort {
             direction: Direction::AccessToCore,
             scratch: SendScratch::default(),
             tx_refused: 0,
+            resets_sent: 0,
+            resets: Vec::new(),
         })
     }
 
@@ -116,6 +121,31 @@ impl Port for WirePort {
             }
         }
         self.tx_refused += sock.send_batch(&out[..n], &mut self.scratch) as u64;
+        // Resets go back out of the side the blocked frames came in on, one batch per
+        // burst; the worker has already rate-limited how many are asked for.
+        let mut r = 0;
+        for (i, v) in verdicts.iter().enumerate() {
+            if *v == Verdict::Reject && r < out.len() {
+                if self.resets.len() == r {
+                    self.resets.push(Vec::with_capacity(128));
+                }
+                if crate::wire::rst::build_reset(burst.frame(i), &mut self.resets[r]) {
+                    r += 1;
+                }
+            }
+        }
+        if r > 0 {
+            let ingress = match self.direction {
+                Direction::AccessToCore => &self.access,
+                Direction::CoreToAccess => &self.core,
+            };
+            for (slot, reset) in out.iter_mut().zip(&self.resets[..r]) {
+                *slot = reset;
+            }
+            let refused = ingress.send_batch(&out[..r], &mut self.scratch);
+            self.tx_refused += refused as u64;
+            self.resets_sent += (r - refused) as u64;
+        }
         Ok(())
     }
 }

@@ -59,7 +59,7 @@ impl Port for MemPort {
         for &v in verdicts {
             match v {
                 Verdict::Forward => self.forwarded += 1,
-                Verdict::Drop => self.dropped += 1,
+                Verdict::Drop | Verdict::Reject => self.dropped += 1,
             }
         }
         if let Some(log) = &mut self.log {

@@ -613,10 +613,46 @@ impl<W: Write> PcapWriter<W> {
         self.w.write_all(frame)
     }
 
+    /// Flushes the underlying writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+
     /// Flushes and returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
         self.w.flush()?;
         Ok(self.w)
+    }
+}
+
+/// The timestamp of a stored record in ns since the epoch (0 if its block type carries
+/// none): classic pcap record headers in either byte order, pcapng enhanced packet blocks.
+fn record_time_ns(format: Format, r: &[u8]) -> u64 {
+    let u32_at = |o: usize, be: bool| {
+        r.get(o..o + 4).map_or(0, |b| {
+            let a = [b[0], b[1], b[2], b[3]];
+            u64::from(if be {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            })
+        })
+    };
+    match format {
+        Format::Pcap { nanos, big_endian } => {
+            let frac = u32_at(4, big_endian);
+            u32_at(0, big_endian) * 1_000_000_000 + if nanos { frac } else { frac * 1000 }
+        }
+        Format::PcapNg => {
+            // The block type (6) tells the section's byte order; if_tsresol is taken as the
+            // default microseconds.
+            let be = r.get(0..4) == Some(&[0, 0, 0, 6]);
+            if !be && r.get(0..4) != Some(&[6, 0, 0, 0]) {
+                return 0;
+            }
+            let us = (u32_at(12, be) << 32) | u32_at(16, be);
+            us.saturating_mul(1000)
+        }
     }
 }
 
@@ -629,6 +665,10 @@ pub struct PcapPort<R, W> {
     meta_pending: bool,
     deferred: Option<CaptureError>,
     finished: bool,
+    resets: Option<PcapWriter<W>>,
+    reset_buf: Vec<u8>,
+    /// Resets written to the resets output.
+    pub resets_sent: u64,
 }
 
 impl<R: Read, W: Write> PcapPort<R, W> {
@@ -651,7 +691,24 @@ impl<R: Read, W: Write> PcapPort<R, W> {
             meta_pending: false,
             deferred: None,
             finished: false,
+            resets: None,
+            reset_buf: Vec::new(),
+            resets_sent: 0,
         })
+    }
+
+    /// Also writes the TCP resets that `reject` verdicts call for to `out`, a classic
+    /// little-endian pcap (the input's timestamp precision), each stamped with the time of
+    /// the frame it answers.
+    pub fn with_resets(mut self, out: W) -> Result<Self, PortError> {
+        let nanos = !matches!(self.reader.format(), Format::Pcap { nanos: false, .. });
+        self.resets = Some(
+            PcapWriter::new(out, nanos).map_err(|source| PortError::Write {
+                what: "resets output",
+                source,
+            })?,
+        );
+        Ok(self)
     }
 
     /// The input reader.
@@ -721,10 +778,23 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
         for (i, &v) in verdicts.iter().enumerate() {
             let (out, what) = match v {
                 Verdict::Forward => (&mut self.pass, "pass output"),
-                Verdict::Drop => (&mut self.drop, "drop output"),
+                Verdict::Drop | Verdict::Reject => (&mut self.drop, "drop output"),
             };
             out.write_all(burst.record(i))
                 .map_err(|source| PortError::Write { what, source })?;
+            if v == Verdict::Reject {
+                if let Some(w) = &mut self.resets {
+                    if crate::wire::rst::build_reset(burst.frame(i), &mut self.reset_buf) {
+                        let ts = record_time_ns(self.reader.format(), burst.record(i));
+                        w.write(ts, &self.reset_buf)
+                            .map_err(|source| PortError::Write {
+                                what: "resets output",
+                                source,
+                            })?;
+                        self.resets_sent += 1;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -734,6 +804,12 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
     }
 
     fn flush(&mut self) -> Result<(), PortError> {
+        if let Some(w) = &mut self.resets {
+            w.flush().map_err(|source| PortError::Write {
+                what: "resets output",
+                source,
+            })?;
+        }
         self.pass.flush().map_err(|source| PortError::Write {
             what: "pass output",
             source,

@@ -16,6 +16,7 @@
 //!   reasons that the worker counts, and such frames pass.
 
 pub mod build;
+pub mod rst;
 #[cfg(test)]
 mod tests;
 
@@ -152,9 +153,30 @@ fn be128(b: &[u8]) -> u128 {
     u128::from_be_bytes(a)
 }
 
+/// Where the layers of a judged frame start (what a reset needs to mirror the frame).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The key.
+    pub key: FlowKey,
+    /// Offset of the PPPoE session header, if the frame has one.
+    pub pppoe: Option<usize>,
+    /// Offset of the outermost IP header.
+    pub l3: usize,
+    /// Offset of the TCP header (for an overlap fragment: of the IPv4 payload).
+    pub l4: usize,
+    /// End of the IP packet within the frame (Ethernet padding excluded).
+    pub end: usize,
+}
+
 /// Decapsulates `frame` and returns the key the policy judges, or why it cannot be judged.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<FlowKey, Skip> {
+    parse_layout(frame).map(|l| l.key)
+}
+
+/// [`parse`], also returning where the layers start. Reads exactly the same bytes.
+#[inline(always)]
+pub fn parse_layout(frame: &[u8]) -> Result<Layout, Skip> {
     let mut ethertype = rd16(frame, 12).ok_or(Skip::TruncatedL2)?;
     if ethertype < 0x0600 {
         return Err(Skip::NotEthernetII);
@@ -170,8 +192,8 @@ pub fn parse(frame: &[u8]) -> Result<FlowKey, Skip> {
         tags += 1;
     }
     match ethertype {
-        ETHERTYPE_IPV4 => ipv4(frame, off),
-        ETHERTYPE_IPV6 => ipv6(frame, off),
+        ETHERTYPE_IPV4 => ipv4(frame, off, None),
+        ETHERTYPE_IPV6 => ipv6(frame, off, None),
         ETHERTYPE_PPPOE_SESSION => {
             let hdr = frame.get(off..off + 7).ok_or(Skip::TruncatedL2)?;
             if hdr[0] != 0x11 || hdr[1] != 0 {
@@ -185,8 +207,8 @@ pub fn parse(frame: &[u8]) -> Result<FlowKey, Skip> {
                 (rd16(frame, off + 6).ok_or(Skip::TruncatedL2)?, off + 8)
             };
             match proto {
-                PPP_IPV4 => ipv4(frame, ip_off),
-                PPP_IPV6 => ipv6(frame, ip_off),
+                PPP_IPV4 => ipv4(frame, ip_off, Some(off)),
+                PPP_IPV6 => ipv6(frame, ip_off, Some(off)),
                 _ => Err(Skip::PppNotIp),
             }
         }
@@ -194,8 +216,8 @@ pub fn parse(frame: &[u8]) -> Result<FlowKey, Skip> {
     }
 }
 
-#[inline]
-fn ipv4(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
+#[inline(always)]
+fn ipv4(frame: &[u8], off: usize, pppoe: Option<usize>) -> Result<Layout, Skip> {
     let h = frame.get(off..off + 20).ok_or(Skip::TruncatedL3)?;
     let ihl = usize::from(h[0] & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
@@ -213,20 +235,26 @@ fn ipv4(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
     match frag_offset {
         0 => {}
         1 => {
-            return Ok(FlowKey {
-                addrs,
-                transport: Transport::Ipv4OverlapFragment,
+            return Ok(Layout {
+                key: FlowKey {
+                    addrs,
+                    transport: Transport::Ipv4OverlapFragment,
+                },
+                pppoe,
+                l3: off,
+                l4: off + ihl,
+                end: frame.len().min(off + total_len),
             })
         }
         _ => return Err(Skip::NonFirstFragment),
     }
     // Ethernet padding lies beyond the IP total length; a short capture ends before it.
     let end = frame.len().min(off + total_len);
-    tcp(frame, off + ihl, end, addrs)
+    tcp(frame, off, off + ihl, end, addrs, pppoe)
 }
 
-#[inline]
-fn ipv6(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
+#[inline(always)]
+fn ipv6(frame: &[u8], off: usize, pppoe: Option<usize>) -> Result<Layout, Skip> {
     let h = frame.get(off..off + 40).ok_or(Skip::TruncatedL3)?;
     if h[0] >> 4 != 6 {
         return Err(Skip::MalformedIpv6);
@@ -249,7 +277,7 @@ fn ipv6(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
     let mut walked = 0;
     loop {
         match next {
-            IPPROTO_TCP => return tcp(frame, p, end, addrs),
+            IPPROTO_TCP => return tcp(frame, off, p, end, addrs, pppoe),
             0 | 43 | 60 | 44 => {
                 if walked == MAX_IPV6_EXT_HEADERS {
                     return Err(Skip::TooManyExtHeaders);
@@ -274,13 +302,26 @@ fn ipv6(frame: &[u8], off: usize) -> Result<FlowKey, Skip> {
 }
 
 #[inline(always)]
-fn tcp(frame: &[u8], l4: usize, end: usize, addrs: Addrs) -> Result<FlowKey, Skip> {
+fn tcp(
+    frame: &[u8],
+    l3: usize,
+    l4: usize,
+    end: usize,
+    addrs: Addrs,
+    pppoe: Option<usize>,
+) -> Result<Layout, Skip> {
     if l4 + 4 > end {
         return Err(Skip::TruncatedL4);
     }
     let dport = rd16(frame, l4 + 2).ok_or(Skip::TruncatedL4)?;
-    Ok(FlowKey {
-        addrs,
-        transport: Transport::Tcp { dport },
+    Ok(Layout {
+        key: FlowKey {
+            addrs,
+            transport: Transport::Tcp { dport },
+        },
+        pppoe,
+        l3,
+        l4,
+        end,
     })
 }
