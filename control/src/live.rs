@@ -1,8 +1,9 @@
 //! `op25b run`: the live appliance. Worker threads (one per configured core, pinned) each
 //! own an AF_PACKET port on both interfaces, joined to per-interface fanout groups so the
 //! kernel spreads flows across them the way RSS queues would, and loop: access→core burst
-//! judged by the outbound policy, core→access burst passed through, idle wait when both
-//! are empty. Every quarter second a worker sends its counters and latency samples to the
+//! judged by the outbound policy, core→access burst judged by the inbound (IP25B) policy
+//! (which blocks nothing without `[inbound]`), idle wait when both are empty. Resets that
+//! `reject` asks for leave through the interface the blocked frame came in on. Every quarter second a worker sends its counters and latency samples to the
 //! control thread over a channel (never blocking: a full channel skips one snapshot).
 //!
 //! The control thread (this module's [`run`]) owns everything else: it builds and
@@ -21,6 +22,7 @@
 //! - Every received frame is sent on or dropped exactly once; counters add up per
 //!   direction (`rx = tx + dropped`).
 
+use crate::config::ListOrigins;
 use crate::config::{Config, DataplaneConfig, Origin};
 use crate::ctl::{self, Request};
 use arc_swap::ArcSwap;
@@ -50,6 +52,7 @@ struct Snapshot {
     latency_out: Histogram<u64>,
     latency_in: Histogram<u64>,
     tx_refused: u64,
+    resets_sent: u64,
     last: bool,
 }
 
@@ -57,6 +60,7 @@ struct WorkerCtx {
     index: usize,
     port: WirePort,
     policy: Arc<PolicyHandle>,
+    inbound: Arc<PolicyHandle>,
     stop: Arc<AtomicBool>,
     burst: usize,
     core: Option<usize>,
@@ -72,7 +76,6 @@ fn worker_loop(mut w: WorkerCtx) {
             );
         }
     }
-    let pass_all: PolicyHandle = ArcSwap::from_pointee(Policy::empty());
     let mut out = Worker::new(w.burst);
     let mut inb = Worker::new(w.burst);
     let mut last = Instant::now();
@@ -87,6 +90,7 @@ fn worker_loop(mut w: WorkerCtx) {
                 latency_out: out.take_latency(),
                 latency_in: inb.take_latency(),
                 tx_refused: w.port.tx_refused,
+                resets_sent: w.port.resets_sent,
                 last: stopping,
             };
             if stopping {
@@ -99,7 +103,7 @@ fn worker_loop(mut w: WorkerCtx) {
         // A live port never fails a burst: send errors are counted in the port.
         let a = out.poll(&w.policy, &mut w.port).unwrap_or(0);
         w.port.set_direction(Direction::CoreToAccess);
-        let b = inb.poll(&pass_all, &mut w.port).unwrap_or(0);
+        let b = inb.poll(&w.inbound, &mut w.port).unwrap_or(0);
         if a == 0 && b == 0 {
             w.port.wait(10);
         }
@@ -122,7 +126,8 @@ fn files_stamp(config: &Config) -> Vec<(PathBuf, Option<SystemTime>)> {
         ListName::Relays,
         ListName::Scope,
     ] {
-        for o in config.origins.of(list) {
+        let inbound = config.inbound.as_ref().map(|i| i.origins.of(list));
+        for o in config.origins.of(list).iter().chain(inbound.unwrap_or(&[])) {
             if !files.iter().any(|f| f.as_path() == &*o.file) {
                 files.push(o.file.to_path_buf());
             }
@@ -146,6 +151,7 @@ struct Control {
     loaded_at: SystemTime,
     reload_ms: f64,
     handle: Arc<PolicyHandle>,
+    inbound: Arc<PolicyHandle>,
     workers: Vec<Option<Snapshot>>,
     latency: [Histogram<u64>; 2],
     reloads: [u64; 2],
@@ -180,7 +186,9 @@ impl Control {
             eprintln!("op25b: warning: {w}");
         }
         built.policy.warm();
+        built.inbound.warm();
         op25b_dataplane::worker::retire(self.handle.swap(Arc::new(built.policy)));
+        op25b_dataplane::worker::retire(self.inbound.swap(Arc::new(built.inbound)));
         self.generation += 1;
         self.config = plain;
         self.loaded_at = SystemTime::now();
@@ -226,6 +234,10 @@ impl Control {
             r += s.tx_refused;
         }
         (o, i, r)
+    }
+
+    fn resets_sent(&self) -> u64 {
+        self.workers.iter().flatten().map(|s| s.resets_sent).sum()
     }
 
     fn absorb(&mut self, s: Snapshot) {
@@ -408,72 +420,45 @@ impl Control {
                 )
             }
         };
-        let policy = self.handle.load();
-        let (reason, m) = policy.explain(&FlowKey {
+        let key = FlowKey {
             addrs,
             transport: Transport::Tcp { dport: port },
-        });
-        let spec = policy.spec();
-        let origin = |list: ListName, i: usize| -> String {
-            let o = self.config.origins.of(list);
-            o.get(i)
-                .map_or("exemption ticket".into(), |o| o.to_string())
         };
-        let entry = |list: ListName, i: usize| -> String {
-            let v = match list {
-                ListName::Dynamic => &spec.dynamic,
-                ListName::Exempt => &spec.exempt,
-                ListName::Relays => &spec.relays,
-                ListName::Scope => &spec.scope,
-            };
-            v.get(i)
-                .map_or("?".into(), |p| format!("{list} {p} ({})", origin(list, i)))
+        let outbound = self.handle.load();
+        let inbound = self.inbound.load();
+        let (o_text, o_reason) = explain_one(
+            &outbound,
+            &self.config.origins,
+            &key,
+            (src, dst, port),
+            false,
+        );
+        let inbound_cfg = self.config.inbound.as_ref();
+        let i =
+            inbound_cfg.map(|c| explain_one(&inbound, &c.origins, &key, (src, dst, port), true));
+        let (decider, policy, reason) = match &i {
+            _ if o_reason.is_blocked() => ("the outbound (OP25B) policy", &outbound, o_reason),
+            Some((_, r)) if r.is_blocked() => ("the inbound (IP25B) policy", &inbound, *r),
+            _ => ("no policy: both pass it", &outbound, o_reason),
         };
         let verdict = if reason.is_blocked() {
-            format!("{:?}", policy.action()).to_lowercase()
+            policy.action().label()
         } else {
-            "pass".into()
+            "pass"
         };
         let mut t = format!(
-            "verdict: {verdict} ({}) under policy generation {}\n",
+            "verdict: {verdict} ({}) under policy generation {}, decided by {decider}\n",
             reason.label(),
             self.generation
         );
-        let _ = writeln!(
-            t,
-            "port {port}: {}",
-            if policy.ports().contains(port) {
-                "blocked port"
-            } else {
-                "not a blocked port"
+        let _ = writeln!(t, "[outbound] subscriber → internet: {}", o_reason.label());
+        t.push_str(&o_text);
+        match i {
+            Some((text, r)) => {
+                let _ = writeln!(t, "[inbound] internet → our MX hosts: {}", r.label());
+                t.push_str(&text);
             }
-        );
-        let _ = writeln!(
-            t,
-            "source {src}: {}",
-            m.source.map_or(
-                "matches no dynamic or exempt prefix".into(),
-                |(l, i)| format!("longest match is {}", entry(l, i))
-            )
-        );
-        let _ = writeln!(
-            t,
-            "destination {dst}: {}",
-            m.relay.map_or("is not a relay".into(), |i| format!(
-                "is a relay: {}",
-                entry(ListName::Relays, i)
-            ))
-        );
-        if !spec.scope.is_empty() {
-            let _ = writeln!(
-                t,
-                "scope: {}",
-                m.scope
-                    .map_or("destination outside the scope".into(), |i| format!(
-                        "inside {}",
-                        entry(ListName::Scope, i)
-                    ))
-            );
+            None => t.push_str("[inbound]: not configured\n"),
         }
         (true, t.trim_end().to_string())
     }
@@ -488,6 +473,8 @@ impl Control {
                 ("tx", c.tx),
                 ("dropped", c.dropped),
                 ("monitored", c.monitored),
+                ("rejected", c.rejected),
+                ("reset_rate_limited", c.reset_limited),
             ] {
                 let _ = writeln!(
                     m,
@@ -507,6 +494,7 @@ impl Control {
             }
         }
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames the kernel refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}");
+        let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let _ = writeln!(m, "# HELP op25b_policy_generation Generation of the policy in force.\n# TYPE op25b_policy_generation gauge\nop25b_policy_generation {}", self.generation);
         let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last successful load and build took.\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);
         let loaded = self
@@ -552,6 +540,90 @@ impl Control {
         }
         m
     }
+}
+
+/// One policy's account of a (src, dst, port) segment: which entries matched, with the
+/// file and line each came from. `inbound` names `scope` "protected".
+fn explain_one(
+    policy: &Policy,
+    origins: &ListOrigins,
+    key: &FlowKey,
+    (src, dst, port): (&str, &str, u16),
+    inbound: bool,
+) -> (String, Reason) {
+    let (reason, m) = policy.explain(key);
+    let spec = policy.spec();
+    let origin = |list: ListName, i: usize| -> String {
+        origins
+            .of(list)
+            .get(i)
+            .map_or("exemption ticket".into(), |o| o.to_string())
+    };
+    let entry = |list: ListName, i: usize| -> String {
+        let v = match list {
+            ListName::Dynamic => &spec.dynamic,
+            ListName::Exempt => &spec.exempt,
+            ListName::Relays => &spec.relays,
+            ListName::Scope => &spec.scope,
+        };
+        let name = if inbound && list == ListName::Scope {
+            "protected".to_string()
+        } else {
+            list.to_string()
+        };
+        v.get(i)
+            .map_or("?".into(), |p| format!("{name} {p} ({})", origin(list, i)))
+    };
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "  port {port}: {}",
+        if policy.ports().contains(port) {
+            "blocked port"
+        } else {
+            "not a blocked port"
+        }
+    );
+    let _ = writeln!(
+        t,
+        "  source {src}: {}",
+        m.source.map_or(
+            "matches no dynamic or exempt prefix".into(),
+            |(l, i)| format!("longest match is {}", entry(l, i))
+        )
+    );
+    if inbound {
+        let _ = writeln!(
+            t,
+            "  destination {dst}: {}",
+            m.scope
+                .map_or("is not a protected host".into(), |i| format!(
+                    "is {}",
+                    entry(ListName::Scope, i)
+                ))
+        );
+        return (t, reason);
+    }
+    let _ = writeln!(
+        t,
+        "  destination {dst}: {}",
+        m.relay.map_or("is not a relay".into(), |i| format!(
+            "is a relay: {}",
+            entry(ListName::Relays, i)
+        ))
+    );
+    if !spec.scope.is_empty() {
+        let _ = writeln!(
+            t,
+            "  scope: {}",
+            m.scope
+                .map_or("destination outside the scope".into(), |i| format!(
+                    "inside {}",
+                    entry(ListName::Scope, i)
+                ))
+        );
+    }
+    (t, reason)
 }
 
 fn summary(name: &str, c: &Counters) -> String {
@@ -603,6 +675,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         eprintln!("op25b: warning: {w}");
     }
     let handle = Arc::new(ArcSwap::from_pointee(built.policy));
+    let inbound = Arc::new(ArcSwap::from_pointee(built.inbound));
     let stop = Arc::new(AtomicBool::new(false));
     // Fanout group ids are per network namespace; derive them from the pid so two
     // appliances on one host never share a group.
@@ -647,6 +720,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
             index: i,
             port,
             policy: handle.clone(),
+            inbound: inbound.clone(),
             stop: stop.clone(),
             burst: dp.burst,
             core: dp.cores.get(i).copied(),
@@ -668,6 +742,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         loaded_at: SystemTime::now(),
         reload_ms: t.elapsed().as_secs_f64() * 1e3,
         handle,
+        inbound,
         workers: (0..dp.workers).map(|_| None).collect(),
         latency: [latency_histogram(), latency_histogram()],
         reloads: [0, 0],

@@ -548,3 +548,197 @@ fn check_prints_table_sizes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn inbound_rules_nesting_reject_resets_and_monitor() {
+    let dir = scratch("inbound");
+    let cfg = write_config(
+        &dir,
+        r#"
+[outbound]
+action = "reject"
+dynamic = ["10.0.0.0/8"]
+relays = ["192.0.2.25"]
+
+[inbound]
+action = "reject"
+protected = ["198.51.100.25", "2001:db8:ffff::25"]
+dynamic = ["203.0.113.0/24", "2001:db8:bad::/48"]
+exempt = ["203.0.113.64/26"]
+"#,
+    );
+    // (frame, dropped, outbound reason, inbound reason)
+    let cases: Vec<(Vec<u8>, bool, &str, &str)> = vec![
+        // Another network's dynamic host → our MX: IP25B blocks.
+        (
+            tcp("203.0.113.5", "198.51.100.25", 25).build(),
+            true,
+            "source_not_dynamic",
+            "blocked",
+        ),
+        (
+            tcp("2001:db8:bad::9", "2001:db8:ffff::25", 25)
+                .vlan(0x8100, 7)
+                .build(),
+            true,
+            "source_not_dynamic",
+            "blocked",
+        ),
+        // An exempt block nested in the external pool, and a dynamic /28 nested in it again.
+        (
+            tcp("203.0.113.70", "198.51.100.25", 25).build(),
+            false,
+            "source_not_dynamic",
+            "source_exempt",
+        ),
+        // Not to a protected host, or not port 25.
+        (
+            tcp("203.0.113.5", "198.51.100.26", 25).build(),
+            false,
+            "source_not_dynamic",
+            "destination_out_of_scope",
+        ),
+        (
+            tcp("203.0.113.5", "198.51.100.25", 587).build(),
+            false,
+            "port_not_blocked",
+            "port_not_blocked",
+        ),
+        // Our own subscriber → external MX: OP25B blocks, IP25B does not care.
+        (
+            tcp("10.1.2.3", "198.51.100.99", 25).pppoe(3, false).build(),
+            true,
+            "blocked",
+            "source_not_dynamic",
+        ),
+        (
+            tcp("10.1.2.3", "192.0.2.25", 25).build(),
+            false,
+            "destination_relay",
+            "source_not_dynamic",
+        ),
+    ];
+    let frames: Vec<Vec<u8>> = cases.iter().map(|c| c.0.clone()).collect();
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    let resets = dir.join("resets.pcap");
+    let out = replay(
+        &cfg,
+        &input,
+        &dir,
+        &["--resets-out", resets.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (inp, _) = records(&input);
+    let (pass, _) = records(&dir.join("pass.out"));
+    let (drop, _) = records(&dir.join("drop.out"));
+    let verdicts = check_partition(&inp, &pass, &drop);
+    assert_eq!(verdicts, cases.iter().map(|c| c.1).collect::<Vec<_>>());
+    let r = report(&dir);
+    let count = |v: &serde_json::Value, label: &str| v[label].as_u64().unwrap();
+    // Each policy's reasons, counted over every frame, match the table above.
+    for (col, section) in [(2, &r["reasons"]), (3, &r["inbound"]["reasons"])] {
+        let mut want = std::collections::BTreeMap::new();
+        for c in &cases {
+            *want.entry(if col == 2 { c.2 } else { c.3 }).or_insert(0u64) += 1;
+        }
+        for (label, n) in section.as_object().unwrap() {
+            assert_eq!(
+                n.as_u64().unwrap(),
+                want.get(label.as_str()).copied().unwrap_or(0),
+                "column {col}: {label}"
+            );
+        }
+    }
+    let _ = count;
+    assert_eq!(r["inbound"]["policy"]["action"], "reject");
+    assert_eq!(r["resets"]["written"], 3);
+    assert_eq!(r["resets"]["rate_limited"], 0);
+    // One reset per rejected frame, in order, each answering it: addresses and ports
+    // swapped, same encapsulation (the rst module's tests check every header field).
+    let (rst, _) = records(&resets);
+    assert_eq!(rst.len(), 3);
+    let blocked: Vec<&Vec<u8>> = cases.iter().filter(|c| c.1).map(|c| &c.0).collect();
+    let blocked_recs: Vec<&Vec<u8>> = inp
+        .iter()
+        .zip(&cases)
+        .filter(|(_, c)| c.1)
+        .map(|(r, _)| r)
+        .collect();
+    for ((f, r), orig) in blocked.iter().zip(&rst).zip(blocked_recs) {
+        assert_eq!(
+            &r[..8],
+            &orig[..8],
+            "stamped with the time of the frame it answers"
+        );
+        let r = &r[16..]; // classic pcap record header
+        let k = op25b_dataplane::wire::parse(f).unwrap();
+        let a = op25b_dataplane::wire::parse(r).unwrap();
+        use op25b_dataplane::wire::Addrs::*;
+        match (k.addrs, a.addrs) {
+            (V4 { src, dst }, V4 { src: s2, dst: d2 }) => assert_eq!((src, dst), (d2, s2)),
+            (V6 { src, dst }, V6 { src: s2, dst: d2 }) => assert_eq!((src, dst), (d2, s2)),
+            _ => panic!("family changed"),
+        }
+        assert_eq!(
+            a.transport,
+            op25b_dataplane::wire::Transport::Tcp { dport: 40000 }
+        );
+        assert_eq!(&r[0..6], &f[6..12]);
+    }
+
+    // The same traffic with both policies in monitor mode: every frame passes, the
+    // would-be drops are counted, nothing is answered.
+    let cfg = write_config(
+        &dir,
+        &std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("\"reject\"", "\"monitor\""),
+    );
+    let out = replay(
+        &cfg,
+        &input,
+        &dir,
+        &["--resets-out", resets.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let r = report(&dir);
+    assert_eq!(r["frames"]["pass"], cases.len());
+    assert_eq!(r["frames"]["drop"], 0);
+    assert_eq!(r["frames"]["monitored"], 1);
+    assert_eq!(r["inbound"]["monitored"], 2);
+    assert_eq!(r["resets"]["written"], 0);
+}
+
+#[test]
+fn resets_are_rate_limited() {
+    let dir = scratch("reset-rate");
+    let cfg = write_config(
+        &dir,
+        "[outbound]\naction = \"reject\"\nreject_rate = 5\ndynamic = [\"10.0.0.0/8\"]\n",
+    );
+    let frames: Vec<Vec<u8>> = (0..100)
+        .map(|_| tcp("10.1.2.3", "198.51.100.99", 25).build())
+        .collect();
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    let resets = dir.join("resets.pcap");
+    assert!(replay(
+        &cfg,
+        &input,
+        &dir,
+        &["--resets-out", resets.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let r = report(&dir);
+    assert_eq!(r["frames"]["drop"], 100);
+    // A replay takes far less than a second: the bucket's 5 tokens are all there is.
+    assert_eq!(r["resets"]["written"], 5);
+    assert_eq!(r["resets"]["rate_limited"], 95);
+    assert_eq!(records(&resets).0.len(), 5);
+}
