@@ -91,6 +91,7 @@ fn replay(dir: &Path, cfg: &str, cap: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         pass_out: dir.join("pass.pcap"),
         drop_out: dir.join("drop.pcap"),
         report: None,
+        resets_out: None,
         burst: 64,
     };
     let outcome = op25b::replay::replay(built, &args).unwrap();

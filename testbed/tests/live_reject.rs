@@ -1,0 +1,171 @@
+//! `action = "reject"` on the live appliance, both directions: a real kernel TCP client
+//! whose SYN is blocked gets "connection refused" at once (the appliance's reset) instead
+//! of a timeout — a subscriber in a dynamic pool calling an external MX (OP25B), and a host
+//! in another network's dynamic range calling our protected MX (IP25B, `[inbound]`) — while
+//! hosts outside the pools connect normally. Also checks that `op25b ctl explain` names the
+//! policy that decided and the metrics count the resets.
+//!
+//! Needs root, iproute2 and python3; says SKIPPED otherwise.
+
+use op25b_testbed::{run_appliance, unavailable, Netns, Reaped, Wire};
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Accepts TCP connections on port 25 (v4) and closes them.
+const LISTENER: &str = r#"
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 25)); s.listen(64)
+print("ready", flush=True)
+while True:
+    c, _ = s.accept(); c.close()
+"#;
+
+/// Connects from argv[1] to argv[2]:25; prints the outcome and the seconds it took.
+const CONNECT: &str = r#"
+import socket, sys, time
+s = socket.socket(); s.settimeout(5); s.bind((sys.argv[1], 0)); t = time.time()
+try:
+    s.connect((sys.argv[2], 25)); r = "connected"
+except ConnectionRefusedError:
+    r = "refused"
+except socket.timeout:
+    r = "timeout"
+print(r, round(time.time() - t, 3))
+"#;
+
+const POLICY: &str = r#"
+[outbound]
+action = "reject"
+dynamic = ["10.0.0.0/28"]
+
+[inbound]
+action = "reject"
+protected = ["10.0.0.50"]
+dynamic = ["10.0.0.64/26"]
+
+[dataplane]
+backend = "af_packet"
+access = "acc0"
+core = "core0"
+workers = 1
+
+[control]
+socket = "ctl.sock"
+metrics = "127.0.0.1:9726"
+"#;
+
+fn connect(ns: &Netns, src: &str, dst: &str) -> (String, f64) {
+    let out = ns
+        .command(&["python3", "-c", CONNECT, src, dst])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut w = text.split_whitespace();
+    let what = w.next().unwrap_or("error").to_string();
+    let secs = w.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    (what, secs)
+}
+
+fn listen(ns: &Netns) -> Reaped {
+    let mut l = Reaped(Some(ns.spawn(&["python3", "-c", LISTENER])));
+    let mut ready = [0u8; 5];
+    l.child()
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut ready)
+        .unwrap();
+    l
+}
+
+#[test]
+fn rejected_connections_are_refused_at_once_in_both_directions() {
+    if let Some(why) = unavailable() {
+        println!("SKIPPED: {why}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("op25b-reject-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, POLICY).unwrap();
+    let wire = Wire::new("lr", "sub0", "net0", false);
+    let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
+    // Subscriber side: a dynamic subscriber (.2) and our MX (.50, protected).
+    for a in ["10.0.0.2/24", "10.0.0.50/24"] {
+        sub.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
+    }
+    // Internet side: an external MX (.1) and a host in another network's dynamic range (.77).
+    for a in ["10.0.0.1/24", "10.0.0.77/24"] {
+        net.exec(&["ip", "addr", "add", a, "dev", "net0"]);
+    }
+    let _mx_out = listen(net);
+    let _mx_in = listen(sub);
+    let _appliance = run_appliance(app, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sub
+        .command(&["ping", "-c1", "-W1", "10.0.0.1"])
+        .output()
+        .unwrap()
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no traffic through the appliance"
+        );
+    }
+    let cases = [
+        (sub, "10.0.0.2", "10.0.0.1", "refused"),
+        (sub, "10.0.0.50", "10.0.0.1", "connected"),
+        (net, "10.0.0.77", "10.0.0.50", "refused"),
+        (net, "10.0.0.1", "10.0.0.50", "connected"),
+    ];
+    for (ns, src, dst, want) in cases {
+        let (got, secs) = connect(ns, src, dst);
+        assert_eq!(got, want, "{src} → {dst}:25 ({secs} s)");
+        assert!(secs < 1.0, "{src} → {dst}:25 took {secs} s");
+    }
+    let sock = dir.join("ctl.sock");
+    let out = Command::new(op25b_testbed::op25b_binary())
+        .args([
+            "ctl",
+            "--socket",
+            sock.to_str().unwrap(),
+            "explain",
+            "10.0.0.77",
+            "10.0.0.50",
+            "25",
+        ])
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        why.contains("verdict: reject (blocked)")
+            && why.contains("decided by the inbound (IP25B) policy")
+            && why.contains("protected 10.0.0.50/32"),
+        "{why}"
+    );
+    // Snapshots reach the control thread every 250 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let metrics = app
+        .command(&[
+            "python3",
+            "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9726/metrics', timeout=5).read().decode())",
+        ])
+        .output()
+        .unwrap();
+    let m = String::from_utf8_lossy(&metrics.stdout);
+    let value = |name: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert!(value("op25b_resets_sent_total") >= 2, "{m}");
+    assert!(value("op25b_frames_total{direction=\"outbound\",outcome=\"rejected\"}") >= 1);
+    assert!(value("op25b_frames_total{direction=\"inbound\",outcome=\"rejected\"}") >= 1);
+}
