@@ -592,27 +592,18 @@ fn explain_one(
             |(l, i)| format!("longest match is {}", entry(l, i))
         )
     );
-    if inbound {
-        let _ = writeln!(
-            t,
-            "  destination {dst}: {}",
-            m.scope
-                .map_or("is not a protected host".into(), |i| format!(
-                    "is {}",
-                    entry(ListName::Scope, i)
-                ))
-        );
-        return (t, reason);
-    }
+    // Inbound: the destination must be a protected host; outbound: it must not be a relay.
+    let (hit, list, miss, is) = if inbound {
+        (m.scope, ListName::Scope, "is not a protected host", "is")
+    } else {
+        (m.relay, ListName::Relays, "is not a relay", "is a relay:")
+    };
     let _ = writeln!(
         t,
         "  destination {dst}: {}",
-        m.relay.map_or("is not a relay".into(), |i| format!(
-            "is a relay: {}",
-            entry(ListName::Relays, i)
-        ))
+        hit.map_or(miss.into(), |i| format!("{is} {}", entry(list, i)))
     );
-    if !spec.scope.is_empty() {
+    if !inbound && !spec.scope.is_empty() {
         let _ = writeln!(
             t,
             "  scope: {}",

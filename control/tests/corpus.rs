@@ -27,6 +27,21 @@ fn corpus() -> PathBuf {
         })
 }
 
+/// Every file of the corpus, sorted; `None` (after saying SKIPPED) when it is absent.
+fn corpus_files() -> Option<Vec<PathBuf>> {
+    let dir = corpus();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        println!(
+            "SKIPPED: corpus folder {} is absent; no capture was checked",
+            dir.display()
+        );
+        return None;
+    };
+    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    files.sort();
+    Some(files)
+}
+
 fn tcpdump_count(path: &std::path::Path) -> Option<u64> {
     let out = Command::new("tcpdump")
         .arg("--count")
@@ -43,16 +58,9 @@ fn tcpdump_count(path: &std::path::Path) -> Option<u64> {
 
 #[test]
 fn whole_corpus_replays_cleanly() {
-    let dir = corpus();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!(
-            "SKIPPED: corpus folder {} is absent; no capture was checked",
-            dir.display()
-        );
+    let Some(files) = corpus_files() else {
         return;
     };
-    let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-    files.sort();
     let scratch = scratch("corpus");
     let cfg = scratch.join("broad.toml");
     std::fs::write(&cfg, BROAD).unwrap();
@@ -138,12 +146,7 @@ fn bytes_after_the_destination_port_never_matter_over_the_whole_corpus() {
     use op25b_dataplane::port::Burst;
     use op25b_dataplane::wire::{parse_layout, Transport};
     use op25b_dataplane::worker::Worker;
-    let dir = corpus();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!(
-            "SKIPPED: corpus folder {} is absent; no capture was checked",
-            dir.display()
-        );
+    let Some(paths) = corpus_files() else {
         return;
     };
     let text = format!(
@@ -154,8 +157,6 @@ fn bytes_after_the_destination_port_never_matter_over_the_whole_corpus() {
         .build(1)
         .unwrap();
     let (mut files, mut frames_total, mut changed_total) = (0, 0u64, 0u64);
-    let mut paths: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
-    paths.sort();
     for path in paths {
         let data = std::fs::read(&path).unwrap();
         let Ok(mut r) = CaptureReader::open(&data[..]) else {

@@ -91,6 +91,36 @@ impl Netns {
         out
     }
 
+    /// Pings `addr` once a second until it answers; panics after `within` (the appliance in
+    /// between is up once a ping crosses it).
+    pub fn wait_for_ping(&self, addr: &str, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while !self
+            .command(&["ping", "-c1", "-W1", addr])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no answer from {addr} through the appliance",
+                self.name
+            );
+        }
+    }
+
+    /// Starts `args` in the namespace and waits until it prints its first line (a server's
+    /// "ready"); killed when the result is dropped.
+    pub fn spawn_ready(&self, args: &[&str]) -> Reaped {
+        let mut r = Reaped(Some(self.spawn(args)));
+        let mut ready = [0u8; 5];
+        std::io::Read::read_exact(
+            r.child().stdout.as_mut().expect("spawn pipes stdout"),
+            &mut ready,
+        )
+        .unwrap_or_else(|e| panic!("{args:?} did not get ready: {e}"));
+        r
+    }
+
     /// Starts a background command inside the namespace.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)

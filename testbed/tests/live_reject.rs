@@ -7,10 +7,9 @@
 //!
 //! Needs root, iproute2 and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Netns, Reaped, Wire};
-use std::io::Read;
+use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Accepts TCP connections on port 25 (v4) and closes them.
 const LISTENER: &str = r#"
@@ -68,18 +67,6 @@ fn connect(ns: &Netns, src: &str, dst: &str) -> (String, f64) {
     (what, secs)
 }
 
-fn listen(ns: &Netns) -> Reaped {
-    let mut l = Reaped(Some(ns.spawn(&["python3", "-c", LISTENER])));
-    let mut ready = [0u8; 5];
-    l.child()
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut ready)
-        .unwrap();
-    l
-}
-
 #[test]
 fn rejected_connections_are_refused_at_once_in_both_directions() {
     if let Some(why) = unavailable() {
@@ -100,22 +87,10 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
     for a in ["10.0.0.1/24", "10.0.0.77/24"] {
         net.exec(&["ip", "addr", "add", a, "dev", "net0"]);
     }
-    let _mx_out = listen(net);
-    let _mx_in = listen(sub);
+    let _mx_out = net.spawn_ready(&["python3", "-c", LISTENER]);
+    let _mx_in = sub.spawn_ready(&["python3", "-c", LISTENER]);
     let _appliance = run_appliance(app, &cfg);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sub
-        .command(&["ping", "-c1", "-W1", "10.0.0.1"])
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no traffic through the appliance"
-        );
-    }
+    sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     let cases = [
         (sub, "10.0.0.2", "10.0.0.1", "refused"),
         (sub, "10.0.0.50", "10.0.0.1", "connected"),

@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Netns, Reaped, Wire};
+use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -190,32 +190,11 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     for a in ["2001:db8:1::1/64", "2001:db8:1::25/64"] {
         net.exec(&["ip", "addr", "add", a, "dev", "net0", "nodad"]);
     }
-    let mut server = Reaped(Some(net.spawn(&["python3", "-c", SERVER])));
-    let mut ready = [0u8; 5];
-    server
-        .child()
-        .stdout
-        .as_mut()
-        .unwrap()
-        .read_exact(&mut ready)
-        .unwrap();
+    let server = net.spawn_ready(&["python3", "-c", SERVER]);
 
     let mut appliance = run_appliance(app, &cfg);
     let pid = appliance.child().id();
-    // Wait until traffic flows (the appliance is up when a ping gets through).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !sub
-        .command(&["ping", "-c1", "-W1", "10.0.0.1"])
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no traffic through the appliance"
-        );
-    }
+    sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
 
     let cases = [
         ("10.0.0.2", "10.0.0.1", 25, false),

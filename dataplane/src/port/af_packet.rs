@@ -110,7 +110,9 @@ impl Port for WirePort {
             Direction::AccessToCore => &self.core,
             Direction::CoreToAccess => &self.access,
         };
+        let mut rejects = 0;
         for (i, v) in verdicts.iter().enumerate() {
+            rejects += usize::from(*v == Verdict::Reject);
             if *v == Verdict::Forward {
                 out[n] = burst.frame(i);
                 n += 1;
@@ -121,6 +123,9 @@ impl Port for WirePort {
             }
         }
         self.tx_refused += sock.send_batch(&out[..n], &mut self.scratch) as u64;
+        if rejects == 0 {
+            return Ok(());
+        }
         // Resets go back out of the side the blocked frames came in on, one batch per
         // burst; the worker has already rate-limited how many are asked for.
         let mut r = 0;
@@ -134,18 +139,16 @@ impl Port for WirePort {
                 }
             }
         }
-        if r > 0 {
-            let ingress = match self.direction {
-                Direction::AccessToCore => &self.access,
-                Direction::CoreToAccess => &self.core,
-            };
-            for (slot, reset) in out.iter_mut().zip(&self.resets[..r]) {
-                *slot = reset;
-            }
-            let refused = ingress.send_batch(&out[..r], &mut self.scratch);
-            self.tx_refused += refused as u64;
-            self.resets_sent += (r - refused) as u64;
+        let ingress = match self.direction {
+            Direction::AccessToCore => &self.access,
+            Direction::CoreToAccess => &self.core,
+        };
+        for (slot, reset) in out.iter_mut().zip(&self.resets[..r]) {
+            *slot = reset;
         }
+        let refused = ingress.send_batch(&out[..r], &mut self.scratch);
+        self.tx_refused += refused as u64;
+        self.resets_sent += (r - refused) as u64;
         Ok(())
     }
 }
