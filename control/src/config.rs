@@ -109,6 +109,8 @@ struct RawControl {
     metrics: Option<Spanned<String>>,
     #[serde(default)]
     watch: bool,
+    #[serde(default)]
+    metrics_top_prefixes: Option<Spanned<usize>>,
 }
 
 /// The `[control]` section: where `op25b ctl` and Prometheus reach a running appliance.
@@ -120,7 +122,15 @@ pub struct ControlConfig {
     pub metrics: Option<String>,
     /// Reload by itself when the config or a prefix file changes (checked every second).
     pub watch: bool,
+    /// How many dynamic prefixes (those with the most blocked segments) per direction the
+    /// metrics page lists with their own counter.
+    pub metrics_top_prefixes: usize,
 }
+
+/// Dynamic prefixes per direction with their own metrics series unless configured.
+pub const DEFAULT_METRICS_TOP_PREFIXES: usize = 20;
+/// Most per-prefix series per direction a metrics page may carry (label cardinality).
+pub const MAX_METRICS_TOP_PREFIXES: usize = 1000;
 
 /// Where the control socket is unless configured.
 pub const DEFAULT_SOCKET: &str = "/run/op25b/op25b.sock";
@@ -618,9 +628,21 @@ impl Config {
             socket: PathBuf::from(DEFAULT_SOCKET),
             metrics: Some(DEFAULT_METRICS.to_string()),
             watch: false,
+            metrics_top_prefixes: DEFAULT_METRICS_TOP_PREFIXES,
         };
         if let Some(c) = raw.control {
             control.watch = c.watch;
+            if let Some(n) = c.metrics_top_prefixes {
+                if *n.get_ref() > MAX_METRICS_TOP_PREFIXES {
+                    return Err(ConfigError::Value {
+                        at: at(n.span()),
+                        list: "control.metrics_top_prefixes".into(),
+                        text: n.get_ref().to_string(),
+                        why: format!("at most {MAX_METRICS_TOP_PREFIXES} (each is a metrics series per direction; `op25b ctl stats --top N` lists more)"),
+                    });
+                }
+                control.metrics_top_prefixes = *n.get_ref();
+            }
             if let Some(sock) = c.socket {
                 if sock.get_ref().is_empty() {
                     return Err(ConfigError::Value {
@@ -890,9 +912,14 @@ scope = []
             ControlConfig {
                 socket: PathBuf::from("/nonexistent/ctl.sock"),
                 metrics: None,
-                watch: true
+                watch: true,
+                metrics_top_prefixes: DEFAULT_METRICS_TOP_PREFIXES,
             }
         );
+        let c = load("[outbound]\n[control]\nmetrics_top_prefixes = 5\n").unwrap();
+        assert_eq!(c.control.metrics_top_prefixes, 5);
+        assert!(err("[outbound]\n[control]\nmetrics_top_prefixes = 5000\n")
+            .contains("control.metrics_top_prefixes"));
         let d = load("[outbound]\n").unwrap();
         assert_eq!(d.control.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(!d.control.watch);

@@ -34,6 +34,7 @@ use op25b_dataplane::port::sys::pin_current_thread;
 use op25b_dataplane::wire::{Addrs, FlowKey, Transport};
 use op25b_dataplane::worker::{latency_histogram, Counters, PolicyHandle, Worker};
 use serde_json::json;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,8 +77,8 @@ fn worker_loop(mut w: WorkerCtx) {
             );
         }
     }
-    let mut out = Worker::new(w.burst);
-    let mut inb = Worker::new(w.burst);
+    let mut out = Worker::new(w.burst).in_slot(w.index);
+    let mut inb = Worker::new(w.burst).in_slot(w.index);
     let mut last = Instant::now();
     loop {
         let stopping = w.stop.load(Ordering::Relaxed);
@@ -159,7 +160,16 @@ struct Control {
     watch: bool,
     watched: Vec<(PathBuf, Option<SystemTime>)>,
     last_watch: Instant,
+    /// Blocked segments per dynamic prefix (outbound, inbound) of every policy that is
+    /// gone; the policies in force and those draining hold the rest.
+    retired_hits: [HashMap<AnyPrefix, u64>; 2],
+    /// Replaced policies (0 outbound, 1 inbound) that a worker may still be counting in;
+    /// folded into `retired_hits` once no worker holds them.
+    draining: Vec<(usize, Arc<Policy>)>,
 }
+
+/// Directions as the per-prefix counters name them.
+const DIRECTIONS: [&str; 2] = ["outbound", "inbound"];
 
 fn describe(p: &AnyPrefix) -> String {
     p.to_string()
@@ -185,10 +195,16 @@ impl Control {
         for w in &built.warnings {
             eprintln!("op25b: warning: {w}");
         }
-        built.policy.warm();
-        built.inbound.warm();
-        op25b_dataplane::worker::retire(self.handle.swap(Arc::new(built.policy)));
-        op25b_dataplane::worker::retire(self.inbound.swap(Arc::new(built.inbound)));
+        let slots = self.workers.len();
+        let (policy, inbound) = (
+            built.policy.with_hit_counters(slots),
+            built.inbound.with_hit_counters(slots),
+        );
+        policy.warm();
+        inbound.warm();
+        self.draining.push((0, self.handle.swap(Arc::new(policy))));
+        self.draining
+            .push((1, self.inbound.swap(Arc::new(inbound))));
         self.generation += 1;
         self.config = plain;
         self.loaded_at = SystemTime::now();
@@ -236,6 +252,72 @@ impl Control {
         (o, i, r)
     }
 
+    /// Folds replaced policies that no worker holds any more into the per-prefix totals and
+    /// hands them to the reaper (freeing a large table takes milliseconds).
+    fn drain_retired(&mut self) {
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.draining)
+            .into_iter()
+            .partition(|(_, p)| Arc::strong_count(p) == 1);
+        self.draining = keep;
+        for (dir, p) in done {
+            for (prefix, n) in p.dynamic_hits() {
+                *self.retired_hits[dir].entry(prefix).or_default() += n;
+            }
+            op25b_dataplane::worker::retire(p);
+        }
+    }
+
+    /// Blocked segments per dynamic prefix since start, over every policy generation, for
+    /// direction `dir`: the `n` largest, most first.
+    fn top_prefixes(&self, dir: usize, n: usize) -> Vec<(AnyPrefix, u64)> {
+        let mut all = self.retired_hits[dir].clone();
+        let current = if dir == 0 {
+            self.handle.load_full()
+        } else {
+            self.inbound.load_full()
+        };
+        let live = self
+            .draining
+            .iter()
+            .filter(|(d, _)| *d == dir)
+            .map(|(_, p)| p)
+            .chain(std::iter::once(&current));
+        for p in live {
+            for (prefix, c) in p.dynamic_hits() {
+                *all.entry(prefix).or_default() += c;
+            }
+        }
+        crate::replay::top_prefixes(all.into_iter().collect(), n)
+    }
+
+    /// Where each of `prefixes` is listed in the configuration in force (file:line).
+    fn prefix_origins(&self, dir: usize, prefixes: &[(AnyPrefix, u64)]) -> Vec<String> {
+        let (spec_dynamic, origins) = if dir == 0 {
+            (&self.config.outbound.dynamic, Some(&self.config.origins))
+        } else {
+            match &self.config.inbound {
+                Some(i) => (&i.spec.dynamic, Some(&i.origins)),
+                None => (&self.config.outbound.dynamic, None),
+            }
+        };
+        let wanted: HashMap<AnyPrefix, usize> = prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (*p, i))
+            .collect();
+        let mut out = vec![String::from("no longer listed"); prefixes.len()];
+        if let Some(origins) = origins {
+            for (pos, p) in spec_dynamic.iter().enumerate().rev() {
+                if let Some(&i) = wanted.get(p) {
+                    if let Some(o) = origins.of(ListName::Dynamic).get(pos) {
+                        out[i] = o.to_string();
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn resets_sent(&self) -> u64 {
         self.workers.iter().flatten().map(|s| s.resets_sent).sum()
     }
@@ -250,6 +332,7 @@ impl Control {
     /// Expires tickets and, when watching, reloads after a config or prefix file changed.
     /// Runs after every control event, so neither waits behind a stream of snapshots.
     fn housekeeping(&mut self) {
+        self.drain_retired();
         let now = SystemTime::now();
         if self
             .tickets
@@ -309,30 +392,7 @@ impl Control {
                     ),
                 )
             }
-            ["stats"] => {
-                let (o, i, r) = self.totals();
-                let mut t = String::new();
-                for (name, c, h) in [("access→core", &o, &self.latency[0]), ("core→access", &i, &self.latency[1])] {
-                    let _ = writeln!(t, "{name}: rx {} tx {} dropped {} monitored {}", c.rx, c.tx, c.dropped, c.monitored);
-                    for r in Reason::all().filter(|r| c.reason(*r) > 0) {
-                        let _ = writeln!(t, "  {:<28} {}", r.label(), c.reason(r));
-                    }
-                    if !h.is_empty() {
-                        let _ = writeln!(t, "  latency ns/frame p50 {} p99 {} max {}", h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
-                    }
-                }
-                let _ = write!(t, "tx refused by the kernel: {r}");
-                (true, t)
-            }
-            ["stats", "--json"] => {
-                let (o, i, r) = self.totals();
-                let dir = |c: &Counters, h: &Histogram<u64>| {
-                    json!({"rx": c.rx, "tx": c.tx, "dropped": c.dropped, "monitored": c.monitored,
-                           "reasons": crate::replay::reasons_json(c), "latency_ns_per_frame": crate::replay::latency_json(h)})
-                };
-                let v = json!({"generation": self.generation, "outbound": dir(&o, &self.latency[0]), "inbound": dir(&i, &self.latency[1]), "tx_refused": r});
-                (true, v.to_string())
-            }
+            ["stats", flags @ ..] => self.stats(flags),
             ["reload"] => self.reload(),
             ["explain", src, dst, port] => self.explain(src, dst, port),
             ["exempt", "list"] => {
@@ -391,9 +451,109 @@ impl Control {
             }
             _ => (
                 false,
-                "commands: status | stats [--json] | reload | explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list".into(),
+                "commands: status | stats [--json] [--top N] | reload | explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list".into(),
             ),
         }
+    }
+
+    /// `stats [--json] [--top N]`: counters per direction, resets, and with `--top` the
+    /// dynamic prefixes with the most blocked segments.
+    fn stats(&self, flags: &[&str]) -> (bool, String) {
+        const USAGE: &str = "usage: stats [--json] [--top N]";
+        let (mut as_json, mut top) = (false, 0usize);
+        let mut it = flags.iter();
+        while let Some(&f) = it.next() {
+            match f {
+                "--json" => as_json = true,
+                "--top" => match it.next().map(|n| n.parse::<usize>()) {
+                    Some(Ok(n)) => top = n,
+                    _ => return (false, format!("--top needs a number; {USAGE}")),
+                },
+                other => return (false, format!("unknown option {other:?}; {USAGE}")),
+            }
+        }
+        let (o, i, refused) = self.totals();
+        let dirs = [
+            ("access→core", &o, &self.latency[0]),
+            ("core→access", &i, &self.latency[1]),
+        ];
+        // (prefix, blocked segments, where it is listed) per direction.
+        let tops: Vec<Vec<(AnyPrefix, u64, String)>> = (0..2)
+            .map(|d| {
+                let t = if top > 0 {
+                    self.top_prefixes(d, top)
+                } else {
+                    Vec::new()
+                };
+                let listed = self.prefix_origins(d, &t);
+                t.into_iter()
+                    .zip(listed)
+                    .map(|((p, n), l)| (p, n, l))
+                    .collect()
+            })
+            .collect();
+        if as_json {
+            let dir = |(_, c, h): (&str, &Counters, &Histogram<u64>),
+                       t: &[(AnyPrefix, u64, String)]| {
+                let mut v = json!({"rx": c.rx, "tx": c.tx, "dropped": c.dropped, "monitored": c.monitored,
+                       "rejected": c.rejected, "reset_rate_limited": c.reset_limited,
+                       "reasons": crate::replay::reasons_json(c), "latency_ns_per_frame": crate::replay::latency_json(h)});
+                if top > 0 {
+                    v["top_dynamic_prefixes"] = t
+                        .iter()
+                        .map(
+                            |(p, n, l)| json!({"prefix": p.to_string(), "blocked": n, "listed": l}),
+                        )
+                        .collect();
+                }
+                v
+            };
+            let v = json!({"generation": self.generation,
+                "outbound": dir(dirs[0], &tops[0]), "inbound": dir(dirs[1], &tops[1]),
+                "resets_sent": self.resets_sent(), "tx_refused": refused});
+            return (true, v.to_string());
+        }
+        let mut t = String::new();
+        for (name, c, h) in dirs {
+            let _ = writeln!(
+                t,
+                "{name}: rx {} tx {} dropped {} monitored {} rejected {} reset_rate_limited {}",
+                c.rx, c.tx, c.dropped, c.monitored, c.rejected, c.reset_limited
+            );
+            for r in Reason::all().filter(|r| c.reason(*r) > 0) {
+                let _ = writeln!(t, "  {:<28} {}", r.label(), c.reason(r));
+            }
+            if !h.is_empty() {
+                let _ = writeln!(
+                    t,
+                    "  latency ns/frame p50 {} p99 {} max {}",
+                    h.value_at_quantile(0.5),
+                    h.value_at_quantile(0.99),
+                    h.max()
+                );
+            }
+        }
+        let _ = write!(
+            t,
+            "resets sent: {}\ntx refused by the kernel: {refused}",
+            self.resets_sent()
+        );
+        if top > 0 {
+            for (d, list) in tops.iter().enumerate() {
+                let _ = write!(
+                    t,
+                    "\ntop {top} dynamic prefixes by blocked segments, {} (since start):",
+                    DIRECTIONS[d]
+                );
+                if list.is_empty() {
+                    t.push_str(" none blocked");
+                }
+                for (p, n, l) in list {
+                    let _ = write!(t, "\n  {n:>12}  {:<43} {l}", p.to_string());
+                }
+            }
+        }
+        (true, t)
     }
 
     fn explain(&self, src: &str, dst: &str, port: &str) -> (bool, String) {
@@ -512,6 +672,15 @@ impl Control {
                     m,
                     "op25b_policy_prefixes{{family=\"{fam}\",list=\"{list}\"}} {}",
                     v[k]
+                );
+            }
+        }
+        let _ = writeln!(m, "# HELP op25b_dynamic_prefix_blocked_total Blocked segments per dynamic prefix since start (the {} prefixes with most per direction).\n# TYPE op25b_dynamic_prefix_blocked_total counter", self.config.control.metrics_top_prefixes);
+        for (d, dir) in DIRECTIONS.iter().enumerate() {
+            for (p, n) in self.top_prefixes(d, self.config.control.metrics_top_prefixes) {
+                let _ = writeln!(
+                    m,
+                    "op25b_dynamic_prefix_blocked_total{{direction=\"{dir}\",prefix=\"{p}\"}} {n}"
                 );
             }
         }
@@ -665,8 +834,12 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     for w in &built.warnings {
         eprintln!("op25b: warning: {w}");
     }
-    let handle = Arc::new(ArcSwap::from_pointee(built.policy));
-    let inbound = Arc::new(ArcSwap::from_pointee(built.inbound));
+    let handle = Arc::new(ArcSwap::from_pointee(
+        built.policy.with_hit_counters(dp.workers),
+    ));
+    let inbound = Arc::new(ArcSwap::from_pointee(
+        built.inbound.with_hit_counters(dp.workers),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     // Fanout group ids are per network namespace; derive them from the pid so two
     // appliances on one host never share a group.
@@ -740,6 +913,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         watch: cc.watch,
         watched: Vec::new(),
         last_watch: Instant::now(),
+        retired_hits: [HashMap::new(), HashMap::new()],
+        draining: Vec::new(),
     };
     control.watched = files_stamp(&control.config);
     eprintln!(

@@ -45,6 +45,10 @@ enum Command {
         /// Frames per burst.
         #[arg(long, default_value_t = op25b_dataplane::worker::DEFAULT_BURST as u16, value_parser = clap::value_parser!(u16).range(1..=4096))]
         burst: u16,
+        /// How many dynamic prefixes (most blocked segments first) the report lists per
+        /// policy.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        top: usize,
     },
     /// Run the live appliance between the [dataplane] access and core interfaces.
     Run {
@@ -192,6 +196,7 @@ fn main() -> ExitCode {
             report,
             resets_out,
             burst,
+            top,
         } => {
             let built = match load(&config) {
                 Ok(b) => b,
@@ -204,6 +209,7 @@ fn main() -> ExitCode {
                 report,
                 resets_out,
                 burst: usize::from(burst),
+                top,
             };
             match replay::replay(built, &args) {
                 Err(e) => {

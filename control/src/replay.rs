@@ -16,7 +16,7 @@
 
 use crate::config::Built;
 use hdrhistogram::Histogram;
-use op25b_dataplane::policy::{Policy, Reason, Verdict};
+use op25b_dataplane::policy::{AnyPrefix, Policy, Reason, Verdict};
 use op25b_dataplane::port::pcap::{CaptureReader, Format, PcapPort};
 use op25b_dataplane::port::{Burst, Port, PortError};
 use op25b_dataplane::worker::{Counters, Worker};
@@ -41,6 +41,8 @@ pub struct ReplayArgs {
     pub resets_out: Option<PathBuf>,
     /// Frames per burst.
     pub burst: usize,
+    /// How many dynamic prefixes (most blocked segments first) each policy's report lists.
+    pub top: usize,
 }
 
 /// Why a replay failed.
@@ -154,7 +156,10 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     }
     let policy_summary = policy_json(&built.policy);
     let inbound_summary = policy_json(&built.inbound);
-    let (outbound, inbound) = (built.policy, built.inbound);
+    let (outbound, inbound) = (
+        built.policy.with_hit_counters(1),
+        built.inbound.with_hit_counters(1),
+    );
     let mut out_w = Worker::new(args.burst);
     let mut in_w = Worker::new(args.burst);
     let mut burst = Burst::new(args.burst);
@@ -226,7 +231,11 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         "monitored": inbound_counters.monitored,
         "rejected": inbound_counters.rejected,
         "reasons": reasons_json(&inbound_counters),
+        "dynamic_prefixes_hit": inbound.dynamic_hits().len(),
+        "top_dynamic_prefixes": hits_json(&top_prefixes(inbound.dynamic_hits(), args.top)),
     });
+    report["dynamic_prefixes_hit"] = json!(outbound.dynamic_hits().len());
+    report["top_dynamic_prefixes"] = hits_json(&top_prefixes(outbound.dynamic_hits(), args.top));
     report["resets"] = json!({
         "asked": counters.rejected + inbound_counters.rejected,
         "rate_limited": counters.reset_limited + inbound_counters.reset_limited,
@@ -248,6 +257,20 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         error,
         report,
     })
+}
+
+/// The `n` prefixes with the most blocked segments, most first (ties in list order).
+pub fn top_prefixes(mut hits: Vec<(AnyPrefix, u64)>, n: usize) -> Vec<(AnyPrefix, u64)> {
+    hits.sort_by_key(|&(_, c)| std::cmp::Reverse(c));
+    hits.truncate(n);
+    hits
+}
+
+/// `[{"prefix": "10.0.0.0/8", "blocked": 12}, …]`.
+pub fn hits_json(hits: &[(AnyPrefix, u64)]) -> Value {
+    hits.iter()
+        .map(|(p, n)| json!({"prefix": p.to_string(), "blocked": n}))
+        .collect()
 }
 
 /// Counts by reason, every reason present (zeros included) so consumers need no defaults.

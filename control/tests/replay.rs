@@ -742,3 +742,61 @@ fn resets_are_rate_limited() {
     assert_eq!(r["resets"]["rate_limited"], 95);
     assert_eq!(records(&resets).0.len(), 5);
 }
+
+#[test]
+fn per_prefix_hits_rank_the_pools_by_blocked_segments() {
+    let dir = scratch("prefix-hits");
+    let cfg = write_config(
+        &dir,
+        r#"
+[outbound]
+action = "monitor"
+dynamic = ["10.0.0.0/8", "100.64.0.0/10", "2001:db8:100::/40", "10.9.0.0/16"]
+exempt = ["10.9.9.0/24"]
+relays = ["192.0.2.25"]
+
+[inbound]
+protected = ["198.51.100.25"]
+dynamic = ["203.0.113.0/24"]
+"#,
+    );
+    let mut frames = Vec::new();
+    let mut add = |src: &str, dst: &str, port: u16, n: usize| {
+        for _ in 0..n {
+            frames.push(tcp(src, dst, port).build());
+        }
+    };
+    add("10.1.2.3", "198.51.100.7", 25, 5); // 10.0.0.0/8: 5 blocked
+    add("10.9.1.1", "198.51.100.7", 25, 3); // nested 10.9.0.0/16: 3, not 10/8
+    add("10.9.9.9", "198.51.100.7", 25, 4); // exempt inside it: nothing
+    add("100.64.0.1", "198.51.100.7", 25, 2); // 2
+    add("2001:db8:100::1", "2001:db8:9::1", 25, 7); // 7
+    add("10.1.2.3", "198.51.100.7", 587, 9); // not a blocked port: nothing
+    add("10.1.2.3", "192.0.2.25", 25, 9); // to the relay: nothing
+    add("203.0.113.9", "198.51.100.25", 25, 6); // inbound pool: 6
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    let out = replay(&cfg, &input, &dir, &["--top", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&dir);
+    assert_eq!(r["dynamic_prefixes_hit"], 4);
+    assert_eq!(
+        r["top_dynamic_prefixes"],
+        serde_json::json!([
+            {"prefix": "2001:db8:100::/40", "blocked": 7},
+            {"prefix": "10.0.0.0/8", "blocked": 5},
+            {"prefix": "10.9.0.0/16", "blocked": 3},
+        ])
+    );
+    assert_eq!(r["inbound"]["dynamic_prefixes_hit"], 1);
+    assert_eq!(
+        r["inbound"]["top_dynamic_prefixes"],
+        serde_json::json!([{"prefix": "203.0.113.0/24", "blocked": 6}])
+    );
+    // The counts are the blocked (here: monitored) segments, no more.
+    assert_eq!(r["frames"]["monitored"], 5 + 3 + 2 + 7);
+}

@@ -16,6 +16,7 @@
 //!   defined meaning); a prefix repeated inside one list counts once.
 //! - `judge` never allocates and never fails: every frame gets exactly one [`Reason`].
 
+use crate::hits::PrefixHits;
 use crate::lpm::{BuildError, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};
 use crate::wire::{self, Addrs, FlowKey, Skip, Transport};
 use std::collections::HashMap;
@@ -393,6 +394,8 @@ struct Lanes<K> {
     src: Vec<K>,
     dst: Vec<K>,
     value: Vec<u32>,
+    /// Position in `dynamic` of each kept lane's source match.
+    pos: Vec<u32>,
 }
 
 impl<K: crate::lpm::Bits> Lanes<K> {
@@ -410,13 +413,21 @@ impl<K: crate::lpm::Bits> Lanes<K> {
         self.dst.push(dst);
     }
 
-    /// Settles the provisional reasons of these lanes, with batched lookups per table.
-    fn judge(&mut self, t: &FamilyTables<K>, scoped: bool, reasons: &mut [Reason]) {
+    /// Settles the provisional reasons of these lanes, with batched lookups per table, and
+    /// appends (frame, dynamic position) of every blocked lane to `blocked`.
+    fn judge(
+        &mut self,
+        t: &FamilyTables<K>,
+        scoped: bool,
+        reasons: &mut [Reason],
+        blocked: &mut Vec<(u32, u32)>,
+    ) {
         let n = self.frame.len();
         if n == 0 {
             return;
         }
         self.value.resize(n, 0);
+        self.pos.resize(n, 0);
         t.sources.lookup_batch(&self.src, &mut self.value);
         // Keep only lanes whose source is dynamic, compacting in place.
         let mut kept = 0;
@@ -431,6 +442,7 @@ impl<K: crate::lpm::Bits> Lanes<K> {
                 self.frame[kept] = self.frame[i];
                 self.overlap[kept] = self.overlap[i];
                 self.dst[kept] = self.dst[i];
+                self.pos[kept] = v >> 1;
                 kept += 1;
             }
         }
@@ -460,6 +472,11 @@ impl<K: crate::lpm::Bits> Lanes<K> {
                 }
             }
         }
+        for i in 0..kept {
+            if reasons[self.frame[i] as usize].is_blocked() {
+                blocked.push((self.frame[i], self.pos[i]));
+            }
+        }
     }
 }
 
@@ -468,6 +485,15 @@ impl<K: crate::lpm::Bits> Lanes<K> {
 pub struct BurstScratch {
     v4: Lanes<u32>,
     v6: Lanes<u128>,
+    blocked: Vec<(u32, u32)>,
+}
+
+impl BurstScratch {
+    /// The frames of the last judged burst that policy blocked, as (index in the burst,
+    /// position of the source's longest match in the `dynamic` list); IPv4 frames first.
+    pub fn blocked(&self) -> &[(u32, u32)] {
+        &self.blocked
+    }
 }
 
 /// Which list entries a source and destination match (positions in the [`OutboundSpec`]
@@ -504,6 +530,7 @@ pub struct Policy {
     v6: FamilyTables<u128>,
     sizes: PolicySizes,
     spec: OutboundSpec,
+    hits: Option<std::sync::Arc<PrefixHits>>,
 }
 
 impl Policy {
@@ -609,6 +636,7 @@ impl Policy {
             v6,
             sizes,
             spec,
+            hits: None,
         };
         Ok((policy, dups))
     }
@@ -681,6 +709,7 @@ impl Policy {
         let s = scratch;
         s.v4.clear();
         s.v6.clear();
+        s.blocked.clear();
         for (i, frame) in frames.enumerate() {
             let reason = match wire::parse(frame) {
                 Err(skip) => Reason::Skip(skip),
@@ -702,8 +731,8 @@ impl Policy {
             };
             reasons.push(reason);
         }
-        s.v4.judge(&self.v4, self.scoped, reasons);
-        s.v6.judge(&self.v6, self.scoped, reasons);
+        s.v4.judge(&self.v4, self.scoped, reasons, &mut s.blocked);
+        s.v6.judge(&self.v6, self.scoped, reasons, &mut s.blocked);
     }
 
     /// What the action makes of a reason.
@@ -758,6 +787,34 @@ impl Policy {
     /// The spec this policy was built from.
     pub fn spec(&self) -> &OutboundSpec {
         &self.spec
+    }
+
+    /// Gives this policy per-prefix hit counters for `workers` worker slots (zeroed,
+    /// allocated here, off the hot path). A worker in slot `w` counts every segment it
+    /// blocks against the dynamic prefix that matched its source.
+    pub fn with_hit_counters(mut self, workers: usize) -> Policy {
+        self.hits = Some(std::sync::Arc::new(PrefixHits::new(
+            workers,
+            self.spec.dynamic.len(),
+        )));
+        self
+    }
+
+    /// The per-prefix hit counters, if this policy has them.
+    #[inline]
+    pub fn hits(&self) -> Option<&PrefixHits> {
+        self.hits.as_deref()
+    }
+
+    /// Blocked segments per dynamic prefix so far (prefixes with none left out), in list
+    /// order; empty without hit counters.
+    pub fn dynamic_hits(&self) -> Vec<(AnyPrefix, u64)> {
+        self.hits().map_or_else(Vec::new, |h| {
+            h.nonzero()
+                .into_iter()
+                .filter_map(|(i, n)| self.spec.dynamic.get(i).map(|&p| (p, n)))
+                .collect()
+        })
     }
 }
 
@@ -999,6 +1056,21 @@ mod tests {
                 );
                 let want: Vec<Reason> = chunk.iter().map(|f| p.classify(f).0).collect();
                 assert_eq!(reasons, want, "scoped={scoped}");
+                // Every blocked frame, and only those, with its source's dynamic entry.
+                let mut got = scratch.blocked().to_vec();
+                got.sort_unstable();
+                let want: Vec<(u32, u32)> = chunk
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| reasons[*i].is_blocked())
+                    .map(|(i, f)| {
+                        let (_, m) = p.explain(&wire::parse(f).unwrap());
+                        let (list, pos) = m.source.unwrap();
+                        assert_eq!(list, ListName::Dynamic);
+                        (i as u32, pos as u32)
+                    })
+                    .collect();
+                assert_eq!(got, want, "scoped={scoped}");
             }
         }
     }

@@ -117,6 +117,7 @@ pub struct Worker {
     reasons: Vec<Reason>,
     scratch: BurstScratch,
     resets: ResetBucket,
+    slot: usize,
 }
 
 /// Token bucket bounding the resets one worker asks for: `rate` per second, bursts of at
@@ -173,8 +174,16 @@ impl Worker {
                 rate: 0,
                 last: None,
             },
+            slot: 0,
             burst,
         }
+    }
+
+    /// This worker counts per-prefix hits in row `slot` of a policy's hit counters (see
+    /// [`Policy::with_hit_counters`]); each worker sharing a policy needs its own slot.
+    pub fn in_slot(mut self, slot: usize) -> Self {
+        self.slot = slot;
+        self
     }
 
     /// Judges every frame of `burst` with `policy`; the verdicts are returned in burst order.
@@ -183,6 +192,9 @@ impl Worker {
         let start = Instant::now();
         self.verdicts.clear();
         policy.judge_burst(burst.frames(), &mut self.scratch, &mut self.reasons);
+        if let Some(hits) = policy.hits() {
+            hits.count(self.slot, self.scratch.blocked().iter().map(|&(_, p)| p));
+        }
         let c = &mut self.counters;
         for &reason in &self.reasons {
             let mut verdict = policy.verdict(reason);
@@ -325,6 +337,36 @@ mod tests {
         assert_eq!(port.log.as_ref().unwrap().len(), 303);
         assert_eq!(w.latency().len(), 303);
         assert_eq!(c.bursts, 303u64.div_ceil(7));
+    }
+
+    #[test]
+    fn blocked_segments_are_counted_per_dynamic_prefix_and_slot() {
+        let spec = OutboundSpec {
+            ports: vec![25],
+            action: Action::Monitor,
+            dynamic: vec![
+                AnyPrefix::V4(crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap()),
+                AnyPrefix::V4(crate::lpm::Prefix::new(0xc000_0200, 24).unwrap()),
+            ],
+            ..OutboundSpec::default()
+        };
+        let p = Policy::build(spec, 1).unwrap().0.with_hit_counters(2);
+        let handle = ArcSwap::from(Arc::new(p));
+        let mut a = Worker::new(16);
+        let mut b = Worker::new(16).in_slot(1);
+        a.run_to_end(&handle, &mut MemPort::new(frames(), 1))
+            .unwrap();
+        b.run_to_end(&handle, &mut MemPort::new(frames(), 2))
+            .unwrap();
+        // Per round: i % 6 == 0 → 10.0.0.1 (17 frames), i % 6 == 3 → 192.0.2.1 (17 frames).
+        let p = handle.load();
+        let h = p.hits().unwrap();
+        assert_eq!((h.total(0), h.total(1)), (51, 51));
+        assert_eq!(
+            p.dynamic_hits(),
+            vec![(p.spec().dynamic[0], 51), (p.spec().dynamic[1], 51)]
+        );
+        assert_eq!(a.counters().monitored + b.counters().monitored, 102);
     }
 
     #[test]

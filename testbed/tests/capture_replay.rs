@@ -93,6 +93,7 @@ fn replay(dir: &Path, cfg: &str, cap: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         report: None,
         resets_out: None,
         burst: 64,
+        top: 20,
     };
     let outcome = op25b::replay::replay(built, &args).unwrap();
     assert!(outcome.error.is_none(), "{:?}", outcome.error);

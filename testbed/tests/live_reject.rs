@@ -122,25 +122,88 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
             && why.contains("protected 10.0.0.50/32"),
         "{why}"
     );
-    // Snapshots reach the control thread every 250 ms.
-    std::thread::sleep(Duration::from_millis(600));
-    let metrics = app
-        .command(&[
-            "python3",
-            "-c",
-            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9726/metrics', timeout=5).read().decode())",
-        ])
-        .output()
-        .unwrap();
-    let m = String::from_utf8_lossy(&metrics.stdout);
-    let value = |name: &str| -> u64 {
+    let ctl = |words: &[&str]| -> String {
+        let out = Command::new(op25b_testbed::op25b_binary())
+            .args(["ctl", "--socket", sock.to_str().unwrap()])
+            .args(words)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctl {words:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let metrics = || -> String {
+        let out = app
+            .command(&[
+                "python3",
+                "-c",
+                "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9726/metrics', timeout=5).read().decode())",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let value = |m: &str, name: &str| -> u64 {
         m.lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {m}"))
     };
-    assert!(value("op25b_resets_sent_total") >= 2, "{m}");
-    assert!(value("op25b_frames_total{direction=\"outbound\",outcome=\"rejected\"}") >= 1);
-    assert!(value("op25b_frames_total{direction=\"inbound\",outcome=\"rejected\"}") >= 1);
+    // Snapshots reach the control thread every 250 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let m = metrics();
+    assert!(value(&m, "op25b_resets_sent_total") >= 2, "{m}");
+    assert!(
+        value(
+            &m,
+            "op25b_frames_total{direction=\"outbound\",outcome=\"rejected\"}"
+        ) >= 1
+    );
+    assert!(
+        value(
+            &m,
+            "op25b_frames_total{direction=\"inbound\",outcome=\"rejected\"}"
+        ) >= 1
+    );
+    // Per-prefix hit counters: exactly one SYN was blocked from each pool. A reload starts
+    // a new policy generation; the counts carry over, before and after the old policy is
+    // folded into the totals (the control thread does that within a second).
+    let out_pool =
+        "op25b_dynamic_prefix_blocked_total{direction=\"outbound\",prefix=\"10.0.0.0/28\"}";
+    let in_pool =
+        "op25b_dynamic_prefix_blocked_total{direction=\"inbound\",prefix=\"10.0.0.64/26\"}";
+    assert_eq!((value(&m, out_pool), value(&m, in_pool)), (1, 1), "{m}");
+    assert!(ctl(&["reload"]).contains("generation 2"));
+    for _ in 0..2 {
+        let m = metrics();
+        assert_eq!((value(&m, out_pool), value(&m, in_pool)), (1, 1), "{m}");
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    let text = ctl(&["stats", "--top", "5"]);
+    assert!(text.contains("resets sent: "), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("1  10.0.0.0/28") && l.contains("op25b.toml:")),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ctl(&["stats", "--json", "--top", "5"])).unwrap();
+    assert_eq!(
+        v["outbound"]["top_dynamic_prefixes"][0]["prefix"], "10.0.0.0/28",
+        "{v}"
+    );
+    assert_eq!(
+        v["outbound"]["top_dynamic_prefixes"][0]["blocked"], 1,
+        "{v}"
+    );
+    assert_eq!(
+        v["inbound"]["top_dynamic_prefixes"][0]["prefix"], "10.0.0.64/26",
+        "{v}"
+    );
+    assert!(v["outbound"]["rejected"].as_u64().unwrap() >= 1, "{v}");
+    assert!(v["resets_sent"].as_u64().unwrap() >= 2, "{v}");
 }
