@@ -15,5 +15,6 @@ pub mod hits;
 pub mod lpm;
 pub mod policy;
 pub mod port;
+pub mod sample;
 pub mod wire;
 pub mod worker;

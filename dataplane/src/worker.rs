@@ -12,6 +12,7 @@
 
 use crate::policy::{BurstScratch, Policy, Reason, Verdict};
 use crate::port::{Burst, Port, PortError};
+use crate::sample::{DropRecord, SampleConfig, Sampler};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
 use std::time::Instant;
@@ -118,6 +119,7 @@ pub struct Worker {
     scratch: BurstScratch,
     resets: ResetBucket,
     slot: usize,
+    sampler: Option<Sampler>,
 }
 
 /// Token bucket bounding the resets one worker asks for: `rate` per second, bursts of at
@@ -175,8 +177,26 @@ impl Worker {
                 last: None,
             },
             slot: 0,
+            sampler: None,
             burst,
         }
+    }
+
+    /// This worker samples the segments policy blocks (see [`crate::sample`]); take the
+    /// records with [`Worker::drain_samples`] after each burst.
+    pub fn with_sampler(mut self, cfg: SampleConfig) -> Self {
+        self.sampler = Some(Sampler::new(cfg, self.burst.capacity()));
+        self
+    }
+
+    /// The drop-log records sampled since the last call (none without a sampler).
+    pub fn drain_samples(&mut self) -> impl Iterator<Item = DropRecord> + '_ {
+        self.sampler.iter_mut().flat_map(|s| s.drain())
+    }
+
+    /// Blocked segments the sampler picked but its rate limit refused.
+    pub fn samples_rate_limited(&self) -> u64 {
+        self.sampler.as_ref().map_or(0, |s| s.rate_limited)
     }
 
     /// This worker counts per-prefix hits in row `slot` of a policy's hit counters (see
@@ -196,7 +216,7 @@ impl Worker {
             hits.count(self.slot, self.scratch.blocked().iter().map(|&(_, p)| p));
         }
         let c = &mut self.counters;
-        for &reason in &self.reasons {
+        for (i, &reason) in self.reasons.iter().enumerate() {
             let mut verdict = policy.verdict(reason);
             c.reasons[reason.index()] += 1;
             match verdict {
@@ -213,6 +233,21 @@ impl Worker {
                         c.reset_limited += 1;
                         verdict = Verdict::Drop;
                     }
+                }
+            }
+            if let Some(s) = &mut self.sampler {
+                if reason.is_blocked() && s.pick(start) {
+                    let dynamic = self
+                        .scratch
+                        .blocked()
+                        .iter()
+                        .find(|b| b.0 as usize == i)
+                        .map_or(u32::MAX, |b| b.1);
+                    s.record(
+                        burst.frame(i),
+                        policy.generation(),
+                        (reason, verdict, dynamic),
+                    );
                 }
             }
             self.verdicts.push(verdict);
@@ -367,6 +402,42 @@ mod tests {
             vec![(p.spec().dynamic[0], 51), (p.spec().dynamic[1], 51)]
         );
         assert_eq!(a.counters().monitored + b.counters().monitored, 102);
+    }
+
+    #[test]
+    fn sampled_blocked_segments_carry_their_outcome_and_pool() {
+        for (action, verdict) in [
+            (Action::Drop, Verdict::Drop),
+            (Action::Monitor, Verdict::Forward),
+        ] {
+            let handle = policy(action);
+            let mut w = Worker::new(16).with_sampler(SampleConfig {
+                every: 2,
+                rate: 1000,
+                keep_v4: 16,
+                keep_v6: 48,
+            });
+            let mut port = MemPort::new(frames(), 1);
+            let mut got = Vec::new();
+            while w.poll(&handle, &mut port).unwrap() > 0 {
+                got.extend(w.drain_samples());
+            }
+            // 17 blocked segments, one in two kept.
+            assert_eq!(got.len(), 8);
+            for r in &got {
+                assert_eq!(
+                    (r.verdict, r.reason, r.dynamic, r.generation),
+                    (verdict, Reason::Blocked, 0, 1)
+                );
+                assert_eq!(
+                    r.key.addrs,
+                    crate::wire::Addrs::V4 {
+                        src: 0x0a00_0000,
+                        dst: 0xc633_0000
+                    }
+                );
+            }
+        }
     }
 
     #[test]
