@@ -20,6 +20,7 @@ use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use toml::Spanned;
 
 /// A place in a config or prefix file.
@@ -98,7 +99,60 @@ struct RawConfig {
     dataplane: Option<Spanned<RawDataplane>>,
     #[serde(default)]
     control: Option<RawControl>,
+    #[serde(default)]
+    drop_log: Option<Spanned<RawDropLog>>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDropLog {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default)]
+    path: Option<Spanned<String>>,
+    #[serde(default)]
+    sample: Option<Spanned<u32>>,
+    #[serde(default)]
+    rate: Option<Spanned<u32>>,
+    #[serde(default)]
+    truncate_ipv4: Option<Spanned<u8>>,
+    #[serde(default)]
+    truncate_ipv6: Option<Spanned<u8>>,
+    #[serde(default)]
+    rotate: Option<Spanned<String>>,
+    #[serde(default)]
+    retention: Option<Spanned<String>>,
+}
+
+/// The `[drop_log]` section when `enabled = true`: a sampled, rate-limited JSON-lines log
+/// of blocked segments (and of would-be blocked ones under `monitor`), addresses truncated
+/// before anything is written, files rotated and deleted after `retention`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DropLogConfig {
+    /// The log file (rotated files are `PATH.YYYYMMDDTHHMMSSZ` beside it).
+    pub path: PathBuf,
+    /// One blocked segment in this many is logged (per worker and direction).
+    pub sample: u32,
+    /// At most this many records per second per worker and direction.
+    pub rate: u32,
+    /// IPv4 prefix length kept of both addresses (32: whole address).
+    pub truncate_ipv4: u8,
+    /// IPv6 prefix length kept of both addresses (128: whole address).
+    pub truncate_ipv6: u8,
+    /// How long one file is written before it is rotated.
+    pub rotate: Duration,
+    /// Rotated files whose last record is older than this are deleted.
+    pub retention: Duration,
+}
+
+/// Drop-log defaults: where, one in 100, 10 records/s, /24 and /48, daily files, a week.
+pub const DEFAULT_DROP_LOG: &str = "/var/log/op25b/drops.jsonl";
+const DEFAULT_DROP_LOG_SAMPLE: u32 = 100;
+const DEFAULT_DROP_LOG_RATE: u32 = 10;
+const DEFAULT_TRUNCATE_IPV4: u8 = 24;
+const DEFAULT_TRUNCATE_IPV6: u8 = 48;
+const DEFAULT_ROTATE: &str = "1d";
+const DEFAULT_RETENTION: &str = "7d";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -256,6 +310,8 @@ pub struct Config {
     pub dataplane: Option<DataplaneConfig>,
     /// The `[control]` section (defaults when absent).
     pub control: ControlConfig,
+    /// The `[drop_log]` section, if present and enabled (off by default).
+    pub drop_log: Option<DropLogConfig>,
 }
 
 /// Origins of the entries of each list.
@@ -368,6 +424,98 @@ pub fn read_prefix_file(
 }
 
 /// Validates the `[dataplane]` section.
+/// Parses a duration like `90s`, `15m`, `2h` or `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: a number followed by s, m, h or d"))?;
+    let unit_secs: u64 = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (s, m, h or d)")),
+    };
+    let secs = n
+        .checked_mul(unit_secs)
+        .ok_or_else(|| format!("{text:?}: too long"))?;
+    if secs == 0 {
+        return Err(format!("{text:?}: must be at least one second"));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn drop_log(
+    d: RawDropLog,
+    base: &Path,
+    at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+) -> Result<Option<DropLogConfig>, ConfigError> {
+    let bad =
+        |span: std::ops::Range<usize>, key: &str, text: String, why: String| ConfigError::Value {
+            at: at(span),
+            list: format!("drop_log.{key}"),
+            text,
+            why,
+        };
+    if !d.enabled {
+        return Ok(None);
+    }
+    let path = match d.path {
+        None => PathBuf::from(DEFAULT_DROP_LOG),
+        Some(p) if p.get_ref().is_empty() => {
+            return Err(bad(
+                p.span(),
+                "path",
+                String::new(),
+                "a file path is needed".into(),
+            ))
+        }
+        Some(p) => base.join(p.get_ref()),
+    };
+    let positive = |v: Option<Spanned<u32>>, key: &str, default: u32| match v {
+        None => Ok(default),
+        Some(n) if *n.get_ref() == 0 => {
+            Err(bad(n.span(), key, "0".into(), "must be at least 1".into()))
+        }
+        Some(n) => Ok(*n.get_ref()),
+    };
+    let sample = positive(d.sample, "sample", DEFAULT_DROP_LOG_SAMPLE)?;
+    let rate = positive(d.rate, "rate", DEFAULT_DROP_LOG_RATE)?;
+    let length = |v: Option<Spanned<u8>>, key: &str, default: u8, max: u8| match v {
+        None => Ok(default),
+        Some(n) if *n.get_ref() > max => Err(bad(
+            n.span(),
+            key,
+            n.get_ref().to_string(),
+            format!("a prefix length from 0 to {max} ({max} keeps whole addresses)"),
+        )),
+        Some(n) => Ok(*n.get_ref()),
+    };
+    let truncate_ipv4 = length(d.truncate_ipv4, "truncate_ipv4", DEFAULT_TRUNCATE_IPV4, 32)?;
+    let truncate_ipv6 = length(d.truncate_ipv6, "truncate_ipv6", DEFAULT_TRUNCATE_IPV6, 128)?;
+    let duration = |v: Option<Spanned<String>>, key: &str, default: &str| {
+        let (text, span) = match v {
+            Some(t) => (t.get_ref().clone(), t.span()),
+            None => (default.to_string(), 0..0),
+        };
+        parse_duration(&text).map_err(|why| bad(span, key, text, why))
+    };
+    let rotate = duration(d.rotate, "rotate", DEFAULT_ROTATE)?;
+    let retention = duration(d.retention, "retention", DEFAULT_RETENTION)?;
+    Ok(Some(DropLogConfig {
+        path,
+        sample,
+        rate,
+        truncate_ipv4,
+        truncate_ipv6,
+        rotate,
+        retention,
+    }))
+}
+
 fn dataplane(
     d: RawDataplane,
     at: &dyn Fn(std::ops::Range<usize>) -> Origin,
@@ -672,6 +820,10 @@ impl Config {
                 };
             }
         }
+        let drop_log = match raw.drop_log {
+            None => None,
+            Some(d) => drop_log(d.into_inner(), base, &at)?,
+        };
         Ok(Config {
             path: path.to_path_buf(),
             outbound: spec,
@@ -679,6 +831,7 @@ impl Config {
             inbound,
             dataplane,
             control,
+            drop_log,
         })
     }
 
@@ -900,6 +1053,60 @@ scope = []
         .contains("must be different"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0]\n").contains("one core per worker"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkerz = 2\n").contains("unknown field `workerz`"));
+    }
+
+    #[test]
+    fn drop_log_section() {
+        // Off unless enabled; defaults when enabled.
+        assert_eq!(load("[outbound]\n").unwrap().drop_log, None);
+        assert_eq!(
+            load("[outbound]\n[drop_log]\nsample = 5\n")
+                .unwrap()
+                .drop_log,
+            None
+        );
+        let d = load("[outbound]\n[drop_log]\nenabled = true\n")
+            .unwrap()
+            .drop_log
+            .unwrap();
+        assert_eq!(
+            d,
+            DropLogConfig {
+                path: PathBuf::from(DEFAULT_DROP_LOG),
+                sample: 100,
+                rate: 10,
+                truncate_ipv4: 24,
+                truncate_ipv6: 48,
+                rotate: Duration::from_secs(86400),
+                retention: Duration::from_secs(7 * 86400),
+            }
+        );
+        let d = load("[outbound]\n[drop_log]\nenabled = true\npath = \"drops.jsonl\"\nsample = 1\nrate = 3\ntruncate_ipv4 = 32\ntruncate_ipv6 = 64\nrotate = \"1h\"\nretention = \"2d\"\n")
+            .unwrap()
+            .drop_log
+            .unwrap();
+        assert_eq!(d.path, PathBuf::from("/nonexistent/drops.jsonl"));
+        assert_eq!(
+            (d.sample, d.rate, d.truncate_ipv4, d.truncate_ipv6),
+            (1, 3, 32, 64)
+        );
+        assert_eq!(
+            (d.rotate.as_secs(), d.retention.as_secs()),
+            (3600, 2 * 86400)
+        );
+        for (bad, want) in [
+            ("sample = 0", "drop_log.sample"),
+            ("truncate_ipv4 = 33", "drop_log.truncate_ipv4"),
+            ("truncate_ipv6 = 129", "drop_log.truncate_ipv6"),
+            ("retention = \"1w\"", "drop_log.retention"),
+            ("rotate = \"0s\"", "drop_log.rotate"),
+            ("path = \"\"", "drop_log.path"),
+            ("sampel = 3", "unknown field `sampel`"),
+        ] {
+            let e = err(&format!("[outbound]\n[drop_log]\nenabled = true\n{bad}\n"));
+            assert!(e.contains(want), "{bad}: {e}");
+            assert!(e.contains(":4"), "{bad}: says where: {e}");
+        }
     }
 
     #[test]

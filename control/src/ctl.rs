@@ -143,26 +143,7 @@ pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String
     ))
 }
 
-/// Parses a duration like `90s`, `15m`, `2h` or `7d`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("{text:?}: a number followed by s, m, h or d"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (s, m, h or d)")),
-    };
-    if secs == 0 {
-        return Err(format!("{text:?}: a ticket must last at least one second"));
-    }
-    Ok(Duration::from_secs(secs))
-}
+pub use crate::config::parse_duration;
 
 #[cfg(test)]
 mod tests {

@@ -11,5 +11,7 @@ pub mod config;
 #[cfg(target_os = "linux")]
 pub mod ctl;
 #[cfg(target_os = "linux")]
+pub mod droplog;
+#[cfg(target_os = "linux")]
 pub mod live;
 pub mod replay;

@@ -1,0 +1,471 @@
+//! The optional drop log (`[drop_log] enabled = true`): one JSON line per sampled blocked
+//! segment — and, under `monitor`, per sampled segment that would have been blocked — so an
+//! operator can see what the policy does without a packet capture.
+//!
+//! What a line holds: time, policy (outbound/inbound), action taken (drop, reject, monitor),
+//! reason, source and destination truncated to the configured prefix lengths (done in the
+//! worker, before the record leaves it: see `op25b_dataplane::sample`), destination port, the
+//! dynamic pool prefix that matched and the policy generation. Nothing else of the frame.
+//!
+//! Invariants:
+//! - Off by default; when on, at most `rate` lines per second per worker and direction, one
+//!   in `sample` blocked segments.
+//! - A full queue or a write error loses log lines (counted), never frames: workers hand
+//!   records over with a non-blocking send and the writer runs on its own thread.
+//! - The file in use is rotated every `rotate` to `PATH.YYYYMMDDTHHMMSSZ`; rotated files
+//!   whose last line is older than `retention` are deleted (checked at start and at every
+//!   rotation), so nothing is kept longer than `retention` + `rotate`.
+
+use crate::config::DropLogConfig;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use op25b_dataplane::policy::{AnyPrefix, Verdict};
+use op25b_dataplane::sample::{DropRecord, SampleConfig};
+use op25b_dataplane::wire::{Addrs, Transport};
+use op25b_dataplane::worker::PolicyHandle;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A record and the direction (0 outbound, 1 inbound) whose worker sampled it.
+pub type Entry = (usize, DropRecord);
+
+/// Records a worker may queue before the writer catches up (beyond: counted, lost).
+pub const QUEUE: usize = 4096;
+
+/// Counts the writer keeps for metrics.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// Lines written.
+    pub written: AtomicU64,
+    /// Lines lost to write errors.
+    pub write_errors: AtomicU64,
+}
+
+impl DropLogConfig {
+    /// What the workers' samplers need.
+    pub fn sample_config(&self) -> SampleConfig {
+        SampleConfig {
+            every: self.sample,
+            rate: self.rate,
+            keep_v4: self.truncate_ipv4,
+            keep_v6: self.truncate_ipv6,
+        }
+    }
+}
+
+/// The log file being written, with rotation and retention.
+#[derive(Debug)]
+pub struct DropLog {
+    cfg: DropLogConfig,
+    file: BufWriter<File>,
+    opened: SystemTime,
+}
+
+impl DropLog {
+    /// Opens (appends to) the log, rotating it first if it was last written more than
+    /// `rotate` ago, and deletes rotated files past retention.
+    pub fn open(cfg: DropLogConfig, now: SystemTime) -> Result<Self, String> {
+        let p = &cfg.path;
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display()))?;
+        }
+        if let Ok(m) = std::fs::metadata(p).and_then(|m| m.modified()) {
+            if now.duration_since(m).unwrap_or_default() >= cfg.rotate {
+                let _ = std::fs::rename(p, rotated_name(p, m));
+            }
+        }
+        let file = open_append(p)?;
+        let log = DropLog {
+            file,
+            opened: now,
+            cfg,
+        };
+        log.prune(now);
+        Ok(log)
+    }
+
+    /// Writes one line, rotating first when the file has been in use for `rotate`.
+    pub fn write(&mut self, line: &str, now: SystemTime) -> std::io::Result<()> {
+        if now.duration_since(self.opened).unwrap_or_default() >= self.cfg.rotate {
+            self.rotate(now)?;
+        }
+        self.file.write_all(line.as_bytes())?;
+        self.file.write_all(b"\n")
+    }
+
+    /// Rotates when due even without new lines (called when the queue is idle).
+    pub fn tick(&mut self, now: SystemTime) -> std::io::Result<()> {
+        self.file.flush()?;
+        if now.duration_since(self.opened).unwrap_or_default() >= self.cfg.rotate {
+            self.rotate(now)?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self, now: SystemTime) -> std::io::Result<()> {
+        self.file.flush()?;
+        std::fs::rename(&self.cfg.path, rotated_name(&self.cfg.path, now))?;
+        self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
+        self.opened = now;
+        self.prune(now);
+        Ok(())
+    }
+
+    /// Deletes rotated files last written more than `retention` ago.
+    fn prune(&self, now: SystemTime) {
+        let p = &self.cfg.path;
+        let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let stem = format!("{name}.");
+        for e in entries.flatten() {
+            let file_name = e.file_name();
+            let Some(n) = file_name.to_str() else {
+                continue;
+            };
+            let rotated = n
+                .strip_prefix(&stem)
+                .is_some_and(|s| s.len() == 16 && s.ends_with('Z'));
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| now.duration_since(m).unwrap_or_default() > self.cfg.retention);
+            if rotated && old {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    eprintln!(
+                        "op25b: drop log: cannot delete {} past retention: {err}",
+                        e.path().display()
+                    );
+                }
+            }
+        }
+    }
+
+    /// Flushes buffered lines.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn open_append(p: &Path) -> Result<BufWriter<File>, String> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p)
+        .map(BufWriter::new)
+        .map_err(|e| format!("drop_log.path: cannot open {}: {e}", p.display()))
+}
+
+fn rotated_name(p: &Path, at: SystemTime) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".");
+    s.push(compact_time(at));
+    PathBuf::from(s)
+}
+
+/// (year, month, day, hour, minute, second, nanosecond) in UTC.
+fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400) as u32);
+    // Days since 1970-01-01 to a Gregorian date (H. Hinnant's civil_from_days).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        year,
+        month,
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos(),
+    )
+}
+
+/// RFC 3339 UTC with microseconds: `2026-11-23T10:04:05.123456Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, ns) = civil(t);
+    format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:06}Z",
+        ns / 1000
+    )
+}
+
+fn compact_time(t: SystemTime) -> String {
+    let (y, mo, d, h, mi, s, _) = civil(t);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
+}
+
+fn net_text(addr: String, len: u8, full: u8) -> String {
+    if len == full {
+        addr
+    } else {
+        format!("{addr}/{len}")
+    }
+}
+
+/// One JSON line for a record. `truncation` is (IPv4, IPv6) prefix lengths the sampler
+/// kept; `pool` is the dynamic prefix at the record's list position, if still known.
+pub fn line(
+    direction: usize,
+    r: &DropRecord,
+    pool: Option<AnyPrefix>,
+    truncation: (u8, u8),
+) -> String {
+    let (src, dst) = match r.key.addrs {
+        Addrs::V4 { src, dst } => (
+            net_text(Ipv4Addr::from(src).to_string(), truncation.0, 32),
+            net_text(Ipv4Addr::from(dst).to_string(), truncation.0, 32),
+        ),
+        Addrs::V6 { src, dst } => (
+            net_text(Ipv6Addr::from(src).to_string(), truncation.1, 128),
+            net_text(Ipv6Addr::from(dst).to_string(), truncation.1, 128),
+        ),
+    };
+    let dport = match r.key.transport {
+        Transport::Tcp { dport } => serde_json::json!(dport),
+        Transport::Ipv4OverlapFragment => serde_json::Value::Null,
+    };
+    let time = SystemTime::UNIX_EPOCH + Duration::from_nanos(r.unix_ns);
+    serde_json::json!({
+        "time": rfc3339(time),
+        "policy": if direction == 0 { "outbound" } else { "inbound" },
+        "action": match r.verdict {
+            Verdict::Drop => "drop",
+            Verdict::Reject => "reject",
+            Verdict::Forward => "monitor",
+        },
+        "reason": r.reason.label(),
+        "src": src,
+        "dst": dst,
+        "dport": dport,
+        "pool": pool.map(|p| p.to_string()),
+        "generation": r.generation,
+    })
+    .to_string()
+}
+
+/// Runs the writer until every sender is gone: formats and writes what the workers
+/// sampled, flushes when the queue is idle, rotates and prunes on time.
+pub fn run_writer(
+    mut log: DropLog,
+    rx: Receiver<Entry>,
+    policies: [Arc<PolicyHandle>; 2],
+    stats: Arc<LogStats>,
+) {
+    let truncation = (log.cfg.truncate_ipv4, log.cfg.truncate_ipv6);
+    let path = log.cfg.path.display().to_string();
+    let mut last_error: Option<SystemTime> = None;
+    let mut report = |e: std::io::Error, stats: &LogStats| {
+        stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        let now = SystemTime::now();
+        // One message a minute at most: a full disk must not flood the journal.
+        if last_error
+            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= Duration::from_secs(60))
+        {
+            eprintln!(
+                "op25b: drop log {path}: {e} (lines are being lost; traffic is not affected)"
+            );
+            last_error = Some(now);
+        }
+    };
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok((dir, r)) => {
+                let p = policies[dir.min(1)].load();
+                let pool = (p.generation() == r.generation)
+                    .then(|| p.spec().dynamic.get(r.dynamic as usize).copied())
+                    .flatten();
+                let text = line(dir, &r, pool, truncation);
+                match log.write(&text, SystemTime::now()) {
+                    Ok(()) => {
+                        stats.written.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => report(e, &stats),
+                }
+                if rx.is_empty() {
+                    if let Err(e) = log.flush() {
+                        report(e, &stats);
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if let Err(e) = log.tick(SystemTime::now()) {
+                    report(e, &stats);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let _ = log.flush();
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use op25b_dataplane::policy::Reason;
+    use op25b_dataplane::wire::FlowKey;
+
+    fn cfg(dir: &Path) -> DropLogConfig {
+        DropLogConfig {
+            path: dir.join("drops.jsonl"),
+            sample: 1,
+            rate: 10,
+            truncate_ipv4: 24,
+            truncate_ipv6: 48,
+            rotate: Duration::from_secs(3600),
+            retention: Duration::from_secs(2 * 3600),
+        }
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("op25b-droplog-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn times_are_utc_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_435_445_123_456);
+        assert_eq!(rfc3339(t), "2026-11-23T12:04:05.123456Z");
+        assert_eq!(compact_time(t), "20261123T120405Z");
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000000Z"
+        );
+    }
+
+    #[test]
+    fn a_line_holds_truncated_addresses_and_the_pool() {
+        let r = DropRecord {
+            unix_ns: 1_795_435_445_000_000_000,
+            generation: 3,
+            reason: Reason::Blocked,
+            verdict: Verdict::Forward,
+            key: FlowKey {
+                addrs: Addrs::V4 {
+                    src: 0x0a01_0200,
+                    dst: 0xc633_6400,
+                },
+                transport: Transport::Tcp { dport: 25 },
+            },
+            dynamic: 0,
+        };
+        let pool: AnyPrefix = "10.0.0.0/8".parse().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line(0, &r, Some(pool), (24, 48))).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"time": "2026-11-23T12:04:05.000000Z", "policy": "outbound",
+                "action": "monitor", "reason": "blocked", "src": "10.1.2.0/24",
+                "dst": "198.51.100.0/24", "dport": 25, "pool": "10.0.0.0/8", "generation": 3})
+        );
+        let r6 = DropRecord {
+            key: FlowKey {
+                addrs: Addrs::V6 {
+                    src: 0x2001_0db8_0001_u128 << 80,
+                    dst: 0x2001_0db8_00ff_u128 << 80,
+                },
+                transport: Transport::Ipv4OverlapFragment,
+            },
+            verdict: Verdict::Reject,
+            ..r
+        };
+        let v: serde_json::Value = serde_json::from_str(&line(1, &r6, None, (32, 48))).unwrap();
+        assert_eq!(
+            (
+                &v["src"],
+                &v["dst"],
+                &v["dport"],
+                &v["pool"],
+                &v["action"],
+                &v["policy"]
+            ),
+            (
+                &serde_json::json!("2001:db8:1::/48"),
+                &serde_json::json!("2001:db8:ff::/48"),
+                &serde_json::Value::Null,
+                &serde_json::Value::Null,
+                &serde_json::json!("reject"),
+                &serde_json::json!("inbound")
+            )
+        );
+        // Whole addresses when the configured length keeps them.
+        let v: serde_json::Value = serde_json::from_str(&line(0, &r, None, (32, 128))).unwrap();
+        assert_eq!(v["src"], "10.1.2.0");
+    }
+
+    #[test]
+    fn files_rotate_and_old_ones_are_deleted() {
+        let dir = scratch("rotate");
+        let c = cfg(&dir);
+        let t0 = SystemTime::now();
+        let mut log = DropLog::open(c.clone(), t0).unwrap();
+        log.write("one", t0).unwrap();
+        log.flush().unwrap();
+        // Files carry the times the test pretends, not the wall clock.
+        let stamp = |p: &Path, t: SystemTime| {
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        stamp(&c.path, t0);
+        // An hour later the file rotates before the next line.
+        let t1 = t0 + Duration::from_secs(3600);
+        log.write("two", t1).unwrap();
+        log.flush().unwrap();
+        let rotated = rotated_name(&c.path, t1);
+        assert_eq!(std::fs::read_to_string(&rotated).unwrap(), "one\n");
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "two\n");
+        stamp(&c.path, t1);
+        // A stranger's file beside it is never touched.
+        let other = dir.join("drops.jsonl.keep");
+        std::fs::write(&other, "x").unwrap();
+        // Two hours on (past the 2 h retention of the file last written at t0, not of the
+        // one last written at t1), an idle tick rotates again and deletes the first.
+        let t2 = t0 + Duration::from_secs(2 * 3600 + 60);
+        log.tick(t2).unwrap();
+        assert!(!rotated.exists(), "past retention");
+        let kept = rotated_name(&c.path, t2);
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "two\n");
+        assert!(other.exists());
+        // Reopening a file last written long ago rotates it away first.
+        drop(log);
+        let log = DropLog::open(c.clone(), t2 + Duration::from_secs(7200)).unwrap();
+        drop(log);
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unwritable_path_is_a_clear_error() {
+        let mut c = cfg(Path::new("/proc/op25b-no/such"));
+        c.path = PathBuf::from("/proc/op25b-no/such/drops.jsonl");
+        let e = DropLog::open(c, SystemTime::now()).unwrap_err();
+        assert!(
+            e.starts_with("drop_log.path: cannot create /proc/op25b-no/such"),
+            "{e}"
+        );
+    }
+}
