@@ -31,6 +31,7 @@ use hdrhistogram::Histogram;
 use op25b_dataplane::policy::{AnyPrefix, ListName, Policy, Reason};
 use op25b_dataplane::port::af_packet::{Direction, WirePort};
 use op25b_dataplane::port::sys::pin_current_thread;
+use op25b_dataplane::sample::SampleConfig;
 use op25b_dataplane::wire::{Addrs, FlowKey, Transport};
 use op25b_dataplane::worker::{latency_histogram, Counters, PolicyHandle, Worker};
 use serde_json::json;
@@ -54,6 +55,9 @@ struct Snapshot {
     latency_in: Histogram<u64>,
     tx_refused: u64,
     resets_sent: u64,
+    /// Drop-log records refused by the samplers' rate limit, and lost to a full queue.
+    log_rate_limited: u64,
+    log_queue_full: u64,
     last: bool,
 }
 
@@ -66,6 +70,8 @@ struct WorkerCtx {
     burst: usize,
     core: Option<usize>,
     report: Sender<Snapshot>,
+    /// Sampling for the drop log, and where the records go.
+    log: Option<(SampleConfig, Sender<crate::droplog::Entry>)>,
 }
 
 fn worker_loop(mut w: WorkerCtx) {
@@ -79,6 +85,11 @@ fn worker_loop(mut w: WorkerCtx) {
     }
     let mut out = Worker::new(w.burst).in_slot(w.index);
     let mut inb = Worker::new(w.burst).in_slot(w.index);
+    if let Some((cfg, _)) = &w.log {
+        out = out.with_sampler(*cfg);
+        inb = inb.with_sampler(*cfg);
+    }
+    let mut log_queue_full = 0u64;
     let mut last = Instant::now();
     loop {
         let stopping = w.stop.load(Ordering::Relaxed);
@@ -92,6 +103,8 @@ fn worker_loop(mut w: WorkerCtx) {
                 latency_in: inb.take_latency(),
                 tx_refused: w.port.tx_refused,
                 resets_sent: w.port.resets_sent,
+                log_rate_limited: out.samples_rate_limited() + inb.samples_rate_limited(),
+                log_queue_full,
                 last: stopping,
             };
             if stopping {
@@ -105,6 +118,15 @@ fn worker_loop(mut w: WorkerCtx) {
         let a = out.poll(&w.policy, &mut w.port).unwrap_or(0);
         w.port.set_direction(Direction::CoreToAccess);
         let b = inb.poll(&w.inbound, &mut w.port).unwrap_or(0);
+        if let Some((_, tx)) = &w.log {
+            for (dir, worker) in [(0, &mut out), (1, &mut inb)] {
+                for r in worker.drain_samples() {
+                    if tx.try_send((dir, r)).is_err() {
+                        log_queue_full += 1;
+                    }
+                }
+            }
+        }
         if a == 0 && b == 0 {
             w.port.wait(10);
         }
@@ -166,6 +188,8 @@ struct Control {
     /// Replaced policies (0 outbound, 1 inbound) that a worker may still be counting in;
     /// folded into `retired_hits` once no worker holds them.
     draining: Vec<(usize, Arc<Policy>)>,
+    /// The drop log in force (set at start) and its writer's counts.
+    drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
 
 /// Directions as the per-prefix counters name them.
@@ -221,11 +245,17 @@ impl Control {
             Ok(()) => {
                 self.reloads[0] += 1;
                 self.watched = files_stamp(&self.config);
+                let running = self.drop_log.as_ref().map(|d| &d.0);
                 let msg = format!(
-                    "reloaded {}: generation {} in {:.1} ms",
+                    "reloaded {}: generation {} in {:.1} ms{}",
                     self.path.display(),
                     self.generation,
-                    t.elapsed().as_secs_f64() * 1e3
+                    t.elapsed().as_secs_f64() * 1e3,
+                    if self.config.drop_log.as_ref() != running {
+                        "; [drop_log] changed: that takes effect at the next start"
+                    } else {
+                        ""
+                    }
                 );
                 eprintln!("op25b: {msg}");
                 (true, msg)
@@ -684,6 +714,22 @@ impl Control {
                 );
             }
         }
+        if let Some((_, st)) = &self.drop_log {
+            let (mut limited, mut full) = (0, 0);
+            for s in self.workers.iter().flatten() {
+                limited += s.log_rate_limited;
+                full += s.log_queue_full;
+            }
+            let _ = writeln!(m, "# HELP op25b_drop_log_records_total Sampled blocked segments by what became of their drop-log line.\n# TYPE op25b_drop_log_records_total counter");
+            for (what, n) in [
+                ("written", st.written.load(Ordering::Relaxed)),
+                ("rate_limited", limited),
+                ("queue_full", full),
+                ("write_error", st.write_errors.load(Ordering::Relaxed)),
+            ] {
+                let _ = writeln!(m, "op25b_drop_log_records_total{{result=\"{what}\"}} {n}");
+            }
+        }
         let _ = writeln!(m, "# HELP op25b_exemption_tickets Exemption tickets in force.\n# TYPE op25b_exemption_tickets gauge\nop25b_exemption_tickets {}", self.tickets.len());
         let _ = writeln!(m, "# HELP op25b_latency_ns Classification time per frame since start, nanoseconds.\n# TYPE op25b_latency_ns summary");
         for (dir, h) in [
@@ -877,6 +923,33 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     }
     drop(req_tx);
+    let mut log_writer = None;
+    let mut log_tx = None;
+    let mut drop_log = None;
+    if let Some(cfg) = &config.drop_log {
+        let log = crate::droplog::DropLog::open(cfg.clone(), SystemTime::now())?;
+        let (tx, rx) = crossbeam_channel::bounded(crate::droplog::QUEUE);
+        let stats = Arc::new(crate::droplog::LogStats::default());
+        let (policies, st) = ([handle.clone(), inbound.clone()], stats.clone());
+        log_writer = Some(
+            std::thread::Builder::new()
+                .name("op25b-droplog".into())
+                .spawn(move || crate::droplog::run_writer(log, rx, policies, st))
+                .map_err(|e| e.to_string())?,
+        );
+        eprintln!(
+            "op25b: drop log {}: one in {} blocked segments, at most {}/s per worker and direction, addresses cut to /{} (IPv4) and /{} (IPv6), a new file every {} s, files kept {} s",
+            cfg.path.display(),
+            cfg.sample,
+            cfg.rate,
+            cfg.truncate_ipv4,
+            cfg.truncate_ipv6,
+            cfg.rotate.as_secs(),
+            cfg.retention.as_secs()
+        );
+        log_tx = Some((cfg.sample_config(), tx));
+        drop_log = Some((cfg.clone(), stats));
+    }
     let (snap_tx, snap_rx) = crossbeam_channel::bounded::<Snapshot>(4 * dp.workers);
     let mut threads = Vec::new();
     for (i, port) in ports.into_iter().enumerate() {
@@ -889,6 +962,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
             burst: dp.burst,
             core: dp.cores.get(i).copied(),
             report: snap_tx.clone(),
+            log: log_tx.clone(),
         };
         threads.push(
             std::thread::Builder::new()
@@ -898,6 +972,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         );
     }
     drop(snap_tx);
+    drop(log_tx);
     let mut control = Control {
         path: config_path.to_path_buf(),
         config,
@@ -915,6 +990,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         last_watch: Instant::now(),
         retired_hits: [HashMap::new(), HashMap::new()],
         draining: Vec::new(),
+        drop_log,
     };
     control.watched = files_stamp(&control.config);
     eprintln!(
@@ -963,6 +1039,10 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     for t in threads {
         t.join()
             .map_err(|_| "a worker thread panicked".to_string())?;
+    }
+    // The workers' senders are gone: the writer flushes what is queued and ends.
+    if let Some(w) = log_writer {
+        let _ = w.join();
     }
     let _ = std::fs::remove_file(&cc.socket);
     let (o, i, refused) = control.totals();

@@ -8,6 +8,7 @@
 //! Needs root, iproute2 and python3; says SKIPPED otherwise.
 
 use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
+use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 
@@ -53,6 +54,12 @@ workers = 1
 [control]
 socket = "ctl.sock"
 metrics = "127.0.0.1:9726"
+
+[drop_log]
+enabled = true
+path = "drops.jsonl"
+sample = 1
+truncate_ipv4 = 24
 "#;
 
 fn connect(ns: &Netns, src: &str, dst: &str) -> (String, f64) {
@@ -206,4 +213,47 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
     );
     assert!(v["outbound"]["rejected"].as_u64().unwrap() >= 1, "{v}");
     assert!(v["resets_sent"].as_u64().unwrap() >= 2, "{v}");
+    // The drop log: one line per blocked SYN (sample = 1), addresses cut to /24.
+    let log = std::fs::read_to_string(dir.join("drops.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for (l, policy, pool) in [
+        (&lines[0], "outbound", "10.0.0.0/28"),
+        (&lines[1], "inbound", "10.0.0.64/26"),
+    ] {
+        assert_eq!(
+            (
+                &l["policy"],
+                &l["action"],
+                &l["reason"],
+                &l["src"],
+                &l["dst"],
+                &l["dport"],
+                &l["pool"]
+            ),
+            (
+                &json!(policy),
+                &json!("reject"),
+                &json!("blocked"),
+                &json!("10.0.0.0/24"),
+                &json!("10.0.0.0/24"),
+                &json!(25),
+                &json!(pool)
+            ),
+            "{log}"
+        );
+    }
+    assert!(
+        !log.contains("10.0.0.2\"") && !log.contains("10.0.0.77"),
+        "no whole address: {log}"
+    );
+    let m = metrics();
+    assert_eq!(
+        value(&m, "op25b_drop_log_records_total{result=\"written\"}"),
+        2,
+        "{m}"
+    );
 }
