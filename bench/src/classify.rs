@@ -83,6 +83,8 @@ pub struct ClassifyArgs {
     pub profile: Profile,
     /// Seed.
     pub seed: u64,
+    /// Give the policy per-prefix hit counters (as the live appliance and replay do).
+    pub hit_counters: bool,
 }
 
 /// Runs the benchmark and returns its JSON result.
@@ -93,7 +95,11 @@ pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
     let built_at = Instant::now();
     let (policy, _) = Policy::build(spec, 1).map_err(|e| e.to_string())?;
     let build_s = built_at.elapsed().as_secs_f64();
-    let policy = Arc::new(policy);
+    let policy = Arc::new(if a.hit_counters {
+        policy.with_hit_counters(a.workers)
+    } else {
+        policy
+    });
     let mut g = Generator::new(&pools, a.profile.clone(), a.seed ^ 0x5eed);
     let mut bursts = Vec::new();
     let mut bytes = 0usize;
@@ -109,11 +115,11 @@ pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
     let bursts = Arc::new(bursts);
     let setup_s = t.elapsed().as_secs_f64();
     let handles: Vec<_> = (0..a.workers)
-        .map(|_| {
+        .map(|slot| {
             let (policy, bursts, passes) = (policy.clone(), bursts.clone(), a.passes);
             let burst = a.burst;
             std::thread::spawn(move || {
-                let mut w = Worker::new(burst);
+                let mut w = Worker::new(burst).in_slot(slot);
                 let t = Instant::now();
                 for _ in 0..passes {
                     for b in bursts.iter() {
@@ -147,6 +153,7 @@ pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
         "frames_in_memory": bursts.len() * a.burst,
         "mean_frame_bytes": bytes as f64 / (bursts.len() * a.burst) as f64,
         "burst": a.burst,
+        "hit_counters": a.hit_counters,
         "workers": a.workers,
         "frames_classified": frames,
         "dropped_share": dropped as f64 / frames.max(1) as f64,

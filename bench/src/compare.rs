@@ -736,6 +736,7 @@ fn classify_rows(sizes: &[usize]) -> Result<Vec<Value>, String> {
                         ..Default::default()
                     },
                     seed: 1,
+                    hit_counters: false,
                 };
                 let mut r = crate::classify::run(&args)?;
                 r["framing"] = json!(framing);

@@ -108,6 +108,9 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Give the policy per-prefix hit counters, as `op25b run` and `replay` do.
+        #[arg(long)]
+        hit_counters: bool,
     },
     /// Our LPM against DPDK rte_lpm/rte_lpm6 (C harness), poptrie and prefix-trie on the same
     /// files, and op25b replay against tcpdump with a BPF filter; writes JSON, Markdown, SVG.
@@ -415,6 +418,7 @@ fn main() -> ExitCode {
             encap,
             payload,
             seed,
+            hit_counters,
         } => (|| {
             let profile = Profile {
                 v6_share,
@@ -431,6 +435,7 @@ fn main() -> ExitCode {
                 passes,
                 profile,
                 seed,
+                hit_counters,
             };
             let r = op25b_bench::classify::run(&args)?;
             println!(
