@@ -332,7 +332,7 @@ pub struct Duplicate {
 
 /// One address family's outbound tables.
 #[derive(Clone, Debug)]
-struct FamilyTables<K> {
+struct FamilyTables<K: crate::lpm::Bits> {
     /// dynamic ∪ exempt; value = (position << 1) | is_exempt.
     sources: LpmTable<K>,
     /// value = position in `relays`.

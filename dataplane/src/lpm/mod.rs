@@ -22,6 +22,7 @@ pub mod ranges;
 #[cfg(test)]
 mod tests;
 
+use crate::port::sys::HugeSlice;
 use std::fmt;
 
 /// The unsigned integer behind an address family (u32 for IPv4, u128 for IPv6).
@@ -181,17 +182,41 @@ const KIND_RUN: u32 = 2;
 const NODE_STRIDE: u8 = 8;
 
 /// An immutable longest-prefix-match table over one address family.
-#[derive(Clone, Debug)]
 pub struct LpmTable<K> {
     /// Bits of the key the root is indexed by.
     root_bits: u8,
     /// The root (first `1 << root_bits` entries), then every child node.
-    entries: Box<[u32]>,
+    /// On huge pages when large (see [`HugeSlice`]).
+    entries: HugeSlice<u32>,
     /// (range start, value) pairs of every run; a run entry holds its offset and length,
     /// so a run costs one memory read (usually one cache line).
-    runs: Box<[(K, u32)]>,
+    runs: HugeSlice<(K, u32)>,
     prefixes: usize,
     ranges: usize,
+}
+
+impl<K: Bits> Clone for LpmTable<K> {
+    fn clone(&self) -> Self {
+        LpmTable {
+            root_bits: self.root_bits,
+            entries: self.entries.clone(),
+            runs: self.runs.clone(),
+            prefixes: self.prefixes,
+            ranges: self.ranges,
+        }
+    }
+}
+
+impl<K: Bits> fmt::Debug for LpmTable<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LpmTable")
+            .field("root_bits", &self.root_bits)
+            .field("entries", &self.entries)
+            .field("runs", &self.runs)
+            .field("prefixes", &self.prefixes)
+            .field("ranges", &self.ranges)
+            .finish()
+    }
 }
 
 /// IPv4 table.
@@ -302,8 +327,8 @@ impl<K: Bits> LpmTable<K> {
         c.node(0, r.starts.len(), K::ZERO, K::BITS, root_bits);
         LpmTable {
             root_bits,
-            entries: c.entries.into_boxed_slice(),
-            runs: c.runs.into_boxed_slice(),
+            entries: HugeSlice::from_slice(&c.entries),
+            runs: HugeSlice::from_slice(&c.runs),
             prefixes: r.prefix_count(),
             ranges: r.range_count(),
         }

@@ -12,6 +12,9 @@
 
 #![allow(unsafe_code)]
 
+mod huge;
+pub use huge::HugeSlice;
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

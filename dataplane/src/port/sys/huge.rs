@@ -1,0 +1,199 @@
+//! [`HugeSlice`]: an immutable slice of plain data in memory backed by 2 MiB pages where
+//! the kernel allows it (transparent huge pages asked for with `madvise(MADV_HUGEPAGE)`,
+//! which works when THP is `always` or `madvise`). Lookup tables live here: a random key
+//! then costs a cache miss but rarely a TLB miss and page walk, which is most of what the
+//! first bursts after a policy swap and random lookups in tables larger than the caches
+//! pay with 4 KiB pages.
+//!
+//! Invariants:
+//! - Slices under 1 MiB are ordinary boxed slices (no rounding waste).
+//! - A larger slice is one allocation aligned to and rounded up to 2 MiB, advised before
+//!   its first write (so pages are faulted in huge), filled by one copy, never written
+//!   again, and freed with the layout it was allocated with.
+//! - If the allocation or the advice fails, the data is still there (ordinary memory or
+//!   ordinary pages): huge pages are an optimisation, never a requirement. The environment
+//!   variable `OP25B_NO_HUGEPAGES` turns them off.
+
+use std::alloc::Layout;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+/// Huge page size on x86-64 and arm64 (4 KiB base pages).
+const HUGE: usize = 2 << 20;
+/// Smallest slice put on huge pages.
+const MIN_BYTES: usize = 1 << 20;
+
+/// Whether `OP25B_NO_HUGEPAGES` is set (any value): ordinary pages everywhere, for
+/// measuring the difference and as an escape hatch.
+fn huge_pages_off() -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OFF.get_or_init(|| std::env::var_os("OP25B_NO_HUGEPAGES").is_some())
+}
+
+/// An immutable slice, on huge pages when large enough.
+pub struct HugeSlice<T> {
+    storage: Storage<T>,
+}
+
+enum Storage<T> {
+    Boxed(Box<[T]>),
+    Huge {
+        ptr: NonNull<T>,
+        len: usize,
+        layout: Layout,
+    },
+}
+
+// SAFETY: a HugeSlice owns its memory exclusively and never mutates it after construction,
+// like a Box<[T]>; sending or sharing it is sound exactly when it is for T.
+unsafe impl<T: Send> Send for HugeSlice<T> {}
+// SAFETY: see Send: shared access only reads immutable memory.
+unsafe impl<T: Sync> Sync for HugeSlice<T> {}
+
+impl<T: Copy> HugeSlice<T> {
+    /// Copies `data` into a new slice, on huge pages if it is large.
+    pub fn from_slice(data: &[T]) -> Self {
+        let bytes = std::mem::size_of_val(data);
+        if bytes < MIN_BYTES || std::mem::align_of::<T>() > HUGE || huge_pages_off() {
+            return HugeSlice {
+                storage: Storage::Boxed(data.into()),
+            };
+        }
+        let Ok(layout) = Layout::from_size_align(bytes.next_multiple_of(HUGE), HUGE) else {
+            return HugeSlice {
+                storage: Storage::Boxed(data.into()),
+            };
+        };
+        // SAFETY: the layout has a non-zero size (bytes >= MIN_BYTES).
+        let raw = unsafe { std::alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
+            return HugeSlice {
+                storage: Storage::Boxed(data.into()),
+            };
+        };
+        // SAFETY: [raw, raw + layout.size()) is our own fresh allocation, 2 MiB aligned;
+        // MADV_HUGEPAGE only changes how its pages are backed, never its contents. A
+        // failure (THP off, old kernel) leaves ordinary pages, which is fine.
+        unsafe {
+            libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE);
+        }
+        // SAFETY: the destination holds at least data.len() elements of T, is aligned for
+        // T (2 MiB is a multiple of any smaller power-of-two alignment), and cannot
+        // overlap the borrowed source.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
+        }
+        HugeSlice {
+            storage: Storage::Huge {
+                ptr,
+                len: data.len(),
+                layout,
+            },
+        }
+    }
+
+    /// Whether the slice sits in memory advised for huge pages.
+    pub fn is_huge(&self) -> bool {
+        matches!(self.storage, Storage::Huge { .. })
+    }
+}
+
+impl<T> Deref for HugeSlice<T> {
+    type Target = [T];
+
+    #[inline(always)]
+    fn deref(&self) -> &[T] {
+        match &self.storage {
+            Storage::Boxed(b) => b,
+            // SAFETY: ptr points to len initialised elements (copied in from_slice) that
+            // live until drop and are never written again.
+            Storage::Huge { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+        }
+    }
+}
+
+impl<T> Drop for HugeSlice<T> {
+    fn drop(&mut self) {
+        // Only `from_slice` (T: Copy) fills one, so no element needs dropping.
+        if let Storage::Huge { ptr, layout, .. } = &self.storage {
+            // SAFETY: allocated in from_slice with exactly this layout, freed once here.
+            unsafe { std::alloc::dealloc(ptr.as_ptr().cast(), *layout) }
+        }
+    }
+}
+
+impl<T: Copy> Clone for HugeSlice<T> {
+    fn clone(&self) -> Self {
+        HugeSlice::from_slice(self)
+    }
+}
+
+impl<T: Copy + std::fmt::Debug> std::fmt::Debug for HugeSlice<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HugeSlice")
+            .field("len", &self.len())
+            .field("huge", &self.is_huge())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_and_large_slices_keep_their_contents() {
+        let small: Vec<u32> = (0..1000).collect();
+        let s = HugeSlice::from_slice(&small);
+        assert!(!s.is_huge());
+        assert_eq!(&*s, &small[..]);
+        let large: Vec<(u128, u32)> = (0..200_000u32).map(|i| (u128::from(i) << 64, i)).collect();
+        let l = HugeSlice::from_slice(&large);
+        assert!(l.is_huge());
+        assert_eq!(l.as_ptr() as usize % HUGE, 0);
+        assert_eq!(&*l, &large[..]);
+        // Where the kernel offers THP, the table really is on huge pages.
+        let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+            .unwrap_or_default();
+        if thp.contains("[always]") || thp.contains("[madvise]") {
+            let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+            let start = format!("{:x}-", l.as_ptr() as usize);
+            let mapping = smaps
+                .split_inclusive("VmFlags")
+                .find(|m| {
+                    m.lines().any(|line| {
+                        line.split('-').next().is_some_and(|a| {
+                            usize::from_str_radix(a, 16).is_ok_and(|lo| {
+                                let hi = line
+                                    .split(['-', ' '])
+                                    .nth(1)
+                                    .and_then(|h| usize::from_str_radix(h, 16).ok())
+                                    .unwrap_or(0);
+                                (lo..hi).contains(&(l.as_ptr() as usize))
+                            })
+                        })
+                    })
+                })
+                .unwrap_or_else(|| panic!("no mapping for {start}"));
+            let huge_kb: usize = mapping
+                .lines()
+                .find(|x| x.starts_with("AnonHugePages:"))
+                .and_then(|x| x.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            println!("huge pages under the table: {huge_kb} kB");
+            assert!(
+                huge_kb >= 2048,
+                "THP is offered ({thp:?}) but the table is not on it:\n{mapping}"
+            );
+        } else {
+            println!("NOTE: transparent huge pages are off here ({thp:?}); not checked");
+        }
+        let c = l.clone();
+        drop(l);
+        assert_eq!(&*c, &large[..]);
+        assert_eq!(HugeSlice::<u8>::from_slice(&[]).len(), 0);
+    }
+}
