@@ -180,9 +180,21 @@ impl Worker {
     /// Judges every frame of `burst` with `policy`; the verdicts are returned in burst order.
     #[inline]
     pub fn classify(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
+        self.classify_frames(policy, burst.frames())
+    }
+
+    /// Judges a burst of frames that live elsewhere (a backend's own buffers, such as DPDK
+    /// mbufs, judged in place); the verdicts are returned in order, one per frame, with the
+    /// same counters and latency accounting as [`Worker::classify`].
+    #[inline]
+    pub fn classify_frames<'a>(
+        &mut self,
+        policy: &Policy,
+        frames: impl Iterator<Item = &'a [u8]>,
+    ) -> &[Verdict] {
         let start = Instant::now();
         self.verdicts.clear();
-        policy.judge_burst(burst.frames(), &mut self.scratch, &mut self.reasons);
+        policy.judge_burst(frames, &mut self.scratch, &mut self.reasons);
         let c = &mut self.counters;
         for &reason in &self.reasons {
             let mut verdict = policy.verdict(reason);
@@ -205,7 +217,7 @@ impl Worker {
             }
             self.verdicts.push(verdict);
         }
-        let n = burst.len() as u64;
+        let n = self.reasons.len() as u64;
         c.rx += n;
         c.bursts += 1;
         if let Some(per_frame) = (start.elapsed().as_nanos() as u64).checked_div(n) {
