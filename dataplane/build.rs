@@ -15,7 +15,10 @@ fn main() {
 
 /// Runs `pkg-config ARGS libdpdk` and returns its words, or stops the build saying why.
 fn pkg_config(args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config").args(args).arg("libdpdk").output();
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("libdpdk")
+        .output();
     match out {
         Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
             .split_whitespace()
@@ -53,7 +56,9 @@ mod dpdk {
             ));
         }
         let mut shim = cc::Build::new();
-        shim.file("src/port/dpdk/shim.c").opt_level(3).warnings(true);
+        shim.file("src/port/dpdk/shim.c")
+            .opt_level(3)
+            .warnings(true);
         let cflags = pkg_config(&["--cflags"]);
         let mut words = cflags.iter();
         while let Some(w) = words.next() {

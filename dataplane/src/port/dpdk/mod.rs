@@ -56,7 +56,7 @@ pub enum DpdkError {
     #[error("eal_args: {0:?} contains a NUL byte")]
     BadArg(String),
     /// `rte_eal_init` failed.
-    #[error("DPDK EAL initialisation failed ({why}) with eal_args {args:?}: check eal_args; without hugepages or NICs use e.g. [\"--no-huge\", \"--no-pci\", \"--in-memory\", \"-m\", \"256\", \"--vdev=net_null0\", \"--vdev=net_null1\"]; the EAL log above says more")]
+    #[error("DPDK EAL initialisation failed ({why}) with eal_args {args:?}: check eal_args; without hugepages or NICs use e.g. [\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"--vdev=net_null0\", \"--vdev=net_null1\"]; the EAL log above says more")]
     EalInit {
         /// The arguments given.
         args: Vec<String>,
@@ -313,8 +313,9 @@ impl Eal {
             let mut stage: *const c_char = c"configuration".as_ptr();
             // SAFETY: the port id is valid (resolved above), `pool` is a live mbuf pool,
             // and `stage` is a valid place for a pointer to a static string.
-            let r =
-                unsafe { ffi::op25b_port_setup(port, q as u16, RX_DESC, TX_DESC, pool, &mut stage) };
+            let r = unsafe {
+                ffi::op25b_port_setup(port, q as u16, RX_DESC, TX_DESC, pool, &mut stage)
+            };
             if r != 0 {
                 return Err(DpdkError::PortSetup {
                     port,
@@ -486,9 +487,8 @@ impl DpdkWire {
                 Verdict::Drop => self.drop.push(m),
                 Verdict::Reject => {
                     // SAFETY: as for `frames` above: mbuf `i` is still ours.
-                    let frame = unsafe {
-                        std::slice::from_raw_parts(self.data[i], self.lens[i] as usize)
-                    };
+                    let frame =
+                        unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
                     if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
                         // SAFETY: the pool is live (held by `shared`); the bytes are
                         // valid for their length, which fits u16 (a reset is < 100 bytes).
