@@ -2,49 +2,44 @@
 //! the C shim (`src/port/dpdk/shim.c`) with the same flags, and links the DPDK libraries.
 //! Without the feature it does nothing, so the default build needs no system library.
 
-use std::process::Command;
-
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    if std::env::var_os("CARGO_FEATURE_DPDK").is_none() {
-        return;
-    }
     #[cfg(feature = "dpdk")]
     dpdk::build();
 }
 
-/// Runs `pkg-config ARGS libdpdk` and returns its words, or stops the build saying why.
-fn pkg_config(args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("libdpdk")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        Ok(o) => fail(&format!(
-            "`pkg-config {} libdpdk` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        )),
-        Err(e) => fail(&format!("cannot run pkg-config: {e}")),
-    }
-}
-
-fn fail(why: &str) -> ! {
-    eprintln!(
-        "error: the `dpdk` feature needs DPDK 22.11 development files: {why}\n\
-         install them with `apt-get install libdpdk-dev pkg-config` (scripts/setup.sh does), \
-         or build without the `dpdk` feature"
-    );
-    std::process::exit(1);
-}
-
 #[cfg(feature = "dpdk")]
 mod dpdk {
-    use super::{fail, pkg_config};
+    use std::process::Command;
+
+    /// Runs `pkg-config ARGS libdpdk` and returns its words, or stops the build saying why.
+    fn pkg_config(args: &[&str]) -> Vec<String> {
+        let out = Command::new("pkg-config")
+            .args(args)
+            .arg("libdpdk")
+            .output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            Ok(o) => fail(&format!(
+                "`pkg-config {} libdpdk` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => fail(&format!("cannot run pkg-config: {e}")),
+        }
+    }
+
+    fn fail(why: &str) -> ! {
+        eprintln!(
+            "error: the `dpdk` feature needs DPDK 22.11 development files: {why}\n\
+         install them with `apt-get install libdpdk-dev pkg-config` (scripts/setup.sh does), \
+         or build without the `dpdk` feature"
+        );
+        std::process::exit(1);
+    }
 
     pub fn build() {
         println!("cargo:rerun-if-changed=src/port/dpdk/shim.c");
