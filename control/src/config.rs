@@ -931,7 +931,7 @@ scope = []
         )
         .contains("unknown backend"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\neal_args = [\"--no-huge\"]\n")
-            .contains("dataplane.eal_args: [\"--no-huge\"]: EAL arguments are for backend = \"dpdk\" only"));
+            .contains(":6: dataplane.eal_args: \"[\\\"--no-huge\\\"]\": EAL arguments are for backend = \"dpdk\" only"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\neal_arg = []\n")
             .contains("unknown field `eal_arg`"));
         assert!(err(
