@@ -1,6 +1,8 @@
 //! `op25b run`: the live appliance. Worker threads (one per configured core, pinned) each
 //! own an AF_PACKET port on both interfaces, joined to per-interface fanout groups so the
-//! kernel spreads flows across them the way RSS queues would, and loop: access→core burst
+//! kernel spreads flows across them the way RSS queues would (or, with `backend = "dpdk"`,
+//! one RX/TX queue pair on each of two DPDK ports, frames judged in their mbufs), and
+//! loop: access→core burst
 //! judged by the outbound policy, core→access burst judged by the inbound (IP25B) policy
 //! (which blocks nothing without `[inbound]`), idle wait when both are empty. Resets that
 //! `reject` asks for leave through the interface the blocked frame came in on. Every quarter second a worker sends its counters and latency samples to the

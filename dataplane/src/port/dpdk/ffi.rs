@@ -63,6 +63,7 @@ extern "C" {
         queues: u16,
         rx_desc: u16,
         tx_desc: u16,
+        max_frame: u16,
         pool: *mut RteMempool,
         stage: *mut *const c_char,
     ) -> c_int;

@@ -314,7 +314,15 @@ impl Eal {
             // SAFETY: the port id is valid (resolved above), `pool` is a live mbuf pool,
             // and `stage` is a valid place for a pointer to a static string.
             let r = unsafe {
-                ffi::op25b_port_setup(port, q as u16, RX_DESC, TX_DESC, pool, &mut stage)
+                ffi::op25b_port_setup(
+                    port,
+                    q as u16,
+                    RX_DESC,
+                    TX_DESC,
+                    DATA_ROOM - ffi::PKTMBUF_HEADROOM,
+                    pool,
+                    &mut stage,
+                )
             };
             if r != 0 {
                 return Err(DpdkError::PortSetup {

@@ -27,12 +27,13 @@ int op25b_rte_errno(void)
 
 /*
  * Configures `port` with `queues` RX and TX queues of `rx_desc`/`tx_desc` descriptors
- * (adjusted to the device's limits), RX buffers from `pool`, RSS across the queues when
+ * (adjusted to the device's limits), an MTU for frames of up to `max_frame` bytes, RX
+ * buffers from `pool`, RSS across the queues when
  * there are several, and starts it in promiscuous mode. Returns 0, or a negative errno
  * with *stage naming the step that failed.
  */
 int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
-		     struct rte_mempool *pool, const char **stage)
+		     uint16_t max_frame, struct rte_mempool *pool, const char **stage)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -48,6 +49,14 @@ int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t 
 	*stage = "queue count (the device has fewer queues than workers)";
 	if (queues > info.max_rx_queues || queues > info.max_tx_queues)
 		return -EINVAL;
+	/* Take every frame that fits an mbuf's data room (2048 bytes here, up to two VLAN
+	 * tags), not only the default 1500-byte MTU: a bump in the wire must not drop a
+	 * tagged full-size frame. */
+	conf.rxmode.mtu = max_frame - RTE_ETHER_HDR_LEN - RTE_ETHER_CRC_LEN - 8;
+	if (conf.rxmode.mtu > info.max_mtu)
+		conf.rxmode.mtu = info.max_mtu;
+	if (conf.rxmode.mtu < info.min_mtu)
+		conf.rxmode.mtu = info.min_mtu;
 	if (queues > 1) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf =
