@@ -4,6 +4,8 @@
 //! - `net_pcap` ports replay captures through the real DPDK path in both directions; what
 //!   leaves each port must be, frame for frame and in order, what `op25b replay` passes for
 //!   the same capture and config;
+//! - with `action = "reject"`, the TCP resets leave through the ingress port and are the
+//!   resets `op25b replay --resets-out` writes;
 //! - `net_null` ports with two workers (two queues per port) move traffic, and the counters
 //!   add up;
 //! - a port name that does not exist, and bad EAL arguments, stop `op25b run` with an error
@@ -300,6 +302,67 @@ fn pcap_vdevs_forward_exactly_what_replay_passes_in_both_directions() {
         stdout.contains(&format!("access→core: rx {n_out} tx {}", want_core.len())),
         "{stdout}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reject_sends_the_resets_replay_writes_out_of_the_ingress_port() {
+    let dir = scratch("dpdk-reject");
+    let frames = outbound_frames();
+    write_pcap(&dir.join("access-in.pcap"), &frames, false);
+    write_pcap(&dir.join("empty.pcap"), &[], false);
+    let socket = dir.join("ctl.sock");
+    let vdevs = [
+        format!(
+            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
+            dir.join("access-in.pcap").display(),
+            dir.join("access-out.pcap").display()
+        ),
+        format!(
+            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
+            dir.join("empty.pcap").display(),
+            dir.join("core-out.pcap").display()
+        ),
+    ];
+    let policy = "[outbound]\nports = [25]\naction = \"reject\"\nreject_rate = 100000\ndynamic = [\"10.0.0.0/8\", \"2001:db8:100::/40\"]\nrelays = [\"192.0.2.25/32\"]\n";
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{policy}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            eal_args("reject", &vdevs),
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    let n = frames.len() as u64;
+    let mut child = start(&config);
+    let s = wait_stats(&mut child, &socket, |s| s["outbound"]["rx"] == n);
+    let (ok, _, stderr) = stop(child);
+    assert!(ok, "op25b run failed: {stderr}");
+
+    let input = dir.join("replay-in.pcap");
+    write_pcap(&input, &frames, false);
+    let resets = dir.join("resets.pcap");
+    let out = replay(
+        &config,
+        &input,
+        &dir,
+        &["--resets-out", resets.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want_resets = frames_of(&resets);
+    let want_pass = frames_of(&dir.join("pass.out"));
+    assert!(!want_resets.is_empty());
+    // Fragments with offset 1 are dropped without a reset (they carry no TCP header).
+    assert_eq!(s["outbound"]["dropped"], report(&dir)["frames"]["drop"]);
+    assert!(s["outbound"]["dropped"].as_u64().unwrap() > want_resets.len() as u64);
+    assert_eq!(frames_of(&dir.join("access-out.pcap")), want_resets);
+    assert_eq!(frames_of(&dir.join("core-out.pcap")), want_pass);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
