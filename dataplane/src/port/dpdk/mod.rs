@@ -344,6 +344,33 @@ impl Eal {
     }
 }
 
+impl Eal {
+    /// Writes `frames` (cycled) into every free mbuf of the pool, for benchmarks on
+    /// `net_null`: that device hands out pool mbufs without touching their data, so the
+    /// frames it "receives" are these. Returns the mbufs written (0 before `open_wire`).
+    pub fn fill_pool(&self, frames: &[Vec<u8>]) -> usize {
+        let pool = self.shared.pool;
+        if pool.is_null() || frames.is_empty() {
+            return 0;
+        }
+        let mut taken: Vec<*mut RteMbuf> = Vec::new();
+        for frame in frames.iter().cycle() {
+            let len = frame
+                .len()
+                .min(usize::from(DATA_ROOM - ffi::PKTMBUF_HEADROOM));
+            // SAFETY: the pool is live; the bytes are valid for `len`, which fits the
+            // data room; a NULL return (pool empty) ends the loop.
+            let m = unsafe { ffi::op25b_mbuf_from(pool, frame.as_ptr(), len as u16) };
+            if m.is_null() {
+                break;
+            }
+            taken.push(m);
+        }
+        free_all(&mut taken);
+        taken.len()
+    }
+}
+
 /// The calling thread's CPU affinity, if it can be read.
 fn current_affinity() -> Option<libc::cpu_set_t> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
