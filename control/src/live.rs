@@ -107,6 +107,7 @@ impl LivePort {
     /// Waits a little for traffic after an empty poll. AF_PACKET sleeps in poll(2) on
     /// both sockets; DPDK has nothing to wait on, so it spins, and after a long idle
     /// stretch naps briefly so an idle appliance does not burn its cores.
+    #[cfg_attr(not(feature = "dpdk"), allow(unused_variables))]
     fn idle(&self, empty_polls: u32) {
         match self {
             LivePort::Packet(p) => p.wait(10),
@@ -119,7 +120,6 @@ impl LivePort {
                 }
             }
         }
-        let _ = empty_polls;
     }
 }
 
@@ -740,26 +740,46 @@ fn signal_events() -> Result<Receiver<i32>, String> {
     Ok(rx)
 }
 
+/// What must outlive the workers' ports and be released after them (DPDK: the EAL, whose
+/// ports and mbuf pool the wires share).
+enum BackendHandle {
+    Kernel,
+    #[cfg(feature = "dpdk")]
+    Dpdk {
+        _eal: op25b_dataplane::port::dpdk::Eal,
+    },
+}
+
+impl BackendHandle {
+    /// Releases the backend (call after every worker has stopped).
+    fn release(self) {
+        match self {
+            BackendHandle::Kernel => {}
+            #[cfg(feature = "dpdk")]
+            BackendHandle::Dpdk { _eal } => drop(_eal),
+        }
+    }
+}
+
 /// Opens one port per worker on the configured backend.
-fn open_ports(dp: &DataplaneConfig) -> Result<Vec<LivePort>, String> {
+fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), String> {
     match dp.backend {
         Backend::AfPacket => {
             // Fanout group ids are per network namespace; derive them from the pid so two
             // appliances on one host never share a group.
             let group = (std::process::id() as u16).wrapping_mul(2);
-            (0..dp.workers)
+            let ports = (0..dp.workers)
                 .map(|i| {
                     WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
                         .map(LivePort::Packet)
                         .map_err(|e| format!("worker {i}: {e}"))
                 })
-                .collect()
+                .collect::<Result<_, _>>()?;
+            Ok((ports, BackendHandle::Kernel))
         }
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
             use op25b_dataplane::port::dpdk::Eal;
-            // The wires keep the ports and the EAL alive; dropping `eal` here leaves the
-            // teardown to the last wire, after the workers stop.
             let mut eal = Eal::init(&dp.eal_args).map_err(|e| e.to_string())?;
             let wires = eal
                 .open_wire(&dp.access, &dp.core, dp.workers, dp.burst)
@@ -771,7 +791,10 @@ fn open_ports(dp: &DataplaneConfig) -> Result<Vec<LivePort>, String> {
                     dp.access, dp.core, dp.workers
                 );
             }
-            Ok(wires.into_iter().map(LivePort::Dpdk).collect())
+            Ok((
+                wires.into_iter().map(LivePort::Dpdk).collect(),
+                BackendHandle::Dpdk { _eal: eal },
+            ))
         }
         #[cfg(not(feature = "dpdk"))]
         Backend::Dpdk => {
@@ -796,7 +819,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let handle = Arc::new(ArcSwap::from_pointee(built.policy));
     let inbound = Arc::new(ArcSwap::from_pointee(built.inbound));
     let stop = Arc::new(AtomicBool::new(false));
-    let ports = open_ports(&dp)?;
+    let (ports, backend) = open_ports(&dp)?;
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
     let cc = config.control.clone();
     let ctl_listener = ctl::bind(&cc.socket)?;
@@ -910,6 +933,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         t.join()
             .map_err(|_| "a worker thread panicked".to_string())?;
     }
+    // The workers are gone: the backend (DPDK: ports, pool, EAL) is torn down here, on the
+    // thread that started it.
+    backend.release();
     let _ = std::fs::remove_file(&cc.socket);
     let (o, i, refused) = control.totals();
     println!("{}", summary("access→core", &o));
