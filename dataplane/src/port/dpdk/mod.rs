@@ -151,8 +151,9 @@ unsafe impl Sync for Shared {}
 impl Drop for Shared {
     fn drop(&mut self) {
         for &p in &self.ports {
-            // SAFETY: the port was started by `open_wire`, and no wire (queue user) is
-            // left; stop and close are control-path calls made from this one thread.
+            // SAFETY: the port was configured (and maybe started) by `open_wire`, and no
+            // wire (queue user) is left; stop and close are control-path calls made from
+            // this one thread, and stopping a port that never started only returns an error.
             unsafe {
                 ffi::rte_eth_dev_stop(p);
                 ffi::rte_eth_dev_close(p);
@@ -310,6 +311,8 @@ impl Eal {
         // or not both start.
         shared.pool = pool;
         for port in [a, c] {
+            // Closed at teardown even if its setup fails half-way.
+            shared.ports.push(port);
             let mut stage: *const c_char = c"configuration".as_ptr();
             // SAFETY: the port id is valid (resolved above), `pool` is a live mbuf pool,
             // and `stage` is a valid place for a pointer to a static string.
@@ -335,7 +338,6 @@ impl Eal {
                     why: strerror(r),
                 });
             }
-            shared.ports.push(port);
         }
         let shared = self.shared.clone();
         Ok((0..workers)
