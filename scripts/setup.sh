@@ -12,6 +12,11 @@ command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 command -v swaks >/dev/null 2>&1 || need_apt+=(swaks)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+# The `dpdk` feature (built by scripts/test.sh through --all-features) links DPDK 22.11;
+# libdpdk-dev brings the net_null and net_pcap virtual devices its tests run on.
+if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists libdpdk; then
+  need_apt+=(libdpdk-dev)
+fi
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

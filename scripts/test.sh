@@ -17,6 +17,17 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== cargo test"
 cargo test --workspace --all-features
 
+# --all-features above includes `dpdk`; the default build must still compile cleanly and
+# need no system library (no DPDK linked into the binary).
+echo "== default features (no dpdk)"
+cargo clippy -p op25b-dataplane -p op25b --all-targets -- -D warnings
+cargo test -p op25b --lib config
+cargo build -p op25b
+if ldd target/debug/op25b | grep -q librte_; then
+  echo "the default op25b binary links DPDK" >&2
+  exit 1
+fi
+
 fuzz_seconds="${FUZZ_SECONDS:-45}"
 if [[ "$fuzz_seconds" != 0 ]]; then
   echo "== fuzz (${fuzz_seconds}s per target)"

@@ -8,6 +8,8 @@
 
 pub mod classify;
 pub mod compare;
+#[cfg(all(feature = "dpdk", target_os = "linux"))]
+pub mod dpdk_null;
 pub mod lpmbench;
 pub mod profile;
 pub mod rng;

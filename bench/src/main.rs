@@ -217,6 +217,32 @@ enum Command {
         #[arg(long, default_value = "target/release/op25b")]
         op25b: PathBuf,
     },
+    /// Frames per second per core of the whole pipeline on DPDK net_null ports, against
+    /// the C rx → rte_lpm → tx baseline (bench/c/null_fwd) on the same devices and core.
+    #[cfg(all(feature = "dpdk", target_os = "linux"))]
+    DpdkNull {
+        /// Scratch folder (prefixes, frames, result JSON).
+        #[arg(long, default_value = "out/dpdk-null")]
+        out_dir: PathBuf,
+        /// Dynamic IPv4 prefixes in the policy.
+        #[arg(long, default_value_t = 100_000)]
+        prefixes: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Runs per side (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// The core both sides run on.
+        #[arg(long, default_value_t = 1)]
+        core: usize,
+        /// The C baseline; "none" skips it.
+        #[arg(long, default_value = "bench/c/null_fwd")]
+        c_harness: PathBuf,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -383,6 +409,30 @@ fn main() -> ExitCode {
             latency,
         } => op25b_bench::wire_io::sink(&iface, seconds, idle_ms, record.as_deref(), latency)
             .map(|v| println!("{v}")),
+        #[cfg(all(feature = "dpdk", target_os = "linux"))]
+        Command::DpdkNull {
+            out_dir,
+            prefixes,
+            seconds,
+            runs,
+            core,
+            c_harness,
+            seed,
+        } => {
+            let args = op25b_bench::dpdk_null::Args {
+                out_dir: out_dir.clone(),
+                prefixes,
+                seconds,
+                runs,
+                core,
+                c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
+                seed,
+            };
+            op25b_bench::dpdk_null::run(&args).and_then(|v| {
+                let p = out_dir.join("dpdk-null.json");
+                std::fs::write(&p, format!("{v:#}\n")).map_err(|e| format!("{}: {e}", p.display()))
+            })
+        }
         Command::Veth {
             out_dir,
             prefixes,

@@ -205,15 +205,30 @@ struct RawDataplane {
     burst: Option<Spanned<usize>>,
     #[serde(default)]
     ring: Option<Spanned<String>>,
+    #[serde(default)]
+    eal_args: Option<Spanned<Vec<String>>>,
+}
+
+/// How `op25b run` reaches the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// AF_PACKET sockets on two kernel interfaces.
+    AfPacket,
+    /// Two DPDK ports (the `dpdk` build feature).
+    Dpdk,
 }
 
 /// The `[dataplane]` section: how `op25b run` attaches to the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
-    /// Subscriber-side interface.
+    /// Which backend moves the frames.
+    pub backend: Backend,
+    /// Subscriber-side interface (DPDK: a port id or device name).
     pub access: String,
-    /// Upstream interface.
+    /// Upstream interface (DPDK: a port id or device name).
     pub core: String,
+    /// DPDK EAL arguments (`backend = "dpdk"` only).
+    pub eal_args: Vec<String>,
     /// Worker threads.
     pub workers: usize,
     /// CPU cores to pin workers to (empty: not pinned).
@@ -527,9 +542,18 @@ fn dataplane(
             text,
             why,
         };
-    match d.backend.get_ref().as_str() {
-        "af_packet" => {}
-        "dpdk" | "af_xdp" => {
+    let backend = match d.backend.get_ref().as_str() {
+        "af_packet" => Backend::AfPacket,
+        "dpdk" if cfg!(feature = "dpdk") => Backend::Dpdk,
+        "dpdk" => {
+            return Err(bad(
+                d.backend.span(),
+                "backend",
+                d.backend.get_ref().clone(),
+                "this op25b was built without DPDK support: rebuild with `cargo build --release --features dpdk` (needs libdpdk-dev 22.11 and pkg-config), or use \"af_packet\"".into(),
+            ))
+        }
+        "af_xdp" => {
             return Err(bad(
                 d.backend.span(),
                 "backend",
@@ -542,20 +566,46 @@ fn dataplane(
                 d.backend.span(),
                 "backend",
                 other.into(),
-                "unknown backend; use \"af_packet\"".into(),
+                "unknown backend; use \"af_packet\" or \"dpdk\"".into(),
             ))
         }
-    }
+    };
     for iface in [&d.access, &d.core] {
         let name = iface.get_ref();
-        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
-            return Err(bad(
-                iface.span(),
-                "access/core",
-                name.clone(),
-                "not a valid interface name".into(),
-            ));
+        let valid = match backend {
+            Backend::AfPacket => {
+                !(name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']))
+            }
+            // A port id or an ethdev name (vdev name, PCI address), at most 63 bytes.
+            Backend::Dpdk => !(name.is_empty() || name.len() > 63 || name.contains(['\0', ' '])),
+        };
+        if !valid {
+            let what = match backend {
+                Backend::AfPacket => "not a valid interface name",
+                Backend::Dpdk => "not a DPDK port id or device name",
+            };
+            return Err(bad(iface.span(), "access/core", name.clone(), what.into()));
         }
+    }
+    let eal_args = match (&d.eal_args, backend) {
+        (None, _) => Vec::new(),
+        (Some(a), Backend::Dpdk) => a.get_ref().clone(),
+        (Some(a), Backend::AfPacket) => {
+            return Err(bad(
+                a.span(),
+                "eal_args",
+                format!("{:?}", a.get_ref()),
+                "EAL arguments are for backend = \"dpdk\" only".into(),
+            ))
+        }
+    };
+    if let (Some(r), Backend::Dpdk) = (&d.ring, backend) {
+        return Err(bad(
+            r.span(),
+            "ring",
+            r.get_ref().clone(),
+            "ring is for backend = \"af_packet\" only".into(),
+        ));
     }
     if d.access.get_ref() == d.core.get_ref() {
         return Err(bad(
@@ -630,8 +680,10 @@ fn dataplane(
         },
     };
     Ok(DataplaneConfig {
+        backend,
         access: d.access.into_inner(),
         core: d.core.into_inner(),
+        eal_args,
         workers,
         cores,
         burst,
@@ -1032,8 +1084,10 @@ scope = []
         assert_eq!(
             c.dataplane,
             Some(DataplaneConfig {
+                backend: Backend::AfPacket,
                 access: "acc0".into(),
                 core: "core0".into(),
+                eal_args: Vec::new(),
                 workers: 1,
                 cores: vec![0],
                 burst: op25b_dataplane::worker::DEFAULT_BURST,
@@ -1043,10 +1097,18 @@ scope = []
         let v2 = load("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n").unwrap();
         assert!(v2.dataplane.unwrap().per_frame_ring);
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v4\"\n").contains("dataplane.ring: \"v4\""));
-        assert!(
-            err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\n")
-                .contains(":3: dataplane.backend: \"dpdk\": this backend is not in this build yet")
-        );
+        assert!(err(
+            "[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"a\"\ncore = \"b\"\n"
+        )
+        .contains(":3: dataplane.backend: \"af_xdp\": this backend is not in this build yet"));
+        assert!(err(
+            "[outbound]\n[dataplane]\nbackend = \"dpdkk\"\naccess = \"a\"\ncore = \"b\"\n"
+        )
+        .contains("unknown backend"));
+        assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\neal_args = [\"--no-huge\"]\n")
+            .contains(":6: dataplane.eal_args: \"[\\\"--no-huge\\\"]\": EAL arguments are for backend = \"dpdk\" only"));
+        assert!(err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\neal_arg = []\n")
+            .contains("unknown field `eal_arg`"));
         assert!(err(
             "[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"a\"\n"
         )
@@ -1106,6 +1168,29 @@ scope = []
             let e = err(&format!("[outbound]\n[drop_log]\nenabled = true\n{bad}\n"));
             assert!(e.contains(want), "{bad}: {e}");
             assert!(e.contains(":4"), "{bad}: says where: {e}");
+        }
+    }
+
+    #[test]
+    fn dpdk_dataplane_section() {
+        let text = "[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"1\"\neal_args = [\"--no-huge\", \"--vdev=net_null0\"]\nworkers = 2\n";
+        if cfg!(feature = "dpdk") {
+            let d = load(text).unwrap().dataplane.unwrap();
+            assert_eq!(d.backend, Backend::Dpdk);
+            assert_eq!(d.access, "net_null0");
+            assert_eq!(d.core, "1");
+            assert_eq!(d.eal_args, ["--no-huge", "--vdev=net_null0"]);
+            assert_eq!(d.workers, 2);
+            assert!(err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n")
+                .contains("dataplane.ring: \"v2\": ring is for backend = \"af_packet\" only"));
+            assert!(err(
+                "[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"\"\ncore = \"b\"\n"
+            )
+            .contains("not a DPDK port id or device name"));
+        } else {
+            assert!(err(text).contains(
+                ":3: dataplane.backend: \"dpdk\": this op25b was built without DPDK support"
+            ));
         }
     }
 

@@ -1,6 +1,8 @@
 //! `op25b run`: the live appliance. Worker threads (one per configured core, pinned) each
 //! own an AF_PACKET port on both interfaces, joined to per-interface fanout groups so the
-//! kernel spreads flows across them the way RSS queues would, and loop: access→core burst
+//! kernel spreads flows across them the way RSS queues would (or, with `backend = "dpdk"`,
+//! one RX/TX queue pair on each of two DPDK ports, frames judged in their mbufs), and
+//! loop: access→core burst
 //! judged by the outbound policy, core→access burst judged by the inbound (IP25B) policy
 //! (which blocks nothing without `[inbound]`), idle wait when both are empty. Resets that
 //! `reject` asks for leave through the interface the blocked frame came in on. Every quarter second a worker sends its counters and latency samples to the
@@ -23,7 +25,7 @@
 //!   direction (`rx = tx + dropped`).
 
 use crate::config::ListOrigins;
-use crate::config::{Config, DataplaneConfig, Origin};
+use crate::config::{Backend, Config, DataplaneConfig, Origin};
 use crate::ctl::{self, Request};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{select, Receiver, Sender};
@@ -61,11 +63,81 @@ struct Snapshot {
     last: bool,
 }
 
+/// A worker's side of the wire, whichever backend carries it.
+enum LivePort {
+    Packet(WirePort),
+    #[cfg(feature = "dpdk")]
+    Dpdk(op25b_dataplane::port::dpdk::DpdkWire),
+}
+
+impl LivePort {
+    fn tx_refused(&self) -> u64 {
+        match self {
+            LivePort::Packet(p) => p.tx_refused,
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(p) => p.tx_refused,
+        }
+    }
+
+    fn resets_sent(&self) -> u64 {
+        match self {
+            LivePort::Packet(p) => p.resets_sent,
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(p) => p.resets_sent,
+        }
+    }
+
+    /// One burst each way; returns the frames moved (access→core, core→access).
+    fn poll_both(&mut self, out: &mut Worker, inb: &mut Worker, w: &Policies) -> (usize, usize) {
+        match self {
+            LivePort::Packet(p) => {
+                p.set_direction(Direction::AccessToCore);
+                // A live port never fails a burst: send errors are counted in the port.
+                let a = out.poll(&w.outbound, p).unwrap_or(0);
+                p.set_direction(Direction::CoreToAccess);
+                let b = inb.poll(&w.inbound, p).unwrap_or(0);
+                (a, b)
+            }
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(p) => {
+                p.set_direction(Direction::AccessToCore);
+                let a = p.poll(out, &w.outbound);
+                p.set_direction(Direction::CoreToAccess);
+                let b = p.poll(inb, &w.inbound);
+                (a, b)
+            }
+        }
+    }
+
+    /// Waits a little for traffic after an empty poll. AF_PACKET sleeps in poll(2) on
+    /// both sockets; DPDK has nothing to wait on, so it spins, and after a long idle
+    /// stretch naps briefly so an idle appliance does not burn its cores.
+    #[cfg_attr(not(feature = "dpdk"), allow(unused_variables))]
+    fn idle(&self, empty_polls: u32) {
+        match self {
+            LivePort::Packet(p) => p.wait(10),
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(_) => {
+                if empty_polls > 100_000 {
+                    std::thread::sleep(Duration::from_micros(50));
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+/// The policies a worker judges by, one per direction.
+struct Policies {
+    outbound: Arc<PolicyHandle>,
+    inbound: Arc<PolicyHandle>,
+}
+
 struct WorkerCtx {
     index: usize,
-    port: WirePort,
-    policy: Arc<PolicyHandle>,
-    inbound: Arc<PolicyHandle>,
+    port: LivePort,
+    policies: Policies,
     stop: Arc<AtomicBool>,
     burst: usize,
     core: Option<usize>,
@@ -83,6 +155,22 @@ fn worker_loop(mut w: WorkerCtx) {
             );
         }
     }
+    // DPDK: register as a (non-EAL) lcore so the mbuf pool's per-lcore cache serves this
+    // thread; the guard unregisters when the loop ends.
+    #[cfg(feature = "dpdk")]
+    let _lcore = match &w.port {
+        LivePort::Dpdk(_) => match op25b_dataplane::port::dpdk::LcoreGuard::register() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!(
+                    "op25b: warning: worker {} is not a DPDK lcore ({e}); mbufs bypass the pool cache",
+                    w.index
+                );
+                None
+            }
+        },
+        LivePort::Packet(_) => None,
+    };
     let mut out = Worker::new(w.burst).in_slot(w.index);
     let mut inb = Worker::new(w.burst).in_slot(w.index);
     if let Some((cfg, _)) = &w.log {
@@ -91,6 +179,7 @@ fn worker_loop(mut w: WorkerCtx) {
     }
     let mut log_queue_full = 0u64;
     let mut last = Instant::now();
+    let mut empty_polls = 0u32;
     loop {
         let stopping = w.stop.load(Ordering::Relaxed);
         if stopping || last.elapsed() >= SNAPSHOT_EVERY {
@@ -101,8 +190,8 @@ fn worker_loop(mut w: WorkerCtx) {
                 inbound: inb.counters().clone(),
                 latency_out: out.take_latency(),
                 latency_in: inb.take_latency(),
-                tx_refused: w.port.tx_refused,
-                resets_sent: w.port.resets_sent,
+                tx_refused: w.port.tx_refused(),
+                resets_sent: w.port.resets_sent(),
                 log_rate_limited: out.samples_rate_limited() + inb.samples_rate_limited(),
                 log_queue_full,
                 last: stopping,
@@ -113,11 +202,7 @@ fn worker_loop(mut w: WorkerCtx) {
             }
             let _ = w.report.try_send(snap);
         }
-        w.port.set_direction(Direction::AccessToCore);
-        // A live port never fails a burst: send errors are counted in the port.
-        let a = out.poll(&w.policy, &mut w.port).unwrap_or(0);
-        w.port.set_direction(Direction::CoreToAccess);
-        let b = inb.poll(&w.inbound, &mut w.port).unwrap_or(0);
+        let (a, b) = w.port.poll_both(&mut out, &mut inb, &w.policies);
         if let Some((_, tx)) = &w.log {
             for (dir, worker) in [(0, &mut out), (1, &mut inb)] {
                 for r in worker.drain_samples() {
@@ -128,7 +213,10 @@ fn worker_loop(mut w: WorkerCtx) {
             }
         }
         if a == 0 && b == 0 {
-            w.port.wait(10);
+            empty_polls = empty_polls.saturating_add(1);
+            w.port.idle(empty_polls);
+        } else {
+            empty_polls = 0;
         }
     }
 }
@@ -867,6 +955,69 @@ fn signal_events() -> Result<Receiver<i32>, String> {
     Ok(rx)
 }
 
+/// What must outlive the workers' ports and be released after them (DPDK: the EAL, whose
+/// ports and mbuf pool the wires share).
+enum BackendHandle {
+    Kernel,
+    #[cfg(feature = "dpdk")]
+    Dpdk {
+        _eal: op25b_dataplane::port::dpdk::Eal,
+    },
+}
+
+impl BackendHandle {
+    /// Releases the backend (call after every worker has stopped).
+    fn release(self) {
+        match self {
+            BackendHandle::Kernel => {}
+            #[cfg(feature = "dpdk")]
+            BackendHandle::Dpdk { _eal } => drop(_eal),
+        }
+    }
+}
+
+/// Opens one port per worker on the configured backend.
+fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), String> {
+    match dp.backend {
+        Backend::AfPacket => {
+            // Fanout group ids are per network namespace; derive them from the pid so two
+            // appliances on one host never share a group.
+            let group = (std::process::id() as u16).wrapping_mul(2);
+            let ports = (0..dp.workers)
+                .map(|i| {
+                    WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
+                        .map(LivePort::Packet)
+                        .map_err(|e| format!("worker {i}: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((ports, BackendHandle::Kernel))
+        }
+        #[cfg(feature = "dpdk")]
+        Backend::Dpdk => {
+            use op25b_dataplane::port::dpdk::Eal;
+            let mut eal = Eal::init(&dp.eal_args).map_err(|e| e.to_string())?;
+            let wires = eal
+                .open_wire(&dp.access, &dp.core, dp.workers, dp.burst)
+                .map_err(|e| e.to_string())?;
+            if let Some(w) = wires.first() {
+                let (a, c) = w.ports();
+                eprintln!(
+                    "op25b: DPDK ports: access {} = port {a}, core {} = port {c}, {} queue(s) each",
+                    dp.access, dp.core, dp.workers
+                );
+            }
+            Ok((
+                wires.into_iter().map(LivePort::Dpdk).collect(),
+                BackendHandle::Dpdk { _eal: eal },
+            ))
+        }
+        #[cfg(not(feature = "dpdk"))]
+        Backend::Dpdk => {
+            Err("this op25b was built without DPDK support (the `dpdk` feature)".into())
+        }
+    }
+}
+
 /// Runs the appliance until SIGTERM or SIGINT.
 pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let dp: DataplaneConfig = config.dataplane.clone().ok_or_else(|| {
@@ -887,16 +1038,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    // Fanout group ids are per network namespace; derive them from the pid so two
-    // appliances on one host never share a group.
-    let group = (std::process::id() as u16).wrapping_mul(2);
-    let mut ports = Vec::new();
-    for i in 0..dp.workers {
-        ports.push(
-            WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
-                .map_err(|e| format!("worker {i}: {e}"))?,
-        );
-    }
+    let (ports, backend) = open_ports(&dp)?;
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
     let cc = config.control.clone();
     let ctl_listener = ctl::bind(&cc.socket)?;
@@ -956,8 +1098,10 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         let ctx = WorkerCtx {
             index: i,
             port,
-            policy: handle.clone(),
-            inbound: inbound.clone(),
+            policies: Policies {
+                outbound: handle.clone(),
+                inbound: inbound.clone(),
+            },
             stop: stop.clone(),
             burst: dp.burst,
             core: dp.cores.get(i).copied(),
@@ -1040,6 +1184,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         t.join()
             .map_err(|_| "a worker thread panicked".to_string())?;
     }
+    // The workers are gone: the backend (DPDK: ports, pool, EAL) is torn down here, on the
+    // thread that started it.
+    backend.release();
     // The workers' senders are gone: the writer flushes what is queued and ends.
     if let Some(w) = log_writer {
         let _ = w.join();

@@ -209,9 +209,21 @@ impl Worker {
     /// Judges every frame of `burst` with `policy`; the verdicts are returned in burst order.
     #[inline]
     pub fn classify(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
+        self.classify_frames(policy, burst.frames())
+    }
+
+    /// Judges a burst of frames that live elsewhere (a backend's own buffers, such as DPDK
+    /// mbufs, judged in place); the verdicts are returned in order, one per frame, with the
+    /// same counters and latency accounting as [`Worker::classify`].
+    #[inline]
+    pub fn classify_frames<'a>(
+        &mut self,
+        policy: &Policy,
+        frames: impl Iterator<Item = &'a [u8]> + Clone,
+    ) -> &[Verdict] {
         let start = Instant::now();
         self.verdicts.clear();
-        policy.judge_burst(burst.frames(), &mut self.scratch, &mut self.reasons);
+        policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
         if let Some(hits) = policy.hits() {
             hits.count(self.slot, self.scratch.blocked().iter().map(|&(_, p)| p));
         }
@@ -243,16 +255,15 @@ impl Worker {
                         .iter()
                         .find(|b| b.0 as usize == i)
                         .map_or(u32::MAX, |b| b.1);
-                    s.record(
-                        burst.frame(i),
-                        policy.generation(),
-                        (reason, verdict, dynamic),
-                    );
+                    // Sampled segments are few (bounded by the rate): walking to the frame again is cheap.
+                    if let Some(frame) = frames.clone().nth(i) {
+                        s.record(frame, policy.generation(), (reason, verdict, dynamic));
+                    }
                 }
             }
             self.verdicts.push(verdict);
         }
-        let n = burst.len() as u64;
+        let n = self.reasons.len() as u64;
         c.rx += n;
         c.bursts += 1;
         if let Some(per_frame) = (start.elapsed().as_nanos() as u64).checked_div(n) {

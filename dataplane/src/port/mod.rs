@@ -1,5 +1,6 @@
 //! Burst-oriented frame I/O: the [`Port`] trait, the reusable [`Burst`] buffer, and the
-//! backends (pcap/pcapng files, in-memory frames).
+//! backends (pcap/pcapng files, in-memory frames, AF_PACKET, and DPDK with the `dpdk`
+//! feature, which judges frames in its mbufs instead of filling a [`Burst`]).
 //!
 //! A port fills a burst with up to `Burst::capacity()` frames (`rx_burst`), the worker
 //! judges them, and the same port emits them (`tx_burst`): forwarded frames go out, dropped
@@ -15,6 +16,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod af_packet;
+#[cfg(all(feature = "dpdk", target_os = "linux"))]
+pub mod dpdk;
 pub mod mem;
 pub mod pcap;
 #[cfg(target_os = "linux")]
@@ -89,7 +92,7 @@ impl Burst {
     }
 
     /// Every frame, in order.
-    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> + Clone + '_ {
         (0..self.len()).map(move |i| self.frame(i))
     }
 

@@ -1,0 +1,258 @@
+//! `op25b-bench dpdk-null` (`dpdk` feature): frames per second per core of the whole
+//! op25b pipeline on DPDK — `net_null` RX, parse, policy verdict, TX on the other
+//! `net_null` port, dropped mbufs freed — against the C baseline `bench/c/null_fwd`
+//! (RX, `rte_lpm_lookup_bulk` of the source of TCP port-25 frames, TX) on the same
+//! virtual devices, the same frames and prefixes, and the same core.
+//!
+//! Both sides see the same traffic: the mbuf pool is filled with the same 64-byte frames
+//! (`net_null` hands out pool mbufs without touching their data). Runs alternate between
+//! op25b and C so a change of background load hits both; the result is the median per
+//! side and their ratio. op25b runs in this process (the EAL starts once per process), the
+//! C harness as a subprocess per run.
+//!
+//! Invariant: every number printed was measured in this run; the drop shares of both
+//! sides are printed so a reader can see they decided the same frames.
+
+use crate::rng::Rng;
+use op25b_dataplane::policy::{AnyPrefix, OutboundSpec, Policy};
+use op25b_dataplane::port::dpdk::{Direction, Eal};
+use op25b_dataplane::wire::build::FrameBuilder;
+use op25b_dataplane::worker::Worker;
+use serde_json::json;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Args {
+    /// Scratch folder (prefix and frame files, results).
+    pub out_dir: PathBuf,
+    /// Dynamic IPv4 prefixes in the policy (/16 to /24).
+    pub prefixes: usize,
+    /// Seconds per run.
+    pub seconds: f64,
+    /// Runs per side.
+    pub runs: usize,
+    /// The core both sides run on.
+    pub core: usize,
+    /// The C harness (`make -C bench/c null_fwd`); `None`: op25b only.
+    pub c_harness: Option<PathBuf>,
+    /// Random seed.
+    pub seed: u64,
+}
+
+const FRAME_LEN: usize = 64;
+const DISTINCT_FRAMES: usize = 4096;
+
+fn eal_args(core: usize, prefix: &str, mem_mb: u32) -> Vec<String> {
+    [
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "--log-level=lib.eal:warning",
+        "--vdev=net_null0,size=64",
+        "--vdev=net_null1,size=64",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([
+        "-l".into(),
+        core.to_string(),
+        "-m".into(),
+        mem_mb.to_string(),
+        format!("--file-prefix={prefix}-{}", std::process::id()),
+    ])
+    .collect()
+}
+
+/// Random IPv4 prefixes of length 16..=24 (host bits clear), and frames of which half come
+/// from inside one of them; half of all frames go to port 25.
+fn workload(a: &Args) -> (Vec<(u32, u8)>, Vec<Vec<u8>>) {
+    let mut rng = Rng::new(a.seed);
+    let prefixes: Vec<(u32, u8)> = (0..a.prefixes)
+        .map(|_| {
+            let len = 16 + rng.below(9) as u8;
+            let net = (rng.next_u64() as u32) & (u32::MAX << (32 - len));
+            (net, len)
+        })
+        .collect();
+    let frames = (0..DISTINCT_FRAMES)
+        .map(|i| {
+            let src = if rng.chance(0.5) && !prefixes.is_empty() {
+                let (net, len) = prefixes[rng.below(prefixes.len() as u64) as usize];
+                net | (rng.next_u64() as u32 & !(u32::MAX << (32 - len)))
+            } else {
+                rng.next_u64() as u32
+            };
+            let dst = rng.next_u64() as u32;
+            let dport = if rng.chance(0.5) { 25 } else { 443 };
+            let mut f = FrameBuilder::tcp(
+                IpAddr::V4(Ipv4Addr::from(src)),
+                IpAddr::V4(Ipv4Addr::from(dst)),
+                1024 + i as u16,
+                dport,
+            )
+            .build();
+            f.resize(FRAME_LEN, 0);
+            f
+        })
+        .collect();
+    (prefixes, frames)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One run of the C harness; (Mpps, dropped share).
+fn c_run(a: &Args, exe: &Path, prefixes: &Path, frames: &Path) -> Result<(f64, f64), String> {
+    let out = std::process::Command::new(exe)
+        .args(eal_args(a.core, "op25b-bench-c", 512))
+        .arg("--")
+        .arg(prefixes)
+        .arg(frames)
+        .arg(a.seconds.to_string())
+        .arg("1")
+        .output()
+        .map_err(|e| {
+            format!(
+                "{}: {e} (build it with `make -C bench/c null_fwd`)",
+                exe.display()
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}{}",
+            exe.display(),
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("run 1 "))
+        .ok_or_else(|| format!("{}: no result line in {text:?}", exe.display()))?;
+    let w: Vec<&str> = line.split_whitespace().collect();
+    match (
+        w.get(3).and_then(|x| x.parse().ok()),
+        w.get(5).and_then(|x| x.parse().ok()),
+    ) {
+        (Some(mpps), Some(share)) => Ok((mpps, share)),
+        _ => Err(format!("{}: cannot read {line:?}", exe.display())),
+    }
+}
+
+/// Runs the benchmark; prints a line per run and returns the results as JSON.
+pub fn run(a: &Args) -> Result<serde_json::Value, String> {
+    if a.runs == 0 || a.seconds <= 0.0 {
+        return Err("--runs and --seconds must be positive".into());
+    }
+    std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
+    let (prefixes, frames) = workload(a);
+    let prefix_file = a.out_dir.join("prefixes.txt");
+    let frame_file = a.out_dir.join("frames.bin");
+    let text: String = prefixes
+        .iter()
+        .map(|(n, l)| format!("{}/{l}\n", Ipv4Addr::from(*n)))
+        .collect();
+    std::fs::write(&prefix_file, &text).map_err(|e| format!("{}: {e}", prefix_file.display()))?;
+    std::fs::write(&frame_file, frames.concat())
+        .map_err(|e| format!("{}: {e}", frame_file.display()))?;
+
+    let dynamic = text
+        .lines()
+        .map(|l| l.parse::<AnyPrefix>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = OutboundSpec {
+        ports: vec![25],
+        dynamic,
+        ..OutboundSpec::default()
+    };
+    let policy = Policy::build(spec, 1).map_err(|e| e.to_string())?.0;
+    policy.warm();
+    let handle = arc_swap::ArcSwap::from_pointee(policy);
+
+    let mut eal = Eal::init(&eal_args(a.core, "op25b-bench", 128)).map_err(|e| e.to_string())?;
+    let mut wires = eal
+        .open_wire("net_null0", "net_null1", 1, 64)
+        .map_err(|e| e.to_string())?;
+    let mut wire = wires.pop().ok_or("no DPDK wire")?;
+    wire.set_direction(Direction::AccessToCore);
+    let filled = eal.fill_pool(&frames);
+    if let Err(e) = op25b_dataplane::port::sys::pin_current_thread(a.core) {
+        return Err(format!("cannot pin to core {}: {e}", a.core));
+    }
+    let mut worker = Worker::new(64);
+    // Warm-up: caches, the pool's per-lcore cache, the policy's tables.
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() < 0.2 {
+        wire.poll(&mut worker, &handle);
+    }
+
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut our_share, mut their_share) = (0.0, None);
+    for r in 0..a.runs {
+        let before = worker.counters().clone();
+        let t = Instant::now();
+        loop {
+            for _ in 0..1024 {
+                wire.poll(&mut worker, &handle);
+            }
+            if t.elapsed().as_secs_f64() >= a.seconds {
+                break;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let c = worker.counters();
+        let rx = c.rx - before.rx;
+        let mpps = rx as f64 / secs / 1e6;
+        our_share = (c.dropped - before.dropped) as f64 / rx.max(1) as f64;
+        ours.push(mpps);
+        print!(
+            "run {}: op25b {mpps:.3} Mpps (dropped share {our_share:.4})",
+            r + 1
+        );
+        if let Some(exe) = &a.c_harness {
+            let (m, s) = c_run(a, exe, &prefix_file, &frame_file)?;
+            print!(", C rx→rte_lpm→tx {m:.3} Mpps (dropped share {s:.4})");
+            theirs.push(m);
+            their_share = Some(s);
+        }
+        println!();
+    }
+    let our_median = median(&mut ours);
+    let their_median = (!theirs.is_empty()).then(|| median(&mut theirs));
+    let ratio = their_median.map(|t| our_median / t);
+    println!(
+        "median of {} runs of {} s on core {}: op25b {our_median:.3} Mpps{}",
+        a.runs,
+        a.seconds,
+        a.core,
+        match (their_median, ratio) {
+            (Some(t), Some(r)) => format!(", C baseline {t:.3} Mpps, ratio {r:.2}x"),
+            _ => String::new(),
+        }
+    );
+    Ok(json!({
+        "bench": "dpdk-null",
+        "prefixes": a.prefixes,
+        "distinct_frames": DISTINCT_FRAMES,
+        "frame_bytes": FRAME_LEN,
+        "pool_mbufs_filled": filled,
+        "seconds_per_run": a.seconds,
+        "runs": a.runs,
+        "core": a.core,
+        "seed": a.seed,
+        "op25b_mpps": ours,
+        "op25b_median_mpps": our_median,
+        "op25b_dropped_share": our_share,
+        "c_mpps": theirs,
+        "c_median_mpps": their_median,
+        "c_dropped_share": their_share,
+        "ratio": ratio,
+        "tx_refused": wire.tx_refused,
+    }))
+}

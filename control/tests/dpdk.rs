@@ -1,0 +1,486 @@
+//! The DPDK backend end to end (`dpdk` feature), each scenario in its own `op25b run`
+//! process (the EAL starts once per process), on virtual devices so no NIC or hugepage is
+//! needed (`--no-huge --no-pci --no-shconf`):
+//! - `net_pcap` ports replay captures through the real DPDK path in both directions; what
+//!   leaves each port must be, frame for frame and in order, what `op25b replay` passes for
+//!   the same capture and config;
+//! - with `action = "reject"`, the TCP resets leave through the ingress port and are the
+//!   resets `op25b replay --resets-out` writes;
+//! - `net_null` ports with two workers (two queues per port) move traffic, and the counters
+//!   add up;
+//! - a port name that does not exist, and bad EAL arguments, stop `op25b run` with an error
+//!   that names the problem, never a panic.
+
+#![cfg(feature = "dpdk")]
+
+mod common;
+
+use common::*;
+use op25b_dataplane::port::pcap::{CaptureReader, Next};
+use op25b_dataplane::port::Burst;
+use op25b_dataplane::wire::build::{FrameBuilder, L4};
+use std::net::IpAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const POLICY: &str = r#"
+[outbound]
+ports = [25]
+action = "drop"
+dynamic = ["10.0.0.0/8", "2001:db8:100::/40"]
+exempt = ["10.9.9.9"]
+relays = ["192.0.2.25/32"]
+
+[inbound]
+ports = [25]
+action = "drop"
+protected = ["198.51.100.25"]
+dynamic = ["203.0.113.0/24"]
+"#;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// Subscriber traffic (access side): blocked and passing TCP over every encapsulation,
+/// fragments, UDP, IPv6, a runt and a full-size frame. None of it is inbound-relevant.
+fn outbound_frames() -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for i in 0..60u16 {
+        let dport = [25, 587, 443, 25, 80][usize::from(i % 5)];
+        let src = ["10.0.0.7", "10.9.9.9", "192.168.1.1", "10.200.1.1"][usize::from(i % 4)];
+        let dst = if i % 7 == 0 { "192.0.2.25" } else { "8.8.4.4" };
+        let f = FrameBuilder::tcp(ip(src), ip(dst), 40000 + i, dport);
+        let f = match i % 6 {
+            0 => f,
+            1 => f.vlan(0x8100, 100 + i),
+            2 => f.vlan(0x88a8, 10).vlan(0x8100, 20),
+            3 => f.pppoe(7, false),
+            4 => f.pppoe(8, true),
+            _ => f.payload(&[0xab; 1400]),
+        };
+        v.push(f.build());
+    }
+    for i in 0..10u16 {
+        v.push(FrameBuilder::tcp(ip("2001:db8:100::5"), ip("2001:db8:9::1"), 5000 + i, 25).build());
+        v.push(FrameBuilder::tcp(ip("2001:db8:200::5"), ip("2001:db8:9::1"), 5000 + i, 25).build());
+        v.push(
+            FrameBuilder::new(
+                ip("10.0.0.8"),
+                ip("8.8.8.8"),
+                L4::Udp {
+                    sport: 53,
+                    dport: 25,
+                },
+            )
+            .build(),
+        );
+        v.push(
+            FrameBuilder::tcp(ip("10.0.0.9"), ip("8.8.8.8"), 1, 80)
+                .ipv4_fragment(1, true)
+                .build(),
+        );
+    }
+    v.push(vec![0xff; 5]);
+    v
+}
+
+/// Internet traffic towards our MX host (core side): other networks' dynamic ranges are
+/// refused on port 25 only when the destination is protected.
+fn inbound_frames() -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for i in 0..50u16 {
+        let src = ["203.0.113.9", "198.18.0.1"][usize::from(i % 2)];
+        let dst = if i % 3 == 0 {
+            "198.51.100.25"
+        } else {
+            "198.51.100.80"
+        };
+        let dport = if i % 5 == 0 { 443 } else { 25 };
+        v.push(
+            FrameBuilder::tcp(ip(src), ip(dst), 30000 + i, dport)
+                .vlan(0x8100, 5)
+                .build(),
+        );
+    }
+    v
+}
+
+/// The Ethernet frames of a capture, in order.
+fn frames_of(path: &Path) -> Vec<Vec<u8>> {
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut r = CaptureReader::open(&data[..]).unwrap();
+    let mut b = Burst::new(1);
+    let mut out = Vec::new();
+    loop {
+        b.clear();
+        match r.next_into(&mut b).unwrap() {
+            Next::Frame => out.push(b.frame(0).to_vec()),
+            Next::Meta => {}
+            Next::End => return out,
+        }
+    }
+}
+
+/// What `op25b replay` passes of `frames` under `config`.
+fn replay_pass(config: &Path, frames: &[Vec<u8>], dir: &Path) -> Vec<Vec<u8>> {
+    let input = dir.join("replay-in.pcap");
+    write_pcap(&input, frames, false);
+    let out = replay(config, &input, dir, &[]);
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    frames_of(&dir.join("pass.out"))
+}
+
+/// EAL arguments for a virtual-device run private to this test process.
+fn eal_args(name: &str, vdevs: &[String]) -> String {
+    let mut a: Vec<String> = [
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "-m",
+        "128",
+        "-l",
+        "0",
+        "--log-level=lib.eal:warning",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(format!(
+        "--file-prefix=op25b-test-{}-{name}",
+        std::process::id()
+    ));
+    a.extend(vdevs.iter().cloned());
+    format!("{a:?}")
+}
+
+fn start(config: &Path) -> Child {
+    op25b()
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `op25b ctl stats --json` of a running appliance, if it answers.
+fn stats(socket: &Path) -> Option<serde_json::Value> {
+    let out = op25b()
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .args(["stats", "--json"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+/// Waits until `done(stats)` holds (or the child exits, or 60 s pass); returns the stats.
+fn wait_stats(
+    child: &mut Child,
+    socket: &Path,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = std::mem::replace(child, Command::new("true").spawn().unwrap());
+            let out = out.wait_with_output().unwrap();
+            panic!(
+                "op25b run exited early ({status}): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if let Some(s) = stats(socket) {
+            if done(&s) {
+                return s;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "op25b run made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// SIGTERM, then the exit status and both outputs.
+fn stop(child: Child) -> (bool, String, String) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill failed");
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn pcap_vdevs_forward_exactly_what_replay_passes_in_both_directions() {
+    let dir = scratch("dpdk-pcap");
+    let out_frames = outbound_frames();
+    let in_frames = inbound_frames();
+    write_pcap(&dir.join("access-in.pcap"), &out_frames, false);
+    write_pcap(&dir.join("core-in.pcap"), &in_frames, true);
+    let socket = dir.join("ctl.sock");
+    let vdevs = [
+        format!(
+            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
+            dir.join("access-in.pcap").display(),
+            dir.join("access-out.pcap").display()
+        ),
+        format!(
+            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
+            dir.join("core-in.pcap").display(),
+            dir.join("core-out.pcap").display()
+        ),
+    ];
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{POLICY}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\nburst = 16\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            eal_args("pcap", &vdevs),
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let (n_out, n_in) = (out_frames.len() as u64, in_frames.len() as u64);
+    let mut child = start(&config);
+    let s = wait_stats(&mut child, &socket, |s| {
+        s["outbound"]["rx"] == n_out && s["inbound"]["rx"] == n_in
+    });
+    let (ok, stdout, stderr) = stop(child);
+    assert!(ok, "op25b run failed: {stderr}");
+
+    // Both directions judged every frame once; the counters add up.
+    for dir in ["outbound", "inbound"] {
+        let c = &s[dir];
+        assert_eq!(
+            c["rx"].as_u64().unwrap(),
+            c["tx"].as_u64().unwrap() + c["dropped"].as_u64().unwrap(),
+            "{dir}: {c}"
+        );
+    }
+    assert_eq!(s["tx_refused"], 0);
+
+    let want_core = replay_pass(&config, &out_frames, &dir);
+    let want_access = replay_pass(&config, &in_frames, &dir);
+    // The policy blocks some frames each way, so the comparison means something.
+    assert!(want_core.len() < out_frames.len() && !want_core.is_empty());
+    assert!(want_access.len() < in_frames.len() && !want_access.is_empty());
+    assert_eq!(s["outbound"]["tx"], want_core.len() as u64);
+    assert_eq!(s["inbound"]["tx"], want_access.len() as u64);
+
+    let got_core = frames_of(&dir.join("core-out.pcap"));
+    let got_access = frames_of(&dir.join("access-out.pcap"));
+    for (name, got, want) in [
+        ("core (access→core)", &got_core, &want_core),
+        ("access (core→access)", &got_access, &want_access),
+    ] {
+        assert_eq!(got.len(), want.len(), "{name}: frame count");
+        for (i, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(g == w, "{name}: frame {i} differs from what replay passes");
+        }
+    }
+    assert!(
+        stdout.contains(&format!("access→core: rx {n_out} tx {}", want_core.len())),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reject_sends_the_resets_replay_writes_out_of_the_ingress_port() {
+    let dir = scratch("dpdk-reject");
+    let frames = outbound_frames();
+    write_pcap(&dir.join("access-in.pcap"), &frames, false);
+    write_pcap(&dir.join("empty.pcap"), &[], false);
+    let socket = dir.join("ctl.sock");
+    let vdevs = [
+        format!(
+            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
+            dir.join("access-in.pcap").display(),
+            dir.join("access-out.pcap").display()
+        ),
+        format!(
+            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
+            dir.join("empty.pcap").display(),
+            dir.join("core-out.pcap").display()
+        ),
+    ];
+    let policy = "[outbound]\nports = [25]\naction = \"reject\"\nreject_rate = 100000\ndynamic = [\"10.0.0.0/8\", \"2001:db8:100::/40\"]\nrelays = [\"192.0.2.25/32\"]\n";
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{policy}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            eal_args("reject", &vdevs),
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    let n = frames.len() as u64;
+    let mut child = start(&config);
+    let s = wait_stats(&mut child, &socket, |s| s["outbound"]["rx"] == n);
+    let (ok, _, stderr) = stop(child);
+    assert!(ok, "op25b run failed: {stderr}");
+
+    let input = dir.join("replay-in.pcap");
+    write_pcap(&input, &frames, false);
+    let resets = dir.join("resets.pcap");
+    let out = replay(
+        &config,
+        &input,
+        &dir,
+        &["--resets-out", resets.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "replay: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want_resets = frames_of(&resets);
+    let want_pass = frames_of(&dir.join("pass.out"));
+    assert!(!want_resets.is_empty());
+    // Fragments with offset 1 are dropped without a reset (they carry no TCP header).
+    assert_eq!(s["outbound"]["dropped"], report(&dir)["frames"]["drop"]);
+    assert!(s["outbound"]["dropped"].as_u64().unwrap() > want_resets.len() as u64);
+    assert_eq!(frames_of(&dir.join("access-out.pcap")), want_resets);
+    assert_eq!(frames_of(&dir.join("core-out.pcap")), want_pass);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
+    let dir = scratch("dpdk-null");
+    let socket = dir.join("ctl.sock");
+    let vdevs = [
+        "--vdev=net_null0".to_string(),
+        "--vdev=net_null1".to_string(),
+    ];
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{POLICY}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"0\"\ncore = \"net_null1\"\nworkers = 2\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            eal_args("null", &vdevs),
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = start(&config);
+    let s = wait_stats(&mut child, &socket, |s| {
+        s["outbound"]["rx"].as_u64().unwrap_or(0) > 100_000
+            && s["inbound"]["rx"].as_u64().unwrap_or(0) > 100_000
+    });
+    let (ok, stdout, stderr) = stop(child);
+    assert!(ok, "op25b run failed: {stderr}");
+    for dir in ["outbound", "inbound"] {
+        let c = &s[dir];
+        assert_eq!(
+            c["rx"].as_u64().unwrap(),
+            c["tx"].as_u64().unwrap() + c["dropped"].as_u64().unwrap(),
+            "{dir}: {c}"
+        );
+    }
+    assert!(stderr.contains("2 queue(s) each"), "{stderr}");
+    // The final summary covers at least what the last snapshot saw.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("access→core: rx "))
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    let rx: u64 = line["access→core: rx ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rx >= s["outbound"]["rx"].as_u64().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `op25b run` with this `[dataplane]`, expecting it to stop by itself with an error.
+fn refused(name: &str, dataplane: &str) -> String {
+    let dir = scratch(name);
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{POLICY}\n[dataplane]\n{dataplane}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            dir.join("ctl.sock").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = start(&config);
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("{name}: op25b run did not stop by itself");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{name}: exit status {}",
+        out.status
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+    stderr
+}
+
+#[test]
+fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
+    let vdevs = [
+        "--vdev=net_null0".to_string(),
+        "--vdev=net_null1".to_string(),
+    ];
+    let e = refused(
+        "dpdk-noport",
+        &format!(
+            "backend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_null7\"\neal_args = {}",
+            eal_args("noport", &vdevs)
+        ),
+    );
+    assert!(
+        e.contains("op25b: error: DPDK port \"net_null7\" (core) does not exist; the EAL has ports 0 (net_null0), 1 (net_null1)"),
+        "{e}"
+    );
+    let e = refused(
+        "dpdk-noid",
+        &format!(
+            "backend = \"dpdk\"\naccess = \"5\"\ncore = \"net_null1\"\neal_args = {}",
+            eal_args("noid", &vdevs)
+        ),
+    );
+    assert!(e.contains("DPDK port \"5\" (access) does not exist"), "{e}");
+    let e = refused(
+        "dpdk-badeal",
+        "backend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_null1\"\neal_args = [\"--no-huge\", \"--no-such-eal-option\"]",
+    );
+    assert!(
+        e.contains("op25b: error: DPDK EAL initialisation failed (Invalid argument)"),
+        "{e}"
+    );
+    assert!(e.contains("check eal_args"), "{e}");
+}

@@ -1,0 +1,581 @@
+//! The DPDK 22.11 backend (`dpdk` feature): the bump in the wire between two DPDK ethdev
+//! ports (`access`, `core`), one RX and one TX queue per worker on each, frames kept in
+//! mbufs from reception to transmission.
+//!
+//! [`Eal::init`] starts the EAL once per process (DPDK cannot be started twice) with the
+//! configured arguments; [`Eal::open_wire`] resolves both ports (a port id or a device name
+//! such as a `--vdev` `net_null0`), creates the mbuf pool, configures and starts both ports,
+//! and returns one [`DpdkWire`] per worker. A wire's [`DpdkWire::poll`] receives a burst,
+//! judges the mbufs' data in place with [`Worker::classify_frames`], hands the forwarded
+//! mbufs to the other port's TX queue and frees the dropped ones in bulk.
+//!
+//! Invariants:
+//! - Zero copy: a frame's bytes are never copied; only a `reject` reset is built anew.
+//! - Every received mbuf is, within the same poll, either accepted by a TX queue or freed:
+//!   a frame the TX queue refuses is freed and counted in `tx_refused`, never leaked or
+//!   retried forever.
+//! - A queue is used by exactly one wire (one worker thread); the ports and the pool stay
+//!   alive until the last wire and the [`Eal`] are gone, then the ports are stopped and
+//!   closed (which flushes `net_pcap` output files) and the EAL is cleaned up.
+//! - Nothing is allocated, locked or asked of the kernel per frame: the burst arrays are
+//!   allocated once per wire.
+//! - Every failure to start (EAL, port lookup, pool, port setup) is a [`DpdkError`] naming
+//!   the step and what to do; nothing here panics.
+
+#![allow(unsafe_code)]
+
+mod ffi;
+
+pub use super::af_packet::Direction;
+use crate::policy::Verdict;
+use crate::worker::{PolicyHandle, Worker};
+use ffi::{RteMbuf, RteMempool};
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// RX/TX descriptors per queue asked of a device (adjusted to its limits).
+const RX_DESC: u16 = 1024;
+const TX_DESC: u16 = 1024;
+/// Per-lcore mbuf cache of the pool.
+const POOL_CACHE: u32 = 256;
+/// Data room of an mbuf: a 2048-byte frame after the headroom (no jumbo frames).
+const DATA_ROOM: u16 = 2048 + ffi::PKTMBUF_HEADROOM;
+/// Most frames one poll moves (the configured burst is capped to this).
+pub const MAX_BURST: usize = 256;
+
+static EAL_STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Why the DPDK backend cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DpdkError {
+    /// The EAL was already started in this process (DPDK allows it once).
+    #[error("the DPDK EAL is already initialised in this process; DPDK can be started once per process: run each DPDK data plane in its own process")]
+    AlreadyStarted,
+    /// An EAL argument holds a NUL byte.
+    #[error("eal_args: {0:?} contains a NUL byte")]
+    BadArg(String),
+    /// `rte_eal_init` failed.
+    #[error("DPDK EAL initialisation failed ({why}) with eal_args {args:?}: check eal_args; without hugepages or NICs use e.g. [\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"--vdev=net_null0\", \"--vdev=net_null1\"]; the EAL log above says more")]
+    EalInit {
+        /// The arguments given.
+        args: Vec<String>,
+        /// DPDK's reason.
+        why: String,
+    },
+    /// A configured port is not among the EAL's ports.
+    #[error("DPDK port {name:?} ({side}) does not exist; the EAL has {available}: give a port id or a device name, and add virtual devices with --vdev=NAME in eal_args")]
+    PortNotFound {
+        /// `access` or `core`.
+        side: &'static str,
+        /// The configured name or id.
+        name: String,
+        /// The ports that exist, described.
+        available: String,
+    },
+    /// Access and core resolve to the same port.
+    #[error("access and core are the same DPDK port {0}: the wire needs two ports")]
+    SamePort(u16),
+    /// The mbuf pool could not be created.
+    #[error("cannot create the DPDK mbuf pool of {mbufs} buffers ({why}): give the EAL more memory (-m MB in eal_args) or use fewer workers")]
+    Mempool {
+        /// Buffers asked for.
+        mbufs: u32,
+        /// DPDK's reason.
+        why: String,
+    },
+    /// Configuring or starting a port failed.
+    #[error("DPDK port {port} ({name}): {stage} failed: {why}")]
+    PortSetup {
+        /// Port id.
+        port: u16,
+        /// Port name.
+        name: String,
+        /// The step that failed.
+        stage: String,
+        /// DPDK's reason.
+        why: String,
+    },
+    /// More workers than a port can give queues.
+    #[error("{workers} workers need {workers} DPDK queues per port; at most {max}")]
+    TooManyQueues {
+        /// Workers asked for.
+        workers: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// DPDK's description of an error number.
+fn strerror(errnum: c_int) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated
+    // string for any value; it is copied out at once.
+    unsafe { CStr::from_ptr(ffi::rte_strerror(errnum.abs())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The calling thread's last DPDK error number.
+fn last_errno() -> c_int {
+    // SAFETY: reads the calling thread's rte_errno; no arguments.
+    unsafe { ffi::op25b_rte_errno() }
+}
+
+/// The name DPDK gives `port`.
+fn port_name(port: u16) -> String {
+    let mut buf = [0 as c_char; ffi::ETH_NAME_MAX_LEN];
+    // SAFETY: `buf` has the RTE_ETH_NAME_MAX_LEN bytes the function may write, NUL included.
+    let r = unsafe { ffi::rte_eth_dev_get_name_by_port(port, buf.as_mut_ptr()) };
+    if r != 0 {
+        return format!("port {port}");
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What the ports and the pool are; freed when the last user goes.
+struct Shared {
+    pool: *mut RteMempool,
+    ports: Vec<u16>,
+}
+
+// SAFETY: the pool pointer is only passed to DPDK functions that are thread-safe for a
+// mempool (alloc/free through per-lcore caches or the lock-free ring), and the port ids are
+// plain numbers; teardown happens once, in Drop, when no wire is left.
+unsafe impl Send for Shared {}
+// SAFETY: see above; `Shared` has no interior mutability of its own.
+unsafe impl Sync for Shared {}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for &p in &self.ports {
+            // SAFETY: the port was configured (and maybe started) by `open_wire`, and no
+            // wire (queue user) is left; stop and close are control-path calls made from
+            // this one thread, and stopping a port that never started only returns an error.
+            unsafe {
+                ffi::rte_eth_dev_stop(p);
+                ffi::rte_eth_dev_close(p);
+            }
+        }
+        if !self.pool.is_null() {
+            // SAFETY: every mbuf went back to the pool (the ports are closed, no wire is
+            // left), so the pool is no longer referenced.
+            unsafe { ffi::rte_mempool_free(self.pool) };
+        }
+        // SAFETY: all DPDK resources this process made are released above; the EAL is
+        // not used again (EAL_STARTED stays set, so it cannot be re-initialised).
+        unsafe { ffi::rte_eal_cleanup() };
+    }
+}
+
+/// The started DPDK environment.
+pub struct Eal {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Eal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eal").finish_non_exhaustive()
+    }
+}
+
+impl Eal {
+    /// Starts the EAL with `args` (as after the program name on a DPDK command line). The
+    /// calling thread's CPU affinity is kept: the EAL would pin it to its main lcore, and
+    /// every thread started later would inherit that.
+    pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
+        if EAL_STARTED.swap(true, Ordering::SeqCst) {
+            return Err(DpdkError::AlreadyStarted);
+        }
+        let mut owned = vec![CString::from(c"op25b")];
+        for a in args {
+            owned.push(CString::new(a.as_str()).map_err(|_| DpdkError::BadArg(a.clone()))?);
+        }
+        let mut argv: Vec<*mut c_char> = owned.iter().map(|c| c.as_ptr().cast_mut()).collect();
+        argv.push(std::ptr::null_mut());
+        let affinity = current_affinity();
+        // SAFETY: argv is a NULL-terminated array of `owned.len()` valid C strings that
+        // outlive the call; the EAL may permute the array (not the strings) and keeps no
+        // pointer to it after returning.
+        let r = unsafe { ffi::rte_eal_init(owned.len() as c_int, argv.as_mut_ptr()) };
+        if let Some(set) = affinity {
+            restore_affinity(&set);
+        }
+        if r < 0 {
+            return Err(DpdkError::EalInit {
+                args: args.to_vec(),
+                why: strerror(last_errno()),
+            });
+        }
+        Ok(Eal {
+            shared: Arc::new(Shared {
+                pool: std::ptr::null_mut(),
+                ports: Vec::new(),
+            }),
+        })
+    }
+
+    /// Every port the EAL knows, as "id (name)".
+    fn describe_ports() -> String {
+        // SAFETY: the EAL is initialised (an `Eal` exists); plain query.
+        let n = unsafe { ffi::rte_eth_dev_count_avail() };
+        if n == 0 {
+            return "no ports".into();
+        }
+        let list: Vec<String> = (0..u16::MAX)
+            // SAFETY: plain query on any port id.
+            .filter(|&p| unsafe { ffi::rte_eth_dev_is_valid_port(p) } == 1)
+            .take(usize::from(n))
+            .map(|p| format!("{p} ({})", port_name(p)))
+            .collect();
+        format!("ports {}", list.join(", "))
+    }
+
+    /// Resolves a port given by id ("0") or by device name ("net_null0", a PCI address).
+    pub fn port(&self, side: &'static str, name: &str) -> Result<u16, DpdkError> {
+        let missing = || DpdkError::PortNotFound {
+            side,
+            name: name.into(),
+            available: Self::describe_ports(),
+        };
+        if let Ok(id) = name.parse::<u16>() {
+            // SAFETY: plain query on any port id.
+            return if unsafe { ffi::rte_eth_dev_is_valid_port(id) } == 1 {
+                Ok(id)
+            } else {
+                Err(missing())
+            };
+        }
+        let c = CString::new(name).map_err(|_| missing())?;
+        let mut id = 0u16;
+        // SAFETY: `c` is a valid C string and `id` a valid place for the result.
+        let r = unsafe { ffi::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
+        if r == 0 {
+            Ok(id)
+        } else {
+            Err(missing())
+        }
+    }
+
+    /// Sets up `access` and `core` with one RX and TX queue per worker, starts them, and
+    /// returns one wire per worker (worker `i` owns queue `i` of both ports). Can be called
+    /// once per process.
+    pub fn open_wire(
+        &mut self,
+        access: &str,
+        core: &str,
+        workers: usize,
+        burst: usize,
+    ) -> Result<Vec<DpdkWire>, DpdkError> {
+        if workers == 0 || workers > 64 {
+            return Err(DpdkError::TooManyQueues { workers, max: 64 });
+        }
+        let a = self.port("access", access)?;
+        let c = self.port("core", core)?;
+        if a == c {
+            return Err(DpdkError::SamePort(a));
+        }
+        let burst = burst.clamp(1, MAX_BURST);
+        let Some(shared) = Arc::get_mut(&mut self.shared) else {
+            return Err(DpdkError::PortSetup {
+                port: a,
+                name: port_name(a),
+                stage: "open_wire".into(),
+                why: "the ports are already open in this process".into(),
+            });
+        };
+        let q = workers as u32;
+        let mbufs = (2 * q * (u32::from(RX_DESC) + u32::from(TX_DESC))
+            + q * (4 * burst as u32)
+            + (q + 1) * POOL_CACHE * 2
+            + 1024)
+            .next_power_of_two()
+            - 1;
+        let name = CString::from(c"op25b_mbufs");
+        // SAFETY: the EAL is initialised; no arguments.
+        let socket = unsafe { ffi::rte_socket_id() } as c_int;
+        // SAFETY: the EAL is initialised; the name is a valid C string DPDK copies; a NULL
+        // return is handled.
+        let pool = unsafe {
+            ffi::rte_pktmbuf_pool_create(name.as_ptr(), mbufs, POOL_CACHE, 0, DATA_ROOM, socket)
+        };
+        if pool.is_null() {
+            return Err(DpdkError::Mempool {
+                mbufs,
+                why: strerror(last_errno()),
+            });
+        }
+        // From here on `Shared` tears down the pool and whatever port was started, whether
+        // or not both start.
+        shared.pool = pool;
+        for port in [a, c] {
+            // Closed at teardown even if its setup fails half-way.
+            shared.ports.push(port);
+            let mut stage: *const c_char = c"configuration".as_ptr();
+            // SAFETY: the port id is valid (resolved above), `pool` is a live mbuf pool,
+            // and `stage` is a valid place for a pointer to a static string.
+            let r = unsafe {
+                ffi::op25b_port_setup(
+                    port,
+                    q as u16,
+                    RX_DESC,
+                    TX_DESC,
+                    DATA_ROOM - ffi::PKTMBUF_HEADROOM,
+                    pool,
+                    &mut stage,
+                )
+            };
+            if r != 0 {
+                return Err(DpdkError::PortSetup {
+                    port,
+                    name: port_name(port),
+                    // SAFETY: the shim sets `stage` to a static C string literal.
+                    stage: unsafe { CStr::from_ptr(stage) }
+                        .to_string_lossy()
+                        .into_owned(),
+                    why: strerror(r),
+                });
+            }
+        }
+        let shared = self.shared.clone();
+        Ok((0..workers)
+            .map(|i| DpdkWire::new(shared.clone(), a, c, i as u16, burst))
+            .collect())
+    }
+}
+
+impl Eal {
+    /// Writes `frames` (cycled) into every free mbuf of the pool, for benchmarks on
+    /// `net_null`: that device hands out pool mbufs without touching their data, so the
+    /// frames it "receives" are these. Returns the mbufs written (0 before `open_wire`).
+    pub fn fill_pool(&self, frames: &[Vec<u8>]) -> usize {
+        let pool = self.shared.pool;
+        if pool.is_null() || frames.is_empty() {
+            return 0;
+        }
+        let mut taken: Vec<*mut RteMbuf> = Vec::new();
+        for frame in frames.iter().cycle() {
+            let len = frame
+                .len()
+                .min(usize::from(DATA_ROOM - ffi::PKTMBUF_HEADROOM));
+            // SAFETY: the pool is live; the bytes are valid for `len`, which fits the
+            // data room; a NULL return (pool empty) ends the loop.
+            let m = unsafe { ffi::op25b_mbuf_from(pool, frame.as_ptr(), len as u16) };
+            if m.is_null() {
+                break;
+            }
+            taken.push(m);
+        }
+        free_all(&mut taken);
+        taken.len()
+    }
+}
+
+/// The calling thread's CPU affinity, if it can be read.
+fn current_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    (r == 0).then_some(set)
+}
+
+fn restore_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    // Failure only leaves the EAL's pinning in place, which is harmless.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) };
+}
+
+/// Registers the calling thread with DPDK as a non-EAL lcore for as long as the guard
+/// lives, so the mbuf pool's per-lcore cache serves it (without, every mbuf alloc and free
+/// goes to the shared ring).
+#[derive(Debug)]
+pub struct LcoreGuard {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl LcoreGuard {
+    /// Registers the calling thread; the error says why it could not.
+    pub fn register() -> Result<LcoreGuard, String> {
+        // SAFETY: the EAL is initialised before any wire exists (only `Eal` makes wires);
+        // registering the calling thread has no other precondition.
+        if unsafe { ffi::rte_thread_register() } != 0 {
+            return Err(strerror(last_errno()));
+        }
+        Ok(LcoreGuard {
+            _not_send: std::marker::PhantomData,
+        })
+    }
+}
+
+impl Drop for LcoreGuard {
+    fn drop(&mut self) {
+        // SAFETY: the guard is !Send, so this is the thread that registered.
+        unsafe { ffi::rte_thread_unregister() };
+    }
+}
+
+/// One worker's queues on both ports.
+pub struct DpdkWire {
+    shared: Arc<Shared>,
+    access: u16,
+    core: u16,
+    queue: u16,
+    direction: Direction,
+    rx: Vec<*mut RteMbuf>,
+    data: Vec<*const u8>,
+    lens: Vec<u32>,
+    forward: Vec<*mut RteMbuf>,
+    drop: Vec<*mut RteMbuf>,
+    resets: Vec<*mut RteMbuf>,
+    reset_frame: Vec<u8>,
+    /// Frames a TX queue did not accept (freed), and resets that could not be sent.
+    pub tx_refused: u64,
+    /// TCP resets sent back out of the ingress side (`reject`).
+    pub resets_sent: u64,
+}
+
+// SAFETY: a wire owns its queue pair exclusively (one wire per queue id), so moving it to
+// the worker thread that alone uses it is sound; the mbuf pointers in its arrays are only
+// meaningful within one `poll` call; `Shared` is Send + Sync.
+unsafe impl Send for DpdkWire {}
+
+impl std::fmt::Debug for DpdkWire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DpdkWire")
+            .field("access", &self.access)
+            .field("core", &self.core)
+            .field("queue", &self.queue)
+            .field("tx_refused", &self.tx_refused)
+            .field("resets_sent", &self.resets_sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DpdkWire {
+    fn new(shared: Arc<Shared>, access: u16, core: u16, queue: u16, burst: usize) -> Self {
+        DpdkWire {
+            shared,
+            access,
+            core,
+            queue,
+            direction: Direction::AccessToCore,
+            rx: vec![std::ptr::null_mut(); burst],
+            data: vec![std::ptr::null(); burst],
+            lens: vec![0; burst],
+            forward: Vec::with_capacity(burst),
+            drop: Vec::with_capacity(burst),
+            resets: Vec::with_capacity(burst),
+            reset_frame: Vec::with_capacity(128),
+            tx_refused: 0,
+            resets_sent: 0,
+        }
+    }
+
+    /// Sets the direction of the next `poll`.
+    pub fn set_direction(&mut self, d: Direction) {
+        self.direction = d;
+    }
+
+    /// The (access, core) port ids.
+    pub fn ports(&self) -> (u16, u16) {
+        (self.access, self.core)
+    }
+
+    /// One burst in the current direction: receive, judge with `worker` under the current
+    /// policy, send the forwarded frames on, free the dropped ones. Returns frames received.
+    pub fn poll(&mut self, worker: &mut Worker, policy: &PolicyHandle) -> usize {
+        let (ingress, egress) = match self.direction {
+            Direction::AccessToCore => (self.access, self.core),
+            Direction::CoreToAccess => (self.core, self.access),
+        };
+        // SAFETY: the three arrays hold `rx.len()` (≤ MAX_BURST) entries each; the port is
+        // started and queue `self.queue` is used by this wire alone.
+        let n = usize::from(unsafe {
+            ffi::op25b_rx_burst(
+                ingress,
+                self.queue,
+                self.rx.as_mut_ptr(),
+                self.data.as_mut_ptr(),
+                self.lens.as_mut_ptr(),
+                self.rx.len() as u16,
+            )
+        });
+        if n == 0 {
+            return 0;
+        }
+        let snapshot = policy.load();
+        let frames = self.data[..n].iter().zip(&self.lens[..n]).map(|(&p, &l)| {
+            // SAFETY: the shim set `p` to the first segment's data of a received mbuf and
+            // `l` to its length; the mbuf is ours until sent or freed below, after the
+            // last use of this slice.
+            unsafe { std::slice::from_raw_parts(p, l as usize) }
+        });
+        let verdicts = worker.classify_frames(&snapshot, frames);
+        self.forward.clear();
+        self.drop.clear();
+        self.resets.clear();
+        for (i, v) in verdicts.iter().enumerate() {
+            let m = self.rx[i];
+            match v {
+                Verdict::Forward => self.forward.push(m),
+                Verdict::Drop => self.drop.push(m),
+                Verdict::Reject => {
+                    // SAFETY: as for `frames` above: mbuf `i` is still ours.
+                    let frame =
+                        unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
+                    if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
+                        // SAFETY: the pool is live (held by `shared`); the bytes are
+                        // valid for their length, which fits u16 (a reset is < 100 bytes).
+                        let r = unsafe {
+                            ffi::op25b_mbuf_from(
+                                self.shared.pool,
+                                self.reset_frame.as_ptr(),
+                                self.reset_frame.len() as u16,
+                            )
+                        };
+                        if r.is_null() {
+                            self.tx_refused += 1;
+                        } else {
+                            self.resets.push(r);
+                        }
+                    }
+                    self.drop.push(m);
+                }
+            }
+        }
+        self.tx_refused += send_or_free(egress, self.queue, &mut self.forward);
+        if !self.resets.is_empty() {
+            let refused = send_or_free(ingress, self.queue, &mut self.resets);
+            self.tx_refused += refused;
+            self.resets_sent += self.resets.len() as u64 - refused;
+        }
+        free_all(&mut self.drop);
+        n
+    }
+}
+
+/// Sends `mbufs` on (port, queue); frees what the queue does not take and returns how many.
+fn send_or_free(port: u16, queue: u16, mbufs: &mut [*mut RteMbuf]) -> u64 {
+    if mbufs.is_empty() {
+        return 0;
+    }
+    // SAFETY: `mbufs` holds valid mbufs owned by the caller; the queue is the caller's
+    // alone; the driver takes ownership of the first `sent`.
+    let sent = usize::from(unsafe {
+        ffi::op25b_tx_burst(port, queue, mbufs.as_mut_ptr(), mbufs.len() as u16)
+    });
+    let rest = &mut mbufs[sent..];
+    free_all(rest);
+    rest.len() as u64
+}
+
+/// Returns every mbuf of `mbufs` to its pool.
+fn free_all(mbufs: &mut [*mut RteMbuf]) {
+    if !mbufs.is_empty() {
+        // SAFETY: each pointer is a valid mbuf owned by the caller and not used again.
+        unsafe { ffi::op25b_free_bulk(mbufs.as_mut_ptr(), mbufs.len() as u32) };
+    }
+}

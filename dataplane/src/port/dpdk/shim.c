@@ -1,0 +1,148 @@
+/*
+ * shim.c - the C side of op25b's DPDK binding (built only with the `dpdk` feature).
+ *
+ * DPDK's fast-path calls (rte_eth_rx_burst, rte_eth_tx_burst, rte_pktmbuf_mtod, ...) are
+ * static inline functions in the headers, so Rust cannot link to them; and the port setup
+ * structures (struct rte_eth_conf, rte_eth_dev_info) are large, version-specific layouts
+ * best left to the compiler that reads the headers. This file wraps both behind a few
+ * functions taking only scalars and opaque pointers, declared by hand in ffi.rs.
+ *
+ * Invariants: no function here keeps a pointer it was given; per-burst functions do no
+ * allocation, no locking and no system call of their own.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_prefetch.h>
+
+/* rte_errno is a per-lcore (thread-local) variable behind a macro. */
+int op25b_rte_errno(void)
+{
+	return rte_errno;
+}
+
+/*
+ * Configures `port` with `queues` RX and TX queues of `rx_desc`/`tx_desc` descriptors
+ * (adjusted to the device's limits), an MTU for frames of up to `max_frame` bytes, RX
+ * buffers from `pool`, RSS across the queues when
+ * there are several, and starts it in promiscuous mode. Returns 0, or a negative errno
+ * with *stage naming the step that failed.
+ */
+int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
+		     uint16_t max_frame, struct rte_mempool *pool, const char **stage)
+{
+	struct rte_eth_conf conf;
+	struct rte_eth_dev_info info;
+	uint16_t q;
+	int socket;
+	int r;
+
+	memset(&conf, 0, sizeof(conf));
+	*stage = "rte_eth_dev_info_get";
+	r = rte_eth_dev_info_get(port, &info);
+	if (r != 0)
+		return r;
+	*stage = "queue count (the device has fewer queues than workers)";
+	if (queues > info.max_rx_queues || queues > info.max_tx_queues)
+		return -EINVAL;
+	/* Take every frame that fits an mbuf's data room (2048 bytes here, up to two VLAN
+	 * tags), not only the default 1500-byte MTU: a bump in the wire must not drop a
+	 * tagged full-size frame. */
+	conf.rxmode.mtu = max_frame - RTE_ETHER_HDR_LEN - RTE_ETHER_CRC_LEN - 8;
+	if (conf.rxmode.mtu > info.max_mtu)
+		conf.rxmode.mtu = info.max_mtu;
+	if (conf.rxmode.mtu < info.min_mtu)
+		conf.rxmode.mtu = info.min_mtu;
+	if (queues > 1) {
+		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+		conf.rx_adv_conf.rss_conf.rss_hf =
+			(RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) &
+			info.flow_type_rss_offloads;
+		if (conf.rx_adv_conf.rss_conf.rss_hf == 0)
+			conf.rxmode.mq_mode = RTE_ETH_MQ_RX_NONE;
+	}
+	*stage = "rte_eth_dev_configure";
+	r = rte_eth_dev_configure(port, queues, queues, &conf);
+	if (r != 0)
+		return r;
+	*stage = "rte_eth_dev_adjust_nb_rx_tx_desc";
+	r = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc);
+	if (r != 0)
+		return r;
+	socket = rte_eth_dev_socket_id(port);
+	if (socket < 0)
+		socket = SOCKET_ID_ANY;
+	for (q = 0; q < queues; q++) {
+		*stage = "rte_eth_rx_queue_setup";
+		r = rte_eth_rx_queue_setup(port, q, rx_desc, (unsigned int)socket, NULL, pool);
+		if (r != 0)
+			return r;
+		*stage = "rte_eth_tx_queue_setup";
+		r = rte_eth_tx_queue_setup(port, q, tx_desc, (unsigned int)socket, NULL);
+		if (r != 0)
+			return r;
+	}
+	*stage = "rte_eth_dev_start";
+	r = rte_eth_dev_start(port);
+	if (r != 0)
+		return r;
+	/* Not every virtual device knows promiscuous mode; a bump in the wire needs it only on
+	 * real NICs, where it is supported. */
+	(void)rte_eth_promiscuous_enable(port);
+	return 0;
+}
+
+/*
+ * Receives up to `n` frames from (port, queue) into `mbufs`, and for each the address and
+ * length of its first segment's data (where the Ethernet header is). Returns the count.
+ */
+uint16_t op25b_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **mbufs,
+			const uint8_t **data, uint32_t *len, uint16_t n)
+{
+	uint16_t got = rte_eth_rx_burst(port, queue, mbufs, n);
+	uint16_t i;
+
+	/* Ask for every frame's first cache line now, so the parser's misses overlap
+	 * instead of coming one frame at a time. */
+	for (i = 0; i < got; i++) {
+		data[i] = rte_pktmbuf_mtod(mbufs[i], const uint8_t *);
+		len[i] = rte_pktmbuf_data_len(mbufs[i]);
+		rte_prefetch0(data[i]);
+	}
+	return got;
+}
+
+/* Sends up to `n` mbufs on (port, queue); returns how many the queue took (the caller owns
+ * the rest). */
+uint16_t op25b_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **mbufs, uint16_t n)
+{
+	return rte_eth_tx_burst(port, queue, mbufs, n);
+}
+
+void op25b_free_bulk(struct rte_mbuf **mbufs, unsigned int n)
+{
+	rte_pktmbuf_free_bulk(mbufs, n);
+}
+
+/* A new single-segment mbuf from `pool` holding a copy of `len` bytes, or NULL when the pool
+ * is empty or the bytes do not fit. */
+struct rte_mbuf *op25b_mbuf_from(struct rte_mempool *pool, const uint8_t *bytes, uint16_t len)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pool);
+	char *p;
+
+	if (m == NULL)
+		return NULL;
+	p = rte_pktmbuf_append(m, len);
+	if (p == NULL) {
+		rte_pktmbuf_free(m);
+		return NULL;
+	}
+	memcpy(p, bytes, len);
+	return m;
+}
