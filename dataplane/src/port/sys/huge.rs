@@ -1,9 +1,13 @@
-//! [`HugeSlice`]: an immutable slice of plain data in memory backed by 2 MiB pages where
-//! the kernel allows it (transparent huge pages asked for with `madvise(MADV_HUGEPAGE)`,
-//! which works when THP is `always` or `madvise`). Lookup tables live here: a random key
-//! then costs a cache miss but rarely a TLB miss and page walk, which is most of what the
-//! first bursts after a policy swap and random lookups in tables larger than the caches
-//! pay with 4 KiB pages.
+//! [`HugeSlice`]: an immutable slice of plain data, optionally in memory backed by 2 MiB
+//! pages (transparent huge pages asked for with `madvise(MADV_HUGEPAGE)`, which works when
+//! THP is `always` or `madvise`). Lookup tables live here. Huge pages are **off by
+//! default** and turned on with the environment variable `OP25B_HUGEPAGES=1`: measured on
+//! this project's reference machine (a 2-vCPU VM) they did not speed up random lookups in
+//! a 1M-prefix table (41–48 vs 41–51 M lookups/s, alternating runs) and made the first
+//! burst after a policy swap slower (medians 1.84/1.06/1.04 extra bursts against
+//! 0.79/0.79/0.62 with 4 KiB pages, alternating runs of `op25b-bench swap`): on a VM the
+//! host's page size decides the TLB cost, and 2 MiB-aligned tables alias in the caches.
+//! On bare metal they may pay off; measure with `op25b-bench lpm` and `swap`.
 //!
 //! Invariants:
 //! - Slices under 1 MiB are ordinary boxed slices (no rounding waste).
@@ -11,8 +15,7 @@
 //!   its first write (so pages are faulted in huge), filled by one copy, never written
 //!   again, and freed with the layout it was allocated with.
 //! - If the allocation or the advice fails, the data is still there (ordinary memory or
-//!   ordinary pages): huge pages are an optimisation, never a requirement. The environment
-//!   variable `OP25B_NO_HUGEPAGES` turns them off.
+//!   ordinary pages): huge pages are an optimisation, never a requirement.
 
 use std::alloc::Layout;
 use std::ops::Deref;
@@ -23,11 +26,10 @@ const HUGE: usize = 2 << 20;
 /// Smallest slice put on huge pages.
 const MIN_BYTES: usize = 1 << 20;
 
-/// Whether `OP25B_NO_HUGEPAGES` is set (any value): ordinary pages everywhere, for
-/// measuring the difference and as an escape hatch.
-fn huge_pages_off() -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *OFF.get_or_init(|| std::env::var_os("OP25B_NO_HUGEPAGES").is_some())
+/// Whether `OP25B_HUGEPAGES=1` asks for huge pages (read once per process).
+fn huge_pages_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("OP25B_HUGEPAGES").is_some_and(|v| v == "1"))
 }
 
 /// An immutable slice, on huge pages when large enough.
@@ -51,10 +53,15 @@ unsafe impl<T: Send> Send for HugeSlice<T> {}
 unsafe impl<T: Sync> Sync for HugeSlice<T> {}
 
 impl<T: Copy> HugeSlice<T> {
-    /// Copies `data` into a new slice, on huge pages if it is large.
+    /// Copies `data` into a new slice, on huge pages if it is large and `OP25B_HUGEPAGES=1`.
     pub fn from_slice(data: &[T]) -> Self {
+        Self::with_pages(data, huge_pages_on())
+    }
+
+    /// Copies `data` into a new slice, on huge pages if `huge` and it is large.
+    pub fn with_pages(data: &[T], huge: bool) -> Self {
         let bytes = std::mem::size_of_val(data);
-        if bytes < MIN_BYTES || std::mem::align_of::<T>() > HUGE || huge_pages_off() {
+        if !huge || bytes < MIN_BYTES || std::mem::align_of::<T>() > HUGE {
             return HugeSlice {
                 storage: Storage::Boxed(data.into()),
             };
@@ -126,7 +133,7 @@ impl<T> Drop for HugeSlice<T> {
 
 impl<T: Copy> Clone for HugeSlice<T> {
     fn clone(&self) -> Self {
-        HugeSlice::from_slice(self)
+        HugeSlice::with_pages(self, self.is_huge())
     }
 }
 
@@ -146,11 +153,12 @@ mod tests {
     #[test]
     fn small_and_large_slices_keep_their_contents() {
         let small: Vec<u32> = (0..1000).collect();
-        let s = HugeSlice::from_slice(&small);
+        let s = HugeSlice::with_pages(&small, true);
         assert!(!s.is_huge());
         assert_eq!(&*s, &small[..]);
         let large: Vec<(u128, u32)> = (0..200_000u32).map(|i| (u128::from(i) << 64, i)).collect();
-        let l = HugeSlice::from_slice(&large);
+        assert!(!HugeSlice::with_pages(&large, false).is_huge());
+        let l = HugeSlice::with_pages(&large, true);
         assert!(l.is_huge());
         assert_eq!(l.as_ptr() as usize % HUGE, 0);
         assert_eq!(&*l, &large[..]);
