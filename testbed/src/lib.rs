@@ -203,6 +203,29 @@ impl Reaped {
     pub fn take(&mut self) -> Child {
         self.0.take().expect("process already taken")
     }
+
+    /// Sends SIGTERM, waits up to 10 s for the process to stop (panics if it does not) and
+    /// returns what it printed on stdout (`op25b run`: the final counters).
+    pub fn terminate(&mut self) -> String {
+        let mut child = self.take();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the process did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut out = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut o, &mut out);
+        }
+        out
+    }
 }
 
 impl Drop for Reaped {

@@ -12,9 +12,8 @@
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
 use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Real SMTP servers (aiosmtpd) on 25 and 587, IPv4 and IPv6, plus an HTTP server and a
@@ -120,25 +119,6 @@ fn smtp(sub: &Netns, src: &str, dst: &str, port: u16) -> bool {
         args.push("-6");
     }
     sub.command(&args).output().unwrap().status.success()
-}
-
-fn stop(mut child: Child) -> String {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "op25b did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    out
 }
 
 fn counter(line: &str, name: &str) -> u64 {
@@ -347,7 +327,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     let (ok, stats) = ctl(&sock, &["stats"]);
     assert!(ok && stats.contains("blocked"), "{stats}");
 
-    let out = stop(appliance.take());
+    let out = appliance.terminate();
     drop(server);
     let outbound = out
         .lines()

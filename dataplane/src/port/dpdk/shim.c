@@ -56,6 +56,17 @@ int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t 
 	conf.rxmode.mtu = max_frame - RTE_ETHER_HDR_LEN - RTE_ETHER_CRC_LEN - 8;
 	if (conf.rxmode.mtu > info.max_mtu)
 		conf.rxmode.mtu = info.max_mtu;
+	/* Some devices (net_af_packet: 1518) state only a largest frame, not a largest MTU;
+	 * ethdev refuses an MTU whose frame (MTU plus its overhead, computed as ethdev does)
+	 * exceeds it. */
+	{
+		uint32_t overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+		if (info.max_mtu != UINT16_MAX && info.max_rx_pktlen > info.max_mtu)
+			overhead = info.max_rx_pktlen - info.max_mtu;
+		if (info.max_rx_pktlen > overhead &&
+		    (uint32_t)conf.rxmode.mtu + overhead > info.max_rx_pktlen)
+			conf.rxmode.mtu = (uint16_t)(info.max_rx_pktlen - overhead);
+	}
 	if (conf.rxmode.mtu < info.min_mtu)
 		conf.rxmode.mtu = info.min_mtu;
 	if (queues > 1) {
