@@ -216,6 +216,9 @@ enum Command {
         /// The op25b binary.
         #[arg(long, default_value = "target/release/op25b")]
         op25b: PathBuf,
+        /// Also run the DPDK backend on net_af_packet devices (op25b built with --features dpdk).
+        #[arg(long)]
+        dpdk: bool,
     },
     /// Frames per second per core of the whole pipeline on DPDK net_null ports, against
     /// the C rx → rte_lpm → tx baseline (bench/c/null_fwd) on the same devices and core.
@@ -439,6 +442,7 @@ fn main() -> ExitCode {
             frames,
             loops,
             op25b,
+            dpdk,
         } => {
             let args = op25b_bench::veth::VethArgs {
                 out_dir: out_dir.clone(),
@@ -446,6 +450,7 @@ fn main() -> ExitCode {
                 frames,
                 loops,
                 op25b,
+                dpdk,
             };
             op25b_bench::veth::run(&args).and_then(|v| {
                 let md = op25b_bench::veth::markdown(&v);

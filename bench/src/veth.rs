@@ -37,6 +37,36 @@ pub struct VethArgs {
     pub loops: u64,
     /// The `op25b` binary.
     pub op25b: PathBuf,
+    /// Also run `backend = "dpdk"` on `net_af_packet` devices over the same interfaces
+    /// (the binary must be built with the `dpdk` feature).
+    pub dpdk: bool,
+}
+
+/// One op25b configuration the bench runs: label, workers, `[dataplane]` body.
+fn modes(a: &VethArgs) -> Vec<(String, usize, String)> {
+    let mut m = Vec::new();
+    for (workers, ring) in [(1usize, "v3"), (2, "v3"), (1, "v2")] {
+        let cores: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
+        m.push((
+            format!("op25b, TPACKET_{}", ring.to_uppercase()),
+            workers,
+            format!(
+                "backend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\nring = \"{ring}\"\nworkers = {workers}\ncores = [{}]\n",
+                cores.join(", ")
+            ),
+        ));
+    }
+    if a.dpdk {
+        m.push((
+            "op25b, DPDK net_af_packet".to_string(),
+            1,
+            format!(
+                "backend = \"dpdk\"\naccess = \"net_af_packet0\"\ncore = \"net_af_packet1\"\nworkers = 1\ncores = [0]\neal_args = [\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"-l\", \"0\", \"--log-level=lib.eal:warning\", \"--file-prefix=op25b-veth-{}\", \"--vdev=net_af_packet0,iface=acc0\", \"--vdev=net_af_packet1,iface=core0\"]\n",
+                std::process::id()
+            ),
+        ));
+    }
+    m
 }
 
 fn ipv4_only(list: &[AnyPrefix]) -> Vec<AnyPrefix> {
@@ -203,15 +233,13 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
             }
             w.finish().map_err(|e| e.to_string())?;
         }
-        for (workers, ring) in [(1usize, "v3"), (2, "v3"), (1, "v2")] {
-            eprintln!("veth: op25b ({ring} ring), {workers} worker(s), {size}");
+        for (label, workers, dataplane) in modes(a) {
+            eprintln!("veth: {label}, {workers} worker(s), {size}");
             let cfg = a.out_dir.join("veth.toml");
-            let cores: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
             std::fs::write(
                 &cfg,
                 format!(
-                    "[outbound]\ndynamic_files = [\"veth.dynamic\"]\nexempt_files = [\"veth.exempt\"]\nrelays_files = [\"veth.relays\"]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\nring = \"{ring}\"\nworkers = {workers}\ncores = [{}]\n[control]\nsocket = \"veth.sock\"\nmetrics = \"\"\n",
-                    cores.join(", ")
+                    "[outbound]\ndynamic_files = [\"veth.dynamic\"]\nexempt_files = [\"veth.exempt\"]\nrelays_files = [\"veth.relays\"]\n[dataplane]\n{dataplane}[control]\nsocket = \"veth.sock\"\nmetrics = \"\"\n"
                 ),
             )
             .map_err(|e| e.to_string())?;
@@ -247,7 +275,7 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
                 .and_then(|l| l.split(" dropped ").nth(1))
                 .and_then(|t| t.split_whitespace().next())
                 .and_then(|t| t.parse::<u64>().ok());
-            rows.push(json!({"mode": format!("op25b, TPACKET_{}", ring.to_uppercase()), "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": paced.latency_ns, "latency_ns_saturated": run.latency_ns, "policy_dropped": dropped}));
+            rows.push(json!({"mode": label, "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": paced.latency_ns, "latency_ns_saturated": run.latency_ns, "policy_dropped": dropped}));
         }
         eprintln!("veth: nftables bridge, {size}");
         let app = &wire.app;
