@@ -69,8 +69,9 @@ enum LivePort {
     Packet(WirePort),
     #[cfg(feature = "dpdk")]
     Dpdk(op25b_dataplane::port::dpdk::DpdkWire),
+    /// Boxed: two sockets with their ring state make it the largest variant by far.
     #[cfg(feature = "af_xdp")]
-    Xdp(op25b_dataplane::port::af_xdp::XdpWire),
+    Xdp(Box<op25b_dataplane::port::af_xdp::XdpWire>),
 }
 
 impl LivePort {
@@ -1048,7 +1049,10 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
                 );
             }
             Ok((
-                wires.into_iter().map(LivePort::Xdp).collect(),
+                wires
+                    .into_iter()
+                    .map(|w| LivePort::Xdp(Box::new(w)))
+                    .collect(),
                 BackendHandle::Kernel,
             ))
         }
