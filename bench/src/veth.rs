@@ -143,7 +143,26 @@ fn measure(
     })
 }
 
-/// Runs op25b (1 and 2 workers) and nftables for 64-byte and IMIX frames.
+/// Whether `op25b` accepts `backend = "af_xdp"` (built with the `af_xdp` feature).
+fn has_af_xdp(op25b: &Path, dir: &Path) -> bool {
+    let probe = dir.join("veth-xdp-probe.toml");
+    if std::fs::write(
+        &probe,
+        "[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"acc0\"\ncore = \"core0\"\n",
+    )
+    .is_err()
+    {
+        return false;
+    }
+    Command::new(op25b)
+        .args(["check", "--config"])
+        .arg(&probe)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs op25b (1 and 2 workers; AF_XDP with 1 when built with it) and nftables for
+/// 64-byte and IMIX frames.
 pub fn run(a: &VethArgs) -> Result<Value, String> {
     if let Some(why) = op25b_testbed::unavailable() {
         return Err(format!("the veth benchmark {why}"));
@@ -203,14 +222,28 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
             }
             w.finish().map_err(|e| e.to_string())?;
         }
-        for (workers, ring) in [(1usize, "v3"), (2, "v3"), (1, "v2")] {
-            eprintln!("veth: op25b ({ring} ring), {workers} worker(s), {size}");
+        // "xdp": the AF_XDP backend, one worker (a veth has one queue), when this op25b
+        // was built with it.
+        for (workers, ring) in [(1usize, "v3"), (2, "v3"), (1, "v2"), (1, "xdp")] {
+            if ring == "xdp" && !has_af_xdp(&a.op25b, &a.out_dir) {
+                eprintln!(
+                    "veth: no AF_XDP row: {} was built without --features af_xdp",
+                    a.op25b.display()
+                );
+                continue;
+            }
+            eprintln!("veth: op25b ({ring}), {workers} worker(s), {size}");
             let cfg = a.out_dir.join("veth.toml");
+            let backend = if ring == "xdp" {
+                "backend = \"af_xdp\"".to_string()
+            } else {
+                format!("backend = \"af_packet\"\nring = \"{ring}\"")
+            };
             let cores: Vec<String> = (0..workers).map(|c| c.to_string()).collect();
             std::fs::write(
                 &cfg,
                 format!(
-                    "[outbound]\ndynamic_files = [\"veth.dynamic\"]\nexempt_files = [\"veth.exempt\"]\nrelays_files = [\"veth.relays\"]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\nring = \"{ring}\"\nworkers = {workers}\ncores = [{}]\n[control]\nsocket = \"veth.sock\"\nmetrics = \"\"\n",
+                    "[outbound]\ndynamic_files = [\"veth.dynamic\"]\nexempt_files = [\"veth.exempt\"]\nrelays_files = [\"veth.relays\"]\n[dataplane]\n{backend}\naccess = \"acc0\"\ncore = \"core0\"\nworkers = {workers}\ncores = [{}]\n[control]\nsocket = \"veth.sock\"\nmetrics = \"\"\n",
                     cores.join(", ")
                 ),
             )
@@ -247,7 +280,12 @@ pub fn run(a: &VethArgs) -> Result<Value, String> {
                 .and_then(|l| l.split(" dropped ").nth(1))
                 .and_then(|t| t.split_whitespace().next())
                 .and_then(|t| t.parse::<u64>().ok());
-            rows.push(json!({"mode": format!("op25b, TPACKET_{}", ring.to_uppercase()), "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": paced.latency_ns, "latency_ns_saturated": run.latency_ns, "policy_dropped": dropped}));
+            let mode = if ring == "xdp" {
+                "op25b, AF_XDP (native XDP, copy mode)".to_string()
+            } else {
+                format!("op25b, TPACKET_{}", ring.to_uppercase())
+            };
+            rows.push(json!({"mode": mode, "workers": workers, "frames": size, "sent": run.sent, "offered_fps": run.offered_fps, "forwarded_fps": run.forwarded_fps, "latency_ns": paced.latency_ns, "latency_ns_saturated": run.latency_ns, "policy_dropped": dropped}));
         }
         eprintln!("veth: nftables bridge, {size}");
         let app = &wire.app;
