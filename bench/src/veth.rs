@@ -56,6 +56,20 @@ fn modes(a: &VethArgs) -> Vec<(String, usize, String)> {
             ),
         ));
     }
+    // AF_XDP: one worker (a veth has one queue), when this op25b was built with it.
+    if has_af_xdp(&a.op25b, &a.out_dir) {
+        m.push((
+            "op25b, AF_XDP (native XDP, copy mode)".to_string(),
+            1,
+            "backend = \"af_xdp\"\naccess = \"acc0\"\ncore = \"core0\"\nworkers = 1\ncores = [0]\n"
+                .to_string(),
+        ));
+    } else {
+        eprintln!(
+            "veth: no AF_XDP row: {} was built without --features af_xdp",
+            a.op25b.display()
+        );
+    }
     if a.dpdk {
         m.push((
             "op25b, DPDK net_af_packet".to_string(),
@@ -173,7 +187,26 @@ fn measure(
     })
 }
 
-/// Runs op25b (1 and 2 workers) and nftables for 64-byte and IMIX frames.
+/// Whether `op25b` accepts `backend = "af_xdp"` (built with the `af_xdp` feature).
+fn has_af_xdp(op25b: &Path, dir: &Path) -> bool {
+    let probe = dir.join("veth-xdp-probe.toml");
+    if std::fs::write(
+        &probe,
+        "[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"acc0\"\ncore = \"core0\"\n",
+    )
+    .is_err()
+    {
+        return false;
+    }
+    Command::new(op25b)
+        .args(["check", "--config"])
+        .arg(&probe)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs op25b (1 and 2 workers; AF_XDP with 1 when built with it) and nftables for
+/// 64-byte and IMIX frames.
 pub fn run(a: &VethArgs) -> Result<Value, String> {
     if let Some(why) = op25b_testbed::unavailable() {
         return Err(format!("the veth benchmark {why}"));

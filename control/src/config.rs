@@ -216,6 +216,8 @@ pub enum Backend {
     AfPacket,
     /// Two DPDK ports (the `dpdk` build feature).
     Dpdk,
+    /// AF_XDP sockets on two kernel interfaces (the `af_xdp` build feature).
+    AfXdp,
 }
 
 /// The `[dataplane]` section: how `op25b run` attaches to the wire.
@@ -553,12 +555,13 @@ fn dataplane(
                 "this op25b was built without DPDK support: rebuild with `cargo build --release --features dpdk` (needs libdpdk-dev 22.11 and pkg-config), or use \"af_packet\"".into(),
             ))
         }
+        "af_xdp" if cfg!(feature = "af_xdp") => Backend::AfXdp,
         "af_xdp" => {
             return Err(bad(
                 d.backend.span(),
                 "backend",
                 d.backend.get_ref().clone(),
-                "this backend is not in this build yet; use \"af_packet\"".into(),
+                "this op25b was built without AF_XDP support: rebuild with `cargo build --release --features af_xdp`, or use \"af_packet\"".into(),
             ))
         }
         other => {
@@ -566,14 +569,14 @@ fn dataplane(
                 d.backend.span(),
                 "backend",
                 other.into(),
-                "unknown backend; use \"af_packet\" or \"dpdk\"".into(),
+                "unknown backend; use \"af_packet\", \"af_xdp\" or \"dpdk\"".into(),
             ))
         }
     };
     for iface in [&d.access, &d.core] {
         let name = iface.get_ref();
         let valid = match backend {
-            Backend::AfPacket => {
+            Backend::AfPacket | Backend::AfXdp => {
                 !(name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']))
             }
             // A port id or an ethdev name (vdev name, PCI address), at most 63 bytes.
@@ -581,7 +584,7 @@ fn dataplane(
         };
         if !valid {
             let what = match backend {
-                Backend::AfPacket => "not a valid interface name",
+                Backend::AfPacket | Backend::AfXdp => "not a valid interface name",
                 Backend::Dpdk => "not a DPDK port id or device name",
             };
             return Err(bad(iface.span(), "access/core", name.clone(), what.into()));
@@ -590,7 +593,7 @@ fn dataplane(
     let eal_args = match (&d.eal_args, backend) {
         (None, _) => Vec::new(),
         (Some(a), Backend::Dpdk) => a.get_ref().clone(),
-        (Some(a), Backend::AfPacket) => {
+        (Some(a), Backend::AfPacket | Backend::AfXdp) => {
             return Err(bad(
                 a.span(),
                 "eal_args",
@@ -599,7 +602,7 @@ fn dataplane(
             ))
         }
     };
-    if let (Some(r), Backend::Dpdk) = (&d.ring, backend) {
+    if let (Some(r), Backend::Dpdk | Backend::AfXdp) = (&d.ring, backend) {
         return Err(bad(
             r.span(),
             "ring",
@@ -1098,10 +1101,6 @@ scope = []
         assert!(v2.dataplane.unwrap().per_frame_ring);
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v4\"\n").contains("dataplane.ring: \"v4\""));
         assert!(err(
-            "[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"a\"\ncore = \"b\"\n"
-        )
-        .contains(":3: dataplane.backend: \"af_xdp\": this backend is not in this build yet"));
-        assert!(err(
             "[outbound]\n[dataplane]\nbackend = \"dpdkk\"\naccess = \"a\"\ncore = \"b\"\n"
         )
         .contains("unknown backend"));
@@ -1190,6 +1189,29 @@ scope = []
         } else {
             assert!(err(text).contains(
                 ":3: dataplane.backend: \"dpdk\": this op25b was built without DPDK support"
+            ));
+        }
+    }
+
+    #[test]
+    fn af_xdp_dataplane_section() {
+        let text = "[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"acc0\"\ncore = \"core0\"\nworkers = 2\n";
+        if cfg!(feature = "af_xdp") {
+            let d = load(text).unwrap().dataplane.unwrap();
+            assert_eq!(d.backend, Backend::AfXdp);
+            assert_eq!((d.access.as_str(), d.core.as_str()), ("acc0", "core0"));
+            assert_eq!(d.workers, 2);
+            assert!(err("[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n")
+                .contains("dataplane.ring: \"v2\": ring is for backend = \"af_packet\" only"));
+            assert!(err("[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"a\"\ncore = \"b\"\neal_args = []\n")
+                .contains("EAL arguments are for backend = \"dpdk\" only"));
+            assert!(err(
+                "[outbound]\n[dataplane]\nbackend = \"af_xdp\"\naccess = \"a/b\"\ncore = \"b\"\n"
+            )
+            .contains("not a valid interface name"));
+        } else {
+            assert!(err(text).contains(
+                ":3: dataplane.backend: \"af_xdp\": this op25b was built without AF_XDP support: rebuild with `cargo build --release --features af_xdp`"
             ));
         }
     }

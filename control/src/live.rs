@@ -1,7 +1,8 @@
 //! `op25b run`: the live appliance. Worker threads (one per configured core, pinned) each
 //! own an AF_PACKET port on both interfaces, joined to per-interface fanout groups so the
 //! kernel spreads flows across them the way RSS queues would (or, with `backend = "dpdk"`,
-//! one RX/TX queue pair on each of two DPDK ports, frames judged in their mbufs), and
+//! one RX/TX queue pair on each of two DPDK ports, frames judged in their mbufs; or, with
+//! `backend = "af_xdp"`, one XDP socket per interface queue, frames judged in the UMEM), and
 //! loop: access→core burst
 //! judged by the outbound policy, core→access burst judged by the inbound (IP25B) policy
 //! (which blocks nothing without `[inbound]`), idle wait when both are empty. Resets that
@@ -68,6 +69,9 @@ enum LivePort {
     Packet(WirePort),
     #[cfg(feature = "dpdk")]
     Dpdk(op25b_dataplane::port::dpdk::DpdkWire),
+    /// Boxed: two sockets with their ring state make it the largest variant by far.
+    #[cfg(feature = "af_xdp")]
+    Xdp(Box<op25b_dataplane::port::af_xdp::XdpWire>),
 }
 
 impl LivePort {
@@ -76,6 +80,8 @@ impl LivePort {
             LivePort::Packet(p) => p.tx_refused,
             #[cfg(feature = "dpdk")]
             LivePort::Dpdk(p) => p.tx_refused,
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(p) => p.tx_refused,
         }
     }
 
@@ -84,6 +90,8 @@ impl LivePort {
             LivePort::Packet(p) => p.resets_sent,
             #[cfg(feature = "dpdk")]
             LivePort::Dpdk(p) => p.resets_sent,
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(p) => p.resets_sent,
         }
     }
 
@@ -106,16 +114,26 @@ impl LivePort {
                 let b = p.poll(inb, &w.inbound);
                 (a, b)
             }
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(p) => {
+                p.set_direction(Direction::AccessToCore);
+                let a = p.poll(out, &w.outbound);
+                p.set_direction(Direction::CoreToAccess);
+                let b = p.poll(inb, &w.inbound);
+                (a, b)
+            }
         }
     }
 
-    /// Waits a little for traffic after an empty poll. AF_PACKET sleeps in poll(2) on
-    /// both sockets; DPDK has nothing to wait on, so it spins, and after a long idle
-    /// stretch naps briefly so an idle appliance does not burn its cores.
+    /// Waits a little for traffic after an empty poll. AF_PACKET and AF_XDP sleep in
+    /// poll(2) on both sockets; DPDK has nothing to wait on, so it spins, and after a long
+    /// idle stretch naps briefly so an idle appliance does not burn its cores.
     #[cfg_attr(not(feature = "dpdk"), allow(unused_variables))]
-    fn idle(&self, empty_polls: u32) {
+    fn idle(&mut self, empty_polls: u32) {
         match self {
             LivePort::Packet(p) => p.wait(10),
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(p) => p.wait(10),
             #[cfg(feature = "dpdk")]
             LivePort::Dpdk(_) => {
                 if empty_polls > 100_000 {
@@ -169,7 +187,7 @@ fn worker_loop(mut w: WorkerCtx) {
                 None
             }
         },
-        LivePort::Packet(_) => None,
+        _ => None,
     };
     let mut out = Worker::new(w.burst).in_slot(w.index);
     let mut inb = Worker::new(w.burst).in_slot(w.index);
@@ -1015,6 +1033,33 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
         Backend::Dpdk => {
             Err("this op25b was built without DPDK support (the `dpdk` feature)".into())
         }
+        #[cfg(feature = "af_xdp")]
+        Backend::AfXdp => {
+            let wires = op25b_dataplane::port::af_xdp::open_wire(
+                &dp.access, &dp.core, dp.workers, dp.burst,
+            )
+            .map_err(|e| e.to_string())?;
+            if let Some(w) = wires.first() {
+                eprintln!(
+                    "op25b: AF_XDP on {} and {}, {} queue(s) each: {}",
+                    dp.access,
+                    dp.core,
+                    dp.workers,
+                    w.describe()
+                );
+            }
+            Ok((
+                wires
+                    .into_iter()
+                    .map(|w| LivePort::Xdp(Box::new(w)))
+                    .collect(),
+                BackendHandle::Kernel,
+            ))
+        }
+        #[cfg(not(feature = "af_xdp"))]
+        Backend::AfXdp => Err(
+            "this op25b was built without AF_XDP support: rebuild with `--features af_xdp`".into(),
+        ),
     }
 }
 

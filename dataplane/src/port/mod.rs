@@ -1,6 +1,7 @@
 //! Burst-oriented frame I/O: the [`Port`] trait, the reusable [`Burst`] buffer, and the
-//! backends (pcap/pcapng files, in-memory frames, AF_PACKET, and DPDK with the `dpdk`
-//! feature, which judges frames in its mbufs instead of filling a [`Burst`]).
+//! backends (pcap/pcapng files, in-memory frames, AF_PACKET, DPDK with the `dpdk`
+//! feature, which judges frames in its mbufs instead of filling a [`Burst`], and AF_XDP
+//! with the `af_xdp` feature, which judges them in place in its UMEM).
 //!
 //! A port fills a burst with up to `Burst::capacity()` frames (`rx_burst`), the worker
 //! judges them, and the same port emits them (`tx_burst`): forwarded frames go out, dropped
@@ -16,6 +17,8 @@
 
 #[cfg(target_os = "linux")]
 pub mod af_packet;
+#[cfg(all(feature = "af_xdp", target_os = "linux"))]
+pub mod af_xdp;
 #[cfg(all(feature = "dpdk", target_os = "linux"))]
 pub mod dpdk;
 pub mod mem;

@@ -1,0 +1,763 @@
+//! Raw Linux interfaces of the AF_XDP backend: the `bpf(2)` calls that create the XSKMAP,
+//! load the hand-assembled redirect program and attach it with a BPF link, and the XDP
+//! socket itself (UMEM registration, the four mapped rings, bind, wake-ups). This module and
+//! `port::sys` are the only places of the AF_XDP path with `unsafe` code; every block says
+//! why it is sound.
+//!
+//! Invariants:
+//! - Every mapping (UMEM, rings) lives exactly as long as its [`Xsk`], which unmaps it in
+//!   `Drop` before the descriptor closes.
+//! - A UMEM frame is in exactly one place at a time: the fill ring or RX ring (kernel's), a
+//!   burst being judged (ours, between [`Xsk::rx_peek`] and [`Xsk::rx_release`]), the free
+//!   list, or the TX/completion rings (kernel's until completed). Frames are only read or
+//!   written while they are ours.
+//! - Ring indices are free-running `u32`s compared with wrapping arithmetic; producer
+//!   stores are `Release` after the descriptors are written, consumer loads are `Acquire`.
+//! - The XDP program stays attached exactly as long as its [`XdpLink`] descriptor is open
+//!   (a BPF link, not a netlink attachment): dropping it, an error path, or the process
+//!   dying detaches it.
+//! - Nothing here allocates per frame.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Bytes per UMEM frame (one page: any frame an MTU-1500 or 3500-byte interface carries).
+pub const FRAME_SIZE: u32 = 4096;
+/// Entries of each ring; also the UMEM frames given to receiving (the fill ring) and to
+/// sending (the free list) each.
+pub const RING_SIZE: u32 = 2048;
+
+// From <linux/bpf.h>.
+const BPF_MAP_CREATE: libc::c_long = 0;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
+const BPF_PSEUDO_MAP_FD: u8 = 1;
+const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+const XDP_PASS: i32 = 2;
+/// `XDP_FLAGS_SKB_MODE` / `XDP_FLAGS_DRV_MODE` from <linux/if_link.h>.
+pub const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+/// Native (driver) XDP.
+pub const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+// From <linux/if_packet.h>.
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+
+/// One eBPF instruction (struct bpf_insn).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BpfInsn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> BpfInsn {
+    BpfInsn {
+        code,
+        regs: (src << 4) | dst,
+        off,
+        imm,
+    }
+}
+
+/// The redirect program, hand-assembled (no compiler needed at build time):
+///
+/// ```text
+/// r2 = *(u32 *)(r1 + 16)      ; ctx->rx_queue_index
+/// r1 = map_fd ll              ; the XSKMAP (two-slot load of a map reference)
+/// r3 = XDP_PASS               ; no socket on this queue: hand the frame to the stack
+/// call bpf_redirect_map
+/// exit
+/// ```
+fn redirect_program(map_fd: RawFd) -> [BpfInsn; 6] {
+    [
+        insn(0x61, 2, 1, 16, 0),                     // BPF_LDX | BPF_MEM | BPF_W
+        insn(0x18, 1, BPF_PSEUDO_MAP_FD, 0, map_fd), // BPF_LD | BPF_IMM | BPF_DW
+        insn(0, 0, 0, 0, 0),                         // second half of the 64-bit load
+        insn(0xb7, 3, 0, 0, XDP_PASS),               // BPF_ALU64 | BPF_MOV | BPF_K
+        insn(0x85, 0, 0, 0, BPF_FUNC_REDIRECT_MAP),  // BPF_JMP | BPF_CALL
+        insn(0x95, 0, 0, 0, 0),                      // BPF_JMP | BPF_EXIT
+    ]
+}
+
+/// `union bpf_attr`, big enough for every command used here (the kernel accepts a shorter
+/// size than its own as long as the rest would be zero; 128 bytes covers these commands).
+#[repr(C, align(8))]
+struct BpfAttr([u8; 128]);
+
+impl BpfAttr {
+    fn new() -> Self {
+        BpfAttr([0; 128])
+    }
+    fn u32_at(&mut self, off: usize, v: u32) -> &mut Self {
+        self.0[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+    fn u64_at(&mut self, off: usize, v: u64) -> &mut Self {
+        self.0[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+        self
+    }
+}
+
+fn bpf(cmd: libc::c_long, attr: &mut BpfAttr) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a valid, writable bpf_attr of the size passed; every pointer stored
+    // in it (instructions, license, log buffer, key, value) points to memory the caller
+    // keeps alive for the duration of this call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.0.as_mut_ptr(),
+            std::mem::size_of::<BpfAttr>() as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn owned(fd: libc::c_long) -> OwnedFd {
+    // SAFETY: `fd` is a descriptor the kernel just returned to us and nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(fd as RawFd) }
+}
+
+/// An XSKMAP with one entry per queue.
+#[derive(Debug)]
+pub struct XskMap {
+    fd: OwnedFd,
+}
+
+impl XskMap {
+    /// Creates a map for queues `0..queues`.
+    pub fn create(queues: u32) -> io::Result<XskMap> {
+        let mut a = BpfAttr::new();
+        // struct { map_type, key_size, value_size, max_entries, map_flags }
+        a.u32_at(0, BPF_MAP_TYPE_XSKMAP)
+            .u32_at(4, 4)
+            .u32_at(8, 4)
+            .u32_at(12, queues);
+        Ok(XskMap {
+            fd: owned(bpf(BPF_MAP_CREATE, &mut a)?),
+        })
+    }
+
+    /// Points entry `queue` at socket `xsk`.
+    pub fn insert(&self, queue: u32, xsk: &Xsk) -> io::Result<()> {
+        let key = queue;
+        let value = xsk.fd.as_raw_fd() as u32;
+        let mut a = BpfAttr::new();
+        // struct { map_fd, pad, key, value, flags }
+        a.u32_at(0, self.fd.as_raw_fd() as u32)
+            .u64_at(8, &key as *const u32 as u64)
+            .u64_at(16, &value as *const u32 as u64);
+        bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(|_| ())
+    }
+}
+
+/// The loaded redirect program.
+#[derive(Debug)]
+pub struct XdpProgram {
+    fd: OwnedFd,
+}
+
+impl XdpProgram {
+    /// Loads the redirect program for `map`. On a verifier refusal the error carries the
+    /// verifier's log.
+    pub fn load(map: &XskMap) -> io::Result<XdpProgram> {
+        let insns = redirect_program(map.fd.as_raw_fd());
+        let license = c"Apache-2.0";
+        let mut log = vec![0u8; 0];
+        for attempt in 0..2 {
+            if attempt == 1 {
+                log = vec![0u8; 16 * 1024];
+            }
+            let mut a = BpfAttr::new();
+            // struct { prog_type, insn_cnt, insns, license, log_level, log_size, log_buf,
+            // kern_version, prog_flags, prog_name[16], ... }
+            a.u32_at(0, BPF_PROG_TYPE_XDP)
+                .u32_at(4, insns.len() as u32)
+                .u64_at(8, insns.as_ptr() as u64)
+                .u64_at(16, license.as_ptr() as u64);
+            if attempt == 1 {
+                a.u32_at(24, 1)
+                    .u32_at(28, log.len() as u32)
+                    .u64_at(32, log.as_mut_ptr() as u64);
+            }
+            a.0[48..48 + 11].copy_from_slice(b"op25b_xsk\0\0");
+            match bpf(BPF_PROG_LOAD, &mut a) {
+                Ok(fd) => return Ok(XdpProgram { fd: owned(fd) }),
+                Err(e) if attempt == 1 || e.raw_os_error() != Some(libc::EACCES) => {
+                    let text = String::from_utf8_lossy(&log);
+                    let text = text.trim_end_matches('\0').trim();
+                    if text.is_empty() {
+                        return Err(e);
+                    }
+                    return Err(io::Error::new(e.kind(), format!("{e}; verifier: {text}")));
+                }
+                Err(_) => {}
+            }
+        }
+        Err(io::Error::other("unreachable: program load loop"))
+    }
+}
+
+/// The program attached to an interface through a BPF link; detached when dropped.
+#[derive(Debug)]
+pub struct XdpLink {
+    _fd: OwnedFd,
+}
+
+impl XdpLink {
+    /// Attaches `prog` to `ifindex` in the mode `flags` names (`XDP_FLAGS_DRV_MODE` or
+    /// `XDP_FLAGS_SKB_MODE`).
+    pub fn attach(prog: &XdpProgram, ifindex: u32, flags: u32) -> io::Result<XdpLink> {
+        let mut a = BpfAttr::new();
+        // struct { prog_fd, target_ifindex, attach_type, flags, ... }
+        a.u32_at(0, prog.fd.as_raw_fd() as u32)
+            .u32_at(4, ifindex)
+            .u32_at(8, BPF_XDP)
+            .u32_at(12, flags);
+        Ok(XdpLink {
+            _fd: owned(bpf(BPF_LINK_CREATE, &mut a)?),
+        })
+    }
+}
+
+/// Keeps an interface in promiscuous mode while it lives: a packet socket that receives
+/// nothing (protocol 0) holding a PACKET_MR_PROMISC membership, which the kernel drops with
+/// the socket (so a crash cannot leave the interface promiscuous).
+#[derive(Debug)]
+pub struct Promisc {
+    _fd: OwnedFd,
+}
+
+impl Promisc {
+    /// Turns promiscuous mode on for `ifindex`.
+    pub fn on(ifindex: u32) -> io::Result<Promisc> {
+        // SAFETY: plain socket creation; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = owned(fd.into());
+        let m = libc::packet_mreq {
+            mr_ifindex: ifindex as libc::c_int,
+            mr_type: PACKET_MR_PROMISC,
+            mr_alen: 0,
+            mr_address: [0; 8],
+        };
+        setsockopt(fd.as_raw_fd(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m)?;
+        Ok(Promisc { _fd: fd })
+    }
+}
+
+fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: `v` is a valid value of the size passed, read by the kernel during the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// One mapped ring: producer, consumer and flags words and the descriptor array.
+struct Ring {
+    map: *mut libc::c_void,
+    map_len: usize,
+    producer: *const AtomicU32,
+    consumer: *const AtomicU32,
+    flags: *const AtomicU32,
+    desc: *mut u8,
+    /// Our copy of the index we advance (producer for fill/TX, consumer for RX/completion).
+    head: u32,
+}
+
+impl Ring {
+    /// Maps ring `pgoff` of `fd` with `entry` bytes per descriptor.
+    fn map(fd: RawFd, off: &libc::xdp_ring_offset, pgoff: u64, entry: usize) -> io::Result<Ring> {
+        let map_len = off.desc as usize + RING_SIZE as usize * entry;
+        // SAFETY: mapping the ring the kernel allocated for this socket at the documented
+        // page offset; the result is checked and unmapped in Drop.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                pgoff as libc::off_t,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let base = map.cast::<u8>();
+        // SAFETY: the offsets come from XDP_MMAP_OFFSETS for this very ring and lie inside
+        // the mapping; the index words are 4-byte aligned (the kernel lays them out so).
+        let ring = unsafe {
+            Ring {
+                map,
+                map_len,
+                producer: base.add(off.producer as usize).cast(),
+                consumer: base.add(off.consumer as usize).cast(),
+                flags: base.add(off.flags as usize).cast(),
+                desc: base.add(off.desc as usize),
+                head: 0,
+            }
+        };
+        Ok(ring)
+    }
+
+    fn producer(&self) -> &AtomicU32 {
+        // SAFETY: points into the live mapping (see `map`); the kernel updates it
+        // concurrently, hence atomic access only.
+        unsafe { &*self.producer }
+    }
+
+    fn consumer(&self) -> &AtomicU32 {
+        // SAFETY: as for `producer`.
+        unsafe { &*self.consumer }
+    }
+
+    fn needs_wakeup(&self) -> bool {
+        // SAFETY: as for `producer`.
+        unsafe { &*self.flags }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+
+    /// Consumer side: entries ready to read.
+    fn available(&self) -> u32 {
+        self.producer()
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.head)
+    }
+
+    /// Consumer side: hands `n` entries back.
+    fn release(&mut self, n: u32) {
+        self.head = self.head.wrapping_add(n);
+        self.consumer().store(self.head, Ordering::Release);
+    }
+
+    /// Producer side: entries that can be written.
+    fn room(&self) -> u32 {
+        RING_SIZE
+            - self
+                .head
+                .wrapping_sub(self.consumer().load(Ordering::Acquire))
+    }
+
+    /// Producer side: publishes `n` written entries.
+    fn submit(&mut self, n: u32) {
+        self.head = self.head.wrapping_add(n);
+        self.producer().store(self.head, Ordering::Release);
+    }
+
+    fn u64_slot(&self, i: u32) -> *mut u64 {
+        // SAFETY: the index is masked into the ring; u64 entries are 8-byte aligned.
+        unsafe { self.desc.cast::<u64>().add((i & (RING_SIZE - 1)) as usize) }
+    }
+
+    fn desc_slot(&self, i: u32) -> *mut libc::xdp_desc {
+        // SAFETY: as for `u64_slot`, with 16-byte xdp_desc entries.
+        unsafe {
+            self.desc
+                .cast::<libc::xdp_desc>()
+                .add((i & (RING_SIZE - 1)) as usize)
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `map`, once.
+        unsafe { libc::munmap(self.map, self.map_len) };
+    }
+}
+
+/// How a socket ended up bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindMode {
+    /// The driver DMAs straight into the UMEM.
+    ZeroCopy,
+    /// The kernel copies each frame into and out of the UMEM.
+    Copy,
+}
+
+/// An AF_XDP socket bound to one queue of one interface, with its own UMEM.
+pub struct Xsk {
+    rx: Ring,
+    tx: Ring,
+    fill: Ring,
+    comp: Ring,
+    umem: *mut u8,
+    umem_len: usize,
+    /// UMEM frames (base addresses) free for sending.
+    free: Vec<u64>,
+    /// Descriptors peeked by the last `rx_peek`.
+    peeked: u32,
+    /// Frames written to the TX ring since the last kick.
+    unkicked: u32,
+    /// How it is bound.
+    pub mode: BindMode,
+    // Declared last: closes after the rings and UMEM are unmapped.
+    fd: OwnedFd,
+}
+
+// SAFETY: the socket, its mappings and its UMEM are owned by this value alone; the raw
+// pointers point into those mappings, which move with it. One thread uses it at a time.
+unsafe impl Send for Xsk {}
+
+impl std::fmt::Debug for Xsk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Xsk")
+            .field("fd", &self.fd)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Xsk {
+    /// Creates a socket with a fresh UMEM and binds it to (`ifindex`, `queue`), trying
+    /// zero-copy first when `zero_copy` is set and falling back to copy mode.
+    pub fn open(ifindex: u32, queue: u32, zero_copy: bool) -> io::Result<Xsk> {
+        if zero_copy {
+            if let Ok(x) = Xsk::open_as(ifindex, queue, libc::XDP_ZEROCOPY) {
+                return Ok(x);
+            }
+        }
+        Xsk::open_as(ifindex, queue, libc::XDP_COPY)
+    }
+
+    fn open_as(ifindex: u32, queue: u32, bind_flags: u16) -> io::Result<Xsk> {
+        // SAFETY: plain socket creation; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = owned(fd.into());
+        let raw = fd.as_raw_fd();
+        let frames = 2 * RING_SIZE;
+        let umem_len = (frames * FRAME_SIZE) as usize;
+        // SAFETY: a fresh private anonymous mapping; the result is checked.
+        let umem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                umem_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if umem == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let guard = UmemGuard(umem, umem_len);
+        let reg = libc::xdp_umem_reg {
+            addr: umem as u64,
+            len: umem_len as u64,
+            chunk_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        setsockopt(raw, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg)?;
+        for opt in [
+            libc::XDP_UMEM_FILL_RING,
+            libc::XDP_UMEM_COMPLETION_RING,
+            libc::XDP_RX_RING,
+            libc::XDP_TX_RING,
+        ] {
+            setsockopt(raw, libc::SOL_XDP, opt, &RING_SIZE)?;
+        }
+        // SAFETY: xdp_mmap_offsets is plain data; zeroed is valid and the kernel fills it.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` is writable for `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let rx = Ring::map(raw, &off.rx, libc::XDP_PGOFF_RX_RING as u64, 16)?;
+        let tx = Ring::map(raw, &off.tx, libc::XDP_PGOFF_TX_RING as u64, 16)?;
+        let fill = Ring::map(raw, &off.fr, libc::XDP_UMEM_PGOFF_FILL_RING, 8)?;
+        let comp = Ring::map(raw, &off.cr, libc::XDP_UMEM_PGOFF_COMPLETION_RING, 8)?;
+        std::mem::forget(guard);
+        let mut x = Xsk {
+            rx,
+            tx,
+            fill,
+            comp,
+            umem: umem.cast(),
+            umem_len,
+            free: (RING_SIZE..frames)
+                .map(|i| u64::from(i) * u64::from(FRAME_SIZE))
+                .collect(),
+            peeked: 0,
+            unkicked: 0,
+            mode: if bind_flags & libc::XDP_ZEROCOPY != 0 {
+                BindMode::ZeroCopy
+            } else {
+                BindMode::Copy
+            },
+            fd,
+        };
+        // The first half of the UMEM goes to the fill ring for receiving.
+        for i in 0..RING_SIZE {
+            // SAFETY: the fill ring is ours to produce into and has RING_SIZE free slots.
+            unsafe { *x.fill.u64_slot(i) = u64::from(i) * u64::from(FRAME_SIZE) };
+        }
+        x.fill.submit(RING_SIZE);
+        let sa = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: bind_flags | libc::XDP_USE_NEED_WAKEUP,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: `sa` is a valid sockaddr_xdp of the size passed.
+        let r = unsafe {
+            libc::bind(
+                raw,
+                (&sa as *const libc::sockaddr_xdp).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(x)
+    }
+
+    /// The socket's descriptor (for the XSKMAP and poll).
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Looks at up to `max` received frames (call [`Xsk::rx_release`] before the next
+    /// peek); returns how many.
+    pub fn rx_peek(&mut self, max: u32) -> u32 {
+        self.peeked = self.rx.available().min(max);
+        self.peeked
+    }
+
+    /// Received frame `i` of the current peek (`i < rx_peek()`).
+    pub fn rx_frame(&self, i: u32) -> &[u8] {
+        // SAFETY: entry `i` of the peek lies between our consumer index and the producer
+        // index we loaded with Acquire, so the kernel wrote it and will not touch it until
+        // we release it.
+        let d = unsafe { *self.rx.desc_slot(self.rx.head.wrapping_add(i)) };
+        let addr = d.addr as usize;
+        let len = (d.len as usize).min(self.umem_len.saturating_sub(addr));
+        // SAFETY: the frame is clamped into the UMEM, and it is ours (see above) until
+        // `rx_release` hands it back to the fill ring.
+        unsafe { std::slice::from_raw_parts(self.umem.add(addr.min(self.umem_len)), len) }
+    }
+
+    /// Hands every peeked frame back: the RX ring slots to the kernel, the UMEM frames to
+    /// the fill ring (room is certain: only RING_SIZE frames ever circulate there).
+    pub fn rx_release(&mut self) {
+        let n = self.peeked;
+        if n == 0 {
+            return;
+        }
+        let room = self.fill.room().min(n);
+        for i in 0..room {
+            // SAFETY: RX entry `i` of the peek is still ours (released below), and fill
+            // slot `head + i` is free (counted by `room`).
+            unsafe {
+                let d = *self.rx.desc_slot(self.rx.head.wrapping_add(i));
+                *self.fill.u64_slot(self.fill.head.wrapping_add(i)) =
+                    d.addr & !u64::from(FRAME_SIZE - 1);
+            }
+        }
+        self.fill.submit(room);
+        self.rx.release(n);
+        self.peeked = 0;
+    }
+
+    /// Queues a copy of `frame` for sending; false when no UMEM frame or TX slot is free or
+    /// the frame does not fit one UMEM frame.
+    pub fn tx_copy(&mut self, frame: &[u8]) -> bool {
+        if frame.len() > FRAME_SIZE as usize {
+            return false;
+        }
+        if self.free.is_empty() {
+            self.reap();
+        }
+        if self.tx.room() == 0 {
+            return false;
+        }
+        let Some(addr) = self.free.pop() else {
+            return false;
+        };
+        // SAFETY: `addr` is a free UMEM frame (ours: not in any ring) of FRAME_SIZE bytes,
+        // which the frame fits; the TX slot is free (counted by `room`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                frame.as_ptr(),
+                self.umem.add(addr as usize),
+                frame.len(),
+            );
+            *self.tx.desc_slot(self.tx.head) = libc::xdp_desc {
+                addr,
+                len: frame.len() as u32,
+                options: 0,
+            };
+        }
+        self.tx.submit(1);
+        self.unkicked += 1;
+        true
+    }
+
+    /// Takes completed TX frames back into the free list.
+    pub fn reap(&mut self) {
+        let n = self.comp.available();
+        for i in 0..n {
+            // SAFETY: entries between our consumer index and the producer are written.
+            let addr = unsafe { *self.comp.u64_slot(self.comp.head.wrapping_add(i)) };
+            self.free.push(addr & !u64::from(FRAME_SIZE - 1));
+        }
+        self.comp.release(n);
+    }
+
+    /// Tells the kernel to send what was queued, with one `sendto` when it asks for it
+    /// (always in copy mode). Transient refusals leave the frames queued for the next kick.
+    pub fn kick(&mut self) {
+        if self.unkicked == 0 && !self.tx_pending() {
+            return;
+        }
+        self.unkicked = 0;
+        if self.mode == BindMode::ZeroCopy && !self.tx.needs_wakeup() {
+            return;
+        }
+        // SAFETY: a zero-length sendto on our socket: no buffers are passed.
+        unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+    }
+
+    /// Whether frames still sit in the TX ring (a kick was refused for lack of room).
+    fn tx_pending(&self) -> bool {
+        self.tx.head != self.tx.consumer().load(Ordering::Acquire)
+    }
+
+    /// Whether a frame is waiting in the RX ring.
+    pub fn rx_ready(&self) -> bool {
+        self.rx.available() > 0
+    }
+
+    /// Retries sends left in the TX ring by a refused kick.
+    pub fn flush(&mut self) {
+        if self.tx_pending() {
+            self.unkicked = self.unkicked.max(1);
+            self.kick();
+        }
+        self.reap();
+    }
+}
+
+impl Drop for Xsk {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the UMEM mapped in `open_as`, once; the rings (fields) unmap
+        // themselves and the descriptor closes after, so the kernel stops using it first
+        // only in the sense that it holds its own page references until the socket closes.
+        unsafe { libc::munmap(self.umem.cast(), self.umem_len) };
+    }
+}
+
+/// Unmaps a UMEM on an error path of `open_as`.
+struct UmemGuard(*mut libc::c_void, usize);
+
+impl Drop for UmemGuard {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open_as` and not handed to an `Xsk` (forgotten then).
+        unsafe { libc::munmap(self.0, self.1) };
+    }
+}
+
+/// Waits up to `timeout_ms` until any of `fds` is readable (one `poll` for all). `poll` on
+/// an XDP socket also wakes a driver that waits for the fill ring.
+pub fn wait_any(fds: &[RawFd], timeout_ms: i32) {
+    let mut p = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; 8];
+    let n = fds.len().min(p.len());
+    for (slot, &fd) in p.iter_mut().zip(fds) {
+        *slot = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+    }
+    // SAFETY: `p[..n]` are valid pollfd structures owned by this frame.
+    unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+}
+
+/// The interface index of `name`, or `None` when there is no such interface.
+pub fn ifindex(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `c` is a valid C string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_is_the_documented_six_instructions() {
+        let p = redirect_program(7);
+        let raw: Vec<(u8, u8, i16, i32)> =
+            p.iter().map(|i| (i.code, i.regs, i.off, i.imm)).collect();
+        assert_eq!(
+            raw,
+            vec![
+                (0x61, 0x12, 16, 0),
+                (0x18, 0x11, 0, 7),
+                (0, 0, 0, 0),
+                (0xb7, 0x03, 0, 2),
+                (0x85, 0, 0, 51),
+                (0x95, 0, 0, 0)
+            ]
+        );
+        assert_eq!(std::mem::size_of::<BpfInsn>(), 8);
+    }
+}
