@@ -121,6 +121,26 @@ impl Netns {
         r
     }
 
+    /// Starts [`TCP_LISTENER`] in the namespace and waits until it listens.
+    pub fn tcp_listener(&self) -> Reaped {
+        self.spawn_ready(&["python3", "-c", TCP_LISTENER])
+    }
+
+    /// Connects over TCP from `src` to `dst`:`port` (3 s timeout) with a kernel client and
+    /// returns the outcome — "connected", "refused" (a reset came back) or "timeout" —
+    /// and the seconds it took.
+    pub fn tcp_connect(&self, src: &str, dst: &str, port: u16) -> (String, f64) {
+        let out = self
+            .command(&["python3", "-c", TCP_CONNECT, src, dst, &port.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("python3: {e}"));
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut w = text.split_whitespace();
+        let what = w.next().unwrap_or("error").to_string();
+        let secs = w.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+        (what, secs)
+    }
+
     /// Starts a background command inside the namespace.
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args)
@@ -183,6 +203,43 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     bin
 }
 
+/// TCP servers on ports 25 and 587, IPv4 and IPv6 (a family that is off in the namespace
+/// is skipped), accepting and closing every connection; prints "ready" once listening.
+pub const TCP_LISTENER: &str = r#"
+import socket, threading
+socks = []
+for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
+    for port in (25, 587):
+        try:
+            s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((host, port)); s.listen(64); socks.append(s)
+        except OSError:
+            pass
+def serve(s):
+    while True:
+        c, _ = s.accept(); c.close()
+for s in socks:
+    threading.Thread(target=serve, args=(s,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait(300)
+"#;
+
+/// Connects from argv[1] to argv[2]:argv[3]; prints the outcome and the seconds it took.
+const TCP_CONNECT: &str = r#"
+import socket, sys, time
+fam = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
+s = socket.socket(fam); s.settimeout(3); s.bind((sys.argv[1], 0)); t = time.time()
+try:
+    s.connect((sys.argv[2], int(sys.argv[3]))); r = "connected"
+except ConnectionRefusedError:
+    r = "refused"
+except (socket.timeout, OSError):
+    r = "timeout"
+print(r, round(time.time() - t, 3))
+"#;
+
 /// The `op25b` binary of this build.
 pub fn op25b_binary() -> std::path::PathBuf {
     workspace_binary("op25b")
@@ -205,8 +262,9 @@ impl Reaped {
     }
 
     /// Sends SIGTERM, waits up to 10 s for the process to stop (panics if it does not) and
-    /// returns what it printed on stdout (`op25b run`: the final counters).
-    pub fn terminate(&mut self) -> String {
+    /// returns its exit status and what it printed (`op25b run`: the final counters on
+    /// stdout).
+    pub fn terminate(&mut self) -> Output {
         let mut child = self.take();
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -220,11 +278,9 @@ impl Reaped {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        let mut out = String::new();
-        if let Some(mut o) = child.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut o, &mut out);
-        }
-        out
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("reading the stopped process's output: {e}"))
     }
 }
 
@@ -237,8 +293,8 @@ impl Drop for Reaped {
     }
 }
 
-/// Starts `op25b run --config CONFIG` inside `ns` (stdout captured for the final counters,
-/// stderr discarded); killed when dropped.
+/// Starts `op25b run --config CONFIG` inside `ns` (stdout and stderr captured: the final
+/// counters and the start-up and reload messages); killed when dropped.
 pub fn run_appliance(ns: &Netns, config: &std::path::Path) -> Reaped {
     let bin = op25b_binary();
     let child = ns
@@ -249,7 +305,7 @@ pub fn run_appliance(ns: &Netns, config: &std::path::Path) -> Reaped {
             config.to_str().unwrap_or(""),
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("op25b run: {e}"));
     Reaped(Some(child))

@@ -12,40 +12,9 @@
 //! Needs root, iproute2, python3 and an `op25b` built with `--features af_xdp` (the
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
-use op25b_testbed::{op25b_binary, unavailable, Netns, Reaped, Wire};
-use std::io::Read;
-use std::process::{Command, Stdio};
+use op25b_testbed::{op25b_binary, run_appliance, unavailable, Netns, Wire};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Accepts TCP connections on 25 and 587, IPv4 and IPv6, and closes them.
-const LISTENER: &str = r#"
-import socket, threading
-def serve(fam, host, port):
-    s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if fam == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    s.bind((host, port)); s.listen(64)
-    while True:
-        c, _ = s.accept(); c.close()
-for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-    for port in (25, 587):
-        threading.Thread(target=serve, args=(fam, host, port), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait(300)
-"#;
-
-/// Connects from argv[1] to argv[2]:argv[3]; prints the outcome.
-const CONNECT: &str = r#"
-import socket, sys
-fam = socket.AF_INET6 if ":" in sys.argv[2] else socket.AF_INET
-s = socket.socket(fam); s.settimeout(3); s.bind((sys.argv[1], 0))
-try:
-    s.connect((sys.argv[2], int(sys.argv[3]))); print("connected")
-except ConnectionRefusedError:
-    print("refused")
-except (socket.timeout, OSError):
-    print("timeout")
-"#;
 
 fn policy(action: &str, access: &str) -> String {
     format!(
@@ -67,61 +36,6 @@ socket = "ctl.sock"
 metrics = ""
 "#
     )
-}
-
-fn connect(ns: &Netns, src: &str, dst: &str, port: u16) -> String {
-    let out = ns
-        .command(&["python3", "-c", CONNECT, src, dst, &port.to_string()])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// `op25b run` in `ns` with stdout and stderr captured.
-fn start(ns: &Netns, cfg: &std::path::Path) -> Reaped {
-    let bin = op25b_binary();
-    Reaped(Some(
-        ns.command(&[
-            bin.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap(),
-    ))
-}
-
-/// SIGTERM, wait, and return (exit status, stdout, stderr).
-fn stop(r: &mut Reaped) -> (Option<i32>, String, String) {
-    let mut child = r.take();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "op25b did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), out, err)
 }
 
 fn counter(line: &str, name: &str) -> u64 {
@@ -199,8 +113,8 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
-    let _server = net.spawn_ready(&["python3", "-c", LISTENER]);
-    let mut appliance = start(app, &cfg);
+    let _server = net.tcp_listener();
+    let mut appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     let link =
         String::from_utf8_lossy(&app.exec(&["ip", "link", "show", "acc0"]).stdout).to_string();
@@ -220,7 +134,11 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
         ("2001:db8:1::3", "2001:db8:1::1", 25, "connected"),
     ];
     for (src, dst, port, want) in cases {
-        assert_eq!(connect(sub, src, dst, port), want, "{src} → {dst}:{port}");
+        assert_eq!(
+            sub.tcp_connect(src, dst, port).0,
+            want,
+            "{src} → {dst}:{port}"
+        );
     }
     for dst in ["10.0.0.1", "2001:db8:1::1"] {
         assert!(
@@ -233,7 +151,12 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
         );
     }
 
-    let (code, out, err) = stop(&mut appliance);
+    let o = appliance.terminate();
+    let (code, out, err) = (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("AF_XDP on acc0 and core0"), "{err}");
     let outbound = out
@@ -283,20 +206,29 @@ fn af_xdp_reject_refuses_at_once_and_a_missing_interface_is_a_clear_error() {
 
     let cfg = dir.join("reject.toml");
     std::fs::write(&cfg, policy("reject", "acc0")).unwrap();
-    let _server = net.spawn_ready(&["python3", "-c", LISTENER]);
-    let mut appliance = start(app, &cfg);
+    let _server = net.tcp_listener();
+    let mut appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     for (src, dst) in [("10.0.0.2", "10.0.0.1"), ("2001:db8:1::2", "2001:db8:1::1")] {
         let t = Instant::now();
-        assert_eq!(connect(sub, src, dst, 25), "refused", "{src} → {dst}:25");
+        assert_eq!(
+            sub.tcp_connect(src, dst, 25).0,
+            "refused",
+            "{src} → {dst}:25"
+        );
         assert!(
             t.elapsed() < Duration::from_secs(2),
             "refusal took {:?}",
             t.elapsed()
         );
     }
-    assert_eq!(connect(sub, "10.0.0.3", "10.0.0.1", 25), "connected");
-    let (code, out, err) = stop(&mut appliance);
+    assert_eq!(sub.tcp_connect("10.0.0.3", "10.0.0.1", 25).0, "connected");
+    let o = appliance.terminate();
+    let (code, out, err) = (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
     assert_eq!(code, Some(0), "{err}");
     let outbound = out
         .lines()

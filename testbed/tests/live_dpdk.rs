@@ -9,52 +9,9 @@
 //! Needs root, iproute2, python3 and a build with the `dpdk` feature; says SKIPPED
 //! otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
+use op25b_testbed::{run_appliance, unavailable, Wire};
 use std::process::Command;
 use std::time::Duration;
-
-/// Accepts TCP connections on 25 and 587, IPv4 and IPv6, and closes them.
-const LISTENER: &str = r#"
-import socket, threading
-def serve(fam, host, port):
-    s = socket.socket(fam); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if fam == socket.AF_INET6:
-        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    s.bind((host, port)); s.listen(64)
-    while True:
-        c, _ = s.accept(); c.close()
-for fam, host in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-    for port in (25, 587):
-        threading.Thread(target=serve, args=(fam, host, port), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait(300)
-"#;
-
-/// Connects from argv[1] to argv[2]:argv[3]; prints the outcome and the seconds it took.
-const CONNECT: &str = r#"
-import socket, sys, time
-fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
-s = socket.socket(fam); s.settimeout(5); s.bind((sys.argv[1], 0)); t = time.time()
-try:
-    s.connect((sys.argv[2], int(sys.argv[3]))); r = "connected"
-except ConnectionRefusedError:
-    r = "refused"
-except socket.timeout:
-    r = "timeout"
-print(r, round(time.time() - t, 3))
-"#;
-
-fn connect(ns: &Netns, src: &str, dst: &str, port: u16) -> (String, f64) {
-    let out = ns
-        .command(&["python3", "-c", CONNECT, src, dst, &port.to_string()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut w = text.split_whitespace();
-    let what = w.next().unwrap_or("error").to_string();
-    let secs = w.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    (what, secs)
-}
 
 #[test]
 fn dpdk_backend_blocks_and_passes_real_connections() {
@@ -110,7 +67,7 @@ metrics = ""
     for a in ["2001:db8:1::1/64", "2001:db8:1::25/64"] {
         net.exec(&["ip", "addr", "add", a, "dev", "net0", "nodad"]);
     }
-    let _servers = net.spawn_ready(&["python3", "-c", LISTENER]);
+    let _servers = net.tcp_listener();
     let mut appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(20));
     sub.wait_for_ping("2001:db8:1::1", Duration::from_secs(10));
@@ -125,7 +82,7 @@ metrics = ""
         ("2001:db8:1::3", "2001:db8:1::1", 25, "connected"),
     ];
     for (src, dst, port, want) in cases {
-        let (got, secs) = connect(sub, src, dst, port);
+        let (got, secs) = sub.tcp_connect(src, dst, port);
         assert_eq!(got, want, "{src} → {dst}:{port} ({secs} s)");
         assert!(secs < 1.0, "{src} → {dst}:{port} took {secs} s");
     }
@@ -152,7 +109,7 @@ metrics = ""
         );
     }
     // SIGTERM: a clean stop that prints the final counters.
-    let out = appliance.terminate();
+    let out = String::from_utf8_lossy(&appliance.terminate().stdout).to_string();
     assert!(out.contains("access→core: rx "), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

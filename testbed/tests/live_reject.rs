@@ -7,33 +7,10 @@
 //!
 //! Needs root, iproute2 and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
+use op25b_testbed::{run_appliance, unavailable, Wire};
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
-
-/// Accepts TCP connections on port 25 (v4) and closes them.
-const LISTENER: &str = r#"
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 25)); s.listen(64)
-print("ready", flush=True)
-while True:
-    c, _ = s.accept(); c.close()
-"#;
-
-/// Connects from argv[1] to argv[2]:25; prints the outcome and the seconds it took.
-const CONNECT: &str = r#"
-import socket, sys, time
-s = socket.socket(); s.settimeout(5); s.bind((sys.argv[1], 0)); t = time.time()
-try:
-    s.connect((sys.argv[2], 25)); r = "connected"
-except ConnectionRefusedError:
-    r = "refused"
-except socket.timeout:
-    r = "timeout"
-print(r, round(time.time() - t, 3))
-"#;
 
 const POLICY: &str = r#"
 [outbound]
@@ -62,18 +39,6 @@ sample = 1
 truncate_ipv4 = 24
 "#;
 
-fn connect(ns: &Netns, src: &str, dst: &str) -> (String, f64) {
-    let out = ns
-        .command(&["python3", "-c", CONNECT, src, dst])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut w = text.split_whitespace();
-    let what = w.next().unwrap_or("error").to_string();
-    let secs = w.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    (what, secs)
-}
-
 #[test]
 fn rejected_connections_are_refused_at_once_in_both_directions() {
     if let Some(why) = unavailable() {
@@ -94,8 +59,8 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
     for a in ["10.0.0.1/24", "10.0.0.77/24"] {
         net.exec(&["ip", "addr", "add", a, "dev", "net0"]);
     }
-    let _mx_out = net.spawn_ready(&["python3", "-c", LISTENER]);
-    let _mx_in = sub.spawn_ready(&["python3", "-c", LISTENER]);
+    let _mx_out = net.tcp_listener();
+    let _mx_in = sub.tcp_listener();
     let _appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     let cases = [
@@ -105,7 +70,7 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         (net, "10.0.0.1", "10.0.0.50", "connected"),
     ];
     for (ns, src, dst, want) in cases {
-        let (got, secs) = connect(ns, src, dst);
+        let (got, secs) = ns.tcp_connect(src, dst, 25);
         assert_eq!(got, want, "{src} → {dst}:25 ({secs} s)");
         assert!(secs < 1.0, "{src} → {dst}:25 took {secs} s");
     }

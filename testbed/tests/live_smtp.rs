@@ -327,7 +327,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     let (ok, stats) = ctl(&sock, &["stats"]);
     assert!(ok && stats.contains("blocked"), "{stats}");
 
-    let out = appliance.terminate();
+    let out = String::from_utf8_lossy(&appliance.terminate().stdout).to_string();
     drop(server);
     let outbound = out
         .lines()
