@@ -11,6 +11,7 @@
 // `unsafe` is allowed only in `port::sys` (and the FFI backends): see DESIGN.md.
 #![deny(unsafe_code)]
 
+pub mod bucket;
 pub mod hits;
 pub mod lpm;
 pub mod policy;

@@ -13,6 +13,7 @@
 //! - Only a frame policy blocked is ever offered; nothing beyond the destination port is
 //!   read (the frame is parsed by the same parser as the verdict).
 
+use crate::bucket::TokenBucket;
 use crate::lpm::Bits;
 use crate::policy::{Reason, Verdict};
 use crate::wire::{self, Addrs, FlowKey};
@@ -53,8 +54,7 @@ pub struct DropRecord {
 pub struct Sampler {
     cfg: SampleConfig,
     countdown: u32,
-    tokens: u64,
-    last: Option<Instant>,
+    bucket: TokenBucket,
     records: Vec<DropRecord>,
     /// Blocked segments picked by the countdown but refused by the rate limit.
     pub rate_limited: u64,
@@ -72,8 +72,7 @@ impl Sampler {
         Sampler {
             countdown: cfg.every,
             cfg,
-            tokens: 0,
-            last: None,
+            bucket: TokenBucket::default(),
             records: Vec::with_capacity(burst),
             rate_limited: 0,
         }
@@ -88,7 +87,7 @@ impl Sampler {
             return false;
         }
         self.countdown = self.cfg.every;
-        if !self.take_token(now) {
+        if !self.bucket.take(self.cfg.rate, now) {
             self.rate_limited += 1;
             return false;
         }
@@ -132,32 +131,6 @@ impl Sampler {
                 key,
                 dynamic,
             });
-        }
-    }
-
-    fn take_token(&mut self, now: Instant) -> bool {
-        let rate = u64::from(self.cfg.rate);
-        match self.last {
-            None => self.tokens = rate,
-            Some(t) => {
-                let add = (now.saturating_duration_since(t).as_nanos() as u64).saturating_mul(rate)
-                    / 1_000_000_000;
-                if add == 0 {
-                    return self.spend();
-                }
-                self.tokens = self.tokens.saturating_add(add).min(rate);
-            }
-        }
-        self.last = Some(now);
-        self.spend()
-    }
-
-    fn spend(&mut self) -> bool {
-        if self.tokens > 0 {
-            self.tokens -= 1;
-            true
-        } else {
-            false
         }
     }
 

@@ -10,6 +10,7 @@
 //!   reused, the counters are plain fields owned by this worker, and the clock is read
 //!   twice per burst (vDSO).
 
+use crate::bucket::TokenBucket;
 use crate::policy::{BurstScratch, Policy, Reason, Verdict};
 use crate::port::{Burst, Port, PortError};
 use crate::sample::{DropRecord, SampleConfig, Sampler};
@@ -117,48 +118,11 @@ pub struct Worker {
     verdicts: Vec<Verdict>,
     reasons: Vec<Reason>,
     scratch: BurstScratch,
-    resets: ResetBucket,
+    /// Bounds the resets this worker asks for (`reject_rate` per second), so the
+    /// appliance can never be turned into a reflector.
+    resets: TokenBucket,
     slot: usize,
     sampler: Option<Sampler>,
-}
-
-/// Token bucket bounding the resets one worker asks for: `rate` per second, bursts of at
-/// most `rate`, so the appliance can never be turned into a reflector.
-#[derive(Debug)]
-struct ResetBucket {
-    tokens: u64,
-    rate: u64,
-    last: Option<Instant>,
-}
-
-impl ResetBucket {
-    /// Takes one token at `now`, refilling for the time since the last refill.
-    fn take(&mut self, rate: u32, now: Instant) -> bool {
-        let rate = u64::from(rate);
-        match self.last {
-            None => self.tokens = rate,
-            Some(t) => {
-                let ns = now.saturating_duration_since(t).as_nanos() as u64;
-                let add = ns.saturating_mul(rate) / 1_000_000_000;
-                if add == 0 && self.rate == rate {
-                    return self.spend();
-                }
-                self.tokens = self.tokens.saturating_add(add).min(rate);
-            }
-        }
-        self.rate = rate;
-        self.last = Some(now);
-        self.spend()
-    }
-
-    fn spend(&mut self) -> bool {
-        if self.tokens > 0 {
-            self.tokens -= 1;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 impl Worker {
@@ -171,11 +135,7 @@ impl Worker {
             verdicts: Vec::with_capacity(burst.capacity()),
             reasons: Vec::with_capacity(burst.capacity()),
             scratch: BurstScratch::default(),
-            resets: ResetBucket {
-                tokens: 0,
-                rate: 0,
-                last: None,
-            },
+            resets: TokenBucket::default(),
             slot: 0,
             sampler: None,
             burst,

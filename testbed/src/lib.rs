@@ -121,6 +121,18 @@ impl Netns {
         r
     }
 
+    /// Adds these addresses (`addr/len`) to interface `dev`; IPv6 ones without duplicate
+    /// address detection, so they are usable at once.
+    pub fn add_addresses(&self, dev: &str, addrs: &[&str]) {
+        for a in addrs {
+            let mut args = vec!["ip", "addr", "add", a, "dev", dev];
+            if a.contains(':') {
+                args.push("nodad");
+            }
+            self.exec(&args);
+        }
+    }
+
     /// Starts [`TCP_LISTENER`] in the namespace and waits until it listens.
     pub fn tcp_listener(&self) -> Reaped {
         self.spawn_ready(&["python3", "-c", TCP_LISTENER])
@@ -239,6 +251,26 @@ except (socket.timeout, OSError):
     r = "timeout"
 print(r, round(time.time() - t, 3))
 "#;
+
+/// (rx, tx, dropped) from the final counters `op25b run` prints on stopping, for the line
+/// that starts with `direction` (`access→core` or `core→access`); panics if absent.
+pub fn final_counters(out: &str, direction: &str) -> (u64, u64, u64) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(direction))
+        .unwrap_or_else(|| panic!("no final {direction} counters in {out:?}"));
+    let counter = |name: &str| -> u64 {
+        let at = line
+            .find(&format!(" {name} "))
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
+        line[at + name.len() + 2..]
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line} is not a number"))
+    };
+    (counter("rx"), counter("tx"), counter("dropped"))
+}
 
 /// The `op25b` binary of this build.
 pub fn op25b_binary() -> std::path::PathBuf {

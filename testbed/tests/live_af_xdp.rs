@@ -12,7 +12,7 @@
 //! Needs root, iproute2, python3 and an `op25b` built with `--features af_xdp` (the
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
-use op25b_testbed::{op25b_binary, run_appliance, unavailable, Netns, Wire};
+use op25b_testbed::{final_counters, op25b_binary, run_appliance, unavailable, Netns, Wire};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -36,18 +36,6 @@ socket = "ctl.sock"
 metrics = ""
 "#
     )
-}
-
-fn counter(line: &str, name: &str) -> u64 {
-    let at = line
-        .find(&format!(" {name} "))
-        .unwrap_or_else(|| panic!("no {name} in {line}"));
-    line[at + name.len() + 2..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Why this `op25b` cannot run the AF_XDP backend, if it cannot.
@@ -77,20 +65,24 @@ fn setup(tag: &str) -> Option<(std::path::PathBuf, Wire)> {
         return None;
     }
     let wire = Wire::new(tag, "sub0", "net0", true);
-    for a in ["10.0.0.2/24", "10.0.0.3/24"] {
-        wire.left.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
-    }
-    for a in ["2001:db8:1::2/64", "2001:db8:1::3/64"] {
-        wire.left
-            .exec(&["ip", "addr", "add", a, "dev", "sub0", "nodad"]);
-    }
-    for a in ["10.0.0.1/24", "10.0.0.25/24"] {
-        wire.right.exec(&["ip", "addr", "add", a, "dev", "net0"]);
-    }
-    for a in ["2001:db8:1::1/64", "2001:db8:1::25/64"] {
-        wire.right
-            .exec(&["ip", "addr", "add", a, "dev", "net0", "nodad"]);
-    }
+    wire.left.add_addresses(
+        "sub0",
+        &[
+            "10.0.0.2/24",
+            "10.0.0.3/24",
+            "2001:db8:1::2/64",
+            "2001:db8:1::3/64",
+        ],
+    );
+    wire.right.add_addresses(
+        "net0",
+        &[
+            "10.0.0.1/24",
+            "10.0.0.25/24",
+            "2001:db8:1::1/64",
+            "2001:db8:1::25/64",
+        ],
+    );
     Some((dir, wire))
 }
 
@@ -159,17 +151,9 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
     );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("AF_XDP on acc0 and core0"), "{err}");
-    let outbound = out
-        .lines()
-        .find(|l| l.starts_with("access→core"))
-        .expect("final counters");
-    let (rx, tx, dropped) = (
-        counter(outbound, "rx"),
-        counter(outbound, "tx"),
-        counter(outbound, "dropped"),
-    );
-    assert_eq!(rx, tx + dropped, "{outbound}");
-    assert!(dropped >= 2, "{outbound}");
+    let (rx, tx, dropped) = final_counters(&out, "access→core");
+    assert_eq!(rx, tx + dropped, "{out}");
+    assert!(dropped >= 2, "{out}");
     no_xdp_left(app);
     println!("{}\n{out}", err.lines().next().unwrap_or(""));
     let _ = std::fs::remove_dir_all(&dir);
@@ -230,11 +214,7 @@ fn af_xdp_reject_refuses_at_once_and_a_missing_interface_is_a_clear_error() {
         String::from_utf8_lossy(&o.stderr).to_string(),
     );
     assert_eq!(code, Some(0), "{err}");
-    let outbound = out
-        .lines()
-        .find(|l| l.starts_with("access→core"))
-        .expect("final counters");
-    assert!(counter(outbound, "dropped") >= 2, "{outbound}");
+    assert!(final_counters(&out, "access→core").2 >= 2, "{out}");
     no_xdp_left(app);
     println!("{out}");
     let _ = std::fs::remove_dir_all(&dir);

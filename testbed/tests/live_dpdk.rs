@@ -55,18 +55,24 @@ metrics = ""
     .unwrap();
     let wire = Wire::new("dk", "sub0", "net0", true);
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
-    for a in ["10.0.0.2/24", "10.0.0.3/24"] {
-        sub.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
-    }
-    for a in ["2001:db8:1::2/64", "2001:db8:1::3/64"] {
-        sub.exec(&["ip", "addr", "add", a, "dev", "sub0", "nodad"]);
-    }
-    for a in ["10.0.0.1/24", "10.0.0.25/24"] {
-        net.exec(&["ip", "addr", "add", a, "dev", "net0"]);
-    }
-    for a in ["2001:db8:1::1/64", "2001:db8:1::25/64"] {
-        net.exec(&["ip", "addr", "add", a, "dev", "net0", "nodad"]);
-    }
+    sub.add_addresses(
+        "sub0",
+        &[
+            "10.0.0.2/24",
+            "10.0.0.3/24",
+            "2001:db8:1::2/64",
+            "2001:db8:1::3/64",
+        ],
+    );
+    net.add_addresses(
+        "net0",
+        &[
+            "10.0.0.1/24",
+            "10.0.0.25/24",
+            "2001:db8:1::1/64",
+            "2001:db8:1::25/64",
+        ],
+    );
     let _servers = net.tcp_listener();
     let mut appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(20));

@@ -52,13 +52,9 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
     let wire = Wire::new("lr", "sub0", "net0", false);
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
     // Subscriber side: a dynamic subscriber (.2) and our MX (.50, protected).
-    for a in ["10.0.0.2/24", "10.0.0.50/24"] {
-        sub.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
-    }
+    sub.add_addresses("sub0", &["10.0.0.2/24", "10.0.0.50/24"]);
     // Internet side: an external MX (.1) and a host in another network's dynamic range (.77).
-    for a in ["10.0.0.1/24", "10.0.0.77/24"] {
-        net.exec(&["ip", "addr", "add", a, "dev", "net0"]);
-    }
+    net.add_addresses("net0", &["10.0.0.1/24", "10.0.0.77/24"]);
     let _mx_out = net.tcp_listener();
     let _mx_in = sub.tcp_listener();
     let _appliance = run_appliance(app, &cfg);

@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Netns, Wire};
+use op25b_testbed::{final_counters, run_appliance, unavailable, Netns, Wire};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -121,18 +121,6 @@ fn smtp(sub: &Netns, src: &str, dst: &str, port: u16) -> bool {
     sub.command(&args).output().unwrap().status.success()
 }
 
-fn counter(line: &str, name: &str) -> u64 {
-    let at = line
-        .find(&format!(" {name} "))
-        .unwrap_or_else(|| panic!("no {name} in {line}"));
-    line[at + name.len() + 2..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     if let Some(why) = unavailable() {
@@ -158,18 +146,24 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     for (ns, i) in [(sub, "sub0"), (app, "acc0"), (app, "core0"), (net, "net0")] {
         ns.exec(&["ip", "link", "set", i, "mtu", "9000"]);
     }
-    for a in ["10.0.0.2/24", "10.0.0.3/24"] {
-        sub.exec(&["ip", "addr", "add", a, "dev", "sub0"]);
-    }
-    for a in ["2001:db8:1::2/64", "2001:db8:1::3/64"] {
-        sub.exec(&["ip", "addr", "add", a, "dev", "sub0", "nodad"]);
-    }
-    for a in ["10.0.0.1/24", "10.0.0.25/24"] {
-        net.exec(&["ip", "addr", "add", a, "dev", "net0"]);
-    }
-    for a in ["2001:db8:1::1/64", "2001:db8:1::25/64"] {
-        net.exec(&["ip", "addr", "add", a, "dev", "net0", "nodad"]);
-    }
+    sub.add_addresses(
+        "sub0",
+        &[
+            "10.0.0.2/24",
+            "10.0.0.3/24",
+            "2001:db8:1::2/64",
+            "2001:db8:1::3/64",
+        ],
+    );
+    net.add_addresses(
+        "net0",
+        &[
+            "10.0.0.1/24",
+            "10.0.0.25/24",
+            "2001:db8:1::1/64",
+            "2001:db8:1::25/64",
+        ],
+    );
     let server = net.spawn_ready(&["python3", "-c", SERVER]);
 
     let mut appliance = run_appliance(app, &cfg);
@@ -329,17 +323,9 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
 
     let out = String::from_utf8_lossy(&appliance.terminate().stdout).to_string();
     drop(server);
-    let outbound = out
-        .lines()
-        .find(|l| l.starts_with("access→core"))
-        .expect("final counters");
-    let (rx, tx, dropped) = (
-        counter(outbound, "rx"),
-        counter(outbound, "tx"),
-        counter(outbound, "dropped"),
-    );
-    assert_eq!(rx, tx + dropped, "{outbound}");
-    assert!(dropped >= 4, "{outbound}");
+    let (rx, tx, dropped) = final_counters(&out, "access→core");
+    assert_eq!(rx, tx + dropped, "{out}");
+    assert!(dropped >= 4, "{out}");
     println!("{out}");
     let _ = std::fs::remove_dir_all(Path::new(&dir));
 }
