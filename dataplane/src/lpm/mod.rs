@@ -5,10 +5,11 @@
 //! steps. First the prefixes are flattened into sorted disjoint ranges ([`ranges`]).
 //! Then the ranges are compiled into a DXR-style lookup structure ([`LpmTable`]): a
 //! direct-indexed root on the key's top bits whose entry is either the answer itself (a
-//! chunk of the address space owned by one range), a short sorted run of range starts to
-//! binary-search (a chunk cut by a few ranges, usually one cache line), or, only where a
-//! chunk is cut by many ranges, a child node indexed by the next 8 bits. Random keys
-//! mostly stop at the root; keys inside dense pools take one or two more reads.
+//! chunk of the address space owned by one range), a leaf (a chunk of at most five ranges
+//! whose 16-bit boundaries are compared in one word, half a cache line), a short sorted
+//! run of range starts to binary-search, or, only where a chunk is cut by many ranges, a
+//! child node indexed by the next 8 bits. Random keys mostly stop at the root or one leaf;
+//! keys inside dense pools take one or two more reads.
 //!
 //! Invariants:
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
@@ -22,7 +23,7 @@ pub mod ranges;
 #[cfg(test)]
 mod tests;
 
-use crate::port::sys::HugeSlice;
+use crate::port::sys::{prefetch, HugeSlice};
 use std::fmt;
 
 /// The unsigned integer behind an address family (u32 for IPv4, u128 for IPv6).
@@ -178,6 +179,48 @@ const ENTRY_NONE: u32 = ENTRY_INDEX;
 const KIND_VALUE: u32 = 0;
 const KIND_NODE: u32 = 1;
 const KIND_RUN: u32 = 2;
+const KIND_LEAF: u32 = 3;
+const RUN_LEN_MASK: u32 = (1 << RUN_LEN_BITS) - 1;
+/// Runs up to this long are searched branch-free by [`LpmTable::lookup_batch`].
+const SHORT_RUN: u32 = 16;
+/// Most ranges a [`Leaf`] holds.
+const LEAF_RANGES: usize = 5;
+/// Widest chunk offset a [`Leaf`] boundary lane holds (its top bit is the lane's sign).
+const LEAF_MAX_SHIFT: u8 = 15;
+/// The sign bit of every 16-bit lane.
+const LANE_SIGNS: u64 = 0x8000_8000_8000_8000;
+/// One in every 16-bit lane.
+const LANE_ONES: u64 = 0x0001_0001_0001_0001;
+
+/// A chunk cut into at most [`LEAF_RANGES`] ranges, packed into one aligned half cache line
+/// so a lookup costs one read and four instructions of arithmetic: `bounds` holds the
+/// chunk offsets where ranges 1.. begin, one per 16-bit lane, unused lanes `0x8000`; the
+/// number of lanes at or below a key's offset is the index of its range in `values`.
+///
+/// Lane arithmetic: for an offset `k < 2^15` and a lane `b <= 2^15`, `(2^15 + k) - b` never
+/// borrows from the next lane and has its sign bit set exactly when `b <= k` (a pad lane,
+/// `2^15`, leaves `k`, so it is never counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(32))]
+struct Leaf {
+    bounds: u64,
+    values: [u32; 6],
+}
+
+impl Leaf {
+    /// Holds nothing: every lane unused, every value "no match".
+    const EMPTY: Leaf = Leaf {
+        bounds: LANE_SIGNS,
+        values: [NO_MATCH; 6],
+    };
+
+    /// The value for chunk offset `off` (`off < 2^15`).
+    #[inline(always)]
+    fn find(&self, off: u64) -> u32 {
+        let over = ((off * LANE_ONES) | LANE_SIGNS).wrapping_sub(self.bounds) & LANE_SIGNS;
+        self.values[(over.count_ones() as usize).min(LEAF_RANGES - 1)]
+    }
+}
 /// Child nodes split their chunk by this many bits.
 const NODE_STRIDE: u8 = 8;
 
@@ -191,6 +234,8 @@ pub struct LpmTable<K> {
     /// (range start, value) pairs of every run; a run entry holds its offset and length,
     /// so a run costs one memory read (usually one cache line).
     runs: HugeSlice<(K, u32)>,
+    /// Leaves; the first is [`Leaf::EMPTY`], so a branch-free lookup can always read one.
+    leaves: HugeSlice<Leaf>,
     prefixes: usize,
     ranges: usize,
 }
@@ -201,6 +246,7 @@ impl<K: Bits> Clone for LpmTable<K> {
             root_bits: self.root_bits,
             entries: self.entries.clone(),
             runs: self.runs.clone(),
+            leaves: self.leaves.clone(),
             prefixes: self.prefixes,
             ranges: self.ranges,
         }
@@ -213,6 +259,7 @@ impl<K: Bits> fmt::Debug for LpmTable<K> {
             .field("root_bits", &self.root_bits)
             .field("entries", &self.entries)
             .field("runs", &self.runs)
+            .field("leaves", &self.leaves.len())
             .field("prefixes", &self.prefixes)
             .field("ranges", &self.ranges)
             .finish()
@@ -241,6 +288,7 @@ struct Compiler<'a, K> {
     values: &'a [u32],
     entries: Vec<u32>,
     runs: Vec<(K, u32)>,
+    leaves: Vec<Leaf>,
 }
 
 impl<K: Bits> Compiler<'_, K> {
@@ -250,6 +298,19 @@ impl<K: Bits> Compiler<'_, K> {
         if j - i == 1 {
             let v = self.values[i];
             return (KIND_VALUE << 30) | if v == NO_MATCH { ENTRY_NONE } else { v };
+        }
+        if j - i <= LEAF_RANGES
+            && shift <= LEAF_MAX_SHIFT
+            && self.leaves.len() < ENTRY_INDEX as usize
+        {
+            let mut leaf = Leaf::EMPTY;
+            for (lane, &start) in self.starts[i + 1..j].iter().enumerate() {
+                let off = start.index(0, shift) as u64;
+                leaf.bounds = (leaf.bounds & !(0xffff << (16 * lane))) | (off << (16 * lane));
+            }
+            leaf.values[..j - i].copy_from_slice(&self.values[i..j]);
+            self.leaves.push(leaf);
+            return (KIND_LEAF << 30) | (self.leaves.len() - 1) as u32;
         }
         if (j - i <= run_max::<K>() && self.runs.len() + (j - i) <= MAX_RUN_PAIRS) || shift == 0 {
             let at = self.runs.len() as u32;
@@ -297,6 +358,23 @@ impl<K: Bits> Compiler<'_, K> {
     }
 }
 
+/// The leaf an entry points to; 0 (the empty leaf) for any other kind.
+#[inline(always)]
+fn leaf_at(e: u32) -> usize {
+    std::hint::select_unpredictable(e >> 30 == KIND_LEAF, (e & ENTRY_INDEX) as usize, 0)
+}
+
+/// The (offset, length) of the run an entry points to; `(0, 1)` (the dummy pair) for any
+/// other kind.
+#[inline(always)]
+fn run_span(e: u32) -> (usize, usize) {
+    let is_run = e >> 30 == KIND_RUN;
+    (
+        std::hint::select_unpredictable(is_run, ((e & ENTRY_INDEX) >> RUN_LEN_BITS) as usize, 0),
+        std::hint::select_unpredictable(is_run, (e & RUN_LEN_MASK) as usize, 1),
+    )
+}
+
 impl<K: Bits> LpmTable<K> {
     /// Builds a table. Values must be below [`MAX_VALUE`]; a prefix listed twice with the
     /// same value counts once, with different values it is a [`BuildError::Conflict`].
@@ -318,17 +396,22 @@ impl<K: Bits> LpmTable<K> {
         let wanted = (usize::BITS - (n - 1).leading_zeros()) as u8;
         let extra = if K::BITS == 32 { 4 } else { 2 };
         let root_bits = (wanted + extra).clamp(8, 20);
+        let mut runs = Vec::with_capacity(r.range_count() + 1);
+        // A dummy pair first, so a branch-free lookup can always read one.
+        runs.push((K::ZERO, NO_MATCH));
         let mut c = Compiler {
             starts: &r.starts,
             values: &r.values,
             entries: Vec::with_capacity(1 << root_bits),
-            runs: Vec::with_capacity(r.range_count()),
+            runs,
+            leaves: vec![Leaf::EMPTY],
         };
         c.node(0, r.starts.len(), K::ZERO, K::BITS, root_bits);
         LpmTable {
             root_bits,
             entries: HugeSlice::from_slice(&c.entries),
             runs: HugeSlice::from_slice(&c.runs),
+            leaves: HugeSlice::from_slice(&c.leaves),
             prefixes: r.prefix_count(),
             ranges: r.range_count(),
         }
@@ -343,6 +426,10 @@ impl<K: Bits> LpmTable<K> {
                     let s = shift.min(NODE_STRIDE);
                     shift -= s;
                     e = self.entries[(e & ENTRY_INDEX) as usize + key.index(shift, s)];
+                }
+                KIND_LEAF => {
+                    return self.leaves[(e & ENTRY_INDEX) as usize]
+                        .find(key.index(0, shift) as u64);
                 }
                 _ => {
                     let at = ((e & ENTRY_INDEX) >> RUN_LEN_BITS) as usize;
@@ -374,17 +461,48 @@ impl<K: Bits> LpmTable<K> {
 
     /// Looks up a batch: `out[i]` gets the raw value for `keys[i]` ([`NO_MATCH`] for none).
     ///
-    /// Every root entry is read before any is followed, so the root's cache misses overlap
-    /// instead of queueing behind each key's later reads. (Measured against a plain loop and
-    /// against a level-by-level lockstep over child nodes and runs: this was the fastest on
-    /// 100k-prefix tables and as fast as either on 1M.)
+    /// Three passes over the batch, none with a data-dependent branch on the common path:
+    /// read every root entry (their cache misses overlap), prefetch every run a key goes on
+    /// to, then search the runs with a fixed number of branch-free steps. A key that ends at
+    /// the root searches a one-pair dummy run and keeps its root answer. Only keys routed
+    /// through a child node or into a very long run take the general path (rare, so its
+    /// branch is well predicted).
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
         let shift = K::BITS - self.root_bits;
         for (k, o) in keys.iter().zip(out.iter_mut()) {
             *o = self.entries[k.index(shift, self.root_bits)];
         }
+        for &e in out.iter() {
+            prefetch(&self.leaves[leaf_at(e)]);
+            prefetch(&self.runs[run_span(e).0]);
+        }
+        // Root leaves exist only where the root's chunks are narrow enough.
+        let off_bits = shift.min(LEAF_MAX_SHIFT);
         for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.resolve(*o, shift, *k);
+            let e = *o;
+            let kind = e >> 30;
+            if (kind == KIND_VALUE) | (kind == KIND_LEAF) {
+                let found = self.leaves[leaf_at(e)].find(k.index(0, off_bits) as u64);
+                let direct = std::hint::select_unpredictable(e == ENTRY_NONE, NO_MATCH, e);
+                *o = std::hint::select_unpredictable(kind == KIND_LEAF, found, direct);
+                continue;
+            }
+            let (at, len) = run_span(e);
+            if (kind == KIND_NODE) | (len > SHORT_RUN as usize) {
+                *o = self.resolve(e, shift, *k);
+                continue;
+            }
+            let run = &self.runs[at..at + len];
+            // Invariant: run[base].0 <= key (a run's first start is at or below its keys).
+            let mut base = 0usize;
+            let mut h = SHORT_RUN as usize / 2;
+            while h > 0 {
+                let p = base + h;
+                let ok = (p < len) & (run[p.min(len - 1)].0 <= *k);
+                base = std::hint::select_unpredictable(ok, p, base);
+                h /= 2;
+            }
+            *o = run[base].1;
         }
     }
 
@@ -398,6 +516,9 @@ impl<K: Bits> LpmTable<K> {
         let step = (64 / std::mem::size_of::<(K, u32)>()).max(1);
         for (_, v) in self.runs.iter().step_by(step) {
             sum = sum.wrapping_add(u64::from(*v));
+        }
+        for l in self.leaves.iter().step_by(2) {
+            sum = sum.wrapping_add(u64::from(l.values[0]));
         }
         sum
     }
@@ -424,6 +545,8 @@ impl<K: Bits> LpmTable<K> {
 
     /// Bytes of memory the lookup structure holds.
     pub fn memory_bytes(&self) -> usize {
-        self.entries.len() * 4 + self.runs.len() * std::mem::size_of::<(K, u32)>()
+        self.entries.len() * 4
+            + self.runs.len() * std::mem::size_of::<(K, u32)>()
+            + self.leaves.len() * std::mem::size_of::<Leaf>()
     }
 }

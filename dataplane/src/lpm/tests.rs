@@ -203,8 +203,11 @@ proptest! {
         let r = NaiveLpm::new(&entries);
         let mut keys = probes(&entries);
         keys.extend(extra);
-        for k in keys {
-            prop_assert_eq!(t.lookup(k), r.lookup(k), "key {:#x}", k);
+        let mut batch = vec![0; keys.len()];
+        t.lookup_batch(&keys, &mut batch);
+        for (k, b) in keys.iter().zip(batch) {
+            prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
+            prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
         }
     }
 }
@@ -281,8 +284,82 @@ fn dense_sets_build_nodes_and_agree_with_flat_ranges() {
         for (k, o) in keys4.iter().zip(&out) {
             assert_eq!(*o, f4.lookup_raw(*k), "v4 key {k:#x}");
         }
-        for k in keys6 {
-            assert_eq!(t6.lookup_raw(k), f6.lookup_raw(k), "v6 key {k:#x}");
+        let mut out6 = vec![0; keys6.len()];
+        t6.lookup_batch(&keys6, &mut out6);
+        for (k, o) in keys6.iter().zip(&out6) {
+            assert_eq!(t6.lookup_raw(*k), f6.lookup_raw(*k), "v6 key {k:#x}");
+            assert_eq!(*o, f6.lookup_raw(*k), "v6 batch key {k:#x}");
         }
     }
+}
+
+/// Tables large enough for leaves at the root, from the narrowest root that has them
+/// (offsets of 15 bits, the widest a leaf lane holds) to the widest root; every range
+/// boundary and its neighbours looked up one by one and in batches against the flat form.
+#[test]
+fn root_leaves_agree_with_flat_ranges() {
+    let mut seed = 0x0bad_cafe_f00d_d00du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for (n, want_root) in [(2_500usize, 17u8), (9_000, 19), (60_000, 20)] {
+        let mut e = Vec::new();
+        for i in 0..n {
+            let len = [16u8, 20, 24, 25, 27, 28, 30, 32][(next() % 8) as usize];
+            e.push((
+                Prefix {
+                    addr: next() as u32 & u32::mask(len),
+                    len,
+                },
+                (i % 1000) as u32,
+            ));
+        }
+        // Boundaries at the last offset of a 15-bit chunk.
+        e.push((p4("77.0.127.255/32"), 1001));
+        e.push((p4("77.0.127.254/31"), 1002));
+        let e = dedupe(e);
+        let (t, f) = (Lpm4::build(&e).unwrap(), ranges::Ranges::build(&e).unwrap());
+        assert_eq!(t.root_bits, want_root, "{n} prefixes");
+        let root = &t.entries[..1 << t.root_bits];
+        let leaves = root.iter().filter(|&&x| x >> 30 == KIND_LEAF).count();
+        assert!(leaves > n / 4, "{n} prefixes: only {leaves} root leaves");
+        let mut keys = Vec::new();
+        for &s in f.starts.iter() {
+            keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
+        }
+        for _ in 0..50_000 {
+            keys.push(next() as u32);
+        }
+        keys.extend([
+            ip4("77.0.127.253"),
+            ip4("77.0.127.254"),
+            ip4("77.0.127.255"),
+            u32::MAX,
+        ]);
+        let mut out = vec![0; keys.len()];
+        t.lookup_batch(&keys, &mut out);
+        for (k, o) in keys.iter().zip(&out) {
+            let want = f.lookup_raw(*k);
+            assert_eq!(*o, want, "{n} prefixes: batch key {k:#x}");
+            assert_eq!(t.lookup_raw(*k), want, "{n} prefixes: key {k:#x}");
+        }
+    }
+}
+
+#[test]
+fn leaf_lanes_count_bounds_at_or_below_the_offset() {
+    let leaf = Leaf {
+        bounds: 0x8000_7fff_0100_0001,
+        values: [10, 11, 12, 13, 14, 15],
+    };
+    assert_eq!(leaf.find(0), 10);
+    assert_eq!(leaf.find(1), 11);
+    assert_eq!(leaf.find(0xff), 11);
+    assert_eq!(leaf.find(0x100), 12);
+    assert_eq!(leaf.find(0x7ffe), 12);
+    assert_eq!(leaf.find(0x7fff), 13);
+    assert_eq!(Leaf::EMPTY.find(0x7fff), NO_MATCH);
 }

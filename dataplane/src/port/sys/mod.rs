@@ -15,6 +15,21 @@
 mod huge;
 pub use huge::HugeSlice;
 
+/// Asks the CPU to bring the cache line holding `r` into all cache levels; a hint only.
+#[inline(always)]
+pub fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `r` is a live reference, and a prefetch does not access memory
+    // architecturally (it cannot fault or change any value).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            (r as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
+}
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
