@@ -16,6 +16,8 @@
 //! - The XDP program stays attached exactly as long as its [`XdpLink`] descriptor is open
 //!   (a BPF link, not a netlink attachment): dropping it, an error path, or the process
 //!   dying detaches it.
+//! - With multi-buffer (`XDP_USE_SG`) a packet is a chain of descriptors, all but the last
+//!   marked `XDP_PKT_CONTD`; RX peeks and TX sends whole chains only, never part of one.
 //! - Nothing here allocates per frame.
 
 #![allow(unsafe_code)]
@@ -24,8 +26,19 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Bytes per UMEM frame (one page: any frame an MTU-1500 or 3500-byte interface carries).
+use super::MAX_BURST;
+
+/// Bytes per UMEM frame (one page). A received frame longer than [`RX_FRAME_ROOM`] arrives
+/// as several UMEM frames (AF_XDP multi-buffer) when the socket is bound with `XDP_USE_SG`.
 pub const FRAME_SIZE: u32 = 4096;
+/// Headroom the kernel leaves before received data in each UMEM frame (`XDP_PACKET_HEADROOM`).
+const XDP_PACKET_HEADROOM: u32 = 256;
+/// Bytes of a received frame one UMEM frame holds (copy mode; zero-copy drivers hold at
+/// least this much): a longer frame needs multi-buffer.
+pub const RX_FRAME_ROOM: u32 = FRAME_SIZE - XDP_PACKET_HEADROOM;
+/// Most UMEM frames one packet may span. Copy mode allows `MAX_SKB_FRAGS + 1`, at least 18
+/// on any kernel (af_xdp.rst, "Multi-Buffer Support"); a 9000-byte MTU needs 3.
+pub const MAX_FRAGS: u32 = 18;
 /// Entries of each ring; also the UMEM frames given to receiving (the fill ring) and to
 /// sending (the free list) each.
 pub const RING_SIZE: u32 = 2048;
@@ -39,6 +52,9 @@ const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// `BPF_F_XDP_HAS_FRAGS` (prog_flags): the program copes with multi-buffer frames, which
+/// lets drivers run it on frames larger than a page (the "xdp.frags" section of libbpf).
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 const XDP_PASS: i32 = 2;
 /// `XDP_FLAGS_SKB_MODE` / `XDP_FLAGS_DRV_MODE` from <linux/if_link.h>.
@@ -172,9 +188,10 @@ pub struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads the redirect program for `map`. On a verifier refusal the error carries the
-    /// verifier's log.
-    pub fn load(map: &XskMap) -> io::Result<XdpProgram> {
+    /// Loads the redirect program for `map`, marked multi-buffer aware when `frags` is set
+    /// (it never reads past the first fragment: it reads only the context). On a verifier
+    /// refusal the error carries the verifier's log.
+    pub fn load(map: &XskMap, frags: bool) -> io::Result<XdpProgram> {
         let insns = redirect_program(map.fd.as_raw_fd());
         let license = c"Apache-2.0";
         let mut log = vec![0u8; 0];
@@ -189,6 +206,9 @@ impl XdpProgram {
                 .u32_at(4, insns.len() as u32)
                 .u64_at(8, insns.as_ptr() as u64)
                 .u64_at(16, license.as_ptr() as u64);
+            if frags {
+                a.u32_at(44, BPF_F_XDP_HAS_FRAGS);
+            }
             if attempt == 1 {
                 a.u32_at(24, 1)
                     .u32_at(28, log.len() as u32)
@@ -412,12 +432,19 @@ pub struct Xsk {
     umem_len: usize,
     /// UMEM frames (base addresses) free for sending.
     free: Vec<u64>,
-    /// Descriptors peeked by the last `rx_peek`.
+    /// RX descriptors taken by the last `rx_peek` (whole packets only).
     peeked: u32,
+    /// Packet `i` of the last peek spans RX descriptors `starts[i]..starts[i + 1]`
+    /// (relative to the ring's consumer index); `starts[0] == 0`.
+    starts: Box<[u32; MAX_BURST + 1]>,
+    /// Packets in the last peek.
+    packets: u32,
     /// Frames written to the TX ring since the last kick.
     unkicked: u32,
     /// How it is bound.
     pub mode: BindMode,
+    /// Bound with `XDP_USE_SG`: receives and sends frames spread over several UMEM frames.
+    pub multi_buffer: bool,
     // Declared last: closes after the rings and UMEM are unmapped.
     fd: OwnedFd,
 }
@@ -437,14 +464,31 @@ impl std::fmt::Debug for Xsk {
 
 impl Xsk {
     /// Creates a socket with a fresh UMEM and binds it to (`ifindex`, `queue`), trying
-    /// zero-copy first when `zero_copy` is set and falling back to copy mode.
-    pub fn open(ifindex: u32, queue: u32, zero_copy: bool) -> io::Result<Xsk> {
-        if zero_copy {
-            if let Ok(x) = Xsk::open_as(ifindex, queue, libc::XDP_ZEROCOPY) {
-                return Ok(x);
+    /// zero-copy first when `zero_copy` is set and falling back to copy mode, each with
+    /// multi-buffer (`XDP_USE_SG`) first. With `need_multi_buffer` a binding without it is
+    /// not tried (frames larger than one UMEM frame would be lost); the error is then the
+    /// copy-mode multi-buffer bind's.
+    pub fn open(
+        ifindex: u32,
+        queue: u32,
+        zero_copy: bool,
+        need_multi_buffer: bool,
+    ) -> io::Result<Xsk> {
+        let sg = libc::XDP_USE_SG;
+        let tries: [(bool, u16); 4] = [
+            (zero_copy, libc::XDP_ZEROCOPY | sg),
+            (zero_copy && !need_multi_buffer, libc::XDP_ZEROCOPY),
+            (true, libc::XDP_COPY | sg),
+            (!need_multi_buffer, libc::XDP_COPY),
+        ];
+        let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+        for (_, flags) in tries.into_iter().filter(|t| t.0) {
+            match Xsk::open_as(ifindex, queue, flags) {
+                Ok(x) => return Ok(x),
+                Err(e) => last = e,
             }
         }
-        Xsk::open_as(ifindex, queue, libc::XDP_COPY)
+        Err(last)
     }
 
     fn open_as(ifindex: u32, queue: u32, bind_flags: u16) -> io::Result<Xsk> {
@@ -521,12 +565,15 @@ impl Xsk {
                 .map(|i| u64::from(i) * u64::from(FRAME_SIZE))
                 .collect(),
             peeked: 0,
+            starts: Box::new([0; MAX_BURST + 1]),
+            packets: 0,
             unkicked: 0,
             mode: if bind_flags & libc::XDP_ZEROCOPY != 0 {
                 BindMode::ZeroCopy
             } else {
                 BindMode::Copy
             },
+            multi_buffer: bind_flags & libc::XDP_USE_SG != 0,
             fd,
         };
         // The first half of the UMEM goes to the fill ring for receiving.
@@ -561,28 +608,66 @@ impl Xsk {
         self.fd.as_raw_fd()
     }
 
-    /// Looks at up to `max` received frames (call [`Xsk::rx_release`] before the next
-    /// peek); returns how many.
+    /// Looks at up to `max` (at most `MAX_BURST`) received packets, each one or more RX
+    /// descriptors (call [`Xsk::rx_release`] before the next peek); returns how many.
+    ///
+    /// The kernel publishes a multi-buffer packet's descriptors together (af_xdp.rst:
+    /// "only a complete packet is sent to the application"), so a packet cut by the end of
+    /// what is available is left for the next peek. A descriptor chain longer than
+    /// `MAX_FRAGS` is cut there so a broken ring cannot stall the socket.
     pub fn rx_peek(&mut self, max: u32) -> u32 {
-        self.peeked = self.rx.available().min(max);
-        self.peeked
+        let avail = self.rx.available();
+        let max = max.min(MAX_BURST as u32);
+        let (mut packets, mut start, mut d) = (0u32, 0u32, 0u32);
+        while d < avail && packets < max {
+            // SAFETY: descriptor `d` lies between our consumer index and the producer index
+            // loaded with Acquire: written by the kernel, ours until released.
+            let options = unsafe { (*self.rx.desc_slot(self.rx.head.wrapping_add(d))).options };
+            d += 1;
+            if options & libc::XDP_PKT_CONTD == 0 || d - start >= MAX_FRAGS {
+                packets += 1;
+                self.starts[packets as usize] = d;
+                start = d;
+            }
+        }
+        self.packets = packets;
+        self.peeked = start;
+        packets
     }
 
-    /// Received frame `i` of the current peek (`i < rx_peek()`).
-    pub fn rx_frame(&self, i: u32) -> &[u8] {
-        // SAFETY: entry `i` of the peek lies between our consumer index and the producer
-        // index we loaded with Acquire, so the kernel wrote it and will not touch it until
-        // we release it.
-        let d = unsafe { *self.rx.desc_slot(self.rx.head.wrapping_add(i)) };
-        let addr = d.addr as usize;
-        let len = (d.len as usize).min(self.umem_len.saturating_sub(addr));
+    /// RX descriptor `d` of the current peek as a slice of the UMEM.
+    fn rx_desc_frame(&self, d: u32) -> &[u8] {
+        // SAFETY: descriptor `d` of the peek lies between our consumer index and the
+        // producer index we loaded with Acquire, so the kernel wrote it and will not touch
+        // it until we release it.
+        let desc = unsafe { *self.rx.desc_slot(self.rx.head.wrapping_add(d)) };
+        let addr = (desc.addr as usize).min(self.umem_len);
+        let len = (desc.len as usize).min(self.umem_len - addr);
         // SAFETY: the frame is clamped into the UMEM, and it is ours (see above) until
         // `rx_release` hands it back to the fill ring.
-        unsafe { std::slice::from_raw_parts(self.umem.add(addr.min(self.umem_len)), len) }
+        unsafe { std::slice::from_raw_parts(self.umem.add(addr), len) }
     }
 
-    /// Hands every peeked frame back: the RX ring slots to the kernel, the UMEM frames to
-    /// the fill ring (room is certain: only RING_SIZE frames ever circulate there).
+    /// The first (or only) UMEM frame of received packet `i` (`i < rx_peek()`): all the
+    /// headers the parser reads (a first fragment holds `RX_FRAME_ROOM` bytes).
+    pub fn rx_frame(&self, i: u32) -> &[u8] {
+        self.rx_desc_frame(self.starts[(i as usize).min(MAX_BURST)])
+    }
+
+    /// How many UMEM frames received packet `i` spans.
+    pub fn rx_frag_count(&self, i: u32) -> u32 {
+        let i = (i as usize).min(MAX_BURST - 1);
+        self.starts[i + 1].saturating_sub(self.starts[i])
+    }
+
+    /// The UMEM frames of received packet `i`, in order.
+    pub fn rx_frags(&self, i: u32) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        let first = self.starts[(i as usize).min(MAX_BURST)];
+        (first..first + self.rx_frag_count(i)).map(move |d| self.rx_desc_frame(d))
+    }
+
+    /// Hands every peeked descriptor back: the RX ring slots to the kernel, the UMEM frames
+    /// to the fill ring (room is certain: only RING_SIZE frames ever circulate there).
     pub fn rx_release(&mut self) {
         let n = self.peeked;
         if n == 0 {
@@ -601,39 +686,59 @@ impl Xsk {
         self.fill.submit(room);
         self.rx.release(n);
         self.peeked = 0;
+        self.packets = 0;
     }
 
-    /// Queues a copy of `frame` for sending; false when no UMEM frame or TX slot is free or
-    /// the frame does not fit one UMEM frame.
+    /// Queues a copy of the single-buffer `frame` for sending (see [`Xsk::tx_copy_packet`]).
     pub fn tx_copy(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > FRAME_SIZE as usize {
+        self.tx_copy_packet(std::iter::once(frame))
+    }
+
+    /// Queues a copy of a packet made of the fragments `frags` (in order), one UMEM frame
+    /// each, the descriptors of all but the last marked `XDP_PKT_CONTD`. False, and nothing
+    /// queued, when there are not enough free UMEM frames and TX slots, a fragment is empty
+    /// or larger than a UMEM frame, there are more than `MAX_FRAGS`, or there are several
+    /// and the socket is not bound for multi-buffer (the kernel would take the chain as
+    /// invalid).
+    pub fn tx_copy_packet<'a>(&mut self, frags: impl Iterator<Item = &'a [u8]> + Clone) -> bool {
+        let mut count = 0u32;
+        for f in frags.clone() {
+            if f.is_empty() || f.len() > FRAME_SIZE as usize {
+                return false;
+            }
+            count += 1;
+        }
+        if count == 0 || count > MAX_FRAGS || (count > 1 && !self.multi_buffer) {
             return false;
         }
-        if self.free.is_empty() {
+        if (self.free.len() as u32) < count {
             self.reap();
         }
-        if self.tx.room() == 0 {
+        if self.tx.room() < count || (self.free.len() as u32) < count {
             return false;
         }
-        let Some(addr) = self.free.pop() else {
-            return false;
-        };
-        // SAFETY: `addr` is a free UMEM frame (ours: not in any ring) of FRAME_SIZE bytes,
-        // which the frame fits; the TX slot is free (counted by `room`).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                frame.as_ptr(),
-                self.umem.add(addr as usize),
-                frame.len(),
-            );
-            *self.tx.desc_slot(self.tx.head) = libc::xdp_desc {
-                addr,
-                len: frame.len() as u32,
-                options: 0,
+        for (k, frag) in (1..=count).zip(frags) {
+            // Never empty: `free` held at least `count` frames above.
+            let Some(addr) = self.free.pop() else {
+                return false;
             };
+            // SAFETY: `addr` is a free UMEM frame (ours: not in any ring) of FRAME_SIZE bytes, which the fragment fits (checked
+            // above); TX slot `head + k - 1` is free (`room` counted `count` of them).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    frag.as_ptr(),
+                    self.umem.add(addr as usize),
+                    frag.len(),
+                );
+                *self.tx.desc_slot(self.tx.head.wrapping_add(k - 1)) = libc::xdp_desc {
+                    addr,
+                    len: frag.len() as u32,
+                    options: if k < count { libc::XDP_PKT_CONTD } else { 0 },
+                };
+            }
         }
-        self.tx.submit(1);
-        self.unkicked += 1;
+        self.tx.submit(count);
+        self.unkicked += count;
         true
     }
 
