@@ -487,21 +487,21 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// An Ethernet frame carrying an IPv4 TCP SYN from `src`:40000 to `dst`:`dport` with
-/// `payload` bytes of payload (a patterned fill), behind an 802.1Q tag when `vlan` is
-/// given. The IPv4 header checksum is right; the TCP checksum is left zero.
+/// `payload` bytes of payload (a patterned fill), behind the VLAN `tags` (TPID, VLAN id),
+/// outermost first. The IPv4 header checksum is right; the TCP checksum is left zero.
 pub fn tcp_syn_frame(
     macs: ([u8; 6], [u8; 6]),
-    vlan: Option<u16>,
+    tags: &[(u16, u16)],
     src: [u8; 4],
     dst: [u8; 4],
     dport: u16,
     payload: usize,
 ) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + 4 + 40 + payload);
+    let mut f = Vec::with_capacity(14 + 4 * tags.len() + 40 + payload);
     f.extend_from_slice(&macs.1);
     f.extend_from_slice(&macs.0);
-    if let Some(id) = vlan {
-        f.extend_from_slice(&[0x81, 0x00]);
+    for &(tpid, id) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&id.to_be_bytes());
     }
     f.extend_from_slice(&[0x08, 0x00]);

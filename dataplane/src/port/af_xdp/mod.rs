@@ -26,6 +26,15 @@
 //! resets for `reject` into the ingress socket's TX ring, returns every received frame to
 //! the fill ring, and kicks each TX ring with at most one `sendto`.
 //!
+//! NICs that strip VLAN tags on receive (rx VLAN offload) hand XDP the frame without its
+//! tag, and forwarding it from the UMEM would drop the tag. So before attaching, the
+//! backend turns `rx-vlan-hw-parse` and `rx-vlan-stag-hw-parse` off on both interfaces
+//! (SIOCETHTOOL, ETHTOOL_SFEATURES), says so in its start-up line, and turns them back on
+//! when the wire is torn down; a driver that will not turn them off stops start-up. (veth
+//! strips nothing from a frame, but a tag its peer's stack handed over as metadata —
+//! tx-vlan offload on the peer — is not in the frame XDP sees; a real wire has no such
+//! metadata.)
+//!
 //! Invariants:
 //! - Every received packet (one or more UMEM frames) is judged once and either copied
 //!   whole, all fragments in order, to the egress TX ring or not at all (dropped, or
@@ -45,7 +54,10 @@ use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use std::sync::Arc;
 pub use sys::BindMode;
-use sys::{Promisc, XdpLink, XdpProgram, Xsk, XskMap, FRAME_SIZE, RX_FRAME_ROOM};
+use sys::{
+    Promisc, RxVlanOff, VlanOffloadError, XdpLink, XdpProgram, Xsk, XskMap, FRAME_SIZE,
+    RX_FRAME_ROOM,
+};
 
 /// Most frames one poll moves (the configured burst is capped to this).
 pub const MAX_BURST: usize = 256;
@@ -85,6 +97,14 @@ pub enum XdpError {
         step: &'static str,
         /// The kernel's answer.
         source: std::io::Error,
+    },
+    /// Receive VLAN tag stripping is on and could not be turned off.
+    #[error("AF_XDP on {name}: {what}; with it on, the NIC removes VLAN tags before XDP sees the frame and op25b would forward tagged frames untagged: turn it off yourself (`ethtool -K {name} rxvlan off rx-vlan-stag-hw-parse off`) or use backend = \"af_packet\"")]
+    RxVlan {
+        /// The interface.
+        name: String,
+        /// What went wrong.
+        what: String,
     },
     /// A setup step failed.
     #[error("AF_XDP on {name}: {step} failed: {source}{hint}")]
@@ -160,8 +180,10 @@ fn mtu(name: &str) -> Option<u32> {
 /// One interface's XDP setup, shared by every worker's socket on it.
 #[derive(Debug)]
 struct Attachment {
-    // Field order is drop order: detach first, then the program and map go.
+    // Field order is drop order: detach first, then restore VLAN stripping (no frame
+    // reaches the sockets stripped), then the program and map go.
     _link: XdpLink,
+    vlan: RxVlanOff,
     _prog: XdpProgram,
     _map: XskMap,
     _promisc: Promisc,
@@ -244,6 +266,19 @@ fn attach(
         socks.push(x);
     }
     let promisc = Promisc::on(ifindex).map_err(step(name, "enabling promiscuous mode"))?;
+    // Before the program attaches, so no frame reaches a socket with its tag stripped.
+    let vlan = RxVlanOff::apply(name).map_err(|e| XdpError::RxVlan {
+        name: name.into(),
+        what: match e {
+            VlanOffloadError::Ethtool(what, err) => {
+                format!("turning off receive VLAN stripping ({what}) failed: {err}")
+            }
+            VlanOffloadError::Fixed(f) => {
+                format!("{f} is on and the driver does not let it be turned off")
+            }
+            VlanOffloadError::Stuck(f) => format!("{f} stays on after being turned off"),
+        },
+    })?;
     let (link, native) = match XdpLink::attach(&prog, ifindex, sys::XDP_FLAGS_DRV_MODE) {
         Ok(l) => (l, true),
         Err(native_err) => match XdpLink::attach(&prog, ifindex, sys::XDP_FLAGS_SKB_MODE) {
@@ -258,6 +293,7 @@ fn attach(
     Ok((
         Attachment {
             _link: link,
+            vlan,
             _prog: prog,
             _map: map,
             _promisc: promisc,
@@ -325,8 +361,14 @@ impl XdpWire {
     /// How each side is attached, e.g. "access: native XDP, copy mode; core: …".
     pub fn describe(&self) -> String {
         let side = |a: &Attachment, x: &Xsk| {
+            let off: Vec<&str> = a.vlan.turned_off().collect();
+            let vlan = if off.is_empty() {
+                String::new()
+            } else {
+                format!(", {} turned off until exit", off.join(" and "))
+            };
             format!(
-                "{} XDP, {} sockets, {}",
+                "{} XDP, {} sockets, {}{vlan}",
                 if a.native { "native" } else { "generic (skb)" },
                 match x.mode {
                     BindMode::ZeroCopy => "zero-copy",
@@ -336,7 +378,7 @@ impl XdpWire {
                     "multi-buffer"
                 } else {
                     "single-buffer"
-                }
+                },
             )
         };
         format!(

@@ -282,6 +282,214 @@ impl Promisc {
     }
 }
 
+// From <linux/ethtool.h>.
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// The receive-side VLAN tag stripping features (802.1Q and 802.1ad), by their ethtool
+/// names: with either on, a NIC hands XDP the frame without its tag.
+pub const RX_VLAN_FEATURES: [&str; 2] = ["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"];
+
+/// `struct ifreq` as SIOCETHTOOL reads it: the name and a pointer to the ethtool command.
+#[repr(C)]
+struct IfreqData {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// One SIOCETHTOOL call on `name` with the command buffer `cmd` (u32 words, the command
+/// first).
+fn ethtool(sock: &OwnedFd, name: &str, cmd: &mut [u32]) -> io::Result<libc::c_int> {
+    let mut req = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: cmd.as_mut_ptr().cast(),
+        _pad: [0; 16],
+    };
+    let n = name.len().min(libc::IFNAMSIZ - 1);
+    req.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: `req` is a valid ifreq naming the interface, whose data pointer points to
+    // `cmd`, a writable buffer sized for the command it holds (the callers size it from
+    // the string count the kernel reported), alive for the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Which of an interface's ethtool features are available (changeable) and active.
+struct Features {
+    count: usize,
+    names: Vec<u8>,
+    /// `ethtool_get_features_block`s: available, requested, active, never_changed.
+    blocks: Vec<[u32; 4]>,
+}
+
+impl Features {
+    fn read(sock: &OwnedFd, name: &str) -> io::Result<Features> {
+        // struct ethtool_sset_info { cmd, reserved, u64 sset_mask, u32 data[] }
+        let mask = (1u64 << ETH_SS_FEATURES).to_ne_bytes();
+        let word = |i: usize| u32::from_ne_bytes([mask[i], mask[i + 1], mask[i + 2], mask[i + 3]]);
+        let mut info = [ETHTOOL_GSSET_INFO, 0, word(0), word(4), 0];
+        ethtool(sock, name, &mut info)?;
+        // The kernel clears the mask bits of string sets it does not have.
+        if info[2] | info[3] == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        let count = info[4] as usize;
+        // struct ethtool_gstrings { cmd, string_set, len, u8 data[len * 32] }
+        let mut strings = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+        strings[..3].copy_from_slice(&[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32]);
+        ethtool(sock, name, &mut strings)?;
+        let names = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let words = count.div_ceil(32);
+        // struct ethtool_gfeatures { cmd, size, ethtool_get_features_block features[size] }
+        let mut get = vec![0u32; 2 + 4 * words];
+        get[..2].copy_from_slice(&[ETHTOOL_GFEATURES, words as u32]);
+        ethtool(sock, name, &mut get)?;
+        let blocks = get[2..]
+            .chunks_exact(4)
+            .map(|b| [b[0], b[1], b[2], b[3]])
+            .collect();
+        Ok(Features {
+            count,
+            names,
+            blocks,
+        })
+    }
+
+    /// The bit of the feature called `feature`, if the interface has it.
+    fn index(&self, feature: &str) -> Option<usize> {
+        (0..self.count).find(|&i| {
+            let raw = &self.names[i * ETH_GSTRING_LEN..(i + 1) * ETH_GSTRING_LEN];
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            &raw[..end] == feature.as_bytes()
+        })
+    }
+
+    fn block(&self, bit: usize) -> ([u32; 4], u32) {
+        (
+            self.blocks.get(bit / 32).copied().unwrap_or_default(),
+            1 << (bit % 32),
+        )
+    }
+
+    fn active(&self, bit: usize) -> bool {
+        let (b, m) = self.block(bit);
+        b[2] & m != 0
+    }
+
+    fn changeable(&self, bit: usize) -> bool {
+        let (b, m) = self.block(bit);
+        b[0] & m != 0 && b[3] & m == 0
+    }
+}
+
+/// Requests feature `bit` of `name` on or off.
+fn set_feature(sock: &OwnedFd, name: &str, words: usize, bit: usize, on: bool) -> io::Result<()> {
+    // struct ethtool_sfeatures { cmd, size, ethtool_set_features_block { valid, requested }[size] }
+    let mut set = vec![0u32; 2 + 2 * words];
+    set[..2].copy_from_slice(&[ETHTOOL_SFEATURES, words as u32]);
+    let (w, m) = (bit / 32, 1u32 << (bit % 32));
+    if let Some(block) = set.get_mut(2 + 2 * w..4 + 2 * w) {
+        block[0] = m;
+        block[1] = if on { m } else { 0 };
+    }
+    ethtool(sock, name, &mut set).map(|_| ())
+}
+
+/// Why receive VLAN tag stripping could not be turned off.
+#[derive(Debug)]
+pub enum VlanOffloadError {
+    /// Reading or changing the features failed.
+    Ethtool(&'static str, io::Error),
+    /// The feature is on and the driver does not let it be turned off.
+    Fixed(&'static str),
+    /// It was asked to go off and is still on.
+    Stuck(&'static str),
+}
+
+/// Keeps an interface's receive VLAN tag stripping ([`RX_VLAN_FEATURES`]) off while it
+/// lives, so frames reach XDP with their tags; turns back on, when dropped, what it turned
+/// off. (A crash leaves them off: `ethtool -K IFACE rxvlan on` restores.)
+#[derive(Debug)]
+pub struct RxVlanOff {
+    sock: OwnedFd,
+    name: String,
+    words: usize,
+    /// Feature bits turned off here, with their names.
+    turned_off: Vec<(usize, &'static str)>,
+}
+
+impl RxVlanOff {
+    /// Turns receive VLAN stripping off on `name`. An interface without these features
+    /// (or without ethtool feature support, e.g. loopback-like devices) is left alone.
+    pub fn apply(name: &str) -> Result<RxVlanOff, VlanOffloadError> {
+        // SAFETY: plain socket creation; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(VlanOffloadError::Ethtool(
+                "opening a socket for ethtool",
+                io::Error::last_os_error(),
+            ));
+        }
+        let mut guard = RxVlanOff {
+            sock: owned(fd.into()),
+            name: name.into(),
+            words: 0,
+            turned_off: Vec::new(),
+        };
+        let f = match Features::read(&guard.sock, name) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(guard),
+            Err(e) => return Err(VlanOffloadError::Ethtool("reading its ethtool features", e)),
+        };
+        guard.words = f.count.div_ceil(32);
+        for feature in RX_VLAN_FEATURES {
+            let Some(bit) = f.index(feature) else {
+                continue;
+            };
+            if !f.active(bit) {
+                continue;
+            }
+            if !f.changeable(bit) {
+                return Err(VlanOffloadError::Fixed(feature));
+            }
+            set_feature(&guard.sock, name, guard.words, bit, false)
+                .map_err(|e| VlanOffloadError::Ethtool(feature, e))?;
+            guard.turned_off.push((bit, feature));
+        }
+        if !guard.turned_off.is_empty() {
+            let now = Features::read(&guard.sock, name)
+                .map_err(|e| VlanOffloadError::Ethtool("reading its ethtool features", e))?;
+            if let Some(&(_, feature)) = guard.turned_off.iter().find(|&&(b, _)| now.active(b)) {
+                return Err(VlanOffloadError::Stuck(feature));
+            }
+        }
+        Ok(guard)
+    }
+
+    /// The features turned off here (empty: they were off already, or absent).
+    pub fn turned_off(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.turned_off.iter().map(|&(_, f)| f)
+    }
+}
+
+impl Drop for RxVlanOff {
+    fn drop(&mut self) {
+        for &(bit, _) in &self.turned_off {
+            // Best effort: nothing to report to at teardown; a failure leaves it off.
+            let _ = set_feature(&self.sock, &self.name, self.words, bit, true);
+        }
+    }
+}
+
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, v: &T) -> io::Result<()> {
     // SAFETY: `v` is a valid value of the size passed, read by the kernel during the call.
     let r = unsafe {
@@ -846,6 +1054,25 @@ pub fn ifindex(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ethtool_features_are_read_and_loopback_strips_no_tags() {
+        // Reading features needs no privilege; loopback has the VLAN features off and
+        // fixed, so nothing is turned off (and nothing needs restoring).
+        let sock = owned(
+            // SAFETY: plain socket creation, checked below.
+            unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }.into(),
+        );
+        let f = Features::read(&sock, "lo").expect("ethtool features of lo");
+        assert!(f.count > 32 && f.blocks.len() == f.count.div_ceil(32));
+        let bit = f
+            .index("rx-vlan-hw-parse")
+            .expect("the kernel names rx-vlan-hw-parse");
+        assert!(!f.active(bit));
+        assert!(f.index("no-such-feature").is_none());
+        let off = RxVlanOff::apply("lo").expect("nothing to turn off on lo");
+        assert_eq!(off.turned_off().count(), 0);
+    }
 
     #[test]
     fn the_program_is_the_documented_six_instructions() {
