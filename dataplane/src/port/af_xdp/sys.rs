@@ -1059,10 +1059,10 @@ mod tests {
     fn ethtool_features_are_read_and_loopback_strips_no_tags() {
         // Reading features needs no privilege; loopback has the VLAN features off and
         // fixed, so nothing is turned off (and nothing needs restoring).
-        let sock = owned(
-            // SAFETY: plain socket creation, checked below.
-            unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) }.into(),
-        );
+        // SAFETY: plain socket creation; checked before it is owned.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        let sock = owned(fd.into());
         let f = Features::read(&sock, "lo").expect("ethtool features of lo");
         assert!(f.count > 32 && f.blocks.len() == f.count.div_ceil(32));
         let bit = f
