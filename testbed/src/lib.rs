@@ -173,6 +173,13 @@ impl Drop for Netns {
 
 /// Joins two namespaces with a veth pair named `a_if`/`b_if` (brought up, IPv6 DAD off).
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+    veth_queues(a, a_if, b, b_if, 1);
+}
+
+/// [`veth`] with `queues` RX and TX queues on each end (the sender's TX queue, chosen by
+/// flow hash, is the receiver's RX queue).
+pub fn veth_queues(a: &Netns, a_if: &str, b: &Netns, b_if: &str, queues: u32) {
+    let q = queues.to_string();
     run(&[
         "ip",
         "link",
@@ -180,6 +187,10 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
         a_if,
         "netns",
         a.name(),
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "type",
         "veth",
         "peer",
@@ -187,6 +198,10 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
         b_if,
         "netns",
         b.name(),
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
     ]);
     for (ns, ifname) in [(a, a_if), (b, b_if)] {
         ns.exec(&[
@@ -362,11 +377,16 @@ impl Wire {
     /// `left_if` ↔ `acc0` and `core0` ↔ `right_if`. With `ipv6 = false` IPv6 is off on all
     /// four, so only the test's own frames cross the wire.
     pub fn new(tag: &str, left_if: &str, right_if: &str, ipv6: bool) -> Wire {
+        Wire::with_queues(tag, left_if, right_if, ipv6, 1)
+    }
+
+    /// [`Wire::new`] with `queues` RX/TX queues on every veth end.
+    pub fn with_queues(tag: &str, left_if: &str, right_if: &str, ipv6: bool, queues: u32) -> Wire {
         let left = Netns::new(&format!("{tag}l"));
         let app = Netns::new(&format!("{tag}a"));
         let right = Netns::new(&format!("{tag}r"));
-        veth(&left, left_if, &app, "acc0");
-        veth(&app, "core0", &right, right_if);
+        veth_queues(&left, left_if, &app, "acc0", queues);
+        veth_queues(&app, "core0", &right, right_if, queues);
         for (ns, i) in [
             (&left, left_if),
             (&app, "acc0"),

@@ -18,6 +18,10 @@
 //! on after; 802.1Q and QinQ tagged frames cross bit for bit both ways; tagged SYNs from a
 //! dynamic pool to port 25 are blocked.
 //!
+//! Two workers on a two-queue wire (veth with numrxqueues/numtxqueues 2): connections
+//! spread over both queues, each worker forwards its queue's share, per-worker counters add
+//! up and sum to the totals.
+//!
 //! Needs root, iproute2, python3 and an `op25b` built with `--features af_xdp` (the
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
@@ -28,6 +32,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn policy(action: &str, access: &str) -> String {
+    policy_workers(action, access, 1)
+}
+
+fn policy_workers(action: &str, access: &str, workers: usize) -> String {
     format!(
         r#"
 [outbound]
@@ -40,7 +48,7 @@ relays = ["10.0.0.25", "2001:db8:1::25"]
 backend = "af_xdp"
 access = "{access}"
 core = "core0"
-workers = 1
+workers = {workers}
 
 [control]
 socket = "ctl.sock"
@@ -66,6 +74,11 @@ fn no_af_xdp(dir: &std::path::Path) -> Option<String> {
 
 /// The testbed wire with the usual addresses, all four interfaces at `mtu` if given.
 fn setup(tag: &str, mtu: Option<u32>) -> Option<(std::path::PathBuf, Wire)> {
+    setup_queues(tag, mtu, 1)
+}
+
+/// [`setup`] with `queues` queues on every veth end.
+fn setup_queues(tag: &str, mtu: Option<u32>, queues: u32) -> Option<(std::path::PathBuf, Wire)> {
     if let Some(why) = unavailable() {
         println!("SKIPPED: {why}");
         return None;
@@ -76,7 +89,7 @@ fn setup(tag: &str, mtu: Option<u32>) -> Option<(std::path::PathBuf, Wire)> {
         println!("SKIPPED: {why}");
         return None;
     }
-    let wire = Wire::new(tag, "sub0", "net0", true);
+    let wire = Wire::with_queues(tag, "sub0", "net0", true, queues);
     if let Some(mtu) = mtu {
         wire.set_mtu("sub0", "net0", mtu);
     }
@@ -490,6 +503,81 @@ fn af_xdp_vlan_tagged_frames_keep_their_tags_and_tagged_syns_to_25_are_blocked()
              here (no 8021q or act_vlan in this kernel)"
         );
     }
+    println!("{}\n{out}", err.lines().next().unwrap_or(""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `worker N: access→core rx A tx B dropped C; core→access rx D tx E dropped F` lines of
+/// the final counters, as (N, [A, B, C], [D, E, F]).
+fn worker_counters(out: &str) -> Vec<(usize, [u64; 3], [u64; 3])> {
+    out.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("worker ")?;
+            let (n, rest) = rest.split_once(':')?;
+            let nums: Vec<u64> = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            let [a, b, c, d, e, f] = nums.as_slice() else {
+                return None;
+            };
+            Some((n.parse().ok()?, [*a, *b, *c], [*d, *e, *f]))
+        })
+        .collect()
+}
+
+#[test]
+fn af_xdp_two_workers_each_serve_one_queue_of_a_two_queue_wire() {
+    let Some((dir, wire)) = setup_queues("xq", None, 2) else {
+        return;
+    };
+    let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, policy_workers("drop", "acc0", 2)).unwrap();
+    let _server = net.tcp_listener();
+    let mut appliance = run_appliance(app, &cfg);
+    sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
+    // Each connection's TX queue on sub0 (and so RX queue on acc0) comes from its flow
+    // hash: 16 connections land on both queues but with odds of 2^-15.
+    for i in 0..16 {
+        let (src, dst) = if i % 2 == 0 {
+            ("10.0.0.2", "10.0.0.1")
+        } else {
+            ("2001:db8:1::2", "2001:db8:1::1")
+        };
+        assert_eq!(
+            sub.tcp_connect(src, dst, 587).0,
+            "connected",
+            "{src} → {dst}:587"
+        );
+    }
+    for (src, dst) in [("10.0.0.2", "10.0.0.1"), ("2001:db8:1::2", "2001:db8:1::1")] {
+        assert_eq!(
+            sub.tcp_connect(src, dst, 25).0,
+            "timeout",
+            "{src} → {dst}:25"
+        );
+    }
+    let o = appliance.terminate();
+    let (code, out, err) = (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("2 queue(s) each"), "{err}");
+    let (rx, tx, dropped) = final_counters(&out, "access→core");
+    assert_eq!(rx, tx + dropped, "{out}");
+    assert!(dropped >= 2, "{out}");
+    let workers = worker_counters(&out);
+    assert_eq!(workers.len(), 2, "{out}");
+    for (w, o, i) in &workers {
+        assert!(o[0] > 0 && i[0] > 0, "worker {w} saw no traffic: {out}");
+        assert_eq!(o[0], o[1] + o[2], "worker {w}: {out}");
+        assert_eq!(i[0], i[1] + i[2], "worker {w}: {out}");
+    }
+    assert_eq!(workers.iter().map(|w| w.1[0]).sum::<u64>(), rx, "{out}");
+    no_xdp_left(app);
     println!("{}\n{out}", err.lines().next().unwrap_or(""));
     let _ = std::fs::remove_dir_all(&dir);
 }
