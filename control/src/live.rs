@@ -378,6 +378,23 @@ impl Control {
         }
     }
 
+    /// Per worker, when there is more than one: (index, outbound rx/tx/dropped, inbound
+    /// rx/tx/dropped), from each worker's last report.
+    fn per_worker(&self) -> Vec<(usize, [u64; 3], [u64; 3])> {
+        if self.workers.len() < 2 {
+            return Vec::new();
+        }
+        let c = |c: &Counters| [c.rx, c.tx, c.dropped];
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match s {
+                Some(s) => (i, c(&s.outbound), c(&s.inbound)),
+                None => (i, [0; 3], [0; 3]),
+            })
+            .collect()
+    }
+
     fn totals(&self) -> (Counters, Counters, u64) {
         let (mut o, mut i, mut r) = (Counters::default(), Counters::default(), 0);
         for s in self.workers.iter().flatten() {
@@ -644,9 +661,17 @@ impl Control {
                 }
                 v
             };
-            let v = json!({"generation": self.generation,
+            let mut v = json!({"generation": self.generation,
                 "outbound": dir(dirs[0], &tops[0]), "inbound": dir(dirs[1], &tops[1]),
                 "resets_sent": self.resets_sent(), "tx_refused": refused});
+            let workers = self.per_worker();
+            if !workers.is_empty() {
+                let rtd = |c: [u64; 3]| json!({"rx": c[0], "tx": c[1], "dropped": c[2]});
+                v["workers"] = workers
+                    .into_iter()
+                    .map(|(i, o, n)| json!({"worker": i, "outbound": rtd(o), "inbound": rtd(n)}))
+                    .collect();
+            }
             return (true, v.to_string());
         }
         let mut t = String::new();
@@ -1241,5 +1266,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     println!("{}", summary("access→core", &o));
     println!("{}", summary("core→access", &i));
     println!("tx refused by the kernel: {refused}");
+    for (w, o, n) in control.per_worker() {
+        println!(
+            "worker {w}: access→core rx {} tx {} dropped {}; core→access rx {} tx {} dropped {}",
+            o[0], o[1], o[2], n[0], n[1], n[2]
+        );
+    }
     Ok(())
 }

@@ -173,6 +173,13 @@ impl Drop for Netns {
 
 /// Joins two namespaces with a veth pair named `a_if`/`b_if` (brought up, IPv6 DAD off).
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
+    veth_queues(a, a_if, b, b_if, 1);
+}
+
+/// [`veth`] with `queues` RX and TX queues on each end (the sender's TX queue, chosen by
+/// flow hash, is the receiver's RX queue).
+pub fn veth_queues(a: &Netns, a_if: &str, b: &Netns, b_if: &str, queues: u32) {
+    let q = queues.to_string();
     run(&[
         "ip",
         "link",
@@ -180,6 +187,10 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
         a_if,
         "netns",
         a.name(),
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
         "type",
         "veth",
         "peer",
@@ -187,6 +198,10 @@ pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
         b_if,
         "netns",
         b.name(),
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
     ]);
     for (ns, ifname) in [(a, a_if), (b, b_if)] {
         ns.exec(&[
@@ -362,11 +377,16 @@ impl Wire {
     /// `left_if` ↔ `acc0` and `core0` ↔ `right_if`. With `ipv6 = false` IPv6 is off on all
     /// four, so only the test's own frames cross the wire.
     pub fn new(tag: &str, left_if: &str, right_if: &str, ipv6: bool) -> Wire {
+        Wire::with_queues(tag, left_if, right_if, ipv6, 1)
+    }
+
+    /// [`Wire::new`] with `queues` RX/TX queues on every veth end.
+    pub fn with_queues(tag: &str, left_if: &str, right_if: &str, ipv6: bool, queues: u32) -> Wire {
         let left = Netns::new(&format!("{tag}l"));
         let app = Netns::new(&format!("{tag}a"));
         let right = Netns::new(&format!("{tag}r"));
-        veth(&left, left_if, &app, "acc0");
-        veth(&app, "core0", &right, right_if);
+        veth_queues(&left, left_if, &app, "acc0", queues);
+        veth_queues(&app, "core0", &right, right_if, queues);
         for (ns, i) in [
             (&left, left_if),
             (&app, "acc0"),
@@ -387,5 +407,156 @@ impl Wire {
                 .output();
         }
         Wire { left, app, right }
+    }
+}
+
+/// Sends raw Ethernet frames (argv: interface, then one hex string per frame) out of an
+/// AF_PACKET socket, as they are: tags and checksums untouched.
+const RAW_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((sys.argv[1], 0))
+for h in sys.argv[2:]:
+    s.send(bytes.fromhex(h))
+"#;
+
+/// Prints, one hex line each, the frames interface argv[1] receives for argv[2] seconds
+/// (not those it sends), as they were on the wire: a VLAN tag the kernel moved into packet
+/// metadata (PACKET_AUXDATA) is put back after the MAC addresses, the way tcpdump shows it.
+const RAW_CAPTURE: &str = r#"
+import socket, struct, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+s.setsockopt(263, 8, 1)  # SOL_PACKET, PACKET_AUXDATA
+s.bind((sys.argv[1], 0)); s.settimeout(0.1)
+print("ready", flush=True)
+end = time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        data, anc, _, addr = s.recvmsg(65536, 256)
+    except socket.timeout:
+        continue
+    if addr[2] == 4:  # PACKET_OUTGOING
+        continue
+    for level, kind, aux in anc:
+        if level == 263 and kind == 8 and len(aux) >= 20:
+            status, _, _, _, _, tci, tpid = struct.unpack("IIIHHHH", aux[:20])
+            if status & 0x10:  # TP_STATUS_VLAN_VALID
+                tpid = tpid if status & 0x40 else 0x8100
+                data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+    print(data.hex(), flush=True)
+"#;
+
+impl Netns {
+    /// Sends `frames` out of `dev` exactly as given (AF_PACKET), panicking on failure.
+    pub fn send_frames(&self, dev: &str, frames: &[Vec<u8>]) {
+        let hex: Vec<String> = frames.iter().map(|f| to_hex(f)).collect();
+        let mut args = vec!["python3", "-c", RAW_SEND, dev];
+        args.extend(hex.iter().map(String::as_str));
+        self.exec(&args);
+    }
+
+    /// Starts capturing what `dev` receives for `secs` seconds; [`Capture::frames`] waits
+    /// for the end and returns the frames, VLAN tags in place.
+    pub fn capture(&self, dev: &str, secs: f64) -> Capture {
+        Capture(self.spawn_ready(&["python3", "-c", RAW_CAPTURE, dev, &secs.to_string()]))
+    }
+
+    /// The MAC address of `dev` in this namespace.
+    pub fn mac(&self, dev: &str) -> [u8; 6] {
+        let out = self.exec(&["cat", &format!("/sys/class/net/{dev}/address")]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut mac = [0u8; 6];
+        for (m, part) in mac.iter_mut().zip(text.trim().split(':')) {
+            *m = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("MAC {text}: {e}"));
+        }
+        mac
+    }
+}
+
+/// A running [`Netns::capture`].
+#[derive(Debug)]
+pub struct Capture(Reaped);
+
+impl Capture {
+    /// Waits for the capture to end and returns the frames it saw, in order.
+    pub fn frames(mut self) -> Vec<Vec<u8>> {
+        let out = self
+            .0
+            .take()
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("capture: {e}"));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(from_hex)
+            .collect()
+    }
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// An Ethernet frame carrying an IPv4 TCP SYN from `src`:40000 to `dst`:`dport` with
+/// `payload` bytes of payload (a patterned fill), behind the VLAN `tags` (TPID, VLAN id),
+/// outermost first. The IPv4 header checksum is right; the TCP checksum is left zero.
+pub fn tcp_syn_frame(
+    macs: ([u8; 6], [u8; 6]),
+    tags: &[(u16, u16)],
+    src: [u8; 4],
+    dst: [u8; 4],
+    dport: u16,
+    payload: usize,
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(14 + 4 * tags.len() + 40 + payload);
+    f.extend_from_slice(&macs.1);
+    f.extend_from_slice(&macs.0);
+    for &(tpid, id) in tags {
+        f.extend_from_slice(&tpid.to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x00]);
+    let ip_at = f.len();
+    let total = (20 + 20 + payload) as u16;
+    f.extend_from_slice(&[0x45, 0]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 1, 0x40, 0, 64, 6, 0, 0]);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&dst);
+    let sum = f[ip_at..ip_at + 20]
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = !((sum & 0xffff) + (sum >> 16)) as u16;
+    f[ip_at + 10..ip_at + 12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    f.extend((0..payload).map(|i| (i * 7 + usize::from(dport)) as u8));
+    f
+}
+
+impl Wire {
+    /// Sets the MTU of all four interfaces (e.g. 9000 for jumbo frames).
+    pub fn set_mtu(&self, left_if: &str, right_if: &str, mtu: u32) {
+        let mtu = mtu.to_string();
+        for (ns, i) in [
+            (&self.left, left_if),
+            (&self.app, "acc0"),
+            (&self.app, "core0"),
+            (&self.right, right_if),
+        ] {
+            ns.exec(&["ip", "link", "set", "dev", i, "mtu", &mtu]);
+        }
     }
 }

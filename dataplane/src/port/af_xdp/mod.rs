@@ -11,6 +11,14 @@
 //! generic (skb) mode. veth has native XDP but no zero-copy, so the testbed runs in native
 //! mode with copying sockets.
 //!
+//! Frames longer than one 4 KiB UMEM frame (a jumbo MTU) use AF_XDP multi-buffer: the
+//! program is loaded with `BPF_F_XDP_HAS_FRAGS`, sockets are bound with `XDP_USE_SG`, and a
+//! packet arrives as a chain of RX descriptors marked `XDP_PKT_CONTD` but the last. It is
+//! judged by its first fragment (which holds every header the parser reads) and forwarded
+//! as the same chain. When the larger MTU of the two interfaces needs multi-buffer and the
+//! kernel or driver refuses it at any step, start-up fails with [`XdpError::MultiBuffer`]
+//! instead of losing the large frames; otherwise multi-buffer is used when available.
+//!
 //! A wire's [`XdpWire::poll`] peeks a burst from the ingress socket's RX ring, judges the
 //! frames in place in the UMEM with [`Worker::classify_frames`], copies each forwarded
 //! frame into the egress socket's UMEM and TX ring (the two interfaces have separate
@@ -18,10 +26,20 @@
 //! resets for `reject` into the ingress socket's TX ring, returns every received frame to
 //! the fill ring, and kicks each TX ring with at most one `sendto`.
 //!
+//! NICs that strip VLAN tags on receive (rx VLAN offload) hand XDP the frame without its
+//! tag, and forwarding it from the UMEM would drop the tag. So before attaching, the
+//! backend turns `rx-vlan-hw-parse` and `rx-vlan-stag-hw-parse` off on both interfaces
+//! (SIOCETHTOOL, ETHTOOL_SFEATURES), says so in its start-up line, and turns them back on
+//! when the wire is torn down; a driver that will not turn them off stops start-up. (veth
+//! strips nothing from a frame, but a tag its peer's stack handed over as metadata —
+//! tx-vlan offload on the peer — is not in the frame XDP sees; a real wire has no such
+//! metadata.)
+//!
 //! Invariants:
-//! - Every received frame is judged once and either copied to the egress TX ring or not
-//!   (dropped, or refused for lack of a free TX frame: counted in `tx_refused`); its UMEM
-//!   frame goes back to the fill ring in the same poll.
+//! - Every received packet (one or more UMEM frames) is judged once and either copied
+//!   whole, all fragments in order, to the egress TX ring or not at all (dropped, or
+//!   refused for lack of free TX frames: counted in `tx_refused`); its UMEM frames go back
+//!   to the fill ring in the same poll. A poll takes whole packets only.
 //! - Nothing is allocated or locked per frame; a poll makes at most one syscall per
 //!   interface (the TX kick), none when nothing was received.
 //! - The program is attached only while the wires (through their shared attachment) live;
@@ -36,7 +54,10 @@ use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use std::sync::Arc;
 pub use sys::BindMode;
-use sys::{Promisc, XdpLink, XdpProgram, Xsk, XskMap};
+use sys::{
+    Promisc, RxVlanOff, VlanOffloadError, XdpLink, XdpProgram, Xsk, XskMap, FRAME_SIZE,
+    RX_FRAME_ROOM,
+};
 
 /// Most frames one poll moves (the configured burst is capped to this).
 pub const MAX_BURST: usize = 256;
@@ -62,6 +83,29 @@ pub enum XdpError {
         /// Queues it has.
         queues: usize,
     },
+    /// The MTU needs frames longer than one UMEM frame, and the kernel or driver refused
+    /// AF_XDP multi-buffer at some step.
+    #[error("AF_XDP on {name}: an MTU of {mtu} bytes means frames of up to {frame} bytes, more than one {FRAME_SIZE}-byte UMEM frame holds ({RX_FRAME_ROOM} bytes), so AF_XDP multi-buffer is needed, and {step} with multi-buffer failed: {source}; use Linux 6.6 or newer and a driver with XDP multi-buffer support, or lower the MTU of both interfaces to {max_mtu} or less (`ip link set dev IFACE mtu {max_mtu}`), or use backend = \"af_packet\"", max_mtu = max_single_buffer_mtu())]
+    MultiBuffer {
+        /// The interface.
+        name: String,
+        /// The larger MTU of the two interfaces.
+        mtu: u32,
+        /// The longest frame that MTU allows (Ethernet header and two VLAN tags included).
+        frame: u32,
+        /// What was being done.
+        step: &'static str,
+        /// The kernel's answer.
+        source: std::io::Error,
+    },
+    /// Receive VLAN tag stripping is on and could not be turned off.
+    #[error("AF_XDP on {name}: {what}; with it on, the NIC removes VLAN tags before XDP sees the frame and op25b would forward tagged frames untagged: turn it off yourself (`ethtool -K {name} rxvlan off rx-vlan-stag-hw-parse off`) or use backend = \"af_packet\"")]
+    RxVlan {
+        /// The interface.
+        name: String,
+        /// What went wrong.
+        what: String,
+    },
     /// A setup step failed.
     #[error("AF_XDP on {name}: {step} failed: {source}{hint}")]
     Step {
@@ -84,7 +128,7 @@ fn hint(e: &std::io::Error) -> &'static str {
         Some(libc::ENOSYS) => "; this kernel has no bpf() system call (CONFIG_BPF_SYSCALL): use backend = \"af_packet\"",
         Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: detach it (`ip link set dev IFACE xdp off`) or stop the other program",
         Some(libc::ENOMEM | libc::ENOBUFS) => "; the UMEM could not be locked: raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK=) or run as root",
-        Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (an MTU above about 3500 bytes is too large for native XDP): lower the MTU or use backend = \"af_packet\"",
+        Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (some refuse it above an MTU of about 3500 bytes): lower the MTU or use backend = \"af_packet\"",
         _ => "",
     }
 }
@@ -98,15 +142,68 @@ fn step<'a>(name: &'a str, step: &'static str) -> impl FnOnce(std::io::Error) ->
     }
 }
 
+/// Bytes on the wire beyond the MTU: the Ethernet header and up to two VLAN tags.
+const L2_OVERHEAD: u32 = 14 + 2 * 4;
+
+/// The largest MTU whose frames fit one UMEM frame.
+const fn max_single_buffer_mtu() -> u32 {
+    RX_FRAME_ROOM - L2_OVERHEAD
+}
+
+/// A step that needs multi-buffer when `mb` says it must have it (`Some((mtu, frame))`).
+fn mb_step<'a>(
+    name: &'a str,
+    what: &'static str,
+    mb: Option<(u32, u32)>,
+) -> impl FnOnce(std::io::Error) -> XdpError + 'a {
+    move |source| match mb {
+        Some((mtu, frame)) => XdpError::MultiBuffer {
+            name: name.into(),
+            mtu,
+            frame,
+            step: what,
+            source,
+        },
+        None => step(name, what)(source),
+    }
+}
+
+/// The MTU of `name` (sysfs), if that can be read.
+fn mtu(name: &str) -> Option<u32> {
+    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// One interface's XDP setup, shared by every worker's socket on it.
 #[derive(Debug)]
 struct Attachment {
-    // Field order is drop order: detach first, then the program and map go.
+    // Field order is drop order: detach first, then restore VLAN stripping (no frame
+    // reaches the sockets stripped), then the program and map go.
     _link: XdpLink,
+    vlan: RxVlanOff,
     _prog: XdpProgram,
     _map: XskMap,
     _promisc: Promisc,
     native: bool,
+}
+
+/// What frames a wire must carry.
+#[derive(Clone, Copy, Debug)]
+struct Frames {
+    /// The larger MTU of the two interfaces.
+    mtu: u32,
+    /// The longest frame it allows.
+    frame: u32,
+}
+
+impl Frames {
+    /// `Some((mtu, frame))` when such frames do not fit one UMEM frame.
+    fn need_multi_buffer(self) -> Option<(u32, u32)> {
+        (self.frame > RX_FRAME_ROOM).then_some((self.mtu, self.frame))
+    }
 }
 
 /// How many RX queues `name` has (sysfs), if that can be read.
@@ -125,11 +222,13 @@ fn attach(
     side: &'static str,
     name: &str,
     workers: usize,
+    frames: Frames,
 ) -> Result<(Attachment, Vec<Xsk>), XdpError> {
     let ifindex = sys::ifindex(name).ok_or_else(|| XdpError::NoInterface {
         side,
         name: name.into(),
     })?;
+    let mb = frames.need_multi_buffer();
     if let Some(queues) = rx_queues(name) {
         if queues > 0 && workers > queues {
             return Err(XdpError::TooManyQueues {
@@ -140,29 +239,61 @@ fn attach(
         }
     }
     let map = XskMap::create(workers as u32).map_err(step(name, "creating the XSKMAP"))?;
-    let prog = XdpProgram::load(&map).map_err(step(name, "loading the XDP redirect program"))?;
+    // Always multi-buffer aware when the kernel allows (5.18+), so the driver hands over
+    // large frames; without it only if the frames fit one UMEM frame anyway.
+    let prog = match XdpProgram::load(&map, true) {
+        Ok(p) => p,
+        Err(e) if mb.is_none() && e.raw_os_error() == Some(libc::EINVAL) => {
+            XdpProgram::load(&map, false).map_err(step(name, "loading the XDP redirect program"))?
+        }
+        Err(e) => {
+            return Err(mb_step(
+                name,
+                "loading the XDP redirect program (BPF_F_XDP_HAS_FRAGS)",
+                mb,
+            )(e))
+        }
+    };
     let mut socks = Vec::with_capacity(workers);
     for q in 0..workers as u32 {
-        let x = Xsk::open(ifindex, q, true).map_err(step(name, "opening an AF_XDP socket"))?;
+        let x = Xsk::open(ifindex, q, true, mb.is_some()).map_err(mb_step(
+            name,
+            "binding an AF_XDP socket (XDP_USE_SG)",
+            mb,
+        ))?;
         map.insert(q, &x)
             .map_err(step(name, "adding the socket to the XSKMAP"))?;
         socks.push(x);
     }
     let promisc = Promisc::on(ifindex).map_err(step(name, "enabling promiscuous mode"))?;
+    // Before the program attaches, so no frame reaches a socket with its tag stripped.
+    let vlan = RxVlanOff::apply(name).map_err(|e| XdpError::RxVlan {
+        name: name.into(),
+        what: match e {
+            VlanOffloadError::Ethtool(what, err) => {
+                format!("turning off receive VLAN stripping ({what}) failed: {err}")
+            }
+            VlanOffloadError::Fixed(f) => {
+                format!("{f} is on and the driver does not let it be turned off")
+            }
+            VlanOffloadError::Stuck(f) => format!("{f} stays on after being turned off"),
+        },
+    })?;
     let (link, native) = match XdpLink::attach(&prog, ifindex, sys::XDP_FLAGS_DRV_MODE) {
         Ok(l) => (l, true),
         Err(native_err) => match XdpLink::attach(&prog, ifindex, sys::XDP_FLAGS_SKB_MODE) {
             Ok(l) => (l, false),
             // A refusal of both modes: report the native one unless generic says more.
             Err(e) if e.raw_os_error() == native_err.raw_os_error() => {
-                return Err(step(name, "attaching the XDP program")(native_err))
+                return Err(mb_step(name, "attaching the XDP program", mb)(native_err))
             }
-            Err(e) => return Err(step(name, "attaching the XDP program")(e)),
+            Err(e) => return Err(mb_step(name, "attaching the XDP program", mb)(e)),
         },
     };
     Ok((
         Attachment {
             _link: link,
+            vlan,
             _prog: prog,
             _map: map,
             _promisc: promisc,
@@ -181,8 +312,14 @@ pub fn open_wire(
     burst: usize,
 ) -> Result<Vec<XdpWire>, XdpError> {
     let burst = burst.clamp(1, MAX_BURST);
-    let (a, a_socks) = attach("access", access, workers)?;
-    let (c, c_socks) = attach("core", core, workers)?;
+    // Frames cross from one interface to the other, so both must carry the larger MTU's.
+    let mtu = mtu(access).max(mtu(core)).unwrap_or(1500);
+    let frames = Frames {
+        mtu,
+        frame: mtu.saturating_add(L2_OVERHEAD),
+    };
+    let (a, a_socks) = attach("access", access, workers, frames)?;
+    let (c, c_socks) = attach("core", core, workers, frames)?;
     let shared = Arc::new([a, c]);
     Ok(a_socks
         .into_iter()
@@ -224,13 +361,24 @@ impl XdpWire {
     /// How each side is attached, e.g. "access: native XDP, copy mode; core: …".
     pub fn describe(&self) -> String {
         let side = |a: &Attachment, x: &Xsk| {
+            let off: Vec<&str> = a.vlan.turned_off().collect();
+            let vlan = if off.is_empty() {
+                String::new()
+            } else {
+                format!(", {} turned off until exit", off.join(" and "))
+            };
             format!(
-                "{} XDP, {} sockets",
+                "{} XDP, {} sockets, {}{vlan}",
                 if a.native { "native" } else { "generic (skb)" },
                 match x.mode {
                     BindMode::ZeroCopy => "zero-copy",
                     BindMode::Copy => "copy-mode",
-                }
+                },
+                if x.multi_buffer {
+                    "multi-buffer"
+                } else {
+                    "single-buffer"
+                },
             )
         };
         format!(
@@ -259,7 +407,7 @@ impl XdpWire {
         for (i, v) in (0..n).zip(verdicts) {
             match v {
                 Verdict::Forward => {
-                    if !egress.tx_copy(ingress.rx_frame(i)) {
+                    if !egress.tx_copy_packet(ingress.rx_frags(i)) {
                         self.tx_refused += 1;
                     }
                 }
@@ -307,6 +455,35 @@ mod tests {
         assert!(
             text.contains("\"op25b-no-such0\" (access) does not exist"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_jumbo_mtu_needs_multi_buffer_and_its_refusal_says_what_to_do() {
+        let f = |mtu: u32| Frames {
+            mtu,
+            frame: mtu + L2_OVERHEAD,
+        };
+        assert_eq!(f(1500).need_multi_buffer(), None);
+        assert_eq!(f(max_single_buffer_mtu()).need_multi_buffer(), None);
+        assert_eq!(
+            f(max_single_buffer_mtu() + 1).need_multi_buffer(),
+            Some((3819, 3841))
+        );
+        assert_eq!(f(9000).need_multi_buffer(), Some((9000, 9022)));
+        let e = mb_step(
+            "eth9",
+            "binding an AF_XDP socket (XDP_USE_SG)",
+            Some((9000, 9022)),
+        )(std::io::Error::from_raw_os_error(libc::EINVAL));
+        assert_eq!(
+            e.to_string(),
+            "AF_XDP on eth9: an MTU of 9000 bytes means frames of up to 9022 bytes, more than one \
+             4096-byte UMEM frame holds (3840 bytes), so AF_XDP multi-buffer is needed, and \
+             binding an AF_XDP socket (XDP_USE_SG) with multi-buffer failed: Invalid argument \
+             (os error 22); use Linux 6.6 or newer and a driver with XDP multi-buffer support, \
+             or lower the MTU of both interfaces to 3818 or less (`ip link set dev IFACE mtu \
+             3818`), or use backend = \"af_packet\""
         );
     }
 

@@ -16,6 +16,8 @@
 //! - The XDP program stays attached exactly as long as its [`XdpLink`] descriptor is open
 //!   (a BPF link, not a netlink attachment): dropping it, an error path, or the process
 //!   dying detaches it.
+//! - With multi-buffer (`XDP_USE_SG`) a packet is a chain of descriptors, all but the last
+//!   marked `XDP_PKT_CONTD`; RX peeks and TX sends whole chains only, never part of one.
 //! - Nothing here allocates per frame.
 
 #![allow(unsafe_code)]
@@ -24,8 +26,19 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Bytes per UMEM frame (one page: any frame an MTU-1500 or 3500-byte interface carries).
+use super::MAX_BURST;
+
+/// Bytes per UMEM frame (one page). A received frame longer than [`RX_FRAME_ROOM`] arrives
+/// as several UMEM frames (AF_XDP multi-buffer) when the socket is bound with `XDP_USE_SG`.
 pub const FRAME_SIZE: u32 = 4096;
+/// Headroom the kernel leaves before received data in each UMEM frame (`XDP_PACKET_HEADROOM`).
+const XDP_PACKET_HEADROOM: u32 = 256;
+/// Bytes of a received frame one UMEM frame holds (copy mode; zero-copy drivers hold at
+/// least this much): a longer frame needs multi-buffer.
+pub const RX_FRAME_ROOM: u32 = FRAME_SIZE - XDP_PACKET_HEADROOM;
+/// Most UMEM frames one packet may span. Copy mode allows `MAX_SKB_FRAGS + 1`, at least 18
+/// on any kernel (af_xdp.rst, "Multi-Buffer Support"); a 9000-byte MTU needs 3.
+pub const MAX_FRAGS: u32 = 18;
 /// Entries of each ring; also the UMEM frames given to receiving (the fill ring) and to
 /// sending (the free list) each.
 pub const RING_SIZE: u32 = 2048;
@@ -39,6 +52,9 @@ const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
+/// `BPF_F_XDP_HAS_FRAGS` (prog_flags): the program copes with multi-buffer frames, which
+/// lets drivers run it on frames larger than a page (the "xdp.frags" section of libbpf).
+const BPF_F_XDP_HAS_FRAGS: u32 = 1 << 5;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 const XDP_PASS: i32 = 2;
 /// `XDP_FLAGS_SKB_MODE` / `XDP_FLAGS_DRV_MODE` from <linux/if_link.h>.
@@ -172,9 +188,10 @@ pub struct XdpProgram {
 }
 
 impl XdpProgram {
-    /// Loads the redirect program for `map`. On a verifier refusal the error carries the
-    /// verifier's log.
-    pub fn load(map: &XskMap) -> io::Result<XdpProgram> {
+    /// Loads the redirect program for `map`, marked multi-buffer aware when `frags` is set
+    /// (it never reads past the first fragment: it reads only the context). On a verifier
+    /// refusal the error carries the verifier's log.
+    pub fn load(map: &XskMap, frags: bool) -> io::Result<XdpProgram> {
         let insns = redirect_program(map.fd.as_raw_fd());
         let license = c"Apache-2.0";
         let mut log = vec![0u8; 0];
@@ -189,6 +206,9 @@ impl XdpProgram {
                 .u32_at(4, insns.len() as u32)
                 .u64_at(8, insns.as_ptr() as u64)
                 .u64_at(16, license.as_ptr() as u64);
+            if frags {
+                a.u32_at(44, BPF_F_XDP_HAS_FRAGS);
+            }
             if attempt == 1 {
                 a.u32_at(24, 1)
                     .u32_at(28, log.len() as u32)
@@ -259,6 +279,214 @@ impl Promisc {
         };
         setsockopt(fd.as_raw_fd(), SOL_PACKET, PACKET_ADD_MEMBERSHIP, &m)?;
         Ok(Promisc { _fd: fd })
+    }
+}
+
+// From <linux/ethtool.h>.
+const ETHTOOL_GSTRINGS: u32 = 0x1b;
+const ETHTOOL_GSSET_INFO: u32 = 0x37;
+const ETHTOOL_GFEATURES: u32 = 0x3a;
+const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETH_SS_FEATURES: u32 = 4;
+const ETH_GSTRING_LEN: usize = 32;
+
+/// The receive-side VLAN tag stripping features (802.1Q and 802.1ad), by their ethtool
+/// names: with either on, a NIC hands XDP the frame without its tag.
+pub const RX_VLAN_FEATURES: [&str; 2] = ["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"];
+
+/// `struct ifreq` as SIOCETHTOOL reads it: the name and a pointer to the ethtool command.
+#[repr(C)]
+struct IfreqData {
+    name: [u8; libc::IFNAMSIZ],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+/// One SIOCETHTOOL call on `name` with the command buffer `cmd` (u32 words, the command
+/// first).
+fn ethtool(sock: &OwnedFd, name: &str, cmd: &mut [u32]) -> io::Result<libc::c_int> {
+    let mut req = IfreqData {
+        name: [0; libc::IFNAMSIZ],
+        data: cmd.as_mut_ptr().cast(),
+        _pad: [0; 16],
+    };
+    let n = name.len().min(libc::IFNAMSIZ - 1);
+    req.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: `req` is a valid ifreq naming the interface, whose data pointer points to
+    // `cmd`, a writable buffer sized for the command it holds (the callers size it from
+    // the string count the kernel reported), alive for the call.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL as _, &mut req) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Which of an interface's ethtool features are available (changeable) and active.
+struct Features {
+    count: usize,
+    names: Vec<u8>,
+    /// `ethtool_get_features_block`s: available, requested, active, never_changed.
+    blocks: Vec<[u32; 4]>,
+}
+
+impl Features {
+    fn read(sock: &OwnedFd, name: &str) -> io::Result<Features> {
+        // struct ethtool_sset_info { cmd, reserved, u64 sset_mask, u32 data[] }
+        let mask = (1u64 << ETH_SS_FEATURES).to_ne_bytes();
+        let word = |i: usize| u32::from_ne_bytes([mask[i], mask[i + 1], mask[i + 2], mask[i + 3]]);
+        let mut info = [ETHTOOL_GSSET_INFO, 0, word(0), word(4), 0];
+        ethtool(sock, name, &mut info)?;
+        // The kernel clears the mask bits of string sets it does not have.
+        if info[2] | info[3] == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        let count = info[4] as usize;
+        // struct ethtool_gstrings { cmd, string_set, len, u8 data[len * 32] }
+        let mut strings = vec![0u32; 3 + count * ETH_GSTRING_LEN / 4];
+        strings[..3].copy_from_slice(&[ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count as u32]);
+        ethtool(sock, name, &mut strings)?;
+        let names = strings[3..].iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let words = count.div_ceil(32);
+        // struct ethtool_gfeatures { cmd, size, ethtool_get_features_block features[size] }
+        let mut get = vec![0u32; 2 + 4 * words];
+        get[..2].copy_from_slice(&[ETHTOOL_GFEATURES, words as u32]);
+        ethtool(sock, name, &mut get)?;
+        let blocks = get[2..]
+            .chunks_exact(4)
+            .map(|b| [b[0], b[1], b[2], b[3]])
+            .collect();
+        Ok(Features {
+            count,
+            names,
+            blocks,
+        })
+    }
+
+    /// The bit of the feature called `feature`, if the interface has it.
+    fn index(&self, feature: &str) -> Option<usize> {
+        (0..self.count).find(|&i| {
+            let raw = &self.names[i * ETH_GSTRING_LEN..(i + 1) * ETH_GSTRING_LEN];
+            let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+            &raw[..end] == feature.as_bytes()
+        })
+    }
+
+    fn block(&self, bit: usize) -> ([u32; 4], u32) {
+        (
+            self.blocks.get(bit / 32).copied().unwrap_or_default(),
+            1 << (bit % 32),
+        )
+    }
+
+    fn active(&self, bit: usize) -> bool {
+        let (b, m) = self.block(bit);
+        b[2] & m != 0
+    }
+
+    fn changeable(&self, bit: usize) -> bool {
+        let (b, m) = self.block(bit);
+        b[0] & m != 0 && b[3] & m == 0
+    }
+}
+
+/// Requests feature `bit` of `name` on or off.
+fn set_feature(sock: &OwnedFd, name: &str, words: usize, bit: usize, on: bool) -> io::Result<()> {
+    // struct ethtool_sfeatures { cmd, size, ethtool_set_features_block { valid, requested }[size] }
+    let mut set = vec![0u32; 2 + 2 * words];
+    set[..2].copy_from_slice(&[ETHTOOL_SFEATURES, words as u32]);
+    let (w, m) = (bit / 32, 1u32 << (bit % 32));
+    if let Some(block) = set.get_mut(2 + 2 * w..4 + 2 * w) {
+        block[0] = m;
+        block[1] = if on { m } else { 0 };
+    }
+    ethtool(sock, name, &mut set).map(|_| ())
+}
+
+/// Why receive VLAN tag stripping could not be turned off.
+#[derive(Debug)]
+pub enum VlanOffloadError {
+    /// Reading or changing the features failed.
+    Ethtool(&'static str, io::Error),
+    /// The feature is on and the driver does not let it be turned off.
+    Fixed(&'static str),
+    /// It was asked to go off and is still on.
+    Stuck(&'static str),
+}
+
+/// Keeps an interface's receive VLAN tag stripping ([`RX_VLAN_FEATURES`]) off while it
+/// lives, so frames reach XDP with their tags; turns back on, when dropped, what it turned
+/// off. (A crash leaves them off: `ethtool -K IFACE rxvlan on` restores.)
+#[derive(Debug)]
+pub struct RxVlanOff {
+    sock: OwnedFd,
+    name: String,
+    words: usize,
+    /// Feature bits turned off here, with their names.
+    turned_off: Vec<(usize, &'static str)>,
+}
+
+impl RxVlanOff {
+    /// Turns receive VLAN stripping off on `name`. An interface without these features
+    /// (or without ethtool feature support, e.g. loopback-like devices) is left alone.
+    pub fn apply(name: &str) -> Result<RxVlanOff, VlanOffloadError> {
+        // SAFETY: plain socket creation; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(VlanOffloadError::Ethtool(
+                "opening a socket for ethtool",
+                io::Error::last_os_error(),
+            ));
+        }
+        let mut guard = RxVlanOff {
+            sock: owned(fd.into()),
+            name: name.into(),
+            words: 0,
+            turned_off: Vec::new(),
+        };
+        let f = match Features::read(&guard.sock, name) {
+            Ok(f) => f,
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => return Ok(guard),
+            Err(e) => return Err(VlanOffloadError::Ethtool("reading its ethtool features", e)),
+        };
+        guard.words = f.count.div_ceil(32);
+        for feature in RX_VLAN_FEATURES {
+            let Some(bit) = f.index(feature) else {
+                continue;
+            };
+            if !f.active(bit) {
+                continue;
+            }
+            if !f.changeable(bit) {
+                return Err(VlanOffloadError::Fixed(feature));
+            }
+            set_feature(&guard.sock, name, guard.words, bit, false)
+                .map_err(|e| VlanOffloadError::Ethtool(feature, e))?;
+            guard.turned_off.push((bit, feature));
+        }
+        if !guard.turned_off.is_empty() {
+            let now = Features::read(&guard.sock, name)
+                .map_err(|e| VlanOffloadError::Ethtool("reading its ethtool features", e))?;
+            if let Some(&(_, feature)) = guard.turned_off.iter().find(|&&(b, _)| now.active(b)) {
+                return Err(VlanOffloadError::Stuck(feature));
+            }
+        }
+        Ok(guard)
+    }
+
+    /// The features turned off here (empty: they were off already, or absent).
+    pub fn turned_off(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.turned_off.iter().map(|&(_, f)| f)
+    }
+}
+
+impl Drop for RxVlanOff {
+    fn drop(&mut self) {
+        for &(bit, _) in &self.turned_off {
+            // Best effort: nothing to report to at teardown; a failure leaves it off.
+            let _ = set_feature(&self.sock, &self.name, self.words, bit, true);
+        }
     }
 }
 
@@ -412,12 +640,19 @@ pub struct Xsk {
     umem_len: usize,
     /// UMEM frames (base addresses) free for sending.
     free: Vec<u64>,
-    /// Descriptors peeked by the last `rx_peek`.
+    /// RX descriptors taken by the last `rx_peek` (whole packets only).
     peeked: u32,
+    /// Packet `i` of the last peek spans RX descriptors `starts[i]..starts[i + 1]`
+    /// (relative to the ring's consumer index); `starts[0] == 0`.
+    starts: Box<[u32; MAX_BURST + 1]>,
+    /// Packets in the last peek.
+    packets: u32,
     /// Frames written to the TX ring since the last kick.
     unkicked: u32,
     /// How it is bound.
     pub mode: BindMode,
+    /// Bound with `XDP_USE_SG`: receives and sends frames spread over several UMEM frames.
+    pub multi_buffer: bool,
     // Declared last: closes after the rings and UMEM are unmapped.
     fd: OwnedFd,
 }
@@ -437,14 +672,31 @@ impl std::fmt::Debug for Xsk {
 
 impl Xsk {
     /// Creates a socket with a fresh UMEM and binds it to (`ifindex`, `queue`), trying
-    /// zero-copy first when `zero_copy` is set and falling back to copy mode.
-    pub fn open(ifindex: u32, queue: u32, zero_copy: bool) -> io::Result<Xsk> {
-        if zero_copy {
-            if let Ok(x) = Xsk::open_as(ifindex, queue, libc::XDP_ZEROCOPY) {
-                return Ok(x);
+    /// zero-copy first when `zero_copy` is set and falling back to copy mode, each with
+    /// multi-buffer (`XDP_USE_SG`) first. With `need_multi_buffer` a binding without it is
+    /// not tried (frames larger than one UMEM frame would be lost); the error is then the
+    /// copy-mode multi-buffer bind's.
+    pub fn open(
+        ifindex: u32,
+        queue: u32,
+        zero_copy: bool,
+        need_multi_buffer: bool,
+    ) -> io::Result<Xsk> {
+        let sg = libc::XDP_USE_SG;
+        let tries: [(bool, u16); 4] = [
+            (zero_copy, libc::XDP_ZEROCOPY | sg),
+            (zero_copy && !need_multi_buffer, libc::XDP_ZEROCOPY),
+            (true, libc::XDP_COPY | sg),
+            (!need_multi_buffer, libc::XDP_COPY),
+        ];
+        let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+        for (_, flags) in tries.into_iter().filter(|t| t.0) {
+            match Xsk::open_as(ifindex, queue, flags) {
+                Ok(x) => return Ok(x),
+                Err(e) => last = e,
             }
         }
-        Xsk::open_as(ifindex, queue, libc::XDP_COPY)
+        Err(last)
     }
 
     fn open_as(ifindex: u32, queue: u32, bind_flags: u16) -> io::Result<Xsk> {
@@ -521,12 +773,15 @@ impl Xsk {
                 .map(|i| u64::from(i) * u64::from(FRAME_SIZE))
                 .collect(),
             peeked: 0,
+            starts: Box::new([0; MAX_BURST + 1]),
+            packets: 0,
             unkicked: 0,
             mode: if bind_flags & libc::XDP_ZEROCOPY != 0 {
                 BindMode::ZeroCopy
             } else {
                 BindMode::Copy
             },
+            multi_buffer: bind_flags & libc::XDP_USE_SG != 0,
             fd,
         };
         // The first half of the UMEM goes to the fill ring for receiving.
@@ -561,28 +816,66 @@ impl Xsk {
         self.fd.as_raw_fd()
     }
 
-    /// Looks at up to `max` received frames (call [`Xsk::rx_release`] before the next
-    /// peek); returns how many.
+    /// Looks at up to `max` (at most `MAX_BURST`) received packets, each one or more RX
+    /// descriptors (call [`Xsk::rx_release`] before the next peek); returns how many.
+    ///
+    /// The kernel publishes a multi-buffer packet's descriptors together (af_xdp.rst:
+    /// "only a complete packet is sent to the application"), so a packet cut by the end of
+    /// what is available is left for the next peek. A descriptor chain longer than
+    /// `MAX_FRAGS` is cut there so a broken ring cannot stall the socket.
     pub fn rx_peek(&mut self, max: u32) -> u32 {
-        self.peeked = self.rx.available().min(max);
-        self.peeked
+        let avail = self.rx.available();
+        let max = max.min(MAX_BURST as u32);
+        let (mut packets, mut start, mut d) = (0u32, 0u32, 0u32);
+        while d < avail && packets < max {
+            // SAFETY: descriptor `d` lies between our consumer index and the producer index
+            // loaded with Acquire: written by the kernel, ours until released.
+            let options = unsafe { (*self.rx.desc_slot(self.rx.head.wrapping_add(d))).options };
+            d += 1;
+            if options & libc::XDP_PKT_CONTD == 0 || d - start >= MAX_FRAGS {
+                packets += 1;
+                self.starts[packets as usize] = d;
+                start = d;
+            }
+        }
+        self.packets = packets;
+        self.peeked = start;
+        packets
     }
 
-    /// Received frame `i` of the current peek (`i < rx_peek()`).
-    pub fn rx_frame(&self, i: u32) -> &[u8] {
-        // SAFETY: entry `i` of the peek lies between our consumer index and the producer
-        // index we loaded with Acquire, so the kernel wrote it and will not touch it until
-        // we release it.
-        let d = unsafe { *self.rx.desc_slot(self.rx.head.wrapping_add(i)) };
-        let addr = d.addr as usize;
-        let len = (d.len as usize).min(self.umem_len.saturating_sub(addr));
+    /// RX descriptor `d` of the current peek as a slice of the UMEM.
+    fn rx_desc_frame(&self, d: u32) -> &[u8] {
+        // SAFETY: descriptor `d` of the peek lies between our consumer index and the
+        // producer index we loaded with Acquire, so the kernel wrote it and will not touch
+        // it until we release it.
+        let desc = unsafe { *self.rx.desc_slot(self.rx.head.wrapping_add(d)) };
+        let addr = (desc.addr as usize).min(self.umem_len);
+        let len = (desc.len as usize).min(self.umem_len - addr);
         // SAFETY: the frame is clamped into the UMEM, and it is ours (see above) until
         // `rx_release` hands it back to the fill ring.
-        unsafe { std::slice::from_raw_parts(self.umem.add(addr.min(self.umem_len)), len) }
+        unsafe { std::slice::from_raw_parts(self.umem.add(addr), len) }
     }
 
-    /// Hands every peeked frame back: the RX ring slots to the kernel, the UMEM frames to
-    /// the fill ring (room is certain: only RING_SIZE frames ever circulate there).
+    /// The first (or only) UMEM frame of received packet `i` (`i < rx_peek()`): all the
+    /// headers the parser reads (a first fragment holds `RX_FRAME_ROOM` bytes).
+    pub fn rx_frame(&self, i: u32) -> &[u8] {
+        self.rx_desc_frame(self.starts[(i as usize).min(MAX_BURST)])
+    }
+
+    /// How many UMEM frames received packet `i` spans.
+    pub fn rx_frag_count(&self, i: u32) -> u32 {
+        let i = (i as usize).min(MAX_BURST - 1);
+        self.starts[i + 1].saturating_sub(self.starts[i])
+    }
+
+    /// The UMEM frames of received packet `i`, in order.
+    pub fn rx_frags(&self, i: u32) -> impl Iterator<Item = &[u8]> + Clone + '_ {
+        let first = self.starts[(i as usize).min(MAX_BURST)];
+        (first..first + self.rx_frag_count(i)).map(move |d| self.rx_desc_frame(d))
+    }
+
+    /// Hands every peeked descriptor back: the RX ring slots to the kernel, the UMEM frames
+    /// to the fill ring (room is certain: only RING_SIZE frames ever circulate there).
     pub fn rx_release(&mut self) {
         let n = self.peeked;
         if n == 0 {
@@ -601,39 +894,59 @@ impl Xsk {
         self.fill.submit(room);
         self.rx.release(n);
         self.peeked = 0;
+        self.packets = 0;
     }
 
-    /// Queues a copy of `frame` for sending; false when no UMEM frame or TX slot is free or
-    /// the frame does not fit one UMEM frame.
+    /// Queues a copy of the single-buffer `frame` for sending (see [`Xsk::tx_copy_packet`]).
     pub fn tx_copy(&mut self, frame: &[u8]) -> bool {
-        if frame.len() > FRAME_SIZE as usize {
+        self.tx_copy_packet(std::iter::once(frame))
+    }
+
+    /// Queues a copy of a packet made of the fragments `frags` (in order), one UMEM frame
+    /// each, the descriptors of all but the last marked `XDP_PKT_CONTD`. False, and nothing
+    /// queued, when there are not enough free UMEM frames and TX slots, a fragment is empty
+    /// or larger than a UMEM frame, there are more than `MAX_FRAGS`, or there are several
+    /// and the socket is not bound for multi-buffer (the kernel would take the chain as
+    /// invalid).
+    pub fn tx_copy_packet<'a>(&mut self, frags: impl Iterator<Item = &'a [u8]> + Clone) -> bool {
+        let mut count = 0u32;
+        for f in frags.clone() {
+            if f.is_empty() || f.len() > FRAME_SIZE as usize {
+                return false;
+            }
+            count += 1;
+        }
+        if count == 0 || count > MAX_FRAGS || (count > 1 && !self.multi_buffer) {
             return false;
         }
-        if self.free.is_empty() {
+        if (self.free.len() as u32) < count {
             self.reap();
         }
-        if self.tx.room() == 0 {
+        if self.tx.room() < count || (self.free.len() as u32) < count {
             return false;
         }
-        let Some(addr) = self.free.pop() else {
-            return false;
-        };
-        // SAFETY: `addr` is a free UMEM frame (ours: not in any ring) of FRAME_SIZE bytes,
-        // which the frame fits; the TX slot is free (counted by `room`).
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                frame.as_ptr(),
-                self.umem.add(addr as usize),
-                frame.len(),
-            );
-            *self.tx.desc_slot(self.tx.head) = libc::xdp_desc {
-                addr,
-                len: frame.len() as u32,
-                options: 0,
+        for (k, frag) in (1..=count).zip(frags) {
+            // Never empty: `free` held at least `count` frames above.
+            let Some(addr) = self.free.pop() else {
+                return false;
             };
+            // SAFETY: `addr` is a free UMEM frame (ours: not in any ring) of FRAME_SIZE bytes, which the fragment fits (checked
+            // above); TX slot `head + k - 1` is free (`room` counted `count` of them).
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    frag.as_ptr(),
+                    self.umem.add(addr as usize),
+                    frag.len(),
+                );
+                *self.tx.desc_slot(self.tx.head.wrapping_add(k - 1)) = libc::xdp_desc {
+                    addr,
+                    len: frag.len() as u32,
+                    options: if k < count { libc::XDP_PKT_CONTD } else { 0 },
+                };
+            }
         }
-        self.tx.submit(1);
-        self.unkicked += 1;
+        self.tx.submit(count);
+        self.unkicked += count;
         true
     }
 
@@ -741,6 +1054,25 @@ pub fn ifindex(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ethtool_features_are_read_and_loopback_strips_no_tags() {
+        // Reading features needs no privilege; loopback has the VLAN features off and
+        // fixed, so nothing is turned off (and nothing needs restoring).
+        // SAFETY: plain socket creation; checked before it is owned.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        let sock = owned(fd.into());
+        let f = Features::read(&sock, "lo").expect("ethtool features of lo");
+        assert!(f.count > 32 && f.blocks.len() == f.count.div_ceil(32));
+        let bit = f
+            .index("rx-vlan-hw-parse")
+            .expect("the kernel names rx-vlan-hw-parse");
+        assert!(!f.active(bit));
+        assert!(f.index("no-such-feature").is_none());
+        let off = RxVlanOff::apply("lo").expect("nothing to turn off on lo");
+        assert_eq!(off.turned_off().count(), 0);
+    }
 
     #[test]
     fn the_program_is_the_documented_six_instructions() {
