@@ -408,7 +408,7 @@ impl<R: Read> CaptureReader<R> {
 
     fn block_len(&self, head: &[u8]) -> Result<usize, CaptureError> {
         let len = rd32(head, 4, self.big_endian) as usize;
-        if len < 12 || len % 4 != 0 || len > MAX_PCAPNG_BLOCK {
+        if len < 12 || !len.is_multiple_of(4) || len > MAX_PCAPNG_BLOCK {
             return Err(self.corrupt(format!(
                 "block length {len} is not a multiple of 4 between 12 and {MAX_PCAPNG_BLOCK}"
             )));
