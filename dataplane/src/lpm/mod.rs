@@ -5,8 +5,8 @@
 //! steps. First the prefixes are flattened into sorted disjoint ranges ([`ranges`]).
 //! Then the ranges are compiled into a DXR-style lookup structure ([`LpmTable`]): a
 //! direct-indexed root on the key's top bits whose entry is either the answer itself (a
-//! chunk of the address space owned by one range), a leaf (a chunk of at most five ranges
-//! whose 16-bit boundaries are compared in one word, half a cache line), a short sorted
+//! chunk of the address space owned by one range), a leaf (a chunk of at most nine ranges
+//! whose 16-bit boundaries are compared a word at a time, 16 to 64 bytes), a short sorted
 //! run of range starts to binary-search, or, only where a chunk is cut by many ranges, a
 //! child node indexed by the next 8 bits. Random keys mostly stop at the root or one leaf;
 //! keys inside dense pools take one or two more reads.
@@ -183,46 +183,70 @@ const KIND_LEAF: u32 = 3;
 const RUN_LEN_MASK: u32 = (1 << RUN_LEN_BITS) - 1;
 /// Runs up to this long are searched branch-free by [`LpmTable::lookup_batch`].
 const SHORT_RUN: u32 = 16;
-/// Most ranges a [`Leaf`] holds.
-const LEAF_RANGES: usize = 5;
-/// Widest chunk offset a [`Leaf`] boundary lane holds (its top bit is the lane's sign).
+/// Most ranges a leaf holds.
+const LEAF_RANGES: usize = 9;
+/// Widest chunk offset a leaf boundary lane holds (its top bit is the lane's sign).
 const LEAF_MAX_SHIFT: u8 = 15;
+/// A leaf entry holds its size class (2 bits) above its first unit (28 bits).
+const LEAF_CLASS_SHIFT: u32 = 28;
+const LEAF_UNIT_MASK: u32 = (1 << LEAF_CLASS_SHIFT) - 1;
+/// The entry of the empty leaf at unit 0 (class 0).
+const LEAF_EMPTY_ENTRY: u32 = KIND_LEAF << 30;
 /// The sign bit of every 16-bit lane.
 const LANE_SIGNS: u64 = 0x8000_8000_8000_8000;
 /// One in every 16-bit lane.
 const LANE_ONES: u64 = 0x0001_0001_0001_0001;
+/// An unused lane.
+const LANE_PAD: u64 = 0x8000;
 
-/// A chunk cut into at most [`LEAF_RANGES`] ranges, packed into one aligned half cache line
-/// so a lookup costs one read and four instructions of arithmetic: `bounds` holds the
-/// chunk offsets where ranges 1.. begin, one per 16-bit lane, unused lanes `0x8000`; the
-/// number of lanes at or below a key's offset is the index of its range in `values`.
-///
-/// Lane arithmetic: for an offset `k < 2^15` and a lane `b <= 2^15`, `(2^15 + k) - b` never
-/// borrows from the next lane and has its sign bit set exactly when `b <= k` (a pad lane,
-/// `2^15`, leaves `k`, so it is never counted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, align(32))]
-struct Leaf {
-    bounds: u64,
-    values: [u32; 6],
-}
-
-impl Leaf {
-    /// Holds nothing: every lane unused, every value "no match".
-    const EMPTY: Leaf = Leaf {
-        bounds: LANE_SIGNS,
-        values: [NO_MATCH; 6],
-    };
-
-    /// The value for chunk offset `off` (`off < 2^15`).
-    #[inline(always)]
-    fn find(&self, off: u64) -> u32 {
-        let over = ((off * LANE_ONES) | LANE_SIGNS).wrapping_sub(self.bounds) & LANE_SIGNS;
-        self.values[(over.count_ones() as usize).min(LEAF_RANGES - 1)]
-    }
-}
 /// Child nodes split their chunk by this many bits.
 const NODE_STRIDE: u8 = 8;
+
+/// Sixteen bytes of leaf storage.
+///
+/// A leaf is a chunk cut into at most [`LEAF_RANGES`] ranges, stored in 1, 2 or 4 units
+/// (size class 0, 1, 2: up to 3, 5 or 9 ranges) aligned to its own size, so it never
+/// straddles a cache line. Its first `2^class` words hold the chunk offsets where ranges
+/// 1.. begin, one per 16-bit lane (2, 4 or 8 lanes; unused lanes [`LANE_PAD`]); the values
+/// of ranges 0.. follow. The number of lanes at or below a key's offset is the index of its
+/// range, found with no branch: for an offset `k < 2^15` and a lane `b <= 2^15`,
+/// `(2^15 + k) - b` never borrows from the next lane and has its sign bit set exactly when
+/// `b <= k` (a pad lane leaves `k`, so it is never counted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(16))]
+struct Unit([u32; 4]);
+
+impl Unit {
+    /// The empty class-0 leaf: both lanes unused, every value "no match".
+    const EMPTY: Unit = Unit([
+        (LANE_PAD | LANE_PAD << 16) as u32,
+        NO_MATCH,
+        NO_MATCH,
+        NO_MATCH,
+    ]);
+}
+
+/// The value for chunk offset `off` (`off < 2^15`) in the leaf of entry `le`.
+#[inline(always)]
+fn leaf_find(units: &[Unit], le: u32, off: u64) -> u32 {
+    let u = (le & LEAF_UNIT_MASK) as usize;
+    let class = (le >> LEAF_CLASS_SHIFT) & 3;
+    let w = units[u].0;
+    let lo = u64::from(w[0]) | u64::from(w[1]) << 32;
+    let hi = u64::from(w[2]) | u64::from(w[3]) << 32;
+    // Class 0 has two lanes (word 1 is a value), class 2 has eight.
+    let pads_hi = (LANE_PAD | LANE_PAD << 16) << 32;
+    let lo = std::hint::select_unpredictable(class == 0, (lo & 0xffff_ffff) | pads_hi, lo);
+    let hi = std::hint::select_unpredictable(class == 2, hi, LANE_SIGNS);
+    let x = (off * LANE_ONES) | LANE_SIGNS;
+    // One per counted lane in each lane's low bit; the multiply sums the lanes into the top
+    // lane (at most 8, no carry out of it). Baseline x86-64 has no popcount instruction.
+    let ones =
+        ((x.wrapping_sub(lo) & LANE_SIGNS) >> 15) + ((x.wrapping_sub(hi) & LANE_SIGNS) >> 15);
+    let n = ones.wrapping_mul(LANE_ONES) >> 48;
+    let v = u * 4 + (1 << class) + n as usize;
+    units[v >> 2].0[v & 3]
+}
 
 /// An immutable longest-prefix-match table over one address family.
 pub struct LpmTable<K> {
@@ -234,8 +258,9 @@ pub struct LpmTable<K> {
     /// (range start, value) pairs of every run; a run entry holds its offset and length,
     /// so a run costs one memory read (usually one cache line).
     runs: HugeSlice<(K, u32)>,
-    /// Leaves; the first is [`Leaf::EMPTY`], so a branch-free lookup can always read one.
-    leaves: HugeSlice<Leaf>,
+    /// Leaves (see [`Unit`]); the first is [`Unit::EMPTY`], so a branch-free lookup can
+    /// always read one.
+    leaves: HugeSlice<Unit>,
     prefixes: usize,
     ranges: usize,
 }
@@ -288,7 +313,7 @@ struct Compiler<'a, K> {
     values: &'a [u32],
     entries: Vec<u32>,
     runs: Vec<(K, u32)>,
-    leaves: Vec<Leaf>,
+    leaves: Vec<Unit>,
 }
 
 impl<K: Bits> Compiler<'_, K> {
@@ -301,16 +326,9 @@ impl<K: Bits> Compiler<'_, K> {
         }
         if j - i <= LEAF_RANGES
             && shift <= LEAF_MAX_SHIFT
-            && self.leaves.len() < ENTRY_INDEX as usize
+            && self.leaves.len() + 8 <= LEAF_UNIT_MASK as usize
         {
-            let mut leaf = Leaf::EMPTY;
-            for (lane, &start) in self.starts[i + 1..j].iter().enumerate() {
-                let off = start.index(0, shift) as u64;
-                leaf.bounds = (leaf.bounds & !(0xffff << (16 * lane))) | (off << (16 * lane));
-            }
-            leaf.values[..j - i].copy_from_slice(&self.values[i..j]);
-            self.leaves.push(leaf);
-            return (KIND_LEAF << 30) | (self.leaves.len() - 1) as u32;
+            return self.leaf(i, j, shift);
         }
         if (j - i <= run_max::<K>() && self.runs.len() + (j - i) <= MAX_RUN_PAIRS) || shift == 0 {
             let at = self.runs.len() as u32;
@@ -325,6 +343,35 @@ impl<K: Bits> Compiler<'_, K> {
         let stride = shift.min(NODE_STRIDE);
         let base = self.node(i, j, lo, shift, stride);
         (KIND_NODE << 30) | base as u32
+    }
+
+    /// Appends the leaf of a chunk of `2^shift` addresses covered by ranges `i..j` and
+    /// returns its entry.
+    fn leaf(&mut self, i: usize, j: usize, shift: u8) -> u32 {
+        let class: u32 = match j - i {
+            ..=3 => 0,
+            4..=5 => 1,
+            _ => 2,
+        };
+        let size = 1usize << class;
+        // Aligned to its own size, so it never straddles a cache line.
+        while !self.leaves.len().is_multiple_of(size) {
+            self.leaves.push(Unit::EMPTY);
+        }
+        let at = self.leaves.len();
+        let mut words = [NO_MATCH; 16];
+        let mut lanes = [LANE_PAD; 8];
+        for (lane, &start) in lanes.iter_mut().zip(&self.starts[i + 1..j]) {
+            *lane = start.index(0, shift) as u64;
+        }
+        for (w, pair) in words[..size].iter_mut().zip(lanes.chunks(2)) {
+            *w = (pair[0] | pair[1] << 16) as u32;
+        }
+        words[size..size + (j - i)].copy_from_slice(&self.values[i..j]);
+        for u in words[..4 * size].chunks(4) {
+            self.leaves.push(Unit([u[0], u[1], u[2], u[3]]));
+        }
+        (KIND_LEAF << 30) | (class << LEAF_CLASS_SHIFT) | at as u32
     }
 
     /// Appends a node splitting chunk `lo .. lo + 2^shift` by its top `stride` bits and
@@ -358,10 +405,10 @@ impl<K: Bits> Compiler<'_, K> {
     }
 }
 
-/// The leaf an entry points to; 0 (the empty leaf) for any other kind.
+/// The entry itself if it is a leaf, else the empty leaf's entry.
 #[inline(always)]
-fn leaf_at(e: u32) -> usize {
-    std::hint::select_unpredictable(e >> 30 == KIND_LEAF, (e & ENTRY_INDEX) as usize, 0)
+fn leaf_of(e: u32) -> u32 {
+    std::hint::select_unpredictable(e >> 30 == KIND_LEAF, e, LEAF_EMPTY_ENTRY)
 }
 
 /// The (offset, length) of the run an entry points to; `(0, 1)` (the dummy pair) for any
@@ -404,7 +451,7 @@ impl<K: Bits> LpmTable<K> {
             values: &r.values,
             entries: Vec::with_capacity(1 << root_bits),
             runs,
-            leaves: vec![Leaf::EMPTY],
+            leaves: vec![Unit::EMPTY],
         };
         c.node(0, r.starts.len(), K::ZERO, K::BITS, root_bits);
         LpmTable {
@@ -427,10 +474,7 @@ impl<K: Bits> LpmTable<K> {
                     shift -= s;
                     e = self.entries[(e & ENTRY_INDEX) as usize + key.index(shift, s)];
                 }
-                KIND_LEAF => {
-                    return self.leaves[(e & ENTRY_INDEX) as usize]
-                        .find(key.index(0, shift) as u64);
-                }
+                KIND_LEAF => return leaf_find(&self.leaves, e, key.index(0, shift) as u64),
                 _ => {
                     let at = ((e & ENTRY_INDEX) >> RUN_LEN_BITS) as usize;
                     let len = (e & ((1 << RUN_LEN_BITS) - 1)) as usize;
@@ -473,7 +517,7 @@ impl<K: Bits> LpmTable<K> {
             *o = self.entries[k.index(shift, self.root_bits)];
         }
         for &e in out.iter() {
-            prefetch(&self.leaves[leaf_at(e)]);
+            prefetch(&self.leaves[(leaf_of(e) & LEAF_UNIT_MASK) as usize]);
             prefetch(&self.runs[run_span(e).0]);
         }
         // Root leaves exist only where the root's chunks are narrow enough.
@@ -482,7 +526,7 @@ impl<K: Bits> LpmTable<K> {
             let e = *o;
             let kind = e >> 30;
             if (kind == KIND_VALUE) | (kind == KIND_LEAF) {
-                let found = self.leaves[leaf_at(e)].find(k.index(0, off_bits) as u64);
+                let found = leaf_find(&self.leaves, leaf_of(e), k.index(0, off_bits) as u64);
                 let direct = std::hint::select_unpredictable(e == ENTRY_NONE, NO_MATCH, e);
                 *o = std::hint::select_unpredictable(kind == KIND_LEAF, found, direct);
                 continue;
@@ -517,8 +561,8 @@ impl<K: Bits> LpmTable<K> {
         for (_, v) in self.runs.iter().step_by(step) {
             sum = sum.wrapping_add(u64::from(*v));
         }
-        for l in self.leaves.iter().step_by(2) {
-            sum = sum.wrapping_add(u64::from(l.values[0]));
+        for l in self.leaves.iter().step_by(4) {
+            sum = sum.wrapping_add(u64::from(l.0[0]));
         }
         sum
     }
@@ -547,6 +591,6 @@ impl<K: Bits> LpmTable<K> {
     pub fn memory_bytes(&self) -> usize {
         self.entries.len() * 4
             + self.runs.len() * std::mem::size_of::<(K, u32)>()
-            + self.leaves.len() * std::mem::size_of::<Leaf>()
+            + self.leaves.len() * std::mem::size_of::<Unit>()
     }
 }

@@ -305,6 +305,7 @@ fn root_leaves_agree_with_flat_ranges() {
         seed ^= seed << 17;
         seed
     };
+    let mut classes = [false; 3];
     for (n, want_root) in [(2_500usize, 17u8), (9_000, 19), (60_000, 20)] {
         let mut e = Vec::new();
         for i in 0..n {
@@ -326,6 +327,9 @@ fn root_leaves_agree_with_flat_ranges() {
         let root = &t.entries[..1 << t.root_bits];
         let leaves = root.iter().filter(|&&x| x >> 30 == KIND_LEAF).count();
         assert!(leaves > n / 4, "{n} prefixes: only {leaves} root leaves");
+        for &x in root.iter().filter(|&&x| x >> 30 == KIND_LEAF) {
+            classes[((x >> LEAF_CLASS_SHIFT) & 3) as usize] = true;
+        }
         let mut keys = Vec::new();
         for &s in f.starts.iter() {
             keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
@@ -347,19 +351,38 @@ fn root_leaves_agree_with_flat_ranges() {
             assert_eq!(t.lookup_raw(*k), want, "{n} prefixes: key {k:#x}");
         }
     }
+    assert_eq!(classes, [true; 3], "leaf size classes built at the root");
 }
 
 #[test]
 fn leaf_lanes_count_bounds_at_or_below_the_offset() {
-    let leaf = Leaf {
-        bounds: 0x8000_7fff_0100_0001,
-        values: [10, 11, 12, 13, 14, 15],
-    };
-    assert_eq!(leaf.find(0), 10);
-    assert_eq!(leaf.find(1), 11);
-    assert_eq!(leaf.find(0xff), 11);
-    assert_eq!(leaf.find(0x100), 12);
-    assert_eq!(leaf.find(0x7ffe), 12);
-    assert_eq!(leaf.find(0x7fff), 13);
-    assert_eq!(Leaf::EMPTY.find(0x7fff), NO_MATCH);
+    // Class 0 at unit 1: bounds 0x10, 0x7fff; class 1 at units 2-3: bounds 1, 0x100, 0x7fff;
+    // class 2 at units 4-7: bounds 1..=8.
+    let units = [
+        Unit::EMPTY,
+        Unit([0x7fff_0010, 10, 11, 12]),
+        Unit([0x0100_0001, 0x8000_7fff, 20, 21]),
+        Unit([22, 23, NO_MATCH, NO_MATCH]),
+        Unit([0x0002_0001, 0x0004_0003, 0x0006_0005, 0x0008_0007]),
+        Unit([30, 31, 32, 33]),
+        Unit([34, 35, 36, 37]),
+        Unit([38, NO_MATCH, NO_MATCH, NO_MATCH]),
+    ];
+    let c0 = KIND_LEAF << 30 | 1;
+    let c1 = KIND_LEAF << 30 | 1 << LEAF_CLASS_SHIFT | 2;
+    let c2 = KIND_LEAF << 30 | 2 << LEAF_CLASS_SHIFT | 4;
+    for (off, want) in [(0, 10), (0xf, 10), (0x10, 11), (0x7ffe, 11), (0x7fff, 12)] {
+        assert_eq!(leaf_find(&units, c0, off), want, "class 0, offset {off:#x}");
+    }
+    for (off, want) in [(0, 20), (1, 21), (0xff, 21), (0x100, 22), (0x7fff, 23)] {
+        assert_eq!(leaf_find(&units, c1, off), want, "class 1, offset {off:#x}");
+    }
+    for off in 0..12u64 {
+        assert_eq!(
+            leaf_find(&units, c2, off),
+            30 + off.min(8) as u32,
+            "class 2, offset {off}"
+        );
+    }
+    assert_eq!(leaf_find(&units, LEAF_EMPTY_ENTRY, 0x7fff), NO_MATCH);
 }
