@@ -464,8 +464,19 @@ impl<K: Bits> LpmTable<K> {
         }
     }
 
+    /// The value for `key` given the entry `e` of its chunk of `2^shift` addresses.
     #[inline(always)]
-    fn resolve(&self, mut e: u32, mut shift: u8, key: K) -> u32 {
+    fn resolve(&self, e: u32, shift: u8, key: K) -> u32 {
+        // Most keys of most tables end at the root: test that first.
+        if e >> 30 == KIND_VALUE {
+            return if e == ENTRY_NONE { NO_MATCH } else { e };
+        }
+        self.resolve_deep(e, shift, key)
+    }
+
+    /// [`Self::resolve`] for an entry that is not a value.
+    #[inline]
+    fn resolve_deep(&self, mut e: u32, mut shift: u8, key: K) -> u32 {
         loop {
             match e >> 30 {
                 KIND_VALUE => return if e == ENTRY_NONE { NO_MATCH } else { e },
@@ -505,16 +516,26 @@ impl<K: Bits> LpmTable<K> {
 
     /// Looks up a batch: `out[i]` gets the raw value for `keys[i]` ([`NO_MATCH`] for none).
     ///
-    /// Three passes over the batch, none with a data-dependent branch on the common path:
-    /// read every root entry (their cache misses overlap), prefetch every run a key goes on
-    /// to, then search the runs with a fixed number of branch-free steps. A key that ends at
-    /// the root searches a one-pair dummy run and keeps its root answer. Only keys routed
-    /// through a child node or into a very long run take the general path (rare, so its
-    /// branch is well predicted).
+    /// Every root entry is read first, so their cache misses overlap. If few keys go on past
+    /// the root (a small table, or traffic outside the pools), each is then resolved with
+    /// well-predicted branches. Otherwise two more passes follow, with no data-dependent
+    /// branch on the common path: prefetch every leaf or run a key goes on to, then search
+    /// them with a fixed number of selects. A key that ends at the root searches the empty
+    /// leaf and keeps its root answer. Only keys routed through a child node or into a long
+    /// run take the general path.
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
         let shift = K::BITS - self.root_bits;
+        // Keys going on to a run or leaf (kinds 2 and 3).
+        let mut deep = 0usize;
         for (k, o) in keys.iter().zip(out.iter_mut()) {
             *o = self.entries[k.index(shift, self.root_bits)];
+            deep += (*o >> 31) as usize;
+        }
+        if deep * 8 <= keys.len() {
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                *o = self.resolve(*o, shift, *k);
+            }
+            return;
         }
         for &e in out.iter() {
             prefetch(&self.leaves[(leaf_of(e) & LEAF_UNIT_MASK) as usize]);
