@@ -387,112 +387,178 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
 }
 
 /// Per-family lanes of a burst that need table lookups.
+///
+/// The arrays only grow (to the largest burst seen) and are written by slot: a lane is
+/// written unconditionally at slot `n` and kept by advancing `n` by 0 or 1, so which
+/// frames go on to a lookup is data, not a branch the CPU has to guess per frame.
 #[derive(Debug, Default)]
 struct Lanes<K> {
+    /// Lanes in use.
+    n: usize,
     frame: Vec<u32>,
     overlap: Vec<bool>,
     src: Vec<K>,
     dst: Vec<K>,
+    /// Source values, then relay values of the kept lanes.
     value: Vec<u32>,
+    /// Scope values of the kept lanes (only filled when a scope is set).
+    scope: Vec<u32>,
     /// Position in `dynamic` of each kept lane's source match.
     pos: Vec<u32>,
 }
 
 impl<K: crate::lpm::Bits> Lanes<K> {
     fn clear(&mut self) {
-        self.frame.clear();
-        self.overlap.clear();
-        self.src.clear();
-        self.dst.clear();
+        self.n = 0;
     }
 
-    fn push(&mut self, frame: usize, src: K, dst: K, overlap: bool) {
-        self.frame.push(frame as u32);
-        self.overlap.push(overlap);
-        self.src.push(src);
-        self.dst.push(dst);
+    /// Writes a lane at slot `n` and keeps it when `keep` holds.
+    #[inline(always)]
+    fn push_if(&mut self, keep: bool, frame: usize, src: K, dst: K, overlap: bool) {
+        let n = self.n;
+        if n >= self.frame.len() {
+            // Only while the arrays grow to the largest burst seen.
+            self.grow(n + 1);
+        }
+        self.frame[n] = frame as u32;
+        self.overlap[n] = overlap;
+        self.src[n] = src;
+        self.dst[n] = dst;
+        self.n = n + usize::from(keep);
     }
 
-    /// Settles the provisional reasons of these lanes, with batched lookups per table, and
-    /// appends (frame, dynamic position) of every blocked lane to `blocked`.
+    #[cold]
+    fn grow(&mut self, len: usize) {
+        self.frame.resize(len, 0);
+        self.overlap.resize(len, false);
+        self.src.resize(len, K::ZERO);
+        self.dst.resize(len, K::ZERO);
+        self.value.resize(len, 0);
+        self.scope.resize(len, 0);
+        self.pos.resize(len, 0);
+    }
+
+    /// Settles the provisional reasons of these lanes, with batched lookups per table,
+    /// appends (frame, dynamic position) of every blocked lane to `blocked` (in frame
+    /// order) and adds the reasons it settled to `tally`. No branch depends on a lane's
+    /// outcome: reasons are selected and kept lanes compacted arithmetically.
     fn judge(
         &mut self,
         t: &FamilyTables<K>,
         scoped: bool,
         reasons: &mut [Reason],
-        blocked: &mut Vec<(u32, u32)>,
+        blocked: &mut BlockedList,
+        tally: &mut [u32; Reason::COUNT],
     ) {
-        let n = self.frame.len();
+        let n = self.n;
         if n == 0 {
             return;
         }
-        self.value.resize(n, 0);
-        self.pos.resize(n, 0);
-        t.sources.lookup_batch(&self.src, &mut self.value);
-        // Keep only lanes whose source is dynamic, compacting in place.
-        let mut kept = 0;
+        t.sources.lookup_batch(&self.src[..n], &mut self.value[..n]);
+        // Keep only lanes whose source is dynamic, compacting in place. NO_MATCH is odd,
+        // so "even value" is exactly "a dynamic entry is the longest match".
+        let (mut kept, mut exempt) = (0usize, 0u32);
         for i in 0..n {
             let v = self.value[i];
-            let r = &mut reasons[self.frame[i] as usize];
-            if v == NO_MATCH {
-                *r = Reason::SourceNotDynamic;
-            } else if v & 1 == 1 {
-                *r = Reason::SourceExempt;
+            let f = self.frame[i];
+            let dynamic = v & 1 == 0;
+            let is_exempt = !dynamic & (v != NO_MATCH);
+            exempt += u32::from(is_exempt);
+            reasons[f as usize] = if dynamic {
+                Reason::Blocked // provisional: settled below
+            } else if is_exempt {
+                Reason::SourceExempt
             } else {
-                self.frame[kept] = self.frame[i];
-                self.overlap[kept] = self.overlap[i];
-                self.dst[kept] = self.dst[i];
-                self.pos[kept] = v >> 1;
-                kept += 1;
-            }
+                Reason::SourceNotDynamic
+            };
+            self.frame[kept] = f;
+            self.overlap[kept] = self.overlap[i];
+            self.dst[kept] = self.dst[i];
+            self.pos[kept] = v >> 1;
+            kept += usize::from(dynamic);
         }
-        self.frame.truncate(kept);
-        self.dst.truncate(kept);
-        self.value.truncate(kept);
+        tally[Reason::SourceExempt.index()] += exempt;
+        tally[Reason::SourceNotDynamic.index()] += (n - kept) as u32 - exempt;
         if kept == 0 {
             return;
         }
-        t.relays.lookup_batch(&self.dst, &mut self.value);
+        if t.relays.is_empty() {
+            self.value[..kept].fill(NO_MATCH);
+        } else {
+            t.relays
+                .lookup_batch(&self.dst[..kept], &mut self.value[..kept]);
+        }
+        if scoped {
+            t.scope
+                .lookup_batch(&self.dst[..kept], &mut self.scope[..kept]);
+        }
+        let (mut relay, mut out_of_scope, mut overlap) = (0u32, 0u32, 0u32);
         for i in 0..kept {
-            let r = &mut reasons[self.frame[i] as usize];
-            *r = if self.value[i] != NO_MATCH {
+            let f = self.frame[i];
+            let is_relay = self.value[i] != NO_MATCH;
+            // Without a scope every destination is in it.
+            let in_scope = !scoped | (self.scope[i] != NO_MATCH);
+            let is_blocked = !is_relay & in_scope;
+            let ov = is_blocked & self.overlap[i];
+            relay += u32::from(is_relay);
+            out_of_scope += u32::from(!is_relay & !in_scope);
+            overlap += u32::from(ov);
+            reasons[f as usize] = if is_relay {
                 Reason::DestinationRelay
-            } else if self.overlap[i] {
+            } else if !in_scope {
+                Reason::OutOfScope
+            } else if ov {
                 Reason::BlockedOverlapFragment
             } else {
                 Reason::Blocked
             };
+            blocked.push_if(is_blocked, f, self.pos[i]);
         }
-        if scoped {
-            t.scope.lookup_batch(&self.dst, &mut self.value);
-            for i in 0..kept {
-                let r = &mut reasons[self.frame[i] as usize];
-                if r.is_blocked() && self.value[i] == NO_MATCH {
-                    *r = Reason::OutOfScope;
-                }
-            }
-        }
-        for i in 0..kept {
-            if reasons[self.frame[i] as usize].is_blocked() {
-                blocked.push((self.frame[i], self.pos[i]));
-            }
-        }
+        tally[Reason::DestinationRelay.index()] += relay;
+        tally[Reason::OutOfScope.index()] += out_of_scope;
+        tally[Reason::BlockedOverlapFragment.index()] += overlap;
+        tally[Reason::Blocked.index()] += kept as u32 - relay - out_of_scope - overlap;
     }
 }
 
-/// Reusable buffers for [`Policy::judge_burst`].
+/// The blocked frames of a burst, (frame, dynamic position), written by slot like [`Lanes`].
+#[derive(Debug, Default)]
+struct BlockedList {
+    n: usize,
+    list: Vec<(u32, u32)>,
+}
+
+impl BlockedList {
+    #[inline(always)]
+    fn push_if(&mut self, keep: bool, frame: u32, pos: u32) {
+        let n = self.n;
+        if n >= self.list.len() {
+            self.list.resize(n + 1, (0, 0));
+        }
+        self.list[n] = (frame, pos);
+        self.n = n + usize::from(keep);
+    }
+}
+
+/// Reusable buffers for [`Policy::judge_burst`], and what it found.
 #[derive(Debug, Default)]
 pub struct BurstScratch {
     v4: Lanes<u32>,
     v6: Lanes<u128>,
-    blocked: Vec<(u32, u32)>,
+    blocked: BlockedList,
+    tally: [u32; Reason::COUNT],
 }
 
 impl BurstScratch {
     /// The frames of the last judged burst that policy blocked, as (index in the burst,
-    /// position of the source's longest match in the `dynamic` list); IPv4 frames first.
+    /// position of the source's longest match in the `dynamic` list), in burst order.
     pub fn blocked(&self) -> &[(u32, u32)] {
-        &self.blocked
+        &self.blocked.list[..self.blocked.n]
+    }
+
+    /// Frames of the last judged burst per [`Reason`], indexed by [`Reason::index`].
+    pub fn tally(&self) -> &[u32; Reason::COUNT] {
+        &self.tally
     }
 }
 
@@ -709,30 +775,45 @@ impl Policy {
         let s = scratch;
         s.v4.clear();
         s.v6.clear();
-        s.blocked.clear();
+        s.blocked.n = 0;
+        s.tally = [0; Reason::COUNT];
+        let mut port_not_blocked = 0u32;
         for (i, frame) in frames.enumerate() {
             let reason = match wire::parse(frame) {
-                Err(skip) => Reason::Skip(skip),
+                Err(skip) => {
+                    let r = Reason::Skip(skip);
+                    s.tally[r.index()] += 1;
+                    r
+                }
                 Ok(key) => {
-                    let overlap = match key.transport {
-                        Transport::Tcp { dport } if !self.ports.contains(dport) => {
-                            reasons.push(Reason::PortNotBlocked);
-                            continue;
-                        }
-                        Transport::Tcp { .. } => false,
-                        Transport::Ipv4OverlapFragment => true,
+                    // Every judged frame is written to a lane; only those to a blocked
+                    // port (or overlap fragments) keep it. No branch on the port.
+                    let (keep, overlap) = match key.transport {
+                        Transport::Tcp { dport } => (self.ports.contains(dport), false),
+                        Transport::Ipv4OverlapFragment => (true, true),
                     };
+                    port_not_blocked += u32::from(!keep);
                     match key.addrs {
-                        Addrs::V4 { src, dst } => s.v4.push(i, src, dst, overlap),
-                        Addrs::V6 { src, dst } => s.v6.push(i, src, dst, overlap),
+                        Addrs::V4 { src, dst } => s.v4.push_if(keep, i, src, dst, overlap),
+                        Addrs::V6 { src, dst } => s.v6.push_if(keep, i, src, dst, overlap),
                     }
-                    Reason::Blocked // provisional: settled below
+                    if keep {
+                        Reason::Blocked // provisional: settled below
+                    } else {
+                        Reason::PortNotBlocked
+                    }
                 }
             };
             reasons.push(reason);
         }
-        s.v4.judge(&self.v4, self.scoped, reasons, &mut s.blocked);
-        s.v6.judge(&self.v6, self.scoped, reasons, &mut s.blocked);
+        s.tally[Reason::PortNotBlocked.index()] = port_not_blocked;
+        s.v4.judge(&self.v4, self.scoped, reasons, &mut s.blocked, &mut s.tally);
+        let v4_blocked = s.blocked.n;
+        s.v6.judge(&self.v6, self.scoped, reasons, &mut s.blocked, &mut s.tally);
+        if v4_blocked > 0 && s.blocked.n > v4_blocked {
+            // Both families blocked something: back into burst order (no allocation).
+            s.blocked.list[..s.blocked.n].sort_unstable();
+        }
     }
 
     /// What the action makes of a reason.
@@ -1056,9 +1137,14 @@ mod tests {
                 );
                 let want: Vec<Reason> = chunk.iter().map(|f| p.classify(f).0).collect();
                 assert_eq!(reasons, want, "scoped={scoped}");
-                // Every blocked frame, and only those, with its source's dynamic entry.
-                let mut got = scratch.blocked().to_vec();
-                got.sort_unstable();
+                // The tally counts exactly these reasons.
+                for r in Reason::all() {
+                    let n = reasons.iter().filter(|&&x| x == r).count() as u32;
+                    assert_eq!(scratch.tally()[r.index()], n, "{r:?} scoped={scoped}");
+                }
+                // Every blocked frame, and only those, with its source's dynamic entry, in
+                // burst order.
+                let got = scratch.blocked().to_vec();
                 let want: Vec<(u32, u32)> = chunk
                     .iter()
                     .enumerate()

@@ -465,8 +465,8 @@ impl DpdkWire {
             rx: vec![std::ptr::null_mut(); burst],
             data: vec![std::ptr::null(); burst],
             lens: vec![0; burst],
-            forward: Vec::with_capacity(burst),
-            drop: Vec::with_capacity(burst),
+            forward: vec![std::ptr::null_mut(); burst],
+            drop: vec![std::ptr::null_mut(); burst],
             resets: Vec::with_capacity(burst),
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
@@ -514,49 +514,55 @@ impl DpdkWire {
             unsafe { std::slice::from_raw_parts(p, l as usize) }
         });
         let verdicts = worker.classify_frames(&snapshot, frames);
-        self.forward.clear();
-        self.drop.clear();
+        // Split without a branch per frame: each mbuf is written to the end of both lists
+        // and only the list its verdict names grows (the lists hold a burst each).
+        let (mut nf, mut nd, mut rejects) = (0usize, 0usize, 0usize);
+        for (&m, &v) in self.rx[..n].iter().zip(verdicts) {
+            self.forward[nf] = m;
+            self.drop[nd] = m;
+            let fwd = v.forwards();
+            nf += usize::from(fwd);
+            nd += usize::from(!fwd);
+            rejects += usize::from(v == Verdict::Reject);
+        }
         self.resets.clear();
-        for (i, v) in verdicts.iter().enumerate() {
-            let m = self.rx[i];
-            match v {
-                Verdict::Forward => self.forward.push(m),
-                Verdict::Drop => self.drop.push(m),
-                Verdict::Reject => {
-                    // SAFETY: as for `frames` above: mbuf `i` is still ours.
-                    let frame =
-                        unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
-                    if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
-                        // SAFETY: the pool is live (held by `shared`); the bytes are
-                        // valid for their length, which fits u16 (a reset is < 100 bytes).
-                        let r = unsafe {
-                            ffi::op25b_mbuf_from(
-                                self.shared.pool,
-                                self.reset_frame.as_ptr(),
-                                self.reset_frame.len() as u16,
-                            )
-                        };
-                        if r.is_null() {
-                            self.tx_refused += 1;
-                        } else {
-                            self.resets.push(r);
-                        }
+        if rejects > 0 {
+            for (i, &v) in verdicts.iter().enumerate() {
+                if v != Verdict::Reject {
+                    continue;
+                }
+                // SAFETY: as for `frames` above: mbuf `i` is still ours (in `drop`, freed
+                // below).
+                let frame =
+                    unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
+                if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
+                    // SAFETY: the pool is live (held by `shared`); the bytes are valid for
+                    // their length, which fits u16 (a reset is < 100 bytes).
+                    let r = unsafe {
+                        ffi::op25b_mbuf_from(
+                            self.shared.pool,
+                            self.reset_frame.as_ptr(),
+                            self.reset_frame.len() as u16,
+                        )
+                    };
+                    if r.is_null() {
+                        self.tx_refused += 1;
+                    } else {
+                        self.resets.push(r);
                     }
-                    self.drop.push(m);
                 }
             }
         }
-        self.tx_refused += send_or_free(egress, self.queue, &mut self.forward);
+        self.tx_refused += send_or_free(egress, self.queue, &mut self.forward[..nf]);
         if !self.resets.is_empty() {
             let refused = send_or_free(ingress, self.queue, &mut self.resets);
             self.tx_refused += refused;
             self.resets_sent += self.resets.len() as u64 - refused;
         }
-        free_all(&mut self.drop);
+        free_all(&mut self.drop[..nd]);
         n
     }
 }
-
 /// Sends `mbufs` on (port, queue); frees what the queue does not take and returns how many.
 fn send_or_free(port: u16, queue: u16, mbufs: &mut [*mut RteMbuf]) -> u64 {
     if mbufs.is_empty() {
