@@ -177,7 +177,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
 
     let mut eal = Eal::init(&eal_args(a.core, "op25b-bench", 128)).map_err(|e| e.to_string())?;
     let mut wires = eal
-        .open_wire("net_null0", "net_null1", 1, 64)
+        .open_wire("net_null0", "net_null1", 1, 64, None)
         .map_err(|e| e.to_string())?;
     let mut wire = wires.pop().ok_or("no DPDK wire")?;
     wire.set_direction(Direction::AccessToCore);

@@ -1015,13 +1015,16 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
             use op25b_dataplane::port::dpdk::Eal;
             let mut eal = Eal::init(&dp.eal_args).map_err(|e| e.to_string())?;
             let wires = eal
-                .open_wire(&dp.access, &dp.core, dp.workers, dp.burst)
+                .open_wire(&dp.access, &dp.core, dp.workers, dp.burst, dp.mtu)
                 .map_err(|e| e.to_string())?;
             if let Some(w) = wires.first() {
                 let (a, c) = w.ports();
                 eprintln!(
-                    "op25b: DPDK ports: access {} = port {a}, core {} = port {c}, {} queue(s) each",
-                    dp.access, dp.core, dp.workers
+                    "op25b: DPDK ports: access {} = port {a}, core {} = port {c}, {} queue(s) each{}",
+                    dp.access,
+                    dp.core,
+                    dp.workers,
+                    dp.mtu.map_or(String::new(), |m| format!(", mtu {m}"))
                 );
             }
             Ok((
