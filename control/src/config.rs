@@ -228,6 +228,17 @@ pub const MIN_MTU: u32 = 68;
 /// data room is a 16-bit number) with room to spare.
 pub const MAX_MTU: u32 = 16_000;
 
+impl Backend {
+    /// Who refuses a frame the backend hands on for sending (summary and metrics wording):
+    /// the kernel's socket ring for AF_PACKET and AF_XDP, the device's TX queue for DPDK.
+    pub fn tx_refuser(self) -> &'static str {
+        match self {
+            Backend::AfPacket | Backend::AfXdp => "the kernel",
+            Backend::Dpdk => "the device",
+        }
+    }
+}
+
 /// The `[dataplane]` section: how `op25b run` attaches to the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -1133,6 +1144,9 @@ scope = []
                 per_frame_ring: false,
             })
         );
+        assert_eq!(Backend::AfPacket.tx_refuser(), "the kernel");
+        assert_eq!(Backend::AfXdp.tx_refuser(), "the kernel");
+        assert_eq!(Backend::Dpdk.tx_refuser(), "the device");
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nmtu = 9000\n")
             .contains(":6: dataplane.mtu: \"9000\": mtu is for backend = \"dpdk\" only"));
         let v2 = load("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n").unwrap();

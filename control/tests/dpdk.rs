@@ -305,6 +305,9 @@ fn pcap_vdevs_forward_exactly_what_replay_passes_in_both_directions() {
         stdout.contains(&format!("access→core: rx {n_out} tx {}", want_core.len())),
         "{stdout}"
     );
+    // A DPDK TX queue belongs to the device, not to the kernel.
+    assert!(stdout.contains("\ntx refused by the device: 0"), "{stdout}");
+    assert!(!stdout.contains("kernel"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -394,6 +397,7 @@ fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
     });
     let (ok, stdout, stderr) = stop(child);
     assert!(ok, "op25b run failed: {stderr}");
+    assert!(stdout.contains("\ntx refused by the device: "), "{stdout}");
     for dir in ["outbound", "inbound"] {
         let c = &s[dir];
         assert_eq!(
