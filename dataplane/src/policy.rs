@@ -386,71 +386,73 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
     }
 }
 
-/// Per-family lanes of a burst that need table lookups.
+/// Frames judged together: the lanes below are fixed arrays of this many slots, indexed
+/// masked (`i % CHUNK`, free for a power of two), so the hot loops carry no grow or bounds
+/// checks. A longer burst is judged chunk by chunk.
+const CHUNK: usize = 256;
+
+/// Per-family lanes of a chunk that need table lookups.
 ///
-/// The arrays only grow (to the largest burst seen) and are written by slot: a lane is
-/// written unconditionally at slot `n` and kept by advancing `n` by 0 or 1, so which
-/// frames go on to a lookup is data, not a branch the CPU has to guess per frame.
-#[derive(Debug, Default)]
+/// A lane is written unconditionally at slot `n` and kept by advancing `n` by 0 or 1, so
+/// which frames go on to a lookup is data, not a branch the CPU has to guess per frame.
+#[derive(Debug)]
 struct Lanes<K> {
-    /// Lanes in use.
+    /// Lanes in use (at most the frames of the chunk, so below `CHUNK` while writing).
     n: usize,
-    frame: Vec<u32>,
-    overlap: Vec<bool>,
-    src: Vec<K>,
-    dst: Vec<K>,
+    frame: Box<[u32; CHUNK]>,
+    overlap: Box<[bool; CHUNK]>,
+    src: Box<[K; CHUNK]>,
+    dst: Box<[K; CHUNK]>,
     /// Source values, then relay values of the kept lanes.
-    value: Vec<u32>,
+    value: Box<[u32; CHUNK]>,
     /// Scope values of the kept lanes (only filled when a scope is set).
-    scope: Vec<u32>,
+    scope: Box<[u32; CHUNK]>,
     /// Position in `dynamic` of each kept lane's source match.
-    pos: Vec<u32>,
+    pos: Box<[u32; CHUNK]>,
+}
+
+impl<K: crate::lpm::Bits> Default for Lanes<K> {
+    fn default() -> Self {
+        Lanes {
+            n: 0,
+            frame: Box::new([0; CHUNK]),
+            overlap: Box::new([false; CHUNK]),
+            src: Box::new([K::ZERO; CHUNK]),
+            dst: Box::new([K::ZERO; CHUNK]),
+            value: Box::new([0; CHUNK]),
+            scope: Box::new([0; CHUNK]),
+            pos: Box::new([0; CHUNK]),
+        }
+    }
 }
 
 impl<K: crate::lpm::Bits> Lanes<K> {
-    fn clear(&mut self) {
-        self.n = 0;
-    }
-
-    /// Writes a lane at slot `n` and keeps it when `keep` holds.
+    /// Writes a lane at slot `n` and keeps it when `keep` holds (`frame` < CHUNK).
     #[inline(always)]
     fn push_if(&mut self, keep: bool, frame: usize, src: K, dst: K, overlap: bool) {
-        let n = self.n;
-        if n >= self.frame.len() {
-            // Only while the arrays grow to the largest burst seen.
-            self.grow(n + 1);
-        }
+        let n = self.n % CHUNK;
         self.frame[n] = frame as u32;
         self.overlap[n] = overlap;
         self.src[n] = src;
         self.dst[n] = dst;
-        self.n = n + usize::from(keep);
+        self.n += usize::from(keep);
     }
 
-    #[cold]
-    fn grow(&mut self, len: usize) {
-        self.frame.resize(len, 0);
-        self.overlap.resize(len, false);
-        self.src.resize(len, K::ZERO);
-        self.dst.resize(len, K::ZERO);
-        self.value.resize(len, 0);
-        self.scope.resize(len, 0);
-        self.pos.resize(len, 0);
-    }
-
-    /// Settles the provisional reasons of these lanes, with batched lookups per table,
-    /// appends (frame, dynamic position) of every blocked lane to `blocked` (in frame
-    /// order) and adds the reasons it settled to `tally`. No branch depends on a lane's
-    /// outcome: reasons are selected and kept lanes compacted arithmetically.
+    /// Settles the provisional reasons of these lanes (`reasons` is the chunk's, indexed by
+    /// frame in the chunk), with batched lookups per table, appends (base + frame, dynamic
+    /// position) of every blocked lane to `blocked` (in frame order) and adds the reasons it
+    /// settled to `tally`. No branch depends on a lane's outcome: reasons are selected and
+    /// kept lanes compacted arithmetically.
     fn judge(
         &mut self,
         t: &FamilyTables<K>,
         scoped: bool,
-        reasons: &mut [Reason],
-        blocked: &mut BlockedList,
+        reasons: &mut [Reason; CHUNK],
+        base: u32,
+        blocked: &mut Vec<(u32, u32)>,
         tally: &mut [u32; Reason::COUNT],
     ) {
-        let n = self.n;
+        let n = self.n.min(CHUNK);
         if n == 0 {
             return;
         }
@@ -464,17 +466,18 @@ impl<K: crate::lpm::Bits> Lanes<K> {
             let dynamic = v & 1 == 0;
             let is_exempt = !dynamic & (v != NO_MATCH);
             exempt += u32::from(is_exempt);
-            reasons[f as usize] = if dynamic {
+            reasons[f as usize % CHUNK] = if dynamic {
                 Reason::Blocked // provisional: settled below
             } else if is_exempt {
                 Reason::SourceExempt
             } else {
                 Reason::SourceNotDynamic
             };
-            self.frame[kept] = f;
-            self.overlap[kept] = self.overlap[i];
-            self.dst[kept] = self.dst[i];
-            self.pos[kept] = v >> 1;
+            let k = kept % CHUNK;
+            self.frame[k] = f;
+            self.overlap[k] = self.overlap[i];
+            self.dst[k] = self.dst[i];
+            self.pos[k] = v >> 1;
             kept += usize::from(dynamic);
         }
         tally[Reason::SourceExempt.index()] += exempt;
@@ -493,6 +496,9 @@ impl<K: crate::lpm::Bits> Lanes<K> {
                 .lookup_batch(&self.dst[..kept], &mut self.scope[..kept]);
         }
         let (mut relay, mut out_of_scope, mut overlap) = (0u32, 0u32, 0u32);
+        let first = blocked.len();
+        blocked.resize(first + kept, (0, 0));
+        let mut nb = first;
         for i in 0..kept {
             let f = self.frame[i];
             let is_relay = self.value[i] != NO_MATCH;
@@ -503,7 +509,7 @@ impl<K: crate::lpm::Bits> Lanes<K> {
             relay += u32::from(is_relay);
             out_of_scope += u32::from(!is_relay & !in_scope);
             overlap += u32::from(ov);
-            reasons[f as usize] = if is_relay {
+            reasons[f as usize % CHUNK] = if is_relay {
                 Reason::DestinationRelay
             } else if !in_scope {
                 Reason::OutOfScope
@@ -512,8 +518,12 @@ impl<K: crate::lpm::Bits> Lanes<K> {
             } else {
                 Reason::Blocked
             };
-            blocked.push_if(is_blocked, f, self.pos[i]);
+            if let Some(b) = blocked.get_mut(nb) {
+                *b = (base + f, self.pos[i]);
+            }
+            nb += usize::from(is_blocked);
         }
+        blocked.truncate(nb);
         tally[Reason::DestinationRelay.index()] += relay;
         tally[Reason::OutOfScope.index()] += out_of_scope;
         tally[Reason::BlockedOverlapFragment.index()] += overlap;
@@ -521,39 +531,34 @@ impl<K: crate::lpm::Bits> Lanes<K> {
     }
 }
 
-/// The blocked frames of a burst, (frame, dynamic position), written by slot like [`Lanes`].
-#[derive(Debug, Default)]
-struct BlockedList {
-    n: usize,
-    list: Vec<(u32, u32)>,
-}
-
-impl BlockedList {
-    #[inline(always)]
-    fn push_if(&mut self, keep: bool, frame: u32, pos: u32) {
-        let n = self.n;
-        if n >= self.list.len() {
-            self.list.resize(n + 1, (0, 0));
-        }
-        self.list[n] = (frame, pos);
-        self.n = n + usize::from(keep);
-    }
-}
-
 /// Reusable buffers for [`Policy::judge_burst`], and what it found.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BurstScratch {
     v4: Lanes<u32>,
     v6: Lanes<u128>,
-    blocked: BlockedList,
+    /// The current chunk's reasons, by frame in the chunk.
+    chunk: Box<[Reason; CHUNK]>,
+    blocked: Vec<(u32, u32)>,
     tally: [u32; Reason::COUNT],
+}
+
+impl Default for BurstScratch {
+    fn default() -> Self {
+        BurstScratch {
+            v4: Lanes::default(),
+            v6: Lanes::default(),
+            chunk: Box::new([Reason::PortNotBlocked; CHUNK]),
+            blocked: Vec::new(),
+            tally: [0; Reason::COUNT],
+        }
+    }
 }
 
 impl BurstScratch {
     /// The frames of the last judged burst that policy blocked, as (index in the burst,
     /// position of the source's longest match in the `dynamic` list), in burst order.
     pub fn blocked(&self) -> &[(u32, u32)] {
-        &self.blocked.list[..self.blocked.n]
+        &self.blocked
     }
 
     /// Frames of the last judged burst per [`Reason`], indexed by [`Reason::index`].
@@ -773,46 +778,76 @@ impl Policy {
     ) {
         reasons.clear();
         let s = scratch;
-        s.v4.clear();
-        s.v6.clear();
-        s.blocked.n = 0;
+        s.blocked.clear();
         s.tally = [0; Reason::COUNT];
-        let mut port_not_blocked = 0u32;
-        for (i, frame) in frames.enumerate() {
-            let reason = match wire::parse(frame) {
-                Err(skip) => {
-                    let r = Reason::Skip(skip);
-                    s.tally[r.index()] += 1;
-                    r
-                }
-                Ok(key) => {
-                    // Every judged frame is written to a lane; only those to a blocked
-                    // port (or overlap fragments) keep it. No branch on the port.
-                    let (keep, overlap) = match key.transport {
-                        Transport::Tcp { dport } => (self.ports.contains(dport), false),
-                        Transport::Ipv4OverlapFragment => (true, true),
-                    };
-                    port_not_blocked += u32::from(!keep);
-                    match key.addrs {
-                        Addrs::V4 { src, dst } => s.v4.push_if(keep, i, src, dst, overlap),
-                        Addrs::V6 { src, dst } => s.v6.push_if(keep, i, src, dst, overlap),
+        let mut frames = frames.fuse();
+        loop {
+            let base = reasons.len();
+            s.v4.n = 0;
+            s.v6.n = 0;
+            let mut m = 0usize;
+            let mut skipped = 0u32;
+            for frame in frames.by_ref().take(CHUNK) {
+                let i = m;
+                m += 1;
+                s.chunk[i % CHUNK] = match wire::parse(frame) {
+                    Err(skip) => {
+                        let r = Reason::Skip(skip);
+                        s.tally[r.index()] += 1;
+                        skipped += 1;
+                        r
                     }
-                    if keep {
-                        Reason::Blocked // provisional: settled below
-                    } else {
-                        Reason::PortNotBlocked
+                    Ok(key) => {
+                        // Every judged frame is written to a lane; only those to a blocked
+                        // port (or overlap fragments) keep it. No branch on the port.
+                        let (keep, overlap) = match key.transport {
+                            Transport::Tcp { dport } => (self.ports.contains(dport), false),
+                            Transport::Ipv4OverlapFragment => (true, true),
+                        };
+                        match key.addrs {
+                            Addrs::V4 { src, dst } => s.v4.push_if(keep, i, src, dst, overlap),
+                            Addrs::V6 { src, dst } => s.v6.push_if(keep, i, src, dst, overlap),
+                        }
+                        if keep {
+                            Reason::Blocked // provisional: settled below
+                        } else {
+                            Reason::PortNotBlocked
+                        }
                     }
-                }
-            };
-            reasons.push(reason);
-        }
-        s.tally[Reason::PortNotBlocked.index()] = port_not_blocked;
-        s.v4.judge(&self.v4, self.scoped, reasons, &mut s.blocked, &mut s.tally);
-        let v4_blocked = s.blocked.n;
-        s.v6.judge(&self.v6, self.scoped, reasons, &mut s.blocked, &mut s.tally);
-        if v4_blocked > 0 && s.blocked.n > v4_blocked {
-            // Both families blocked something: back into burst order (no allocation).
-            s.blocked.list[..s.blocked.n].sort_unstable();
+                };
+            }
+            if m == 0 {
+                break;
+            }
+            // Judged frames that kept no lane went to a port that is not blocked.
+            s.tally[Reason::PortNotBlocked.index()] +=
+                m as u32 - skipped - (s.v4.n + s.v6.n) as u32;
+            let first = s.blocked.len();
+            s.v4.judge(
+                &self.v4,
+                self.scoped,
+                &mut s.chunk,
+                base as u32,
+                &mut s.blocked,
+                &mut s.tally,
+            );
+            let v4_blocked = s.blocked.len();
+            s.v6.judge(
+                &self.v6,
+                self.scoped,
+                &mut s.chunk,
+                base as u32,
+                &mut s.blocked,
+                &mut s.tally,
+            );
+            if v4_blocked > first && s.blocked.len() > v4_blocked {
+                // Both families blocked something: back into burst order (no allocation).
+                s.blocked[first..].sort_unstable();
+            }
+            reasons.extend_from_slice(&s.chunk[..m]);
+            if m < CHUNK {
+                break;
+            }
         }
     }
 
@@ -1078,7 +1113,7 @@ mod tests {
             }
             let (p, _) = Policy::build(sp.clone(), 1).unwrap();
             let mut frames = Vec::new();
-            for _ in 0..500 {
+            for _ in 0..600 {
                 let v4 = next() % 3 != 0;
                 let pick =
                     |r: u64, opts: &[&str]| opts[(r % opts.len() as u64) as usize].to_string();
@@ -1129,7 +1164,9 @@ mod tests {
             }
             let mut scratch = BurstScratch::default();
             let mut reasons = Vec::new();
-            for chunk in frames.chunks(37) {
+            // Short bursts, and the whole 600 at once (judged in chunks of CHUNK frames).
+            assert!(frames.len() > 2 * CHUNK);
+            for chunk in frames.chunks(37).chain([&frames[..]]) {
                 p.judge_burst(
                     chunk.iter().map(|f| f.as_slice()),
                     &mut scratch,
