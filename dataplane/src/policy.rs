@@ -15,6 +15,8 @@
 //! - The same prefix in both `dynamic` and `exempt` is refused at build time (it has no
 //!   defined meaning); a prefix repeated inside one list counts once.
 //! - `judge` never allocates and never fails: every frame gets exactly one [`Reason`].
+//!   `judge_burst` gives the same reasons, works in fixed chunk arrays, and allocates only
+//!   while its output vectors grow to the largest burst seen.
 
 use crate::hits::PrefixHits;
 use crate::lpm::{BuildError, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};

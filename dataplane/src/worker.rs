@@ -7,8 +7,9 @@
 //! - Every received frame gets exactly one verdict and one reason; the counters always
 //!   satisfy `rx == tx + dropped` and the reasons add up to `rx`.
 //! - Nothing here allocates, locks or makes a syscall per frame: the verdict buffer is
-//!   reused, the counters are plain fields owned by this worker, and the clock is read
-//!   twice per burst (vDSO).
+//!   reused, the counters are plain fields owned by this worker and are added once per
+//!   burst from the policy's tally, only blocked frames are visited one by one, and the
+//!   clock is read twice per burst (vDSO).
 
 use crate::bucket::TokenBucket;
 use crate::policy::{BurstScratch, Policy, Reason, Verdict};

@@ -500,7 +500,9 @@ pub struct DpdkWire {
     rx: Vec<*mut RteMbuf>,
     data: Vec<*const u8>,
     lens: Vec<u32>,
+    /// Burst-sized: filled by index, the first `nf` (forwarded) of a poll are sent.
     forward: Vec<*mut RteMbuf>,
+    /// Burst-sized: filled by index, the first `nd` (dropped) of a poll are freed.
     drop: Vec<*mut RteMbuf>,
     resets: Vec<*mut RteMbuf>,
     reset_frame: Vec<u8>,
