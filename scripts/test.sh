@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit/property/golden/corpus tests, and a short
-# fuzz run of every fuzz target. CI runs exactly this (.ci/run).
+# The whole test suite: formatting, lints, unit/property/golden/corpus tests, the C
+# baselines of bench/c with a short dpdk-null smoke run, and a short fuzz run of every
+# fuzz target. CI runs exactly this (.ci/run).
 #   FUZZ_SECONDS=N   seconds per fuzz target (default 45; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,23 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --all-features
+
+# The C baselines (bench/c) are not built by cargo: build them here so they cannot rot,
+# check lpm_bench against its hand-written answers, and run a very short dpdk-null (the
+# debug op25b-bench from the tests above, 1000 prefixes, 0.2 s per side, core 0) that
+# must print both rows: op25b and the C rx -> rte_lpm -> tx harness.
+echo "== C harnesses (bench/c) and a dpdk-null smoke run"
+make -C bench/c -s all
+make -C bench/c -s check
+cargo build -q --workspace --all-features --bin op25b-bench
+smoke="$(target/debug/op25b-bench dpdk-null --out-dir target/dpdk-null-smoke --prefixes 1000 \
+  --seconds 0.2 --runs 1 --core 0 2>&1)" || { echo "$smoke"; exit 1; }
+if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps .*, C rx→rte_lpm→tx [0-9.]+ Mpps' <<<"$smoke"; then
+  echo "$smoke"
+  echo "dpdk-null smoke run: expected an op25b row and a C harness row" >&2
+  exit 1
+fi
+grep -E '^run 1: ' <<<"$smoke"
 
 # --all-features above includes `dpdk`; the default build must still compile cleanly and
 # need no system library (no DPDK linked into the binary).

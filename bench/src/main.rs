@@ -245,6 +245,10 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Give op25b's policy per-prefix hit counters, as `op25b run` does (the C harness
+        /// counts nothing per prefix).
+        #[arg(long)]
+        hit_counters: bool,
     },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
@@ -421,6 +425,7 @@ fn main() -> ExitCode {
             core,
             c_harness,
             seed,
+            hit_counters,
         } => {
             let args = op25b_bench::dpdk_null::Args {
                 out_dir: out_dir.clone(),
@@ -430,6 +435,7 @@ fn main() -> ExitCode {
                 core,
                 c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
                 seed,
+                hit_counters,
             };
             op25b_bench::dpdk_null::run(&args).and_then(|v| {
                 let p = out_dir.join("dpdk-null.json");

@@ -207,6 +207,8 @@ struct RawDataplane {
     ring: Option<Spanned<String>>,
     #[serde(default)]
     eal_args: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    mtu: Option<Spanned<u32>>,
 }
 
 /// How `op25b run` reaches the wire.
@@ -220,6 +222,23 @@ pub enum Backend {
     AfXdp,
 }
 
+/// Smallest `[dataplane] mtu` (the IPv4 minimum, RFC 791).
+pub const MIN_MTU: u32 = 68;
+/// Largest `[dataplane] mtu`: a frame of it, with two VLAN tags, still fits one mbuf (whose
+/// data room is a 16-bit number) with room to spare.
+pub const MAX_MTU: u32 = 16_000;
+
+impl Backend {
+    /// Who refuses a frame the backend hands on for sending (summary and metrics wording):
+    /// the kernel's socket ring for AF_PACKET and AF_XDP, the device's TX queue for DPDK.
+    pub fn tx_refuser(self) -> &'static str {
+        match self {
+            Backend::AfPacket | Backend::AfXdp => "the kernel",
+            Backend::Dpdk => "the device",
+        }
+    }
+}
+
 /// The `[dataplane]` section: how `op25b run` attaches to the wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataplaneConfig {
@@ -231,6 +250,10 @@ pub struct DataplaneConfig {
     pub core: String,
     /// DPDK EAL arguments (`backend = "dpdk"` only).
     pub eal_args: Vec<String>,
+    /// The MTU the DPDK ports must carry (`backend = "dpdk"` only; `None`: frames up to
+    /// the 2048-byte default mbuf, clamped to what the device takes). Jumbo MTUs get mbufs
+    /// large enough for a whole frame, and a device that cannot take it is an error.
+    pub mtu: Option<u16>,
     /// Worker threads.
     pub workers: usize,
     /// CPU cores to pin workers to (empty: not pinned).
@@ -602,6 +625,28 @@ fn dataplane(
             ))
         }
     };
+    let mtu = match (&d.mtu, backend) {
+        (None, _) => None,
+        (Some(m), Backend::Dpdk) => {
+            if !(MIN_MTU..=MAX_MTU).contains(m.get_ref()) {
+                return Err(bad(
+                    m.span(),
+                    "mtu",
+                    m.get_ref().to_string(),
+                    format!("between {MIN_MTU} and {MAX_MTU} (bytes of IP packet per frame)"),
+                ));
+            }
+            Some(*m.get_ref() as u16)
+        }
+        (Some(m), Backend::AfPacket | Backend::AfXdp) => {
+            return Err(bad(
+                m.span(),
+                "mtu",
+                m.get_ref().to_string(),
+                "mtu is for backend = \"dpdk\" only (kernel interfaces take the MTU set with `ip link set dev IFACE mtu N`)".into(),
+            ))
+        }
+    };
     if let (Some(r), Backend::Dpdk | Backend::AfXdp) = (&d.ring, backend) {
         return Err(bad(
             r.span(),
@@ -687,6 +732,7 @@ fn dataplane(
         access: d.access.into_inner(),
         core: d.core.into_inner(),
         eal_args,
+        mtu,
         workers,
         cores,
         burst,
@@ -1091,12 +1137,18 @@ scope = []
                 access: "acc0".into(),
                 core: "core0".into(),
                 eal_args: Vec::new(),
+                mtu: None,
                 workers: 1,
                 cores: vec![0],
                 burst: op25b_dataplane::worker::DEFAULT_BURST,
                 per_frame_ring: false,
             })
         );
+        assert_eq!(Backend::AfPacket.tx_refuser(), "the kernel");
+        assert_eq!(Backend::AfXdp.tx_refuser(), "the kernel");
+        assert_eq!(Backend::Dpdk.tx_refuser(), "the device");
+        assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nmtu = 9000\n")
+            .contains(":6: dataplane.mtu: \"9000\": mtu is for backend = \"dpdk\" only"));
         let v2 = load("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n").unwrap();
         assert!(v2.dataplane.unwrap().per_frame_ring);
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nring = \"v4\"\n").contains("dataplane.ring: \"v4\""));
@@ -1180,6 +1232,14 @@ scope = []
             assert_eq!(d.core, "1");
             assert_eq!(d.eal_args, ["--no-huge", "--vdev=net_null0"]);
             assert_eq!(d.workers, 2);
+            assert_eq!(d.mtu, None);
+            let jumbo = load(&format!("{text}mtu = 9000\n")).unwrap();
+            assert_eq!(jumbo.dataplane.unwrap().mtu, Some(9000));
+            for bad in ["mtu = 67", "mtu = 16001", "mtu = 70000"] {
+                let e = err(&format!("{text}{bad}\n"));
+                assert!(e.contains(":8: dataplane.mtu: "), "{bad}: {e}");
+                assert!(e.contains("between 68 and 16000"), "{bad}: {e}");
+            }
             assert!(err("[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\nring = \"v2\"\n")
                 .contains("dataplane.ring: \"v2\": ring is for backend = \"af_packet\" only"));
             assert!(err(

@@ -395,6 +395,14 @@ impl Control {
             .collect()
     }
 
+    /// Who refuses frames on this backend ("the kernel", "the device").
+    fn tx_refuser(&self) -> &'static str {
+        self.config
+            .dataplane
+            .as_ref()
+            .map_or("the kernel", |d| d.backend.tx_refuser())
+    }
+
     fn totals(&self) -> (Counters, Counters, u64) {
         let (mut o, mut i, mut r) = (Counters::default(), Counters::default(), 0);
         for s in self.workers.iter().flatten() {
@@ -696,8 +704,9 @@ impl Control {
         }
         let _ = write!(
             t,
-            "resets sent: {}\ntx refused by the kernel: {refused}",
-            self.resets_sent()
+            "resets sent: {}\ntx refused by {}: {refused}",
+            self.resets_sent(),
+            self.tx_refuser()
         );
         if top > 0 {
             for (d, list) in tops.iter().enumerate() {
@@ -814,7 +823,7 @@ impl Control {
                 );
             }
         }
-        let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames the kernel refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}");
+        let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let _ = writeln!(m, "# HELP op25b_policy_generation Generation of the policy in force.\n# TYPE op25b_policy_generation gauge\nop25b_policy_generation {}", self.generation);
         let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last successful load and build took.\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);
@@ -1040,13 +1049,16 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
             use op25b_dataplane::port::dpdk::Eal;
             let mut eal = Eal::init(&dp.eal_args).map_err(|e| e.to_string())?;
             let wires = eal
-                .open_wire(&dp.access, &dp.core, dp.workers, dp.burst)
+                .open_wire(&dp.access, &dp.core, dp.workers, dp.burst, dp.mtu)
                 .map_err(|e| e.to_string())?;
             if let Some(w) = wires.first() {
                 let (a, c) = w.ports();
                 eprintln!(
-                    "op25b: DPDK ports: access {} = port {a}, core {} = port {c}, {} queue(s) each",
-                    dp.access, dp.core, dp.workers
+                    "op25b: DPDK ports: access {} = port {a}, core {} = port {c}, {} queue(s) each{}",
+                    dp.access,
+                    dp.core,
+                    dp.workers,
+                    dp.mtu.map_or(String::new(), |m| format!(", mtu {m}"))
                 );
             }
             Ok((
@@ -1265,7 +1277,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let (o, i, refused) = control.totals();
     println!("{}", summary("access→core", &o));
     println!("{}", summary("core→access", &i));
-    println!("tx refused by the kernel: {refused}");
+    println!("tx refused by {}: {refused}", dp.backend.tx_refuser());
     for (w, o, n) in control.per_worker() {
         println!(
             "worker {w}: access→core rx {} tx {} dropped {}; core→access rx {} tx {} dropped {}",

@@ -15,6 +15,8 @@
 //! - The same prefix in both `dynamic` and `exempt` is refused at build time (it has no
 //!   defined meaning); a prefix repeated inside one list counts once.
 //! - `judge` never allocates and never fails: every frame gets exactly one [`Reason`].
+//!   `judge_burst` gives the same reasons, works in fixed chunk arrays, and allocates only
+//!   while its output vectors grow to the largest burst seen.
 
 use crate::hits::PrefixHits;
 use crate::lpm::{BuildError, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};
@@ -386,113 +388,184 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
     }
 }
 
-/// Per-family lanes of a burst that need table lookups.
-#[derive(Debug, Default)]
+/// Frames judged together: the lanes below are fixed arrays of this many slots, indexed
+/// masked (`i % CHUNK`, free for a power of two), so the hot loops carry no grow or bounds
+/// checks. A longer burst is judged chunk by chunk.
+const CHUNK: usize = 256;
+
+/// Per-family lanes of a chunk that need table lookups.
+///
+/// A lane is written unconditionally at slot `n` and kept by advancing `n` by 0 or 1, so
+/// which frames go on to a lookup is data, not a branch the CPU has to guess per frame.
+#[derive(Debug)]
 struct Lanes<K> {
-    frame: Vec<u32>,
-    overlap: Vec<bool>,
-    src: Vec<K>,
-    dst: Vec<K>,
-    value: Vec<u32>,
+    /// Lanes in use (at most the frames of the chunk, so below `CHUNK` while writing).
+    n: usize,
+    frame: Box<[u32; CHUNK]>,
+    overlap: Box<[bool; CHUNK]>,
+    src: Box<[K; CHUNK]>,
+    dst: Box<[K; CHUNK]>,
+    /// Source values, then relay values of the kept lanes.
+    value: Box<[u32; CHUNK]>,
+    /// Scope values of the kept lanes (only filled when a scope is set).
+    scope: Box<[u32; CHUNK]>,
     /// Position in `dynamic` of each kept lane's source match.
-    pos: Vec<u32>,
+    pos: Box<[u32; CHUNK]>,
+}
+
+impl<K: crate::lpm::Bits> Default for Lanes<K> {
+    fn default() -> Self {
+        Lanes {
+            n: 0,
+            frame: Box::new([0; CHUNK]),
+            overlap: Box::new([false; CHUNK]),
+            src: Box::new([K::ZERO; CHUNK]),
+            dst: Box::new([K::ZERO; CHUNK]),
+            value: Box::new([0; CHUNK]),
+            scope: Box::new([0; CHUNK]),
+            pos: Box::new([0; CHUNK]),
+        }
+    }
 }
 
 impl<K: crate::lpm::Bits> Lanes<K> {
-    fn clear(&mut self) {
-        self.frame.clear();
-        self.overlap.clear();
-        self.src.clear();
-        self.dst.clear();
+    /// Writes a lane at slot `n` and keeps it when `keep` holds (`frame` < CHUNK).
+    #[inline(always)]
+    fn push_if(&mut self, keep: bool, frame: usize, src: K, dst: K, overlap: bool) {
+        let n = self.n % CHUNK;
+        self.frame[n] = frame as u32;
+        self.overlap[n] = overlap;
+        self.src[n] = src;
+        self.dst[n] = dst;
+        self.n += usize::from(keep);
     }
 
-    fn push(&mut self, frame: usize, src: K, dst: K, overlap: bool) {
-        self.frame.push(frame as u32);
-        self.overlap.push(overlap);
-        self.src.push(src);
-        self.dst.push(dst);
-    }
-
-    /// Settles the provisional reasons of these lanes, with batched lookups per table, and
-    /// appends (frame, dynamic position) of every blocked lane to `blocked`.
+    /// Settles the provisional reasons of these lanes (`reasons` is the chunk's, indexed by
+    /// frame in the chunk), with batched lookups per table, appends (base + frame, dynamic
+    /// position) of every blocked lane to `blocked` (in frame order) and adds the reasons it
+    /// settled to `tally`. No branch depends on a lane's outcome: reasons are selected and
+    /// kept lanes compacted arithmetically.
     fn judge(
         &mut self,
         t: &FamilyTables<K>,
         scoped: bool,
-        reasons: &mut [Reason],
+        reasons: &mut [Reason; CHUNK],
+        base: u32,
         blocked: &mut Vec<(u32, u32)>,
+        tally: &mut [u32; Reason::COUNT],
     ) {
-        let n = self.frame.len();
+        let n = self.n.min(CHUNK);
         if n == 0 {
             return;
         }
-        self.value.resize(n, 0);
-        self.pos.resize(n, 0);
-        t.sources.lookup_batch(&self.src, &mut self.value);
-        // Keep only lanes whose source is dynamic, compacting in place.
-        let mut kept = 0;
+        t.sources.lookup_batch(&self.src[..n], &mut self.value[..n]);
+        // Keep only lanes whose source is dynamic, compacting in place. NO_MATCH is odd,
+        // so "even value" is exactly "a dynamic entry is the longest match".
+        let (mut kept, mut exempt) = (0usize, 0u32);
         for i in 0..n {
             let v = self.value[i];
-            let r = &mut reasons[self.frame[i] as usize];
-            if v == NO_MATCH {
-                *r = Reason::SourceNotDynamic;
-            } else if v & 1 == 1 {
-                *r = Reason::SourceExempt;
+            let f = self.frame[i];
+            let dynamic = v & 1 == 0;
+            let is_exempt = !dynamic & (v != NO_MATCH);
+            exempt += u32::from(is_exempt);
+            reasons[f as usize % CHUNK] = if dynamic {
+                Reason::Blocked // provisional: settled below
+            } else if is_exempt {
+                Reason::SourceExempt
             } else {
-                self.frame[kept] = self.frame[i];
-                self.overlap[kept] = self.overlap[i];
-                self.dst[kept] = self.dst[i];
-                self.pos[kept] = v >> 1;
-                kept += 1;
-            }
+                Reason::SourceNotDynamic
+            };
+            let k = kept % CHUNK;
+            self.frame[k] = f;
+            self.overlap[k] = self.overlap[i];
+            self.dst[k] = self.dst[i];
+            self.pos[k] = v >> 1;
+            kept += usize::from(dynamic);
         }
-        self.frame.truncate(kept);
-        self.dst.truncate(kept);
-        self.value.truncate(kept);
+        tally[Reason::SourceExempt.index()] += exempt;
+        tally[Reason::SourceNotDynamic.index()] += (n - kept) as u32 - exempt;
         if kept == 0 {
             return;
         }
-        t.relays.lookup_batch(&self.dst, &mut self.value);
+        if t.relays.is_empty() {
+            self.value[..kept].fill(NO_MATCH);
+        } else {
+            t.relays
+                .lookup_batch(&self.dst[..kept], &mut self.value[..kept]);
+        }
+        if scoped {
+            t.scope
+                .lookup_batch(&self.dst[..kept], &mut self.scope[..kept]);
+        }
+        let (mut relay, mut out_of_scope, mut overlap) = (0u32, 0u32, 0u32);
+        let first = blocked.len();
+        blocked.resize(first + kept, (0, 0));
+        let mut nb = first;
         for i in 0..kept {
-            let r = &mut reasons[self.frame[i] as usize];
-            *r = if self.value[i] != NO_MATCH {
+            let f = self.frame[i];
+            let is_relay = self.value[i] != NO_MATCH;
+            // Without a scope every destination is in it.
+            let in_scope = !scoped | (self.scope[i] != NO_MATCH);
+            let is_blocked = !is_relay & in_scope;
+            let ov = is_blocked & self.overlap[i];
+            relay += u32::from(is_relay);
+            out_of_scope += u32::from(!is_relay & !in_scope);
+            overlap += u32::from(ov);
+            reasons[f as usize % CHUNK] = if is_relay {
                 Reason::DestinationRelay
-            } else if self.overlap[i] {
+            } else if !in_scope {
+                Reason::OutOfScope
+            } else if ov {
                 Reason::BlockedOverlapFragment
             } else {
                 Reason::Blocked
             };
-        }
-        if scoped {
-            t.scope.lookup_batch(&self.dst, &mut self.value);
-            for i in 0..kept {
-                let r = &mut reasons[self.frame[i] as usize];
-                if r.is_blocked() && self.value[i] == NO_MATCH {
-                    *r = Reason::OutOfScope;
-                }
+            if let Some(b) = blocked.get_mut(nb) {
+                *b = (base + f, self.pos[i]);
             }
+            nb += usize::from(is_blocked);
         }
-        for i in 0..kept {
-            if reasons[self.frame[i] as usize].is_blocked() {
-                blocked.push((self.frame[i], self.pos[i]));
-            }
+        blocked.truncate(nb);
+        tally[Reason::DestinationRelay.index()] += relay;
+        tally[Reason::OutOfScope.index()] += out_of_scope;
+        tally[Reason::BlockedOverlapFragment.index()] += overlap;
+        tally[Reason::Blocked.index()] += kept as u32 - relay - out_of_scope - overlap;
+    }
+}
+
+/// Reusable buffers for [`Policy::judge_burst`], and what it found.
+#[derive(Debug)]
+pub struct BurstScratch {
+    v4: Lanes<u32>,
+    v6: Lanes<u128>,
+    /// The current chunk's reasons, by frame in the chunk.
+    chunk: Box<[Reason; CHUNK]>,
+    blocked: Vec<(u32, u32)>,
+    tally: [u32; Reason::COUNT],
+}
+
+impl Default for BurstScratch {
+    fn default() -> Self {
+        BurstScratch {
+            v4: Lanes::default(),
+            v6: Lanes::default(),
+            chunk: Box::new([Reason::PortNotBlocked; CHUNK]),
+            blocked: Vec::new(),
+            tally: [0; Reason::COUNT],
         }
     }
 }
 
-/// Reusable buffers for [`Policy::judge_burst`].
-#[derive(Debug, Default)]
-pub struct BurstScratch {
-    v4: Lanes<u32>,
-    v6: Lanes<u128>,
-    blocked: Vec<(u32, u32)>,
-}
-
 impl BurstScratch {
     /// The frames of the last judged burst that policy blocked, as (index in the burst,
-    /// position of the source's longest match in the `dynamic` list); IPv4 frames first.
+    /// position of the source's longest match in the `dynamic` list), in burst order.
     pub fn blocked(&self) -> &[(u32, u32)] {
         &self.blocked
+    }
+
+    /// Frames of the last judged burst per [`Reason`], indexed by [`Reason::index`].
+    pub fn tally(&self) -> &[u32; Reason::COUNT] {
+        &self.tally
     }
 }
 
@@ -707,32 +780,77 @@ impl Policy {
     ) {
         reasons.clear();
         let s = scratch;
-        s.v4.clear();
-        s.v6.clear();
         s.blocked.clear();
-        for (i, frame) in frames.enumerate() {
-            let reason = match wire::parse(frame) {
-                Err(skip) => Reason::Skip(skip),
-                Ok(key) => {
-                    let overlap = match key.transport {
-                        Transport::Tcp { dport } if !self.ports.contains(dport) => {
-                            reasons.push(Reason::PortNotBlocked);
-                            continue;
-                        }
-                        Transport::Tcp { .. } => false,
-                        Transport::Ipv4OverlapFragment => true,
-                    };
-                    match key.addrs {
-                        Addrs::V4 { src, dst } => s.v4.push(i, src, dst, overlap),
-                        Addrs::V6 { src, dst } => s.v6.push(i, src, dst, overlap),
+        s.tally = [0; Reason::COUNT];
+        let mut frames = frames.fuse();
+        loop {
+            let base = reasons.len();
+            s.v4.n = 0;
+            s.v6.n = 0;
+            let mut m = 0usize;
+            let mut skipped = 0u32;
+            for frame in frames.by_ref().take(CHUNK) {
+                let i = m;
+                m += 1;
+                s.chunk[i % CHUNK] = match wire::parse(frame) {
+                    Err(skip) => {
+                        let r = Reason::Skip(skip);
+                        s.tally[r.index()] += 1;
+                        skipped += 1;
+                        r
                     }
-                    Reason::Blocked // provisional: settled below
-                }
-            };
-            reasons.push(reason);
+                    Ok(key) => {
+                        // Every judged frame is written to a lane; only those to a blocked
+                        // port (or overlap fragments) keep it. No branch on the port.
+                        let (keep, overlap) = match key.transport {
+                            Transport::Tcp { dport } => (self.ports.contains(dport), false),
+                            Transport::Ipv4OverlapFragment => (true, true),
+                        };
+                        match key.addrs {
+                            Addrs::V4 { src, dst } => s.v4.push_if(keep, i, src, dst, overlap),
+                            Addrs::V6 { src, dst } => s.v6.push_if(keep, i, src, dst, overlap),
+                        }
+                        if keep {
+                            Reason::Blocked // provisional: settled below
+                        } else {
+                            Reason::PortNotBlocked
+                        }
+                    }
+                };
+            }
+            if m == 0 {
+                break;
+            }
+            // Judged frames that kept no lane went to a port that is not blocked.
+            s.tally[Reason::PortNotBlocked.index()] +=
+                m as u32 - skipped - (s.v4.n + s.v6.n) as u32;
+            let first = s.blocked.len();
+            s.v4.judge(
+                &self.v4,
+                self.scoped,
+                &mut s.chunk,
+                base as u32,
+                &mut s.blocked,
+                &mut s.tally,
+            );
+            let v4_blocked = s.blocked.len();
+            s.v6.judge(
+                &self.v6,
+                self.scoped,
+                &mut s.chunk,
+                base as u32,
+                &mut s.blocked,
+                &mut s.tally,
+            );
+            if v4_blocked > first && s.blocked.len() > v4_blocked {
+                // Both families blocked something: back into burst order (no allocation).
+                s.blocked[first..].sort_unstable();
+            }
+            reasons.extend_from_slice(&s.chunk[..m]);
+            if m < CHUNK {
+                break;
+            }
         }
-        s.v4.judge(&self.v4, self.scoped, reasons, &mut s.blocked);
-        s.v6.judge(&self.v6, self.scoped, reasons, &mut s.blocked);
     }
 
     /// What the action makes of a reason.
@@ -997,7 +1115,7 @@ mod tests {
             }
             let (p, _) = Policy::build(sp.clone(), 1).unwrap();
             let mut frames = Vec::new();
-            for _ in 0..500 {
+            for _ in 0..600 {
                 let v4 = next() % 3 != 0;
                 let pick =
                     |r: u64, opts: &[&str]| opts[(r % opts.len() as u64) as usize].to_string();
@@ -1048,7 +1166,9 @@ mod tests {
             }
             let mut scratch = BurstScratch::default();
             let mut reasons = Vec::new();
-            for chunk in frames.chunks(37) {
+            // Short bursts, and the whole 600 at once (judged in chunks of CHUNK frames).
+            assert!(frames.len() > 2 * CHUNK);
+            for chunk in frames.chunks(37).chain([&frames[..]]) {
                 p.judge_burst(
                     chunk.iter().map(|f| f.as_slice()),
                     &mut scratch,
@@ -1056,9 +1176,14 @@ mod tests {
                 );
                 let want: Vec<Reason> = chunk.iter().map(|f| p.classify(f).0).collect();
                 assert_eq!(reasons, want, "scoped={scoped}");
-                // Every blocked frame, and only those, with its source's dynamic entry.
-                let mut got = scratch.blocked().to_vec();
-                got.sort_unstable();
+                // The tally counts exactly these reasons.
+                for r in Reason::all() {
+                    let n = reasons.iter().filter(|&&x| x == r).count() as u32;
+                    assert_eq!(scratch.tally()[r.index()], n, "{r:?} scoped={scoped}");
+                }
+                // Every blocked frame, and only those, with its source's dynamic entry, in
+                // burst order.
+                let got = scratch.blocked().to_vec();
                 let want: Vec<(u32, u32)> = chunk
                     .iter()
                     .enumerate()

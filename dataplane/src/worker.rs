@@ -7,8 +7,9 @@
 //! - Every received frame gets exactly one verdict and one reason; the counters always
 //!   satisfy `rx == tx + dropped` and the reasons add up to `rx`.
 //! - Nothing here allocates, locks or makes a syscall per frame: the verdict buffer is
-//!   reused, the counters are plain fields owned by this worker, and the clock is read
-//!   twice per burst (vDSO).
+//!   reused, the counters are plain fields owned by this worker and are added once per
+//!   burst from the policy's tally, only blocked frames are visited one by one, and the
+//!   clock is read twice per burst (vDSO).
 
 use crate::bucket::TokenBucket;
 use crate::policy::{BurstScratch, Policy, Reason, Verdict};
@@ -182,49 +183,63 @@ impl Worker {
         frames: impl Iterator<Item = &'a [u8]> + Clone,
     ) -> &[Verdict] {
         let start = Instant::now();
-        self.verdicts.clear();
         policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
+        let blocked = self.scratch.blocked();
         if let Some(hits) = policy.hits() {
-            hits.count(self.slot, self.scratch.blocked().iter().map(|&(_, p)| p));
+            hits.count(self.slot, blocked.iter().map(|&(_, p)| p));
         }
+        // Per burst, not per frame: the reasons come tallied, every frame starts as
+        // Forward, and only the blocked frames (listed, in burst order) are visited.
         let c = &mut self.counters;
-        for (i, &reason) in self.reasons.iter().enumerate() {
-            let mut verdict = policy.verdict(reason);
-            c.reasons[reason.index()] += 1;
-            match verdict {
-                Verdict::Forward => {
-                    c.tx += 1;
-                    c.monitored += u64::from(reason.is_blocked());
+        for (total, &k) in c.reasons.iter_mut().zip(self.scratch.tally()) {
+            *total += u64::from(k);
+        }
+        self.verdicts.clear();
+        self.verdicts.resize(self.reasons.len(), Verdict::Forward);
+        let nblocked = blocked.len() as u64;
+        match policy.verdict(Reason::Blocked) {
+            Verdict::Forward => c.monitored += nblocked,
+            Verdict::Drop => {
+                c.dropped += nblocked;
+                for &(f, _) in blocked {
+                    self.verdicts[f as usize] = Verdict::Drop;
                 }
-                Verdict::Drop => c.dropped += 1,
-                Verdict::Reject => {
-                    c.dropped += 1;
-                    if self.resets.take(policy.reject_rate(), start) {
+            }
+            Verdict::Reject => {
+                c.dropped += nblocked;
+                for &(f, _) in blocked {
+                    self.verdicts[f as usize] = if self.resets.take(policy.reject_rate(), start) {
                         c.rejected += 1;
+                        Verdict::Reject
                     } else {
                         c.reset_limited += 1;
-                        verdict = Verdict::Drop;
-                    }
+                        Verdict::Drop
+                    };
                 }
             }
-            if let Some(s) = &mut self.sampler {
-                if reason.is_blocked() && s.pick(start) {
-                    let dynamic = self
-                        .scratch
-                        .blocked()
-                        .iter()
-                        .find(|b| b.0 as usize == i)
-                        .map_or(u32::MAX, |b| b.1);
+        }
+        if let Some(s) = &mut self.sampler {
+            for &(f, dynamic) in blocked {
+                if s.pick(start) {
+                    let f = f as usize;
                     // Sampled segments are few (bounded by the rate): walking to the frame again is cheap.
-                    if let Some(frame) = frames.clone().nth(i) {
-                        s.record(frame, policy.generation(), (reason, verdict, dynamic));
+                    if let Some(frame) = frames.clone().nth(f) {
+                        s.record(
+                            frame,
+                            policy.generation(),
+                            (self.reasons[f], self.verdicts[f], dynamic),
+                        );
                     }
                 }
             }
-            self.verdicts.push(verdict);
         }
         let n = self.reasons.len() as u64;
         c.rx += n;
+        c.tx += n - if policy.verdict(Reason::Blocked).forwards() {
+            0
+        } else {
+            nblocked
+        };
         c.bursts += 1;
         if let Some(per_frame) = (start.elapsed().as_nanos() as u64).checked_div(n) {
             // Cannot fail: the value is clamped into the histogram's range.

@@ -153,6 +153,8 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
     }
     let text = ctl(&["stats", "--top", "5"]);
     assert!(text.contains("resets sent: "), "{text}");
+    // AF_PACKET: the socket ring the kernel keeps is what refuses a frame.
+    assert!(text.contains("\ntx refused by the kernel: "), "{text}");
     assert!(
         text.lines()
             .any(|l| l.trim_start().starts_with("1  10.0.0.0/28") && l.contains("op25b.toml:")),

@@ -58,12 +58,13 @@ extern "C" {
 
     // shim.c
     pub fn op25b_rte_errno() -> c_int;
+    pub fn op25b_port_mtu_range(port: u16, min_mtu: *mut u16, max_mtu: *mut u16) -> c_int;
     pub fn op25b_port_setup(
         port: u16,
         queues: u16,
         rx_desc: u16,
         tx_desc: u16,
-        max_frame: u16,
+        mtu: u16,
         pool: *mut RteMempool,
         stage: *mut *const c_char,
     ) -> c_int;

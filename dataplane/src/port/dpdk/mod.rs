@@ -19,6 +19,12 @@
 //!   closed (which flushes `net_pcap` output files) and the EAL is cleaned up.
 //! - Nothing is allocated, locked or asked of the kernel per frame: the burst arrays are
 //!   allocated once per wire.
+//! - A frame of up to the configured MTU (two VLAN tags and FCS beyond it) fits one mbuf, so
+//!   the parser sees all of it and TX sends it whole: the pool's data room follows the MTU
+//!   (never below DPDK's 2048-byte default). A device that cannot carry the MTU stops the
+//!   start with [`DpdkError::Mtu`]; nothing is clamped silently. A device that still hands
+//!   over a segment chain (a `net_pcap` record larger than the MTU) has its first segment
+//!   judged and the whole chain sent or freed.
 //! - Every failure to start (EAL, port lookup, pool, port setup) is a [`DpdkError`] naming
 //!   the step and what to do; nothing here panics.
 
@@ -39,8 +45,10 @@ const RX_DESC: u16 = 1024;
 const TX_DESC: u16 = 1024;
 /// Per-lcore mbuf cache of the pool.
 const POOL_CACHE: u32 = 256;
-/// Data room of an mbuf: a 2048-byte frame after the headroom (no jumbo frames).
-const DATA_ROOM: u16 = 2048 + ffi::PKTMBUF_HEADROOM;
+/// Frame bytes an mbuf holds without a configured MTU (DPDK's default data room).
+const DEFAULT_FRAME_ROOM: u16 = 2048;
+/// What a frame carries beyond its MTU: Ethernet header, two VLAN tags, FCS.
+const FRAME_OVERHEAD: u16 = 14 + 8 + 4;
 /// Most frames one poll moves (the configured burst is capped to this).
 pub const MAX_BURST: usize = 256;
 
@@ -77,10 +85,14 @@ pub enum DpdkError {
     #[error("access and core are the same DPDK port {0}: the wire needs two ports")]
     SamePort(u16),
     /// The mbuf pool could not be created.
-    #[error("cannot create the DPDK mbuf pool of {mbufs} buffers ({why}): give the EAL more memory (-m MB in eal_args) or use fewer workers")]
+    #[error("cannot create the DPDK mbuf pool of {mbufs} buffers of {room} bytes, about {mib} MiB ({why}): give the EAL more memory (-m MB in eal_args), use fewer workers or a smaller mtu")]
     Mempool {
         /// Buffers asked for.
         mbufs: u32,
+        /// Data room of each, headroom included.
+        room: u16,
+        /// Memory the pool needs, roughly.
+        mib: u64,
         /// DPDK's reason.
         why: String,
     },
@@ -95,6 +107,22 @@ pub enum DpdkError {
         stage: String,
         /// DPDK's reason.
         why: String,
+    },
+    /// A port cannot carry the configured MTU.
+    #[error("DPDK port {port} ({name}): mtu = {mtu} is outside what the device takes ({min}..={max}): set [dataplane] mtu within it, or use a device that carries frames of {frame} bytes")]
+    Mtu {
+        /// Port id.
+        port: u16,
+        /// Port name.
+        name: String,
+        /// The configured MTU.
+        mtu: u16,
+        /// Smallest MTU the device takes.
+        min: u16,
+        /// Largest MTU the device takes.
+        max: u16,
+        /// Largest frame of that MTU (two VLAN tags and FCS included).
+        frame: u32,
     },
     /// More workers than a port can give queues.
     #[error("{workers} workers need {workers} DPDK queues per port; at most {max}")]
@@ -138,6 +166,8 @@ fn port_name(port: u16) -> String {
 /// What the ports and the pool are; freed when the last user goes.
 struct Shared {
     pool: *mut RteMempool,
+    /// Frame bytes one mbuf of `pool` holds (its data room after the headroom).
+    frame_room: u16,
     ports: Vec<u16>,
 }
 
@@ -212,6 +242,7 @@ impl Eal {
         Ok(Eal {
             shared: Arc::new(Shared {
                 pool: std::ptr::null_mut(),
+                frame_room: DEFAULT_FRAME_ROOM,
                 ports: Vec::new(),
             }),
         })
@@ -262,12 +293,19 @@ impl Eal {
     /// Sets up `access` and `core` with one RX and TX queue per worker, starts them, and
     /// returns one wire per worker (worker `i` owns queue `i` of both ports). Can be called
     /// once per process.
+    ///
+    /// `mtu`: `None` gives mbufs of DPDK's default 2048-byte data room and the largest MTU
+    /// of such a frame the devices take. `Some(m)` makes every mbuf hold a whole frame of
+    /// that MTU (two VLAN tags and FCS included, never less than the default), so a jumbo
+    /// frame arrives in one segment and is judged and sent whole; a device that cannot
+    /// take `m` is a [`DpdkError::Mtu`].
     pub fn open_wire(
         &mut self,
         access: &str,
         core: &str,
         workers: usize,
         burst: usize,
+        mtu: Option<u16>,
     ) -> Result<Vec<DpdkWire>, DpdkError> {
         if workers == 0 || workers > 64 {
             return Err(DpdkError::TooManyQueues { workers, max: 64 });
@@ -278,6 +316,45 @@ impl Eal {
             return Err(DpdkError::SamePort(a));
         }
         let burst = burst.clamp(1, MAX_BURST);
+        // Whole frames of the MTU in one mbuf, in 64-byte steps (at most 16-bit sizes).
+        let frame_room = match mtu {
+            None => DEFAULT_FRAME_ROOM,
+            Some(m) => m
+                .saturating_add(FRAME_OVERHEAD)
+                .div_ceil(64)
+                .saturating_mul(64)
+                .clamp(DEFAULT_FRAME_ROOM, u16::MAX - ffi::PKTMBUF_HEADROOM),
+        };
+        let mut port_mtu = [0u16; 2];
+        for (slot, port) in port_mtu.iter_mut().zip([a, c]) {
+            let (mut min, mut max) = (0u16, 0u16);
+            // SAFETY: the port id is valid (resolved above); both out-pointers are valid.
+            let r = unsafe { ffi::op25b_port_mtu_range(port, &mut min, &mut max) };
+            if r != 0 {
+                return Err(DpdkError::PortSetup {
+                    port,
+                    name: port_name(port),
+                    stage: "rte_eth_dev_info_get".into(),
+                    why: strerror(r),
+                });
+            }
+            *slot = match mtu {
+                Some(m) if m < min || m > max => {
+                    return Err(DpdkError::Mtu {
+                        port,
+                        name: port_name(port),
+                        mtu: m,
+                        min,
+                        max,
+                        frame: u32::from(m) + u32::from(FRAME_OVERHEAD),
+                    })
+                }
+                Some(m) => m,
+                // Every frame that fits the default mbuf, not only the default 1500-byte
+                // MTU: a bump in the wire must not drop a tagged full-size frame.
+                None => (frame_room - FRAME_OVERHEAD).min(max).max(min),
+            };
+        }
         let Some(shared) = Arc::get_mut(&mut self.shared) else {
             return Err(DpdkError::PortSetup {
                 port: a,
@@ -293,39 +370,37 @@ impl Eal {
             + 1024)
             .next_power_of_two()
             - 1;
+        let data_room = frame_room + ffi::PKTMBUF_HEADROOM;
         let name = CString::from(c"op25b_mbufs");
         // SAFETY: the EAL is initialised; no arguments.
         let socket = unsafe { ffi::rte_socket_id() } as c_int;
         // SAFETY: the EAL is initialised; the name is a valid C string DPDK copies; a NULL
         // return is handled.
         let pool = unsafe {
-            ffi::rte_pktmbuf_pool_create(name.as_ptr(), mbufs, POOL_CACHE, 0, DATA_ROOM, socket)
+            ffi::rte_pktmbuf_pool_create(name.as_ptr(), mbufs, POOL_CACHE, 0, data_room, socket)
         };
         if pool.is_null() {
+            // Per buffer: the data room plus the mbuf header and the pool's object header.
+            let bytes = u64::from(mbufs) * (u64::from(data_room) + 256);
             return Err(DpdkError::Mempool {
                 mbufs,
+                room: data_room,
+                mib: bytes.div_ceil(1 << 20),
                 why: strerror(last_errno()),
             });
         }
         // From here on `Shared` tears down the pool and whatever port was started, whether
         // or not both start.
         shared.pool = pool;
-        for port in [a, c] {
+        shared.frame_room = frame_room;
+        for (port, mtu) in [a, c].into_iter().zip(port_mtu) {
             // Closed at teardown even if its setup fails half-way.
             shared.ports.push(port);
             let mut stage: *const c_char = c"configuration".as_ptr();
             // SAFETY: the port id is valid (resolved above), `pool` is a live mbuf pool,
             // and `stage` is a valid place for a pointer to a static string.
             let r = unsafe {
-                ffi::op25b_port_setup(
-                    port,
-                    q as u16,
-                    RX_DESC,
-                    TX_DESC,
-                    DATA_ROOM - ffi::PKTMBUF_HEADROOM,
-                    pool,
-                    &mut stage,
-                )
+                ffi::op25b_port_setup(port, q as u16, RX_DESC, TX_DESC, mtu, pool, &mut stage)
             };
             if r != 0 {
                 return Err(DpdkError::PortSetup {
@@ -357,9 +432,7 @@ impl Eal {
         }
         let mut taken: Vec<*mut RteMbuf> = Vec::new();
         for frame in frames.iter().cycle() {
-            let len = frame
-                .len()
-                .min(usize::from(DATA_ROOM - ffi::PKTMBUF_HEADROOM));
+            let len = frame.len().min(usize::from(self.shared.frame_room));
             // SAFETY: the pool is live; the bytes are valid for `len`, which fits the
             // data room; a NULL return (pool empty) ends the loop.
             let m = unsafe { ffi::op25b_mbuf_from(pool, frame.as_ptr(), len as u16) };
@@ -427,7 +500,9 @@ pub struct DpdkWire {
     rx: Vec<*mut RteMbuf>,
     data: Vec<*const u8>,
     lens: Vec<u32>,
+    /// Burst-sized: filled by index, the first `nf` (forwarded) of a poll are sent.
     forward: Vec<*mut RteMbuf>,
+    /// Burst-sized: filled by index, the first `nd` (dropped) of a poll are freed.
     drop: Vec<*mut RteMbuf>,
     resets: Vec<*mut RteMbuf>,
     reset_frame: Vec<u8>,
@@ -465,8 +540,8 @@ impl DpdkWire {
             rx: vec![std::ptr::null_mut(); burst],
             data: vec![std::ptr::null(); burst],
             lens: vec![0; burst],
-            forward: Vec::with_capacity(burst),
-            drop: Vec::with_capacity(burst),
+            forward: vec![std::ptr::null_mut(); burst],
+            drop: vec![std::ptr::null_mut(); burst],
             resets: Vec::with_capacity(burst),
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
@@ -514,49 +589,55 @@ impl DpdkWire {
             unsafe { std::slice::from_raw_parts(p, l as usize) }
         });
         let verdicts = worker.classify_frames(&snapshot, frames);
-        self.forward.clear();
-        self.drop.clear();
+        // Split without a branch per frame: each mbuf is written to the end of both lists
+        // and only the list its verdict names grows (the lists hold a burst each).
+        let (mut nf, mut nd, mut rejects) = (0usize, 0usize, 0usize);
+        for (&m, &v) in self.rx[..n].iter().zip(verdicts) {
+            self.forward[nf] = m;
+            self.drop[nd] = m;
+            let fwd = v.forwards();
+            nf += usize::from(fwd);
+            nd += usize::from(!fwd);
+            rejects += usize::from(v == Verdict::Reject);
+        }
         self.resets.clear();
-        for (i, v) in verdicts.iter().enumerate() {
-            let m = self.rx[i];
-            match v {
-                Verdict::Forward => self.forward.push(m),
-                Verdict::Drop => self.drop.push(m),
-                Verdict::Reject => {
-                    // SAFETY: as for `frames` above: mbuf `i` is still ours.
-                    let frame =
-                        unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
-                    if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
-                        // SAFETY: the pool is live (held by `shared`); the bytes are
-                        // valid for their length, which fits u16 (a reset is < 100 bytes).
-                        let r = unsafe {
-                            ffi::op25b_mbuf_from(
-                                self.shared.pool,
-                                self.reset_frame.as_ptr(),
-                                self.reset_frame.len() as u16,
-                            )
-                        };
-                        if r.is_null() {
-                            self.tx_refused += 1;
-                        } else {
-                            self.resets.push(r);
-                        }
+        if rejects > 0 {
+            for (i, &v) in verdicts.iter().enumerate() {
+                if v != Verdict::Reject {
+                    continue;
+                }
+                // SAFETY: as for `frames` above: mbuf `i` is still ours (in `drop`, freed
+                // below).
+                let frame =
+                    unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
+                if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
+                    // SAFETY: the pool is live (held by `shared`); the bytes are valid for
+                    // their length, which fits u16 (a reset is < 100 bytes).
+                    let r = unsafe {
+                        ffi::op25b_mbuf_from(
+                            self.shared.pool,
+                            self.reset_frame.as_ptr(),
+                            self.reset_frame.len() as u16,
+                        )
+                    };
+                    if r.is_null() {
+                        self.tx_refused += 1;
+                    } else {
+                        self.resets.push(r);
                     }
-                    self.drop.push(m);
                 }
             }
         }
-        self.tx_refused += send_or_free(egress, self.queue, &mut self.forward);
+        self.tx_refused += send_or_free(egress, self.queue, &mut self.forward[..nf]);
         if !self.resets.is_empty() {
             let refused = send_or_free(ingress, self.queue, &mut self.resets);
             self.tx_refused += refused;
             self.resets_sent += self.resets.len() as u64 - refused;
         }
-        free_all(&mut self.drop);
+        free_all(&mut self.drop[..nd]);
         n
     }
 }
-
 /// Sends `mbufs` on (port, queue); frees what the queue does not take and returns how many.
 fn send_or_free(port: u16, queue: u16, mbufs: &mut [*mut RteMbuf]) -> u64 {
     if mbufs.is_empty() {

@@ -27,14 +27,40 @@ int op25b_rte_errno(void)
 }
 
 /*
+ * The MTUs `port` takes: *min_mtu and *max_mtu, the latter lowered to what its largest
+ * receivable frame allows (some devices, such as net_af_packet at 1518 bytes, state only a
+ * largest frame, and ethdev refuses an MTU whose frame, MTU plus its overhead computed as
+ * ethdev does, exceeds it). Returns 0 or a negative errno.
+ */
+int op25b_port_mtu_range(uint16_t port, uint16_t *min_mtu, uint16_t *max_mtu)
+{
+	struct rte_eth_dev_info info;
+	uint32_t overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
+	uint32_t max;
+	int r;
+
+	r = rte_eth_dev_info_get(port, &info);
+	if (r != 0)
+		return r;
+	max = info.max_mtu;
+	if (info.max_mtu != UINT16_MAX && info.max_rx_pktlen > info.max_mtu)
+		overhead = info.max_rx_pktlen - info.max_mtu;
+	if (info.max_rx_pktlen > overhead && info.max_rx_pktlen - overhead < max)
+		max = info.max_rx_pktlen - overhead;
+	*min_mtu = info.min_mtu;
+	*max_mtu = (uint16_t)max;
+	return 0;
+}
+
+/*
  * Configures `port` with `queues` RX and TX queues of `rx_desc`/`tx_desc` descriptors
- * (adjusted to the device's limits), an MTU for frames of up to `max_frame` bytes, RX
- * buffers from `pool`, RSS across the queues when
- * there are several, and starts it in promiscuous mode. Returns 0, or a negative errno
- * with *stage naming the step that failed.
+ * (adjusted to the device's limits), an MTU of `mtu` (which the caller checked against
+ * op25b_port_mtu_range), RX buffers from `pool`, RSS across the queues when there are
+ * several, and starts it in promiscuous mode. Returns 0, or a negative errno with *stage
+ * naming the step that failed.
  */
 int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
-		     uint16_t max_frame, struct rte_mempool *pool, const char **stage)
+		     uint16_t mtu, struct rte_mempool *pool, const char **stage)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -50,25 +76,7 @@ int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t 
 	*stage = "queue count (the device has fewer queues than workers)";
 	if (queues > info.max_rx_queues || queues > info.max_tx_queues)
 		return -EINVAL;
-	/* Take every frame that fits an mbuf's data room (2048 bytes here, up to two VLAN
-	 * tags), not only the default 1500-byte MTU: a bump in the wire must not drop a
-	 * tagged full-size frame. */
-	conf.rxmode.mtu = max_frame - RTE_ETHER_HDR_LEN - RTE_ETHER_CRC_LEN - 8;
-	if (conf.rxmode.mtu > info.max_mtu)
-		conf.rxmode.mtu = info.max_mtu;
-	/* Some devices (net_af_packet: 1518) state only a largest frame, not a largest MTU;
-	 * ethdev refuses an MTU whose frame (MTU plus its overhead, computed as ethdev does)
-	 * exceeds it. */
-	{
-		uint32_t overhead = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
-		if (info.max_mtu != UINT16_MAX && info.max_rx_pktlen > info.max_mtu)
-			overhead = info.max_rx_pktlen - info.max_mtu;
-		if (info.max_rx_pktlen > overhead &&
-		    (uint32_t)conf.rxmode.mtu + overhead > info.max_rx_pktlen)
-			conf.rxmode.mtu = (uint16_t)(info.max_rx_pktlen - overhead);
-	}
-	if (conf.rxmode.mtu < info.min_mtu)
-		conf.rxmode.mtu = info.min_mtu;
+	conf.rxmode.mtu = mtu;
 	if (queues > 1) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
 		conf.rx_adv_conf.rss_conf.rss_hf =
