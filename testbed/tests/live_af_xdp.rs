@@ -26,7 +26,7 @@
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
 use op25b_testbed::{
-    final_counters, op25b_binary, run_appliance, tcp_syn_frame, unavailable, Netns, Wire,
+    final_counters, op25b_binary, run_appliance, tcp_syn_frame, unavailable, Netns, Reaped, Wire,
 };
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -114,6 +114,24 @@ fn setup_queues(tag: &str, mtu: Option<u32>, queues: u32) -> Option<(std::path::
     Some((dir, wire))
 }
 
+/// Stops the appliance and checks what every run must show: exit 0, `start` among its
+/// start-up lines, and access→core rx = tx + dropped with at least `min_dropped` dropped.
+/// Returns (stdout, stderr, access→core rx).
+fn stop_and_check(mut appliance: Reaped, start: &str, min_dropped: u64) -> (String, String, u64) {
+    let o = appliance.terminate();
+    let (code, out, err) = (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(start), "{err}");
+    let (rx, tx, dropped) = final_counters(&out, "access→core");
+    assert_eq!(rx, tx + dropped, "{out}");
+    assert!(dropped >= min_dropped, "{out}");
+    (out, err, rx)
+}
+
 fn no_xdp_left(app: &Netns) {
     for i in ["acc0", "core0"] {
         let link =
@@ -134,7 +152,7 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
     let _server = net.tcp_listener();
-    let mut appliance = run_appliance(app, &cfg);
+    let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     let link =
         String::from_utf8_lossy(&app.exec(&["ip", "link", "show", "acc0"]).stdout).to_string();
@@ -171,17 +189,7 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
         );
     }
 
-    let o = appliance.terminate();
-    let (code, out, err) = (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("AF_XDP on acc0 and core0"), "{err}");
-    let (rx, tx, dropped) = final_counters(&out, "access→core");
-    assert_eq!(rx, tx + dropped, "{out}");
-    assert!(dropped >= 2, "{out}");
+    let (out, err, _) = stop_and_check(appliance, "AF_XDP on acc0 and core0", 2);
     no_xdp_left(app);
     println!("{}\n{out}", err.lines().next().unwrap_or(""));
     let _ = std::fs::remove_dir_all(&dir);
@@ -282,7 +290,7 @@ fn af_xdp_jumbo_frames_pass_intact_and_a_jumbo_syn_to_25_is_still_blocked() {
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
-    let mut appliance = run_appliance(app, &cfg);
+    let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
 
     // ICMP with DF: 8028-byte IPv4 and 8048-byte IPv6 packets, three fragments each way.
@@ -344,17 +352,7 @@ fn af_xdp_jumbo_frames_pass_intact_and_a_jumbo_syn_to_25_is_still_blocked() {
         "a jumbo SYN from a dynamic pool to port 25 got through"
     );
 
-    let o = appliance.terminate();
-    let (code, out, err) = (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("multi-buffer"), "{err}");
-    let (rx, tx, dropped) = final_counters(&out, "access→core");
-    assert_eq!(rx, tx + dropped, "{out}");
-    assert!(dropped >= 1, "{out}");
+    let (out, err, _) = stop_and_check(appliance, "multi-buffer", 1);
     no_xdp_left(app);
     println!("{}\n{out}", err.lines().next().unwrap_or(""));
     let _ = std::fs::remove_dir_all(&dir);
@@ -392,7 +390,7 @@ fn af_xdp_vlan_tagged_frames_keep_their_tags_and_tagged_syns_to_25_are_blocked()
     }
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
-    let mut appliance = run_appliance(app, &cfg);
+    let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     for dev in ["acc0", "core0"] {
         for f in features {
@@ -469,20 +467,11 @@ fn af_xdp_vlan_tagged_frames_keep_their_tags_and_tagged_syns_to_25_are_blocked()
         "off",
     ]);
 
-    let o = appliance.terminate();
-    let (code, out, err) = (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
+    let (out, err, _) = stop_and_check(
+        appliance,
+        "rx-vlan-hw-parse and rx-vlan-stag-hw-parse turned off until exit",
+        2,
     );
-    assert_eq!(code, Some(0), "{err}");
-    assert!(
-        err.contains("rx-vlan-hw-parse and rx-vlan-stag-hw-parse turned off until exit"),
-        "{err}"
-    );
-    let (rx, tx, dropped) = final_counters(&out, "access→core");
-    assert_eq!(rx, tx + dropped, "{out}");
-    assert!(dropped >= 2, "{out}");
     for dev in ["acc0", "core0"] {
         for f in features {
             assert_eq!(
@@ -535,7 +524,7 @@ fn af_xdp_two_workers_each_serve_one_queue_of_a_two_queue_wire() {
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, policy_workers("drop", "acc0", 2)).unwrap();
     let _server = net.tcp_listener();
-    let mut appliance = run_appliance(app, &cfg);
+    let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     // Each connection's TX queue on sub0 (and so RX queue on acc0) comes from its flow
     // hash: 16 connections land on both queues but with odds of 2^-15.
@@ -558,17 +547,7 @@ fn af_xdp_two_workers_each_serve_one_queue_of_a_two_queue_wire() {
             "{src} → {dst}:25"
         );
     }
-    let o = appliance.terminate();
-    let (code, out, err) = (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("2 queue(s) each"), "{err}");
-    let (rx, tx, dropped) = final_counters(&out, "access→core");
-    assert_eq!(rx, tx + dropped, "{out}");
-    assert!(dropped >= 2, "{out}");
+    let (out, err, rx) = stop_and_check(appliance, "2 queue(s) each", 2);
     let workers = worker_counters(&out);
     assert_eq!(workers.len(), 2, "{out}");
     for (w, o, i) in &workers {
