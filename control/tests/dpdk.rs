@@ -23,7 +23,7 @@ use op25b_dataplane::port::pcap::{CaptureReader, Next};
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::wire::build::{FrameBuilder, L4};
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -140,6 +140,44 @@ fn replay_pass(config: &Path, frames: &[Vec<u8>], dir: &Path) -> Vec<Vec<u8>> {
 }
 
 /// EAL arguments for a virtual-device run private to this test process.
+/// Writes `dir/op25b.toml` for two net_pcap ports: access reads `dir/access_in` and writes
+/// `dir/access-out.pcap`, core reads `dir/core_in` and writes `dir/core-out.pcap`.
+/// `dataplane` holds extra `[dataplane]` lines; the EAL gets `mem_mb` MB. Returns the config
+/// and control socket paths.
+fn pcap_config(
+    dir: &Path,
+    name: &str,
+    policy: &str,
+    (access_in, core_in): (&str, &str),
+    dataplane: &str,
+    mem_mb: u32,
+) -> (PathBuf, PathBuf) {
+    let socket = dir.join("ctl.sock");
+    let vdevs = [
+        format!(
+            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
+            dir.join(access_in).display(),
+            dir.join("access-out.pcap").display()
+        ),
+        format!(
+            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
+            dir.join(core_in).display(),
+            dir.join("core-out.pcap").display()
+        ),
+    ];
+    let eal = eal_args(name, &vdevs).replace("\"128\"", &format!("\"{mem_mb}\""));
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{policy}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\n{dataplane}eal_args = {eal}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    (config, socket)
+}
+
 fn eal_args(name: &str, vdevs: &[String]) -> String {
     let mut a: Vec<String> = [
         "--no-huge",
@@ -239,29 +277,14 @@ fn pcap_vdevs_forward_exactly_what_replay_passes_in_both_directions() {
     let in_frames = inbound_frames();
     write_pcap(&dir.join("access-in.pcap"), &out_frames, false);
     write_pcap(&dir.join("core-in.pcap"), &in_frames, true);
-    let socket = dir.join("ctl.sock");
-    let vdevs = [
-        format!(
-            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
-            dir.join("access-in.pcap").display(),
-            dir.join("access-out.pcap").display()
-        ),
-        format!(
-            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
-            dir.join("core-in.pcap").display(),
-            dir.join("core-out.pcap").display()
-        ),
-    ];
-    let config = dir.join("op25b.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{POLICY}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\nburst = 16\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
-            eal_args("pcap", &vdevs),
-            socket.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, socket) = pcap_config(
+        &dir,
+        "pcap",
+        POLICY,
+        ("access-in.pcap", "core-in.pcap"),
+        "burst = 16\n",
+        128,
+    );
 
     let (n_out, n_in) = (out_frames.len() as u64, in_frames.len() as u64);
     let mut child = start(&config);
@@ -317,30 +340,15 @@ fn reject_sends_the_resets_replay_writes_out_of_the_ingress_port() {
     let frames = outbound_frames();
     write_pcap(&dir.join("access-in.pcap"), &frames, false);
     write_pcap(&dir.join("empty.pcap"), &[], false);
-    let socket = dir.join("ctl.sock");
-    let vdevs = [
-        format!(
-            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
-            dir.join("access-in.pcap").display(),
-            dir.join("access-out.pcap").display()
-        ),
-        format!(
-            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
-            dir.join("empty.pcap").display(),
-            dir.join("core-out.pcap").display()
-        ),
-    ];
     let policy = "[outbound]\nports = [25]\naction = \"reject\"\nreject_rate = 100000\ndynamic = [\"10.0.0.0/8\", \"2001:db8:100::/40\"]\nrelays = [\"192.0.2.25/32\"]\n";
-    let config = dir.join("op25b.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{policy}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
-            eal_args("reject", &vdevs),
-            socket.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (config, socket) = pcap_config(
+        &dir,
+        "reject",
+        policy,
+        ("access-in.pcap", "empty.pcap"),
+        "",
+        128,
+    );
     let n = frames.len() as u64;
     let mut child = start(&config);
     let s = wait_stats(&mut child, &socket, |s| s["outbound"]["rx"] == n);
@@ -561,30 +569,15 @@ fn jumbo_frames_pass_whole_and_are_judged_whole_with_mtu_9000() {
     );
     write_pcap(&dir.join("access-in.pcap"), &frames, false);
     write_pcap(&dir.join("core-in.pcap"), &inbound_frames(), false);
-    let socket = dir.join("ctl.sock");
-    let vdevs = [
-        format!(
-            "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
-            dir.join("access-in.pcap").display(),
-            dir.join("access-out.pcap").display()
-        ),
-        format!(
-            "--vdev=net_pcap1,rx_pcap={},tx_pcap={}",
-            dir.join("core-in.pcap").display(),
-            dir.join("core-out.pcap").display()
-        ),
-    ];
-    let config = dir.join("op25b.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{POLICY}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\nmtu = 9000\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
-            // 8191 mbufs of 9 KiB need more than the default 128 MB.
-            eal_args("jumbo", &vdevs).replace("\"128\"", "\"256\""),
-            socket.display().to_string()
-        ),
-    )
-    .unwrap();
+    // 8191 mbufs of 9 KiB need more than the default 128 MB.
+    let (config, socket) = pcap_config(
+        &dir,
+        "jumbo",
+        POLICY,
+        ("access-in.pcap", "core-in.pcap"),
+        "mtu = 9000\n",
+        256,
+    );
     let n = frames.len() as u64;
     let mut child = start(&config);
     let s = wait_stats(&mut child, &socket, |s| s["outbound"]["rx"] == n);
