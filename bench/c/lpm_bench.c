@@ -7,6 +7,7 @@
  * Usage:
  *   lpm_bench v4|v6|fib4|fib6 PREFIX_FILE ADDR_FILE ITERS      (benchmark)
  *   lpm_bench v4-dump|v6-dump|fib4-dump|fib6-dump PREFIX_FILE ADDR_FILE
+ *   lpm_bench v4-serve|v6-serve|fib4-serve|fib6-serve PREFIX_FILE ADDR_FILE ITERS
  *
  *   v4    rte_lpm   (DIR-24-8, 24-bit next hops)
  *   v6    rte_lpm6  (24-bit first stage + 8-bit stages, 21-bit next hops)
@@ -41,6 +42,12 @@
  *   x4_lookups_per_s (v4 only: rte_lpm_lookupx4, as used by l3fwd),
  *   checksum (sum over one method's lookups of next_hop + 1, misses 0;
  *   all methods must agree or the program fails).
+ * Serve mode builds the table and reads every address file, prints one line
+ * {"ready":true,"build_s":...} and then, for each line "K" read from stdin,
+ * measures address file K (0-based) as benchmark mode does and prints its JSON
+ * line; it ends at end of input.  A caller can so build once and alternate
+ * measurements with its own, so that both sides share the machine's momentary
+ * load (op25b-bench compare pairs its rounds this way).
  * Dump mode prints one line per address: the next hop, or -1 if no prefix
  * matches.  It also checks that the bulk, single (and x4) paths agree.
  * Errors go to stderr with a non-zero exit status.
@@ -888,6 +895,50 @@ run_bench(struct table *t, const struct prefix_list *pl,
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
+/*
+ * Serve mode: every address file read up front, then one measurement per stdin
+ * line naming a file by its 0-based position.
+ */
+#define MAX_SERVE_FILES 8
+
+static int
+serve_bench(struct table *t, const struct prefix_list *pl,
+	    const struct build_stats *bs, char *files, uint32_t tbl8s,
+	    unsigned long iters)
+{
+	struct addr_list al[MAX_SERVE_FILES];
+	struct lookup_input in[MAX_SERVE_FILES];
+	size_t nfiles = 0;
+	char line[64];
+	int rc = 0;
+
+	for (char *file = strtok(files, ","); file != NULL;
+	     file = strtok(NULL, ",")) {
+		if (nfiles == MAX_SERVE_FILES)
+			die("serve mode takes at most %d address files",
+			    MAX_SERVE_FILES);
+		read_addrs(t->fam, file, &al[nfiles]);
+		prepare_input(t->fam, &al[nfiles], &in[nfiles]);
+		nfiles++;
+	}
+	printf("{\"ready\":true,\"build_s\":%.6f}\n", bs->build_s);
+	if (fflush(stdout) != 0)
+		return 1;
+	while (rc == 0 && fgets(line, sizeof(line), stdin) != NULL) {
+		char *end;
+		unsigned long k = strtoul(line, &end, 10);
+
+		line[strcspn(line, "\n")] = '\0';
+		if (end == line || *end != '\0' || k >= nfiles)
+			die("serve: expected a file number below %zu, got \"%s\"",
+			    nfiles, line);
+		rc = run_bench(t, pl, bs, &in[k], tbl8s, iters);
+	}
+	for (size_t i = 0; i < nfiles; i++)
+		free_input(t->fam, &al[i], &in[i]);
+	return rc;
+}
+
 /* ------------------------------------------------------------------------ */
 /* main                                                                     */
 /* ------------------------------------------------------------------------ */
@@ -898,7 +949,10 @@ usage(void)
 	fprintf(stderr,
 		"usage: %s v4|v6|fib4|fib6 PREFIX_FILE ADDR_FILE ITERS\n"
 		"       %s v4-dump|v6-dump|fib4-dump|fib6-dump "
-		"PREFIX_FILE ADDR_FILE\n", progname, progname);
+		"PREFIX_FILE ADDR_FILE\n"
+		"       %s v4-serve|v6-serve|fib4-serve|fib6-serve "
+		"PREFIX_FILE ADDR_FILE[,ADDR_FILE...] ITERS\n",
+		progname, progname, progname);
 	exit(2);
 }
 
@@ -919,7 +973,7 @@ main(int argc, char **argv)
 	struct lookup_input in;
 	struct build_stats bs;
 	unsigned long iters = 0;
-	bool dump, found = false;
+	bool dump, serve, found = false;
 	uint32_t tbl8s;
 	size_t mlen;
 	int rc;
@@ -928,7 +982,8 @@ main(int argc, char **argv)
 		usage();
 	mlen = strcspn(argv[1], "-");
 	dump = strcmp(argv[1] + mlen, "-dump") == 0;
-	if (!dump && argv[1][mlen] != '\0')
+	serve = strcmp(argv[1] + mlen, "-serve") == 0;
+	if (!dump && !serve && argv[1][mlen] != '\0')
 		usage();
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		if (strlen(modes[i].name) == mlen &&
@@ -961,6 +1016,14 @@ main(int argc, char **argv)
 	 * minutes for 1M prefixes) and each file is measured (or dumped) in turn, one JSON
 	 * line (or one block of answers) per file.
 	 */
+	if (serve) {
+		rc = serve_bench(&t, &pl, &bs, argv[3], tbl8s, iters);
+		table_free(&t);
+		rte_eal_cleanup();
+		free(pl.addr);
+		free(pl.len);
+		return rc;
+	}
 	rc = 0;
 	for (char *file = strtok(argv[3], ","); file != NULL && rc == 0;
 	     file = strtok(NULL, ",")) {

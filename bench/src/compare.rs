@@ -193,6 +193,175 @@ fn lib_rate(results: &[Value], lib: &str) -> Option<f64> {
         .and_then(|r| r["lookups_per_s"].as_f64())
 }
 
+/// The library a C harness mode measures.
+fn dpdk_lib(mode: &str) -> &'static str {
+    match mode {
+        "v4" => "rte_lpm",
+        "v6" => "rte_lpm6",
+        "fib4" => "rte_fib",
+        _ => "rte_fib6",
+    }
+}
+
+/// The C harness in serve mode: it builds its table once and then measures one address
+/// file per request, so its measurements can alternate with op25b's and each pair shares
+/// the machine's momentary load (this VM's memory speed moves by 2x within minutes).
+struct Served {
+    mode: &'static str,
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    log: PathBuf,
+}
+
+impl Served {
+    fn start(
+        bin: &Path,
+        mode: &'static str,
+        pfx: &Path,
+        files: &str,
+        log: PathBuf,
+    ) -> Result<Served, String> {
+        let err = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut child = Command::new(bin)
+            .arg(format!("{mode}-serve"))
+            .arg(pfx)
+            .arg(files)
+            .arg("3")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+        let out = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+        Ok(Served {
+            mode,
+            child,
+            out,
+            log,
+        })
+    }
+
+    fn line(&mut self) -> Result<Value, String> {
+        use std::io::BufRead as _;
+        let mut l = String::new();
+        let got = self.out.read_line(&mut l).map_err(|e| e.to_string())?;
+        if got == 0 {
+            let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+            return Err(format!("the C harness ended early: {}", err.trim()));
+        }
+        serde_json::from_str(&l).map_err(|e| format!("{e}: {l}"))
+    }
+
+    /// Waits until the table is built; returns the build time in seconds.
+    fn wait_ready(&mut self) -> Result<f64, String> {
+        let v = self.line()?;
+        v["build_s"]
+            .as_f64()
+            .ok_or_else(|| format!("no build time in {v}"))
+    }
+
+    /// Measures address file `k` (its position in the list given at start).
+    fn measure(&mut self, k: usize) -> Result<Value, String> {
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        writeln!(stdin, "{k}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("{}: {e}", self.mode))?;
+        self.line()
+    }
+
+    /// Ends the harness; returns its mode and what it wrote on stderr.
+    fn finish(mut self) -> (&'static str, String) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+        (
+            self.mode,
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+        )
+    }
+}
+
+/// op25b's batched lookups/s over `keys`: three passes, as the C harness times them.
+fn pass_rate<K: Bits>(table: &LpmTable<K>, keys: &[K]) -> f64 {
+    let t = Instant::now();
+    let mut sum = 0u64;
+    for _ in 0..3 {
+        sum = sum.wrapping_add(lpmbench::batched_sum(table, keys));
+    }
+    std::hint::black_box(sum);
+    3.0 * keys.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `a.reps` rounds; in each, every key set is measured by op25b and then by each ready
+/// DPDK table, one after the other. Reported per case: medians of each side and, as the
+/// ratio, the median of the per-round ratios (each taken under the same load).
+fn paired_rounds(
+    a: &CompareArgs,
+    v6: bool,
+    e4: &[(Prefix<u32>, u32)],
+    e6: &[(Prefix<u128>, u32)],
+    key_files: &[PathBuf],
+    cases: &mut [Value],
+    ready: &mut [(Served, f64)],
+) -> Result<(), String> {
+    let keys = key_files
+        .iter()
+        .map(|p| lpmbench::read_keys(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let t4 = LpmTable::build(e4).map_err(|e| e.to_string())?;
+    let t6 = LpmTable::build(e6).map_err(|e| e.to_string())?;
+    let mut ours = vec![Vec::new(); keys.len()];
+    let mut theirs = vec![vec![Vec::<Value>::new(); ready.len()]; keys.len()];
+    for _ in 0..a.reps {
+        for (k, (k4, k6)) in keys.iter().enumerate() {
+            ours[k].push(if v6 {
+                pass_rate(&t6, k6)
+            } else {
+                pass_rate(&t4, k4)
+            });
+            for (j, (s, _)) in ready.iter_mut().enumerate() {
+                theirs[k][j].push(s.measure(k)?);
+            }
+        }
+    }
+    for (k, case) in cases.iter_mut().enumerate() {
+        let mut paired = Vec::new();
+        let results = case["results"].as_array_mut().expect("results is an array");
+        if let Some(op) = results.iter_mut().find(|r| r["lib"] == "op25b") {
+            op["unpaired_lookups_per_s"] = op["lookups_per_s"].clone();
+            op["lookups_per_s"] = json!(median(ours[k].clone()));
+            op["rounds"] = json!(ours[k]);
+        }
+        for (j, (s, build_s)) in ready.iter().enumerate() {
+            let runs = &theirs[k][j];
+            let field =
+                |f: &str| -> Vec<f64> { runs.iter().filter_map(|r| r[f].as_f64()).collect() };
+            let bulk = field("bulk_lookups_per_s");
+            let lib = dpdk_lib(s.mode);
+            results.push(json!({
+                "lib": lib,
+                "build_s": build_s,
+                "lookups_per_s": median(bulk.clone()),
+                "single_lookups_per_s": median(field("single_lookups_per_s")),
+                "inserted": runs[0]["inserted"],
+                "failed": runs[0]["failed"],
+                "rounds": bulk,
+            }));
+            let ratios: Vec<f64> = ours[k].iter().zip(&bulk).map(|(o, b)| o / b).collect();
+            let key = if s.mode.starts_with("fib") {
+                "op25b_vs_fib"
+            } else {
+                "op25b_vs_dpdk"
+            };
+            paired.push((key, ratios));
+        }
+        for (key, ratios) in paired {
+            case[key] = json!(median(ratios.clone()));
+            case[format!("{key}_rounds")] = json!(ratios);
+        }
+    }
+    Ok(())
+}
+
 /// One prefix set with two key sets (uniform, 90% inside a prefix), every structure. The
 /// C harness builds each DPDK table once and measures both key files.
 fn lpm_set(
@@ -240,54 +409,41 @@ fn lpm_set(
             .collect::<Vec<_>>()
             .join(",");
         let (lpm_mode, fib_mode) = if v6 { ("v6", "fib6") } else { ("v4", "fib4") };
+        eprintln!(
+            "compare: {fam} {n} prefixes: DPDK {lpm_mode} and {fib_mode} build their tables once"
+        );
+        // Both DPDK tables are built at the same time (rte_lpm takes minutes for 1M
+        // prefixes); nothing is measured until both are ready.
+        let mut served = Vec::new();
         for mode in [lpm_mode, fib_mode] {
+            let log = a.out_dir.join(format!("{mode}-{n}.stderr"));
+            match Served::start(bin, mode, &pfx, &files, log) {
+                Ok(s) => served.push(s),
+                Err(e) => notes.push(format!("{mode} {}: {e}", pfx.display())),
+            }
+        }
+        let mut ready = Vec::new();
+        for mut s in served {
+            match s.wait_ready() {
+                Ok(build_s) => ready.push((s, build_s)),
+                Err(e) => notes.push(format!("{} {}: {e}", s.mode, pfx.display())),
+            }
+        }
+        if !ready.is_empty() {
             eprintln!(
-                "compare: {fam} {n} prefixes: DPDK {mode} (builds once, measures both key sets)"
+                "compare: {fam} {n} prefixes: {} paired rounds of op25b and DPDK, alternating",
+                a.reps
             );
-            let name = match mode {
-                "v4" => "rte_lpm",
-                "v6" => "rte_lpm6",
-                "fib4" => "rte_fib",
-                _ => "rte_fib6",
-            };
-            let out = Command::new(bin)
-                .arg(mode)
-                .arg(&pfx)
-                .arg(&files)
-                .arg("3")
-                .output();
-            match out {
-                Ok(o) if o.status.success() => {
-                    let err = String::from_utf8_lossy(&o.stderr);
-                    if !err.trim().is_empty() {
-                        notes.push(format!(
-                            "{mode} {}: {}",
-                            pfx.display(),
-                            err.trim().replace('\n', "; ")
-                        ));
-                    }
-                    for (case, line) in cases
-                        .iter_mut()
-                        .zip(String::from_utf8_lossy(&o.stdout).lines())
-                    {
-                        let r: Value = serde_json::from_str(line)
-                            .map_err(|e| format!("{mode}: {e}: {line}"))?;
-                        case["results"].as_array_mut().expect("array").push(json!({
-                            "lib": name,
-                            "build_s": r["build_s"],
-                            "lookups_per_s": r["bulk_lookups_per_s"],
-                            "single_lookups_per_s": r["single_lookups_per_s"],
-                            "inserted": r["inserted"],
-                            "failed": r["failed"],
-                        }));
-                    }
-                }
-                Ok(o) => notes.push(format!(
-                    "{mode} {} failed: {}",
+            paired_rounds(a, v6, &e4, &e6, &key_files, &mut cases, &mut ready)?;
+        }
+        for (s, _) in ready {
+            let (mode, err) = s.finish();
+            if !err.trim().is_empty() {
+                notes.push(format!(
+                    "{mode} {}: {}",
                     pfx.display(),
-                    String::from_utf8_lossy(&o.stderr).trim()
-                )),
-                Err(e) => notes.push(format!("{}: {e}", bin.display())),
+                    err.trim().replace('\n', "; ")
+                ));
             }
         }
         // Same answers as DPDK on a sample (rte_fib agrees with rte_lpm and builds in
@@ -304,10 +460,16 @@ fn lpm_set(
     for case in &mut cases {
         let results = case["results"].as_array().cloned().unwrap_or_default();
         let ours = lib_rate(&results, "op25b").unwrap_or(0.0);
-        case["op25b_vs_dpdk"] =
-            json!(lib_rate(&results, if v6 { "rte_lpm6" } else { "rte_lpm" }).map(|b| ours / b));
-        case["op25b_vs_fib"] =
-            json!(lib_rate(&results, if v6 { "rte_fib6" } else { "rte_fib" }).map(|b| ours / b));
+        // Paired rounds set the ratios as medians of per-round ratios; otherwise (no DPDK)
+        // they stay null.
+        for (key, lib) in [
+            ("op25b_vs_dpdk", if v6 { "rte_lpm6" } else { "rte_lpm" }),
+            ("op25b_vs_fib", if v6 { "rte_fib6" } else { "rte_fib" }),
+        ] {
+            if case[key].is_null() {
+                case[key] = json!(lib_rate(&results, lib).map(|b| ours / b));
+            }
+        }
     }
     Ok(cases)
 }
@@ -594,6 +756,41 @@ fn markdown(lpm: &[Value], replay: &Value, notes: &[String], machine: &str) -> S
             get("op25b", "memory_bytes").as_f64().unwrap_or(0.0) / 1048576.0,
         );
     }
+    let paired: Vec<&Value> = lpm
+        .iter()
+        .filter(|c| c["op25b_vs_dpdk_rounds"].is_array())
+        .collect();
+    if !paired.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nop25b and DPDK were measured in paired rounds: in each round op25b, then each \
+             DPDK table, one after the other on the same key file. Their columns are medians \
+             over the rounds; the ratios are medians of the per-round ratios, which were:\n"
+        );
+        for c in paired {
+            let list = |key: &str| {
+                c[key]
+                    .as_array()
+                    .map(|v| {
+                        v.iter()
+                            .filter_map(Value::as_f64)
+                            .map(|x| format!("{x:.2}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_else(|| "–".into())
+            };
+            let _ = writeln!(
+                md,
+                "- {} {} {}: vs rte_lpm(6) {}; vs rte_fib(6) {}",
+                c["family"].as_str().unwrap_or(""),
+                c["prefixes"],
+                c["keys"].as_str().unwrap_or(""),
+                list("op25b_vs_dpdk_rounds"),
+                list("op25b_vs_fib_rounds"),
+            );
+        }
+    }
     if let Some(rows) = replay.as_array() {
         let _ = writeln!(md, "\n| policy prefixes | frames | op25b replay s | tcpdump+BPF s | speedup | same frames passed |");
         let _ = writeln!(md, "|---:|---:|---:|---:|---:|---|");
@@ -769,10 +966,10 @@ pub fn run(a: &CompareArgs) -> Result<String, String> {
         ..a.clone()
     };
     let mut lpm = Vec::new();
-    for &n in &a.v4_sizes {
+    for &n in a.v4_sizes.iter().filter(|&&n| n > 0) {
         lpm.extend(lpm_set(&a, false, n, &mut notes)?);
     }
-    for &n in &a.v6_sizes {
+    for &n in a.v6_sizes.iter().filter(|&&n| n > 0) {
         lpm.extend(lpm_set(&a, true, n, &mut notes)?);
     }
     let replay = if a.replay_frames > 0 {

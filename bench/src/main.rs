@@ -118,14 +118,14 @@ enum Command {
         /// Output folder (data files and results).
         #[arg(long, default_value = "out/compare")]
         out_dir: PathBuf,
-        /// IPv4 table sizes (comma-separated).
+        /// IPv4 table sizes (comma-separated; 0 skips them).
         #[arg(
             long,
             default_value = "1000,10000,100000,1000000",
             value_delimiter = ','
         )]
         v4_sizes: Vec<usize>,
-        /// IPv6 table sizes (comma-separated).
+        /// IPv6 table sizes (comma-separated; 0 skips them).
         #[arg(long, default_value = "100000", value_delimiter = ',')]
         v6_sizes: Vec<usize>,
         /// Addresses per key set.

@@ -154,6 +154,12 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             .map(|&(_, d)| d)
             .collect();
         let first_after = trace.iter().find(|(t, _)| *t >= s).map_or(0, |&(_, d)| d);
+        let first_eight: Vec<u64> = trace
+            .iter()
+            .filter(|(t, _)| *t >= s)
+            .take(8)
+            .map(|&(_, d)| d)
+            .collect();
         let typical = pct(&mut before.clone(), 0.5);
         extra.push(first_after.saturating_sub(typical) as f64 / typical.max(1) as f64);
         around.push(json!({
@@ -162,6 +168,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             "p99_before": pct(&mut before, 0.99), "p99_after": pct(&mut after, 0.99),
             "max_before": pct(&mut before, 1.0), "max_after": pct(&mut after, 1.0),
             "first_burst_after": first_after,
+            "first_eight_bursts_after": first_eight,
         }));
     }
     let longest = swap_max.iter().copied().max().unwrap_or(0);

@@ -1,13 +1,13 @@
 //! [`HugeSlice`]: an immutable slice of plain data, optionally in memory backed by 2 MiB
 //! pages (transparent huge pages asked for with `madvise(MADV_HUGEPAGE)`, which works when
-//! THP is `always` or `madvise`). Lookup tables live here. Huge pages are **off by
-//! default** and turned on with the environment variable `OP25B_HUGEPAGES=1`: measured on
-//! this project's reference machine (a 2-vCPU VM) they did not speed up random lookups in
-//! a 1M-prefix table (41–48 vs 41–51 M lookups/s, alternating runs) and made the first
-//! burst after a policy swap slower (medians 1.84/1.06/1.04 extra bursts against
-//! 0.79/0.79/0.62 with 4 KiB pages, alternating runs of `op25b-bench swap`): on a VM the
-//! host's page size decides the TLB cost, and 2 MiB-aligned tables alias in the caches.
-//! On bare metal they may pay off; measure with `op25b-bench lpm` and `swap`.
+//! THP is `always` or `madvise`). Lookup tables live here. Huge pages are **on by
+//! default**; the environment variable `OP25B_HUGEPAGES=0` turns them off. Measured on this
+//! project's reference machine (a 2-vCPU VM), alternating runs of `op25b-bench lpm` on 1M
+//! prefixes with uniformly random keys: 110–123 M lookups/s on huge pages against 46–96 on
+//! 4 KiB pages (four pairs, huge pages ahead in each). The whole-pipeline `classify` on
+//! 1M prefixes and the first burst after a swap (`op25b-bench swap`) showed no difference
+//! beyond the VM's noise. (An earlier table format, with one lookup at a time, gained
+//! nothing from them, which is why they were off before.)
 //!
 //! Invariants:
 //! - Slices under 1 MiB are ordinary boxed slices (no rounding waste).
@@ -26,10 +26,10 @@ const HUGE: usize = 2 << 20;
 /// Smallest slice put on huge pages.
 const MIN_BYTES: usize = 1 << 20;
 
-/// Whether `OP25B_HUGEPAGES=1` asks for huge pages (read once per process).
+/// Whether tables go on huge pages: yes unless `OP25B_HUGEPAGES=0` (read once per process).
 fn huge_pages_on() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("OP25B_HUGEPAGES").is_some_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var_os("OP25B_HUGEPAGES").is_none_or(|v| v != "0"))
 }
 
 /// An immutable slice, on huge pages when large enough.
@@ -53,7 +53,7 @@ unsafe impl<T: Send> Send for HugeSlice<T> {}
 unsafe impl<T: Sync> Sync for HugeSlice<T> {}
 
 impl<T: Copy> HugeSlice<T> {
-    /// Copies `data` into a new slice, on huge pages if it is large and `OP25B_HUGEPAGES=1`.
+    /// Copies `data` into a new slice, on huge pages if it is large (unless `OP25B_HUGEPAGES=0`).
     pub fn from_slice(data: &[T]) -> Self {
         Self::with_pages(data, huge_pages_on())
     }
