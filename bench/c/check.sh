@@ -2,7 +2,9 @@
 # check.sh - correctness test for lpm_bench: runs every *-dump mode on the
 # small nested prefix sets in testdata/ and compares with the expected next
 # hops (hand-written), then checks that a /0 route is reported as a failed
-# insert by rte_lpm/rte_lpm6 (which reject depth 0) but accepted by rte_fib.
+# insert by rte_lpm/rte_lpm6 (which reject depth 0) but accepted by rte_fib,
+# and that serve mode (build once, measure on request) gives the same checksum
+# as benchmark mode and refuses a file number it was not given.
 set -eu
 cd "$(dirname "$0")"
 B=./lpm_bench
@@ -34,6 +36,26 @@ for spec in "v4 p4 a4 -1" "fib4 p4 a4 0" "v6 p6 a6 -1" "fib6 p6 a6 0"; do
 		echo "ok   $1 /0 -> $4"
 	else
 		echo "FAIL $1 /0: got '$got', want '$4'"
+		fail=1
+	fi
+done
+
+# serve mode: one "ready" line, then one result per request, same checksum as
+# benchmark mode; a bad request ends it with an error.
+sum_of() { sed -n 's/.*"checksum":\([0-9]*\).*/\1/p'; }
+for mode in v4 fib4; do
+	want=$("$B" "$mode" "$T/small_v4.prefixes" "$T/small_v4.addrs" 1 | sum_of)
+	printf '0\n0\n' | "$B" "$mode-serve" "$T/small_v4.prefixes" \
+		"$T/small_v4.addrs" 1 >"$tmp/serve"
+	lines=$(wc -l <"$tmp/serve")
+	ready=$(head -n 1 "$tmp/serve" | grep -c '"ready":true' || true)
+	sums=$(tail -n +2 "$tmp/serve" | sum_of | sort -u)
+	if [ "$lines" = 3 ] && [ "$ready" = 1 ] && [ "$sums" = "$want" ] &&
+		! printf '1\n' | "$B" "$mode-serve" "$T/small_v4.prefixes" \
+			"$T/small_v4.addrs" 1 >/dev/null 2>&1; then
+		echo "ok   $mode-serve"
+	else
+		echo "FAIL $mode-serve: $lines lines, ready $ready, checksums '$sums' want '$want'"
 		fail=1
 	fi
 done
