@@ -270,6 +270,20 @@ fn stop(child: Child) -> (bool, String, String) {
     )
 }
 
+/// Starts `op25b run`, waits until `done(stats)` holds, stops it with SIGTERM and asserts
+/// it exited cleanly; returns the stats and both outputs.
+fn run_until(
+    config: &Path,
+    socket: &Path,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> (serde_json::Value, String, String) {
+    let mut child = start(config);
+    let s = wait_stats(&mut child, socket, done);
+    let (ok, stdout, stderr) = stop(child);
+    assert!(ok, "op25b run failed: {stderr}");
+    (s, stdout, stderr)
+}
+
 #[test]
 fn pcap_vdevs_forward_exactly_what_replay_passes_in_both_directions() {
     let dir = scratch("dpdk-pcap");
@@ -287,12 +301,9 @@ fn pcap_vdevs_forward_exactly_what_replay_passes_in_both_directions() {
     );
 
     let (n_out, n_in) = (out_frames.len() as u64, in_frames.len() as u64);
-    let mut child = start(&config);
-    let s = wait_stats(&mut child, &socket, |s| {
+    let (s, stdout, _) = run_until(&config, &socket, |s| {
         s["outbound"]["rx"] == n_out && s["inbound"]["rx"] == n_in
     });
-    let (ok, stdout, stderr) = stop(child);
-    assert!(ok, "op25b run failed: {stderr}");
 
     // Both directions judged every frame once; the counters add up.
     for dir in ["outbound", "inbound"] {
@@ -350,10 +361,7 @@ fn reject_sends_the_resets_replay_writes_out_of_the_ingress_port() {
         128,
     );
     let n = frames.len() as u64;
-    let mut child = start(&config);
-    let s = wait_stats(&mut child, &socket, |s| s["outbound"]["rx"] == n);
-    let (ok, _, stderr) = stop(child);
-    assert!(ok, "op25b run failed: {stderr}");
+    let (s, _, _) = run_until(&config, &socket, |s| s["outbound"]["rx"] == n);
 
     let input = dir.join("replay-in.pcap");
     write_pcap(&input, &frames, false);
@@ -398,13 +406,10 @@ fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
         ),
     )
     .unwrap();
-    let mut child = start(&config);
-    let s = wait_stats(&mut child, &socket, |s| {
+    let (s, stdout, stderr) = run_until(&config, &socket, |s| {
         s["outbound"]["rx"].as_u64().unwrap_or(0) > 100_000
             && s["inbound"]["rx"].as_u64().unwrap_or(0) > 100_000
     });
-    let (ok, stdout, stderr) = stop(child);
-    assert!(ok, "op25b run failed: {stderr}");
     assert!(stdout.contains("\ntx refused by the device: "), "{stdout}");
     for dir in ["outbound", "inbound"] {
         let c = &s[dir];
@@ -579,10 +584,7 @@ fn jumbo_frames_pass_whole_and_are_judged_whole_with_mtu_9000() {
         256,
     );
     let n = frames.len() as u64;
-    let mut child = start(&config);
-    let s = wait_stats(&mut child, &socket, |s| s["outbound"]["rx"] == n);
-    let (ok, stdout, stderr) = stop(child);
-    assert!(ok, "op25b run failed: {stderr}");
+    let (s, stdout, stderr) = run_until(&config, &socket, |s| s["outbound"]["rx"] == n);
     assert!(stderr.contains(", mtu 9000"), "{stderr}");
     assert_eq!(s["tx_refused"], 0, "{s}");
 
