@@ -8,7 +8,7 @@
 //! against the flat binary-search form on every address and fails on any difference.
 
 use op25b_dataplane::lpm::ranges::Ranges;
-use op25b_dataplane::lpm::{Bits, LpmTable, Prefix, NO_MATCH};
+use op25b_dataplane::lpm::{Bits, Layout, LpmTable, Prefix, NO_MATCH};
 use op25b_dataplane::policy::AnyPrefix;
 use serde_json::{json, Value};
 use std::io::BufRead;
@@ -84,11 +84,12 @@ fn measure<K: Bits>(
     keys: &[K],
     iters: u32,
     reps: u32,
+    layout: Layout,
 ) -> Result<Value, String> {
     let t = Instant::now();
     let flat = Ranges::build(entries).map_err(|e| e.to_string())?;
     let flat_s = t.elapsed().as_secs_f64();
-    let table = LpmTable::compile(&flat);
+    let table = LpmTable::compile_layout(&flat, layout);
     let build_s = t.elapsed().as_secs_f64();
     let mut out = vec![0u32; keys.len()];
     table.lookup_batch(keys, &mut out);
@@ -128,6 +129,10 @@ fn measure<K: Bits>(
         "family": family,
         "prefixes": table.prefix_count(),
         "ranges": table.range_count(),
+        "layout": match table.layout() {
+            Layout::Lines => "lines",
+            _ => "root",
+        },
         "root_bits": table.root_bits(),
         "addresses": keys.len(),
         "matched": matched,
@@ -149,15 +154,16 @@ pub fn run(
     addr_file: &Path,
     iters: u32,
     reps: u32,
+    layout: Layout,
 ) -> Result<Vec<Value>, String> {
     let (e4, e6) = entries(prefix_file)?;
     let (k4, k6) = read_keys(addr_file)?;
     let mut results = Vec::new();
     if !k4.is_empty() {
-        results.push(measure("ipv4", &e4, &k4, iters, reps)?);
+        results.push(measure("ipv4", &e4, &k4, iters, reps, layout)?);
     }
     if !k6.is_empty() {
-        results.push(measure("ipv6", &e6, &k6, iters, reps)?);
+        results.push(measure("ipv6", &e6, &k6, iters, reps, layout)?);
     }
     Ok(results)
 }

@@ -7,6 +7,7 @@
 
 use clap::{Parser, Subcommand};
 use op25b_bench::profile::{Encap, Generator, Pools, Profile};
+use op25b_dataplane::lpm::Layout;
 use op25b_dataplane::policy::AnyPrefix;
 use op25b_dataplane::port::pcap::PcapWriter;
 use std::io::{BufRead, BufWriter};
@@ -75,6 +76,10 @@ enum Command {
         /// Print each address's value (-1: no match) instead of measuring.
         #[arg(long)]
         dump: bool,
+        /// First level of the IPv4 table: `auto` (as op25b builds it), `root` (root and
+        /// leaves) or `lines` (one cache line per 2^14 addresses).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "root", "lines"])]
+        layout: String,
     },
     /// Full classification (parse + lookups + verdict) of in-memory bursts.
     Classify {
@@ -536,20 +541,27 @@ fn main() -> ExitCode {
             reps,
             json,
             dump,
+            layout,
         } => {
+            let layout = match layout.as_str() {
+                "root" => Layout::Root,
+                "lines" => Layout::Lines,
+                _ => Layout::Auto,
+            };
             if dump {
                 op25b_bench::lpmbench::dump(&prefixes, &addrs)
             } else {
-                op25b_bench::lpmbench::run(&prefixes, &addrs, iters, reps.max(1)).map(|results| {
+                op25b_bench::lpmbench::run(&prefixes, &addrs, iters, reps.max(1), layout).map(|results| {
                     if json {
                         println!("{}", serde_json::Value::Array(results));
                     } else {
                         for r in results {
                             println!(
-                                "{}: {} prefixes ({} ranges, root /{}), {:.1} MiB, built in {:.3} s; {:.1} M lookups/s batched, {:.1} M/s single, {:.1} M/s binary search",
+                                "{}: {} prefixes ({} ranges, {} /{}), {:.1} MiB, built in {:.3} s; {:.1} M lookups/s batched, {:.1} M/s single, {:.1} M/s binary search",
                                 r["family"].as_str().unwrap_or("?"),
                                 r["prefixes"],
                                 r["ranges"],
+                                r["layout"].as_str().unwrap_or("?"),
                                 r["root_bits"],
                                 r["memory_bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
                                 r["build_s"].as_f64().unwrap_or(0.0),

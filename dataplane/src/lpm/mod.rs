@@ -11,10 +11,20 @@
 //! child node indexed by the next 8 bits. Random keys mostly stop at the root or one leaf;
 //! keys inside dense pools take one or two more reads.
 //!
+//! Large IPv4 tables use a second layout, [`Layout::Lines`]: no root at all, but one
+//! 64-byte line per 2^14 addresses (2^18 lines, 16 MiB), each holding up to 13 ranges of
+//! its chunk (16-bit boundaries and 24-bit values). A uniformly random key then costs one
+//! memory read instead of two (root, then leaf), which is what decides speed once the table
+//! no longer fits in cache; the few chunks cut into more ranges point into the general
+//! structure above.
+//!
 //! Invariants:
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
 //! - Values are below [`MAX_VALUE`]; [`NO_MATCH`] means no prefix matches.
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
+//! - A table in the line layout has every value below [`LINE_NONE`]; every line is either
+//!   a complete chunk (byte 63 zero) or an overflow line (byte 63 [`LINE_OVERFLOW`]) whose
+//!   first four bytes are a general entry for the chunk.
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
 
@@ -202,6 +212,134 @@ const LANE_PAD: u64 = 0x8000;
 /// Child nodes split their chunk by this many bits.
 const NODE_STRIDE: u8 = 8;
 
+/// Bits of the key that pick a line in the line layout (2^18 lines of 64 bytes).
+const LINE_BITS: u8 = 18;
+/// Lane words of a line (twelve 16-bit boundaries).
+const LINE_WORDS: usize = 3;
+/// Most ranges a line holds.
+const LINE_RANGES: usize = 4 * LINE_WORDS + 1;
+/// Lane words of a double block (24 boundaries).
+const DOUBLE_WORDS: usize = 6;
+/// Most ranges a double block holds.
+const DOUBLE_RANGES: usize = 4 * DOUBLE_WORDS + 1;
+/// The 24-bit value a line stores for "no match"; line-layout values must be below it.
+pub const LINE_NONE: u32 = 0x00ff_ffff;
+/// Byte 63 of a line whose chunk is in a double block (bytes 0..4: the block's index).
+const LINE_DOUBLE: u8 = 0xfe;
+/// Byte 63 of a line whose chunk did not fit a double block (bytes 0..4: a general entry).
+const LINE_OVERFLOW: u8 = 0xff;
+/// Tables with at least this many ranges use the line layout when [`Layout::Auto`]:
+/// below it the root-and-leaf layout is smaller than the 16 MiB of lines and stays in
+/// cache (measured with `op25b-bench lpm --layout`, see the README).
+pub const LINES_MIN_RANGES: usize = 1 << 19;
+
+/// Which first level a table is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// [`Layout::Lines`] for IPv4 tables of at least [`LINES_MIN_RANGES`] ranges whose
+    /// values are below [`LINE_NONE`], else [`Layout::Root`].
+    Auto,
+    /// A direct-indexed root of 32-bit entries sized to the table, with leaves, runs and
+    /// child nodes below it: two reads for most keys, small enough to stay in cache for
+    /// tables up to a few hundred thousand prefixes.
+    Root,
+    /// IPv4 with values below [`LINE_NONE`] only (otherwise [`Layout::Root`] is built):
+    /// one 64-byte line per 2^14 addresses, one read for nearly every key.
+    Lines,
+}
+
+/// Packs the ranges of a chunk into `N` bytes: `4 * W` 16-bit lanes holding the chunk
+/// offsets where ranges 1.. begin (unused lanes [`LANE_PAD`]), then the 24-bit values of
+/// ranges 0..=4W, little-endian ([`LINE_NONE`] for no match). The caller guarantees
+/// `values.len() <= 4 * W + 1` and `8 * W + 3 * (4 * W + 1) <= N`.
+fn pack<const N: usize, const W: usize>(
+    offsets: impl Iterator<Item = u64>,
+    values: &[u32],
+) -> [u8; N] {
+    let mut b = [0u8; N];
+    for (dst, lane) in b[..8 * W]
+        .chunks_exact_mut(2)
+        .zip(offsets.chain(std::iter::repeat(LANE_PAD)))
+    {
+        dst.copy_from_slice(&(lane as u16).to_le_bytes());
+    }
+    let none = std::iter::repeat(LINE_NONE);
+    let values = values
+        .iter()
+        .map(|&v| if v == NO_MATCH { LINE_NONE } else { v });
+    for (dst, v) in b[8 * W..8 * W + 3 * (4 * W + 1)]
+        .chunks_exact_mut(3)
+        .zip(values.chain(none))
+    {
+        dst.copy_from_slice(&v.to_le_bytes()[..3]);
+    }
+    b
+}
+
+/// The little-endian word at byte `at`.
+#[inline(always)]
+fn word_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The value for chunk offset `off` (`off < 2^15`) in bytes packed by [`pack`] with `W`
+/// lane words: the number of lanes at or below `off` (the borrow trick of [`Unit`]) is the
+/// index of its range.
+#[inline(always)]
+fn packed_find<const N: usize, const W: usize>(b: &[u8; N], off: u64) -> u32 {
+    let x = (off * LANE_ONES) | LANE_SIGNS;
+    let mut ones = 0u64;
+    for i in 0..W {
+        ones += (x.wrapping_sub(word_at(b, 8 * i)) & LANE_SIGNS) >> 15;
+    }
+    // At most W per lane, 4W in the top lane after the multiply: no carry out of it.
+    let n = (ones.wrapping_mul(LANE_ONES) >> 48) as usize;
+    let at = 8 * W + 3 * n.min(4 * W);
+    let mut v = [0u8; 4];
+    v.copy_from_slice(&b[at..at + 4]);
+    let v = u32::from_le_bytes(v) & LINE_NONE;
+    std::hint::select_unpredictable(v == LINE_NONE, NO_MATCH, v)
+}
+
+/// One chunk of 2^14 addresses in the line layout, a cache line: up to [`LINE_RANGES`]
+/// ranges packed by [`pack`] in bytes 0..63, byte 63 zero. A chunk cut into more ranges
+/// has byte 63 [`LINE_DOUBLE`] (bytes 0..4: the index of its [`Double`]) or, beyond
+/// [`DOUBLE_RANGES`], [`LINE_OVERFLOW`] (bytes 0..4: a general entry, resolved like a
+/// root entry of the root layout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// Two cache lines holding up to [`DOUBLE_RANGES`] ranges of one chunk, packed by
+/// [`pack`]; both lines are fetched at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(128))]
+struct Double([u8; 128]);
+
+impl Line {
+    /// A line pointing elsewhere: `flag` and a 32-bit index or entry.
+    fn pointer(flag: u8, to: u32) -> Line {
+        let mut b = [0u8; 64];
+        b[..4].copy_from_slice(&to.to_le_bytes());
+        b[63] = flag;
+        Line(b)
+    }
+
+    /// Byte 63: zero for a complete line, else [`LINE_DOUBLE`] or [`LINE_OVERFLOW`].
+    #[inline(always)]
+    fn flag(&self) -> u8 {
+        self.0[63]
+    }
+
+    /// The index or entry of a pointer line.
+    #[inline(always)]
+    fn target(&self) -> u32 {
+        word_at(&self.0, 0) as u32
+    }
+}
+
 /// Sixteen bytes of leaf storage.
 ///
 /// A leaf is a chunk cut into at most [`LEAF_RANGES`] ranges, stored in 1, 2 or 4 units
@@ -261,6 +399,10 @@ pub struct LpmTable<K> {
     /// Leaves (see [`Unit`]); the first is [`Unit::EMPTY`], so a branch-free lookup can
     /// always read one.
     leaves: HugeSlice<Unit>,
+    /// The line layout's lines (empty in the root layout, whose root is in `entries`).
+    lines: HugeSlice<Line>,
+    /// The line layout's double blocks.
+    doubles: HugeSlice<Double>,
     prefixes: usize,
     ranges: usize,
 }
@@ -272,6 +414,8 @@ impl<K: Bits> Clone for LpmTable<K> {
             entries: self.entries.clone(),
             runs: self.runs.clone(),
             leaves: self.leaves.clone(),
+            lines: self.lines.clone(),
+            doubles: self.doubles.clone(),
             prefixes: self.prefixes,
             ranges: self.ranges,
         }
@@ -285,6 +429,8 @@ impl<K: Bits> fmt::Debug for LpmTable<K> {
             .field("entries", &self.entries)
             .field("runs", &self.runs)
             .field("leaves", &self.leaves.len())
+            .field("lines", &self.lines.len())
+            .field("doubles", &self.doubles.len())
             .field("prefixes", &self.prefixes)
             .field("ranges", &self.ranges)
             .finish()
@@ -432,8 +578,24 @@ impl<K: Bits> LpmTable<K> {
         Ok(Self::compile(&ranges::Ranges::build(entries)?))
     }
 
-    /// Compiles flat ranges into the lookup structure.
+    /// Compiles flat ranges into the lookup structure, in the layout [`Layout::Auto`] picks.
     pub fn compile(r: &ranges::Ranges<K>) -> Self {
+        Self::compile_layout(r, Layout::Auto)
+    }
+
+    /// Compiles flat ranges in the given layout ([`Layout::Lines`] falls back to
+    /// [`Layout::Root`] where it cannot hold the table: IPv6, or a value of
+    /// [`LINE_NONE`] or more; [`LpmTable::layout`] tells which was built).
+    pub fn compile_layout(r: &ranges::Ranges<K>, layout: Layout) -> Self {
+        let fits = K::BITS == 32 && r.values.iter().all(|&v| v == NO_MATCH || v < LINE_NONE);
+        let lines = match layout {
+            Layout::Auto => fits && r.range_count() >= LINES_MIN_RANGES,
+            Layout::Root => false,
+            Layout::Lines => fits,
+        };
+        if lines {
+            return Self::compile_lines(r);
+        }
         // Root size, chosen by measurement (op25b-bench lpm, BNG-like prefixes): 16 root
         // entries per range for IPv4 (4 per range for IPv6) make most chunks single-valued,
         // so most random keys end at the root; 100k IPv4 prefixes ran 2.5x faster than with
@@ -459,9 +621,97 @@ impl<K: Bits> LpmTable<K> {
             entries: HugeSlice::from_slice(&c.entries),
             runs: HugeSlice::from_slice(&c.runs),
             leaves: HugeSlice::from_slice(&c.leaves),
+            lines: HugeSlice::from_slice(&[]),
+            doubles: HugeSlice::from_slice(&[]),
             prefixes: r.prefix_count(),
             ranges: r.range_count(),
         }
+    }
+
+    /// The line layout: one [`Line`] per chunk of 2^14 addresses, a [`Double`] for chunks
+    /// of up to [`DOUBLE_RANGES`] ranges, and for denser chunks the general entry (run or
+    /// child node) the root layout would give them, in `entries`, `runs` and `leaves`.
+    fn compile_lines(r: &ranges::Ranges<K>) -> Self {
+        let shift = K::BITS - LINE_BITS;
+        let mut c = Compiler {
+            starts: &r.starts,
+            values: &r.values,
+            entries: Vec::new(),
+            runs: vec![(K::ZERO, NO_MATCH)],
+            leaves: vec![Unit::EMPTY],
+        };
+        let n = r.starts.len();
+        let fan = 1usize << LINE_BITS;
+        let mut lines = Vec::with_capacity(fan);
+        let mut doubles = Vec::new();
+        // Ranges a..b cover chunk `ch`: starts[a] <= its first address, starts[b] past it.
+        let mut a = 0usize;
+        for ch in 0..fan {
+            let lo = K::ZERO.with_index(shift, ch);
+            while a + 1 < n && r.starts[a + 1] <= lo {
+                a += 1;
+            }
+            let mut b = a + 1;
+            if ch + 1 < fan {
+                let next = K::ZERO.with_index(shift, ch + 1);
+                while b < n && r.starts[b] < next {
+                    b += 1;
+                }
+            } else {
+                b = n;
+            }
+            let offsets = r.starts[a + 1..b].iter().map(|s| s.index(0, shift) as u64);
+            lines.push(if b - a <= LINE_RANGES {
+                Line(pack::<64, LINE_WORDS>(offsets, &r.values[a..b]))
+            } else if b - a <= DOUBLE_RANGES {
+                doubles.push(Double(pack::<128, DOUBLE_WORDS>(offsets, &r.values[a..b])));
+                Line::pointer(LINE_DOUBLE, (doubles.len() - 1) as u32)
+            } else {
+                Line::pointer(LINE_OVERFLOW, c.entry(a, b, lo, shift))
+            });
+        }
+        LpmTable {
+            root_bits: LINE_BITS,
+            entries: HugeSlice::from_slice(&c.entries),
+            runs: HugeSlice::from_slice(&c.runs),
+            leaves: HugeSlice::from_slice(&c.leaves),
+            lines: HugeSlice::from_slice(&lines),
+            doubles: HugeSlice::from_slice(&doubles),
+            prefixes: r.prefix_count(),
+            ranges: r.range_count(),
+        }
+    }
+
+    /// Which layout the table was built in.
+    pub fn layout(&self) -> Layout {
+        if self.lines.is_empty() {
+            Layout::Root
+        } else {
+            Layout::Lines
+        }
+    }
+
+    /// The value for `key` whose line `l` is not complete (its flag is not zero).
+    #[cold]
+    #[inline(never)]
+    fn line_pointer(&self, l: &Line, key: K) -> u32 {
+        let shift = K::BITS - LINE_BITS;
+        if l.flag() == LINE_DOUBLE {
+            let d = &self.doubles[l.target() as usize];
+            return packed_find::<128, DOUBLE_WORDS>(&d.0, key.index(0, shift) as u64);
+        }
+        self.resolve_deep(l.target(), shift, key)
+    }
+
+    /// The value for `key` in the line layout.
+    #[inline(always)]
+    fn line_lookup(&self, key: K) -> u32 {
+        let shift = K::BITS - LINE_BITS;
+        let l = &self.lines[key.index(shift, LINE_BITS)];
+        if l.flag() != 0 {
+            return self.line_pointer(l, key);
+        }
+        packed_find::<64, LINE_WORDS>(&l.0, key.index(0, shift) as u64)
     }
 
     /// The value for `key` given the entry `e` of its chunk of `2^shift` addresses.
@@ -501,6 +751,9 @@ impl<K: Bits> LpmTable<K> {
     /// The value of the longest prefix containing `key`, or [`NO_MATCH`].
     #[inline]
     pub fn lookup_raw(&self, key: K) -> u32 {
+        if !self.lines.is_empty() {
+            return self.line_lookup(key);
+        }
         let shift = K::BITS - self.root_bits;
         self.resolve(self.entries[key.index(shift, self.root_bits)], shift, key)
     }
@@ -523,7 +776,13 @@ impl<K: Bits> LpmTable<K> {
     /// them with a fixed number of selects. A key that ends at the root searches the empty
     /// leaf and keeps its root answer. Only keys routed through a child node or into a long
     /// run take the general path.
+    ///
+    /// In the line layout every key's line is prefetched first, then each is searched.
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
+        if !self.lines.is_empty() {
+            self.lines_batch(keys, out);
+            return;
+        }
         let shift = K::BITS - self.root_bits;
         // Keys going on to a run or leaf (kinds 2 and 3).
         let mut deep = 0usize;
@@ -571,6 +830,40 @@ impl<K: Bits> LpmTable<K> {
         }
     }
 
+    /// [`Self::lookup_batch`] in the line layout: prefetch every key's line, then search
+    /// each complete line; keys whose line points to a double block prefetch it and are
+    /// searched after the rest, so those second reads overlap too.
+    fn lines_batch(&self, keys: &[K], out: &mut [u32]) {
+        const GROUP: usize = 64;
+        let shift = K::BITS - LINE_BITS;
+        for (keys, out) in keys.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+            for k in keys {
+                prefetch(&self.lines[k.index(shift, LINE_BITS)]);
+            }
+            let mut later = [0u8; GROUP];
+            let mut n = 0usize;
+            for (i, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
+                let l = &self.lines[k.index(shift, LINE_BITS)];
+                if l.flag() == 0 {
+                    *o = packed_find::<64, LINE_WORDS>(&l.0, k.index(0, shift) as u64);
+                    continue;
+                }
+                if l.flag() == LINE_DOUBLE {
+                    let d = &self.doubles[l.target() as usize];
+                    prefetch(d);
+                    prefetch(&d.0[64]);
+                }
+                later[n] = i as u8;
+                n += 1;
+            }
+            for &i in &later[..n] {
+                let i = usize::from(i);
+                let l = &self.lines[keys[i].index(shift, LINE_BITS)];
+                out[i] = self.line_pointer(l, keys[i]);
+            }
+        }
+    }
+
     /// Reads one word per cache line of the whole table, so a freshly built table is in the
     /// shared cache before workers first use it. Returns a value to keep the reads alive.
     pub fn warm(&self) -> u64 {
@@ -584,6 +877,12 @@ impl<K: Bits> LpmTable<K> {
         }
         for l in self.leaves.iter().step_by(4) {
             sum = sum.wrapping_add(u64::from(l.0[0]));
+        }
+        for l in self.lines.iter() {
+            sum = sum.wrapping_add(u64::from(l.0[0]));
+        }
+        for d in self.doubles.iter() {
+            sum = sum.wrapping_add(u64::from(d.0[0]) + u64::from(d.0[64]));
         }
         sum
     }
@@ -603,7 +902,7 @@ impl<K: Bits> LpmTable<K> {
         self.ranges
     }
 
-    /// Bits of the key the root is indexed by.
+    /// Bits of the key the root (or, in the line layout, the line) is indexed by.
     pub fn root_bits(&self) -> u8 {
         self.root_bits
     }
@@ -613,5 +912,7 @@ impl<K: Bits> LpmTable<K> {
         self.entries.len() * 4
             + self.runs.len() * std::mem::size_of::<(K, u32)>()
             + self.leaves.len() * std::mem::size_of::<Unit>()
+            + self.lines.len() * std::mem::size_of::<Line>()
+            + self.doubles.len() * std::mem::size_of::<Double>()
     }
 }

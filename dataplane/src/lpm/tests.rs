@@ -386,3 +386,184 @@ fn leaf_lanes_count_bounds_at_or_below_the_offset() {
     }
     assert_eq!(leaf_find(&units, LEAF_EMPTY_ENTRY, 0x7fff), NO_MATCH);
 }
+
+/// Every key of `keys` looked up one by one and in batches (of odd sizes, so groups end
+/// mid-way) against the flat form.
+fn agree_with_flat(t: &Lpm4, f: &ranges::Ranges<u32>, keys: &[u32], what: &str) {
+    let mut out = vec![0; keys.len()];
+    for (ks, os) in keys.chunks(100).zip(out.chunks_mut(100)) {
+        t.lookup_batch(ks, os);
+    }
+    for (k, o) in keys.iter().zip(&out) {
+        let want = f.lookup_raw(*k);
+        assert_eq!(*o, want, "{what}: batch key {k:#x}");
+        assert_eq!(t.lookup_raw(*k), want, "{what}: key {k:#x}");
+    }
+}
+
+/// The line layout: chunk `c` of 2^14 addresses in 10.0.0.0/8 cut into exactly `c` ranges
+/// (adjacent host routes), so complete lines, double blocks and general entries are all
+/// built, at every size, with chunks 61.. cut at random offsets; every boundary and its
+/// neighbours checked against the flat form.
+#[test]
+fn line_layout_agrees_with_flat_ranges() {
+    let mut seed = 0x5eed_1e55_c0ff_ee00u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut e = vec![(p4("10.0.0.0/8"), 1u32), (p4("0.0.0.0/0"), 0)];
+    for c in 2..=60u32 {
+        // Host routes at offsets 1..=c-2: boundaries 1..=c-1, so c ranges.
+        let base = 0x0a00_0000 | c << 14;
+        for j in 1..=c - 2 {
+            e.push((Prefix::new(base | j, 32).unwrap(), 100 + c * 64 + j));
+        }
+    }
+    for c in 61..120u32 {
+        let base = 0x0a00_0000 | c << 14;
+        for j in 0..c - 60 {
+            let off = (next() as u32) & 0x3fff;
+            e.push((Prefix::new(base | off, 32).unwrap(), 10_000 + c * 64 + j));
+        }
+    }
+    // Boundaries at both edges of chunks 0 and 1, and a range running across them.
+    e.push((p4("10.0.63.255/32"), 9000));
+    e.push((p4("10.0.64.0/32"), 9001));
+    e.push((p4("10.0.60.0/22"), 9002));
+    e.push((p4("255.255.255.255/32"), 9003));
+    let e = dedupe(e);
+    let f = ranges::Ranges::build(&e).unwrap();
+    let t = Lpm4::compile_layout(&f, Layout::Lines);
+    assert_eq!(t.layout(), Layout::Lines);
+    let per_chunk = |c: u32| {
+        let lo = 0x0a00_0000 | c << 14;
+        f.starts
+            .iter()
+            .filter(|&&s| s > lo && s < lo + (1 << 14))
+            .count()
+            + 1
+    };
+    let sizes: Vec<usize> = (0..60).map(per_chunk).collect();
+    assert!(
+        sizes.contains(&LINE_RANGES),
+        "a chunk of exactly 13 ranges: {sizes:?}"
+    );
+    assert!(
+        sizes.contains(&DOUBLE_RANGES),
+        "a chunk of exactly 25 ranges: {sizes:?}"
+    );
+    let flags = |flag: u8| t.lines.iter().filter(|l| l.flag() == flag).count();
+    assert!(flags(LINE_DOUBLE) > 5, "double blocks built");
+    assert!(flags(LINE_OVERFLOW) > 5, "general entries built");
+    assert_eq!(t.doubles.len(), flags(LINE_DOUBLE));
+    let mut keys = vec![0, u32::MAX];
+    for &s in f.starts.iter() {
+        keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
+    }
+    for c in 0..121u32 {
+        let lo = 0x0a00_0000 | c << 14;
+        keys.extend([lo, lo + 1, lo + 0x3ffe, lo + 0x3fff]);
+        keys.extend((0..200).map(|_| lo | (next() as u32 & 0x3fff)));
+    }
+    keys.extend((0..20_000).map(|_| next() as u32));
+    agree_with_flat(&t, &f, &keys, "lines");
+    // The same table in the root layout answers the same.
+    let r = Lpm4::compile_layout(&f, Layout::Root);
+    assert_eq!(r.layout(), Layout::Root);
+    agree_with_flat(&r, &f, &keys, "root");
+}
+
+/// `Auto` picks lines for IPv4 tables of many ranges and the root otherwise; lines are
+/// never built for IPv6 or for values a line cannot hold.
+#[test]
+fn layout_choice() {
+    let mut seed = 0x1357_9bdf_2468_ace0u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let big: Vec<(Prefix<u32>, u32)> = dedupe(
+        (0..LINES_MIN_RANGES as u32)
+            .map(|i| (Prefix::new(next() as u32, 32).unwrap(), i))
+            .collect(),
+    );
+    let f = ranges::Ranges::build(&big).unwrap();
+    assert!(f.range_count() >= LINES_MIN_RANGES);
+    let t = Lpm4::compile(&f);
+    assert_eq!(t.layout(), Layout::Lines);
+    let keys: Vec<u32> = big
+        .iter()
+        .take(5_000)
+        .flat_map(|(p, _)| [p.addr.wrapping_sub(1), p.addr, p.addr.wrapping_add(1)])
+        .chain((0..5_000).map(|_| next() as u32))
+        .collect();
+    agree_with_flat(&t, &f, &keys, "auto lines");
+    let small = Lpm4::build(&big[..1000]).unwrap();
+    assert_eq!(small.layout(), Layout::Root);
+    // A value a line cannot hold: the root layout is built even when asked for lines.
+    let wide = [(p4("10.0.0.0/8"), LINE_NONE), (p4("10.1.0.0/16"), 3)];
+    let f = ranges::Ranges::build(&wide).unwrap();
+    let t = Lpm4::compile_layout(&f, Layout::Lines);
+    assert_eq!(t.layout(), Layout::Root);
+    assert_eq!(t.lookup(ip4("10.2.0.0")), Some(LINE_NONE));
+    let six = ranges::Ranges::build(&[(Prefix::new(1u128 << 127, 1).unwrap(), 1)]).unwrap();
+    assert_eq!(
+        Lpm6::compile_layout(&six, Layout::Lines).layout(),
+        Layout::Root
+    );
+}
+
+#[test]
+fn packed_lanes_count_bounds_at_or_below_the_offset() {
+    let values: Vec<u32> = (0..13).map(|i| 0x10_0000 + i).collect();
+    let bounds = [
+        1u64, 2, 0x100, 0x101, 0x1000, 0x2000, 0x2001, 0x3000, 0x3ffd, 0x3ffe, 0x3fff, 0x7fff,
+    ];
+    let b = pack::<64, LINE_WORDS>(bounds.iter().copied(), &values);
+    assert_eq!(b[63], 0, "byte 63 stays free for the flag");
+    let mut want = 0usize;
+    for off in [
+        0u64, 1, 2, 3, 0xff, 0x100, 0x101, 0x102, 0x1fff, 0x2000, 0x3ffc, 0x3ffd, 0x3ffe, 0x3fff,
+        0x7ffe, 0x7fff,
+    ] {
+        while want < bounds.len() && bounds[want] <= off {
+            want += 1;
+        }
+        assert_eq!(
+            packed_find::<64, LINE_WORDS>(&b, off),
+            values[want],
+            "offset {off:#x}"
+        );
+    }
+    // Fewer ranges: unused lanes never count, a NO_MATCH range reads back as NO_MATCH.
+    let b = pack::<128, DOUBLE_WORDS>([5u64].into_iter(), &[NO_MATCH, 7]);
+    assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 4), NO_MATCH);
+    assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 5), 7);
+    assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 0x3fff), 7);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// The line layout against the naive reference (fewer cases: each builds 16 MiB).
+    #[test]
+    fn v4_lines_match_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
+        let entries = dedupe(entries);
+        let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Lines);
+        prop_assert_eq!(t.layout(), Layout::Lines);
+        let r = NaiveLpm::new(&entries);
+        let mut keys = probes(&entries);
+        keys.extend(extra);
+        let mut batch = vec![0; keys.len()];
+        t.lookup_batch(&keys, &mut batch);
+        for (k, b) in keys.iter().zip(batch) {
+            prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
+            prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
+        }
+    }
+}
