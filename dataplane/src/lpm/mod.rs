@@ -50,6 +50,10 @@ pub trait Bits:
     fn and(self, other: Self) -> Self;
     /// The last address of the prefix starting at `self` with length `len`.
     fn last(self, len: u8) -> Self;
+    /// How many leading bits `self` and `other` share.
+    fn common_len(self, other: Self) -> u8;
+    /// `self - 1` (wrapping at zero).
+    fn pred(self) -> Self;
     /// `self + 1`, or `None` at the top of the space.
     fn succ(self) -> Option<Self>;
     /// The `width` bits of `self` starting `shift` bits from the bottom, as an index.
@@ -80,6 +84,14 @@ macro_rules! impl_bits {
             #[inline]
             fn last(self, len: u8) -> Self {
                 self | !Self::mask(len)
+            }
+            #[inline]
+            fn pred(self) -> Self {
+                self.wrapping_sub(1)
+            }
+            #[inline]
+            fn common_len(self, other: Self) -> u8 {
+                (self ^ other).leading_zeros() as u8
             }
             #[inline]
             fn succ(self) -> Option<Self> {
@@ -390,6 +402,14 @@ fn leaf_find(units: &[Unit], le: u32, off: u64) -> u32 {
 pub struct LpmTable<K> {
     /// Bits of the key the root is indexed by.
     root_bits: u8,
+    /// Leading bits every range boundary shares: the root is indexed by the `root_bits`
+    /// below them and covers only `lo..=hi`, the block they fix (IPv6 pools under one
+    /// /32 need no node levels for the /32 itself).
+    skip: u8,
+    lo: K,
+    hi: K,
+    /// Value entries for keys below `lo` (range 0) and above `hi` (the last range).
+    outside: [u32; 2],
     /// The root (first `1 << root_bits` entries), then every child node.
     /// On huge pages when large (see [`HugeSlice`]).
     entries: HugeSlice<u32>,
@@ -411,6 +431,10 @@ impl<K: Bits> Clone for LpmTable<K> {
     fn clone(&self) -> Self {
         LpmTable {
             root_bits: self.root_bits,
+            skip: self.skip,
+            lo: self.lo,
+            hi: self.hi,
+            outside: self.outside,
             entries: self.entries.clone(),
             runs: self.runs.clone(),
             leaves: self.leaves.clone(),
@@ -426,6 +450,7 @@ impl<K: Bits> fmt::Debug for LpmTable<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LpmTable")
             .field("root_bits", &self.root_bits)
+            .field("skip", &self.skip)
             .field("entries", &self.entries)
             .field("runs", &self.runs)
             .field("leaves", &self.leaves.len())
@@ -604,7 +629,19 @@ impl<K: Bits> LpmTable<K> {
         let n = r.range_count().max(1);
         let wanted = (usize::BITS - (n - 1).leading_zeros()) as u8;
         let extra = if K::BITS == 32 { 4 } else { 2 };
-        let root_bits = (wanted + extra).clamp(8, 20);
+        // The block holding every boundary but the last, and the address just before the
+        // last (so a pool's own /32 gives a /32 block: the range after it starts right past
+        // the block and answers every key above it).
+        let (skip, lo) = match r.starts.len() {
+            0 | 1 => (0, K::ZERO),
+            n => {
+                // starts[n - 1] > starts[0] == 0, so its predecessor exists.
+                let (a, b) = (r.starts[1], r.starts[n - 1].pred());
+                let skip = a.common_len(b).min(K::BITS - 8);
+                (skip, a.and(K::mask(skip)))
+            }
+        };
+        let root_bits = (wanted + extra).clamp(8, 20).min(K::BITS - skip);
         let mut runs = Vec::with_capacity(r.range_count() + 1);
         // A dummy pair first, so a branch-free lookup can always read one.
         runs.push((K::ZERO, NO_MATCH));
@@ -615,9 +652,18 @@ impl<K: Bits> LpmTable<K> {
             runs,
             leaves: vec![Unit::EMPTY],
         };
-        c.node(0, r.starts.len(), K::ZERO, K::BITS, root_bits);
+        let n = r.starts.len();
+        // The ranges starting inside the block (the last may start right past it).
+        let hi = lo.last(skip);
+        let inside = if r.starts[n - 1] > hi { n - 1 } else { n };
+        c.node(0, inside, lo, K::BITS - skip, root_bits);
+        let outside = [c.entry(0, 1, K::ZERO, 0), c.entry(n - 1, n, K::ZERO, 0)];
         LpmTable {
             root_bits,
+            skip,
+            lo,
+            hi,
+            outside,
             entries: HugeSlice::from_slice(&c.entries),
             runs: HugeSlice::from_slice(&c.runs),
             leaves: HugeSlice::from_slice(&c.leaves),
@@ -672,6 +718,10 @@ impl<K: Bits> LpmTable<K> {
         }
         LpmTable {
             root_bits: LINE_BITS,
+            skip: 0,
+            lo: K::ZERO,
+            hi: K::ZERO.last(0),
+            outside: [ENTRY_NONE; 2],
             entries: HugeSlice::from_slice(&c.entries),
             runs: HugeSlice::from_slice(&c.runs),
             leaves: HugeSlice::from_slice(&c.leaves),
@@ -754,8 +804,19 @@ impl<K: Bits> LpmTable<K> {
         if !self.lines.is_empty() {
             return self.line_lookup(key);
         }
-        let shift = K::BITS - self.root_bits;
-        self.resolve(self.entries[key.index(shift, self.root_bits)], shift, key)
+        let shift = K::BITS - self.skip - self.root_bits;
+        self.resolve(self.root_entry(key, shift), shift, key)
+    }
+
+    /// The root entry for `key` (`shift`: the bits below the root's index).
+    #[inline(always)]
+    fn root_entry(&self, key: K, shift: u8) -> u32 {
+        let e = self.entries[key.index(shift, self.root_bits)];
+        if self.skip == 0 {
+            return e;
+        }
+        let e = std::hint::select_unpredictable(key < self.lo, self.outside[0], e);
+        std::hint::select_unpredictable(key > self.hi, self.outside[1], e)
     }
 
     /// The value of the longest prefix containing `key`.
@@ -783,12 +844,20 @@ impl<K: Bits> LpmTable<K> {
             self.lines_batch(keys, out);
             return;
         }
-        let shift = K::BITS - self.root_bits;
+        let shift = K::BITS - self.skip - self.root_bits;
         // Keys going on to a run or leaf (kinds 2 and 3).
         let mut deep = 0usize;
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.entries[k.index(shift, self.root_bits)];
-            deep += (*o >> 31) as usize;
+        if self.skip == 0 {
+            // The root spans the whole space: no key is outside it.
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                *o = self.entries[k.index(shift, self.root_bits)];
+                deep += (*o >> 31) as usize;
+            }
+        } else {
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                *o = self.root_entry(*k, shift);
+                deep += (*o >> 31) as usize;
+            }
         }
         if deep * 8 <= keys.len() {
             for (k, o) in keys.iter().zip(out.iter_mut()) {

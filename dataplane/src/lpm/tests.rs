@@ -248,6 +248,12 @@ fn dense_sets_build_nodes_and_agree_with_flat_ranges() {
                 i % 5,
             ));
         }
+        // Far-away prefixes, so the root spans the whole space (no common leading bits to
+        // skip) and the dense /16 needs child nodes.
+        e4.push((p4("1.0.0.0/8"), 8));
+        e4.push((p4("200.0.0.0/8"), 9));
+        e6.push((Prefix::new(1u128 << 120, 8).unwrap(), 6));
+        e6.push((Prefix::new(0xfcu128 << 120, 8).unwrap(), 7));
         let e4 = dedupe(e4);
         let e6 = dedupe(e6);
         let (t4, f4) = (
@@ -564,6 +570,107 @@ proptest! {
         for (k, b) in keys.iter().zip(batch) {
             prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
             prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
+        }
+    }
+}
+
+/// Prefixes sharing leading bits (IPv6 pools under one /32, IPv4 under one /16, a single
+/// host route): the root skips those bits and covers only their block; keys below and
+/// above the block take the first and the last range's value.
+#[test]
+fn root_skips_the_bits_every_boundary_shares() {
+    let mut seed = 0x2001_0db8_0000_0001u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let base6 = 0x2001_0db8u128 << 96;
+    let mut e6 = vec![(Prefix::new(base6, 32).unwrap(), 1u32)];
+    for i in 0..5_000u32 {
+        let len = [40u8, 48, 56, 60, 64, 128][(next() % 6) as usize];
+        let a = base6 | (u128::from(next()) << 32 | u128::from(next() as u32));
+        e6.push((Prefix::new(a & u128::mask(len), len).unwrap(), 2 + i));
+    }
+    let e6 = dedupe(e6);
+    let (t6, f6) = (
+        Lpm6::build(&e6).unwrap(),
+        ranges::Ranges::build(&e6).unwrap(),
+    );
+    assert!(t6.skip >= 32, "skip {}", t6.skip);
+    let mut k6 = vec![0, base6 - 1, base6, base6 + 1, base6 | (1 << 96) - 1];
+    k6.extend([(base6 | (1 << 96) - 1) + 1, u128::MAX]);
+    for &s in f6.starts.iter() {
+        k6.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
+    }
+    for _ in 0..20_000 {
+        let hi = u128::from(next());
+        k6.push(base6 | hi << 32 | u128::from(next()));
+    }
+    for _ in 0..5_000 {
+        let hi = u128::from(next());
+        k6.push(hi << 64 | u128::from(next()));
+    }
+    let mut out = vec![0; k6.len()];
+    t6.lookup_batch(&k6, &mut out);
+    for (k, o) in k6.iter().zip(&out) {
+        assert_eq!(*o, f6.lookup_raw(*k), "v6 batch key {k:#x}");
+        assert_eq!(t6.lookup_raw(*k), f6.lookup_raw(*k), "v6 key {k:#x}");
+    }
+    // IPv4: a pool inside 10.20.0.0/16 with a covering /8 (keys outside the /16 but inside
+    // the /8 must still find the /8), and a single host route.
+    let mut e4 = vec![(p4("10.0.0.0/8"), 1u32)];
+    for i in 0..3_000u32 {
+        let len = 17 + (next() % 16) as u8;
+        e4.push((
+            Prefix::new(0x0a14_0000 | (next() as u32 & 0xffff), 32).unwrap(),
+            10 + i,
+        ));
+        e4.push((
+            Prefix::new(
+                (0x0a14_0000 | (next() as u32 & 0xffff)) & u32::mask(len),
+                len,
+            )
+            .unwrap(),
+            5000 + i,
+        ));
+    }
+    let e4 = dedupe(e4);
+    let mut keys4: Vec<u32> = (0..20_000).map(|_| next() as u32).collect();
+    keys4.extend((0..20_000).map(|_| 0x0a00_0000 | (next() as u32 & 0x00ff_ffff)));
+    keys4.extend((0..20_000).map(|_| 0x0a14_0000 | (next() as u32 & 0xffff)));
+    keys4.extend([
+        0,
+        0x09ff_ffff,
+        0x0a00_0000,
+        0x0a13_ffff,
+        0x0a14_0000,
+        0x0a14_ffff,
+        0x0a15_0000,
+        0x0aff_ffff,
+        0x0b00_0000,
+        u32::MAX,
+    ]);
+    let host = [(p4("192.0.2.25/32"), 4u32)];
+    for (e, min_skip) in [(&e4[..], 8u8), (&host[..], 24)] {
+        let (t, f) = (Lpm4::build(e).unwrap(), ranges::Ranges::build(e).unwrap());
+        assert!(
+            t.skip >= min_skip,
+            "skip {} for {} prefixes",
+            t.skip,
+            e.len()
+        );
+        assert!(t.root_bits + t.skip <= 32);
+        let mut keys = keys4.clone();
+        for &s in f.starts.iter() {
+            keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
+        }
+        let mut out = vec![0; keys.len()];
+        t.lookup_batch(&keys, &mut out);
+        for (k, o) in keys.iter().zip(&out) {
+            assert_eq!(*o, f.lookup_raw(*k), "v4 batch key {k:#x}");
+            assert_eq!(t.lookup_raw(*k), f.lookup_raw(*k), "v4 key {k:#x}");
         }
     }
 }
