@@ -599,8 +599,8 @@ fn root_skips_the_bits_every_boundary_shares() {
         ranges::Ranges::build(&e6).unwrap(),
     );
     assert!(t6.skip >= 32, "skip {}", t6.skip);
-    let mut k6 = vec![0, base6 - 1, base6, base6 + 1, base6 | (1 << 96) - 1];
-    k6.extend([(base6 | (1 << 96) - 1) + 1, u128::MAX]);
+    let mut k6 = vec![0, base6 - 1, base6, base6 + 1, base6 | ((1 << 96) - 1)];
+    k6.extend([(base6 | ((1 << 96) - 1)) + 1, u128::MAX]);
     for &s in f6.starts.iter() {
         k6.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
     }
