@@ -149,6 +149,51 @@ fn probes<K: Bits>(entries: &[(Prefix<K>, u32)]) -> Vec<K> {
     keys
 }
 
+/// A xorshift64 generator: fixed sequences, so failures reproduce.
+fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// Every key of `keys` looked up one by one and in one batch against the flat form.
+fn agree_with_flat<K: Bits + std::fmt::LowerHex>(
+    t: &LpmTable<K>,
+    f: &ranges::Ranges<K>,
+    keys: &[K],
+    what: &str,
+) {
+    let mut out = vec![0; keys.len()];
+    t.lookup_batch(keys, &mut out);
+    for (k, o) in keys.iter().zip(&out) {
+        let want = f.lookup_raw(*k);
+        assert_eq!(*o, want, "{what}: batch key {k:#x}");
+        assert_eq!(t.lookup_raw(*k), want, "{what}: key {k:#x}");
+    }
+}
+
+/// Every key (the probes of `entries` plus `extra`) looked up one by one and in one batch
+/// against the naive reference.
+fn agree_with_naive<K: Bits + std::fmt::LowerHex>(
+    t: &LpmTable<K>,
+    entries: &[(Prefix<K>, u32)],
+    extra: Vec<K>,
+) -> Result<(), TestCaseError> {
+    let r = NaiveLpm::new(entries);
+    let mut keys = probes(entries);
+    keys.extend(extra);
+    let mut batch = vec![0; keys.len()];
+    t.lookup_batch(&keys, &mut batch);
+    for (k, b) in keys.iter().zip(batch) {
+        prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
+        prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
+    }
+    Ok(())
+}
+
 /// IPv4 addresses concentrated in 10.0.0.0/14 (dense nesting) with some anywhere.
 fn v4_bits() -> impl Strategy<Value = u32> + Clone {
     prop_oneof![
@@ -174,15 +219,10 @@ proptest! {
     fn v4_matches_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
         let entries = dedupe(entries);
         let t = Lpm4::build(&entries).unwrap();
-        let r = NaiveLpm::new(&entries);
         let mut keys = probes(&entries);
-        keys.extend(extra);
-        let mut batch = vec![0; keys.len()];
-        t.lookup_batch(&keys, &mut batch);
-        for (k, b) in keys.iter().zip(batch) {
-            prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
-            prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
-        }
+        keys.extend(extra.iter().copied());
+        agree_with_naive(&t, &entries, extra)?;
+        let r = NaiveLpm::new(&entries);
         let flat = ranges::Ranges::build(&entries).unwrap();
         prop_assert_eq!(flat.starts[0], 0);
         for w in flat.starts.windows(2) {
@@ -200,15 +240,7 @@ proptest! {
     fn v6_matches_reference(entries in prefixes(v6_bits(), 128), extra in proptest::collection::vec(v6_bits(), 50)) {
         let entries = dedupe(entries);
         let t = Lpm6::build(&entries).unwrap();
-        let r = NaiveLpm::new(&entries);
-        let mut keys = probes(&entries);
-        keys.extend(extra);
-        let mut batch = vec![0; keys.len()];
-        t.lookup_batch(&keys, &mut batch);
-        for (k, b) in keys.iter().zip(batch) {
-            prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
-            prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
-        }
+        agree_with_naive(&t, &entries, extra)?;
     }
 }
 
@@ -216,13 +248,7 @@ proptest! {
 /// flat form (itself checked against the naive reference above).
 #[test]
 fn dense_sets_build_nodes_and_agree_with_flat_ranges() {
-    let mut seed = 0x1234_5678_9abc_def0u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x1234_5678_9abc_def0u64);
     for round in 0..4 {
         let mut e4 = Vec::new();
         let mut e6 = Vec::new();
@@ -285,17 +311,8 @@ fn dense_sets_build_nodes_and_agree_with_flat_ranges() {
         }
         keys4.push(u32::MAX);
         keys6.push(u128::MAX);
-        let mut out = vec![0; keys4.len()];
-        t4.lookup_batch(&keys4, &mut out);
-        for (k, o) in keys4.iter().zip(&out) {
-            assert_eq!(*o, f4.lookup_raw(*k), "v4 key {k:#x}");
-        }
-        let mut out6 = vec![0; keys6.len()];
-        t6.lookup_batch(&keys6, &mut out6);
-        for (k, o) in keys6.iter().zip(&out6) {
-            assert_eq!(t6.lookup_raw(*k), f6.lookup_raw(*k), "v6 key {k:#x}");
-            assert_eq!(*o, f6.lookup_raw(*k), "v6 batch key {k:#x}");
-        }
+        agree_with_flat(&t4, &f4, &keys4, "v4");
+        agree_with_flat(&t6, &f6, &keys6, "v6");
     }
 }
 
@@ -304,13 +321,7 @@ fn dense_sets_build_nodes_and_agree_with_flat_ranges() {
 /// boundary and its neighbours looked up one by one and in batches against the flat form.
 #[test]
 fn root_leaves_agree_with_flat_ranges() {
-    let mut seed = 0x0bad_cafe_f00d_d00du64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x0bad_cafe_f00d_d00du64);
     let mut classes = [false; 3];
     for (n, want_root) in [(2_500usize, 17u8), (9_000, 19), (60_000, 20)] {
         let mut e = Vec::new();
@@ -349,13 +360,7 @@ fn root_leaves_agree_with_flat_ranges() {
             ip4("77.0.127.255"),
             u32::MAX,
         ]);
-        let mut out = vec![0; keys.len()];
-        t.lookup_batch(&keys, &mut out);
-        for (k, o) in keys.iter().zip(&out) {
-            let want = f.lookup_raw(*k);
-            assert_eq!(*o, want, "{n} prefixes: batch key {k:#x}");
-            assert_eq!(t.lookup_raw(*k), want, "{n} prefixes: key {k:#x}");
-        }
+        agree_with_flat(&t, &f, &keys, &format!("{n} prefixes"));
     }
     assert_eq!(classes, [true; 3], "leaf size classes built at the root");
 }
@@ -393,33 +398,13 @@ fn leaf_lanes_count_bounds_at_or_below_the_offset() {
     assert_eq!(leaf_find(&units, LEAF_EMPTY_ENTRY, 0x7fff), NO_MATCH);
 }
 
-/// Every key of `keys` looked up one by one and in batches (of odd sizes, so groups end
-/// mid-way) against the flat form.
-fn agree_with_flat(t: &Lpm4, f: &ranges::Ranges<u32>, keys: &[u32], what: &str) {
-    let mut out = vec![0; keys.len()];
-    for (ks, os) in keys.chunks(100).zip(out.chunks_mut(100)) {
-        t.lookup_batch(ks, os);
-    }
-    for (k, o) in keys.iter().zip(&out) {
-        let want = f.lookup_raw(*k);
-        assert_eq!(*o, want, "{what}: batch key {k:#x}");
-        assert_eq!(t.lookup_raw(*k), want, "{what}: key {k:#x}");
-    }
-}
-
 /// The line layout: chunk `c` of 2^14 addresses in 10.0.0.0/8 cut into exactly `c` ranges
 /// (adjacent host routes), so complete lines, double blocks and general entries are all
 /// built, at every size, with chunks 61.. cut at random offsets; every boundary and its
 /// neighbours checked against the flat form.
 #[test]
 fn line_layout_agrees_with_flat_ranges() {
-    let mut seed = 0x5eed_1e55_c0ff_ee00u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x5eed_1e55_c0ff_ee00u64);
     let mut e = vec![(p4("10.0.0.0/8"), 1u32), (p4("0.0.0.0/0"), 0)];
     for c in 2..=60u32 {
         // Host routes at offsets 1..=c-2: boundaries 1..=c-1, so c ranges.
@@ -486,13 +471,7 @@ fn line_layout_agrees_with_flat_ranges() {
 /// never built for IPv6 or for values a line cannot hold.
 #[test]
 fn layout_choice() {
-    let mut seed = 0x1357_9bdf_2468_ace0u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x1357_9bdf_2468_ace0u64);
     let big: Vec<(Prefix<u32>, u32)> = dedupe(
         (0..LINES_MIN_RANGES as u32)
             .map(|i| (Prefix::new(next() as u32, 32).unwrap(), i))
@@ -562,15 +541,7 @@ proptest! {
         let entries = dedupe(entries);
         let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Lines);
         prop_assert_eq!(t.layout(), Layout::Lines);
-        let r = NaiveLpm::new(&entries);
-        let mut keys = probes(&entries);
-        keys.extend(extra);
-        let mut batch = vec![0; keys.len()];
-        t.lookup_batch(&keys, &mut batch);
-        for (k, b) in keys.iter().zip(batch) {
-            prop_assert_eq!(t.lookup(*k), r.lookup(*k), "key {:#x}", k);
-            prop_assert_eq!(b, r.lookup(*k).unwrap_or(NO_MATCH));
-        }
+        agree_with_naive(&t, &entries, extra)?;
     }
 }
 
@@ -579,13 +550,7 @@ proptest! {
 /// above the block take the first and the last range's value.
 #[test]
 fn root_skips_the_bits_every_boundary_shares() {
-    let mut seed = 0x2001_0db8_0000_0001u64;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x2001_0db8_0000_0001u64);
     let base6 = 0x2001_0db8u128 << 96;
     let mut e6 = vec![(Prefix::new(base6, 32).unwrap(), 1u32)];
     for i in 0..5_000u32 {
@@ -612,12 +577,7 @@ fn root_skips_the_bits_every_boundary_shares() {
         let hi = u128::from(next());
         k6.push(hi << 64 | u128::from(next()));
     }
-    let mut out = vec![0; k6.len()];
-    t6.lookup_batch(&k6, &mut out);
-    for (k, o) in k6.iter().zip(&out) {
-        assert_eq!(*o, f6.lookup_raw(*k), "v6 batch key {k:#x}");
-        assert_eq!(t6.lookup_raw(*k), f6.lookup_raw(*k), "v6 key {k:#x}");
-    }
+    agree_with_flat(&t6, &f6, &k6, "v6");
     // IPv4: a pool inside 10.20.0.0/16 with a covering /8 (keys outside the /16 but inside
     // the /8 must still find the /8), and a single host route.
     let mut e4 = vec![(p4("10.0.0.0/8"), 1u32)];
@@ -666,11 +626,6 @@ fn root_skips_the_bits_every_boundary_shares() {
         for &s in f.starts.iter() {
             keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
         }
-        let mut out = vec![0; keys.len()];
-        t.lookup_batch(&keys, &mut out);
-        for (k, o) in keys.iter().zip(&out) {
-            assert_eq!(*o, f.lookup_raw(*k), "v4 batch key {k:#x}");
-            assert_eq!(t.lookup_raw(*k), f.lookup_raw(*k), "v4 key {k:#x}");
-        }
+        agree_with_flat(&t, &f, &keys, "v4");
     }
 }
