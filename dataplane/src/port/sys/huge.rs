@@ -11,13 +11,12 @@
 //!
 //! Invariants:
 //! - Slices under 1 MiB are ordinary boxed slices (no rounding waste).
-//! - A larger slice is one allocation aligned to and rounded up to 2 MiB, advised before
-//!   its first write (so pages are faulted in huge), filled by one copy, never written
-//!   again, and freed with the layout it was allocated with.
+//! - A larger slice is its own anonymous mapping, aligned to and rounded up to 2 MiB,
+//!   advised before its first write (so pages are faulted in huge), filled by one copy,
+//!   never written again, and unmapped whole on drop.
 //! - If the allocation or the advice fails, the data is still there (ordinary memory or
 //!   ordinary pages): huge pages are an optimisation, never a requirement.
 
-use std::alloc::Layout;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
@@ -42,7 +41,8 @@ enum Storage<T> {
     Huge {
         ptr: NonNull<T>,
         len: usize,
-        layout: Layout,
+        /// Bytes mapped at `ptr` (a multiple of 2 MiB).
+        size: usize,
     },
 }
 
@@ -66,27 +66,55 @@ impl<T: Copy> HugeSlice<T> {
                 storage: Storage::Boxed(data.into()),
             };
         }
-        let Ok(layout) = Layout::from_size_align(bytes.next_multiple_of(HUGE), HUGE) else {
+        let size = bytes.next_multiple_of(HUGE);
+        // Our own mapping rather than the global allocator: glibc serves large blocks from
+        // a thread's arena once earlier large blocks were freed (its mmap threshold rises),
+        // and there the advice did not stick (seen under parallel tests: the block's
+        // mapping had no `hg` flag and no huge page).
+        // SAFETY: an anonymous private mapping of a non-zero size; the result is checked.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size + HUGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
             return HugeSlice {
                 storage: Storage::Boxed(data.into()),
             };
-        };
-        // SAFETY: the layout has a non-zero size (bytes >= MIN_BYTES).
-        let raw = unsafe { std::alloc::alloc(layout) };
-        let Some(ptr) = NonNull::new(raw.cast::<T>()) else {
-            return HugeSlice {
-                storage: Storage::Boxed(data.into()),
-            };
-        };
-        // SAFETY: [raw, raw + layout.size()) is our own fresh allocation, 2 MiB aligned;
-        // MADV_HUGEPAGE only changes how its pages are backed, never its contents. A
-        // failure (THP off, old kernel) leaves ordinary pages, which is fine.
-        unsafe {
-            libc::madvise(raw.cast(), layout.size(), libc::MADV_HUGEPAGE);
         }
-        // SAFETY: the destination holds at least data.len() elements of T, is aligned for
-        // T (2 MiB is a multiple of any smaller power-of-two alignment), and cannot
-        // overlap the borrowed source.
+        let start = raw as usize;
+        let head = start.next_multiple_of(HUGE) - start;
+        // SAFETY: both trims lie inside the mapping just made and nothing refers to them
+        // (never touched, so no page is mapped there and unmapping flushes nothing);
+        // [start + head, start + head + size) stays mapped, 2 MiB aligned.
+        unsafe {
+            if head > 0 {
+                libc::munmap(raw, head);
+            }
+            if HUGE - head > 0 {
+                libc::munmap((start + head + size) as *mut libc::c_void, HUGE - head);
+            }
+        }
+        let aligned = (start + head) as *mut libc::c_void;
+        // SAFETY: MADV_HUGEPAGE only changes how the mapping's pages are backed, never its
+        // contents. A failure (THP off, old kernel) leaves ordinary pages, which is fine.
+        unsafe {
+            libc::madvise(aligned, size, libc::MADV_HUGEPAGE);
+        }
+        let Some(ptr) = NonNull::new(aligned.cast::<T>()) else {
+            // Address 0 is never mapped without MAP_FIXED; keep ordinary memory if it were.
+            return HugeSlice {
+                storage: Storage::Boxed(data.into()),
+            };
+        };
+        // SAFETY: the destination holds at least data.len() elements of T (size >= bytes),
+        // is aligned for T (2 MiB is a multiple of any smaller power-of-two alignment), and
+        // cannot overlap the borrowed source.
         unsafe {
             std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
         }
@@ -94,7 +122,7 @@ impl<T: Copy> HugeSlice<T> {
             storage: Storage::Huge {
                 ptr,
                 len: data.len(),
-                layout,
+                size,
             },
         }
     }
@@ -124,9 +152,12 @@ impl<T> Deref for HugeSlice<T> {
 impl<T> Drop for HugeSlice<T> {
     fn drop(&mut self) {
         // Only `from_slice` (T: Copy) fills one, so no element needs dropping.
-        if let Storage::Huge { ptr, layout, .. } = &self.storage {
-            // SAFETY: allocated in from_slice with exactly this layout, freed once here.
-            unsafe { std::alloc::dealloc(ptr.as_ptr().cast(), *layout) }
+        if let Storage::Huge { ptr, size, .. } = &self.storage {
+            // SAFETY: mapped in with_pages with exactly this address and size, unmapped once
+            // here; no reference into it outlives self.
+            unsafe {
+                libc::munmap(ptr.as_ptr().cast(), *size);
+            }
         }
     }
 }
