@@ -191,10 +191,10 @@ pub fn entries(
 
 /// Prints each address's value (-1 for no match), one per line, for comparison with the C
 /// harness's dump mode.
-pub fn dump(prefix_file: &Path, addr_file: &Path) -> Result<(), String> {
+pub fn dump(prefix_file: &Path, addr_file: &Path, layout: Layout) -> Result<(), String> {
     let (e4, e6) = entries(prefix_file)?;
-    let t4 = LpmTable::build(&e4).map_err(|e| e.to_string())?;
-    let t6 = LpmTable::build(&e6).map_err(|e| e.to_string())?;
+    let t4 = LpmTable::compile_layout(&Ranges::build(&e4).map_err(|e| e.to_string())?, layout);
+    let t6 = LpmTable::compile_layout(&Ranges::build(&e6).map_err(|e| e.to_string())?, layout);
     let addrs = read_lines(addr_file, |t| {
         t.parse::<std::net::IpAddr>().map_err(|e| e.to_string())
     })?;

@@ -549,7 +549,7 @@ fn main() -> ExitCode {
                 _ => Layout::Auto,
             };
             if dump {
-                op25b_bench::lpmbench::dump(&prefixes, &addrs)
+                op25b_bench::lpmbench::dump(&prefixes, &addrs, layout)
             } else {
                 op25b_bench::lpmbench::run(&prefixes, &addrs, iters, reps.max(1), layout).map(|results| {
                     if json {
