@@ -15,16 +15,17 @@
 //! 64-byte line per 2^14 addresses (2^18 lines, 16 MiB), each holding up to 13 ranges of
 //! its chunk (16-bit boundaries and 24-bit values). A uniformly random key then costs one
 //! memory read instead of two (root, then leaf), which is what decides speed once the table
-//! no longer fits in cache; the few chunks cut into more ranges point into the general
-//! structure above.
+//! no longer fits in cache. A chunk of 14 to 25 ranges points to a 128-byte double block;
+//! the few chunks cut into more point into the general structure above.
 //!
 //! Invariants:
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
 //! - Values are below [`MAX_VALUE`]; [`NO_MATCH`] means no prefix matches.
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
-//! - A table in the line layout has every value below [`LINE_NONE`]; every line is either
-//!   a complete chunk (byte 63 zero) or an overflow line (byte 63 [`LINE_OVERFLOW`]) whose
-//!   first four bytes are a general entry for the chunk.
+//! - A table in the line layout has every value below [`LINE_NONE`]; every line is a
+//!   complete chunk (byte 63 zero), a double line (byte 63 [`LINE_DOUBLE`], first four
+//!   bytes the index of the chunk's double block) or an overflow line (byte 63
+//!   [`LINE_OVERFLOW`], first four bytes a general entry for the chunk).
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
 
@@ -402,9 +403,10 @@ fn leaf_find(units: &[Unit], le: u32, off: u64) -> u32 {
 pub struct LpmTable<K> {
     /// Bits of the key the root is indexed by.
     root_bits: u8,
-    /// Leading bits every range boundary shares: the root is indexed by the `root_bits`
-    /// below them and covers only `lo..=hi`, the block they fix (IPv6 pools under one
-    /// /32 need no node levels for the /32 itself).
+    /// Leading bits shared by every range start from `starts[1]` to `starts[n - 1] - 1`
+    /// (the last start may be `hi + 1`): the root is indexed by the `root_bits` below them
+    /// and covers only `lo..=hi`, the block they fix (IPv6 pools under one /32 need no node
+    /// levels for the /32 itself).
     skip: u8,
     lo: K,
     hi: K,
@@ -838,7 +840,8 @@ impl<K: Bits> LpmTable<K> {
     /// leaf and keeps its root answer. Only keys routed through a child node or into a long
     /// run take the general path.
     ///
-    /// In the line layout every key's line is prefetched first, then each is searched.
+    /// In the line layout, keys go in groups of 64: every line of a group is prefetched
+    /// first, then each is searched.
     pub fn lookup_batch(&self, keys: &[K], out: &mut [u32]) {
         if !self.lines.is_empty() {
             self.lines_batch(keys, out);

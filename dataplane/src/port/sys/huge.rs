@@ -140,7 +140,7 @@ impl<T> Deref for HugeSlice<T> {
     fn deref(&self) -> &[T] {
         match &self.storage {
             Storage::Boxed(b) => b,
-            // SAFETY: ptr points to len initialised elements (copied in from_slice) that
+            // SAFETY: ptr points to len initialised elements (copied in with_pages) that
             // live until drop and are never written again.
             Storage::Huge { ptr, len, .. } => unsafe {
                 std::slice::from_raw_parts(ptr.as_ptr(), *len)
@@ -151,7 +151,7 @@ impl<T> Deref for HugeSlice<T> {
 
 impl<T> Drop for HugeSlice<T> {
     fn drop(&mut self) {
-        // Only `from_slice` (T: Copy) fills one, so no element needs dropping.
+        // Only `with_pages` (T: Copy) fills one, so no element needs dropping.
         if let Storage::Huge { ptr, size, .. } = &self.storage {
             // SAFETY: mapped in with_pages with exactly this address and size, unmapped once
             // here; no reference into it outlives self.
