@@ -227,7 +227,7 @@ fn af_xdp_reject_refuses_at_once_and_a_missing_interface_is_a_clear_error() {
     let cfg = dir.join("reject.toml");
     std::fs::write(&cfg, policy("reject", "acc0")).unwrap();
     let _server = net.tcp_listener();
-    let mut appliance = run_appliance(app, &cfg);
+    let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     for (src, dst) in [("10.0.0.2", "10.0.0.1"), ("2001:db8:1::2", "2001:db8:1::1")] {
         let t = Instant::now();
@@ -243,14 +243,7 @@ fn af_xdp_reject_refuses_at_once_and_a_missing_interface_is_a_clear_error() {
         );
     }
     assert_eq!(sub.tcp_connect("10.0.0.3", "10.0.0.1", 25).0, "connected");
-    let o = appliance.terminate();
-    let (code, out, err) = (
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout).to_string(),
-        String::from_utf8_lossy(&o.stderr).to_string(),
-    );
-    assert_eq!(code, Some(0), "{err}");
-    assert!(final_counters(&out, "access→core").2 >= 2, "{out}");
+    let (out, _, _) = stop_and_check(appliance, "AF_XDP on acc0 and core0", 2);
     no_xdp_left(app);
     println!("{out}");
     let _ = std::fs::remove_dir_all(&dir);
