@@ -124,6 +124,10 @@ pub struct Worker {
     resets: TokenBucket,
     slot: usize,
     sampler: Option<Sampler>,
+    /// Address of the policy the last burst was judged with: a burst under a policy at
+    /// another address first prefetches its fields (a new policy that reuses a freed
+    /// one's address is not prefetched, which costs time only, never a verdict).
+    last_policy: usize,
 }
 
 impl Worker {
@@ -139,6 +143,7 @@ impl Worker {
             resets: TokenBucket::default(),
             slot: 0,
             sampler: None,
+            last_policy: 0,
             burst,
         }
     }
@@ -183,6 +188,11 @@ impl Worker {
         frames: impl Iterator<Item = &'a [u8]> + Clone,
     ) -> &[Verdict] {
         let start = Instant::now();
+        let at = std::ptr::from_ref(policy) as usize;
+        if at != self.last_policy {
+            self.last_policy = at;
+            policy.prefetch_fields();
+        }
         policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
         let blocked = self.scratch.blocked();
         if let Some(hits) = policy.hits() {
@@ -358,6 +368,26 @@ mod tests {
         assert_eq!(port.log.as_ref().unwrap().len(), 303);
         assert_eq!(w.latency().len(), 303);
         assert_eq!(c.bursts, 303u64.div_ceil(7));
+    }
+
+    #[test]
+    fn switching_policies_between_bursts_judges_each_burst_by_its_own() {
+        let drop = policy(Action::Drop);
+        let monitor = policy(Action::Monitor);
+        let mut w = Worker::new(64);
+        let mut burst = Burst::new(64);
+        for f in frames().iter().take(12) {
+            burst.push(f);
+        }
+        let blocked = |v: &[Verdict]| v.iter().filter(|&&v| v == Verdict::Drop).count();
+        // i % 6 == 0 of the first 12 frames: a dynamic source to port 25.
+        for (handle, want) in [(&drop, 2), (&monitor, 0), (&monitor, 0), (&drop, 2)] {
+            let p = handle.load();
+            assert_eq!(blocked(w.classify(&p, &burst)), want);
+            assert_eq!(w.last_policy, std::ptr::from_ref::<Policy>(&p) as usize);
+        }
+        assert_eq!(w.counters().reason(Reason::Blocked), 8);
+        assert_eq!(w.counters().monitored, 4);
     }
 
     #[test]

@@ -15,6 +15,24 @@
 mod huge;
 pub use huge::HugeSlice;
 
+/// [`prefetch`] for every cache line `r` spans (a struct larger than one line).
+#[inline]
+pub fn prefetch_all<T>(r: &T) {
+    let start = (r as *const T).cast::<u8>();
+    for off in (0..std::mem::size_of::<T>()).step_by(64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `start + off` stays inside the live object `r` (off < its size); a
+        // prefetch does not access memory architecturally.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                start.add(off).cast::<i8>(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (start, off);
+    }
+}
+
 /// Asks the CPU to bring the cache line holding `r` into all cache levels; a hint only.
 #[inline(always)]
 pub fn prefetch<T>(r: &T) {
@@ -583,4 +601,20 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn prefetch_all_covers_any_size() {
+        #[repr(C)]
+        struct Odd([u8; 1000], u16);
+        let big = Box::new(Odd([7; 1000], 3));
+        super::prefetch_all(&*big);
+        super::prefetch_all(&[0u64; 4096]);
+        super::prefetch_all(&());
+        super::prefetch_all(&0u8);
+        // A hint only: nothing it touched changed.
+        assert_eq!((big.0[999], big.1), (7, 3));
+    }
 }
