@@ -20,32 +20,27 @@ pub use huge::HugeSlice;
 pub fn prefetch_all<T>(r: &T) {
     let start = (r as *const T).cast::<u8>();
     for off in (0..std::mem::size_of::<T>()).step_by(64) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `start + off` stays inside the live object `r` (off < its size); a
-        // prefetch does not access memory architecturally.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                start.add(off).cast::<i8>(),
-            );
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (start, off);
+        prefetch_at(start.wrapping_add(off));
     }
 }
 
 /// Asks the CPU to bring the cache line holding `r` into all cache levels; a hint only.
 #[inline(always)]
 pub fn prefetch<T>(r: &T) {
+    prefetch_at((r as *const T).cast::<u8>());
+}
+
+/// A prefetch hint for the line holding `p`.
+#[inline(always)]
+fn prefetch_at(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `r` is a live reference, and a prefetch does not access memory
-    // architecturally (it cannot fault or change any value).
+    // SAFETY: a prefetch does not access memory architecturally: it cannot fault or change
+    // any value, whatever the address (callers pass addresses inside live objects).
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (r as *const T).cast::<i8>(),
-        );
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = r;
+    let _ = p;
 }
 
 use std::ffi::CString;
