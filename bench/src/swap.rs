@@ -8,6 +8,11 @@
 //! each swap; the stall is that longest burst minus the median one. Because a shared
 //! machine has scheduling hiccups of its own, every swap window is paired with a control
 //! window of the same length with no swap, and both per-window maxima are reported.
+//!
+//! The first burst after each swap is also compared with that same burst's own steady
+//! cost (the worker cycles through a fixed list of bursts, so the median of its eight
+//! previous passes), and the same is done at the start of every control window: the
+//! control figures are what the metric reads when nothing is swapped, i.e. its noise.
 
 use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
@@ -47,6 +52,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             b
         })
         .collect();
+    let cycle = bursts.len();
     let handle = Arc::new(ArcSwap::from_pointee(first));
     let stop = Arc::new(AtomicBool::new(false));
     let swapping = Arc::new(AtomicBool::new(false));
@@ -66,7 +72,9 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             let mut w = Worker::new(burst);
             let mut quiet =
                 Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds");
-            let mut trace: Vec<(u64, u64)> = Vec::with_capacity(8 << 20);
+            // Entry i is burst i % cycle, so the capacity must outlast the run (about 30 s at
+            // 2 µs per burst); later bursts are not traced.
+            let mut trace: Vec<(u64, u64)> = Vec::with_capacity(16 << 20);
             'outer: loop {
                 for b in &bursts {
                     if stop.load(Ordering::Relaxed) {
@@ -97,6 +105,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     let mut swap_max = Vec::new();
     let mut control_max = Vec::new();
     let mut swap_at = Vec::new();
+    let mut control_at = Vec::new();
     for i in 0..swaps {
         let t = Instant::now();
         let next = Arc::new(policy(prefixes, 100 + i as u64)?);
@@ -125,6 +134,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         // Control window of the same length, nothing happening.
         longest_in_swap.store(0, Ordering::Relaxed);
         swapping.store(true, Ordering::Relaxed);
+        control_at.push((Instant::now() - base).as_nanos() as u64);
         std::thread::sleep(length);
         swapping.store(false, Ordering::Relaxed);
         control_max.push(longest_in_swap.load(Ordering::Relaxed));
@@ -142,6 +152,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     };
     let mut around = Vec::new();
     let mut extra = Vec::new();
+    let mut extra_same = Vec::new();
     for &s in &swap_at {
         let mut before: Vec<u64> = trace
             .iter()
@@ -162,6 +173,10 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             .collect();
         let typical = pct(&mut before.clone(), 0.5);
         extra.push(first_after.saturating_sub(typical) as f64 / typical.max(1) as f64);
+        let same = first_burst_extra(&trace, s, cycle);
+        if let Some(e) = same {
+            extra_same.push(e);
+        }
         around.push(json!({
             "bursts_before": before.len(), "bursts_after": after.len(),
             "p50_before": pct(&mut before, 0.5), "p50_after": pct(&mut after, 0.5),
@@ -169,8 +184,13 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             "max_before": pct(&mut before, 1.0), "max_after": pct(&mut after, 1.0),
             "first_burst_after": first_after,
             "first_eight_bursts_after": first_eight,
+            "first_burst_extra_vs_same_burst": same,
         }));
     }
+    let extra_control: Vec<f64> = control_at
+        .iter()
+        .filter_map(|&s| first_burst_extra(&trace, s, cycle))
+        .collect();
     let longest = swap_max.iter().copied().max().unwrap_or(0);
     let p50 = quiet.value_at_quantile(0.5);
     let med = |v: &[u64]| {
@@ -201,7 +221,91 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         "around_each_swap_ns": around,
         "first_burst_extra_in_bursts": extra,
         "first_burst_extra_in_bursts_median": extra_median,
+        "first_burst_extra_vs_same_burst": {
+            "swap": summary(&extra_same),
+            "control": summary(&extra_control),
+            "swap_values": extra_same,
+            "control_values": extra_control,
+        },
         "stall_ns": stall,
         "stall_in_bursts": stall_in_bursts,
     }))
+}
+
+/// The first burst starting at or after `at`, against that same burst's steady cost: its
+/// duration minus the median of its eight previous passes (the worker cycles through
+/// `cycle` bursts, so trace entry `i` is burst `i % cycle`), in units of the median burst
+/// over those passes' whole cycle. `None` when the trace does not reach that far back or
+/// forward.
+fn first_burst_extra(trace: &[(u64, u64)], at: u64, cycle: usize) -> Option<f64> {
+    const PASSES: usize = 8;
+    let i = trace.partition_point(|&(t, _)| t < at);
+    let (_, d) = *trace.get(i)?;
+    i.checked_sub(PASSES * cycle)?;
+    let mut own: Vec<u64> = (1..=PASSES).map(|k| trace[i - k * cycle].1).collect();
+    own.sort_unstable();
+    let own = own[PASSES / 2];
+    // The unit: a typical burst of the cycle before.
+    let mut unit: Vec<u64> = trace[i - cycle..i].iter().map(|&(_, d)| d).collect();
+    unit.sort_unstable();
+    let unit = unit[unit.len() / 2].max(1);
+    Some((d as f64 - own as f64) / unit as f64)
+}
+
+/// Median, 75th and 90th percentile, largest value, and the share below one, of `v`.
+fn summary(v: &[f64]) -> Value {
+    if v.is_empty() {
+        return Value::Null;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
+    json!({
+        "n": s.len(),
+        "median": q(0.5),
+        "p75": q(0.75),
+        "p90": q(0.9),
+        "max": q(1.0),
+        "under_one": s.iter().filter(|&&x| x < 1.0).count() as f64 / s.len() as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cycle of 4 bursts costing 100, 110, 120, 130 ns, one burst every 1000 ns.
+    fn trace(passes: usize) -> Vec<(u64, u64)> {
+        (0..passes * 4)
+            .map(|i| (i as u64 * 1000, 100 + 10 * (i as u64 % 4)))
+            .collect()
+    }
+
+    #[test]
+    fn first_burst_extra_is_against_the_same_burst_in_typical_bursts() {
+        let mut t = trace(12);
+        // Burst 2 of pass 10 (its own cost 120) takes 175: 55 ns extra; the cycle before
+        // has median 120 (of 100, 110, 120, 130, the upper middle), so 55/120 bursts.
+        let i = 10 * 4 + 2;
+        t[i].1 = 175;
+        let at = t[i].0 - 500;
+        let e = first_burst_extra(&t, at, 4).expect("enough history");
+        assert!((e - 55.0 / 120.0).abs() < 1e-9, "{e}");
+        // Nothing changed: zero. Not enough passes before, or nothing after: none.
+        assert_eq!(first_burst_extra(&t, t[i + 1].0, 4), Some(0.0));
+        assert_eq!(first_burst_extra(&t, t[7 * 4].0, 4), None);
+        assert_eq!(first_burst_extra(&t, 1_000_000, 4), None);
+    }
+
+    #[test]
+    fn summary_reports_quantiles_and_the_share_under_one() {
+        let v: Vec<f64> = (0..11).map(|i| i as f64 / 5.0).collect(); // 0.0 ..= 2.0
+        let s = summary(&v);
+        assert_eq!(s["n"], 11);
+        assert_eq!(s["median"], 1.0);
+        assert_eq!(s["max"], 2.0);
+        assert_eq!(s["p90"], 1.8);
+        assert!((s["under_one"].as_f64().unwrap() - 5.0 / 11.0).abs() < 1e-12);
+        assert!(summary(&[]).is_null());
+    }
 }

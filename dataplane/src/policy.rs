@@ -440,6 +440,22 @@ impl<K: crate::lpm::Bits> Lanes<K> {
         self.n += usize::from(keep);
     }
 
+    /// Prefetches, for every written lane, the first line each of `t`'s tables will read
+    /// for it (source, relay and scope), so a cold burst pays about one memory latency for
+    /// all of them instead of one per table.
+    fn prefetch_tables(&self, t: &FamilyTables<K>, scoped: bool) {
+        let n = self.n.min(CHUNK);
+        for (&src, &dst) in self.src[..n].iter().zip(&self.dst[..n]) {
+            t.sources.prefetch_first(src);
+            if !t.relays.is_empty() {
+                t.relays.prefetch_first(dst);
+            }
+            if scoped {
+                t.scope.prefetch_first(dst);
+            }
+        }
+    }
+
     /// Settles the provisional reasons of these lanes (`reasons` is the chunk's, indexed by
     /// frame in the chunk), with batched lookups per table, appends (base + frame, dynamic
     /// position) of every blocked lane to `blocked` (in frame order) and adds the reasons it
@@ -542,6 +558,8 @@ pub struct BurstScratch {
     chunk: Box<[Reason; CHUNK]>,
     blocked: Vec<(u32, u32)>,
     tally: [u32; Reason::COUNT],
+    /// See [`BurstScratch::set_cold`].
+    cold: bool,
 }
 
 impl Default for BurstScratch {
@@ -552,6 +570,7 @@ impl Default for BurstScratch {
             chunk: Box::new([Reason::PortNotBlocked; CHUNK]),
             blocked: Vec::new(),
             tally: [0; Reason::COUNT],
+            cold: false,
         }
     }
 }
@@ -561,6 +580,16 @@ impl BurstScratch {
     /// position of the source's longest match in the `dynamic` list), in burst order.
     pub fn blocked(&self) -> &[(u32, u32)] {
         &self.blocked
+    }
+
+    /// Whether the next bursts are judged as cold: the policy's tables are probably not in
+    /// this core's cache (the first burst under a newly published policy), so each chunk
+    /// first prefetches every lane's first line in every table, and the misses of all
+    /// tables overlap instead of following table by table. Verdicts are the same either
+    /// way; on tables already in cache it only costs the extra prefetches, so it is off
+    /// by default.
+    pub fn set_cold(&mut self, cold: bool) {
+        self.cold = cold;
     }
 
     /// Frames of the last judged burst per [`Reason`], indexed by [`Reason::index`].
@@ -824,6 +853,10 @@ impl Policy {
             // Judged frames that kept no lane went to a port that is not blocked.
             s.tally[Reason::PortNotBlocked.index()] +=
                 m as u32 - skipped - (s.v4.n + s.v6.n) as u32;
+            if s.cold {
+                s.v4.prefetch_tables(&self.v4, self.scoped);
+                s.v6.prefetch_tables(&self.v6, self.scoped);
+            }
             let first = s.blocked.len();
             s.v4.judge(
                 &self.v4,
@@ -1177,16 +1210,19 @@ mod tests {
             }
             let mut scratch = BurstScratch::default();
             let mut reasons = Vec::new();
-            // Short bursts, and the whole 600 at once (judged in chunks of CHUNK frames).
+            // The whole 600 is judged in chunks of CHUNK frames.
             assert!(frames.len() > 2 * CHUNK);
-            for chunk in frames.chunks(37).chain([&frames[..]]) {
+            // Short bursts, then the whole 600, each judged cold and warm.
+            let bursts = frames.chunks(37).chain([&frames[..]]);
+            for (chunk, cold) in bursts.flat_map(|c| [(c, true), (c, false)]) {
+                scratch.set_cold(cold);
                 p.judge_burst(
                     chunk.iter().map(|f| f.as_slice()),
                     &mut scratch,
                     &mut reasons,
                 );
                 let want: Vec<Reason> = chunk.iter().map(|f| p.classify(f).0).collect();
-                assert_eq!(reasons, want, "scoped={scoped}");
+                assert_eq!(reasons, want, "scoped={scoped} cold={cold}");
                 // The tally counts exactly these reasons.
                 for r in Reason::all() {
                     let n = reasons.iter().filter(|&&x| x == r).count() as u32;

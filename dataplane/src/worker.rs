@@ -125,8 +125,9 @@ pub struct Worker {
     slot: usize,
     sampler: Option<Sampler>,
     /// Address of the policy the last burst was judged with: a burst under a policy at
-    /// another address first prefetches its fields (a new policy that reuses a freed
-    /// one's address is not prefetched, which costs time only, never a verdict).
+    /// another address first prefetches its fields and is judged cold (see
+    /// [`BurstScratch::set_cold`]). A new policy that reuses a freed one's address is not
+    /// treated so, which costs time only, never a verdict.
     last_policy: usize,
 }
 
@@ -189,10 +190,13 @@ impl Worker {
     ) -> &[Verdict] {
         let start = Instant::now();
         let at = std::ptr::from_ref(policy) as usize;
-        if at != self.last_policy {
+        let fresh = at != self.last_policy;
+        if fresh {
             self.last_policy = at;
             policy.prefetch_fields();
         }
+        // The new policy's tables are not in this core's cache yet.
+        self.scratch.set_cold(fresh);
         policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
         let blocked = self.scratch.blocked();
         if let Some(hits) = policy.hits() {

@@ -821,6 +821,33 @@ impl<K: Bits> LpmTable<K> {
         std::hint::select_unpredictable(key > self.hi, self.outside[1], e)
     }
 
+    /// Prefetches the first line a lookup of `key` reads (its line in the line layout,
+    /// else its root entry). Only a hint: for a batch whose table is not in this core's
+    /// cache, so the first reads of several tables overlap instead of following each other.
+    #[inline]
+    pub fn prefetch_first(&self, key: K) {
+        let i = self.first_index(key);
+        if self.lines.is_empty() {
+            if let Some(e) = self.entries.get(i) {
+                prefetch(e);
+            }
+        } else if let Some(l) = self.lines.get(i) {
+            prefetch(l);
+        }
+    }
+
+    /// The index of what a lookup of `key` reads first: its line in the line layout, else
+    /// its root entry (for a key outside the root's block, the entry it would read; such a
+    /// key ends at `outside`, so the hint is only wasted).
+    #[inline(always)]
+    fn first_index(&self, key: K) -> usize {
+        if self.lines.is_empty() {
+            key.index(K::BITS - self.skip - self.root_bits, self.root_bits)
+        } else {
+            key.index(K::BITS - LINE_BITS, LINE_BITS)
+        }
+    }
+
     /// The value of the longest prefix containing `key`.
     #[inline]
     pub fn lookup(&self, key: K) -> Option<u32> {

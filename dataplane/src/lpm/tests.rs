@@ -629,3 +629,61 @@ fn root_skips_the_bits_every_boundary_shares() {
         agree_with_flat(&t, &f, &keys, "v4");
     }
 }
+
+#[test]
+fn the_first_read_of_every_key_is_inside_the_table() {
+    // Every layout: an empty table, a small root, a root that skips shared bits (IPv6 under
+    // one /32), and lines.
+    let mut next = xorshift(11);
+    let v4: Vec<(Prefix<u32>, u32)> = dedupe(
+        (0..3000)
+            .map(|i| {
+                let len = 16 + (next() % 9) as u8;
+                (
+                    Prefix::new((next() as u32) & u32::mask(len), len).unwrap(),
+                    i * 2,
+                )
+            })
+            .collect(),
+    );
+    let v6: Vec<(Prefix<u128>, u32)> = dedupe(
+        (0..500)
+            .map(|i| {
+                let len = 48 + (next() % 17) as u8;
+                let a = (0x2001_0db8u128 << 96) | (u128::from(next()) << 32);
+                (Prefix::new(a & u128::mask(len), len).unwrap(), i * 2)
+            })
+            .collect(),
+    );
+    let t4 = [
+        LpmTable::<u32>::build(&[]).unwrap(),
+        LpmTable::build(&v4).unwrap(),
+        LpmTable::compile_layout(&ranges::Ranges::build(&v4).unwrap(), Layout::Lines),
+    ];
+    assert_eq!(t4[2].layout(), Layout::Lines);
+    for t in &t4 {
+        let len = if t.layout() == Layout::Lines {
+            t.lines.len()
+        } else {
+            t.entries.len()
+        };
+        for k in [0, u32::MAX, 1 << 31]
+            .into_iter()
+            .chain((0..2000).map(|_| next() as u32))
+        {
+            assert!(t.first_index(k) < len, "{k:#x} in a {:?} table", t.layout());
+            t.prefetch_first(k);
+        }
+    }
+    let t6 = LpmTable::build(&v6).unwrap();
+    assert!(t6.skip >= 32, "skip {}", t6.skip);
+    let mut keys = vec![0, u128::MAX, 0x2001_0db8u128 << 96];
+    for _ in 0..2000 {
+        keys.push((u128::from(next()) << 64) | u128::from(next()));
+        keys.push((0x2001_0db8u128 << 96) | u128::from(next()));
+    }
+    for k in keys {
+        assert!(t6.first_index(k) < t6.entries.len(), "{k:#x}");
+        t6.prefetch_first(k);
+    }
+}
