@@ -153,6 +153,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     let mut around = Vec::new();
     let mut extra = Vec::new();
     let mut extra_same = Vec::new();
+    let mut extra_same_ns = Vec::new();
     for &s in &swap_at {
         let mut before: Vec<u64> = trace
             .iter()
@@ -174,8 +175,9 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         let typical = pct(&mut before.clone(), 0.5);
         extra.push(first_after.saturating_sub(typical) as f64 / typical.max(1) as f64);
         let same = first_burst_extra(&trace, s, cycle);
-        if let Some(e) = same {
+        if let Some((ns, e)) = same {
             extra_same.push(e);
+            extra_same_ns.push(ns);
         }
         around.push(json!({
             "bursts_before": before.len(), "bursts_after": after.len(),
@@ -184,13 +186,14 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             "max_before": pct(&mut before, 1.0), "max_after": pct(&mut after, 1.0),
             "first_burst_after": first_after,
             "first_eight_bursts_after": first_eight,
-            "first_burst_extra_vs_same_burst": same,
+            "first_burst_extra_vs_same_burst": same.map(|(_, e)| e),
+            "first_burst_extra_vs_same_burst_ns": same.map(|(ns, _)| ns),
         }));
     }
-    let extra_control: Vec<f64> = control_at
+    let (extra_control_ns, extra_control): (Vec<f64>, Vec<f64>) = control_at
         .iter()
         .filter_map(|&s| first_burst_extra(&trace, s, cycle))
-        .collect();
+        .unzip();
     let longest = swap_max.iter().copied().max().unwrap_or(0);
     let p50 = quiet.value_at_quantile(0.5);
     let med = |v: &[u64]| {
@@ -222,10 +225,14 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         "first_burst_extra_in_bursts": extra,
         "first_burst_extra_in_bursts_median": extra_median,
         "first_burst_extra_vs_same_burst": {
-            "swap": summary(&extra_same),
-            "control": summary(&extra_control),
+            "swap": summary(&extra_same, true),
+            "control": summary(&extra_control, true),
             "swap_values": extra_same,
             "control_values": extra_control,
+        },
+        "first_burst_extra_vs_same_burst_ns": {
+            "swap": summary(&extra_same_ns, false),
+            "control": summary(&extra_control_ns, false),
         },
         "stall_ns": stall,
         "stall_in_bursts": stall_in_bursts,
@@ -234,10 +241,10 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
 
 /// The first burst starting at or after `at`, against that same burst's steady cost: its
 /// duration minus the median of its eight previous passes (the worker cycles through
-/// `cycle` bursts, so trace entry `i` is burst `i % cycle`), in units of the median burst
-/// over those passes' whole cycle. `None` when the trace does not reach that far back or
-/// forward.
-fn first_burst_extra(trace: &[(u64, u64)], at: u64, cycle: usize) -> Option<f64> {
+/// `cycle` bursts, so trace entry `i` is burst `i % cycle`), in ns and in units of the
+/// median burst over the cycle before. `None` when the trace does not reach that far back
+/// or forward.
+fn first_burst_extra(trace: &[(u64, u64)], at: u64, cycle: usize) -> Option<(f64, f64)> {
     const PASSES: usize = 8;
     let i = trace.partition_point(|&(t, _)| t < at);
     let (_, d) = *trace.get(i)?;
@@ -249,25 +256,30 @@ fn first_burst_extra(trace: &[(u64, u64)], at: u64, cycle: usize) -> Option<f64>
     let mut unit: Vec<u64> = trace[i - cycle..i].iter().map(|&(_, d)| d).collect();
     unit.sort_unstable();
     let unit = unit[unit.len() / 2].max(1);
-    Some((d as f64 - own as f64) / unit as f64)
+    let ns = d as f64 - own as f64;
+    Some((ns, ns / unit as f64))
 }
 
-/// Median, 75th and 90th percentile, largest value, and the share below one, of `v`.
-fn summary(v: &[f64]) -> Value {
+/// Median, 75th and 90th percentile and largest value of `v`, and with `bursts` (values in
+/// bursts) the share below one.
+fn summary(v: &[f64], bursts: bool) -> Value {
     if v.is_empty() {
         return Value::Null;
     }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let q = |p: f64| s[((s.len() - 1) as f64 * p).round() as usize];
-    json!({
+    let mut out = json!({
         "n": s.len(),
         "median": q(0.5),
         "p75": q(0.75),
         "p90": q(0.9),
         "max": q(1.0),
-        "under_one": s.iter().filter(|&&x| x < 1.0).count() as f64 / s.len() as f64,
-    })
+    });
+    if bursts {
+        out["under_one"] = json!(s.iter().filter(|&&x| x < 1.0).count() as f64 / s.len() as f64);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -289,10 +301,11 @@ mod tests {
         let i = 10 * 4 + 2;
         t[i].1 = 175;
         let at = t[i].0 - 500;
-        let e = first_burst_extra(&t, at, 4).expect("enough history");
+        let (ns, e) = first_burst_extra(&t, at, 4).expect("enough history");
+        assert_eq!(ns, 55.0);
         assert!((e - 55.0 / 120.0).abs() < 1e-9, "{e}");
         // Nothing changed: zero. Not enough passes before, or nothing after: none.
-        assert_eq!(first_burst_extra(&t, t[i + 1].0, 4), Some(0.0));
+        assert_eq!(first_burst_extra(&t, t[i + 1].0, 4), Some((0.0, 0.0)));
         assert_eq!(first_burst_extra(&t, t[7 * 4].0, 4), None);
         assert_eq!(first_burst_extra(&t, 1_000_000, 4), None);
     }
@@ -300,12 +313,13 @@ mod tests {
     #[test]
     fn summary_reports_quantiles_and_the_share_under_one() {
         let v: Vec<f64> = (0..11).map(|i| i as f64 / 5.0).collect(); // 0.0 ..= 2.0
-        let s = summary(&v);
+        let s = summary(&v, true);
         assert_eq!(s["n"], 11);
         assert_eq!(s["median"], 1.0);
         assert_eq!(s["max"], 2.0);
         assert_eq!(s["p90"], 1.8);
         assert!((s["under_one"].as_f64().unwrap() - 5.0 / 11.0).abs() < 1e-12);
-        assert!(summary(&[]).is_null());
+        assert!(summary(&[], true).is_null());
+        assert!(summary(&v, false).get("under_one").is_none());
     }
 }
