@@ -195,8 +195,9 @@ impl Worker {
             self.last_policy = at;
             policy.prefetch_fields();
         }
-        // The new policy's tables are not in this core's cache yet.
-        self.scratch.set_cold(fresh);
+        // A new policy's tables are not in this core's cache yet; very large ones mostly
+        // never are.
+        self.scratch.set_cold(fresh || policy.always_cold());
         policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
         let blocked = self.scratch.blocked();
         if let Some(hits) = policy.hits() {
