@@ -449,7 +449,9 @@ impl<K: crate::lpm::Bits> Lanes<K> {
 
     /// Prefetches, for every written lane, the first line each of `t`'s tables will read
     /// for it (source, relay and scope), so a cold burst pays about one memory latency for
-    /// all of them instead of one per table.
+    /// all of them instead of one per table. Kept out of line: the warm path only tests
+    /// the flag.
+    #[inline(never)]
     fn prefetch_tables(&self, t: &FamilyTables<K>, scoped: bool) {
         let n = self.n.min(CHUNK);
         for (&src, &dst) in self.src[..n].iter().zip(&self.dst[..n]) {
