@@ -205,11 +205,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     let build_median = builds[builds.len() / 2];
     let stall = longest.saturating_sub(p50);
     let stall_in_bursts = stall as f64 / p50.max(1) as f64;
-    let extra_median = {
-        let mut e = extra.clone();
-        e.sort_by(f64::total_cmp);
-        e[e.len() / 2]
-    };
+    let extra_median = summary(&extra, true)["median"].clone();
     Ok(json!({
         "prefixes": prefixes,
         "swaps": swaps,

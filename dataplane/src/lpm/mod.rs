@@ -759,7 +759,7 @@ impl<K: Bits> LpmTable<K> {
     #[inline(always)]
     fn line_lookup(&self, key: K) -> u32 {
         let shift = K::BITS - LINE_BITS;
-        let l = &self.lines[key.index(shift, LINE_BITS)];
+        let l = &self.lines[Self::line_index(key)];
         if l.flag() != 0 {
             return self.line_pointer(l, key);
         }
@@ -807,13 +807,13 @@ impl<K: Bits> LpmTable<K> {
             return self.line_lookup(key);
         }
         let shift = K::BITS - self.skip - self.root_bits;
-        self.resolve(self.root_entry(key, shift), shift, key)
+        self.resolve(self.root_entry(key), shift, key)
     }
 
-    /// The root entry for `key` (`shift`: the bits below the root's index).
+    /// The root entry for `key`.
     #[inline(always)]
-    fn root_entry(&self, key: K, shift: u8) -> u32 {
-        let e = self.entries[key.index(shift, self.root_bits)];
+    fn root_entry(&self, key: K) -> u32 {
+        let e = self.entries[self.root_index(key)];
         if self.skip == 0 {
             return e;
         }
@@ -822,30 +822,31 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// Prefetches the first line a lookup of `key` reads (its line in the line layout,
-    /// else its root entry). Only a hint: for a batch whose table is not in this core's
-    /// cache, so the first reads of several tables overlap instead of following each other.
+    /// else its root entry; for a key outside the root's block, the entry it would read,
+    /// so the hint is only wasted). Only a hint: for a batch whose table is not in this
+    /// core's cache, so the first reads of several tables overlap instead of following
+    /// each other.
     #[inline]
     pub fn prefetch_first(&self, key: K) {
-        let i = self.first_index(key);
         if self.lines.is_empty() {
-            if let Some(e) = self.entries.get(i) {
+            if let Some(e) = self.entries.get(self.root_index(key)) {
                 prefetch(e);
             }
-        } else if let Some(l) = self.lines.get(i) {
+        } else if let Some(l) = self.lines.get(Self::line_index(key)) {
             prefetch(l);
         }
     }
 
-    /// The index of what a lookup of `key` reads first: its line in the line layout, else
-    /// its root entry (for a key outside the root's block, the entry it would read; such a
-    /// key ends at `outside`, so the hint is only wasted).
+    /// The root entry a lookup of `key` reads (the root layout).
     #[inline(always)]
-    fn first_index(&self, key: K) -> usize {
-        if self.lines.is_empty() {
-            key.index(K::BITS - self.skip - self.root_bits, self.root_bits)
-        } else {
-            key.index(K::BITS - LINE_BITS, LINE_BITS)
-        }
+    fn root_index(&self, key: K) -> usize {
+        key.index(K::BITS - self.skip - self.root_bits, self.root_bits)
+    }
+
+    /// The line a lookup of `key` reads (the line layout).
+    #[inline(always)]
+    fn line_index(key: K) -> usize {
+        key.index(K::BITS - LINE_BITS, LINE_BITS)
     }
 
     /// The value of the longest prefix containing `key`.
@@ -880,12 +881,12 @@ impl<K: Bits> LpmTable<K> {
         if self.skip == 0 {
             // The root spans the whole space: no key is outside it.
             for (k, o) in keys.iter().zip(out.iter_mut()) {
-                *o = self.entries[k.index(shift, self.root_bits)];
+                *o = self.entries[self.root_index(*k)];
                 deep += (*o >> 31) as usize;
             }
         } else {
             for (k, o) in keys.iter().zip(out.iter_mut()) {
-                *o = self.root_entry(*k, shift);
+                *o = self.root_entry(*k);
                 deep += (*o >> 31) as usize;
             }
         }
@@ -937,12 +938,12 @@ impl<K: Bits> LpmTable<K> {
         let shift = K::BITS - LINE_BITS;
         for (keys, out) in keys.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
             for k in keys {
-                prefetch(&self.lines[k.index(shift, LINE_BITS)]);
+                prefetch(&self.lines[Self::line_index(*k)]);
             }
             let mut later = [0u8; GROUP];
             let mut n = 0usize;
             for (i, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
-                let l = &self.lines[k.index(shift, LINE_BITS)];
+                let l = &self.lines[Self::line_index(*k)];
                 if l.flag() == 0 {
                     *o = packed_find::<64, LINE_WORDS>(&l.0, k.index(0, shift) as u64);
                     continue;
@@ -957,7 +958,7 @@ impl<K: Bits> LpmTable<K> {
             }
             for &i in &later[..n] {
                 let i = usize::from(i);
-                let l = &self.lines[keys[i].index(shift, LINE_BITS)];
+                let l = &self.lines[Self::line_index(keys[i])];
                 out[i] = self.line_pointer(l, keys[i]);
             }
         }
