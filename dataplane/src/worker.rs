@@ -88,20 +88,50 @@ impl Counters {
 
 /// Frees a replaced policy off the hot path. A worker may still hold it for the burst in
 /// flight, and if that worker dropped the last reference it would spend milliseconds
-/// freeing a large table mid-traffic; instead a reaper thread waits until every worker has
-/// moved on (only this reference is left) and frees it there. Call with what
-/// `ArcSwap::swap` returned.
+/// freeing a large table mid-traffic; instead the reaper, one thread for the process
+/// started on first use, waits until every worker has moved on (only its reference is
+/// left, checked every millisecond while it holds any) and frees it there. Call with
+/// what `ArcSwap::swap` returned.
 pub fn retire(old: std::sync::Arc<Policy>) {
-    let spawned = std::thread::Builder::new()
-        .name("op25b-reaper".into())
-        .spawn(move || {
-            while std::sync::Arc::strong_count(&old) > 1 {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+    static REAPER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<std::sync::Arc<Policy>>>> =
+        std::sync::OnceLock::new();
+    let reaper = REAPER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        match std::thread::Builder::new()
+            .name("op25b-reaper".into())
+            .spawn(move || reap(&rx))
+        {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                eprintln!("op25b: warning: cannot start the reaper thread ({e}); old policies are freed by their last reader");
+                None
             }
-            drop(old);
-        });
-    if let Err(e) = spawned {
-        eprintln!("op25b: warning: cannot start the reaper thread ({e}); the old policy is freed by its last reader");
+        }
+    });
+    if let Some(tx) = reaper {
+        // The reaper never exits while the sender lives; if it has, `old` is dropped here.
+        let _ = tx.send(old);
+    }
+}
+
+/// The reaper's loop: sleeps on the channel while it holds nothing, otherwise, once a
+/// millisecond, drops every held policy nobody else references any more.
+fn reap(rx: &std::sync::mpsc::Receiver<std::sync::Arc<Policy>>) {
+    let mut held: Vec<std::sync::Arc<Policy>> = Vec::new();
+    loop {
+        if held.is_empty() {
+            match rx.recv() {
+                Ok(p) => held.push(p),
+                Err(_) => return,
+            }
+        }
+        // Never at once: a policy just replaced is freed at the earliest a millisecond
+        // later, so the unmapping (TLB shootdowns on every core) stays clear of the
+        // workers' first bursts under the new policy, as when a thread was started per
+        // retired policy.
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        held.extend(rx.try_iter());
+        held.retain(|p| std::sync::Arc::strong_count(p) > 1);
     }
 }
 
@@ -319,6 +349,48 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_reaper_frees_each_retired_policy_once_its_last_reader_lets_go() {
+        let reapers = || {
+            std::fs::read_dir("/proc/self/task")
+                .map(|d| {
+                    d.flatten()
+                        .filter(|t| {
+                            std::fs::read_to_string(t.path().join("comm"))
+                                .is_ok_and(|c| c.trim() == "op25b-reaper")
+                        })
+                        .count()
+                })
+                .unwrap_or(1)
+        };
+        let policies: Vec<Arc<Policy>> = (0..5)
+            .map(|g| Arc::new(Policy::empty_with_generation(g)))
+            .collect();
+        let readers: Vec<Arc<Policy>> = policies.iter().map(Arc::clone).collect();
+        let watch: Vec<std::sync::Weak<Policy>> = policies.iter().map(Arc::downgrade).collect();
+        for p in policies {
+            retire(p);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Still read: nothing freed (the reader's reference and the reaper's).
+        assert!(watch.iter().all(|w| w.strong_count() == 2));
+        assert_eq!(
+            reapers(),
+            1,
+            "one reaper thread for any number of retired policies"
+        );
+        drop(readers);
+        let t = Instant::now();
+        while watch.iter().any(|w| w.strong_count() > 0) {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(5),
+                "the reaper freed nothing"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(reapers(), 1);
+    }
     use crate::policy::{Action, AnyPrefix, OutboundSpec};
     use crate::port::mem::MemPort;
     use crate::wire::build::FrameBuilder;
