@@ -115,25 +115,28 @@ pub fn retire(old: std::sync::Arc<Policy>) {
 }
 
 /// The reaper's loop: sleeps on the channel while it holds nothing, otherwise, once a
-/// millisecond, drops every held policy nobody else references any more.
+/// millisecond, drops every held policy that nobody else references any more and that was
+/// retired at least [`REAP_AFTER`] ago.
 fn reap(rx: &std::sync::mpsc::Receiver<std::sync::Arc<Policy>>) {
-    let mut held: Vec<std::sync::Arc<Policy>> = Vec::new();
+    let mut held: Vec<(Instant, std::sync::Arc<Policy>)> = Vec::new();
     loop {
         if held.is_empty() {
             match rx.recv() {
-                Ok(p) => held.push(p),
+                Ok(p) => held.push((Instant::now(), p)),
                 Err(_) => return,
             }
         }
-        // Never at once: a policy just replaced is freed at the earliest a millisecond
-        // later, so the unmapping (TLB shootdowns on every core) stays clear of the
-        // workers' first bursts under the new policy, as when a thread was started per
-        // retired policy.
-        std::thread::sleep(std::time::Duration::from_millis(1));
-        held.extend(rx.try_iter());
-        held.retain(|p| std::sync::Arc::strong_count(p) > 1);
+        std::thread::sleep(REAP_AFTER);
+        held.extend(rx.try_iter().map(|p| (Instant::now(), p)));
+        held.retain(|(at, p)| std::sync::Arc::strong_count(p) > 1 || at.elapsed() < REAP_AFTER);
     }
 }
+
+/// Least time between retiring a policy and freeing it: freeing unmaps the big tables, and
+/// the TLB shootdowns that go with it interrupt every core, so they are kept clear of the
+/// workers' first bursts under the new policy (as when a thread was started per retired
+/// policy; measured in bench/results/reaper).
+const REAP_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A fresh latency histogram (ns per frame, 3 significant digits).
 pub fn latency_histogram() -> Histogram<u64> {
@@ -349,6 +352,10 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Action, AnyPrefix, OutboundSpec};
+    use crate::port::mem::MemPort;
+    use crate::wire::build::FrameBuilder;
+    use std::sync::Arc;
 
     #[test]
     fn one_reaper_frees_each_retired_policy_once_its_last_reader_lets_go() {
@@ -362,7 +369,7 @@ mod tests {
                         })
                         .count()
                 })
-                .unwrap_or(1)
+                .expect("/proc/self/task lists this process's threads")
         };
         let policies: Vec<Arc<Policy>> = (0..5)
             .map(|g| Arc::new(Policy::empty_with_generation(g)))
@@ -391,10 +398,6 @@ mod tests {
         }
         assert_eq!(reapers(), 1);
     }
-    use crate::policy::{Action, AnyPrefix, OutboundSpec};
-    use crate::port::mem::MemPort;
-    use crate::wire::build::FrameBuilder;
-    use std::sync::Arc;
 
     fn policy(action: Action) -> PolicyHandle {
         let spec = OutboundSpec {
