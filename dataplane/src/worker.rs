@@ -17,7 +17,9 @@ use crate::port::{Burst, Port, PortError};
 use crate::sample::{DropRecord, SampleConfig, Sampler};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
-use std::time::Instant;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Where workers find the current policy; the control thread swaps it.
 pub type PolicyHandle = ArcSwap<Policy>;
@@ -92,11 +94,10 @@ impl Counters {
 /// started on first use, waits until every worker has moved on (only its reference is
 /// left, checked every millisecond while it holds any) and frees it there. Call with
 /// what `ArcSwap::swap` returned.
-pub fn retire(old: std::sync::Arc<Policy>) {
-    static REAPER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<std::sync::Arc<Policy>>>> =
-        std::sync::OnceLock::new();
+pub fn retire(old: Arc<Policy>) {
+    static REAPER: OnceLock<Option<Sender<Arc<Policy>>>> = OnceLock::new();
     let reaper = REAPER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = channel();
         match std::thread::Builder::new()
             .name("op25b-reaper".into())
             .spawn(move || reap(&rx))
@@ -117,8 +118,8 @@ pub fn retire(old: std::sync::Arc<Policy>) {
 /// The reaper's loop: sleeps on the channel while it holds nothing, otherwise, once a
 /// millisecond, drops every held policy that nobody else references any more and that was
 /// retired at least [`REAP_AFTER`] ago.
-fn reap(rx: &std::sync::mpsc::Receiver<std::sync::Arc<Policy>>) {
-    let mut held: Vec<(Instant, std::sync::Arc<Policy>)> = Vec::new();
+fn reap(rx: &Receiver<Arc<Policy>>) {
+    let mut held: Vec<(Instant, Arc<Policy>)> = Vec::new();
     loop {
         if held.is_empty() {
             match rx.recv() {
@@ -128,7 +129,7 @@ fn reap(rx: &std::sync::mpsc::Receiver<std::sync::Arc<Policy>>) {
         }
         std::thread::sleep(REAP_AFTER);
         held.extend(rx.try_iter().map(|p| (Instant::now(), p)));
-        held.retain(|(at, p)| std::sync::Arc::strong_count(p) > 1 || at.elapsed() < REAP_AFTER);
+        held.retain(|(at, p)| Arc::strong_count(p) > 1 || at.elapsed() < REAP_AFTER);
     }
 }
 
@@ -136,7 +137,7 @@ fn reap(rx: &std::sync::mpsc::Receiver<std::sync::Arc<Policy>>) {
 /// the TLB shootdowns that go with it interrupt every core, so they are kept clear of the
 /// workers' first bursts under the new policy (as when a thread was started per retired
 /// policy; measured in bench/results/reaper).
-const REAP_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+const REAP_AFTER: Duration = Duration::from_millis(1);
 
 /// A fresh latency histogram (ns per frame, 3 significant digits).
 pub fn latency_histogram() -> Histogram<u64> {
@@ -355,7 +356,6 @@ mod tests {
     use crate::policy::{Action, AnyPrefix, OutboundSpec};
     use crate::port::mem::MemPort;
     use crate::wire::build::FrameBuilder;
-    use std::sync::Arc;
 
     #[test]
     fn one_reaper_frees_each_retired_policy_once_its_last_reader_lets_go() {
@@ -379,7 +379,7 @@ mod tests {
         for p in policies {
             retire(p);
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
         // Still read: nothing freed (the reader's reference and the reaper's).
         assert!(watch.iter().all(|w| w.strong_count() == 2));
         assert_eq!(
@@ -391,10 +391,10 @@ mod tests {
         let t = Instant::now();
         while watch.iter().any(|w| w.strong_count() > 0) {
             assert!(
-                t.elapsed() < std::time::Duration::from_secs(5),
+                t.elapsed() < Duration::from_secs(5),
                 "the reaper freed nothing"
             );
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(reapers(), 1);
     }
