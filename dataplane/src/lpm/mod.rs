@@ -15,8 +15,9 @@
 //! 64-byte line per 2^14 addresses (2^18 lines, 16 MiB), each holding up to 13 ranges of
 //! its chunk (16-bit boundaries and 24-bit values). A uniformly random key then costs one
 //! memory read instead of two (root, then leaf), which is what decides speed once the table
-//! no longer fits in cache. A chunk of 14 to 25 ranges points to a 128-byte double block;
-//! the few chunks cut into more point into the general structure above.
+//! no longer fits in cache, and one SIMD compare of the line's twelve boundaries. A chunk
+//! of 14 to 25 ranges points to a 128-byte double block; the few chunks cut into more
+//! point into the general structure above.
 //!
 //! Invariants:
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
@@ -34,7 +35,7 @@ pub mod ranges;
 #[cfg(test)]
 mod tests;
 
-use crate::port::sys::{prefetch, HugeSlice};
+use crate::port::sys::{lanes_above, prefetch, HugeSlice};
 use std::fmt;
 
 /// The unsigned integer behind an address family (u32 for IPv4, u128 for IPv6).
@@ -221,6 +222,9 @@ const LANE_SIGNS: u64 = 0x8000_8000_8000_8000;
 const LANE_ONES: u64 = 0x0001_0001_0001_0001;
 /// An unused lane.
 const LANE_PAD: u64 = 0x8000;
+/// An unused lane of a line or double block: above every chunk offset (`< 2^14`) both as
+/// unsigned and as signed 16-bit, so the borrow trick and a signed SIMD compare agree.
+const LINE_PAD: u64 = 0x7fff;
 
 /// Child nodes split their chunk by this many bits.
 const NODE_STRIDE: u8 = 8;
@@ -262,9 +266,10 @@ pub enum Layout {
 }
 
 /// Packs the ranges of a chunk into `N` bytes: `4 * W` 16-bit lanes holding the chunk
-/// offsets where ranges 1.. begin (unused lanes [`LANE_PAD`]), then the 24-bit values of
-/// ranges 0..=4W, little-endian ([`LINE_NONE`] for no match). The caller guarantees
-/// `values.len() <= 4 * W + 1` and `8 * W + 3 * (4 * W + 1) <= N`.
+/// offsets where ranges 1.. begin (unused lanes [`LINE_PAD`]), then the values of ranges
+/// 0..=4W plus one, 24-bit little-endian (0 for no match). The caller guarantees
+/// `values.len() <= 4 * W + 1`, every value below [`LINE_NONE`] or [`NO_MATCH`], and
+/// `8 * W + 3 * (4 * W + 1) <= N`.
 fn pack<const N: usize, const W: usize>(
     offsets: impl Iterator<Item = u64>,
     values: &[u32],
@@ -272,14 +277,13 @@ fn pack<const N: usize, const W: usize>(
     let mut b = [0u8; N];
     for (dst, lane) in b[..8 * W]
         .chunks_exact_mut(2)
-        .zip(offsets.chain(std::iter::repeat(LANE_PAD)))
+        .zip(offsets.chain(std::iter::repeat(LINE_PAD)))
     {
         dst.copy_from_slice(&(lane as u16).to_le_bytes());
     }
-    let none = std::iter::repeat(LINE_NONE);
-    let values = values
-        .iter()
-        .map(|&v| if v == NO_MATCH { LINE_NONE } else { v });
+    // Stored one up, so "no match" is 0 and decodes to NO_MATCH with one wrapping step.
+    let none = std::iter::repeat(0);
+    let values = values.iter().map(|&v| v.wrapping_add(1));
     for (dst, v) in b[8 * W..8 * W + 3 * (4 * W + 1)]
         .chunks_exact_mut(3)
         .zip(values.chain(none))
@@ -297,7 +301,7 @@ fn word_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
-/// The value for chunk offset `off` (`off < 2^15`) in bytes packed by [`pack`] with `W`
+/// The value for chunk offset `off` (`off < 2^14`) in bytes packed by [`pack`] with `W`
 /// lane words: the number of lanes at or below `off` (the borrow trick of [`Unit`]) is the
 /// index of its range.
 #[inline(always)]
@@ -309,11 +313,29 @@ fn packed_find<const N: usize, const W: usize>(b: &[u8; N], off: u64) -> u32 {
     }
     // At most W per lane, 4W in the top lane after the multiply: no carry out of it.
     let n = (ones.wrapping_mul(LANE_ONES) >> 48) as usize;
+    packed_value::<N, W>(b, n)
+}
+
+/// The value of range `n` in bytes packed by [`pack`] with `W` lane words (stored one up:
+/// 0, no match, wraps to [`NO_MATCH`]).
+#[inline(always)]
+fn packed_value<const N: usize, const W: usize>(b: &[u8; N], n: usize) -> u32 {
     let at = 8 * W + 3 * n.min(4 * W);
     let mut v = [0u8; 4];
     v.copy_from_slice(&b[at..at + 4]);
-    let v = u32::from_le_bytes(v) & LINE_NONE;
-    std::hint::select_unpredictable(v == LINE_NONE, NO_MATCH, v)
+    (u32::from_le_bytes(v) & LINE_NONE).wrapping_sub(1)
+}
+
+/// [`packed_find`] for a complete line, with one SIMD compare of its lanes: lanes rise and
+/// pads are above every offset (also as signed 16-bit), so the lanes above the offset form
+/// a suffix and the first of them (bit 12 stands in when none is) is the range's index.
+/// Bytes 24..32 hold values, not lanes: their compare only sets bits 12..15.
+#[inline(always)]
+fn line_find(b: &[u8; 64], off: u64) -> u32 {
+    let mut lanes = [0u8; 32];
+    lanes.copy_from_slice(&b[..32]);
+    let n = (lanes_above(&lanes, off as i16) | 1 << 12).trailing_zeros();
+    packed_value::<64, LINE_WORDS>(b, n as usize)
 }
 
 /// One chunk of 2^14 addresses in the line layout, a cache line: up to [`LINE_RANGES`]
@@ -763,7 +785,7 @@ impl<K: Bits> LpmTable<K> {
         if l.flag() != 0 {
             return self.line_pointer(l, key);
         }
-        packed_find::<64, LINE_WORDS>(&l.0, key.index(0, shift) as u64)
+        line_find(&l.0, key.index(0, shift) as u64)
     }
 
     /// The value for `key` given the entry `e` of its chunk of `2^shift` addresses.
@@ -936,16 +958,21 @@ impl<K: Bits> LpmTable<K> {
     fn lines_batch(&self, keys: &[K], out: &mut [u32]) {
         const GROUP: usize = 64;
         let shift = K::BITS - LINE_BITS;
+        // Every line table has exactly 2^LINE_BITS lines: as an array, indexing by a
+        // masked index needs no bounds check.
+        let Ok(lines) = <&[Line; 1 << LINE_BITS]>::try_from(&self.lines[..]) else {
+            unreachable!("a line table has 2^{LINE_BITS} lines");
+        };
         for (keys, out) in keys.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
             for k in keys {
-                prefetch(&self.lines[Self::line_index(*k)]);
+                prefetch(&lines[Self::line_index(*k)]);
             }
             let mut later = [0u8; GROUP];
             let mut n = 0usize;
             for (i, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
-                let l = &self.lines[Self::line_index(*k)];
+                let l = &lines[Self::line_index(*k)];
                 if l.flag() == 0 {
-                    *o = packed_find::<64, LINE_WORDS>(&l.0, k.index(0, shift) as u64);
+                    *o = line_find(&l.0, k.index(0, shift) as u64);
                     continue;
                 }
                 if l.flag() == LINE_DOUBLE {

@@ -506,26 +506,44 @@ fn layout_choice() {
 #[test]
 fn packed_lanes_count_bounds_at_or_below_the_offset() {
     let values: Vec<u32> = (0..13).map(|i| 0x10_0000 + i).collect();
-    let bounds = [
-        1u64, 2, 0x100, 0x101, 0x1000, 0x2000, 0x2001, 0x3000, 0x3ffd, 0x3ffe, 0x3fff, 0x7fff,
+    let offsets = [
+        0u64, 1, 2, 3, 0xff, 0x100, 0x101, 0x102, 0x1fff, 0x2000, 0x2fff, 0x3000, 0x3ffc, 0x3ffd,
+        0x3ffe, 0x3fff,
     ];
-    let b = pack::<64, LINE_WORDS>(bounds.iter().copied(), &values);
-    assert_eq!(b[63], 0, "byte 63 stays free for the flag");
-    let mut want = 0usize;
-    for off in [
-        0u64, 1, 2, 3, 0xff, 0x100, 0x101, 0x102, 0x1fff, 0x2000, 0x3ffc, 0x3ffd, 0x3ffe, 0x3fff,
-        0x7ffe, 0x7fff,
-    ] {
-        while want < bounds.len() && bounds[want] <= off {
-            want += 1;
+    const ALL: [u64; 12] = [
+        1, 2, 0x100, 0x101, 0x1000, 0x2000, 0x2001, 0x3000, 0x3ffc, 0x3ffd, 0x3ffe, 0x3fff,
+    ];
+    // Every lane used, and fewer lanes (the rest pads): a pad never counts.
+    for used in [12usize, 11, 5, 1, 0] {
+        let bounds = &ALL[..used];
+        let b = pack::<64, LINE_WORDS>(bounds.iter().copied(), &values[..=bounds.len()]);
+        assert_eq!(b[63], 0, "byte 63 stays free for the flag");
+        let mut want = 0usize;
+        for off in offsets {
+            while want < bounds.len() && bounds[want] <= off {
+                want += 1;
+            }
+            let what = format!("{} bounds, offset {off:#x}", bounds.len());
+            assert_eq!(
+                packed_find::<64, LINE_WORDS>(&b, off),
+                values[want],
+                "{what}"
+            );
+            assert_eq!(line_find(&b, off), values[want], "SIMD, {what}");
         }
-        assert_eq!(
-            packed_find::<64, LINE_WORDS>(&b, off),
-            values[want],
-            "offset {off:#x}"
-        );
     }
-    // Fewer ranges: unused lanes never count, a NO_MATCH range reads back as NO_MATCH.
+    // A NO_MATCH range reads back as NO_MATCH, the largest line value as itself.
+    let b = pack::<64, LINE_WORDS>([5u64, 9].into_iter(), &[NO_MATCH, 7, LINE_NONE - 1]);
+    for (off, want) in [
+        (4, NO_MATCH),
+        (5, 7),
+        (8, 7),
+        (9, LINE_NONE - 1),
+        (0x3fff, LINE_NONE - 1),
+    ] {
+        assert_eq!(line_find(&b, off), want, "offset {off}");
+        assert_eq!(packed_find::<64, LINE_WORDS>(&b, off), want, "offset {off}");
+    }
     let b = pack::<128, DOUBLE_WORDS>([5u64].into_iter(), &[NO_MATCH, 7]);
     assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 4), NO_MATCH);
     assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 5), 7);

@@ -15,6 +15,34 @@
 mod huge;
 pub use huge::HugeSlice;
 
+/// Bit `i` (0..16) set when 16-bit lane `i` of `lanes` (little-endian, signed) is above
+/// `key`: sixteen compares in two SSE2 instructions on x86_64, a loop elsewhere.
+#[inline(always)]
+pub fn lanes_above(lanes: &[u8; 32], key: i16) -> u32 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    // SAFETY: SSE2 is enabled (the cfg), and both unaligned 16-byte loads lie inside
+    // `lanes` (offsets 0 and 16 of 32 bytes).
+    unsafe {
+        use std::arch::x86_64::{
+            _mm_cmpgt_epi16, _mm_loadu_si128, _mm_movemask_epi8, _mm_packs_epi16, _mm_set1_epi16,
+        };
+        let p = lanes.as_ptr().cast::<std::arch::x86_64::__m128i>();
+        let k = _mm_set1_epi16(key);
+        let lo = _mm_cmpgt_epi16(_mm_loadu_si128(p), k);
+        let hi = _mm_cmpgt_epi16(_mm_loadu_si128(p.add(1)), k);
+        // Saturating packs keep each lane's all-ones or zero as one byte.
+        _mm_movemask_epi8(_mm_packs_epi16(lo, hi)) as u32
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let mut m = 0u32;
+        for (i, l) in lanes.chunks_exact(2).enumerate() {
+            m |= u32::from(i16::from_le_bytes([l[0], l[1]]) > key) << i;
+        }
+        m
+    }
+}
+
 /// [`prefetch`] for every cache line `r` spans (a struct larger than one line).
 #[inline]
 pub fn prefetch_all<T>(r: &T) {
@@ -600,6 +628,24 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lanes_above_sets_the_bit_of_every_lane_above_the_key() {
+        let lanes: [i16; 16] = [
+            -32768, -1, 0, 1, 2, 100, 0x3fff, 0x4000, 0x7ffe, 0x7fff, 5, 5, 6, 4, -5, 0,
+        ];
+        let mut bytes = [0u8; 32];
+        for (b, l) in bytes.chunks_exact_mut(2).zip(lanes) {
+            b.copy_from_slice(&l.to_le_bytes());
+        }
+        for key in [-32768i16, -2, -1, 0, 1, 4, 5, 6, 0x3fff, 0x7ffe, 0x7fff] {
+            let want = lanes
+                .iter()
+                .enumerate()
+                .fold(0u32, |m, (i, &l)| m | u32::from(l > key) << i);
+            assert_eq!(super::lanes_above(&bytes, key), want, "key {key}");
+        }
+    }
+
     #[test]
     fn prefetch_all_covers_any_size() {
         #[repr(C)]
