@@ -34,13 +34,17 @@ pub fn lanes_above(lanes: &[u8; 32], key: i16) -> u32 {
         _mm_movemask_epi8(_mm_packs_epi16(lo, hi)) as u32
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    {
-        let mut m = 0u32;
-        for (i, l) in lanes.chunks_exact(2).enumerate() {
-            m |= u32::from(i16::from_le_bytes([l[0], l[1]]) > key) << i;
-        }
-        m
+    lanes_above_scalar(lanes, key)
+}
+
+/// [`lanes_above`] one lane at a time: the fallback without SSE2, and its test's reference.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn lanes_above_scalar(lanes: &[u8; 32], key: i16) -> u32 {
+    let mut m = 0u32;
+    for (i, l) in lanes.chunks_exact(2).enumerate() {
+        m |= u32::from(i16::from_le_bytes([l[0], l[1]]) > key) << i;
     }
+    m
 }
 
 /// [`prefetch`] for every cache line `r` spans (a struct larger than one line).
@@ -643,6 +647,11 @@ mod tests {
                 .enumerate()
                 .fold(0u32, |m, (i, &l)| m | u32::from(l > key) << i);
             assert_eq!(super::lanes_above(&bytes, key), want, "key {key}");
+            assert_eq!(
+                super::lanes_above_scalar(&bytes, key),
+                want,
+                "scalar, key {key}"
+            );
         }
     }
 
