@@ -1,7 +1,8 @@
 //! Linux system interfaces for live ports: an AF_PACKET socket with a TPACKET_V3
 //! memory-mapped receive ring, batched transmission with `sendmmsg`, PACKET_FANOUT, and
-//! promiscuous mode. This is the only module of the data plane with `unsafe` code; every
-//! block says why it is sound.
+//! promiscuous mode; also the CPU intrinsics the lookup tables use (cache-line prefetch
+//! hints and `lanes_above`, a 16-lane SIMD compare). This is the only module of the data
+//! plane with `unsafe` code; every block says why it is sound.
 //!
 //! Invariants:
 //! - The ring mapping lives exactly as long as the socket ([`PacketSocket`] owns both and
