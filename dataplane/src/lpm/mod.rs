@@ -963,35 +963,29 @@ impl<K: Bits> LpmTable<K> {
         let Ok(lines) = <&[Line; 1 << LINE_BITS]>::try_from(&self.lines[..]) else {
             unreachable!("a line table has 2^{LINE_BITS} lines");
         };
-        // Positions (in the group) of keys whose line points elsewhere.
-        let mut later = [0u8; GROUP];
         for (keys, out) in keys.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
             for k in keys {
                 prefetch(&lines[Self::line_index(*k)]);
             }
-            // No branch on the line's kind: every key is searched as if its line were
-            // complete, and keys whose line is a pointer are listed and redone below.
+            let mut later = [0u8; GROUP];
             let mut n = 0usize;
             for (i, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
                 let l = &lines[Self::line_index(*k)];
-                *o = line_find(&l.0, k.index(0, shift) as u64);
-                later[n % GROUP] = i as u8;
-                n += usize::from(l.flag() != 0);
-            }
-            if n == 0 {
-                continue;
-            }
-            for &i in &later[..n] {
-                let l = &lines[Self::line_index(keys[usize::from(i)])];
+                if l.flag() == 0 {
+                    *o = line_find(&l.0, k.index(0, shift) as u64);
+                    continue;
+                }
                 if l.flag() == LINE_DOUBLE {
                     let d = &self.doubles[l.target() as usize];
                     prefetch(d);
                     prefetch(&d.0[64]);
                 }
+                later[n] = i as u8;
+                n += 1;
             }
             for &i in &later[..n] {
                 let i = usize::from(i);
-                let l = &lines[Self::line_index(keys[i])];
+                let l = &self.lines[Self::line_index(keys[i])];
                 out[i] = self.line_pointer(l, keys[i]);
             }
         }
