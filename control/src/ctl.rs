@@ -7,13 +7,17 @@
 //! and closes. Metrics: plain HTTP/1.0 `GET /metrics`, text exposition format; any other
 //! method or path is refused, and nothing reachable over TCP changes the policy.
 //!
+//! Commands are parsed by [`Command::parse`] at both ends: by `op25b ctl`, so a bad word
+//! is named before it connects, and by the appliance, which trusts no client.
+//!
 //! Invariants: every request and reply is bounded in size and time (a silent or slow
 //! client cannot stall the control thread); the listener threads only forward requests to
 //! the control thread and carry its answers back.
 
 use crossbeam_channel::{bounded, Sender};
+use op25b_dataplane::policy::AnyPrefix;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::net::{IpAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -145,6 +149,115 @@ pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String
 
 pub use crate::config::parse_duration;
 
+/// The commands `op25b ctl` knows, one line each (the reply to an unknown command).
+pub const COMMANDS: &str = "commands: status | stats [--json] [--top N] | reload | explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list";
+
+/// A control command, parsed from its words. `op25b ctl` parses the words before it
+/// connects, so a typo is reported whether or not the appliance runs; the appliance parses
+/// them again, as it cannot trust the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `status`.
+    Status,
+    /// `stats [--json] [--top N]`.
+    Stats {
+        /// Answer in JSON.
+        json: bool,
+        /// List this many dynamic prefixes with the most blocked segments.
+        top: usize,
+    },
+    /// `reload`.
+    Reload,
+    /// `explain SRC DST PORT`: the verdict for a TCP segment and what decided it.
+    Explain {
+        /// Source address.
+        src: IpAddr,
+        /// Destination address, of the same family.
+        dst: IpAddr,
+        /// TCP destination port.
+        port: u16,
+    },
+    /// `exempt list`.
+    ExemptList,
+    /// `exempt add PREFIX [--ttl DURATION]`.
+    ExemptAdd {
+        /// The prefix to exempt.
+        prefix: AnyPrefix,
+        /// When the ticket expires by itself (`None`: when it is removed).
+        ttl: Option<Duration>,
+    },
+    /// `exempt del PREFIX`.
+    ExemptDel(AnyPrefix),
+}
+
+impl Command {
+    /// Parses a command's words; the error names the word that is wrong and why.
+    pub fn parse(words: &[String]) -> Result<Self, String> {
+        let w: Vec<&str> = words.iter().map(String::as_str).collect();
+        let prefix = |cmd: &str, p: &str| -> Result<AnyPrefix, String> {
+            p.parse().map_err(|e| format!("{cmd}: {p:?}: {e}"))
+        };
+        match w.as_slice() {
+            ["status"] => Ok(Self::Status),
+            ["reload"] => Ok(Self::Reload),
+            ["stats", flags @ ..] => {
+                const USAGE: &str = "usage: stats [--json] [--top N]";
+                let (mut json, mut top) = (false, 0usize);
+                let mut it = flags.iter();
+                while let Some(&f) = it.next() {
+                    match f {
+                        "--json" => json = true,
+                        "--top" => match it.next().map(|n| n.parse::<usize>()) {
+                            Some(Ok(n)) => top = n,
+                            _ => return Err(format!("--top needs a number; {USAGE}")),
+                        },
+                        other => return Err(format!("unknown option {other:?}; {USAGE}")),
+                    }
+                }
+                Ok(Self::Stats { json, top })
+            }
+            ["explain", src, dst, port] => {
+                let addr = |what: &str, a: &str| -> Result<IpAddr, String> {
+                    a.parse().map_err(|_| {
+                        format!("explain: {what} {a:?} is not an IPv4 or IPv6 address")
+                    })
+                };
+                let (src, dst) = (addr("source", src)?, addr("destination", dst)?);
+                if src.is_ipv4() != dst.is_ipv4() {
+                    return Err(format!(
+                        "explain: source {src} and destination {dst} must be the same address family"
+                    ));
+                }
+                let port = port.parse::<u16>().map_err(|_| {
+                    format!("explain: port {port:?} is not a number from 0 to 65535")
+                })?;
+                Ok(Self::Explain { src, dst, port })
+            }
+            ["explain", ..] => Err("usage: explain SRC-ADDRESS DST-ADDRESS PORT".into()),
+            ["exempt", "list"] => Ok(Self::ExemptList),
+            ["exempt", "add", p, rest @ ..] => {
+                let ttl = match rest {
+                    [] => None,
+                    ["--ttl", d] => {
+                        Some(parse_duration(d).map_err(|e| format!("exempt add: --ttl {e}"))?)
+                    }
+                    _ => return Err("usage: exempt add PREFIX [--ttl DURATION]".into()),
+                };
+                Ok(Self::ExemptAdd {
+                    prefix: prefix("exempt add", p)?,
+                    ttl,
+                })
+            }
+            ["exempt", "del", p] => Ok(Self::ExemptDel(prefix("exempt del", p)?)),
+            ["exempt", ..] => Err(
+                "usage: exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list"
+                    .into(),
+            ),
+            _ => Err(format!("unknown command {:?}; {COMMANDS}", words.join(" "))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +271,71 @@ mod tests {
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn commands_parse_and_bad_words_are_named() {
+        let parse = |line: &str| {
+            let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+            Command::parse(&words)
+        };
+        assert_eq!(parse("status"), Ok(Command::Status));
+        assert_eq!(parse("reload"), Ok(Command::Reload));
+        assert_eq!(
+            parse("stats --top 5 --json"),
+            Ok(Command::Stats { json: true, top: 5 })
+        );
+        assert_eq!(
+            parse("explain 2001:db8::2 2001:db8:ff::25 25"),
+            Ok(Command::Explain {
+                src: "2001:db8::2".parse().unwrap(),
+                dst: "2001:db8:ff::25".parse().unwrap(),
+                port: 25
+            })
+        );
+        assert_eq!(
+            parse("exempt add 100.64.1.7 --ttl 2h"),
+            Ok(Command::ExemptAdd {
+                prefix: "100.64.1.7/32".parse().unwrap(),
+                ttl: Some(Duration::from_secs(7200))
+            })
+        );
+        assert_eq!(
+            parse("exempt del 2001:db8:1::/64"),
+            Ok(Command::ExemptDel("2001:db8:1::/64".parse().unwrap()))
+        );
+        assert_eq!(parse("exempt list"), Ok(Command::ExemptList));
+        let err = |line: &str| parse(line).unwrap_err();
+        assert_eq!(
+            err("explain 10.0.0.300 192.0.2.1 25"),
+            "explain: source \"10.0.0.300\" is not an IPv4 or IPv6 address"
+        );
+        assert_eq!(
+            err("explain 10.0.0.3 mx.example 25"),
+            "explain: destination \"mx.example\" is not an IPv4 or IPv6 address"
+        );
+        assert_eq!(
+            err("explain 10.0.0.3 192.0.2.1 smtp"),
+            "explain: port \"smtp\" is not a number from 0 to 65535"
+        );
+        assert!(err("explain 10.0.0.3 2001:db8::1 25").contains("same address family"));
+        assert!(err("explain 10.0.0.3").starts_with("usage: explain"));
+        assert!(err("exempt add 10.0.0.1/8").starts_with("exempt add: \"10.0.0.1/8\": host bits"));
+        assert_eq!(
+            err("exempt add 10.0.0.0/8 --ttl 5x"),
+            "exempt add: --ttl \"5x\": unknown unit \"x\" (s, m, h or d)"
+        );
+        assert!(err("exempt add 10.0.0.0/8 --ttl 0s").contains("at least one second"));
+        assert!(err("exempt add 10.0.0.0/8 30s").starts_with("usage: exempt add"));
+        assert!(err("exempt del 2001:db8::/129").contains("/129 is too long"));
+        assert!(err("exempt").starts_with("usage: exempt"));
+        assert_eq!(
+            err("stats --jsn"),
+            "unknown option \"--jsn\"; usage: stats [--json] [--top N]"
+        );
+        assert!(err("stats --top many").starts_with("--top needs a number"));
+        assert!(err("restart now").starts_with("unknown command \"restart now\"; commands:"));
+        assert!(err("").starts_with("unknown command"));
     }
 
     #[test]

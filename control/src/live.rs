@@ -40,6 +40,7 @@ use op25b_dataplane::worker::{latency_histogram, Counters, PolicyHandle, Worker}
 use serde_json::json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -532,9 +533,12 @@ impl Control {
     }
 
     fn command(&mut self, words: &[String]) -> (bool, String) {
-        let w: Vec<&str> = words.iter().map(String::as_str).collect();
-        match w.as_slice() {
-            ["status"] => {
+        let cmd = match ctl::Command::parse(words) {
+            Ok(c) => c,
+            Err(e) => return (false, e),
+        };
+        match cmd {
+            ctl::Command::Status => {
                 let age = self.loaded_at.elapsed().unwrap_or_default().as_secs();
                 let s = self.handle.load().sizes();
                 (
@@ -553,41 +557,47 @@ impl Control {
                     ),
                 )
             }
-            ["stats", flags @ ..] => self.stats(flags),
-            ["reload"] => self.reload(),
-            ["explain", src, dst, port] => self.explain(src, dst, port),
-            ["exempt", "list"] => {
+            ctl::Command::Stats { json, top } => self.stats(json, top),
+            ctl::Command::Reload => self.reload(),
+            ctl::Command::Explain { src, dst, port } => self.explain(src, dst, port),
+            ctl::Command::ExemptList => {
                 let now = SystemTime::now();
                 let lines: Vec<String> = self
                     .tickets
                     .iter()
                     .map(|t| match t.expires {
-                        Some(e) => format!("{} expires in {} s", describe(&t.prefix), e.duration_since(now).unwrap_or_default().as_secs()),
+                        Some(e) => format!(
+                            "{} expires in {} s",
+                            describe(&t.prefix),
+                            e.duration_since(now).unwrap_or_default().as_secs()
+                        ),
                         None => format!("{} until removed", describe(&t.prefix)),
                     })
                     .collect();
-                (true, if lines.is_empty() { "no exemption tickets".into() } else { lines.join("\n") })
-            }
-            ["exempt", "add", prefix, rest @ ..] => {
-                let ttl = match rest {
-                    [] => None,
-                    ["--ttl", d] => match ctl::parse_duration(d) {
-                        Ok(d) => Some(d),
-                        Err(e) => return (false, e),
+                (
+                    true,
+                    if lines.is_empty() {
+                        "no exemption tickets".into()
+                    } else {
+                        lines.join("\n")
                     },
-                    _ => return (false, "usage: exempt add PREFIX [--ttl DURATION]".into()),
-                };
-                let p: AnyPrefix = match prefix.parse() {
-                    Ok(p) => p,
-                    Err(e) => return (false, format!("{prefix:?}: {e}")),
-                };
+                )
+            }
+            ctl::Command::ExemptAdd { prefix: p, ttl } => {
                 let before = self.tickets.clone();
                 self.tickets.retain(|t| t.prefix != p);
-                self.tickets.push(Ticket { prefix: p, expires: ttl.map(|d| SystemTime::now() + d) });
+                self.tickets.push(Ticket {
+                    prefix: p,
+                    expires: ttl.map(|d| SystemTime::now() + d),
+                });
                 match self.publish(self.config.clone()) {
                     Ok(()) => (
                         true,
-                        format!("{p} exempted{}; policy generation {}", ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())), self.generation),
+                        format!(
+                            "{p} exempted{}; policy generation {}",
+                            ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())),
+                            self.generation
+                        ),
                     ),
                     Err(e) => {
                         self.tickets = before;
@@ -595,44 +605,26 @@ impl Control {
                     }
                 }
             }
-            ["exempt", "del", prefix] => {
-                let p: AnyPrefix = match prefix.parse() {
-                    Ok(p) => p,
-                    Err(e) => return (false, format!("{prefix:?}: {e}")),
-                };
+            ctl::Command::ExemptDel(p) => {
                 let n = self.tickets.len();
                 self.tickets.retain(|t| t.prefix != p);
                 if self.tickets.len() == n {
                     return (false, format!("{p} has no exemption ticket"));
                 }
                 match self.publish(self.config.clone()) {
-                    Ok(()) => (true, format!("{p} ticket removed; policy generation {}", self.generation)),
+                    Ok(()) => (
+                        true,
+                        format!("{p} ticket removed; policy generation {}", self.generation),
+                    ),
                     Err(e) => (false, format!("refused: {e}")),
                 }
             }
-            _ => (
-                false,
-                "commands: status | stats [--json] [--top N] | reload | explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list".into(),
-            ),
         }
     }
 
     /// `stats [--json] [--top N]`: counters per direction, resets, and with `--top` the
     /// dynamic prefixes with the most blocked segments.
-    fn stats(&self, flags: &[&str]) -> (bool, String) {
-        const USAGE: &str = "usage: stats [--json] [--top N]";
-        let (mut as_json, mut top) = (false, 0usize);
-        let mut it = flags.iter();
-        while let Some(&f) = it.next() {
-            match f {
-                "--json" => as_json = true,
-                "--top" => match it.next().map(|n| n.parse::<usize>()) {
-                    Some(Ok(n)) => top = n,
-                    _ => return (false, format!("--top needs a number; {USAGE}")),
-                },
-                other => return (false, format!("unknown option {other:?}; {USAGE}")),
-            }
-        }
+    fn stats(&self, as_json: bool, top: usize) -> (bool, String) {
         let (o, i, refused) = self.totals();
         let dirs = [
             ("access→core", &o, &self.latency[0]),
@@ -726,23 +718,17 @@ impl Control {
         (true, t)
     }
 
-    fn explain(&self, src: &str, dst: &str, port: &str) -> (bool, String) {
-        let (Ok(s), Ok(d), Ok(port)) = (
-            src.parse::<std::net::IpAddr>(),
-            dst.parse::<std::net::IpAddr>(),
-            port.parse::<u16>(),
-        ) else {
-            return (false, "usage: explain SRC-ADDRESS DST-ADDRESS PORT".into());
-        };
-        let addrs = match (s, d) {
-            (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => Addrs::V4 {
+    fn explain(&self, src: IpAddr, dst: IpAddr, port: u16) -> (bool, String) {
+        let addrs = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => Addrs::V4 {
                 src: u32::from(s),
                 dst: u32::from(d),
             },
-            (std::net::IpAddr::V6(s), std::net::IpAddr::V6(d)) => Addrs::V6 {
+            (IpAddr::V6(s), IpAddr::V6(d)) => Addrs::V6 {
                 src: u128::from(s),
                 dst: u128::from(d),
             },
+            // `ctl::Command::parse` refuses mixed families.
             _ => {
                 return (
                     false,
@@ -903,7 +889,7 @@ fn explain_one(
     policy: &Policy,
     origins: &ListOrigins,
     key: &FlowKey,
-    (src, dst, port): (&str, &str, u16),
+    (src, dst, port): (IpAddr, IpAddr, u16),
     inbound: bool,
 ) -> (String, Reason) {
     let (reason, m) = policy.explain(key);

@@ -112,6 +112,11 @@ fn main() -> ExitCode {
             config,
             words,
         } => {
+            // A typo is the operator's to fix whether or not the appliance runs.
+            if let Err(e) = op25b::ctl::Command::parse(&words) {
+                eprintln!("op25b: error: {e}");
+                return ExitCode::from(2);
+            }
             let socket = match (socket, config) {
                 (Some(s), _) => s,
                 (None, Some(c)) => match Config::load(&c) {

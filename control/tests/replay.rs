@@ -508,6 +508,44 @@ fn clear_errors_for_bad_inputs() {
 }
 
 #[test]
+fn ctl_names_a_bad_word_before_it_connects() {
+    let dir = scratch("ctl-words");
+    let socket = dir.join("nobody-listens.sock");
+    let ctl = |args: &[&str]| {
+        let out = op25b()
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    // Bad words: exit 2 and the word named, although no appliance is running.
+    assert_eq!(
+        ctl(&["exempt", "add", "100.64.1.7/33", "--ttl", "1h"]),
+        (
+            Some(2),
+            "op25b: error: exempt add: \"100.64.1.7/33\": prefix length /33 is too long for this address family".into()
+        )
+    );
+    assert_eq!(
+        ctl(&["explain", "100.64.1.7", "192.0.2.1", "99999"]),
+        (
+            Some(2),
+            "op25b: error: explain: port \"99999\" is not a number from 0 to 65535".into()
+        )
+    );
+    // Good words: exit 1, the socket named.
+    let (code, e) = ctl(&["exempt", "add", "100.64.1.7", "--ttl", "1h"]);
+    assert_eq!(code, Some(1));
+    assert!(e.contains("nobody-listens.sock: cannot connect"), "{e}");
+}
+
+#[test]
 fn check_prints_table_sizes() {
     let dir = scratch("check");
     std::fs::write(

@@ -240,6 +240,23 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         !ctl(&sock, &["exempt", "add", "10.0.0.2/8"]).0,
         "host bits must be refused"
     );
+    // `op25b ctl` refuses that before it connects; the appliance checks the words itself
+    // too, for a client that does not.
+    let raw = {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.write_all(b"[\"exempt\",\"add\",\"10.0.0.2/8\"]\n")
+            .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    };
+    let reply: serde_json::Value = serde_json::from_str(raw.trim()).unwrap();
+    assert_eq!(reply["ok"], false, "{raw}");
+    assert!(
+        reply["text"].as_str().unwrap().contains("host bits"),
+        "{raw}"
+    );
 
     // A broken config on reload is refused; the running policy keeps blocking.
     std::fs::write(&cfg, POLICY.replace("\"10.0.0.3\"", "\"10.0.0.3/8\"")).unwrap();
