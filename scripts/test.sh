@@ -16,7 +16,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --all-features
+# Kept to list the skipped tests at the end (op25b_dataplane::testkit::skipped).
+mkdir -p target
+cargo test --workspace --all-features 2>&1 | tee target/test-output.log
 
 # The C baselines (bench/c) are not built by cargo: build them here so they cannot rot,
 # check lpm_bench against its hand-written answers, and run a very short dpdk-null (the
@@ -85,3 +87,9 @@ if [[ "$fuzz_seconds" != 0 ]]; then
   done
 fi
 echo "== all tests passed"
+if grep -q '^SKIPPED ' target/test-output.log; then
+  echo "but these did not run here (the reason follows each name):"
+  grep '^SKIPPED ' target/test-output.log
+else
+  echo "no test was skipped"
+fi

@@ -31,10 +31,10 @@ fn corpus() -> PathBuf {
 fn corpus_files() -> Option<Vec<PathBuf>> {
     let dir = corpus();
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        println!(
-            "SKIPPED: corpus folder {} is absent; no capture was checked",
+        op25b_dataplane::testkit::skipped(format!(
+            "corpus folder {} is absent; no capture was checked",
             dir.display()
-        );
+        ));
         return None;
     };
     let mut files: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();

@@ -641,7 +641,7 @@ fn an_mtu_the_device_or_memory_cannot_carry_stops_with_a_clear_error() {
     assert!(e.contains("-m MB in eal_args"), "{e}");
     // The device: net_af_packet takes frames of at most 1518 bytes (MTU 1500).
     if !is_root() {
-        eprintln!("SKIPPED net_af_packet part: needs root");
+        op25b_dataplane::testkit::skipped("the net_af_packet part needs root");
         return;
     }
     let vdevs = [

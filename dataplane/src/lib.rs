@@ -17,5 +17,7 @@ pub mod lpm;
 pub mod policy;
 pub mod port;
 pub mod sample;
+#[doc(hidden)]
+pub mod testkit;
 pub mod wire;
 pub mod worker;

@@ -106,11 +106,13 @@ fn replay(dir: &Path, cfg: &str, cap: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 #[test]
 fn real_smtp_sessions_captured_and_replayed() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return;
     }
     if !have("tcpdump") || !have("python3") {
-        println!("SKIPPED: tcpdump and python3 are needed (scripts/setup.sh installs them)");
+        op25b_dataplane::testkit::skipped(
+            "tcpdump and python3 are needed (scripts/setup.sh installs them)",
+        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-testbed-{}", std::process::id()));

@@ -80,13 +80,13 @@ fn setup(tag: &str, mtu: Option<u32>) -> Option<(std::path::PathBuf, Wire)> {
 /// [`setup`] with `queues` queues on every veth end.
 fn setup_queues(tag: &str, mtu: Option<u32>, queues: u32) -> Option<(std::path::PathBuf, Wire)> {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return None;
     }
     let dir = std::env::temp_dir().join(format!("op25b-xdp-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     if let Some(why) = no_af_xdp(&dir) {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return None;
     }
     let wire = Wire::with_queues(tag, "sub0", "net0", true, queues);
@@ -369,7 +369,9 @@ fn af_xdp_vlan_tagged_frames_keep_their_tags_and_tagged_syns_to_25_are_blocked()
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
     let features = ["rx-vlan-offload", "rx-vlan-stag-hw-parse"];
     if feature_on(app, "acc0", features[0]).is_none() {
-        println!("SKIPPED: ethtool is not installed (needed to read the offload settings)");
+        op25b_dataplane::testkit::skipped(
+            "ethtool is not installed (needed to read the offload settings)",
+        );
         return;
     }
     for dev in ["acc0", "core0"] {

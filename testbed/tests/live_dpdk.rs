@@ -16,11 +16,13 @@ use std::time::Duration;
 #[test]
 fn dpdk_backend_blocks_and_passes_real_connections() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return;
     }
     if !cfg!(feature = "dpdk") {
-        println!("SKIPPED: built without the dpdk feature (cargo test --all-features runs it)");
+        op25b_dataplane::testkit::skipped(
+            "built without the dpdk feature (cargo test --all-features runs it)",
+        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-dpdk-tb-{}", std::process::id()));

@@ -42,7 +42,7 @@ truncate_ipv4 = 24
 #[test]
 fn rejected_connections_are_refused_at_once_in_both_directions() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-reject-{}", std::process::id()));

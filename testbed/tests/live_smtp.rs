@@ -124,7 +124,7 @@ fn smtp(sub: &Netns, src: &str, dst: &str, port: u16) -> bool {
 #[test]
 fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return;
     }
     let aiosmtpd = Command::new("python3")
@@ -132,7 +132,9 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         .output()
         .is_ok_and(|o| o.status.success());
     if !aiosmtpd || !have("swaks", "--version") || !have("ethtool", "--version") {
-        println!("SKIPPED: python3 with aiosmtpd, swaks and ethtool are needed (scripts/setup.sh installs them)");
+        op25b_dataplane::testkit::skipped(
+            "python3 with aiosmtpd, swaks and ethtool are needed (scripts/setup.sh installs them)",
+        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-live-{}", std::process::id()));

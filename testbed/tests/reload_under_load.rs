@@ -51,11 +51,11 @@ metrics = ""
 #[test]
 fn reloads_under_traffic_lose_and_misjudge_nothing() {
     if let Some(why) = unavailable() {
-        println!("SKIPPED: {why}");
+        op25b_dataplane::testkit::skipped(why);
         return;
     }
     if Command::new("ethtool").arg("--version").output().is_err() {
-        println!("SKIPPED: ethtool is needed (scripts/setup.sh installs it)");
+        op25b_dataplane::testkit::skipped("ethtool is needed (scripts/setup.sh installs it)");
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-reload-{}", std::process::id()));

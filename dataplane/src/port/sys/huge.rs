@@ -228,7 +228,9 @@ mod tests {
                 "THP is offered ({thp:?}) but the table is not on it:\n{mapping}"
             );
         } else {
-            println!("NOTE: transparent huge pages are off here ({thp:?}); not checked");
+            crate::testkit::skipped(format!(
+                "transparent huge pages are off here ({thp:?}); the huge-page check did not run"
+            ));
         }
         let c = l.clone();
         drop(l);

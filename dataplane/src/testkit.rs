@@ -1,0 +1,18 @@
+//! Helpers for this workspace's tests (not part of the appliance).
+//!
+//! [`skipped`] reports a test, or a part of one, that cannot run on this machine. `cargo
+//! test` hides what a passing test prints with `println!`, so a skip said that way would
+//! pass silently; this writes straight to the process's stderr, which the test harness
+//! does not capture, and names the test.
+//!
+//! Invariant: nothing here is used on the packet path.
+
+use std::io::Write;
+
+/// Says, where `cargo test` shows it, that the calling test (or part of it) was skipped
+/// and why: `SKIPPED <test name>: <why>`.
+pub fn skipped(why: impl std::fmt::Display) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
