@@ -10,7 +10,7 @@
 use op25b_testbed::{run_appliance, unavailable, Wire};
 use serde_json::json;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const POLICY: &str = r#"
 [outbound]
@@ -114,16 +114,35 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let value = |m: &str, name: &str| -> u64 {
+    let read = |m: &str, name: &str| -> Option<u64> {
         m.lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {m}"))
     };
-    // Snapshots reach the control thread every 250 ms.
-    std::thread::sleep(Duration::from_millis(600));
-    let m = metrics();
+    let value = |m: &str, name: &str| -> u64 {
+        read(m, name).unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    // Snapshots reach the control thread every 250 ms: poll for up to 10 s until the
+    // two resets and both directions' rejections show.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = metrics();
+        let shown = |name: &str, n: u64| read(&m, name).is_some_and(|v| v >= n);
+        let all = shown("op25b_resets_sent_total", 2)
+            && shown(
+                "op25b_frames_total{direction=\"outbound\",outcome=\"rejected\"}",
+                1,
+            )
+            && shown(
+                "op25b_frames_total{direction=\"inbound\",outcome=\"rejected\"}",
+                1,
+            );
+        if all || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(value(&m, "op25b_resets_sent_total") >= 2, "{m}");
     assert!(
         value(

@@ -295,11 +295,13 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     assert!(ctl(&sock, &["exempt", "list"])
         .1
         .contains("10.0.0.2/32 expires in"));
-    std::thread::sleep(Duration::from_secs(5));
-    assert!(
-        !smtp(sub, "10.0.0.2", "10.0.0.1", 25),
-        "ticket did not expire"
-    );
+    // The 4 s ticket expires by itself; a loaded machine gets up to 15 s to show it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    std::thread::sleep(Duration::from_secs(4));
+    while smtp(sub, "10.0.0.2", "10.0.0.1", 25) {
+        assert!(Instant::now() < deadline, "ticket did not expire");
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     // A good config exempting the dynamic host takes effect with no restart and no signal:
     // the appliance watches its files (SIGHUP reloads are exercised by reload_under_load).
@@ -320,20 +322,29 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         "IPv6 host still dynamic"
     );
 
-    // Metrics: read-only, counters by reason, policy generation.
-    std::thread::sleep(Duration::from_millis(400));
-    let m = app.command(&["python3", "-c", METRICS]).output().unwrap();
-    let page = String::from_utf8_lossy(&m.stdout).to_string();
-    assert!(
-        m.status.success(),
-        "metrics: {page} {}",
-        String::from_utf8_lossy(&m.stderr)
-    );
-    let dropped: u64 = page
-        .lines()
-        .find(|l| l.starts_with("op25b_frames_total{direction=\"outbound\",outcome=\"dropped\"}"))
-        .and_then(|l| l.split_whitespace().last()?.parse().ok())
-        .expect("dropped counter");
+    // Metrics: read-only, counters by reason, policy generation. The workers' counters
+    // reach the control thread in snapshots every 250 ms: poll for up to 10 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (page, dropped) = loop {
+        let m = app.command(&["python3", "-c", METRICS]).output().unwrap();
+        let page = String::from_utf8_lossy(&m.stdout).to_string();
+        assert!(
+            m.status.success(),
+            "metrics: {page} {}",
+            String::from_utf8_lossy(&m.stderr)
+        );
+        let dropped: u64 = page
+            .lines()
+            .find(|l| {
+                l.starts_with("op25b_frames_total{direction=\"outbound\",outcome=\"dropped\"}")
+            })
+            .and_then(|l| l.split_whitespace().last()?.parse().ok())
+            .expect("dropped counter");
+        if dropped >= 4 || Instant::now() > deadline {
+            break (page, dropped);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(dropped >= 4, "{page}");
     assert!(page.contains("op25b_reason_total{direction=\"outbound\",reason=\"blocked\"}"));
     assert!(page.contains("op25b_policy_generation "));
