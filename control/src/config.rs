@@ -352,6 +352,9 @@ pub struct Config {
     pub control: ControlConfig,
     /// The `[drop_log]` section, if present and enabled (off by default).
     pub drop_log: Option<DropLogConfig>,
+    /// Warnings found while reading (a prefix file that lists nothing); [`Config::build`]
+    /// reports them with its own.
+    pub notes: Vec<String>,
 }
 
 /// Origins of the entries of each list.
@@ -403,13 +406,15 @@ pub fn parse_prefix(text: &str) -> Result<AnyPrefix, String> {
     text.parse()
 }
 
-/// Reads a prefix file: one prefix per line, `#` comments, blank lines ignored.
+/// Reads a prefix file: one prefix per line, `#` comments, blank lines ignored, a UTF-8
+/// byte-order mark at its start ignored (files saved by Windows tools). Returns how many
+/// prefixes it listed.
 pub fn read_prefix_file(
     path: &Path,
     list: &str,
     out: &mut Vec<AnyPrefix>,
     origins: &mut Vec<Origin>,
-) -> Result<(), ConfigError> {
+) -> Result<usize, ConfigError> {
     let file = std::fs::File::open(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -418,6 +423,7 @@ pub fn read_prefix_file(
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut line = String::new();
     let mut number = 0;
+    let before = out.len();
     loop {
         line.clear();
         let n = reader
@@ -427,10 +433,15 @@ pub fn read_prefix_file(
                 source,
             })?;
         if n == 0 {
-            return Ok(());
+            return Ok(out.len() - before);
         }
         number += 1;
-        let content = line.split('#').next().unwrap_or("").trim();
+        let text = if number == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(&line)
+        } else {
+            &line
+        };
+        let content = text.split('#').next().unwrap_or("").trim();
         if content.is_empty() {
             continue;
         }
@@ -781,6 +792,7 @@ impl Config {
         let mut spec = OutboundSpec::default();
         ports_and_action(&mut spec, o.ports, o.action, o.reject_rate, &at)?;
         let mut origins = ListOrigins::default();
+        let mut notes = Vec::new();
         read_lists(
             [
                 (
@@ -814,6 +826,7 @@ impl Config {
             ],
             base,
             &at,
+            &mut notes,
         )?;
         let inbound = match raw.inbound {
             None => None,
@@ -857,6 +870,7 @@ impl Config {
                     ],
                     base,
                     &at,
+                    &mut notes,
                 )?;
                 if spec.scope.is_empty() {
                     return Err(ConfigError::Value {
@@ -933,13 +947,16 @@ impl Config {
             dataplane,
             control,
             drop_log,
+            notes,
         })
     }
 
     /// Builds the outbound and inbound policies with this generation number.
     pub fn build(&self, generation: u64) -> Result<Built, ConfigError> {
-        let (policy, mut warnings) =
+        let (policy, built_warnings) =
             self.build_one(&self.outbound, &self.origins, generation, "outbound")?;
+        let mut warnings = self.notes.clone();
+        warnings.extend(built_warnings);
         let inbound = match &self.inbound {
             None => Policy::empty_with_generation(generation),
             Some(i) => {
@@ -1005,10 +1022,13 @@ type ListSlot<'a> = (
 );
 
 /// Reads inline entries and prefix files of each list into the spec and its origins.
+/// A prefix file that lists no prefix adds a line to `notes` (a pool file cut short by a
+/// failed export would otherwise quietly stop blocking its pools).
 fn read_lists<const N: usize>(
     lists: [ListSlot<'_>; N],
     base: &Path,
     at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+    notes: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     for (name, inline, files, out, orig) in lists {
         for item in inline {
@@ -1038,7 +1058,12 @@ fn read_lists<const N: usize>(
                     why: format!("no such file ({})", p.display()),
                 });
             }
-            read_prefix_file(&p, name, out, orig)?;
+            if read_prefix_file(&p, name, out, orig)? == 0 {
+                notes.push(format!(
+                    "{}: {name}_files: the file lists no prefix (empty, or only blank lines and comments)",
+                    p.display()
+                ));
+            }
         }
     }
     Ok(())
@@ -1087,8 +1112,6 @@ fn ports_and_action(
     }
     Ok(())
 }
-
-impl Config {}
 
 #[cfg(test)]
 mod tests {
@@ -1423,6 +1446,48 @@ scope = []
                 "bad2.txt:3: relays: \"foo\": \"foo\" is not an IPv4 or IPv6 address or prefix"
             ),
             "{e}"
+        );
+        // Saved by a Windows tool: byte-order mark, CRLF line ends, tabs.
+        std::fs::write(
+            dir.join("windows.txt"),
+            "\u{feff}10.1.0.0/16\r\n10.2.0.0/16\t# pool B\r\n\r\n 10.3.0.0/16\r\n",
+        )
+        .unwrap();
+        let c = Config::from_str(&cfg, "[outbound]\ndynamic_files = [\"windows.txt\"]\n").unwrap();
+        assert_eq!(
+            c.outbound.dynamic,
+            ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"].map(|p| parse_prefix(p).unwrap())
+        );
+        assert_eq!(c.origins.dynamic[2].line, 4);
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+        // A mark anywhere else is not whitespace.
+        std::fs::write(dir.join("mark.txt"), "10.1.0.0/16\n\u{feff}10.2.0.0/16\n").unwrap();
+        let e = Config::from_str(&cfg, "[outbound]\ndynamic_files = [\"mark.txt\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mark.txt:2: dynamic: "), "{e}");
+        // A file that lists nothing is a warning of the build, naming the file.
+        std::fs::write(dir.join("empty.txt"), "").unwrap();
+        std::fs::write(dir.join("comments.txt"), "# pools moved to pools.txt\n\n").unwrap();
+        let c = Config::from_str(
+            &cfg,
+            "[outbound]\ndynamic_files = [\"pools.txt\", \"empty.txt\"]\n[inbound]\nprotected = [\"192.0.2.25\"]\ndynamic_files = [\"comments.txt\"]\n",
+        )
+        .unwrap();
+        let b = c.build(1).unwrap();
+        assert_eq!(b.policy.sizes().v4[0], 2);
+        assert_eq!(
+            b.warnings,
+            [
+                format!(
+                    "{}: dynamic_files: the file lists no prefix (empty, or only blank lines and comments)",
+                    dir.join("empty.txt").display()
+                ),
+                format!(
+                    "{}: dynamic_files: the file lists no prefix (empty, or only blank lines and comments)",
+                    dir.join("comments.txt").display()
+                ),
+            ]
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

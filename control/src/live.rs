@@ -308,7 +308,9 @@ fn describe(p: &AnyPrefix) -> String {
 
 impl Control {
     /// Builds a policy from `config` plus the live tickets and publishes it.
-    fn publish(&mut self, mut config: Config) -> Result<(), String> {
+    /// Builds `config` (with the tickets) and swaps it in; returns the build's warnings,
+    /// which it has also logged.
+    fn publish(&mut self, mut config: Config) -> Result<Vec<String>, String> {
         let t = Instant::now();
         let plain = config.clone();
         let now = SystemTime::now();
@@ -340,7 +342,7 @@ impl Control {
         self.config = plain;
         self.loaded_at = SystemTime::now();
         self.reload_ms = t.elapsed().as_secs_f64() * 1e3;
-        Ok(())
+        Ok(built.warnings)
     }
 
     fn reload(&mut self) -> (bool, String) {
@@ -349,7 +351,7 @@ impl Control {
             .map_err(|e| e.to_string())
             .and_then(|c| self.publish(c));
         match result {
-            Ok(()) => {
+            Ok(warnings) => {
                 self.reloads[0] += 1;
                 self.watched = files_stamp(&self.config);
                 let running = self.drop_log.as_ref().map(|d| &d.0);
@@ -365,7 +367,8 @@ impl Control {
                     }
                 );
                 eprintln!("op25b: {msg}");
-                (true, msg)
+                let warned: String = warnings.iter().map(|w| format!("\nwarning: {w}")).collect();
+                (true, msg + &warned)
             }
             Err(e) => {
                 self.reloads[1] += 1;
@@ -503,7 +506,7 @@ impl Control {
         {
             let cfg = self.config.clone();
             match self.publish(cfg) {
-                Ok(()) => eprintln!(
+                Ok(_) => eprintln!(
                     "op25b: exemption ticket expired; policy generation {}",
                     self.generation
                 ),
@@ -591,7 +594,7 @@ impl Control {
                     expires: ttl.map(|d| SystemTime::now() + d),
                 });
                 match self.publish(self.config.clone()) {
-                    Ok(()) => (
+                    Ok(_) => (
                         true,
                         format!(
                             "{p} exempted{}; policy generation {}",
@@ -612,7 +615,7 @@ impl Control {
                     return (false, format!("{p} has no exemption ticket"));
                 }
                 match self.publish(self.config.clone()) {
-                    Ok(()) => (
+                    Ok(_) => (
                         true,
                         format!("{p} ticket removed; policy generation {}", self.generation),
                     ),

@@ -50,6 +50,7 @@ const POLICY: &str = r#"
 [outbound]
 dynamic = ["10.0.0.0/24", "2001:db8:1::/64"]
 exempt = ["10.0.0.3", "2001:db8:1::3"]
+exempt_files = ["unblock-requests.txt"]
 relays = ["10.0.0.25", "2001:db8:1::25"]
 
 [dataplane]
@@ -141,6 +142,8 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, POLICY).unwrap();
+    // Lists nothing yet: every reload says so.
+    std::fs::write(dir.join("unblock-requests.txt"), "# none open\n").unwrap();
 
     let wire = Wire::new("ls", "sub0", "net0", true);
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
@@ -287,7 +290,14 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         smtp(sub, "10.0.0.2", "10.0.0.1", 25),
         "ticket did not open port 25"
     );
-    assert!(ctl(&sock, &["reload"]).0);
+    let (ok, text) = ctl(&sock, &["reload"]);
+    assert!(
+        ok && text.contains(&format!(
+            "\nwarning: {}: exempt_files: the file lists no prefix",
+            dir.join("unblock-requests.txt").display()
+        )),
+        "{text}"
+    );
     assert!(
         smtp(sub, "10.0.0.2", "10.0.0.1", 25),
         "ticket lost on reload"
