@@ -355,6 +355,9 @@ pub struct Config {
     /// Warnings found while reading (a prefix file that lists nothing); [`Config::build`]
     /// reports them with its own.
     pub notes: Vec<String>,
+    /// Every prefix file read, once each, in the order read (those that list nothing too:
+    /// `[control] watch` must see them filled).
+    pub files: Vec<PathBuf>,
 }
 
 /// Origins of the entries of each list.
@@ -792,7 +795,7 @@ impl Config {
         let mut spec = OutboundSpec::default();
         ports_and_action(&mut spec, o.ports, o.action, o.reject_rate, &at)?;
         let mut origins = ListOrigins::default();
-        let mut notes = Vec::new();
+        let mut read = FilesRead::default();
         read_lists(
             [
                 (
@@ -826,7 +829,7 @@ impl Config {
             ],
             base,
             &at,
-            &mut notes,
+            &mut read,
         )?;
         let inbound = match raw.inbound {
             None => None,
@@ -870,7 +873,7 @@ impl Config {
                     ],
                     base,
                     &at,
-                    &mut notes,
+                    &mut read,
                 )?;
                 if spec.scope.is_empty() {
                     return Err(ConfigError::Value {
@@ -947,7 +950,8 @@ impl Config {
             dataplane,
             control,
             drop_log,
-            notes,
+            notes: read.notes,
+            files: read.files,
         })
     }
 
@@ -1013,6 +1017,13 @@ impl Config {
     }
 }
 
+/// What [`read_lists`] gathers besides the lists.
+#[derive(Default)]
+struct FilesRead {
+    notes: Vec<String>,
+    files: Vec<PathBuf>,
+}
+
 type ListSlot<'a> = (
     &'static str,
     &'a Vec<Spanned<String>>,
@@ -1022,13 +1033,14 @@ type ListSlot<'a> = (
 );
 
 /// Reads inline entries and prefix files of each list into the spec and its origins.
-/// A prefix file that lists no prefix adds a line to `notes` (a pool file cut short by a
-/// failed export would otherwise quietly stop blocking its pools).
+/// Every file read is added to `read.files`; one that lists no prefix adds a line to
+/// `read.notes` (a pool file cut short by a failed export would otherwise quietly stop
+/// blocking its pools).
 fn read_lists<const N: usize>(
     lists: [ListSlot<'_>; N],
     base: &Path,
     at: &dyn Fn(std::ops::Range<usize>) -> Origin,
-    notes: &mut Vec<String>,
+    read: &mut FilesRead,
 ) -> Result<(), ConfigError> {
     for (name, inline, files, out, orig) in lists {
         for item in inline {
@@ -1058,8 +1070,11 @@ fn read_lists<const N: usize>(
                     why: format!("no such file ({})", p.display()),
                 });
             }
+            if !read.files.contains(&p) {
+                read.files.push(p.clone());
+            }
             if read_prefix_file(&p, name, out, orig)? == 0 {
-                notes.push(format!(
+                read.notes.push(format!(
                     "{}: {name}_files: the file lists no prefix (empty, or only blank lines and comments)",
                     p.display()
                 ));
@@ -1474,6 +1489,10 @@ scope = []
             "[outbound]\ndynamic_files = [\"pools.txt\", \"empty.txt\"]\n[inbound]\nprotected = [\"192.0.2.25\"]\ndynamic_files = [\"comments.txt\"]\n",
         )
         .unwrap();
+        assert_eq!(
+            c.files,
+            ["pools.txt", "empty.txt", "comments.txt"].map(|f| dir.join(f))
+        );
         let b = c.build(1).unwrap();
         assert_eq!(b.policy.sizes().v4[0], 2);
         assert_eq!(

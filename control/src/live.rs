@@ -247,27 +247,18 @@ struct Ticket {
     expires: Option<SystemTime>,
 }
 
-/// Modification times of the config file and every prefix file it names.
-fn files_stamp(config: &Config) -> Vec<(PathBuf, Option<SystemTime>)> {
-    let mut files: Vec<PathBuf> = vec![config.path.clone()];
-    for list in [
-        ListName::Dynamic,
-        ListName::Exempt,
-        ListName::Relays,
-        ListName::Scope,
-    ] {
-        let inbound = config.inbound.as_ref().map(|i| i.origins.of(list));
-        for o in config.origins.of(list).iter().chain(inbound.unwrap_or(&[])) {
-            if !files.iter().any(|f| f.as_path() == &*o.file) {
-                files.push(o.file.to_path_buf());
-            }
-        }
-    }
-    files
-        .into_iter()
+/// Each watched file with its modification time and length (`None`: unreadable).
+type Stamp = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+
+/// The stamp of the config file and of every prefix file it read.
+fn files_stamp(config: &Config) -> Stamp {
+    std::iter::once(&config.path)
+        .chain(&config.files)
         .map(|f| {
-            let m = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
-            (f, m)
+            let m = std::fs::metadata(f)
+                .and_then(|m| Ok((m.modified()?, m.len())))
+                .ok();
+            (f.clone(), m)
         })
         .collect()
 }
@@ -287,7 +278,10 @@ struct Control {
     reloads: [u64; 2],
     /// Reload when the config or a prefix file changes (`[control] watch = true`).
     watch: bool,
-    watched: Vec<(PathBuf, Option<SystemTime>)>,
+    watched: Stamp,
+    /// A changed stamp seen at the last poll: reload once it holds for a whole poll, so a
+    /// file caught while being written is not loaded half-written.
+    settling: Option<Stamp>,
     last_watch: Instant,
     /// Blocked segments per dynamic prefix (outbound, inbound) of every policy that is
     /// gone; the policies in force and those draining hold the rest.
@@ -518,10 +512,15 @@ impl Control {
         if self.watch && self.last_watch.elapsed() >= Duration::from_secs(1) {
             self.last_watch = Instant::now();
             let stamp = files_stamp(&self.config);
-            if stamp != self.watched {
+            if stamp == self.watched {
+                self.settling = None;
+            } else if self.settling.as_ref() == Some(&stamp) {
+                self.settling = None;
                 self.watched = stamp;
                 eprintln!("op25b: {} or a prefix file changed", self.path.display());
                 self.reload();
+            } else {
+                self.settling = Some(stamp);
             }
         }
     }
@@ -1202,6 +1201,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         reloads: [0, 0],
         watch: cc.watch,
         watched: Vec::new(),
+        settling: None,
         last_watch: Instant::now(),
         retired_hits: [HashMap::new(), HashMap::new()],
         draining: Vec::new(),

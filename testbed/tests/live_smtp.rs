@@ -313,19 +313,19 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // A good config exempting the dynamic host takes effect with no restart and no signal:
-    // the appliance watches its files (SIGHUP reloads are exercised by reload_under_load).
+    // An unblock request filed into the exempt file that listed nothing takes effect with
+    // no restart and no signal: the appliance watches its files, empty ones too, and
+    // reloads once they have stayed unchanged for a second (SIGHUP reloads are exercised
+    // by reload_under_load).
     std::fs::write(
-        &cfg,
-        POLICY.replace(
-            "exempt = [\"10.0.0.3\"",
-            "exempt = [\"10.0.0.2\", \"10.0.0.3\"",
-        ),
+        dir.join("unblock-requests.txt"),
+        "# ticket 4711\n10.0.0.2\n",
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while !smtp(sub, "10.0.0.2", "10.0.0.1", 25) {
         assert!(Instant::now() < deadline, "exemption not applied by reload");
+        std::thread::sleep(Duration::from_millis(250));
     }
     assert!(
         !smtp(sub, "2001:db8:1::2", "2001:db8:1::1", 25),
