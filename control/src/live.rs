@@ -301,9 +301,8 @@ fn describe(p: &AnyPrefix) -> String {
 }
 
 impl Control {
-    /// Builds a policy from `config` plus the live tickets and publishes it.
-    /// Builds `config` (with the tickets) and swaps it in; returns the build's warnings,
-    /// which it has also logged.
+    /// Builds a policy from `config` plus the live tickets and publishes it; returns the
+    /// build's warnings, which it has also logged.
     fn publish(&mut self, mut config: Config) -> Result<Vec<String>, String> {
         let t = Instant::now();
         let plain = config.clone();
