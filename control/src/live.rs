@@ -302,7 +302,7 @@ fn describe(p: &AnyPrefix) -> String {
 
 impl Control {
     /// Builds a policy from `config` plus the live tickets and publishes it; returns the
-    /// build's warnings, which it has also logged.
+    /// build's warnings (logged by [`Self::reload`], not again when only a ticket changed).
     fn publish(&mut self, mut config: Config) -> Result<Vec<String>, String> {
         let t = Instant::now();
         let plain = config.clone();
@@ -318,9 +318,6 @@ impl Control {
         let built = config
             .build(self.generation + 1)
             .map_err(|e| e.to_string())?;
-        for w in &built.warnings {
-            eprintln!("op25b: warning: {w}");
-        }
         let slots = self.workers.len();
         let (policy, inbound) = (
             built.policy.with_hit_counters(slots),
@@ -360,6 +357,9 @@ impl Control {
                     }
                 );
                 eprintln!("op25b: {msg}");
+                for w in &warnings {
+                    eprintln!("op25b: warning: {w}");
+                }
                 let warned: String = warnings.iter().map(|w| format!("\nwarning: {w}")).collect();
                 (true, msg + &warned)
             }
