@@ -15,6 +15,9 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+echo "== cargo doc (broken intra-doc links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
+
 echo "== cargo test"
 # Kept to list the skipped tests at the end (op25b_dataplane::testkit::skipped).
 mkdir -p target

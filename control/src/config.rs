@@ -404,7 +404,7 @@ fn line_of(text: &str, byte: usize) -> usize {
         + 1
 }
 
-/// Parses one prefix as written in a config or prefix file (see [`AnyPrefix::from_str`]).
+/// Parses one prefix as written in a config or prefix file (see [`AnyPrefix`]'s `FromStr`).
 pub fn parse_prefix(text: &str) -> Result<AnyPrefix, String> {
     text.parse()
 }

@@ -24,9 +24,9 @@
 //! - Values are below [`MAX_VALUE`]; [`NO_MATCH`] means no prefix matches.
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
 //! - A table in the line layout has every value below [`LINE_NONE`]; every line is a
-//!   complete chunk (byte 63 zero), a double line (byte 63 [`LINE_DOUBLE`], first four
+//!   complete chunk (byte 63 zero), a double line (byte 63 `LINE_DOUBLE`, first four
 //!   bytes the index of the chunk's double block) or an overflow line (byte 63
-//!   [`LINE_OVERFLOW`], first four bytes a general entry for the chunk).
+//!   `LINE_OVERFLOW`, first four bytes a general entry for the chunk).
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
 
@@ -340,8 +340,8 @@ fn line_find(b: &[u8; 64], off: u64) -> u32 {
 
 /// One chunk of 2^14 addresses in the line layout, a cache line: up to [`LINE_RANGES`]
 /// ranges packed by [`pack`] in bytes 0..63, byte 63 zero. A chunk cut into more ranges
-/// has byte 63 [`LINE_DOUBLE`] (bytes 0..4: the index of its [`Double`]) or, beyond
-/// [`DOUBLE_RANGES`], [`LINE_OVERFLOW`] (bytes 0..4: a general entry, resolved like a
+/// has byte 63 `LINE_DOUBLE` (bytes 0..4: the index of its [`Double`]) or, beyond
+/// [`DOUBLE_RANGES`], `LINE_OVERFLOW` (bytes 0..4: a general entry, resolved like a
 /// root entry of the root layout).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
@@ -362,7 +362,7 @@ impl Line {
         Line(b)
     }
 
-    /// Byte 63: zero for a complete line, else [`LINE_DOUBLE`] or [`LINE_OVERFLOW`].
+    /// Byte 63: zero for a complete line, else `LINE_DOUBLE` or `LINE_OVERFLOW`.
     #[inline(always)]
     fn flag(&self) -> u8 {
         self.0[63]
