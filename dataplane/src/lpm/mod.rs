@@ -16,17 +16,19 @@
 //! its chunk (16-bit boundaries and 24-bit values). A uniformly random key then costs one
 //! memory read instead of two (root, then leaf), which is what decides speed once the table
 //! no longer fits in cache, and one SIMD compare of the line's twelve boundaries. A chunk
-//! of 14 to 25 ranges points to a 128-byte double block; the few chunks cut into more
-//! point into the general structure above.
+//! cut into more ranges keeps in its line those that cover the most addresses and groups
+//! the others (host routes, small pools) into extension lines its entries point to, so a
+//! uniformly random key still almost always needs one read, and a key in the dense part
+//! two (more only in a block carved into hundreds of ranges).
 //!
 //! Invariants:
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
 //! - Values are below [`MAX_VALUE`]; [`NO_MATCH`] means no prefix matches.
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
-//! - A table in the line layout has every value below [`LINE_NONE`]; every line is a
-//!   complete chunk (byte 63 zero), a double line (byte 63 `LINE_DOUBLE`, first four
-//!   bytes the index of the chunk's double block) or an overflow line (byte 63
-//!   `LINE_OVERFLOW`, first four bytes a general entry for the chunk).
+//! - A table in the line layout has every value below [`LINE_VALUES`] and exactly 2^18
+//!   lines; every line entry's code is 0 (no match), a value plus one (below `LINE_EXT`),
+//!   or `LINE_EXT` plus the index of an extension line covering that entry's stretch of
+//!   the chunk; following extension lines always ends (each covers fewer ranges).
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
 
@@ -233,18 +235,21 @@ const NODE_STRIDE: u8 = 8;
 const LINE_BITS: u8 = 18;
 /// Lane words of a line (twelve 16-bit boundaries).
 const LINE_WORDS: usize = 3;
-/// Most ranges a line holds.
+/// Most entries a line holds.
 const LINE_RANGES: usize = 4 * LINE_WORDS + 1;
-/// Lane words of a double block (24 boundaries).
-const DOUBLE_WORDS: usize = 6;
-/// Most ranges a double block holds.
-const DOUBLE_RANGES: usize = 4 * DOUBLE_WORDS + 1;
-/// The 24-bit value a line stores for "no match"; line-layout values must be below it.
-pub const LINE_NONE: u32 = 0x00ff_ffff;
-/// Byte 63 of a line whose chunk is in a double block (bytes 0..4: the block's index).
-const LINE_DOUBLE: u8 = 0xfe;
-/// Byte 63 of a line whose chunk did not fit a double block (bytes 0..4: a general entry).
-const LINE_OVERFLOW: u8 = 0xff;
+/// A line entry is a 24-bit code: 0 for no match, `value + 1` below `LINE_EXT`, and from
+/// `LINE_EXT` up the index (plus `LINE_EXT`) of an extension line holding the ranges of
+/// that entry's stretch of the chunk.
+const LINE_EXT: u32 = 0x00c0_0000;
+/// The 24 bits of a line entry.
+const LINE_CODE: u32 = 0x00ff_ffff;
+/// Most extension lines one table may have (their indexes fill the codes above `LINE_EXT`).
+const MAX_EXT_LINES: usize = (LINE_CODE - LINE_EXT + 1) as usize;
+/// Line-layout values must be below this (stored one up, they stay below `LINE_EXT`).
+pub const LINE_VALUES: u32 = LINE_EXT - 1;
+/// A stretch of at most this many entries is grouped into one extension line by the
+/// weighted choice of [`group_entries`]; denser chunks are split evenly first.
+const WEIGHED_MAX: usize = LINE_RANGES * LINE_RANGES;
 /// Tables with at least this many ranges use the line layout when [`Layout::Auto`]:
 /// below it the root-and-leaf layout is smaller than the 16 MiB of lines and stays in
 /// cache (measured with `op25b-bench lpm --layout`, see the README).
@@ -254,125 +259,161 @@ pub const LINES_MIN_RANGES: usize = 1 << 19;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
     /// [`Layout::Lines`] for IPv4 tables of at least [`LINES_MIN_RANGES`] ranges whose
-    /// values are below [`LINE_NONE`], else [`Layout::Root`].
+    /// values are below [`LINE_VALUES`], else [`Layout::Root`].
     Auto,
     /// A direct-indexed root of 32-bit entries sized to the table, with leaves, runs and
     /// child nodes below it: two reads for most keys, small enough to stay in cache for
     /// tables up to a few hundred thousand prefixes.
     Root,
-    /// IPv4 with values below [`LINE_NONE`] only (otherwise [`Layout::Root`] is built):
+    /// IPv4 with values below [`LINE_VALUES`] only (otherwise [`Layout::Root`] is built):
     /// one 64-byte line per 2^14 addresses, one read for nearly every key.
     Lines,
 }
 
-/// Packs the ranges of a chunk into `N` bytes: `4 * W` 16-bit lanes holding the chunk
-/// offsets where ranges 1.. begin (unused lanes [`LINE_PAD`]), then the values of ranges
-/// 0..=4W plus one, 24-bit little-endian (0 for no match). The caller guarantees
-/// `values.len() <= 4 * W + 1`, every value below [`LINE_NONE`] or [`NO_MATCH`], and
-/// `8 * W + 3 * (4 * W + 1) <= N`.
-fn pack<const N: usize, const W: usize>(
-    offsets: impl Iterator<Item = u64>,
-    values: &[u32],
-) -> [u8; N] {
-    let mut b = [0u8; N];
-    for (dst, lane) in b[..8 * W]
+/// Packs one line: twelve 16-bit lanes holding the chunk offsets where entries 1.. begin
+/// (unused lanes [`LINE_PAD`]), then the 24-bit little-endian codes of entries 0..=12 (0,
+/// no match, past the last); byte 63 stays zero. The caller guarantees at most
+/// [`LINE_RANGES`] codes, one offset fewer, rising offsets below 2^14.
+fn pack(offsets: impl Iterator<Item = u64>, codes: &[u32]) -> Line {
+    let mut b = [0u8; 64];
+    for (dst, lane) in b[..8 * LINE_WORDS]
         .chunks_exact_mut(2)
         .zip(offsets.chain(std::iter::repeat(LINE_PAD)))
     {
         dst.copy_from_slice(&(lane as u16).to_le_bytes());
     }
-    // Stored one up, so "no match" is 0 and decodes to NO_MATCH with one wrapping step.
-    let none = std::iter::repeat(0);
-    let values = values.iter().map(|&v| v.wrapping_add(1));
-    for (dst, v) in b[8 * W..8 * W + 3 * (4 * W + 1)]
+    for (dst, c) in b[8 * LINE_WORDS..8 * LINE_WORDS + 3 * LINE_RANGES]
         .chunks_exact_mut(3)
-        .zip(values.chain(none))
+        .zip(codes)
     {
-        dst.copy_from_slice(&v.to_le_bytes()[..3]);
+        dst.copy_from_slice(&c.to_le_bytes()[..3]);
     }
-    b
+    Line(b)
 }
 
-/// The little-endian word at byte `at`.
+/// The code a line stores for a value below [`LINE_VALUES`] or [`NO_MATCH`]: one up, so
+/// "no match" is 0 and [`code_value`] decodes it with one wrapping step.
 #[inline(always)]
-fn word_at(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
+fn value_code(v: u32) -> u32 {
+    v.wrapping_add(1)
 }
 
-/// The value for chunk offset `off` (`off < 2^14`) in bytes packed by [`pack`] with `W`
-/// lane words: the number of lanes at or below `off` (the borrow trick of [`Unit`]) is the
-/// index of its range.
+/// The value of a code below `LINE_EXT`.
 #[inline(always)]
-fn packed_find<const N: usize, const W: usize>(b: &[u8; N], off: u64) -> u32 {
-    let x = (off * LANE_ONES) | LANE_SIGNS;
-    let mut ones = 0u64;
-    for i in 0..W {
-        ones += (x.wrapping_sub(word_at(b, 8 * i)) & LANE_SIGNS) >> 15;
-    }
-    // At most W per lane, 4W in the top lane after the multiply: no carry out of it.
-    let n = (ones.wrapping_mul(LANE_ONES) >> 48) as usize;
-    packed_value::<N, W>(b, n)
+fn code_value(c: u32) -> u32 {
+    c.wrapping_sub(1)
 }
 
-/// The value of range `n` in bytes packed by [`pack`] with `W` lane words (stored one up:
-/// 0, no match, wraps to [`NO_MATCH`]).
+/// The code of entry `n` of a line.
 #[inline(always)]
-fn packed_value<const N: usize, const W: usize>(b: &[u8; N], n: usize) -> u32 {
-    let at = 8 * W + 3 * n.min(4 * W);
+fn packed_code(b: &[u8; 64], n: usize) -> u32 {
+    let at = 8 * LINE_WORDS + 3 * n.min(LINE_RANGES - 1);
     let mut v = [0u8; 4];
     v.copy_from_slice(&b[at..at + 4]);
-    (u32::from_le_bytes(v) & LINE_NONE).wrapping_sub(1)
+    u32::from_le_bytes(v) & LINE_CODE
 }
 
-/// [`packed_find`] for a complete line, with one SIMD compare of its lanes: lanes rise and
-/// pads are above every offset (also as signed 16-bit), so the lanes above the offset form
-/// a suffix and the first of them (bit 12 stands in when none is) is the range's index.
-/// Bytes 24..32 hold values, not lanes: their compare only sets bits 12..15.
+/// The code of the entry holding chunk offset `off` (`off < 2^14`), with one SIMD compare
+/// of the line's lanes: lanes rise and pads are above every offset (also as signed
+/// 16-bit), so the lanes above the offset form a suffix and the first of them (bit 12
+/// stands in when none is) is the entry's index. Bytes 24..32 hold codes, not lanes: their
+/// compare only sets bits 12..15.
 #[inline(always)]
-fn line_find(b: &[u8; 64], off: u64) -> u32 {
+fn line_code(b: &[u8; 64], off: u64) -> u32 {
     let mut lanes = [0u8; 32];
     lanes.copy_from_slice(&b[..32]);
     let n = (lanes_above(&lanes, off as i16) | 1 << 12).trailing_zeros();
-    packed_value::<64, LINE_WORDS>(b, n as usize)
+    packed_code(b, n as usize)
 }
 
-/// One chunk of 2^14 addresses in the line layout, a cache line: up to [`LINE_RANGES`]
-/// ranges packed by [`pack`] in bytes 0..63, byte 63 zero. A chunk cut into more ranges
-/// has byte 63 `LINE_DOUBLE` (bytes 0..4: the index of its [`Double`]) or, beyond
-/// [`DOUBLE_RANGES`], `LINE_OVERFLOW` (bytes 0..4: a general entry, resolved like a
-/// root entry of the root layout).
+/// One 64-byte line of the line layout (see [`pack`]): a whole chunk of 2^14 addresses
+/// when it is listed in the table's lines, one stretch of a chunk when it is an extension
+/// line. Byte 63 is always zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Two cache lines holding up to [`DOUBLE_RANGES`] ranges of one chunk, packed by
-/// [`pack`]; both lines are fetched at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, align(128))]
-struct Double([u8; 128]);
-
-impl Line {
-    /// A line pointing elsewhere: `flag` and a 32-bit index or entry.
-    fn pointer(flag: u8, to: u32) -> Line {
-        let mut b = [0u8; 64];
-        b[..4].copy_from_slice(&to.to_le_bytes());
-        b[63] = flag;
-        Line(b)
+/// The line for a stretch of a chunk cut into ranges: range `i` begins at chunk offset
+/// `starts[i]` (`starts[0]` is the stretch's first offset) and has value `values[i]`; the
+/// stretch ends just before `end`. Up to [`LINE_RANGES`] ranges fit the line itself. A
+/// denser stretch keeps some ranges in the line and groups the others, each group into one
+/// extension line appended to `ext` (recursively), chosen by [`group_entries`] so that
+/// the grouped ranges cover as few addresses as possible: a uniformly random key then
+/// rarely needs a second read.
+fn build_line(starts: &[u64], values: &[u32], end: u64, ext: &mut Vec<Line>) -> Line {
+    let m = values.len();
+    if m <= LINE_RANGES {
+        let mut codes = [0u32; LINE_RANGES];
+        for (c, &v) in codes.iter_mut().zip(values) {
+            *c = value_code(v);
+        }
+        return pack(starts[1..].iter().copied(), &codes[..m]);
     }
-
-    /// Byte 63: zero for a complete line, else `LINE_DOUBLE` or `LINE_OVERFLOW`.
-    #[inline(always)]
-    fn flag(&self) -> u8 {
-        self.0[63]
+    let groups = group_entries(starts, end);
+    let mut codes = [0u32; LINE_RANGES];
+    for (c, &(i, j)) in codes.iter_mut().zip(&groups) {
+        *c = if j - i == 1 {
+            value_code(values[i])
+        } else {
+            let stop = starts.get(j).copied().unwrap_or(end);
+            let line = build_line(&starts[i..j], &values[i..j], stop, ext);
+            ext.push(line);
+            // Past MAX_EXT_LINES the code is wrong, and the caller builds no line table.
+            LINE_EXT.saturating_add(u32::try_from(ext.len() - 1).unwrap_or(u32::MAX))
+        };
     }
+    let offsets = groups[1..].iter().map(|&(i, _)| starts[i]);
+    pack(offsets, &codes[..groups.len()])
+}
 
-    /// The index or entry of a pointer line.
-    #[inline(always)]
-    fn target(&self) -> u32 {
-        word_at(&self.0, 0) as u32
+/// Splits the ranges of a stretch (as in [`build_line`]) into at most [`LINE_RANGES`]
+/// entries of consecutive ranges, returned as index spans. Up to [`WEIGHED_MAX`] ranges,
+/// every entry holds at most [`LINE_RANGES`] ranges (one extension line, so two reads at
+/// most) and the choice minimises the addresses covered by entries of more than one range
+/// (dynamic programming over ranges and entries used). Denser stretches, which only a
+/// block carved into hundreds of host routes gives, are split into even groups.
+fn group_entries(starts: &[u64], end: u64) -> Vec<(usize, usize)> {
+    let m = starts.len();
+    if m > WEIGHED_MAX {
+        let per = m.div_ceil(LINE_RANGES);
+        return (0..m).step_by(per).map(|i| (i, (i + per).min(m))).collect();
     }
+    let width = |i: usize| starts.get(i + 1).copied().unwrap_or(end) - starts[i];
+    // cost[i][e]: least grouped width covering ranges 0..i with e entries; take[i][e]: how
+    // many ranges the last of those entries holds.
+    let mut cost = vec![[u64::MAX; LINE_RANGES + 1]; m + 1];
+    let mut take = vec![[0u8; LINE_RANGES + 1]; m + 1];
+    cost[0][0] = 0;
+    for i in 0..m {
+        for e in 0..LINE_RANGES {
+            let here = cost[i][e];
+            if here == u64::MAX {
+                continue;
+            }
+            let mut grouped = 0u64;
+            for k in 1..=LINE_RANGES.min(m - i) {
+                grouped += width(i + k - 1);
+                let c = if k == 1 { here } else { here + grouped };
+                if c < cost[i + k][e + 1] {
+                    cost[i + k][e + 1] = c;
+                    take[i + k][e + 1] = k as u8;
+                }
+            }
+        }
+    }
+    let mut e = (1..=LINE_RANGES)
+        .min_by_key(|&e| cost[m][e])
+        .unwrap_or(LINE_RANGES);
+    let mut groups = Vec::with_capacity(e);
+    let mut j = m;
+    while j > 0 {
+        let k = usize::from(take[j][e]);
+        groups.push((j - k, j));
+        j -= k;
+        e -= 1;
+    }
+    groups.reverse();
+    groups
 }
 
 /// Sixteen bytes of leaf storage.
@@ -445,8 +486,8 @@ pub struct LpmTable<K> {
     leaves: HugeSlice<Unit>,
     /// The line layout's lines (empty in the root layout, whose root is in `entries`).
     lines: HugeSlice<Line>,
-    /// The line layout's double blocks.
-    doubles: HugeSlice<Double>,
+    /// The line layout's extension lines (see [`build_line`]).
+    ext: HugeSlice<Line>,
     prefixes: usize,
     ranges: usize,
 }
@@ -463,7 +504,7 @@ impl<K: Bits> Clone for LpmTable<K> {
             runs: self.runs.clone(),
             leaves: self.leaves.clone(),
             lines: self.lines.clone(),
-            doubles: self.doubles.clone(),
+            ext: self.ext.clone(),
             prefixes: self.prefixes,
             ranges: self.ranges,
         }
@@ -479,7 +520,7 @@ impl<K: Bits> fmt::Debug for LpmTable<K> {
             .field("runs", &self.runs)
             .field("leaves", &self.leaves.len())
             .field("lines", &self.lines.len())
-            .field("doubles", &self.doubles.len())
+            .field("ext", &self.ext.len())
             .field("prefixes", &self.prefixes)
             .field("ranges", &self.ranges)
             .finish()
@@ -633,17 +674,20 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// Compiles flat ranges in the given layout ([`Layout::Lines`] falls back to
-    /// [`Layout::Root`] where it cannot hold the table: IPv6, or a value of
-    /// [`LINE_NONE`] or more; [`LpmTable::layout`] tells which was built).
+    /// [`Layout::Root`] where it cannot hold the table: IPv6, a value of [`LINE_VALUES`]
+    /// or more, or more extension lines than codes for them; [`LpmTable::layout`] tells
+    /// which was built).
     pub fn compile_layout(r: &ranges::Ranges<K>, layout: Layout) -> Self {
-        let fits = K::BITS == 32 && r.values.iter().all(|&v| v == NO_MATCH || v < LINE_NONE);
+        let fits = K::BITS == 32 && r.values.iter().all(|&v| v == NO_MATCH || v < LINE_VALUES);
         let lines = match layout {
             Layout::Auto => fits && r.range_count() >= LINES_MIN_RANGES,
             Layout::Root => false,
             Layout::Lines => fits,
         };
         if lines {
-            return Self::compile_lines(r);
+            if let Some(t) = Self::compile_lines(r) {
+                return t;
+            }
         }
         // Root size, chosen by measurement (op25b-bench lpm, BNG-like prefixes): 16 root
         // entries per range for IPv4 (4 per range for IPv6) make most chunks single-valued,
@@ -692,28 +736,22 @@ impl<K: Bits> LpmTable<K> {
             runs: HugeSlice::from_slice(&c.runs),
             leaves: HugeSlice::from_slice(&c.leaves),
             lines: HugeSlice::from_slice(&[]),
-            doubles: HugeSlice::from_slice(&[]),
+            ext: HugeSlice::from_slice(&[]),
             prefixes: r.prefix_count(),
             ranges: r.range_count(),
         }
     }
 
-    /// The line layout: one [`Line`] per chunk of 2^14 addresses, a [`Double`] for chunks
-    /// of up to [`DOUBLE_RANGES`] ranges, and for denser chunks the general entry (run or
-    /// child node) the root layout would give them, in `entries`, `runs` and `leaves`.
-    fn compile_lines(r: &ranges::Ranges<K>) -> Self {
+    /// The line layout: one [`Line`] per chunk of 2^14 addresses, with extension lines
+    /// for chunks of more than [`LINE_RANGES`] ranges ([`build_line`]). `None` if the
+    /// extension lines outnumber their codes.
+    fn compile_lines(r: &ranges::Ranges<K>) -> Option<Self> {
         let shift = K::BITS - LINE_BITS;
-        let mut c = Compiler {
-            starts: &r.starts,
-            values: &r.values,
-            entries: Vec::new(),
-            runs: vec![(K::ZERO, NO_MATCH)],
-            leaves: vec![Unit::EMPTY],
-        };
         let n = r.starts.len();
         let fan = 1usize << LINE_BITS;
         let mut lines = Vec::with_capacity(fan);
-        let mut doubles = Vec::new();
+        let mut ext = Vec::new();
+        let mut starts = Vec::with_capacity(LINE_RANGES);
         // Ranges a..b cover chunk `ch`: starts[a] <= its first address, starts[b] past it.
         let mut a = 0usize;
         for ch in 0..fan {
@@ -730,30 +768,28 @@ impl<K: Bits> LpmTable<K> {
             } else {
                 b = n;
             }
-            let offsets = r.starts[a + 1..b].iter().map(|s| s.index(0, shift) as u64);
-            lines.push(if b - a <= LINE_RANGES {
-                Line(pack::<64, LINE_WORDS>(offsets, &r.values[a..b]))
-            } else if b - a <= DOUBLE_RANGES {
-                doubles.push(Double(pack::<128, DOUBLE_WORDS>(offsets, &r.values[a..b])));
-                Line::pointer(LINE_DOUBLE, (doubles.len() - 1) as u32)
-            } else {
-                Line::pointer(LINE_OVERFLOW, c.entry(a, b, lo, shift))
-            });
+            starts.clear();
+            starts.push(0);
+            starts.extend(r.starts[a + 1..b].iter().map(|s| s.index(0, shift) as u64));
+            lines.push(build_line(&starts, &r.values[a..b], 1 << shift, &mut ext));
         }
-        LpmTable {
+        if ext.len() > MAX_EXT_LINES {
+            return None;
+        }
+        Some(LpmTable {
             root_bits: LINE_BITS,
             skip: 0,
             lo: K::ZERO,
             hi: K::ZERO.last(0),
             outside: [ENTRY_NONE; 2],
-            entries: HugeSlice::from_slice(&c.entries),
-            runs: HugeSlice::from_slice(&c.runs),
-            leaves: HugeSlice::from_slice(&c.leaves),
+            entries: HugeSlice::from_slice(&[]),
+            runs: HugeSlice::from_slice(&[]),
+            leaves: HugeSlice::from_slice(&[]),
             lines: HugeSlice::from_slice(&lines),
-            doubles: HugeSlice::from_slice(&doubles),
+            ext: HugeSlice::from_slice(&ext),
             prefixes: r.prefix_count(),
             ranges: r.range_count(),
-        }
+        })
     }
 
     /// Which layout the table was built in.
@@ -765,27 +801,26 @@ impl<K: Bits> LpmTable<K> {
         }
     }
 
-    /// The value for `key` whose line `l` is not complete (its flag is not zero).
+    /// The value for chunk offset `off` whose line entry has code `c`, following
+    /// extension lines while the code points to one.
     #[cold]
     #[inline(never)]
-    fn line_pointer(&self, l: &Line, key: K) -> u32 {
-        let shift = K::BITS - LINE_BITS;
-        if l.flag() == LINE_DOUBLE {
-            let d = &self.doubles[l.target() as usize];
-            return packed_find::<128, DOUBLE_WORDS>(&d.0, key.index(0, shift) as u64);
+    fn ext_lookup(&self, mut c: u32, off: u64) -> u32 {
+        while c >= LINE_EXT {
+            c = line_code(&self.ext[(c - LINE_EXT) as usize].0, off);
         }
-        self.resolve_deep(l.target(), shift, key)
+        code_value(c)
     }
 
     /// The value for `key` in the line layout.
     #[inline(always)]
     fn line_lookup(&self, key: K) -> u32 {
-        let shift = K::BITS - LINE_BITS;
-        let l = &self.lines[Self::line_index(key)];
-        if l.flag() != 0 {
-            return self.line_pointer(l, key);
+        let off = key.index(0, K::BITS - LINE_BITS) as u64;
+        let c = line_code(&self.lines[Self::line_index(key)].0, off);
+        if c >= LINE_EXT {
+            return self.ext_lookup(c, off);
         }
-        line_find(&l.0, key.index(0, shift) as u64)
+        code_value(c)
     }
 
     /// The value for `key` given the entry `e` of its chunk of `2^shift` addresses.
@@ -953,8 +988,8 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// [`Self::lookup_batch`] in the line layout: prefetch every key's line, then search
-    /// each complete line; keys whose line points to a double block prefetch it and are
-    /// searched after the rest, so those second reads overlap too.
+    /// each; keys whose entry points to an extension line prefetch it and are resolved
+    /// after the rest, so those second reads overlap too.
     fn lines_batch(&self, keys: &[K], out: &mut [u32]) {
         const GROUP: usize = 64;
         let shift = K::BITS - LINE_BITS;
@@ -970,23 +1005,19 @@ impl<K: Bits> LpmTable<K> {
             let mut later = [0u8; GROUP];
             let mut n = 0usize;
             for (i, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
-                let l = &lines[Self::line_index(*k)];
-                if l.flag() == 0 {
-                    *o = line_find(&l.0, k.index(0, shift) as u64);
-                    continue;
+                let c = line_code(&lines[Self::line_index(*k)].0, k.index(0, shift) as u64);
+                // An extension's code is kept (one down) until it is resolved below.
+                *o = code_value(c);
+                if c >= LINE_EXT {
+                    prefetch(&self.ext[(c - LINE_EXT) as usize]);
+                    later[n] = i as u8;
+                    n += 1;
                 }
-                if l.flag() == LINE_DOUBLE {
-                    let d = &self.doubles[l.target() as usize];
-                    prefetch(d);
-                    prefetch(&d.0[64]);
-                }
-                later[n] = i as u8;
-                n += 1;
             }
             for &i in &later[..n] {
                 let i = usize::from(i);
-                let l = &self.lines[Self::line_index(keys[i])];
-                out[i] = self.line_pointer(l, keys[i]);
+                let off = keys[i].index(0, shift) as u64;
+                out[i] = self.ext_lookup(value_code(out[i]), off);
             }
         }
     }
@@ -1008,8 +1039,8 @@ impl<K: Bits> LpmTable<K> {
         for l in self.lines.iter() {
             sum = sum.wrapping_add(u64::from(l.0[0]));
         }
-        for d in self.doubles.iter() {
-            sum = sum.wrapping_add(u64::from(d.0[0]) + u64::from(d.0[64]));
+        for l in self.ext.iter() {
+            sum = sum.wrapping_add(u64::from(l.0[0]));
         }
         sum
     }
@@ -1040,6 +1071,6 @@ impl<K: Bits> LpmTable<K> {
             + self.runs.len() * std::mem::size_of::<(K, u32)>()
             + self.leaves.len() * std::mem::size_of::<Unit>()
             + self.lines.len() * std::mem::size_of::<Line>()
-            + self.doubles.len() * std::mem::size_of::<Double>()
+            + self.ext.len() * std::mem::size_of::<Line>()
     }
 }

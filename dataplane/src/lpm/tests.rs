@@ -399,9 +399,10 @@ fn leaf_lanes_count_bounds_at_or_below_the_offset() {
 }
 
 /// The line layout: chunk `c` of 2^14 addresses in 10.0.0.0/8 cut into exactly `c` ranges
-/// (adjacent host routes), so complete lines, double blocks and general entries are all
-/// built, at every size, with chunks 61.. cut at random offsets; every boundary and its
-/// neighbours checked against the flat form.
+/// (adjacent host routes), so lines with and without extension lines are built at every
+/// size, with chunks 61.. cut at random offsets and chunk 120 into 401 ranges (beyond the
+/// weighted grouping: even groups, extension lines pointing to extension lines); every
+/// boundary and its neighbours checked against the flat form.
 #[test]
 fn line_layout_agrees_with_flat_ranges() {
     let mut next = xorshift(0x5eed_1e55_c0ff_ee00u64);
@@ -419,6 +420,12 @@ fn line_layout_agrees_with_flat_ranges() {
             let off = (next() as u32) & 0x3fff;
             e.push((Prefix::new(base | off, 32).unwrap(), 10_000 + c * 64 + j));
         }
+    }
+    for j in 0..200u32 {
+        e.push((
+            Prefix::new(0x0a00_0000 | 120 << 14 | (j * 2), 32).unwrap(),
+            20_000 + j,
+        ));
     }
     // Boundaries at both edges of chunks 0 and 1, and a range running across them.
     e.push((p4("10.0.63.255/32"), 9000));
@@ -443,13 +450,19 @@ fn line_layout_agrees_with_flat_ranges() {
         "a chunk of exactly 13 ranges: {sizes:?}"
     );
     assert!(
-        sizes.contains(&DOUBLE_RANGES),
-        "a chunk of exactly 25 ranges: {sizes:?}"
+        sizes.contains(&(LINE_RANGES + 1)),
+        "a chunk of exactly 14 ranges: {sizes:?}"
     );
-    let flags = |flag: u8| t.lines.iter().filter(|l| l.flag() == flag).count();
-    assert!(flags(LINE_DOUBLE) > 5, "double blocks built");
-    assert!(flags(LINE_OVERFLOW) > 5, "general entries built");
-    assert_eq!(t.doubles.len(), flags(LINE_DOUBLE));
+    assert!(per_chunk(120) > WEIGHED_MAX, "a chunk split evenly");
+    let points = |l: &Line| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) >= LINE_EXT);
+    let extended = t.lines.iter().filter(|l| points(l)).count();
+    // Chunks 14..=60 (47 of them) and most of 61..=120.
+    assert!(extended >= 47 + 45, "{extended} lines with extension lines");
+    assert!(
+        t.ext.iter().any(points),
+        "an extension line pointing to another"
+    );
+    assert!(t.lines.iter().chain(t.ext.iter()).all(|l| l.0[63] == 0));
     let mut keys = vec![0, u32::MAX];
     for &s in f.starts.iter() {
         keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
@@ -491,11 +504,11 @@ fn layout_choice() {
     let small = Lpm4::build(&big[..1000]).unwrap();
     assert_eq!(small.layout(), Layout::Root);
     // A value a line cannot hold: the root layout is built even when asked for lines.
-    let wide = [(p4("10.0.0.0/8"), LINE_NONE), (p4("10.1.0.0/16"), 3)];
+    let wide = [(p4("10.0.0.0/8"), LINE_VALUES), (p4("10.1.0.0/16"), 3)];
     let f = ranges::Ranges::build(&wide).unwrap();
     let t = Lpm4::compile_layout(&f, Layout::Lines);
     assert_eq!(t.layout(), Layout::Root);
-    assert_eq!(t.lookup(ip4("10.2.0.0")), Some(LINE_NONE));
+    assert_eq!(t.lookup(ip4("10.2.0.0")), Some(LINE_VALUES));
     let six = ranges::Ranges::build(&[(Prefix::new(1u128 << 127, 1).unwrap(), 1)]).unwrap();
     assert_eq!(
         Lpm6::compile_layout(&six, Layout::Lines).layout(),
@@ -504,8 +517,8 @@ fn layout_choice() {
 }
 
 #[test]
-fn packed_lanes_count_bounds_at_or_below_the_offset() {
-    let values: Vec<u32> = (0..13).map(|i| 0x10_0000 + i).collect();
+fn line_code_counts_bounds_at_or_below_the_offset() {
+    let codes: Vec<u32> = (0..13).map(|i| 0x10_0000 + i).collect();
     let offsets = [
         0u64, 1, 2, 3, 0xff, 0x100, 0x101, 0x102, 0x1fff, 0x2000, 0x2fff, 0x3000, 0x3ffc, 0x3ffd,
         0x3ffe, 0x3fff,
@@ -516,38 +529,81 @@ fn packed_lanes_count_bounds_at_or_below_the_offset() {
     // Every lane used, and fewer lanes (the rest pads): a pad never counts.
     for used in [12usize, 11, 5, 1, 0] {
         let bounds = &ALL[..used];
-        let b = pack::<64, LINE_WORDS>(bounds.iter().copied(), &values[..=bounds.len()]);
-        assert_eq!(b[63], 0, "byte 63 stays free for the flag");
-        let mut want = 0usize;
+        let l = pack(bounds.iter().copied(), &codes[..=bounds.len()]);
+        assert_eq!(l.0[63], 0, "byte 63 stays zero");
         for off in offsets {
-            while want < bounds.len() && bounds[want] <= off {
-                want += 1;
-            }
+            let want = bounds.iter().filter(|&&b| b <= off).count();
             let what = format!("{} bounds, offset {off:#x}", bounds.len());
-            assert_eq!(
-                packed_find::<64, LINE_WORDS>(&b, off),
-                values[want],
-                "{what}"
-            );
-            assert_eq!(line_find(&b, off), values[want], "SIMD, {what}");
+            assert_eq!(line_code(&l.0, off), codes[want], "{what}");
         }
     }
-    // A NO_MATCH range reads back as NO_MATCH, the largest line value as itself.
-    let b = pack::<64, LINE_WORDS>([5u64, 9].into_iter(), &[NO_MATCH, 7, LINE_NONE - 1]);
+    // No match, the largest line value and the largest extension code read back as such.
+    let top = LINE_EXT + (MAX_EXT_LINES - 1) as u32;
+    let codes = [value_code(NO_MATCH), 8, value_code(LINE_VALUES - 1), top];
+    let l = pack([5u64, 9, 0x3fff].into_iter(), &codes);
     for (off, want) in [
-        (4, NO_MATCH),
-        (5, 7),
-        (8, 7),
-        (9, LINE_NONE - 1),
-        (0x3fff, LINE_NONE - 1),
+        (4, 0),
+        (5, 8),
+        (8, 8),
+        (9, LINE_EXT - 1),
+        (0x3ffe, LINE_EXT - 1),
     ] {
-        assert_eq!(line_find(&b, off), want, "offset {off}");
-        assert_eq!(packed_find::<64, LINE_WORDS>(&b, off), want, "offset {off}");
+        assert_eq!(line_code(&l.0, off), want, "offset {off}");
     }
-    let b = pack::<128, DOUBLE_WORDS>([5u64].into_iter(), &[NO_MATCH, 7]);
-    assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 4), NO_MATCH);
-    assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 5), 7);
-    assert_eq!(packed_find::<128, DOUBLE_WORDS>(&b, 0x3fff), 7);
+    assert_eq!(line_code(&l.0, 0x3fff), LINE_CODE);
+    assert_eq!(code_value(line_code(&l.0, 4)), NO_MATCH);
+    assert_eq!(code_value(line_code(&l.0, 9)), LINE_VALUES - 1);
+}
+
+/// A chunk of a few wide ranges and many host routes: the line keeps the wide ranges and
+/// groups the host routes, so only the addresses of the grouped ranges need a second read;
+/// groups are consecutive, cover every range once and fit one extension line each.
+#[test]
+fn grouping_keeps_the_widest_ranges_in_the_line() {
+    // Ranges at 0, 0x1000, 0x2000, 40 short ones from 0x2010, then 0x2100 and 0x3000.
+    let mut starts = vec![0u64, 0x1000, 0x2000];
+    starts.extend((0..40).map(|i| 0x2010 + 4 * i));
+    starts.push(0x2100);
+    starts.push(0x3000);
+    let end = 1u64 << 14;
+    let groups = group_entries(&starts, end);
+    assert!(groups.len() <= LINE_RANGES);
+    assert_eq!(groups[0].0, 0);
+    assert_eq!(groups.last().unwrap().1, starts.len());
+    assert!(groups.windows(2).all(|w| w[0].1 == w[1].0));
+    assert!(groups.iter().all(|&(i, j)| j > i && j - i <= LINE_RANGES));
+    let width = |i: usize| starts.get(i + 1).copied().unwrap_or(end) - starts[i];
+    let grouped: u64 = groups
+        .iter()
+        .filter(|&&(i, j)| j - i > 1)
+        .flat_map(|&(i, j)| i..j)
+        .map(width)
+        .sum();
+    // The 40 short ranges span 0x2010..0x20b0, the range after them 0x20b0..0x2100.
+    assert!(grouped <= 0x100, "{grouped} addresses grouped: {groups:?}");
+    for wide in [0usize, 1, starts.len() - 2, starts.len() - 1] {
+        assert!(
+            groups.contains(&(wide, wide + 1)),
+            "range {wide} single: {groups:?}"
+        );
+    }
+    // Built into a line: every offset outside the short ranges is one read.
+    let values: Vec<u32> = (0..starts.len() as u32).collect();
+    let mut ext = Vec::new();
+    let l = build_line(&starts, &values, end, &mut ext);
+    assert!(!ext.is_empty());
+    let second = (0..end)
+        .filter(|&off| line_code(&l.0, off) >= LINE_EXT)
+        .count();
+    assert_eq!(second as u64, grouped, "offsets that need a second read");
+    for off in 0..end {
+        let want = starts.iter().filter(|&&s| s <= off).count() - 1;
+        let mut c = line_code(&l.0, off);
+        while c >= LINE_EXT {
+            c = line_code(&ext[(c - LINE_EXT) as usize].0, off);
+        }
+        assert_eq!(code_value(c), values[want], "offset {off:#x}");
+    }
 }
 
 proptest! {
@@ -560,6 +616,24 @@ proptest! {
         let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Lines);
         prop_assert_eq!(t.layout(), Layout::Lines);
         agree_with_naive(&t, &entries, extra)?;
+    }
+
+    /// Many prefixes inside one chunk of 2^14 addresses (one /18), so its line groups
+    /// ranges into extension lines, weighted or, past a few hundred, evenly.
+    #[test]
+    fn v4_dense_chunk_lines_match_reference(
+        raw in proptest::collection::vec((0u32..1 << 14, 18u8..=32, 0u32..1000), 1..400),
+        extra in proptest::collection::vec(0u32..1 << 14, 200),
+    ) {
+        let base = 0x0a40_0000u32;
+        let entries = dedupe(
+            raw.into_iter()
+                .map(|(off, len, v)| (Prefix::new((base | off) & u32::mask(len), len).unwrap(), v))
+                .collect(),
+        );
+        let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Lines);
+        prop_assert_eq!(t.layout(), Layout::Lines);
+        agree_with_naive(&t, &entries, extra.into_iter().map(|o| base | o).collect())?;
     }
 }
 
