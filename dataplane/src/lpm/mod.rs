@@ -247,9 +247,6 @@ const LINE_CODE: u32 = 0x00ff_ffff;
 const MAX_EXT_LINES: usize = (LINE_CODE - LINE_EXT + 1) as usize;
 /// Line-layout values must be below this (stored one up, they stay below `LINE_EXT`).
 pub const LINE_VALUES: u32 = LINE_EXT - 1;
-/// A stretch of at most this many entries is grouped into one extension line by the
-/// weighted choice of [`group_entries`]; denser chunks are split evenly first.
-const WEIGHED_MAX: usize = LINE_RANGES * LINE_RANGES;
 /// Tables with at least this many ranges use the line layout when [`Layout::Auto`]:
 /// below it the root-and-leaf layout is smaller than the 16 MiB of lines and stays in
 /// cache (measured with `op25b-bench lpm --layout`, see the README).
@@ -367,53 +364,82 @@ fn build_line(starts: &[u64], values: &[u32], end: u64, ext: &mut Vec<Line>) -> 
 }
 
 /// Splits the ranges of a stretch (as in [`build_line`]) into at most [`LINE_RANGES`]
-/// entries of consecutive ranges, returned as index spans. Up to [`WEIGHED_MAX`] ranges,
-/// every entry holds at most [`LINE_RANGES`] ranges (one extension line, so two reads at
-/// most) and the choice minimises the addresses covered by entries of more than one range
-/// (dynamic programming over ranges and entries used). Denser stretches, which only a
-/// block carved into hundreds of host routes gives, are split into even groups.
+/// entries of consecutive ranges, returned as index spans, minimising the addresses
+/// covered by entries of more than one range (those need another read). An entry holds at
+/// most [`group_max`] ranges, so a key needs two reads at most in a stretch of up to 169
+/// ranges, and every further read divides the ranges left by seven.
+///
+/// Dynamic programming over ranges and entries used: `cost[j][e]`, the least grouped width
+/// covering ranges `0..j` with `e` entries, comes from a single range (`cost[j-1][e-1]`) or
+/// a group `i..j` (`cost[i][e-1] + P[j] - P[i]`, `P` the prefix sums of the widths), whose
+/// best `i` in the window `j - max ..= j - 2` a monotonic queue keeps, so the whole is
+/// linear in the ranges.
 fn group_entries(starts: &[u64], end: u64) -> Vec<(usize, usize)> {
     let m = starts.len();
-    if m > WEIGHED_MAX {
-        let per = m.div_ceil(LINE_RANGES);
-        return (0..m).step_by(per).map(|i| (i, (i + per).min(m))).collect();
-    }
-    let width = |i: usize| starts.get(i + 1).copied().unwrap_or(end) - starts[i];
-    // cost[i][e]: least grouped width covering ranges 0..i with e entries; take[i][e]: how
-    // many ranges the last of those entries holds.
-    let mut cost = vec![[u64::MAX; LINE_RANGES + 1]; m + 1];
-    let mut take = vec![[0u8; LINE_RANGES + 1]; m + 1];
+    let max = group_max(m);
+    // Prefix sums of the widths: p[i] = starts[i] - starts[0], p[m] = end - starts[0].
+    let p = |i: usize| starts.get(i).copied().unwrap_or(end) as i64 - starts[0] as i64;
+    const NONE: i64 = i64::MAX;
+    let mut cost = vec![[NONE; LINE_RANGES + 1]; m + 1];
+    let mut take = vec![[0u32; LINE_RANGES + 1]; m + 1];
     cost[0][0] = 0;
-    for i in 0..m {
-        for e in 0..LINE_RANGES {
-            let here = cost[i][e];
-            if here == u64::MAX {
-                continue;
+    let mut window = std::collections::VecDeque::with_capacity(max);
+    for e in 1..=LINE_RANGES {
+        window.clear();
+        for j in 1..=m {
+            if cost[j - 1][e - 1] != NONE {
+                cost[j][e] = cost[j - 1][e - 1];
+                take[j][e] = 1;
             }
-            let mut grouped = 0u64;
-            for k in 1..=LINE_RANGES.min(m - i) {
-                grouped += width(i + k - 1);
-                let c = if k == 1 { here } else { here + grouped };
-                if c < cost[i + k][e + 1] {
-                    cost[i + k][e + 1] = c;
-                    take[i + k][e + 1] = k as u8;
+            // Group starts i in j - max ..= j - 2, by cost[i][e - 1] - p(i) rising.
+            if j >= 2 && cost[j - 2][e - 1] != NONE {
+                let i = j - 2;
+                let key = cost[i][e - 1] - p(i);
+                while window
+                    .back()
+                    .is_some_and(|&b: &usize| cost[b][e - 1] - p(b) >= key)
+                {
+                    window.pop_back();
+                }
+                window.push_back(i);
+            }
+            while window.front().is_some_and(|&f| f + max < j) {
+                window.pop_front();
+            }
+            if let Some(&i) = window.front() {
+                let c = cost[i][e - 1] - p(i) + p(j);
+                if c < cost[j][e] {
+                    cost[j][e] = c;
+                    take[j][e] = (j - i) as u32;
                 }
             }
         }
     }
     let mut e = (1..=LINE_RANGES)
+        .filter(|&e| cost[m][e] != NONE)
         .min_by_key(|&e| cost[m][e])
-        .unwrap_or(LINE_RANGES);
+        .expect("group_max lets 13 entries cover every stretch");
     let mut groups = Vec::with_capacity(e);
     let mut j = m;
     while j > 0 {
-        let k = usize::from(take[j][e]);
+        let k = take[j][e] as usize;
         groups.push((j - k, j));
         j -= k;
         e -= 1;
     }
     groups.reverse();
     groups
+}
+
+/// Most ranges one entry of a line groups, for a stretch of `m` ranges: [`LINE_RANGES`]
+/// up to 169 ranges (one extension line each), else a seventh of them, so seven groups
+/// cover the stretch and six entries are left for its widest ranges.
+fn group_max(m: usize) -> usize {
+    if m <= LINE_RANGES * LINE_RANGES {
+        LINE_RANGES
+    } else {
+        m.div_ceil(7)
+    }
 }
 
 /// Sixteen bytes of leaf storage.
@@ -1043,6 +1069,33 @@ impl<K: Bits> LpmTable<K> {
             sum = sum.wrapping_add(u64::from(l.0[0]));
         }
         sum
+    }
+
+    /// How many extension lines a lookup of `key` reads after its line (0 in the root
+    /// layout): a diagnostic, so a key set's share of second reads can be counted.
+    pub fn extension_reads(&self, key: K) -> u32 {
+        if self.lines.is_empty() {
+            return 0;
+        }
+        let off = key.index(0, K::BITS - LINE_BITS) as u64;
+        let mut c = line_code(&self.lines[Self::line_index(key)].0, off);
+        let mut n = 0;
+        while c >= LINE_EXT {
+            n += 1;
+            c = line_code(&self.ext[(c - LINE_EXT) as usize].0, off);
+        }
+        n
+    }
+
+    /// In the line layout, how many of the 2^18 lines point to an extension line (their
+    /// chunk holds more than 13 ranges), and how many extension lines there are; (0, 0) in
+    /// the root layout.
+    pub fn extension_counts(&self) -> (usize, usize) {
+        let points = |l: &Line| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) >= LINE_EXT);
+        (
+            self.lines.iter().filter(|l| points(l)).count(),
+            self.ext.len(),
+        )
     }
 
     /// Number of distinct prefixes in the table.

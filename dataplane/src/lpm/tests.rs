@@ -400,9 +400,9 @@ fn leaf_lanes_count_bounds_at_or_below_the_offset() {
 
 /// The line layout: chunk `c` of 2^14 addresses in 10.0.0.0/8 cut into exactly `c` ranges
 /// (adjacent host routes), so lines with and without extension lines are built at every
-/// size, with chunks 61.. cut at random offsets and chunk 120 into 401 ranges (beyond the
-/// weighted grouping: even groups, extension lines pointing to extension lines); every
-/// boundary and its neighbours checked against the flat form.
+/// size, with chunks 61.. cut at random offsets and chunk 120 into 401 ranges (groups of
+/// more than 13 ranges: extension lines pointing to extension lines); every boundary and
+/// its neighbours checked against the flat form.
 #[test]
 fn line_layout_agrees_with_flat_ranges() {
     let mut next = xorshift(0x5eed_1e55_c0ff_ee00u64);
@@ -453,7 +453,10 @@ fn line_layout_agrees_with_flat_ranges() {
         sizes.contains(&(LINE_RANGES + 1)),
         "a chunk of exactly 14 ranges: {sizes:?}"
     );
-    assert!(per_chunk(120) > WEIGHED_MAX, "a chunk split evenly");
+    assert!(
+        per_chunk(120) > LINE_RANGES * LINE_RANGES,
+        "groups of more than 13"
+    );
     let points = |l: &Line| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) >= LINE_EXT);
     let extended = t.lines.iter().filter(|l| points(l)).count();
     // Chunks 14..=60 (47 of them) and most of 61..=120.
@@ -463,6 +466,14 @@ fn line_layout_agrees_with_flat_ranges() {
         "an extension line pointing to another"
     );
     assert!(t.lines.iter().chain(t.ext.iter()).all(|l| l.0[63] == 0));
+    assert_eq!(t.extension_counts(), (extended, t.ext.len()));
+    // Chunk 13's 13 ranges fit its line; chunk 120's host routes sit behind two levels.
+    assert_eq!(t.extension_reads(0x0a00_0000 | 13 << 14 | 5), 0);
+    let reads: Vec<u32> = (0..0x4000)
+        .map(|o| t.extension_reads(0x0a00_0000 | 120 << 14 | o))
+        .collect();
+    assert_eq!(reads.iter().max(), Some(&2), "three reads at most");
+    assert_eq!(reads[0x3000], 0, "the wide range after the host routes");
     let mut keys = vec![0, u32::MAX];
     for &s in f.starts.iter() {
         keys.extend([s.wrapping_sub(1), s, s.wrapping_add(1)]);
@@ -478,6 +489,8 @@ fn line_layout_agrees_with_flat_ranges() {
     let r = Lpm4::compile_layout(&f, Layout::Root);
     assert_eq!(r.layout(), Layout::Root);
     agree_with_flat(&r, &f, &keys, "root");
+    assert_eq!(r.extension_counts(), (0, 0));
+    assert_eq!(r.extension_reads(0x0a00_0000 | 120 << 14 | 7), 0);
 }
 
 /// `Auto` picks lines for IPv4 tables of many ranges and the root otherwise; lines are
@@ -567,18 +580,7 @@ fn grouping_keeps_the_widest_ranges_in_the_line() {
     starts.push(0x3000);
     let end = 1u64 << 14;
     let groups = group_entries(&starts, end);
-    assert!(groups.len() <= LINE_RANGES);
-    assert_eq!(groups[0].0, 0);
-    assert_eq!(groups.last().unwrap().1, starts.len());
-    assert!(groups.windows(2).all(|w| w[0].1 == w[1].0));
-    assert!(groups.iter().all(|&(i, j)| j > i && j - i <= LINE_RANGES));
-    let width = |i: usize| starts.get(i + 1).copied().unwrap_or(end) - starts[i];
-    let grouped: u64 = groups
-        .iter()
-        .filter(|&&(i, j)| j - i > 1)
-        .flat_map(|&(i, j)| i..j)
-        .map(width)
-        .sum();
+    let grouped = grouped_width(&starts, end, &groups);
     // The 40 short ranges span 0x2010..0x20b0, the range after them 0x20b0..0x2100.
     assert!(grouped <= 0x100, "{grouped} addresses grouped: {groups:?}");
     for wide in [0usize, 1, starts.len() - 2, starts.len() - 1] {
@@ -606,6 +608,65 @@ fn grouping_keeps_the_widest_ranges_in_the_line() {
     }
 }
 
+/// The grouped width of a split, after checking it is one: at most 13 entries of at most
+/// `group_max` consecutive ranges, covering every range once.
+fn grouped_width(starts: &[u64], end: u64, groups: &[(usize, usize)]) -> u64 {
+    let m = starts.len();
+    assert!(
+        !groups.is_empty() && groups.len() <= LINE_RANGES,
+        "{groups:?}"
+    );
+    assert_eq!((groups[0].0, groups[groups.len() - 1].1), (0, m));
+    assert!(groups.windows(2).all(|w| w[0].1 == w[1].0), "{groups:?}");
+    assert!(groups.iter().all(|&(i, j)| j > i && j - i <= group_max(m)));
+    let at = |i: usize| starts.get(i).copied().unwrap_or(end);
+    groups
+        .iter()
+        .filter(|&&(i, j)| j - i > 1)
+        .map(|&(i, j)| at(j) - at(i))
+        .sum()
+}
+
+/// `group_entries` (linear, with a monotonic queue) finds splits as good as a plain
+/// dynamic program that tries every group length, on stretches of 14 to 400 ranges with
+/// widths from one address to thousands.
+#[test]
+fn grouping_is_optimal() {
+    let mut next = xorshift(0x0dd_ba11_cafe_f00du64);
+    for round in 0..300 {
+        let m = 14 + (next() % if round % 3 == 0 { 390 } else { 60 }) as usize;
+        let mut starts = vec![0u64];
+        while starts.len() < m {
+            let w = match next() % 4 {
+                0 => 1,
+                1 => 1 + next() % 8,
+                2 => 1 + next() % 256,
+                _ => 1 + next() % 4096,
+            };
+            starts.push(starts[starts.len() - 1] + w);
+        }
+        let end = starts[m - 1] + 1 + next() % 4096;
+        let got = grouped_width(&starts, end, &group_entries(&starts, end));
+        // Reference: best[j][e] over every length of the last entry.
+        let at = |i: usize| starts.get(i).copied().unwrap_or(end);
+        let mut best = vec![[u64::MAX; LINE_RANGES + 1]; m + 1];
+        best[0][0] = 0;
+        for j in 1..=m {
+            for e in 1..=LINE_RANGES {
+                for k in 1..=group_max(m).min(j) {
+                    let prev = best[j - k][e - 1];
+                    if prev != u64::MAX {
+                        let c = prev + if k == 1 { 0 } else { at(j) - at(j - k) };
+                        best[j][e] = best[j][e].min(c);
+                    }
+                }
+            }
+        }
+        let want = best[m].iter().min().copied().unwrap();
+        assert_eq!(got, want, "{m} ranges: {starts:?} end {end}");
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
@@ -619,7 +680,7 @@ proptest! {
     }
 
     /// Many prefixes inside one chunk of 2^14 addresses (one /18), so its line groups
-    /// ranges into extension lines, weighted or, past a few hundred, evenly.
+    /// ranges into extension lines, and past 169 ranges into extension lines of their own.
     #[test]
     fn v4_dense_chunk_lines_match_reference(
         raw in proptest::collection::vec((0u32..1 << 14, 18u8..=32, 0u32..1000), 1..400),
