@@ -105,7 +105,7 @@ fn measure<K: Bits>(
     }
     let matched = out.iter().filter(|&&v| v != NO_MATCH).count();
     let reads: Vec<u32> = keys.iter().map(|&k| table.extension_reads(k)).collect();
-    let (extended_lines, extension_lines) = table.extension_counts();
+    let (extended_lines, extension_lines, general_entries) = table.extension_counts();
     let rate = |f: &mut dyn FnMut() -> u64| -> (f64, u64) {
         let mut rates = Vec::new();
         let mut sum = 0u64;
@@ -142,6 +142,7 @@ fn measure<K: Bits>(
         "keys_with_third_read": reads.iter().filter(|&&r| r >= 2).count(),
         "extended_lines": extended_lines,
         "extension_lines": extension_lines,
+        "general_entries": general_entries,
         "flatten_s": flat_s,
         "build_s": build_s,
         "memory_bytes": table.memory_bytes(),

@@ -572,9 +572,10 @@ fn main() -> ExitCode {
                             if r["layout"] == "lines" {
                                 let n = r["addresses"].as_f64().unwrap_or(0.0).max(1.0);
                                 println!(
-                                    "  {} of 262144 lines point to {} extension lines; {:.2}% of the addresses need a second read, {:.3}% a third",
+                                    "  {} of 262144 lines point further, to {} extension lines and {} general entries; {:.2}% of the addresses need a second read, {:.3}% a third",
                                     r["extended_lines"],
                                     r["extension_lines"],
+                                    r["general_entries"],
                                     r["keys_with_second_read"].as_f64().unwrap_or(0.0) * 100.0 / n,
                                     r["keys_with_third_read"].as_f64().unwrap_or(0.0) * 100.0 / n,
                                 );

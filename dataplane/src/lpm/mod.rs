@@ -27,7 +27,9 @@
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
 //! - A table in the line layout has every value below [`LINE_VALUES`] and exactly 2^18
 //!   lines; every line entry's code is 0 (no match), a value plus one (below `LINE_EXT`),
-//!   or `LINE_EXT` plus the index of an extension line covering that entry's stretch of
+//!   `LINE_DEEP` (the general entry for the whole chunk, as in the root layout, sits in
+//!   bytes 60..64 of the line, which then holds at most 12 entries: chunks of more than
+//!   169 ranges), or `LINE_EXT` plus the index of an extension line covering that entry's stretch of
 //!   the chunk; following extension lines always ends (each covers fewer ranges).
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
@@ -237,14 +239,23 @@ const LINE_BITS: u8 = 18;
 const LINE_WORDS: usize = 3;
 /// Most entries a line holds.
 const LINE_RANGES: usize = 4 * LINE_WORDS + 1;
-/// A line entry is a 24-bit code: 0 for no match, `value + 1` below `LINE_EXT`, and from
+/// A line entry is a 24-bit code: 0 for no match, `value + 1` below `LINE_EXT`, from
 /// `LINE_EXT` up the index (plus `LINE_EXT`) of an extension line holding the ranges of
-/// that entry's stretch of the chunk.
+/// that entry's stretch of the chunk, and `LINE_DEEP` for "the general entry (node, leaf
+/// or run, as in the root layout) in bytes 60..64 of this line", which answers every key
+/// of the chunk.
 const LINE_EXT: u32 = 0x00c0_0000;
+/// The code of a line's general entry.
+const LINE_DEEP: u32 = 0x00ff_ffff;
 /// The 24 bits of a line entry.
 const LINE_CODE: u32 = 0x00ff_ffff;
-/// Most extension lines one table may have (their indexes fill the codes above `LINE_EXT`).
-const MAX_EXT_LINES: usize = (LINE_CODE - LINE_EXT + 1) as usize;
+/// Most extension lines one table may have (their indexes fill the codes from `LINE_EXT`).
+const MAX_EXT_LINES: usize = (LINE_DEEP - LINE_EXT) as usize;
+/// Chunks of more ranges than this get a general entry: an address-indexed node splits a
+/// chunk evenly cut by hundreds of host routes in fewer reads than lines of 13 ranges do
+/// (measured on 1M adjacent host routes and on 100k host routes scattered over 64 /18
+/// pools, see the README).
+const DEEP_MIN: usize = LINE_RANGES * LINE_RANGES;
 /// Line-layout values must be below this (stored one up, they stay below `LINE_EXT`).
 pub const LINE_VALUES: u32 = LINE_EXT - 1;
 /// Tables with at least this many ranges use the line layout when [`Layout::Auto`]:
@@ -325,7 +336,7 @@ fn line_code(b: &[u8; 64], off: u64) -> u32 {
 
 /// One 64-byte line of the line layout (see [`pack`]): a whole chunk of 2^14 addresses
 /// when it is listed in the table's lines, one stretch of a chunk when it is an extension
-/// line. Byte 63 is always zero.
+/// line. Byte 63 is zero, but in a chunk's line holding a general entry (bytes 60..64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
@@ -333,11 +344,19 @@ struct Line([u8; 64]);
 /// The line for a stretch of a chunk cut into ranges: range `i` begins at chunk offset
 /// `starts[i]` (`starts[0]` is the stretch's first offset) and has value `values[i]`; the
 /// stretch ends just before `end`. Up to [`LINE_RANGES`] ranges fit the line itself. A
-/// denser stretch keeps some ranges in the line and groups the others, each group into one
-/// extension line appended to `ext` (recursively), chosen by [`group_entries`] so that
-/// the grouped ranges cover as few addresses as possible: a uniformly random key then
-/// rarely needs a second read.
-fn build_line(starts: &[u64], values: &[u32], end: u64, ext: &mut Vec<Line>) -> Line {
+/// denser stretch keeps some ranges in the line and groups the others, each group of up to
+/// [`LINE_RANGES`] ranges into one extension line appended to `ext`, chosen by
+/// [`group_entries`] so that the grouped ranges cover as few addresses as possible: a
+/// uniformly random key then rarely needs a second read. When `deep` is the general entry
+/// for the whole chunk, the line holds at most 12 entries and the entry itself (bytes
+/// 60..64), and groups of any size are allowed: the larger ones get the code `LINE_DEEP`.
+fn build_line(
+    starts: &[u64],
+    values: &[u32],
+    end: u64,
+    ext: &mut Vec<Line>,
+    deep: Option<u32>,
+) -> Line {
     let m = values.len();
     if m <= LINE_RANGES {
         let mut codes = [0u32; LINE_RANGES];
@@ -346,37 +365,49 @@ fn build_line(starts: &[u64], values: &[u32], end: u64, ext: &mut Vec<Line>) -> 
         }
         return pack(starts[1..].iter().copied(), &codes[..m]);
     }
-    let groups = group_entries(starts, end);
+    let (max, slots) = deep.map_or((LINE_RANGES, LINE_RANGES), |_| (m, LINE_RANGES - 1));
+    let groups = group_entries(starts, end, max, slots);
     let mut codes = [0u32; LINE_RANGES];
     for (c, &(i, j)) in codes.iter_mut().zip(&groups) {
-        *c = if j - i == 1 {
-            value_code(values[i])
-        } else {
-            let stop = starts.get(j).copied().unwrap_or(end);
-            let line = build_line(&starts[i..j], &values[i..j], stop, ext);
-            ext.push(line);
-            // Past MAX_EXT_LINES the code is wrong, and the caller builds no line table.
-            LINE_EXT.saturating_add(u32::try_from(ext.len() - 1).unwrap_or(u32::MAX))
+        *c = match (j - i, deep) {
+            (1, _) => value_code(values[i]),
+            (n, Some(_)) if n > LINE_RANGES => LINE_DEEP,
+            _ => {
+                let stop = starts.get(j).copied().unwrap_or(end);
+                let line = build_line(&starts[i..j], &values[i..j], stop, ext, None);
+                ext.push(line);
+                // Past MAX_EXT_LINES the code is wrong, and the caller builds no line table.
+                LINE_EXT + (ext.len() - 1).min(MAX_EXT_LINES) as u32
+            }
         };
     }
     let offsets = groups[1..].iter().map(|&(i, _)| starts[i]);
-    pack(offsets, &codes[..groups.len()])
+    let mut line = pack(offsets, &codes[..groups.len()]);
+    if let Some(e) = deep {
+        line.0[60..].copy_from_slice(&e.to_le_bytes());
+    }
+    line
 }
 
-/// Splits the ranges of a stretch (as in [`build_line`]) into at most [`LINE_RANGES`]
-/// entries of consecutive ranges, returned as index spans, minimising the addresses
-/// covered by entries of more than one range (those need another read). An entry holds at
-/// most [`group_max`] ranges, so a key needs two reads at most in a stretch of up to 169
-/// ranges, and every further read divides the ranges left by seven.
+/// The general entry of a line that has one (bytes 60..64).
+#[inline(always)]
+fn deep_entry(l: &Line) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&l.0[60..]);
+    u32::from_le_bytes(b)
+}
+
+/// Splits the ranges of a stretch (as in [`build_line`]) into at most `slots` (up to
+/// [`LINE_RANGES`]) entries of at most `max` consecutive ranges each, returned as index spans, minimising
+/// the addresses covered by entries of more than one range (those need another read).
 ///
 /// Dynamic programming over ranges and entries used: `cost[j][e]`, the least grouped width
 /// covering ranges `0..j` with `e` entries, comes from a single range (`cost[j-1][e-1]`) or
 /// a group `i..j` (`cost[i][e-1] + P[j] - P[i]`, `P` the prefix sums of the widths), whose
 /// best `i` in the window `j - max ..= j - 2` a monotonic queue keeps, so the whole is
-/// linear in the ranges.
-fn group_entries(starts: &[u64], end: u64) -> Vec<(usize, usize)> {
+/// linear in the ranges. The caller guarantees `slots * max >= starts.len()`.
+fn group_entries(starts: &[u64], end: u64, max: usize, slots: usize) -> Vec<(usize, usize)> {
     let m = starts.len();
-    let max = group_max(m);
     // Prefix sums of the widths: p[i] = starts[i] - starts[0], p[m] = end - starts[0].
     let p = |i: usize| starts.get(i).copied().unwrap_or(end) as i64 - starts[0] as i64;
     const NONE: i64 = i64::MAX;
@@ -384,7 +415,7 @@ fn group_entries(starts: &[u64], end: u64) -> Vec<(usize, usize)> {
     let mut take = vec![[0u32; LINE_RANGES + 1]; m + 1];
     cost[0][0] = 0;
     let mut window = std::collections::VecDeque::with_capacity(max);
-    for e in 1..=LINE_RANGES {
+    for e in 1..=slots {
         window.clear();
         for j in 1..=m {
             if cost[j - 1][e - 1] != NONE {
@@ -415,10 +446,10 @@ fn group_entries(starts: &[u64], end: u64) -> Vec<(usize, usize)> {
             }
         }
     }
-    let mut e = (1..=LINE_RANGES)
+    let mut e = (1..=slots)
         .filter(|&e| cost[m][e] != NONE)
         .min_by_key(|&e| cost[m][e])
-        .expect("group_max lets 13 entries cover every stretch");
+        .expect("`slots` entries of `max` ranges cover the stretch");
     let mut groups = Vec::with_capacity(e);
     let mut j = m;
     while j > 0 {
@@ -429,17 +460,6 @@ fn group_entries(starts: &[u64], end: u64) -> Vec<(usize, usize)> {
     }
     groups.reverse();
     groups
-}
-
-/// Most ranges one entry of a line groups, for a stretch of `m` ranges: [`LINE_RANGES`]
-/// up to 169 ranges (one extension line each), else a seventh of them, so seven groups
-/// cover the stretch and six entries are left for its widest ranges.
-fn group_max(m: usize) -> usize {
-    if m <= LINE_RANGES * LINE_RANGES {
-        LINE_RANGES
-    } else {
-        m.div_ceil(7)
-    }
 }
 
 /// Sixteen bytes of leaf storage.
@@ -769,10 +789,19 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// The line layout: one [`Line`] per chunk of 2^14 addresses, with extension lines
-    /// for chunks of more than [`LINE_RANGES`] ranges ([`build_line`]). `None` if the
-    /// extension lines outnumber their codes.
+    /// for chunks of more than [`LINE_RANGES`] ranges ([`build_line`]) and a general entry
+    /// for chunks of more than [`DEEP_MIN`]. `None` if the extension lines outnumber their
+    /// codes.
     fn compile_lines(r: &ranges::Ranges<K>) -> Option<Self> {
         let shift = K::BITS - LINE_BITS;
+        let mut c = Compiler {
+            starts: &r.starts,
+            values: &r.values,
+            entries: Vec::new(),
+            runs: vec![(K::ZERO, NO_MATCH)],
+            leaves: vec![Unit::EMPTY],
+        };
+
         let n = r.starts.len();
         let fan = 1usize << LINE_BITS;
         let mut lines = Vec::with_capacity(fan);
@@ -797,7 +826,14 @@ impl<K: Bits> LpmTable<K> {
             starts.clear();
             starts.push(0);
             starts.extend(r.starts[a + 1..b].iter().map(|s| s.index(0, shift) as u64));
-            lines.push(build_line(&starts, &r.values[a..b], 1 << shift, &mut ext));
+            let general = (b - a > DEEP_MIN).then(|| c.entry(a, b, lo, shift));
+            lines.push(build_line(
+                &starts,
+                &r.values[a..b],
+                1 << shift,
+                &mut ext,
+                general,
+            ));
         }
         if ext.len() > MAX_EXT_LINES {
             return None;
@@ -808,9 +844,9 @@ impl<K: Bits> LpmTable<K> {
             lo: K::ZERO,
             hi: K::ZERO.last(0),
             outside: [ENTRY_NONE; 2],
-            entries: HugeSlice::from_slice(&[]),
-            runs: HugeSlice::from_slice(&[]),
-            leaves: HugeSlice::from_slice(&[]),
+            entries: HugeSlice::from_slice(&c.entries),
+            runs: HugeSlice::from_slice(&c.runs),
+            leaves: HugeSlice::from_slice(&c.leaves),
             lines: HugeSlice::from_slice(&lines),
             ext: HugeSlice::from_slice(&ext),
             prefixes: r.prefix_count(),
@@ -827,15 +863,43 @@ impl<K: Bits> LpmTable<K> {
         }
     }
 
-    /// The value for chunk offset `off` whose line entry has code `c`, following
-    /// extension lines while the code points to one.
+    /// The value for `key` whose line entry has code `c`, following extension lines while
+    /// the code points to one, and resolving a general entry.
     #[cold]
     #[inline(never)]
-    fn ext_lookup(&self, mut c: u32, off: u64) -> u32 {
+    fn ext_lookup(&self, mut c: u32, key: K) -> u32 {
+        let shift = K::BITS - LINE_BITS;
+        let off = key.index(0, shift) as u64;
         while c >= LINE_EXT {
+            if c == LINE_DEEP {
+                // Only a chunk's own line holds a general entry.
+                let e = deep_entry(&self.lines[Self::line_index(key)]);
+                return self.resolve_deep(e, shift, key);
+            }
             c = line_code(&self.ext[(c - LINE_EXT) as usize].0, off);
         }
         code_value(c)
+    }
+
+    /// Prefetches what a code from `LINE_EXT` up in line `l` leads `key` to next: the
+    /// extension line, or the first read under the line's general entry.
+    #[inline(always)]
+    fn prefetch_ext(&self, c: u32, l: &Line, key: K) {
+        if c != LINE_DEEP {
+            prefetch(&self.ext[(c - LINE_EXT) as usize]);
+            return;
+        }
+        let e = deep_entry(l);
+        let shift = K::BITS - LINE_BITS;
+        match e >> 30 {
+            KIND_NODE => {
+                let s = shift.min(NODE_STRIDE);
+                prefetch(&self.entries[(e & ENTRY_INDEX) as usize + key.index(shift - s, s)]);
+            }
+            KIND_LEAF => prefetch(&self.leaves[(e & LEAF_UNIT_MASK) as usize]),
+            KIND_RUN => prefetch(&self.runs[run_span(e).0]),
+            _ => {}
+        }
     }
 
     /// The value for `key` in the line layout.
@@ -844,7 +908,7 @@ impl<K: Bits> LpmTable<K> {
         let off = key.index(0, K::BITS - LINE_BITS) as u64;
         let c = line_code(&self.lines[Self::line_index(key)].0, off);
         if c >= LINE_EXT {
-            return self.ext_lookup(c, off);
+            return self.ext_lookup(c, key);
         }
         code_value(c)
     }
@@ -1031,19 +1095,19 @@ impl<K: Bits> LpmTable<K> {
             let mut later = [0u8; GROUP];
             let mut n = 0usize;
             for (i, (k, o)) in keys.iter().zip(out.iter_mut()).enumerate() {
-                let c = line_code(&lines[Self::line_index(*k)].0, k.index(0, shift) as u64);
+                let l = &lines[Self::line_index(*k)];
+                let c = line_code(&l.0, k.index(0, shift) as u64);
                 // An extension's code is kept (one down) until it is resolved below.
                 *o = code_value(c);
                 if c >= LINE_EXT {
-                    prefetch(&self.ext[(c - LINE_EXT) as usize]);
+                    self.prefetch_ext(c, l, *k);
                     later[n] = i as u8;
                     n += 1;
                 }
             }
             for &i in &later[..n] {
                 let i = usize::from(i);
-                let off = keys[i].index(0, shift) as u64;
-                out[i] = self.ext_lookup(value_code(out[i]), off);
+                out[i] = self.ext_lookup(value_code(out[i]), keys[i]);
             }
         }
     }
@@ -1071,30 +1135,51 @@ impl<K: Bits> LpmTable<K> {
         sum
     }
 
-    /// How many extension lines a lookup of `key` reads after its line (0 in the root
-    /// layout): a diagnostic, so a key set's share of second reads can be counted.
+    /// How many more reads a lookup of `key` makes after its line (extension lines, or the
+    /// nodes, leaf or run under its line's general entry; 0 in the root layout): a
+    /// diagnostic, so a key set's share of second reads can be counted.
     pub fn extension_reads(&self, key: K) -> u32 {
         if self.lines.is_empty() {
             return 0;
         }
-        let off = key.index(0, K::BITS - LINE_BITS) as u64;
+        let mut shift = K::BITS - LINE_BITS;
+        let off = key.index(0, shift) as u64;
         let mut c = line_code(&self.lines[Self::line_index(key)].0, off);
         let mut n = 0;
-        while c >= LINE_EXT {
+        while (LINE_EXT..LINE_DEEP).contains(&c) {
             n += 1;
             c = line_code(&self.ext[(c - LINE_EXT) as usize].0, off);
         }
-        n
+        if c < LINE_DEEP {
+            return n;
+        }
+        let mut e = deep_entry(&self.lines[Self::line_index(key)]);
+        loop {
+            match e >> 30 {
+                KIND_VALUE => return n,
+                KIND_NODE => {
+                    n += 1;
+                    let s = shift.min(NODE_STRIDE);
+                    shift -= s;
+                    e = self.entries[(e & ENTRY_INDEX) as usize + key.index(shift, s)];
+                }
+                _ => return n + 1,
+            }
+        }
     }
 
-    /// In the line layout, how many of the 2^18 lines point to an extension line (their
-    /// chunk holds more than 13 ranges), and how many extension lines there are; (0, 0) in
-    /// the root layout.
-    pub fn extension_counts(&self) -> (usize, usize) {
+    /// In the line layout, how many of the 2^18 lines point further (their chunk holds more
+    /// than 13 ranges), how many extension lines there are and how many lines hold a
+    /// general entry (chunks of more than 169 ranges); zeros in the root layout.
+    pub fn extension_counts(&self) -> (usize, usize, usize) {
         let points = |l: &Line| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) >= LINE_EXT);
         (
             self.lines.iter().filter(|l| points(l)).count(),
             self.ext.len(),
+            self.lines
+                .iter()
+                .filter(|l| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) == LINE_DEEP))
+                .count(),
         )
     }
 

@@ -400,9 +400,9 @@ fn leaf_lanes_count_bounds_at_or_below_the_offset() {
 
 /// The line layout: chunk `c` of 2^14 addresses in 10.0.0.0/8 cut into exactly `c` ranges
 /// (adjacent host routes), so lines with and without extension lines are built at every
-/// size, with chunks 61.. cut at random offsets and chunk 120 into 401 ranges (groups of
-/// more than 13 ranges: extension lines pointing to extension lines); every boundary and
-/// its neighbours checked against the flat form.
+/// size, with chunks 61.. cut at random offsets and chunk 120 into 401 ranges (a general
+/// entry for its host routes); every boundary and its neighbours checked against the flat
+/// form.
 #[test]
 fn line_layout_agrees_with_flat_ranges() {
     let mut next = xorshift(0x5eed_1e55_c0ff_ee00u64);
@@ -453,21 +453,25 @@ fn line_layout_agrees_with_flat_ranges() {
         sizes.contains(&(LINE_RANGES + 1)),
         "a chunk of exactly 14 ranges: {sizes:?}"
     );
-    assert!(
-        per_chunk(120) > LINE_RANGES * LINE_RANGES,
-        "groups of more than 13"
-    );
+    assert!(per_chunk(120) > DEEP_MIN, "a chunk with a general entry");
     let points = |l: &Line| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) >= LINE_EXT);
     let extended = t.lines.iter().filter(|l| points(l)).count();
     // Chunks 14..=60 (47 of them) and most of 61..=120.
     assert!(extended >= 47 + 45, "{extended} lines with extension lines");
     assert!(
-        t.ext.iter().any(points),
-        "an extension line pointing to another"
+        !t.ext.iter().any(points),
+        "extension lines hold values only"
     );
-    assert!(t.lines.iter().chain(t.ext.iter()).all(|l| l.0[63] == 0));
-    assert_eq!(t.extension_counts(), (extended, t.ext.len()));
-    // Chunk 13's 13 ranges fit its line; chunk 120's host routes sit behind two levels.
+    let deep = |l: &Line| (0..LINE_RANGES).any(|n| packed_code(&l.0, n) == LINE_DEEP);
+    assert!(t
+        .lines
+        .iter()
+        .chain(t.ext.iter())
+        .all(|l| deep(l) || l.0[63] == 0));
+    assert_eq!(t.extension_counts(), (extended, t.ext.len(), 1));
+    // Chunk 13's 13 ranges fit its line; chunk 120's host routes sit behind its general
+    // entry (a node of 64-address children, each a node of single ranges), its wide range
+    // after them does not.
     assert_eq!(t.extension_reads(0x0a00_0000 | 13 << 14 | 5), 0);
     let reads: Vec<u32> = (0..0x4000)
         .map(|o| t.extension_reads(0x0a00_0000 | 120 << 14 | o))
@@ -489,7 +493,7 @@ fn line_layout_agrees_with_flat_ranges() {
     let r = Lpm4::compile_layout(&f, Layout::Root);
     assert_eq!(r.layout(), Layout::Root);
     agree_with_flat(&r, &f, &keys, "root");
-    assert_eq!(r.extension_counts(), (0, 0));
+    assert_eq!(r.extension_counts(), (0, 0, 0));
     assert_eq!(r.extension_reads(0x0a00_0000 | 120 << 14 | 7), 0);
 }
 
@@ -552,18 +556,26 @@ fn line_code_counts_bounds_at_or_below_the_offset() {
     }
     // No match, the largest line value and the largest extension code read back as such.
     let top = LINE_EXT + (MAX_EXT_LINES - 1) as u32;
-    let codes = [value_code(NO_MATCH), 8, value_code(LINE_VALUES - 1), top];
-    let l = pack([5u64, 9, 0x3fff].into_iter(), &codes);
+    assert_eq!(top, LINE_DEEP - 1);
+    let codes = [
+        value_code(NO_MATCH),
+        8,
+        value_code(LINE_VALUES - 1),
+        top,
+        LINE_CODE,
+    ];
+    let l = pack([5u64, 9, 0x3ffe, 0x3fff].into_iter(), &codes);
     for (off, want) in [
         (4, 0),
         (5, 8),
         (8, 8),
         (9, LINE_EXT - 1),
-        (0x3ffe, LINE_EXT - 1),
+        (0x3ffd, LINE_EXT - 1),
+        (0x3ffe, LINE_DEEP - 1),
+        (0x3fff, LINE_CODE),
     ] {
         assert_eq!(line_code(&l.0, off), want, "offset {off}");
     }
-    assert_eq!(line_code(&l.0, 0x3fff), LINE_CODE);
     assert_eq!(code_value(line_code(&l.0, 4)), NO_MATCH);
     assert_eq!(code_value(line_code(&l.0, 9)), LINE_VALUES - 1);
 }
@@ -579,8 +591,8 @@ fn grouping_keeps_the_widest_ranges_in_the_line() {
     starts.push(0x2100);
     starts.push(0x3000);
     let end = 1u64 << 14;
-    let groups = group_entries(&starts, end);
-    let grouped = grouped_width(&starts, end, &groups);
+    let groups = group_entries(&starts, end, LINE_RANGES, LINE_RANGES);
+    let grouped = grouped_width(&starts, end, &groups, LINE_RANGES, LINE_RANGES);
     // The 40 short ranges span 0x2010..0x20b0, the range after them 0x20b0..0x2100.
     assert!(grouped <= 0x100, "{grouped} addresses grouped: {groups:?}");
     for wide in [0usize, 1, starts.len() - 2, starts.len() - 1] {
@@ -592,7 +604,7 @@ fn grouping_keeps_the_widest_ranges_in_the_line() {
     // Built into a line: every offset outside the short ranges is one read.
     let values: Vec<u32> = (0..starts.len() as u32).collect();
     let mut ext = Vec::new();
-    let l = build_line(&starts, &values, end, &mut ext);
+    let l = build_line(&starts, &values, end, &mut ext, None);
     assert!(!ext.is_empty());
     let second = (0..end)
         .filter(|&off| line_code(&l.0, off) >= LINE_EXT)
@@ -608,17 +620,20 @@ fn grouping_keeps_the_widest_ranges_in_the_line() {
     }
 }
 
-/// The grouped width of a split, after checking it is one: at most 13 entries of at most
-/// `group_max` consecutive ranges, covering every range once.
-fn grouped_width(starts: &[u64], end: u64, groups: &[(usize, usize)]) -> u64 {
+/// The grouped width of a split, after checking it is one: at most `slots` entries of at
+/// most `max` consecutive ranges, covering every range once.
+fn grouped_width(
+    starts: &[u64],
+    end: u64,
+    groups: &[(usize, usize)],
+    max: usize,
+    slots: usize,
+) -> u64 {
     let m = starts.len();
-    assert!(
-        !groups.is_empty() && groups.len() <= LINE_RANGES,
-        "{groups:?}"
-    );
+    assert!(!groups.is_empty() && groups.len() <= slots, "{groups:?}");
     assert_eq!((groups[0].0, groups[groups.len() - 1].1), (0, m));
     assert!(groups.windows(2).all(|w| w[0].1 == w[1].0), "{groups:?}");
-    assert!(groups.iter().all(|&(i, j)| j > i && j - i <= group_max(m)));
+    assert!(groups.iter().all(|&(i, j)| j > i && j - i <= max));
     let at = |i: usize| starts.get(i).copied().unwrap_or(end);
     groups
         .iter()
@@ -629,7 +644,8 @@ fn grouped_width(starts: &[u64], end: u64, groups: &[(usize, usize)]) -> u64 {
 
 /// `group_entries` (linear, with a monotonic queue) finds splits as good as a plain
 /// dynamic program that tries every group length, on stretches of 14 to 400 ranges with
-/// widths from one address to thousands.
+/// widths from one address to thousands, with groups of at most 13 ranges (up to 169) and
+/// of any size.
 #[test]
 fn grouping_is_optimal() {
     let mut next = xorshift(0x0dd_ba11_cafe_f00du64);
@@ -646,24 +662,32 @@ fn grouping_is_optimal() {
             starts.push(starts[starts.len() - 1] + w);
         }
         let end = starts[m - 1] + 1 + next() % 4096;
-        let got = grouped_width(&starts, end, &group_entries(&starts, end));
-        // Reference: best[j][e] over every length of the last entry.
-        let at = |i: usize| starts.get(i).copied().unwrap_or(end);
-        let mut best = vec![[u64::MAX; LINE_RANGES + 1]; m + 1];
-        best[0][0] = 0;
-        for j in 1..=m {
-            for e in 1..=LINE_RANGES {
-                for k in 1..=group_max(m).min(j) {
-                    let prev = best[j - k][e - 1];
-                    if prev != u64::MAX {
-                        let c = prev + if k == 1 { 0 } else { at(j) - at(j - k) };
-                        best[j][e] = best[j][e].min(c);
+        // As for a chunk's own line or an extension line, and as for a line with a
+        // general entry.
+        for (max, slots) in [(LINE_RANGES, LINE_RANGES), (m, LINE_RANGES - 1)] {
+            if max * slots < m {
+                continue;
+            }
+            let groups = group_entries(&starts, end, max, slots);
+            let got = grouped_width(&starts, end, &groups, max, slots);
+            // Reference: best[j][e] over every length of the last entry.
+            let at = |i: usize| starts.get(i).copied().unwrap_or(end);
+            let mut best = vec![[u64::MAX; LINE_RANGES + 1]; m + 1];
+            best[0][0] = 0;
+            for j in 1..=m {
+                for e in 1..=slots {
+                    for k in 1..=max.min(j) {
+                        let prev = best[j - k][e - 1];
+                        if prev != u64::MAX {
+                            let c = prev + if k == 1 { 0 } else { at(j) - at(j - k) };
+                            best[j][e] = best[j][e].min(c);
+                        }
                     }
                 }
             }
+            let want = best[m].iter().min().copied().unwrap();
+            assert_eq!(got, want, "{m} ranges, max {max}: {starts:?} end {end}");
         }
-        let want = best[m].iter().min().copied().unwrap();
-        assert_eq!(got, want, "{m} ranges: {starts:?} end {end}");
     }
 }
 
@@ -680,7 +704,7 @@ proptest! {
     }
 
     /// Many prefixes inside one chunk of 2^14 addresses (one /18), so its line groups
-    /// ranges into extension lines, and past 169 ranges into extension lines of their own.
+    /// ranges into extension lines, and past 169 ranges points to a general entry.
     #[test]
     fn v4_dense_chunk_lines_match_reference(
         raw in proptest::collection::vec((0u32..1 << 14, 18u8..=32, 0u32..1000), 1..400),
