@@ -19,18 +19,19 @@
 //! cut into more ranges keeps in its line those that cover the most addresses and groups
 //! the others (host routes, small pools) into extension lines its entries point to, so a
 //! uniformly random key still almost always needs one read, and a key in the dense part
-//! two (more only in a block carved into hundreds of ranges).
+//! two. A chunk of more than 169 ranges points its dense groups to a general entry of the
+//! root layout (nodes, leaves, runs) kept in its own line.
 //!
 //! Invariants:
 //! - A prefix never has host bits set; a prefix listed twice must carry the same value.
 //! - Values are below [`MAX_VALUE`]; [`NO_MATCH`] means no prefix matches.
 //! - `lpm` knows nothing of packets or policy: values are opaque to it.
 //! - A table in the line layout has every value below [`LINE_VALUES`] and exactly 2^18
-//!   lines; every line entry's code is 0 (no match), a value plus one (below `LINE_EXT`),
-//!   `LINE_DEEP` (the general entry for the whole chunk, as in the root layout, sits in
-//!   bytes 60..64 of the line, which then holds at most 12 entries: chunks of more than
-//!   169 ranges), or `LINE_EXT` plus the index of an extension line covering that entry's stretch of
-//!   the chunk; following extension lines always ends (each covers fewer ranges).
+//!   lines. Every line entry's code is 0 (no match), a value plus one (below `LINE_EXT`),
+//!   `LINE_EXT` plus the index of an extension line covering that entry's stretch of the
+//!   chunk (extension lines hold values only), or `LINE_DEEP`: the general entry for the
+//!   whole chunk sits in bytes 60..64 of the chunk's own line, which then holds at most 12
+//!   entries. Byte 63 of every other line is zero.
 //!
 //! [`naive::NaiveLpm`] is the reference every table is property-tested against.
 
