@@ -16,7 +16,9 @@
 //!   defined meaning); a prefix repeated inside one list counts once.
 //! - `judge` never allocates and never fails: every frame gets exactly one [`Reason`].
 //!   `judge_burst` gives the same reasons, works in fixed chunk arrays, and allocates only
-//!   while its output vectors grow to the largest burst seen.
+//!   while its output vectors grow to the largest burst seen. It takes untagged IPv4/TCP
+//!   frames through [`wire::parse_plain_ipv4`] and every other frame through
+//!   [`wire::parse`]; both give the same key for such a frame (tested, and fuzzed).
 
 use crate::hits::PrefixHits;
 use crate::lpm::{BuildError, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};
@@ -408,43 +410,69 @@ const CHUNK: usize = 256;
 struct Lanes<K> {
     /// Lanes in use (at most the frames of the chunk, so below `CHUNK` while writing).
     n: usize,
-    frame: Box<[u32; CHUNK]>,
-    overlap: Box<[bool; CHUNK]>,
-    src: Box<[K; CHUNK]>,
-    dst: Box<[K; CHUNK]>,
+    /// One allocation, so the hot loops address every array from one base register.
+    a: Box<LaneArrays<K>>,
+}
+
+/// The arrays of [`Lanes`], by slot.
+#[derive(Debug)]
+struct LaneArrays<K> {
+    frame: [u32; CHUNK],
+    overlap: [bool; CHUNK],
+    src: [K; CHUNK],
+    dst: [K; CHUNK],
     /// Source values, then relay values of the kept lanes.
-    value: Box<[u32; CHUNK]>,
+    value: [u32; CHUNK],
     /// Scope values of the kept lanes (only filled when a scope is set).
-    scope: Box<[u32; CHUNK]>,
+    scope: [u32; CHUNK],
     /// Position in `dynamic` of each kept lane's source match.
-    pos: Box<[u32; CHUNK]>,
+    pos: [u32; CHUNK],
 }
 
 impl<K: crate::lpm::Bits> Default for Lanes<K> {
     fn default() -> Self {
         Lanes {
             n: 0,
-            frame: Box::new([0; CHUNK]),
-            overlap: Box::new([false; CHUNK]),
-            src: Box::new([K::ZERO; CHUNK]),
-            dst: Box::new([K::ZERO; CHUNK]),
-            value: Box::new([0; CHUNK]),
-            scope: Box::new([0; CHUNK]),
-            pos: Box::new([0; CHUNK]),
+            a: Box::new(LaneArrays {
+                frame: [0; CHUNK],
+                overlap: [false; CHUNK],
+                src: [K::ZERO; CHUNK],
+                dst: [K::ZERO; CHUNK],
+                value: [0; CHUNK],
+                scope: [0; CHUNK],
+                pos: [0; CHUNK],
+            }),
         }
     }
 }
 
-impl<K: crate::lpm::Bits> Lanes<K> {
+/// Writes the lanes of one chunk: borrowed apart from [`Lanes`], so the count lives in a
+/// register while the chunk is parsed; [`Policy::fill_chunk`] stores it back.
+struct LaneWriter<'a, K> {
+    n: usize,
+    a: &'a mut LaneArrays<K>,
+}
+
+impl<K: Copy> LaneWriter<'_, K> {
     /// Writes a lane at slot `n` and keeps it when `keep` holds (`frame` < CHUNK).
     #[inline(always)]
     fn push_if(&mut self, keep: bool, frame: usize, src: K, dst: K, overlap: bool) {
         let n = self.n % CHUNK;
-        self.frame[n] = frame as u32;
-        self.overlap[n] = overlap;
-        self.src[n] = src;
-        self.dst[n] = dst;
+        self.a.frame[n] = frame as u32;
+        self.a.overlap[n] = overlap;
+        self.a.src[n] = src;
+        self.a.dst[n] = dst;
         self.n += usize::from(keep);
+    }
+}
+
+impl<K: crate::lpm::Bits> Lanes<K> {
+    /// A writer of this chunk's lanes from the first slot on (the lanes are reset).
+    fn writer(&mut self) -> LaneWriter<'_, K> {
+        LaneWriter {
+            n: 0,
+            a: &mut self.a,
+        }
     }
 
     /// Prefetches, for every written lane, the first line each of `t`'s tables will read
@@ -454,7 +482,8 @@ impl<K: crate::lpm::Bits> Lanes<K> {
     #[inline(never)]
     fn prefetch_tables(&self, t: &FamilyTables<K>, scoped: bool) {
         let n = self.n.min(CHUNK);
-        for (&src, &dst) in self.src[..n].iter().zip(&self.dst[..n]) {
+        let a = &*self.a;
+        for (&src, &dst) in a.src[..n].iter().zip(&a.dst[..n]) {
             t.sources.prefetch_first(src);
             if !t.relays.is_empty() {
                 t.relays.prefetch_first(dst);
@@ -483,13 +512,14 @@ impl<K: crate::lpm::Bits> Lanes<K> {
         if n == 0 {
             return;
         }
-        t.sources.lookup_batch(&self.src[..n], &mut self.value[..n]);
+        let a = &mut *self.a;
+        t.sources.lookup_batch(&a.src[..n], &mut a.value[..n]);
         // Keep only lanes whose source is dynamic, compacting in place. NO_MATCH is odd,
         // so "even value" is exactly "a dynamic entry is the longest match".
         let (mut kept, mut exempt) = (0usize, 0u32);
         for i in 0..n {
-            let v = self.value[i];
-            let f = self.frame[i];
+            let v = a.value[i];
+            let f = a.frame[i];
             let dynamic = v & 1 == 0;
             let is_exempt = !dynamic & (v != NO_MATCH);
             exempt += u32::from(is_exempt);
@@ -501,10 +531,10 @@ impl<K: crate::lpm::Bits> Lanes<K> {
                 Reason::SourceNotDynamic
             };
             let k = kept % CHUNK;
-            self.frame[k] = f;
-            self.overlap[k] = self.overlap[i];
-            self.dst[k] = self.dst[i];
-            self.pos[k] = v >> 1;
+            a.frame[k] = f;
+            a.overlap[k] = a.overlap[i];
+            a.dst[k] = a.dst[i];
+            a.pos[k] = v >> 1;
             kept += usize::from(dynamic);
         }
         tally[Reason::SourceExempt.index()] += exempt;
@@ -513,26 +543,24 @@ impl<K: crate::lpm::Bits> Lanes<K> {
             return;
         }
         if t.relays.is_empty() {
-            self.value[..kept].fill(NO_MATCH);
+            a.value[..kept].fill(NO_MATCH);
         } else {
-            t.relays
-                .lookup_batch(&self.dst[..kept], &mut self.value[..kept]);
+            t.relays.lookup_batch(&a.dst[..kept], &mut a.value[..kept]);
         }
         if scoped {
-            t.scope
-                .lookup_batch(&self.dst[..kept], &mut self.scope[..kept]);
+            t.scope.lookup_batch(&a.dst[..kept], &mut a.scope[..kept]);
         }
         let (mut relay, mut out_of_scope, mut overlap) = (0u32, 0u32, 0u32);
         let first = blocked.len();
         blocked.resize(first + kept, (0, 0));
         let mut nb = first;
         for i in 0..kept {
-            let f = self.frame[i];
-            let is_relay = self.value[i] != NO_MATCH;
+            let f = a.frame[i];
+            let is_relay = a.value[i] != NO_MATCH;
             // Without a scope every destination is in it.
-            let in_scope = !scoped | (self.scope[i] != NO_MATCH);
+            let in_scope = !scoped | (a.scope[i] != NO_MATCH);
             let is_blocked = !is_relay & in_scope;
-            let ov = is_blocked & self.overlap[i];
+            let ov = is_blocked & a.overlap[i];
             relay += u32::from(is_relay);
             out_of_scope += u32::from(!is_relay & !in_scope);
             overlap += u32::from(ov);
@@ -546,7 +574,7 @@ impl<K: crate::lpm::Bits> Lanes<K> {
                 Reason::Blocked
             };
             if let Some(b) = blocked.get_mut(nb) {
-                *b = (base + f, self.pos[i]);
+                *b = (base + f, a.pos[i]);
             }
             nb += usize::from(is_blocked);
         }
@@ -824,39 +852,7 @@ impl Policy {
         let mut frames = frames.fuse();
         loop {
             let base = reasons.len();
-            s.v4.n = 0;
-            s.v6.n = 0;
-            let mut m = 0usize;
-            let mut skipped = 0u32;
-            for frame in frames.by_ref().take(CHUNK) {
-                let i = m;
-                m += 1;
-                s.chunk[i % CHUNK] = match wire::parse(frame) {
-                    Err(skip) => {
-                        let r = Reason::Skip(skip);
-                        s.tally[r.index()] += 1;
-                        skipped += 1;
-                        r
-                    }
-                    Ok(key) => {
-                        // Every judged frame is written to a lane; only those to a blocked
-                        // port (or overlap fragments) keep it. No branch on the port.
-                        let (keep, overlap) = match key.transport {
-                            Transport::Tcp { dport } => (self.ports.contains(dport), false),
-                            Transport::Ipv4OverlapFragment => (true, true),
-                        };
-                        match key.addrs {
-                            Addrs::V4 { src, dst } => s.v4.push_if(keep, i, src, dst, overlap),
-                            Addrs::V6 { src, dst } => s.v6.push_if(keep, i, src, dst, overlap),
-                        }
-                        if keep {
-                            Reason::Blocked // provisional: settled below
-                        } else {
-                            Reason::PortNotBlocked
-                        }
-                    }
-                };
-            }
+            let (m, skipped) = self.fill_chunk(&mut frames, s);
             if m == 0 {
                 break;
             }
@@ -894,6 +890,72 @@ impl Policy {
                 break;
             }
         }
+    }
+
+    /// Parses up to [`CHUNK`] frames of `frames` into the chunk's reasons and the lanes of
+    /// `s` (which it resets), tallying the skipped frames; returns (frames taken, skipped).
+    /// The lanes are written through [`LaneWriter`]s, so their counts stay in registers
+    /// instead of being stored and reloaded at every frame.
+    #[inline(always)]
+    fn fill_chunk<'a>(
+        &self,
+        frames: &mut impl Iterator<Item = &'a [u8]>,
+        s: &mut BurstScratch,
+    ) -> (usize, u32) {
+        let BurstScratch {
+            v4,
+            v6,
+            chunk,
+            tally,
+            ..
+        } = s;
+        let chunk: &mut [Reason; CHUNK] = chunk;
+        let (mut w4, mut w6) = (v4.writer(), v6.writer());
+        let mut m = 0usize;
+        let mut skipped = 0u32;
+        for frame in frames.take(CHUNK) {
+            let i = m;
+            m += 1;
+            if let Some((src, dst, dport)) = wire::parse_plain_ipv4(frame) {
+                let keep = self.ports.contains(dport);
+                w4.push_if(keep, i, src, dst, false);
+                chunk[i % CHUNK] = if keep {
+                    Reason::Blocked // provisional: settled by the lanes' judge
+                } else {
+                    Reason::PortNotBlocked
+                };
+                continue;
+            }
+            chunk[i % CHUNK] = match wire::parse(frame) {
+                Err(skip) => {
+                    let r = Reason::Skip(skip);
+                    tally[r.index()] += 1;
+                    skipped += 1;
+                    r
+                }
+                Ok(key) => {
+                    // Every judged frame is written to a lane; only those to a blocked
+                    // port (or overlap fragments) keep it. No branch on the port.
+                    let (keep, overlap) = match key.transport {
+                        Transport::Tcp { dport } => (self.ports.contains(dport), false),
+                        Transport::Ipv4OverlapFragment => (true, true),
+                    };
+                    match key.addrs {
+                        Addrs::V4 { src, dst } => w4.push_if(keep, i, src, dst, overlap),
+                        Addrs::V6 { src, dst } => w6.push_if(keep, i, src, dst, overlap),
+                    }
+                    if keep {
+                        Reason::Blocked // provisional: settled by the lanes' judge
+                    } else {
+                        Reason::PortNotBlocked
+                    }
+                }
+            };
+        }
+        let (n4, n6) = (w4.n, w6.n);
+        v4.n = n4;
+        v6.n = n6;
+        (m, skipped)
     }
 
     /// What the action makes of a reason.
@@ -1242,6 +1304,14 @@ mod tests {
                 if v4 && next() % 5 == 0 {
                     b = b.ipv4_fragment(1, false);
                 }
+                // Plain frames (the parser's fast path) mixed with every other shape.
+                b = match next() % 6 {
+                    0 => b.vlan(0x8100, 7),
+                    1 => b.vlan(0x88a8, 1).vlan(0x8100, 2).pppoe(3, true),
+                    2 => b.pppoe(4, false),
+                    3 if v4 => b.ipv4_options(1),
+                    _ => b,
+                };
                 let mut f = b.build();
                 if next() % 17 == 0 {
                     f.truncate(30);

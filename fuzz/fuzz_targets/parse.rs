@@ -1,11 +1,15 @@
 //! Fuzz target: any byte string through the frame parser and a policy with nested pools.
-//! Invariants checked: no panic, and a frame that parses keeps its verdict when a byte is
-//! appended (the parser never depends on bytes past what it needs).
+//! Invariants checked: no panic; a frame that parses keeps its verdict when a byte is
+//! appended (the parser never depends on bytes past what it needs); and a burst judges the
+//! frame (alone, and between two plain IPv4 frames) exactly as `classify` does one frame
+//! at a time, whichever parser path (plain IPv4 or the general one) the burst takes.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use op25b_dataplane::policy::{OutboundSpec, Policy};
+use op25b_dataplane::policy::{BurstScratch, OutboundSpec, Policy};
+use op25b_dataplane::wire::build::FrameBuilder;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 
 fn policy() -> &'static Policy {
@@ -36,4 +40,26 @@ fuzz_target!(|data: &[u8]| {
         longer.push(0xa5);
         assert_eq!(policy().classify(&longer), (reason, verdict));
     }
+    thread_local! {
+        static SCRATCH: RefCell<(BurstScratch, Vec<op25b_dataplane::policy::Reason>)> =
+            RefCell::new((BurstScratch::default(), Vec::new()));
+        static PLAIN: Vec<u8> = FrameBuilder::tcp(
+            "10.20.30.40".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+            1,
+            25,
+        )
+        .build();
+    }
+    PLAIN.with(|plain| {
+        SCRATCH.with_borrow_mut(|(scratch, reasons)| {
+            let p = policy();
+            let want = p.classify(plain).0;
+            policy().judge_burst([data].into_iter(), scratch, reasons);
+            assert_eq!(reasons.as_slice(), &[reason]);
+            let burst = [plain.as_slice(), data, plain.as_slice()];
+            p.judge_burst(burst.into_iter(), scratch, reasons);
+            assert_eq!(reasons.as_slice(), &[want, reason, want]);
+        })
+    });
 });

@@ -351,6 +351,102 @@ fn builder_frames_are_valid_for_etherparse() {
     }
 }
 
+/// What [`parse_plain_ipv4`] must return: the key of exactly those frames that [`parse`]
+/// judges as untagged IPv4 with a 20-byte header and a TCP port, `None` for all others.
+fn plain_by_parse(frame: &[u8]) -> Option<(u32, u32, u16)> {
+    match parse_layout(frame) {
+        Ok(Layout {
+            key:
+                FlowKey {
+                    addrs: Addrs::V4 { src, dst },
+                    transport: Transport::Tcp { dport },
+                },
+            pppoe: None,
+            l3: 14,
+            l4: 34,
+            ..
+        }) => Some((src, dst, dport)),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_plain_ipv4_path_takes_exactly_the_plain_frames() {
+    let plain = tcp4().build();
+    let key = plain_by_parse(&plain);
+    assert_eq!(
+        key,
+        Some((0x0a01_0203, 0xcb00_7109, 25)),
+        "a plain frame is plain"
+    );
+    assert_eq!(parse_plain_ipv4(&plain), key);
+    // Every frame that is not plain, and every edge of the plain one's checks.
+    let total_len = |f: &mut Vec<u8>, n: u16| f[16..18].copy_from_slice(&n.to_be_bytes());
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("vlan", tcp4().vlan(0x8100, 7).build()),
+        ("qinq", tcp4().vlan(0x88a8, 1).vlan(0x8100, 2).build()),
+        ("pppoe", tcp4().pppoe(1, false).build()),
+        ("pppoe, compressed", tcp4().pppoe(1, true).build()),
+        ("ipv6", tcp6().build()),
+        ("ipv4 options", tcp4().ipv4_options(1).build()),
+        ("overlap fragment", tcp4().ipv4_fragment(1, false).build()),
+        ("later fragment", tcp4().ipv4_fragment(3, true).build()),
+        ("first fragment", tcp4().ipv4_fragment(0, true).build()),
+        (
+            "udp",
+            FrameBuilder::new(
+                v4("10.0.0.1"),
+                v4("10.0.0.2"),
+                L4::Udp {
+                    sport: 1,
+                    dport: 25,
+                },
+            )
+            .build(),
+        ),
+    ];
+    for cut in [0, 13, 14, 34, 36, 37, 38, 39] {
+        let mut f = plain.clone();
+        f.truncate(cut);
+        cases.push(("cut", f));
+    }
+    for total in [0, 19, 20, 23, 24, 25] {
+        let mut f = plain.clone();
+        total_len(&mut f, total);
+        cases.push(("total length", f));
+    }
+    for (at, v) in [
+        (12, 0x86),
+        (13, 0x01),
+        (14, 0x44),
+        (14, 0x46),
+        (14, 0x55),
+        (23, 17),
+    ] {
+        let mut f = plain.clone();
+        f[at] = v;
+        cases.push(("byte", f));
+    }
+    for frag in [0x2000u16, 0x4000, 0x0001, 0x1fff, 0x8000] {
+        let mut f = plain.clone();
+        f[20..22].copy_from_slice(&frag.to_be_bytes());
+        cases.push(("flags and offset", f));
+    }
+    let mut taken = 0;
+    for (what, f) in &cases {
+        let want = plain_by_parse(f);
+        assert_eq!(parse_plain_ipv4(f), want, "{what}: {f:02x?}");
+        taken += usize::from(want.is_some());
+    }
+    // Both sides of the checks were met: DF/MF/reserved flags, a first fragment, a cut or
+    // length that still reaches the port.
+    assert!(
+        (8..cases.len() - 8).contains(&taken),
+        "{taken} of {}",
+        cases.len()
+    );
+}
+
 proptest! {
     #[test]
     fn never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
@@ -374,5 +470,23 @@ proptest! {
         }
         f.truncate(cut);
         let _ = parse(&f);
+    }
+
+    #[test]
+    fn the_plain_ipv4_path_agrees_with_parse_on_mutated_frames(
+        pick in 0usize..3,
+        flips in proptest::collection::vec((0usize..48, any::<u8>()), 0..4),
+        cut in 30usize..80,
+    ) {
+        let mut f = match pick {
+            0 => tcp4().build(),
+            1 => tcp4().ipv4_fragment(0, true).build(),
+            _ => tcp4().vlan(0x8100, 1).build(),
+        };
+        for (at, v) in flips {
+            if at < f.len() { f[at] = v; }
+        }
+        f.truncate(cut);
+        prop_assert_eq!(parse_plain_ipv4(&f), plain_by_parse(&f));
     }
 }
