@@ -166,6 +166,11 @@ enum Command {
         /// Publish without first pulling the new tables into cache.
         #[arg(long)]
         cold: bool,
+        /// Distinct bursts the worker cycles through (1024: the table lines its traffic
+        /// needs stay in the worker's cache between swaps; 16384, a million distinct frames,
+        /// is more like a BNG's many subscribers).
+        #[arg(long, default_value_t = 1024)]
+        cycle: usize,
     },
     /// Send the frames of a capture out of an interface (AF_PACKET, sendmmsg batches).
     Blast {
@@ -401,7 +406,8 @@ fn main() -> ExitCode {
             swaps,
             burst,
             cold,
-        } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1), !cold)
+            cycle,
+        } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1), cycle.max(1), !cold)
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
             .map(|t| println!("{t}")),
         Command::Blast {

@@ -9,10 +9,12 @@
 //! machine has scheduling hiccups of its own, every swap window is paired with a control
 //! window of the same length with no swap, and both per-window maxima are reported.
 //!
-//! The first burst after each swap is also compared with that same burst's own steady
-//! cost (the worker cycles through a fixed list of bursts, so the median of its eight
-//! previous passes), and the same is done at the start of every control window: the
-//! control figures are what the metric reads when nothing is swapped, i.e. its noise.
+//! The first burst judged under each new policy (found by the policy generation the
+//! worker records for every burst: a burst that starts while the swap is still under way
+//! is judged under the old one) is also compared with that same burst's own steady cost
+//! (the worker cycles through a fixed list of bursts, so the median of its eight previous
+//! passes), and the same is done for the first burst of every control window: the control
+//! figures are what the metric reads when nothing is swapped, i.e. its noise.
 
 use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
@@ -37,13 +39,19 @@ fn policy(n: usize, seed: u64) -> Result<Policy, String> {
 /// Runs `swaps` swaps of `prefixes`-prefix policies under traffic.
 /// The worker is pinned to the last core and this thread (so also the reaper it starts) to
 /// the first, as an appliance keeps its control plane off the worker cores.
-pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Value, String> {
+pub fn run(
+    prefixes: usize,
+    swaps: usize,
+    burst: usize,
+    cycle: usize,
+    warm: bool,
+) -> Result<Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = op25b_dataplane::port::sys::pin_current_thread(0);
     let first = policy(prefixes, 1)?;
     let pools = synthetic_pools(prefixes, 0.3, 1);
     let mut g = Generator::new(&pools, Profile::default(), 7);
-    let bursts: Vec<Burst> = (0..1024)
+    let bursts: Vec<Burst> = (0..cycle)
         .map(|_| {
             let mut b = Burst::new(burst);
             for _ in 0..burst {
@@ -74,7 +82,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
                 Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds");
             // Entry i is burst i % cycle, so the capacity must outlast the run (about 30 s at
             // 2 µs per burst); later bursts are not traced.
-            let mut trace: Vec<(u64, u64)> = Vec::with_capacity(16 << 20);
+            let mut trace: Vec<Traced> = Vec::with_capacity(16 << 20);
             'outer: loop {
                 for b in &bursts {
                     if stop.load(Ordering::Relaxed) {
@@ -84,10 +92,15 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
                     let t = Instant::now();
                     let p = handle.load();
                     std::hint::black_box(w.classify(&p, b));
+                    let generation = p.generation();
                     drop(p);
                     let ns = t.elapsed().as_nanos() as u64;
                     if trace.len() < trace.capacity() {
-                        trace.push(((t - base).as_nanos() as u64, ns));
+                        trace.push(Traced {
+                            start: (t - base).as_nanos() as u64,
+                            ns: ns.min(u64::from(u32::MAX)) as u32,
+                            generation: generation as u32,
+                        });
                     }
                     if during {
                         longest.fetch_max(ns, Ordering::Relaxed);
@@ -104,11 +117,13 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     let mut publishes = Vec::new();
     let mut swap_max = Vec::new();
     let mut control_max = Vec::new();
+    // (time the swap began, generation of the policy swapped in)
     let mut swap_at = Vec::new();
     let mut control_at = Vec::new();
     for i in 0..swaps {
         let t = Instant::now();
-        let next = Arc::new(policy(prefixes, 100 + i as u64)?);
+        let generation = 100 + i as u64;
+        let next = Arc::new(policy(prefixes, generation)?);
         if warm {
             next.warm();
         }
@@ -118,7 +133,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         swapping.store(true, Ordering::Relaxed);
         let window = Instant::now();
         let t = Instant::now();
-        swap_at.push((t - base).as_nanos() as u64);
+        swap_at.push(((t - base).as_nanos() as u64, generation as u32));
         let old = handle.swap(next);
         publishes.push(t.elapsed().as_nanos() as u64);
         let watch = Arc::downgrade(&old);
@@ -154,27 +169,34 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     let mut extra = Vec::new();
     let mut extra_same = Vec::new();
     let mut extra_same_ns = Vec::new();
-    for &s in &swap_at {
+    let mut under_old = Vec::new();
+    for &(s, generation) in &swap_at {
         let mut before: Vec<u64> = trace
             .iter()
-            .filter(|(t, _)| *t + span >= s && *t < s)
-            .map(|&(_, d)| d)
+            .filter(|e| e.start + span >= s && e.start < s)
+            .map(|e| u64::from(e.ns))
             .collect();
         let mut after: Vec<u64> = trace
             .iter()
-            .filter(|(t, _)| *t >= s && *t < s + span)
-            .map(|&(_, d)| d)
+            .filter(|e| e.start >= s && e.start < s + span)
+            .map(|e| u64::from(e.ns))
             .collect();
-        let first_after = trace.iter().find(|(t, _)| *t >= s).map_or(0, |&(_, d)| d);
-        let first_eight: Vec<u64> = trace
+        // The first burst judged under the new policy, and how many started after the swap
+        // began but still ran under the old one.
+        let from = trace.partition_point(|e| e.start < s);
+        let first_new = trace[from..]
             .iter()
-            .filter(|(t, _)| *t >= s)
-            .take(8)
-            .map(|&(_, d)| d)
-            .collect();
+            .position(|e| e.generation == generation)
+            .map(|k| from + k);
+        let started_under_old = first_new.map(|i| i - from);
+        under_old.push(started_under_old.unwrap_or(0));
+        let first_after = first_new.map_or(0, |i| u64::from(trace[i].ns));
+        let first_eight: Vec<u64> = first_new
+            .map(|i| trace[i..].iter().take(8).map(|e| u64::from(e.ns)).collect())
+            .unwrap_or_default();
         let typical = pct(&mut before.clone(), 0.5);
         extra.push(first_after.saturating_sub(typical) as f64 / typical.max(1) as f64);
-        let same = first_burst_extra(&trace, s, cycle);
+        let same = first_new.and_then(|i| first_burst_extra(&trace, i, cycle));
         if let Some((ns, e)) = same {
             extra_same.push(e);
             extra_same_ns.push(ns);
@@ -185,6 +207,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
             "p99_before": pct(&mut before, 0.99), "p99_after": pct(&mut after, 0.99),
             "max_before": pct(&mut before, 1.0), "max_after": pct(&mut after, 1.0),
             "first_burst_after": first_after,
+            "bursts_started_after_the_swap_began_under_the_old_policy": started_under_old,
             "first_eight_bursts_after": first_eight,
             "first_burst_extra_vs_same_burst": same.map(|(_, e)| e),
             "first_burst_extra_vs_same_burst_ns": same.map(|(ns, _)| ns),
@@ -192,7 +215,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     }
     let (extra_control_ns, extra_control): (Vec<f64>, Vec<f64>) = control_at
         .iter()
-        .filter_map(|&s| first_burst_extra(&trace, s, cycle))
+        .filter_map(|&s| first_burst_extra(&trace, trace.partition_point(|e| e.start < s), cycle))
         .unzip();
     let longest = swap_max.iter().copied().max().unwrap_or(0);
     let p50 = quiet.value_at_quantile(0.5);
@@ -211,6 +234,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         "swaps": swaps,
         "warmed_before_publish": warm,
         "burst": burst,
+        "distinct_bursts": cycle,
         "policy_build_s_median": build_median,
         "publish_ns_max": publishes.iter().max(),
         "burst_ns_quiet": {"p50": p50, "p99": quiet.value_at_quantile(0.99), "p999": quiet.value_at_quantile(0.999), "max": quiet.max()},
@@ -220,6 +244,7 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
         "around_each_swap_ns": around,
         "first_burst_extra_in_bursts": extra,
         "first_burst_extra_in_bursts_median": extra_median,
+        "swaps_with_bursts_started_under_the_old_policy": under_old.iter().filter(|&&k| k > 0).count(),
         "first_burst_extra_vs_same_burst": {
             "swap": summary(&extra_same, true),
             "control": summary(&extra_control, true),
@@ -235,25 +260,32 @@ pub fn run(prefixes: usize, swaps: usize, burst: usize, warm: bool) -> Result<Va
     }))
 }
 
-/// The first burst starting at or after `at`, against that same burst's steady cost: its
-/// duration minus the median of its eight previous passes (the worker cycles through
-/// `cycle` bursts, so trace entry `i` is burst `i % cycle`), in ns and in units of the
-/// median burst over the cycle before. `None` when the trace does not reach that far back
-/// or forward.
-fn first_burst_extra(trace: &[(u64, u64)], at: u64, cycle: usize) -> Option<(f64, f64)> {
+/// One traced burst: when it started (ns since the run began), how long it took, and the
+/// generation of the policy it was judged under.
+#[derive(Clone, Copy, Debug)]
+struct Traced {
+    start: u64,
+    ns: u32,
+    generation: u32,
+}
+
+/// Trace entry `i` against that same burst's steady cost: its duration minus the median of
+/// its eight previous passes (the worker cycles through `cycle` bursts, so trace entry `i`
+/// is burst `i % cycle`), in ns and in units of the median burst over the cycle before.
+/// `None` when the trace does not reach that far back or forward.
+fn first_burst_extra(trace: &[Traced], i: usize, cycle: usize) -> Option<(f64, f64)> {
     const PASSES: usize = 8;
-    let i = trace.partition_point(|&(t, _)| t < at);
-    let (_, d) = *trace.get(i)?;
+    let d = trace.get(i)?.ns;
     i.checked_sub(PASSES * cycle)?;
-    let mut own: Vec<u64> = (1..=PASSES).map(|k| trace[i - k * cycle].1).collect();
+    let mut own: Vec<u32> = (1..=PASSES).map(|k| trace[i - k * cycle].ns).collect();
     own.sort_unstable();
     let own = own[PASSES / 2];
     // The unit: a typical burst of the cycle before.
-    let mut unit: Vec<u64> = trace[i - cycle..i].iter().map(|&(_, d)| d).collect();
+    let mut unit: Vec<u32> = trace[i - cycle..i].iter().map(|e| e.ns).collect();
     unit.sort_unstable();
     let unit = unit[unit.len() / 2].max(1);
-    let ns = d as f64 - own as f64;
-    Some((ns, ns / unit as f64))
+    let ns = f64::from(d) - f64::from(own);
+    Some((ns, ns / f64::from(unit)))
 }
 
 /// Median, 75th and 90th percentile and largest value of `v`, and with `bursts` (values in
@@ -283,9 +315,13 @@ mod tests {
     use super::*;
 
     /// A cycle of 4 bursts costing 100, 110, 120, 130 ns, one burst every 1000 ns.
-    fn trace(passes: usize) -> Vec<(u64, u64)> {
+    fn trace(passes: usize) -> Vec<Traced> {
         (0..passes * 4)
-            .map(|i| (i as u64 * 1000, 100 + 10 * (i as u64 % 4)))
+            .map(|i| Traced {
+                start: i as u64 * 1000,
+                ns: 100 + 10 * (i as u32 % 4),
+                generation: 1,
+            })
             .collect()
     }
 
@@ -295,15 +331,14 @@ mod tests {
         // Burst 2 of pass 10 (its own cost 120) takes 175: 55 ns extra; the cycle before
         // has median 120 (of 100, 110, 120, 130, the upper middle), so 55/120 bursts.
         let i = 10 * 4 + 2;
-        t[i].1 = 175;
-        let at = t[i].0 - 500;
-        let (ns, e) = first_burst_extra(&t, at, 4).expect("enough history");
+        t[i].ns = 175;
+        let (ns, e) = first_burst_extra(&t, i, 4).expect("enough history");
         assert_eq!(ns, 55.0);
         assert!((e - 55.0 / 120.0).abs() < 1e-9, "{e}");
         // Nothing changed: zero. Not enough passes before, or nothing after: none.
-        assert_eq!(first_burst_extra(&t, t[i + 1].0, 4), Some((0.0, 0.0)));
-        assert_eq!(first_burst_extra(&t, t[7 * 4].0, 4), None);
-        assert_eq!(first_burst_extra(&t, 1_000_000, 4), None);
+        assert_eq!(first_burst_extra(&t, i + 1, 4), Some((0.0, 0.0)));
+        assert_eq!(first_burst_extra(&t, 7 * 4, 4), None);
+        assert_eq!(first_burst_extra(&t, t.len(), 4), None);
     }
 
     #[test]
