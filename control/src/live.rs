@@ -319,15 +319,15 @@ impl Control {
             .build(self.generation + 1)
             .map_err(|e| e.to_string())?;
         let slots = self.workers.len();
+        // Warmed where they will be read from: inside their Arcs.
         let (policy, inbound) = (
-            built.policy.with_hit_counters(slots),
-            built.inbound.with_hit_counters(slots),
+            Arc::new(built.policy.with_hit_counters(slots)),
+            Arc::new(built.inbound.with_hit_counters(slots)),
         );
         policy.warm();
         inbound.warm();
-        self.draining.push((0, self.handle.swap(Arc::new(policy))));
-        self.draining
-            .push((1, self.inbound.swap(Arc::new(inbound))));
+        self.draining.push((0, self.handle.swap(policy)));
+        self.draining.push((1, self.inbound.swap(inbound)));
         self.generation += 1;
         self.config = plain;
         self.loaded_at = SystemTime::now();

@@ -28,6 +28,17 @@ impl PrefixHits {
         PrefixHits { rows }
     }
 
+    /// Demotes every counter line from this core's private caches to the shared cache
+    /// (see [`crate::port::sys::demote`]): they were written here, zeroed, and a worker's
+    /// first count in each would otherwise snoop this core for it.
+    pub fn demote(&self) {
+        for row in self.rows.iter() {
+            for c in row.iter().step_by(8) {
+                crate::port::sys::demote(c);
+            }
+        }
+    }
+
     /// Number of worker slots.
     pub fn workers(&self) -> usize {
         self.rows.len()

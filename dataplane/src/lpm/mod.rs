@@ -40,7 +40,7 @@ pub mod ranges;
 #[cfg(test)]
 mod tests;
 
-use crate::port::sys::{lanes_above, prefetch, HugeSlice};
+use crate::port::sys::{demote, lanes_above, prefetch, HugeSlice};
 use std::fmt;
 
 /// The unsigned integer behind an address family (u32 for IPv4, u128 for IPv6).
@@ -1114,26 +1114,26 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// Reads one word per cache line of the whole table, so a freshly built table is in the
-    /// shared cache before workers first use it. Returns a value to keep the reads alive.
+    /// cache before workers first use it, and demotes each line read from this core's
+    /// private caches to the shared cache ([`crate::port::sys::demote`]): the workers run
+    /// on other cores, and a line left in this core's cache costs them a snoop of it,
+    /// slower than a shared-cache hit. Returns a value to keep the reads alive.
     pub fn warm(&self) -> u64 {
-        let mut sum = 0u64;
-        for e in self.entries.iter().step_by(16) {
-            sum = sum.wrapping_add(u64::from(*e));
+        fn pass<T>(slice: &[T], read: impl Fn(&T) -> u64) -> u64 {
+            // One element per 64 bytes touches every line of the slice once.
+            let step = (64 / std::mem::size_of::<T>().max(1)).max(1);
+            let mut sum = 0u64;
+            for x in slice.iter().step_by(step) {
+                sum = sum.wrapping_add(read(x));
+                demote(x);
+            }
+            sum
         }
-        let step = (64 / std::mem::size_of::<(K, u32)>()).max(1);
-        for (_, v) in self.runs.iter().step_by(step) {
-            sum = sum.wrapping_add(u64::from(*v));
-        }
-        for l in self.leaves.iter().step_by(4) {
-            sum = sum.wrapping_add(u64::from(l.0[0]));
-        }
-        for l in self.lines.iter() {
-            sum = sum.wrapping_add(u64::from(l.0[0]));
-        }
-        for l in self.ext.iter() {
-            sum = sum.wrapping_add(u64::from(l.0[0]));
-        }
-        sum
+        pass(&self.entries, |e| u64::from(*e))
+            .wrapping_add(pass(&self.runs, |(_, v)| u64::from(*v)))
+            .wrapping_add(pass(&self.leaves, |l| u64::from(l.0[0])))
+            .wrapping_add(pass(&self.lines, |l| u64::from(l.0[0])))
+            .wrapping_add(pass(&self.ext, |l| u64::from(l.0[0])))
     }
 
     /// How many more reads a lookup of `key` makes after its line (extension lines, or the

@@ -1,7 +1,7 @@
 //! Linux system interfaces for live ports: an AF_PACKET socket with a TPACKET_V3
 //! memory-mapped receive ring, batched transmission with `sendmmsg`, PACKET_FANOUT, and
 //! promiscuous mode; also the CPU intrinsics the lookup tables use (cache-line prefetch
-//! hints and `lanes_above`, a 16-lane SIMD compare). This is the only module of the data
+//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare). This is the only module of the data
 //! plane with `unsafe` code; every block says why it is sound.
 //!
 //! Invariants:
@@ -61,6 +61,37 @@ pub fn prefetch_all<T>(r: &T) {
 #[inline(always)]
 pub fn prefetch<T>(r: &T) {
     prefetch_at((r as *const T).cast::<u8>());
+}
+
+/// Pushes the cache line holding `r` out of this core's private caches into the shared
+/// cache, so that another core's next read of it is a shared-cache hit instead of a snoop
+/// of this core (`cldemote` on x86_64; a hint only, and a NOP on processors without it and
+/// on other architectures). For data one core prepares and another then reads: a
+/// freshly built policy, demoted by the control thread before it is published.
+#[inline(always)]
+pub fn demote<T>(r: &T) {
+    demote_at((r as *const T).cast::<u8>());
+}
+
+/// [`demote`] for every cache line `r` spans.
+pub fn demote_all<T>(r: &T) {
+    let start = (r as *const T).cast::<u8>();
+    for off in (0..std::mem::size_of::<T>()).step_by(64) {
+        demote_at(start.wrapping_add(off));
+    }
+}
+
+#[inline(always)]
+fn demote_at(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: CLDEMOTE (NP 0F 1C /0) only moves a line between cache levels: it does not
+    // read or write memory architecturally, cannot fault on any address, and executes as
+    // a NOP on processors that lack it (the opcode is in the reserved-NOP hint space).
+    unsafe {
+        std::arch::asm!("cldemote byte ptr [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// A prefetch hint for the line holding `p`.
@@ -667,5 +698,22 @@ mod tests {
         super::prefetch_all(&0u8);
         // A hint only: nothing it touched changed.
         assert_eq!((big.0[999], big.1), (7, 3));
+    }
+
+    #[test]
+    fn demote_leaves_every_value_as_it_was() {
+        #[repr(C)]
+        struct Odd([u8; 1000], u16);
+        let mut big = Box::new(Odd([7; 1000], 3));
+        big.0[500] = 9; // a line this core has just written
+        super::demote_all(&*big);
+        super::demote(&big.1);
+        super::demote_all(&[1u64; 4096]);
+        super::demote_all(&());
+        super::demote(&0u8);
+        // Demoted lines read back (from wherever they went) unchanged, and can be written.
+        assert_eq!((big.0[499], big.0[500], big.0[999], big.1), (7, 9, 7, 3));
+        big.1 = 4;
+        assert_eq!(big.1, 4);
     }
 }
