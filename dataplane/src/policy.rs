@@ -402,6 +402,17 @@ pub const COLD_TABLE_BYTES: usize = 16 << 20;
 /// checks. A longer burst is judged chunk by chunk.
 const CHUNK: usize = 256;
 
+/// A parsed frame's reason before its lanes are judged: `Blocked` (provisional, settled by
+/// [`Lanes::judge`]) when it kept a lane, else its port is not blocked.
+#[inline(always)]
+fn provisional(kept_lane: bool) -> Reason {
+    if kept_lane {
+        Reason::Blocked
+    } else {
+        Reason::PortNotBlocked
+    }
+}
+
 /// Per-family lanes of a chunk that need table lookups.
 ///
 /// A lane is written unconditionally at slot `n` and kept by advancing `n` by 0 or 1, so
@@ -919,11 +930,7 @@ impl Policy {
             if let Some((src, dst, dport)) = wire::parse_plain_ipv4(frame) {
                 let keep = self.ports.contains(dport);
                 w4.push_if(keep, i, src, dst, false);
-                chunk[i % CHUNK] = if keep {
-                    Reason::Blocked // provisional: settled by the lanes' judge
-                } else {
-                    Reason::PortNotBlocked
-                };
+                chunk[i % CHUNK] = provisional(keep);
                 continue;
             }
             chunk[i % CHUNK] = match wire::parse(frame) {
@@ -944,11 +951,7 @@ impl Policy {
                         Addrs::V4 { src, dst } => w4.push_if(keep, i, src, dst, overlap),
                         Addrs::V6 { src, dst } => w6.push_if(keep, i, src, dst, overlap),
                     }
-                    if keep {
-                        Reason::Blocked // provisional: settled by the lanes' judge
-                    } else {
-                        Reason::PortNotBlocked
-                    }
+                    provisional(keep)
                 }
             };
         }

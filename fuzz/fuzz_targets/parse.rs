@@ -55,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
         SCRATCH.with_borrow_mut(|(scratch, reasons)| {
             let p = policy();
             let want = p.classify(plain).0;
-            policy().judge_burst([data].into_iter(), scratch, reasons);
+            p.judge_burst([data].into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[reason]);
             let burst = [plain.as_slice(), data, plain.as_slice()];
             p.judge_burst(burst.into_iter(), scratch, reasons);

@@ -1,8 +1,8 @@
 //! Linux system interfaces for live ports: an AF_PACKET socket with a TPACKET_V3
 //! memory-mapped receive ring, batched transmission with `sendmmsg`, PACKET_FANOUT, and
 //! promiscuous mode; also the CPU intrinsics the lookup tables use (cache-line prefetch
-//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare). This is the only module of the data
-//! plane with `unsafe` code; every block says why it is sound.
+//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare). This is the only
+//! module of the data plane with `unsafe` code; every block says why it is sound.
 //!
 //! Invariants:
 //! - The ring mapping lives exactly as long as the socket ([`PacketSocket`] owns both and
@@ -51,9 +51,16 @@ fn lanes_above_scalar(lanes: &[u8; 32], key: i16) -> u32 {
 /// [`prefetch`] for every cache line `r` spans (a struct larger than one line).
 #[inline]
 pub fn prefetch_all<T>(r: &T) {
+    each_line(r, prefetch_at);
+}
+
+/// Calls `hint` with the address of every 64-byte step through `r`, so every cache line
+/// `r` spans gets one call.
+#[inline(always)]
+fn each_line<T>(r: &T, hint: fn(*const u8)) {
     let start = (r as *const T).cast::<u8>();
     for off in (0..std::mem::size_of::<T>()).step_by(64) {
-        prefetch_at(start.wrapping_add(off));
+        hint(start.wrapping_add(off));
     }
 }
 
@@ -75,10 +82,7 @@ pub fn demote<T>(r: &T) {
 
 /// [`demote`] for every cache line `r` spans.
 pub fn demote_all<T>(r: &T) {
-    let start = (r as *const T).cast::<u8>();
-    for off in (0..std::mem::size_of::<T>()).step_by(64) {
-        demote_at(start.wrapping_add(off));
-    }
+    each_line(r, demote_at);
 }
 
 #[inline(always)]
@@ -88,7 +92,11 @@ fn demote_at(p: *const u8) {
     // read or write memory architecturally, cannot fault on any address, and executes as
     // a NOP on processors that lack it (the opcode is in the reserved-NOP hint space).
     unsafe {
-        std::arch::asm!("cldemote byte ptr [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
+        std::arch::asm!(
+            "cldemote byte ptr [{0}]",
+            in(reg) p,
+            options(nostack, preserves_flags, readonly)
+        );
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
