@@ -166,6 +166,10 @@ enum Command {
         /// Publish without first pulling the new tables into cache.
         #[arg(long)]
         cold: bool,
+        /// Warm the whole new policy only, not also the blocks the worker looked up while
+        /// it was built (what `op25b run` did before hot-block warming).
+        #[arg(long)]
+        no_hot: bool,
         /// Distinct bursts the worker cycles through (1024: the table lines its traffic
         /// needs stay in the worker's cache between swaps; 16384, a million distinct frames,
         /// is more like a BNG's many subscribers).
@@ -406,8 +410,16 @@ fn main() -> ExitCode {
             swaps,
             burst,
             cold,
+            no_hot,
             cycle,
-        } => op25b_bench::swap::run(prefixes, swaps.max(1), burst.max(1), cycle.max(1), !cold)
+        } => op25b_bench::swap::run(
+            prefixes,
+            swaps.max(1),
+            burst.max(1),
+            cycle.max(1),
+            !cold,
+            !cold && !no_hot,
+        )
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
             .map(|t| println!("{t}")),
         Command::Blast {

@@ -20,6 +20,7 @@ use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
+use op25b_dataplane::hot::HotBlocks;
 use op25b_dataplane::policy::Policy;
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::worker::{retire, Worker};
@@ -45,6 +46,7 @@ pub fn run(
     burst: usize,
     cycle: usize,
     warm: bool,
+    hot: bool,
 ) -> Result<Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = op25b_dataplane::port::sys::pin_current_thread(0);
@@ -62,6 +64,8 @@ pub fn run(
         .collect();
     let cycle = bursts.len();
     let handle = Arc::new(ArcSwap::from_pointee(first));
+    // The blocks the worker looks up while a policy is built, as `op25b run` records them.
+    let blocks = Arc::new(HotBlocks::new(1));
     let stop = Arc::new(AtomicBool::new(false));
     let swapping = Arc::new(AtomicBool::new(false));
     let longest_in_swap = Arc::new(AtomicU64::new(0));
@@ -69,6 +73,7 @@ pub fn run(
     // after each swap can be compared (those share the machine's noise, unlike maxima).
     let base = Instant::now();
     let worker = {
+        let recorder = hot.then(|| blocks.clone());
         let (handle, stop, swapping, longest) = (
             handle.clone(),
             stop.clone(),
@@ -78,6 +83,9 @@ pub fn run(
         std::thread::spawn(move || {
             let _ = op25b_dataplane::port::sys::pin_current_thread(cores - 1);
             let mut w = Worker::new(burst);
+            if let Some(r) = recorder {
+                w = w.record_hot(r);
+            }
             let mut quiet =
                 Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("static bounds");
             // Entry i is burst i % cycle, so the capacity must outlast the run (about 30 s at
@@ -115,6 +123,7 @@ pub fn run(
     std::thread::sleep(Duration::from_millis(500));
     let mut builds = Vec::new();
     let mut publishes = Vec::new();
+    let mut hot_lines = Vec::new();
     let mut swap_max = Vec::new();
     let mut control_max = Vec::new();
     // (time the swap began, generation of the policy swapped in)
@@ -123,9 +132,17 @@ pub fn run(
     for i in 0..swaps {
         let t = Instant::now();
         let generation = 100 + i as u64;
-        let next = Arc::new(policy(prefixes, generation)?);
+        if hot {
+            blocks.start();
+        }
+        let next = policy(prefixes, generation);
+        blocks.stop();
+        let next = Arc::new(next?);
         if warm {
             next.warm();
+        }
+        if hot {
+            hot_lines.push(next.warm_hot(&handle.load(), &blocks));
         }
         builds.push(t.elapsed().as_secs_f64());
         // Swap window: the swap and the time the reaper needs to free the old policy.
@@ -233,6 +250,8 @@ pub fn run(
         "prefixes": prefixes,
         "swaps": swaps,
         "warmed_before_publish": warm,
+        "hot_blocks_warmed": hot,
+        "hot_lines_read": hot_lines,
         "burst": burst,
         "distinct_bursts": cycle,
         "policy_build_s_median": build_median,

@@ -13,6 +13,7 @@
 
 pub mod bucket;
 pub mod hits;
+pub mod hot;
 pub mod lpm;
 pub mod policy;
 pub mod port;

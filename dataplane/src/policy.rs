@@ -21,10 +21,12 @@
 //!   [`wire::parse`]; both give the same key for such a frame (tested, and fuzzed).
 
 use crate::hits::PrefixHits;
+use crate::hot::{Family, HotBlocks};
 use crate::lpm::{BuildError, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};
 use crate::wire::{self, Addrs, FlowKey, Skip, Transport};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 /// A prefix of either family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -397,6 +399,9 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
 /// first burst under a new policy only.
 pub const COLD_TABLE_BYTES: usize = 16 << 20;
 
+/// Destination tables up to this size are read again whole by [`Policy::warm_hot`].
+const SMALL_TABLE_BYTES: usize = 1 << 20;
+
 /// Frames judged together: the lanes below are fixed arrays of this many slots, indexed
 /// masked (`i % CHUNK`, free for a power of two), so the hot loops carry no grow or bounds
 /// checks. A longer burst is judged chunk by chunk.
@@ -608,6 +613,8 @@ pub struct BurstScratch {
     tally: [u32; Reason::COUNT],
     /// See [`BurstScratch::set_cold`].
     cold: bool,
+    /// See [`BurstScratch::set_hot`].
+    hot: Option<(Arc<HotBlocks>, usize)>,
 }
 
 impl Default for BurstScratch {
@@ -619,6 +626,7 @@ impl Default for BurstScratch {
             blocked: Vec::new(),
             tally: [0; Reason::COUNT],
             cold: false,
+            hot: None,
         }
     }
 }
@@ -639,6 +647,12 @@ impl BurstScratch {
     /// burst under a policy that is [`Policy::always_cold`].
     pub fn set_cold(&mut self, cold: bool) {
         self.cold = cold;
+    }
+
+    /// Records into slot `slot` of `hot`, while it is recording, the source-table blocks
+    /// the lookups of each burst start in (see [`crate::hot`]).
+    pub fn set_hot(&mut self, hot: Option<(Arc<HotBlocks>, usize)>) {
+        self.hot = hot;
     }
 
     /// Frames of the last judged burst per [`Reason`], indexed by [`Reason::index`].
@@ -861,11 +875,15 @@ impl Policy {
         s.blocked.clear();
         s.tally = [0; Reason::COUNT];
         let mut frames = frames.fuse();
+        let recording = s.hot.as_ref().is_some_and(|(h, _)| h.recording());
         loop {
             let base = reasons.len();
             let (m, skipped) = self.fill_chunk(&mut frames, s);
             if m == 0 {
                 break;
+            }
+            if recording {
+                self.record(s);
             }
             // Judged frames that kept no lane went to a port that is not blocked.
             s.tally[Reason::PortNotBlocked.index()] +=
@@ -900,6 +918,22 @@ impl Policy {
             if m < CHUNK {
                 break;
             }
+        }
+    }
+
+    /// Marks in the scratch's hot blocks the source-table block of every lane of the chunk
+    /// (the frames that go on to a lookup). Out of line: only while a recording is on.
+    #[cold]
+    #[inline(never)]
+    fn record(&self, s: &BurstScratch) {
+        let Some((hot, slot)) = &s.hot else {
+            return;
+        };
+        for src in &s.v4.a.src[..s.v4.n.min(CHUNK)] {
+            hot.mark(*slot, Family::V4, self.v4.sources.block_of(*src));
+        }
+        for src in &s.v6.a.src[..s.v6.n.min(CHUNK)] {
+            hot.mark(*slot, Family::V6, self.v6.sources.block_of(*src));
         }
     }
 
@@ -1005,6 +1039,44 @@ impl Policy {
         }
         crate::port::sys::demote_all(self);
         std::hint::black_box(sum)
+    }
+
+    /// Warms, after [`Policy::warm`], the blocks of this policy's source tables that the
+    /// workers looked up under `old` while this one was built (recorded in `hot`, see
+    /// [`crate::hot`]), then reads the destination tables again when they are small: the
+    /// lines the workers' next bursts will read are then the ones this core read last,
+    /// so they are still in the shared cache when a table is larger than it. Returns the
+    /// cache lines read.
+    ///
+    /// Measured with `op25b-bench swap` on 1M prefixes (bench/results/swap-hot): see the
+    /// README's hot-swap section.
+    pub fn warm_hot(&self, old: &Policy, hot: &HotBlocks) -> usize {
+        // A block of the old table covers at most this many first-level entries of the
+        // new one (1 when both tables have the same shape).
+        const CAP: usize = 64;
+        let mut lines = 0;
+        for b in hot.blocks(Family::V4) {
+            let (first, last) = old.v4.sources.block_keys(b);
+            lines += self.v4.sources.warm_block(first, last, CAP);
+        }
+        for b in hot.blocks(Family::V6) {
+            let (first, last) = old.v6.sources.block_keys(b);
+            lines += self.v6.sources.warm_block(first, last, CAP);
+        }
+        if lines > 0 {
+            for t in [&self.v4.relays, &self.v4.scope] {
+                if t.memory_bytes() <= SMALL_TABLE_BYTES {
+                    t.warm();
+                }
+            }
+            for t in [&self.v6.relays, &self.v6.scope] {
+                if t.memory_bytes() <= SMALL_TABLE_BYTES {
+                    t.warm();
+                }
+            }
+            crate::port::sys::demote_all(self);
+        }
+        lines
     }
 
     /// The generation number (increases with every successful reload).

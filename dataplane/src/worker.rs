@@ -12,6 +12,7 @@
 //!   clock is read twice per burst (vDSO).
 
 use crate::bucket::TokenBucket;
+use crate::hot::HotBlocks;
 use crate::policy::{BurstScratch, Policy, Reason, Verdict};
 use crate::port::{Burst, Port, PortError};
 use crate::sample::{DropRecord, SampleConfig, Sampler};
@@ -204,6 +205,13 @@ impl Worker {
     /// [`Policy::with_hit_counters`]); each worker sharing a policy needs its own slot.
     pub fn in_slot(mut self, slot: usize) -> Self {
         self.slot = slot;
+        self
+    }
+
+    /// This worker records the source-table blocks it looks up into its slot of `hot`
+    /// while `hot` is recording (see [`crate::hot`]); call after [`Worker::in_slot`].
+    pub fn record_hot(mut self, hot: Arc<HotBlocks>) -> Self {
+        self.scratch.set_hot(Some((hot, self.slot)));
         self
     }
 

@@ -264,6 +264,9 @@ pub const LINE_VALUES: u32 = LINE_EXT - 1;
 /// cache (measured with `op25b-bench lpm --layout`, see the README).
 pub const LINES_MIN_RANGES: usize = 1 << 19;
 
+/// Blocks of a table's first level are at most 2^BLOCK_BITS ([`LpmTable::block_of`]).
+pub const BLOCK_BITS: u8 = 18;
+
 /// Which first level a table is built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
@@ -1110,6 +1113,110 @@ impl<K: Bits> LpmTable<K> {
                 let i = usize::from(i);
                 out[i] = self.ext_lookup(value_code(out[i]), keys[i]);
             }
+        }
+    }
+
+    /// The hot block a lookup of `key` starts in: the index of its first read at a
+    /// granularity of at most 2^[`BLOCK_BITS`] blocks per table (in the line layout, its
+    /// line; in the root layout, the top bits of its root index). What a worker records
+    /// while a new table is built ([`crate::hot`]), so that [`Self::warm_block`] of the new
+    /// table can warm the same keys' reads. Any key gives a block, inside the root or not.
+    #[inline(always)]
+    pub fn block_of(&self, key: K) -> usize {
+        self.root_index(key) >> (self.root_bits - self.root_bits.min(BLOCK_BITS))
+    }
+
+    /// The keys of block `b` of this table ([`Self::block_of`]), first and last; `b` is
+    /// taken modulo the table's block count.
+    pub fn block_keys(&self, b: usize) -> (K, K) {
+        let bits = self.root_bits.min(BLOCK_BITS);
+        let shift = K::BITS - self.skip - bits;
+        if shift == K::BITS {
+            return (K::ZERO, K::ZERO.last(0));
+        }
+        let first = self
+            .lo
+            .and(K::mask(self.skip))
+            .with_index(shift, b & ((1 << bits) - 1));
+        (first, first.last(K::BITS - shift))
+    }
+
+    /// Reads, and demotes from this core's private caches, what lookups of the keys
+    /// `first..=last` read first and next in this table: the lines covering them and the
+    /// extension lines their entries point to (line layout), or the root entries covering
+    /// them and the leaf, run or node line each points to (root layout). At most `cap`
+    /// first-level entries are read, so a span much wider than this table's blocks costs
+    /// a bounded time. Returns the number of cache lines read.
+    pub fn warm_block(&self, first: K, last: K, cap: usize) -> usize {
+        let mut lines = 0usize;
+        let mut sum = 0u64;
+        let mut touch = |word: u64| {
+            sum = sum.wrapping_add(word);
+            lines += 1;
+        };
+        if !self.lines.is_empty() {
+            let (a, b) = (Self::line_index(first), Self::line_index(last));
+            for l in self.lines[a..=b].iter().take(cap) {
+                touch(u64::from(l.0[0]));
+                demote(l);
+                for n in 0..LINE_RANGES {
+                    let c = packed_code(&l.0, n);
+                    if (LINE_EXT..LINE_DEEP).contains(&c) {
+                        if let Some(x) = self.ext.get((c - LINE_EXT) as usize) {
+                            touch(u64::from(x.0[0]));
+                            demote(x);
+                        }
+                    } else if c == LINE_DEEP {
+                        self.warm_below(deep_entry(l), &mut touch);
+                    }
+                }
+            }
+        } else {
+            let (first, last) = if self.skip == 0 {
+                (first, last)
+            } else {
+                (first.max(self.lo), last.min(self.hi))
+            };
+            if first <= last {
+                let (a, b) = (self.root_index(first), self.root_index(last));
+                for e in self.entries[a..=b].iter().take(cap) {
+                    touch(u64::from(*e));
+                    demote(e);
+                    self.warm_below(*e, &mut touch);
+                }
+            }
+        }
+        std::hint::black_box(sum);
+        lines
+    }
+
+    /// [`Self::warm_block`]'s next level under the general entry `e`: the first line of
+    /// its leaf, run or child node.
+    fn warm_below(&self, e: u32, touch: &mut impl FnMut(u64)) {
+        match e >> 30 {
+            KIND_NODE => {
+                if let Some(x) = self.entries.get((e & ENTRY_INDEX) as usize) {
+                    touch(u64::from(*x));
+                    demote(x);
+                }
+            }
+            KIND_LEAF => {
+                let u = (e & LEAF_UNIT_MASK) as usize;
+                // A leaf is one to four 16-byte units: at most two lines.
+                for x in self.leaves.get(u..).unwrap_or_default().iter().take(4).step_by(3) {
+                    touch(u64::from(x.0[0]));
+                    demote(x);
+                }
+            }
+            KIND_RUN => {
+                let (at, len) = run_span(e);
+                let step = (64 / std::mem::size_of::<(K, u32)>()).max(1);
+                for x in self.runs.get(at..at + len).unwrap_or_default().iter().step_by(step) {
+                    touch(u64::from(x.1));
+                    demote(x);
+                }
+            }
+            _ => {}
         }
     }
 
