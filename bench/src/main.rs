@@ -420,8 +420,8 @@ fn main() -> ExitCode {
             !cold,
             !cold && !no_hot,
         )
-            .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
-            .map(|t| println!("{t}")),
+        .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+        .map(|t| println!("{t}")),
         Command::Blast {
             iface,
             input,

@@ -20,7 +20,7 @@ use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
-use op25b_dataplane::hot::HotBlocks;
+use op25b_dataplane::hot::{Family, HotBlocks};
 use op25b_dataplane::policy::Policy;
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::worker::{retire, Worker};
@@ -142,7 +142,12 @@ pub fn run(
             next.warm();
         }
         if hot {
-            hot_lines.push(next.warm_hot(&handle.load(), &blocks));
+            let lines = next.warm_hot(&handle.load(), &blocks);
+            hot_lines.push(json!({
+                "v4_blocks": blocks.blocks(Family::V4).count(),
+                "v6_blocks": blocks.blocks(Family::V6).count(),
+                "lines": lines,
+            }));
         }
         builds.push(t.elapsed().as_secs_f64());
         // Swap window: the swap and the time the reaper needs to free the old policy.

@@ -31,6 +31,7 @@ use crate::ctl::{self, Request};
 use arc_swap::ArcSwap;
 use crossbeam_channel::{select, Receiver, Sender};
 use hdrhistogram::Histogram;
+use op25b_dataplane::hot::HotBlocks;
 use op25b_dataplane::policy::{AnyPrefix, ListName, Policy, Reason};
 use op25b_dataplane::port::af_packet::{Direction, WirePort};
 use op25b_dataplane::port::sys::pin_current_thread;
@@ -151,6 +152,9 @@ impl LivePort {
 struct Policies {
     outbound: Arc<PolicyHandle>,
     inbound: Arc<PolicyHandle>,
+    /// Where the worker records the blocks it looks up while a reload builds the next
+    /// policies (outbound, inbound; see `op25b_dataplane::hot`).
+    hot: [Arc<HotBlocks>; 2],
 }
 
 struct WorkerCtx {
@@ -190,8 +194,9 @@ fn worker_loop(mut w: WorkerCtx) {
         },
         _ => None,
     };
-    let mut out = Worker::new(w.burst).in_slot(w.index);
-    let mut inb = Worker::new(w.burst).in_slot(w.index);
+    let [hot_out, hot_in] = w.policies.hot.clone();
+    let mut out = Worker::new(w.burst).in_slot(w.index).record_hot(hot_out);
+    let mut inb = Worker::new(w.burst).in_slot(w.index).record_hot(hot_in);
     if let Some((cfg, _)) = &w.log {
         out = out.with_sampler(*cfg);
         inb = inb.with_sampler(*cfg);
@@ -273,6 +278,8 @@ struct Control {
     reload_ms: f64,
     handle: Arc<PolicyHandle>,
     inbound: Arc<PolicyHandle>,
+    /// The workers' hot blocks (outbound, inbound), recorded while a policy is built.
+    hot: [Arc<HotBlocks>; 2],
     workers: Vec<Option<Snapshot>>,
     latency: [Histogram<u64>; 2],
     reloads: [u64; 2],
@@ -315,9 +322,12 @@ impl Control {
                 line: 0,
             });
         }
-        let built = config
-            .build(self.generation + 1)
-            .map_err(|e| e.to_string())?;
+        // While the new policies are built, the workers note which blocks of the current
+        // ones they look up, so exactly those are warmed in the new ones last of all.
+        self.hot.iter().for_each(|h| h.start());
+        let built = config.build(self.generation + 1);
+        self.hot.iter().for_each(|h| h.stop());
+        let built = built.map_err(|e| e.to_string())?;
         let slots = self.workers.len();
         // Warmed where they will be read from: inside their Arcs.
         let (policy, inbound) = (
@@ -326,6 +336,8 @@ impl Control {
         );
         policy.warm();
         inbound.warm();
+        policy.warm_hot(&self.handle.load(), &self.hot[0]);
+        inbound.warm_hot(&self.inbound.load(), &self.hot[1]);
         self.draining.push((0, self.handle.swap(policy)));
         self.draining.push((1, self.inbound.swap(inbound)));
         self.generation += 1;
@@ -1162,6 +1174,10 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         drop_log = Some((cfg.clone(), stats));
     }
     let (snap_tx, snap_rx) = crossbeam_channel::bounded::<Snapshot>(4 * dp.workers);
+    let hot = [
+        Arc::new(HotBlocks::new(dp.workers)),
+        Arc::new(HotBlocks::new(dp.workers)),
+    ];
     let mut threads = Vec::new();
     for (i, port) in ports.into_iter().enumerate() {
         let ctx = WorkerCtx {
@@ -1170,6 +1186,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
             policies: Policies {
                 outbound: handle.clone(),
                 inbound: inbound.clone(),
+                hot: hot.clone(),
             },
             stop: stop.clone(),
             burst: dp.burst,
@@ -1195,6 +1212,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         reload_ms: t.elapsed().as_secs_f64() * 1e3,
         handle,
         inbound,
+        hot,
         workers: (0..dp.workers).map(|_| None).collect(),
         latency: [latency_histogram(), latency_histogram()],
         reloads: [0, 0],

@@ -1474,6 +1474,57 @@ mod tests {
         assert_eq!(labels.len(), Reason::COUNT);
     }
 
+    /// While a recording is on, a burst marks the source-table block of exactly the frames
+    /// that go on to a lookup (to a blocked port); `warm_hot` then warms those blocks of a
+    /// new policy, and nothing without them.
+    #[test]
+    fn bursts_record_the_blocks_they_look_up_and_warm_hot_reads_them() {
+        let (p, _) = Policy::build(spec(), 1).unwrap();
+        let hot = Arc::new(HotBlocks::new(2));
+        let mut scratch = BurstScratch::default();
+        scratch.set_hot(Some((hot.clone(), 1)));
+        let mut reasons = Vec::new();
+        let frame = |src: &str, dst: &str, dport| {
+            FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 40000, dport).build()
+        };
+        let frames = [
+            frame("10.1.1.1", "203.0.113.5", 25),
+            frame("11.0.0.1", "203.0.113.5", 25),
+            frame("172.16.0.1", "203.0.113.5", 443),
+            frame("2001:db8:100::5", "2001:db8:a::1", 25),
+        ];
+        let judge = |scratch: &mut BurstScratch, reasons: &mut Vec<Reason>| {
+            p.judge_burst(frames.iter().map(|f| &f[..]), scratch, reasons);
+        };
+        // Not recording: nothing is marked.
+        judge(&mut scratch, &mut reasons);
+        assert_eq!(hot.blocks(Family::V4).count(), 0);
+        hot.start();
+        judge(&mut scratch, &mut reasons);
+        hot.stop();
+        let ip4 = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
+        let mut v4 = vec![
+            p.v4.sources.block_of(ip4("10.1.1.1")),
+            p.v4.sources.block_of(ip4("11.0.0.1")),
+        ];
+        v4.sort_unstable();
+        v4.dedup();
+        assert_eq!(hot.blocks(Family::V4).collect::<Vec<_>>(), v4);
+        let six = u128::from("2001:db8:100::5".parse::<std::net::Ipv6Addr>().unwrap());
+        assert_eq!(
+            hot.blocks(Family::V6).collect::<Vec<_>>(),
+            vec![p.v6.sources.block_of(six)]
+        );
+        // Stopped: later bursts add nothing.
+        judge(&mut scratch, &mut reasons);
+        assert_eq!(hot.blocks(Family::V4).count(), v4.len());
+        let (next, _) = Policy::build(spec(), 2).unwrap();
+        assert!(next.warm_hot(&p, &hot) > v4.len());
+        hot.start();
+        hot.stop();
+        assert_eq!(next.warm_hot(&p, &hot), 0);
+    }
+
     #[test]
     fn port_set() {
         let s = PortSet::new(&[0, 25, 63, 64, 65535]);

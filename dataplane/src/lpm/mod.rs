@@ -266,6 +266,8 @@ pub const LINES_MIN_RANGES: usize = 1 << 19;
 
 /// Blocks of a table's first level are at most 2^BLOCK_BITS ([`LpmTable::block_of`]).
 pub const BLOCK_BITS: u8 = 18;
+/// Child entries [`LpmTable::warm_block`] follows under one first-level entry at most.
+const BELOW_BUDGET: usize = 32;
 
 /// Which first level a table is built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1167,7 +1169,13 @@ impl<K: Bits> LpmTable<K> {
                             demote(x);
                         }
                     } else if c == LINE_DEEP {
-                        self.warm_below(deep_entry(l), &mut touch);
+                        let mut budget = BELOW_BUDGET;
+                        self.warm_below(
+                            deep_entry(l),
+                            K::BITS - LINE_BITS,
+                            &mut budget,
+                            &mut touch,
+                        );
                     }
                 }
             }
@@ -1178,11 +1186,13 @@ impl<K: Bits> LpmTable<K> {
                 (first.max(self.lo), last.min(self.hi))
             };
             if first <= last {
+                let shift = K::BITS - self.skip - self.root_bits;
                 let (a, b) = (self.root_index(first), self.root_index(last));
                 for e in self.entries[a..=b].iter().take(cap) {
                     touch(u64::from(*e));
                     demote(e);
-                    self.warm_below(*e, &mut touch);
+                    let mut budget = BELOW_BUDGET;
+                    self.warm_below(*e, shift, &mut budget, &mut touch);
                 }
             }
         }
@@ -1190,20 +1200,40 @@ impl<K: Bits> LpmTable<K> {
         lines
     }
 
-    /// [`Self::warm_block`]'s next level under the general entry `e`: the first line of
-    /// its leaf, run or child node.
-    fn warm_below(&self, e: u32, touch: &mut impl FnMut(u64)) {
+    /// [`Self::warm_block`]'s levels under the general entry `e` of a chunk of `2^shift`
+    /// keys: its leaf, its run, or its child node and, while `budget` lasts (one per entry
+    /// followed), what the node's entries lead to.
+    fn warm_below(&self, e: u32, shift: u8, budget: &mut usize, touch: &mut impl FnMut(u64)) {
         match e >> 30 {
             KIND_NODE => {
-                if let Some(x) = self.entries.get((e & ENTRY_INDEX) as usize) {
+                let s = shift.min(NODE_STRIDE);
+                let at = (e & ENTRY_INDEX) as usize;
+                let node = self.entries.get(at..at + (1 << s)).unwrap_or_default();
+                for x in node.iter().step_by(16) {
                     touch(u64::from(*x));
                     demote(x);
+                }
+                for &x in node {
+                    if *budget == 0 {
+                        return;
+                    }
+                    if x >> 30 != KIND_VALUE {
+                        *budget -= 1;
+                        self.warm_below(x, shift - s, budget, touch);
+                    }
                 }
             }
             KIND_LEAF => {
                 let u = (e & LEAF_UNIT_MASK) as usize;
                 // A leaf is one to four 16-byte units: at most two lines.
-                for x in self.leaves.get(u..).unwrap_or_default().iter().take(4).step_by(3) {
+                for x in self
+                    .leaves
+                    .get(u..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take(4)
+                    .step_by(3)
+                {
                     touch(u64::from(x.0[0]));
                     demote(x);
                 }
@@ -1211,7 +1241,13 @@ impl<K: Bits> LpmTable<K> {
             KIND_RUN => {
                 let (at, len) = run_span(e);
                 let step = (64 / std::mem::size_of::<(K, u32)>()).max(1);
-                for x in self.runs.get(at..at + len).unwrap_or_default().iter().step_by(step) {
+                for x in self
+                    .runs
+                    .get(at..at + len)
+                    .unwrap_or_default()
+                    .iter()
+                    .step_by(step)
+                {
                     touch(u64::from(x.1));
                     demote(x);
                 }

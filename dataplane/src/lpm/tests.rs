@@ -864,3 +864,74 @@ fn the_first_read_of_every_key_is_inside_the_table() {
         t6.prefetch_first(k);
     }
 }
+
+/// Hot blocks: every key lies in the keys of its own block, in every layout (an empty
+/// table, a root, a root that skips shared bits, lines), and warming a block reads its
+/// first-level entries, at most `cap` of them.
+#[test]
+fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
+    let mut next = xorshift(23);
+    let v4: Vec<(Prefix<u32>, u32)> = dedupe(
+        (0..5000)
+            .map(|i| {
+                let len = 16 + (next() % 17) as u8;
+                (
+                    Prefix::new((next() as u32) & u32::mask(len), len).unwrap(),
+                    i * 2,
+                )
+            })
+            .collect(),
+    );
+    let f4 = ranges::Ranges::build(&v4).unwrap();
+    let t4 = [
+        LpmTable::<u32>::build(&[]).unwrap(),
+        LpmTable::compile_layout(&f4, Layout::Root),
+        LpmTable::compile_layout(&f4, Layout::Lines),
+        Lpm4::build(&[(p4("10.20.0.0/16"), 1), (p4("10.20.30.0/24"), 2)]).unwrap(),
+    ];
+    assert_eq!(t4[2].layout(), Layout::Lines);
+    assert!(t4[3].skip > 0);
+    for t in &t4 {
+        let keys = [0, u32::MAX, 0x0a14_1e01, t.lo, t.hi]
+            .into_iter()
+            .chain((0..3000).map(|_| next() as u32));
+        for k in keys.filter(|&k| t.skip == 0 || (t.lo..=t.hi).contains(&k)) {
+            let b = t.block_of(k);
+            assert!(b < 1 << BLOCK_BITS);
+            let (first, last) = t.block_keys(b);
+            assert!(
+                first <= k && k <= last,
+                "{k:#x} not in block {b} ({first:#x}..={last:#x})"
+            );
+            assert_eq!((t.block_of(first), t.block_of(last)), (b, b));
+            let n = t.warm_block(first, last, 8);
+            // The first-level entries, and per entry at most its extension lines (lines)
+            // or its leaf or run (root).
+            assert!(n >= 1, "{k:#x}: nothing warmed");
+            assert!(n <= 8 * (1 + LINE_RANGES + 64), "{n} lines for one block");
+        }
+        // The whole key space: at most `cap` first-level entries.
+        let n = t.warm_block(0, u32::MAX, 4);
+        assert!((1..=4 * (1 + LINE_RANGES + 64)).contains(&n), "{n}");
+    }
+    let v6: Vec<(Prefix<u128>, u32)> = dedupe(
+        (0..3000)
+            .map(|i| {
+                let len = [40u8, 48, 56, 64, 128][(next() % 5) as usize];
+                let a = (0x2001_0db8u128 << 96) | (u128::from(next()) << 32) | u128::from(next());
+                (Prefix::new(a & u128::mask(len), len).unwrap(), i * 2)
+            })
+            .collect(),
+    );
+    let t6 = Lpm6::build(&v6).unwrap();
+    assert!(t6.skip >= 32);
+    for _ in 0..3000 {
+        let k = (0x2001_0db8u128 << 96) | (u128::from(next()) << 32) | u128::from(next());
+        let b = t6.block_of(k);
+        let (first, last) = t6.block_keys(b);
+        assert!(first <= k && k <= last, "{k:#x} not in block {b}");
+        assert!(t6.warm_block(first, last, 8) >= 1);
+    }
+    // A span outside the root's block reads nothing.
+    assert_eq!(t6.warm_block(0, 1 << 64, 8), 0);
+}
