@@ -17,8 +17,9 @@
 //!   (unlocked) atomic loads and stores: no shared write and no locked instruction on the
 //!   hot path, and nothing at all while no recording is on but one relaxed load per burst.
 //! - What is kept is one bit per block of a source table's first level (at most 2^18 per
-//!   family: in the 1M-prefix IPv4 table, one per 2^14 addresses), set by the lookups of
-//!   frames to a blocked port. No address, destination, port, time or count is kept; the
+//!   family: in the 1M-prefix IPv4 table, one per 2^14 addresses; a block never tells
+//!   apart two addresses of one IPv4 /24 or IPv6 /48), set by the lookups of frames to a
+//!   blocked port. No address, destination, port, time or count is kept; the
 //!   bits are cleared when a recording starts and never leave the process: it is what
 //!   the CPU cache holds anyway, written down for the next table.
 //! - A bit is a hint: a missing, stale or foreign bit costs time, never a verdict.

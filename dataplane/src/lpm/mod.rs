@@ -1120,18 +1120,28 @@ impl<K: Bits> LpmTable<K> {
 
     /// The hot block a lookup of `key` starts in: the index of its first read at a
     /// granularity of at most 2^[`BLOCK_BITS`] blocks per table (in the line layout, its
-    /// line; in the root layout, the top bits of its root index). What a worker records
-    /// while a new table is built ([`crate::hot`]), so that [`Self::warm_block`] of the new
-    /// table can warm the same keys' reads. Any key gives a block, inside the root or not.
-    #[inline(always)]
+    /// line; in the root layout, the top bits of its root index), and never telling apart two
+    /// addresses of one IPv4 /24 or one IPv6 /48, so a block stands for many subscribers. What a
+    /// worker records while a new table is built ([`crate::hot`]), so that
+    /// [`Self::warm_block`] of the new table can warm the same keys' reads. Any key gives
+    /// a block, inside the root or not.
+    #[inline]
     pub fn block_of(&self, key: K) -> usize {
-        self.root_index(key) >> (self.root_bits - self.root_bits.min(BLOCK_BITS))
+        self.root_index(key) >> (self.root_bits - self.block_bits())
+    }
+
+    /// Index bits of [`Self::block_of`].
+    fn block_bits(&self) -> u8 {
+        let finest: u8 = if K::BITS == 32 { 24 } else { 48 };
+        self.root_bits
+            .min(BLOCK_BITS)
+            .min(finest.saturating_sub(self.skip))
     }
 
     /// The keys of block `b` of this table ([`Self::block_of`]), first and last; `b` is
     /// taken modulo the table's block count.
     pub fn block_keys(&self, b: usize) -> (K, K) {
-        let bits = self.root_bits.min(BLOCK_BITS);
+        let bits = self.block_bits();
         let shift = K::BITS - self.skip - bits;
         if shift == K::BITS {
             return (K::ZERO, K::ZERO.last(0));

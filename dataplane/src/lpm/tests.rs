@@ -904,6 +904,8 @@ fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
                 "{k:#x} not in block {b} ({first:#x}..={last:#x})"
             );
             assert_eq!((t.block_of(first), t.block_of(last)), (b, b));
+            // Never finer than a /24.
+            assert!(last - first >= 255, "block {b}: {first:#x}..={last:#x}");
             let n = t.warm_block(first, last, 8);
             // The first-level entries, and per entry at most its extension lines (lines)
             // or its leaf or run (root).
@@ -930,8 +932,21 @@ fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
         let b = t6.block_of(k);
         let (first, last) = t6.block_keys(b);
         assert!(first <= k && k <= last, "{k:#x} not in block {b}");
+        // Never finer than a /48.
+        assert!(last - first >= (1 << 80) - 1, "block {b}: {first:#x}..={last:#x}");
         assert!(t6.warm_block(first, last, 8) >= 1);
     }
+    // Pools inside one /56: one block for the whole root, which tells nothing apart.
+    let narrow = Lpm6::build(&[
+        (Prefix::new(0x2001_0db8_0000_1200u128 << 64, 56).unwrap(), 1),
+        (Prefix::new(0x2001_0db8_0000_1234u128 << 64, 64).unwrap(), 2),
+    ])
+    .unwrap();
+    let k = 0x2001_0db8_0000_1234u128 << 64 | 7;
+    assert_eq!(narrow.block_of(k), narrow.block_of(0x2001_0db8_0000_12ffu128 << 64));
+    let (first, last) = narrow.block_keys(narrow.block_of(k));
+    let pool = 0x2001_0db8_0000_1200u128 << 64;
+    assert!(first <= pool && last >= pool | ((1 << 72) - 1));
     // A span outside the root's block reads nothing.
     assert_eq!(t6.warm_block(0, 1 << 64, 8), 0);
 }
