@@ -10,7 +10,9 @@
 //! than the same bursts before). The blocks a worker used under the old policy are the
 //! blocks its next bursts will use under the new one: a block is a stretch of the address
 //! space, so it translates from the old table to the new whatever changed
-//! ([`crate::lpm::LpmTable::block_keys`]).
+//! ([`crate::lpm::LpmTable::block_keys`]). Measured (bench/results/swap-hot): the first
+//! burst under a new 1M-prefix policy cost 761 ns more than the same burst before the
+//! swap, against 1101 ns with the whole-table warm alone (medians of 75 swaps).
 //!
 //! Invariants:
 //! - Each worker writes only its own slot, only while a recording is on, with plain

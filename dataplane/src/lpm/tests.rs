@@ -933,7 +933,10 @@ fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
         let (first, last) = t6.block_keys(b);
         assert!(first <= k && k <= last, "{k:#x} not in block {b}");
         // Never finer than a /48.
-        assert!(last - first >= (1 << 80) - 1, "block {b}: {first:#x}..={last:#x}");
+        assert!(
+            last - first >= (1 << 80) - 1,
+            "block {b}: {first:#x}..={last:#x}"
+        );
         assert!(t6.warm_block(first, last, 8) >= 1);
     }
     // Pools inside one /56: one block for the whole root, which tells nothing apart.
@@ -943,7 +946,10 @@ fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
     ])
     .unwrap();
     let k = 0x2001_0db8_0000_1234u128 << 64 | 7;
-    assert_eq!(narrow.block_of(k), narrow.block_of(0x2001_0db8_0000_12ffu128 << 64));
+    assert_eq!(
+        narrow.block_of(k),
+        narrow.block_of(0x2001_0db8_0000_12ffu128 << 64)
+    );
     let (first, last) = narrow.block_keys(narrow.block_of(k));
     let pool = 0x2001_0db8_0000_1200u128 << 64;
     assert!(first <= pool && last >= pool | ((1 << 72) - 1));
