@@ -1054,7 +1054,7 @@ impl Policy {
     /// reads the destination tables again when they are small. The lines the workers'
     /// next bursts will read are then among the ones this core read last, so they are
     /// still in the shared cache even when the tables are much larger than it. Returns
-    /// the cache lines read for the blocks (IPv4, IPv6).
+    /// the reads made for the blocks (IPv4, IPv6; about one cache line each).
     ///
     /// Measured with `op25b-bench swap` on 1M prefixes (bench/results/swap-hot, the
     /// README's hot-swap section): the first burst under the new policy cost a third less

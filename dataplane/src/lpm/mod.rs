@@ -1158,8 +1158,12 @@ impl<K: Bits> LpmTable<K> {
     /// extension lines their entries point to (line layout), or the root entries covering
     /// them and the leaf, run or node line each points to (root layout). At most `cap`
     /// first-level entries are read, so a span much wider than this table's blocks costs
-    /// a bounded time. Returns the number of cache lines read.
+    /// a bounded time. Returns the reads made, each of one cache line (in the root layout
+    /// neighbouring entries share one). An empty span (`first > last`) reads nothing.
     pub fn warm_block(&self, first: K, last: K, cap: usize) -> usize {
+        if first > last {
+            return 0;
+        }
         let mut lines = 0usize;
         let mut sum = 0u64;
         let mut touch = |word: u64| {
