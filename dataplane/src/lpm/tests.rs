@@ -807,22 +807,30 @@ fn root_skips_the_bits_every_boundary_shares() {
     }
 }
 
+/// `n` random IPv4 prefixes with lengths in `lens` (duplicates dropped), valued `2i`.
+fn random_v4(
+    next: &mut impl FnMut() -> u64,
+    n: u32,
+    lens: std::ops::Range<u8>,
+) -> Vec<(Prefix<u32>, u32)> {
+    let span = u64::from(lens.end - lens.start);
+    dedupe(
+        (0..n)
+            .map(|i| {
+                let len = lens.start + (next() % span) as u8;
+                let addr = (next() as u32) & u32::mask(len);
+                (Prefix::new(addr, len).unwrap(), i * 2)
+            })
+            .collect(),
+    )
+}
+
 #[test]
 fn the_first_read_of_every_key_is_inside_the_table() {
     // Every layout: an empty table, a small root, a root that skips shared bits (IPv6 under
     // one /32), and lines.
     let mut next = xorshift(11);
-    let v4: Vec<(Prefix<u32>, u32)> = dedupe(
-        (0..3000)
-            .map(|i| {
-                let len = 16 + (next() % 9) as u8;
-                (
-                    Prefix::new((next() as u32) & u32::mask(len), len).unwrap(),
-                    i * 2,
-                )
-            })
-            .collect(),
-    );
+    let v4 = random_v4(&mut next, 3000, 16..25);
     let v6: Vec<(Prefix<u128>, u32)> = dedupe(
         (0..500)
             .map(|i| {
@@ -871,17 +879,7 @@ fn the_first_read_of_every_key_is_inside_the_table() {
 #[test]
 fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
     let mut next = xorshift(23);
-    let v4: Vec<(Prefix<u32>, u32)> = dedupe(
-        (0..5000)
-            .map(|i| {
-                let len = 16 + (next() % 17) as u8;
-                (
-                    Prefix::new((next() as u32) & u32::mask(len), len).unwrap(),
-                    i * 2,
-                )
-            })
-            .collect(),
-    );
+    let v4 = random_v4(&mut next, 5000, 16..33);
     let f4 = ranges::Ranges::build(&v4).unwrap();
     let t4 = [
         LpmTable::<u32>::build(&[]).unwrap(),
