@@ -390,6 +390,16 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
     fn memory_bytes(&self) -> usize {
         self.sources.memory_bytes() + self.relays.memory_bytes() + self.scope.memory_bytes()
     }
+
+    /// Reads the relay and scope tables again, each if at most [`SMALL_TABLE_BYTES`]
+    /// (see [`Policy::warm_hot`]).
+    fn warm_small_destinations(&self) {
+        for t in [&self.relays, &self.scope] {
+            if t.memory_bytes() <= SMALL_TABLE_BYTES {
+                t.warm();
+            }
+        }
+    }
 }
 
 /// Table bytes from which every burst is judged cold ([`Policy::always_cold`]). Measured
@@ -1079,16 +1089,8 @@ impl Policy {
             v6 += self.v6.sources.warm_block(first, last, CAP);
         }
         if v4 + v6 > 0 {
-            for t in [&self.v4.relays, &self.v4.scope] {
-                if t.memory_bytes() <= SMALL_TABLE_BYTES {
-                    t.warm();
-                }
-            }
-            for t in [&self.v6.relays, &self.v6.scope] {
-                if t.memory_bytes() <= SMALL_TABLE_BYTES {
-                    t.warm();
-                }
-            }
+            self.v4.warm_small_destinations();
+            self.v6.warm_small_destinations();
             crate::port::sys::demote_all(self);
         }
         [v4, v6]
