@@ -3,7 +3,9 @@
 //! Layers, each knowing only those below it: [`wire`] parses a frame to a [`wire::FlowKey`];
 //! [`lpm`] holds longest-prefix-match tables (and knows nothing of packets); [`policy`]
 //! combines tables into an immutable [`policy::Policy`] with the verdict function; [`port`]
-//! moves frames in bursts; [`worker`] runs rx → classify → tx.
+//! moves frames in bursts; [`worker`] runs rx → classify → tx. [`hot`] lets workers note,
+//! while a reload builds the next policy, which table blocks they use, so the control
+//! thread warms exactly those in the new tables just before the swap.
 //!
 //! Invariants: nothing here parses configuration or allocates per packet; errors on the
 //! per-packet path are verdicts plus counters, never early returns.
