@@ -40,6 +40,16 @@ struct Slot {
     v6: Box<[AtomicU64]>,
 }
 
+impl Slot {
+    /// This slot's bitmap of `family`.
+    fn map(&self, family: Family) -> &[AtomicU64] {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+}
+
 /// The recording of one direction's workers (see the module documentation).
 #[derive(Debug)]
 pub struct HotBlocks {
@@ -96,12 +106,7 @@ impl HotBlocks {
     /// modulo the slots and blocks). Only the worker owning `slot` may call this.
     #[inline]
     pub fn mark(&self, slot: usize, family: Family, block: usize) {
-        let s = &self.slots[slot % self.slots.len()];
-        let map = match family {
-            Family::V4 => &s.v4,
-            Family::V6 => &s.v6,
-        };
-        let w = &map[(block / 64) % WORDS];
+        let w = &self.slots[slot % self.slots.len()].map(family)[(block / 64) % WORDS];
         // One writer per slot: a plain load and store, no locked read-modify-write.
         w.store(
             w.load(Ordering::Relaxed) | 1 << (block % 64),
@@ -117,11 +122,7 @@ impl HotBlocks {
             let mut w = self
                 .slots
                 .iter()
-                .map(|s| match family {
-                    Family::V4 => &s.v4[i],
-                    Family::V6 => &s.v6[i],
-                })
-                .fold(0u64, |a, w| a | w.load(Ordering::Relaxed));
+                .fold(0u64, |a, s| a | s.map(family)[i].load(Ordering::Relaxed));
             std::iter::from_fn(move || {
                 let bit = (w != 0).then(|| w.trailing_zeros() as usize)?;
                 w &= w - 1;
