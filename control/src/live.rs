@@ -272,6 +272,8 @@ fn files_stamp(config: &Config) -> Stamp {
 struct Control {
     path: PathBuf,
     config: Config,
+    /// The `[dataplane]` section in force (set at start; a reload cannot change it).
+    dataplane: DataplaneConfig,
     tickets: Vec<Ticket>,
     generation: u64,
     loaded_at: SystemTime,
@@ -357,17 +359,18 @@ impl Control {
                 self.reloads[0] += 1;
                 self.watched = files_stamp(&self.config);
                 let running = self.drop_log.as_ref().map(|d| &d.0);
-                let msg = format!(
-                    "reloaded {}: generation {} in {:.1} ms{}",
+                let mut msg = format!(
+                    "reloaded {}: generation {} in {:.1} ms",
                     self.path.display(),
                     self.generation,
                     t.elapsed().as_secs_f64() * 1e3,
-                    if self.config.drop_log.as_ref() != running {
-                        "; [drop_log] changed: that takes effect at the next start"
-                    } else {
-                        ""
-                    }
                 );
+                if self.config.drop_log.as_ref() != running {
+                    msg += "; [drop_log] changed: that takes effect at the next start";
+                }
+                if self.config.dataplane.as_ref() != Some(&self.dataplane) {
+                    msg += "; [dataplane] changed: that takes effect at the next start";
+                }
                 eprintln!("op25b: {msg}");
                 for w in &warnings {
                     eprintln!("op25b: warning: {w}");
@@ -406,10 +409,7 @@ impl Control {
 
     /// Who refuses frames on this backend ("the kernel", "the device").
     fn tx_refuser(&self) -> &'static str {
-        self.config
-            .dataplane
-            .as_ref()
-            .map_or("the kernel", |d| d.backend.tx_refuser())
+        self.dataplane.backend.tx_refuser()
     }
 
     fn totals(&self) -> (Counters, Counters, u64) {
@@ -1206,6 +1206,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
     let mut control = Control {
         path: config_path.to_path_buf(),
         config,
+        dataplane: dp.clone(),
         tickets: Vec::new(),
         generation: 1,
         loaded_at: SystemTime::now(),

@@ -5,6 +5,8 @@
 //! on the far side counts what arrives. The appliance's counters and the sink must match
 //! the mix exactly.
 //!
+//! Afterwards a reload with a changed `[dataplane]` section says that takes a restart.
+//!
 //! The appliance runs with per-frame (TPACKET_V2) rings here, the live SMTP test with the
 //! default TPACKET_V3 block rings, so both ring kinds are exercised.
 //!
@@ -170,6 +172,27 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         .output()
         .unwrap();
     let status = String::from_utf8_lossy(&status.stdout).to_string();
+    // A reload cannot change the [dataplane] section of a running appliance: it says so,
+    // and says nothing when that section is as it was.
+    let reload = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        let out = Command::new(&op25b)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .arg("reload")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let note = "[dataplane] changed: that takes effect at the next start";
+    let changed = reload(&A.replace("ring = \"v2\"", "ring = \"v2\"\nburst = 32"));
+    assert!(
+        changed.contains("reloaded") && changed.contains(note),
+        "{changed}"
+    );
+    let same = reload(A);
+    assert!(same.contains("reloaded") && !same.contains(note), "{same}");
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
