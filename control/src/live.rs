@@ -274,6 +274,8 @@ struct Control {
     config: Config,
     /// The `[dataplane]` section in force (set at start; a reload cannot change it).
     dataplane: DataplaneConfig,
+    /// The control socket and metrics address in force (bound at start).
+    listening: (PathBuf, Option<String>),
     tickets: Vec<Ticket>,
     generation: u64,
     loaded_at: SystemTime,
@@ -371,6 +373,19 @@ impl Control {
                 if self.config.dataplane.as_ref() != Some(&self.dataplane) {
                     msg += "; [dataplane] changed: that takes effect at the next start";
                 }
+                let c = &self.config.control;
+                for (key, changed) in [
+                    ("socket", c.socket != self.listening.0),
+                    ("metrics", c.metrics != self.listening.1),
+                ] {
+                    if changed {
+                        msg += &format!(
+                            "; [control] {key} changed: that takes effect at the next start"
+                        );
+                    }
+                }
+                // Watching is the control thread's own loop: it follows the file at once.
+                self.watch = c.watch;
                 eprintln!("op25b: {msg}");
                 for w in &warnings {
                     eprintln!("op25b: warning: {w}");
@@ -1207,6 +1222,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
         path: config_path.to_path_buf(),
         config,
         dataplane: dp.clone(),
+        listening: (cc.socket.clone(), cc.metrics.clone()),
         tickets: Vec::new(),
         generation: 1,
         loaded_at: SystemTime::now(),

@@ -5,7 +5,9 @@
 //! on the far side counts what arrives. The appliance's counters and the sink must match
 //! the mix exactly.
 //!
-//! Afterwards a reload with a changed `[dataplane]` section says that takes a restart.
+//! Afterwards a reload with a changed `[dataplane]` section, or `[control]` socket or
+//! metrics address, says that takes a restart, and one that turns `watch` on makes the
+//! next change of the file reload by itself.
 //!
 //! The appliance runs with per-frame (TPACKET_V2) rings here, the live SMTP test with the
 //! default TPACKET_V3 block rings, so both ring kinds are exercised.
@@ -193,6 +195,47 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     );
     let same = reload(A);
     assert!(same.contains("reloaded") && !same.contains(note), "{same}");
+    let metrics = reload(&A.replace("metrics = \"\"", "metrics = \"127.0.0.1:9\""));
+    assert!(
+        metrics.contains("[control] metrics changed: that takes effect at the next start")
+            && !metrics.contains(note)
+            && !metrics.contains("socket"),
+        "{metrics}"
+    );
+    // `watch` follows a reload at once: turned on by one, the next change of the file
+    // reloads by itself.
+    let generation = || {
+        let out = Command::new(&op25b)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .arg("status")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let at = text
+            .find("policy generation ")
+            .expect("generation in status")
+            + 18;
+        text[at..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let watching = |text: &str| text.replace("metrics = \"\"", "metrics = \"\"\nwatch = true");
+    assert!(reload(&watching(A)).contains("reloaded"));
+    let before = generation();
+    std::fs::write(&cfg, watching(B)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while generation() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watch = true, turned on by a reload, did not pick up a changed file"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
