@@ -477,8 +477,11 @@ pub fn read_prefix_file(
     }
 }
 
-/// Validates the `[dataplane]` section.
-/// Parses a duration like `90s`, `15m`, `2h` or `7d`.
+/// Longest duration [`parse_duration`] takes: ten years (3650d). A ticket's expiry or a
+/// drop log's retention is a point in time that must fit the clock.
+pub const MAX_DURATION_SECS: u64 = 3650 * 86400;
+
+/// Parses a duration like `90s`, `15m`, `2h` or `7d` (one second to [`MAX_DURATION_SECS`]).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -495,7 +498,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     let secs = n
         .checked_mul(unit_secs)
-        .ok_or_else(|| format!("{text:?}: too long"))?;
+        .filter(|&s| s <= MAX_DURATION_SECS)
+        .ok_or_else(|| format!("{text:?}: too long (at most 3650d, ten years)"))?;
     if secs == 0 {
         return Err(format!("{text:?}: must be at least one second"));
     }

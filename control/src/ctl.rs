@@ -270,6 +270,19 @@ mod tests {
         assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("0s").is_err());
+        // Anything accepted is a point in time the clock can hold (a larger TTL used to
+        // pass here and then abort the appliance when added to the time of day).
+        assert_eq!(
+            parse_duration("3650d").unwrap(),
+            Duration::from_secs(3650 * 86400)
+        );
+        for long in ["3651d", "200000000000000d", "18446744073709551615s"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("too long (at most 3650d"), "{long}: {e}");
+        }
+        assert!(std::time::SystemTime::now()
+            .checked_add(parse_duration("3650d").unwrap())
+            .is_some());
         assert!(parse_duration("s").is_err());
     }
 

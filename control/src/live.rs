@@ -612,12 +612,14 @@ impl Control {
                 )
             }
             ctl::Command::ExemptAdd { prefix: p, ttl } => {
+                let expires = match ttl.map(|d| SystemTime::now().checked_add(d)) {
+                    Some(None) => return (false, "refused: --ttl is beyond the clock".into()),
+                    Some(at) => at,
+                    None => None,
+                };
                 let before = self.tickets.clone();
                 self.tickets.retain(|t| t.prefix != p);
-                self.tickets.push(Ticket {
-                    prefix: p,
-                    expires: ttl.map(|d| SystemTime::now() + d),
-                });
+                self.tickets.push(Ticket { prefix: p, expires });
                 match self.publish(self.config.clone()) {
                     Ok(_) => (
                         true,
@@ -1114,16 +1116,42 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
     }
 }
 
+/// Why `op25b run` stopped with an error.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunError {
+    /// The config was refused (no `[dataplane]` section, or its policy does not build):
+    /// bad usage, exit 2 as for `check`.
+    Config(String),
+    /// Starting or running failed (an interface, a backend, the control socket): exit 1.
+    Failed(String),
+}
+
+impl From<String> for RunError {
+    fn from(e: String) -> Self {
+        RunError::Failed(e)
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Config(e) | RunError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Runs the appliance until SIGTERM or SIGINT.
-pub fn run(config_path: &Path, config: Config) -> Result<(), String> {
+pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     let dp: DataplaneConfig = config.dataplane.clone().ok_or_else(|| {
-        format!(
+        RunError::Config(format!(
             "{}: `op25b run` needs a [dataplane] section (backend, access, core)",
             config_path.display()
-        )
+        ))
     })?;
     let t = Instant::now();
-    let built = config.build(1).map_err(|e| e.to_string())?;
+    let built = config
+        .build(1)
+        .map_err(|e| RunError::Config(e.to_string()))?;
     for w in &built.warnings {
         eprintln!("op25b: warning: {w}");
     }

@@ -103,7 +103,10 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("op25b: error: {e}");
-                    ExitCode::from(1)
+                    ExitCode::from(match e {
+                        op25b::live::RunError::Config(_) => 2,
+                        op25b::live::RunError::Failed(_) => 1,
+                    })
                 }
             }
         }

@@ -508,6 +508,42 @@ fn clear_errors_for_bad_inputs() {
 }
 
 #[test]
+fn run_refuses_a_config_with_exit_2_before_opening_anything() {
+    let dir = scratch("run-config");
+    let run = |text: &str| {
+        let cfg = dir.join("op25b.toml");
+        std::fs::write(&cfg, text).unwrap();
+        let out = op25b()
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let dataplane = "[dataplane]\nbackend = \"af_packet\"\naccess = \"nope0\"\ncore = \"nope1\"\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n";
+    // Loads, but its policy does not build: the same prefix dynamic and exempt.
+    let (code, e) = run(&format!(
+        "[outbound]\ndynamic = [\"10.0.0.0/8\"]\nexempt = [\"10.0.0.0/8\"]\n{dataplane}"
+    ));
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("10.0.0.0/8") && e.contains("dynamic"), "{e}");
+    // No [dataplane] section.
+    let (code, e) = run("[outbound]\ndynamic = [\"10.0.0.0/8\"]\n");
+    assert_eq!(code, Some(2), "{e}");
+    assert!(e.contains("needs a [dataplane] section"), "{e}");
+    // A good config whose interfaces do not exist: that is a failure to start, exit 1.
+    let (code, e) = run(&format!(
+        "[outbound]\ndynamic = [\"10.0.0.0/8\"]\n{dataplane}"
+    ));
+    assert_eq!(code, Some(1), "{e}");
+    assert!(e.contains("nope0"), "{e}");
+}
+
+#[test]
 fn ctl_names_a_bad_word_before_it_connects() {
     let dir = scratch("ctl-words");
     let socket = dir.join("nobody-listens.sock");
@@ -539,6 +575,10 @@ fn ctl_names_a_bad_word_before_it_connects() {
             "op25b: error: explain: port \"99999\" is not a number from 0 to 65535".into()
         )
     );
+    // A TTL the clock cannot hold: exit 2 here, instead of reaching the appliance.
+    let (code, e) = ctl(&["exempt", "add", "100.64.1.7", "--ttl", "200000000000000d"]);
+    assert_eq!(code, Some(2));
+    assert!(e.contains("too long (at most 3650d"), "{e}");
     // Good words: exit 1, the socket named.
     let (code, e) = ctl(&["exempt", "add", "100.64.1.7", "--ttl", "1h"]);
     assert_eq!(code, Some(1));
