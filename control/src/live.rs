@@ -245,6 +245,9 @@ fn worker_loop(mut w: WorkerCtx) {
     }
 }
 
+/// How often a watching appliance tries a refused config again.
+const RETRY_REFUSED: Duration = Duration::from_secs(10);
+
 /// An exemption added at run time.
 #[derive(Clone, Debug)]
 struct Ticket {
@@ -272,6 +275,9 @@ fn files_stamp(config: &Config) -> Stamp {
 struct Control {
     path: PathBuf,
     config: Config,
+    /// The last reload's refusal (when, and why), until a reload succeeds; with `watch`,
+    /// retried every [`RETRY_REFUSED`].
+    refused: Option<(Instant, SystemTime, String)>,
     /// The `[dataplane]` section in force (set at start; a reload cannot change it).
     dataplane: DataplaneConfig,
     /// The control socket and metrics address in force (bound at start).
@@ -352,12 +358,20 @@ impl Control {
     }
 
     fn reload(&mut self) -> (bool, String) {
+        self.reload_unless_refused_as(None)
+    }
+
+    /// [`Control::reload`]; but when `known` is the reason the last reload was refused
+    /// and this one is refused for the same reason, it is neither logged nor counted again
+    /// (the watch loop retries a refused config without repeating itself).
+    fn reload_unless_refused_as(&mut self, known: Option<&str>) -> (bool, String) {
         let t = Instant::now();
         let result = Config::load(&self.path)
             .map_err(|e| e.to_string())
             .and_then(|c| self.publish(c));
         match result {
             Ok(warnings) => {
+                self.refused = None;
                 self.reloads[0] += 1;
                 self.watched = files_stamp(&self.config);
                 let running = self.drop_log.as_ref().map(|d| &d.0);
@@ -394,6 +408,11 @@ impl Control {
                 (true, msg + &warned)
             }
             Err(e) => {
+                let again = known == Some(e.as_str());
+                self.refused = Some((Instant::now(), SystemTime::now(), e.clone()));
+                if again {
+                    return (false, e);
+                }
                 self.reloads[1] += 1;
                 let msg = format!(
                     "reload refused, still serving generation {}: {e}",
@@ -548,6 +567,15 @@ impl Control {
             } else {
                 self.settling = Some(stamp);
             }
+            // A refused config may come right without a change the stamp can see (a
+            // prefix file it names that did not exist yet, a ticket in its way that
+            // expired): try it again now and then, quietly while the reason stays.
+            if let Some((at, _, why)) = &self.refused {
+                if at.elapsed() >= RETRY_REFUSED {
+                    let why = why.clone();
+                    self.reload_unless_refused_as(Some(&why));
+                }
+            }
         }
     }
 
@@ -569,10 +597,21 @@ impl Control {
             ctl::Command::Status => {
                 let age = self.loaded_at.elapsed().unwrap_or_default().as_secs();
                 let s = self.handle.load().sizes();
+                let refused = self.refused.as_ref().map_or(String::new(), |(_, at, why)| {
+                    format!(
+                        "\nlast reload refused {} s ago{}: {why}",
+                        at.elapsed().unwrap_or_default().as_secs(),
+                        if self.watch {
+                            "; retried every 10 s while watching"
+                        } else {
+                            ""
+                        }
+                    )
+                });
                 (
                     true,
                     format!(
-                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}\nexemption tickets: {}\nworkers: {}\nreloads: {} ok, {} refused",
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}\nexemption tickets: {}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
                         self.generation,
                         self.path.display(),
                         self.reload_ms,
@@ -1249,6 +1288,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     let mut control = Control {
         path: config_path.to_path_buf(),
         config,
+        refused: None,
         dataplane: dp.clone(),
         listening: (cc.socket.clone(), cc.metrics.clone()),
         tickets: Vec::new(),

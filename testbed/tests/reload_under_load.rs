@@ -7,7 +7,7 @@
 //!
 //! Afterwards a reload with a changed `[dataplane]` section, or `[control]` socket or
 //! metrics address, says that takes a restart, and one that turns `watch` on makes the
-//! next change of the file reload by itself.
+//! next change of the file reload by itself, also of a refused file once it comes right.
 //!
 //! The appliance runs with per-frame (TPACKET_V2) rings here, the live SMTP test with the
 //! default TPACKET_V3 block rings, so both ring kinds are exercised.
@@ -204,7 +204,7 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     );
     // `watch` follows a reload at once: turned on by one, the next change of the file
     // reloads by itself.
-    let generation = || {
+    let status_now = || {
         let out = Command::new(&op25b)
             .arg("ctl")
             .arg("--socket")
@@ -212,7 +212,10 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
             .arg("status")
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let generation = || {
+        let text = status_now();
         let at = text
             .find("policy generation ")
             .expect("generation in status")
@@ -236,6 +239,36 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // A config naming a prefix file that does not exist yet is refused (status says so);
+    // the watching appliance tries it again and picks it up once the file is there,
+    // although the files it watched did not change after the refusal.
+    let before = generation();
+    let later = watching(A).replace(
+        "dynamic = [\"10.0.0.0/24\"]",
+        "dynamic = [\"10.0.0.0/24\"]\ndynamic_files = [\"later.txt\"]",
+    );
+    std::fs::write(&cfg, later).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !status_now().contains("last reload refused") {
+        assert!(std::time::Instant::now() < deadline, "{}", status_now());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(generation(), before);
+    std::fs::write(dir.join("later.txt"), "10.0.5.0/24\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while generation() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a refused config was not tried again: {}",
+            status_now()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        !status_now().contains("last reload refused"),
+        "{}",
+        status_now()
+    );
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
