@@ -477,6 +477,26 @@ pub fn read_prefix_file(
     }
 }
 
+/// The control socket a config file names (`[control] socket`, relative to the file's
+/// directory; [`DEFAULT_SOCKET`] when absent), read without checking the rest of the file:
+/// `op25b ctl --config` must reach a running appliance even after an edit broke the
+/// policy (or a prefix file) that the appliance refused to load.
+pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: not TOML: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    match table.get("control").and_then(|c| c.get("socket")) {
+        None => Ok(PathBuf::from(DEFAULT_SOCKET)),
+        Some(toml::Value::String(s)) if !s.is_empty() => Ok(base.join(s)),
+        Some(v) => Err(format!(
+            "{}: control.socket: {v}: a path is needed",
+            path.display()
+        )),
+    }
+}
+
 /// Longest duration [`parse_duration`] takes: ten years (3650d). A ticket's expiry or a
 /// drop log's retention is a point in time that must fit the clock.
 pub const MAX_DURATION_SECS: u64 = 3650 * 86400;
@@ -1316,6 +1336,30 @@ scope = []
                 ":3: dataplane.backend: \"af_xdp\": this op25b was built without AF_XDP support: rebuild with `cargo build --release --features af_xdp`"
             ));
         }
+    }
+
+    #[test]
+    fn the_control_socket_is_found_in_a_config_that_does_not_load() {
+        let dir = std::env::temp_dir().join(format!("op25b-socket-of-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("op25b.toml");
+        // A host-bits typo and a missing prefix file: Config::load refuses it.
+        std::fs::write(&f, "[outbound]\ndynamic = [\"10.0.0.1/8\"]\ndynamic_files = [\"gone.txt\"]\n[control]\nsocket = \"ctl.sock\"\n").unwrap();
+        assert!(Config::load(&f).is_err());
+        assert_eq!(control_socket(&f).unwrap(), dir.join("ctl.sock"));
+        std::fs::write(&f, "[outbound]\n").unwrap();
+        assert_eq!(control_socket(&f).unwrap(), PathBuf::from(DEFAULT_SOCKET));
+        std::fs::write(&f, "[control]\nsocket = 5\n").unwrap();
+        assert!(control_socket(&f)
+            .unwrap_err()
+            .contains("control.socket: 5: a path is needed"));
+        std::fs::write(&f, "[control\n").unwrap();
+        assert!(control_socket(&f).unwrap_err().contains("not TOML"));
+        let missing = dir.join("missing.toml");
+        assert!(control_socket(&missing)
+            .unwrap_err()
+            .contains("missing.toml"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

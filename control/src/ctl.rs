@@ -130,17 +130,25 @@ pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String
             socket.display()
         )
     })?;
+    let at = |what: &str, e: std::io::Error| {
+        let why = if e.kind() == std::io::ErrorKind::WouldBlock {
+            "no answer in time".to_string()
+        } else {
+            e.to_string()
+        };
+        format!("{}: {what}: {why}", socket.display())
+    };
     s.set_read_timeout(Some(ANSWER_TIMEOUT + CLIENT_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| at("setting a timeout", e))?;
     let line = serde_json::to_string(words).map_err(|e| e.to_string())?;
     s.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| at("sending the command", e))?;
     let mut reply = String::new();
     BufReader::new(s)
         .read_line(&mut reply)
-        .map_err(|e| e.to_string())?;
-    let v: serde_json::Value =
-        serde_json::from_str(reply.trim()).map_err(|e| format!("malformed reply: {e}"))?;
+        .map_err(|e| at("reading the answer", e))?;
+    let v: serde_json::Value = serde_json::from_str(reply.trim())
+        .map_err(|e| format!("{}: malformed reply: {e}", socket.display()))?;
     Ok((
         v["ok"].as_bool().unwrap_or(false),
         v["text"].as_str().unwrap_or("").to_string(),

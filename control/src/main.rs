@@ -122,8 +122,8 @@ fn main() -> ExitCode {
             }
             let socket = match (socket, config) {
                 (Some(s), _) => s,
-                (None, Some(c)) => match Config::load(&c) {
-                    Ok(cfg) => cfg.control.socket,
+                (None, Some(c)) => match op25b::config::control_socket(&c) {
+                    Ok(socket) => socket,
                     Err(e) => {
                         eprintln!("op25b: error: {e}");
                         return ExitCode::from(2);

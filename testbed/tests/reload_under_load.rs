@@ -7,7 +7,8 @@
 //!
 //! Afterwards a reload with a changed `[dataplane]` section, or `[control]` socket or
 //! metrics address, says that takes a restart, and one that turns `watch` on makes the
-//! next change of the file reload by itself, also of a refused file once it comes right.
+//! next change of the file reload by itself, also of a refused file once it comes right;
+//! `op25b ctl --config` reaches it even when the file does not load.
 //!
 //! The appliance runs with per-frame (TPACKET_V2) rings here, the live SMTP test with the
 //! default TPACKET_V3 block rings, so both ring kinds are exercised.
@@ -268,6 +269,20 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         !status_now().contains("last reload refused"),
         "{}",
         status_now()
+    );
+    // `op25b ctl --config` still reaches the appliance when the file no longer loads (a
+    // typo the appliance refused): it reads only the socket from it.
+    std::fs::write(&cfg, A.replace("10.0.0.0/24", "10.0.0.1/24")).unwrap();
+    let out = Command::new(&op25b)
+        .arg("ctl")
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("running"),
+        "{out:?}"
     );
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
