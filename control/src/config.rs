@@ -32,10 +32,41 @@ pub struct Origin {
     pub line: usize,
 }
 
+impl Origin {
+    /// Where a run-time exemption ticket (`op25b ctl exempt add`) comes from: no file, so
+    /// line 0, which [`Origin`]'s `Display` leaves out.
+    pub fn ticket(prefix: &AnyPrefix) -> Origin {
+        Origin {
+            file: Arc::from(Path::new(&format!(
+                "exemption ticket {prefix} (op25b ctl exempt add)"
+            ))),
+            line: 0,
+        }
+    }
+
+    fn is_ticket(&self) -> bool {
+        self.line == 0
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_ticket() {
+            return write!(f, "{}", self.file.display());
+        }
         write!(f, "{}:{}", self.file.display(), self.line)
     }
+}
+
+/// The message of [`ConfigError::DynamicAndExempt`]: for a ticket, what the operator can
+/// do about it.
+fn dynamic_and_exempt(prefix: &AnyPrefix, dynamic_at: &Origin, exempt_at: &Origin) -> String {
+    let remedy = if exempt_at.is_ticket() {
+        format!("a ticket cannot exempt a whole dynamic entry: remove it from dynamic, or drop the ticket (op25b ctl exempt del {prefix}) and ticket the hosts inside it")
+    } else {
+        "remove one of them".to_string()
+    };
+    format!("{exempt_at}: exempt: {prefix} is also listed in dynamic at {dynamic_at}; {remedy}")
 }
 
 /// Why a configuration was refused.
@@ -70,7 +101,7 @@ pub enum ConfigError {
         why: String,
     },
     /// A prefix in both dynamic and exempt.
-    #[error("{exempt_at}: exempt: {prefix} is also listed in dynamic at {dynamic_at}; remove one of them")]
+    #[error("{}", dynamic_and_exempt(prefix, dynamic_at, exempt_at))]
     DynamicAndExempt {
         /// The prefix.
         prefix: AnyPrefix,

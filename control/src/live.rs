@@ -327,10 +327,7 @@ impl Control {
         self.tickets.retain(|t| t.expires.is_none_or(|e| e > now));
         for t in &self.tickets {
             config.outbound.exempt.push(t.prefix);
-            config.origins.exempt.push(Origin {
-                file: Arc::from(Path::new("exemption ticket")),
-                line: 0,
-            });
+            config.origins.exempt.push(Origin::ticket(&t.prefix));
         }
         // While the new policies are built, the workers note which blocks of the current
         // ones they look up, so exactly those are warmed in the new ones last of all.
@@ -663,9 +660,10 @@ impl Control {
                     Ok(_) => (
                         true,
                         format!(
-                            "{p} exempted{}; policy generation {}",
+                            "{p} exempted from outbound blocking{}; policy generation {}{}",
                             ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())),
-                            self.generation
+                            self.generation,
+                            self.ticket_caveats(&p)
                         ),
                     ),
                     Err(e) => {
@@ -785,6 +783,37 @@ impl Control {
             }
         }
         (true, t)
+    }
+
+    /// What a ticket for `p` does not do, for the answer to `exempt add`: longer dynamic
+    /// prefixes inside it still win for their addresses (longest match), and tickets are
+    /// outbound only. Empty when neither applies.
+    fn ticket_caveats(&self, p: &AnyPrefix) -> String {
+        let inside = |d: &AnyPrefix| match (p, d) {
+            (AnyPrefix::V4(t), AnyPrefix::V4(d)) => d.len > t.len && t.contains(d.addr),
+            (AnyPrefix::V6(t), AnyPrefix::V6(d)) => d.len > t.len && t.contains(d.addr),
+            _ => false,
+        };
+        let c = &self.config;
+        let winners: Vec<String> = c
+            .outbound
+            .dynamic
+            .iter()
+            .zip(&c.origins.dynamic)
+            .filter(|(d, _)| inside(d))
+            .map(|(d, o)| format!("{} ({o})", describe(d)))
+            .collect();
+        let mut out = String::new();
+        if let Some(first) = winners.first() {
+            out += &format!(
+                "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; ticket those too",
+                winners.len()
+            );
+        }
+        if c.inbound.is_some() {
+            out += "\nnote: tickets do not change [inbound] (IP25B)";
+        }
+        out
     }
 
     fn explain(&self, src: IpAddr, dst: IpAddr, port: u16) -> (bool, String) {

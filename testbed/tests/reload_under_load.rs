@@ -8,7 +8,8 @@
 //! Afterwards a reload with a changed `[dataplane]` section, or `[control]` socket or
 //! metrics address, says that takes a restart, and one that turns `watch` on makes the
 //! next change of the file reload by itself, also of a refused file once it comes right;
-//! `op25b ctl --config` reaches it even when the file does not load.
+//! `op25b ctl --config` reaches it even when the file does not load; an exemption ticket's
+//! answer says what the ticket does not cover.
 //!
 //! The appliance runs with per-frame (TPACKET_V2) rings here, the live SMTP test with the
 //! default TPACKET_V3 block rings, so both ring kinds are exercised.
@@ -283,6 +284,33 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("running"),
         "{out:?}"
+    );
+    // Tickets say what they do not do: a ticket around the pools leaves the longer pool
+    // prefixes blocking (longest match); a ticket equal to a pool is refused with what to
+    // do instead (not a made-up file and line).
+    let ctl = |words: &[&str]| {
+        let out = Command::new(&op25b)
+            .arg("ctl")
+            .arg("--socket")
+            .arg(&sock)
+            .args(words)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let wide = ctl(&["exempt", "add", "10.0.0.0/16", "--ttl", "1h"]);
+    assert!(
+        wide.contains("10.0.0.0/16 exempted from outbound blocking for 3600 s")
+            && wide.contains("note: 2 longer dynamic prefix(es) inside it still block")
+            && wide.contains("op25b.toml:"),
+        "{wide}"
+    );
+    let pool = ctl(&["exempt", "add", "10.0.0.0/24"]);
+    assert!(
+        pool.contains("exemption ticket 10.0.0.0/24 (op25b ctl exempt add): exempt: 10.0.0.0/24 is also listed in dynamic at")
+            && pool.contains("a ticket cannot exempt a whole dynamic entry")
+            && !pool.contains(":0:"),
+        "{pool}"
     );
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
