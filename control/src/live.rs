@@ -594,6 +594,16 @@ impl Control {
             ctl::Command::Status => {
                 let age = self.loaded_at.elapsed().unwrap_or_default().as_secs();
                 let s = self.handle.load().sizes();
+                let inbound = if self.config.inbound.is_some() {
+                    let i = self.inbound.load().sizes();
+                    format!(
+                        "\ninbound prefixes ipv4 dynamic/exempt/protected: {:?}\ninbound prefixes ipv6 dynamic/exempt/protected: {:?}",
+                        [i.v4[0], i.v4[1], i.v4[3]],
+                        [i.v6[0], i.v6[1], i.v6[3]]
+                    )
+                } else {
+                    "\ninbound: not configured".to_string()
+                };
                 let refused = self.refused.as_ref().map_or(String::new(), |(_, at, why)| {
                     format!(
                         "\nlast reload refused {} s ago{}: {why}",
@@ -608,7 +618,7 @@ impl Control {
                 (
                     true,
                     format!(
-                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}\nexemption tickets: {}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
                         self.generation,
                         self.path.display(),
                         self.reload_ms,
@@ -910,7 +920,7 @@ impl Control {
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let _ = writeln!(m, "# HELP op25b_policy_generation Generation of the policy in force.\n# TYPE op25b_policy_generation gauge\nop25b_policy_generation {}", self.generation);
-        let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last successful load and build took.\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);
+        let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last policy build took (a reload, or a ticket added, deleted or expired; reading the files not included).\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);
         let loaded = self
             .loaded_at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -1402,6 +1412,22 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         println!(
             "worker {w}: access→core rx {} tx {} dropped {}; core→access rx {} tx {} dropped {}",
             o[0], o[1], o[2], n[0], n[1], n[2]
+        );
+    }
+    // Tickets live in memory: say which ones this stop drops, so they can be added again.
+    let now = SystemTime::now();
+    for t in control
+        .tickets
+        .iter()
+        .filter(|t| t.expires.is_none_or(|e| e > now))
+    {
+        eprintln!(
+            "op25b: exemption ticket {} dropped at shutdown ({}); `op25b ctl exempt add` it again after the restart if it is still wanted",
+            describe(&t.prefix),
+            t.expires.map_or("no expiry".to_string(), |e| format!(
+                "had {} s left",
+                e.duration_since(now).unwrap_or_default().as_secs()
+            ))
         );
     }
     Ok(())

@@ -165,6 +165,12 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         "op25b_dynamic_prefix_blocked_total{direction=\"inbound\",prefix=\"10.0.0.64/26\"}";
     assert_eq!((value(&m, out_pool), value(&m, in_pool)), (1, 1), "{m}");
     assert!(ctl(&["reload"]).contains("generation 2"));
+    // Status shows the inbound (IP25B) lists too: one dynamic range, one protected host.
+    let status = ctl(&["status"]);
+    assert!(
+        status.contains("inbound prefixes ipv4 dynamic/exempt/protected: [1, 0, 1]"),
+        "{status}"
+    );
     for _ in 0..2 {
         let m = metrics();
         assert_eq!((value(&m, out_pool), value(&m, in_pool)), (1, 1), "{m}");

@@ -282,7 +282,9 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         .output()
         .unwrap();
     assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("running"),
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("running")
+            && String::from_utf8_lossy(&out.stdout).contains("inbound: not configured"),
         "{out:?}"
     );
     // Tickets say what they do not do: a ticket around the pools leaves the longer pool
@@ -325,6 +327,18 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         .unwrap()
         .read_to_string(&mut counters)
         .unwrap();
+    // The live ticket is named at shutdown, since a restart drops it.
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(
+        log.contains("exemption ticket 10.0.0.0/16 dropped at shutdown (had 3"),
+        "{log}"
+    );
 
     let num = |text: &str, key: &str| -> u64 {
         let at = text
