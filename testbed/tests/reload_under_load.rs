@@ -168,26 +168,23 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     let mut sink_res = String::new();
     sink_out.read_to_string(&mut sink_res).unwrap();
 
-    let status = Command::new(&op25b)
-        .arg("ctl")
-        .arg("--socket")
-        .arg(&sock)
-        .arg("status")
-        .output()
-        .unwrap();
-    let status = String::from_utf8_lossy(&status.stdout).to_string();
-    // A reload cannot change the [dataplane] section of a running appliance: it says so,
-    // and says nothing when that section is as it was.
-    let reload = |text: &str| {
-        std::fs::write(&cfg, text).unwrap();
+    // `op25b ctl --socket SOCK WORDS…`: what it printed, stdout then stderr.
+    let ctl = |words: &[&str]| {
         let out = Command::new(&op25b)
             .arg("ctl")
             .arg("--socket")
             .arg(&sock)
-            .arg("reload")
+            .args(words)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let status = ctl(&["status"]);
+    // A reload cannot change the [dataplane] section of a running appliance: it says so,
+    // and says nothing when that section is as it was.
+    let reload = |text: &str| {
+        std::fs::write(&cfg, text).unwrap();
+        ctl(&["reload"])
     };
     let note = "[dataplane] changed: that takes effect at the next start";
     let changed = reload(&A.replace("ring = \"v2\"", "ring = \"v2\"\nburst = 32"));
@@ -206,16 +203,7 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     );
     // `watch` follows a reload at once: turned on by one, the next change of the file
     // reloads by itself.
-    let status_now = || {
-        let out = Command::new(&op25b)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&sock)
-            .arg("status")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let status_now = || ctl(&["status"]);
     let generation = || {
         let text = status_now();
         let at = text
@@ -290,16 +278,6 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     // Tickets say what they do not do: a ticket around the pools leaves the longer pool
     // prefixes blocking (longest match); a ticket equal to a pool is refused with what to
     // do instead (not a made-up file and line).
-    let ctl = |words: &[&str]| {
-        let out = Command::new(&op25b)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&sock)
-            .args(words)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-    };
     let wide = ctl(&["exempt", "add", "10.0.0.0/16", "--ttl", "1h"]);
     assert!(
         wide.contains("10.0.0.0/16 exempted from outbound blocking for 3600 s")
