@@ -275,8 +275,8 @@ fn files_stamp(config: &Config) -> Stamp {
 struct Control {
     path: PathBuf,
     config: Config,
-    /// The last reload's refusal (when, and why), until a reload succeeds; with `watch`,
-    /// retried every [`RETRY_REFUSED`].
+    /// The last reload's refusal (when it was last tried, since when that reason has stood,
+    /// and why), until a reload succeeds; with `watch`, retried every [`RETRY_REFUSED`].
     refused: Option<(Instant, SystemTime, String)>,
     /// The `[dataplane]` section in force (set at start; a reload cannot change it).
     dataplane: DataplaneConfig,
@@ -406,7 +406,12 @@ impl Control {
             }
             Err(e) => {
                 let again = known == Some(e.as_str());
-                self.refused = Some((Instant::now(), SystemTime::now(), e.clone()));
+                // Status tells since when this reason has stood; the retry clock restarts.
+                let since = match &self.refused {
+                    Some((_, since, _)) if again => *since,
+                    _ => SystemTime::now(),
+                };
+                self.refused = Some((Instant::now(), since, e.clone()));
                 if again {
                     return (false, e);
                 }

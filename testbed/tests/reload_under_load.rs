@@ -244,6 +244,19 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(generation(), before);
+    // Past one quiet retry (10 s), status still counts from the first refusal.
+    std::thread::sleep(Duration::from_secs(11));
+    let refused = status_now();
+    let at = refused
+        .find("last reload refused ")
+        .expect("refusal in status")
+        + 20;
+    let secs: u64 = refused[at..].split(' ').next().unwrap().parse().unwrap();
+    assert!(secs >= 10, "{refused}");
+    assert!(
+        refused.contains("retried every 10 s while watching"),
+        "{refused}"
+    );
     std::fs::write(dir.join("later.txt"), "10.0.5.0/24\n").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while generation() == before {
