@@ -10,25 +10,43 @@
 //! Commands are parsed by [`Command::parse`] at both ends: by `op25b ctl`, so a bad word
 //! is named before it connects, and by the appliance, which trusts no client.
 //!
-//! Invariants: every request and reply is bounded in size and time (a silent or slow
-//! client cannot stall the control thread); the listener threads only forward requests to
-//! the control thread and carry its answers back.
+//! Invariants: every request and reply is bounded in size and in total time (a silent,
+//! trickling or non-reading client holds a server for at most 5 s each way, and never the
+//! control thread); the listener threads only forward requests to the control thread and
+//! carry its answers back; the socket is 0600 from the moment it exists, and nothing but a
+//! stale socket is ever removed at its path.
 
 use crossbeam_channel::{bounded, Sender};
 use op25b_dataplane::policy::AnyPrefix;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, TcpListener};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Largest request accepted, in bytes.
-const MAX_REQUEST: u64 = 64 * 1024;
-/// How long a client may take to send its request.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest request accepted, in bytes (control socket).
+const MAX_REQUEST: usize = 64 * 1024;
+/// Largest HTTP request line read (metrics).
+const MAX_HTTP_LINE: usize = 8192;
+
+/// How long a client may take, in all, to send its request or to take its answer, and how
+/// long the control thread may take to answer.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    client: Duration,
+    answer: Duration,
+}
+
+/// The limits of a running appliance.
+const LIMITS: Limits = Limits {
+    client: Duration::from_secs(5),
+    answer: Duration::from_secs(60),
+};
+/// The client timeout, also used by `op25b ctl` when waiting for its answer.
+const CLIENT_TIMEOUT: Duration = LIMITS.client;
 /// How long the control thread may take to answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+const ANSWER_TIMEOUT: Duration = LIMITS.answer;
 
 /// A request for the control thread, with where to send the answer.
 #[derive(Debug)]
@@ -39,9 +57,19 @@ pub enum Request {
     Metrics(Sender<String>),
 }
 
-/// Binds the control socket at `path` (replacing a stale one), mode 0600.
+/// Binds the control socket at `path`, mode 0600 from the moment it exists (created
+/// under umask 077, so no one else can connect in the instant before a chmod). A stale
+/// socket left by a stopped appliance is replaced; anything else at the path (a regular
+/// file, a directory: a typo in `[control] socket`) is refused, never removed.
 pub fn bind(path: &Path) -> Result<UnixListener, String> {
-    if path.exists() {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        if !m.file_type().is_socket() {
+            return Err(format!(
+                "{}: exists and is not a socket; refusing to replace it (check [control] socket)",
+                path.display()
+            ));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(format!(
                 "{}: another op25b is already listening there",
@@ -54,48 +82,157 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    let l =
-        UnixListener::bind(path).map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
+    let l = op25b_dataplane::port::sys::with_umask(0o077, || UnixListener::bind(path))
+        .map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(l)
 }
 
-fn answer_one(stream: UnixStream, to_control: &Sender<Request>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut line = String::new();
-    BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-    let reply = match serde_json::from_str::<Vec<String>>(line.trim()) {
-        Err(e) => (false, format!("malformed request: {e}")),
-        Ok(words) => {
-            let (tx, rx) = bounded(1);
-            if to_control.send(Request::Command(words, tx)).is_err() {
-                (false, "the appliance is shutting down".into())
-            } else {
-                rx.recv_timeout(ANSWER_TIMEOUT)
-                    .unwrap_or((false, "no answer from the control thread".into()))
-            }
+/// A stream whose reads and writes can time out (both servers' client streams).
+trait Timed: Read + Write {
+    fn read_timeout(&self, d: Duration) -> std::io::Result<()>;
+    fn write_timeout(&self, d: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for &UnixStream {
+    fn read_timeout(&self, d: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+    fn write_timeout(&self, d: Duration) -> std::io::Result<()> {
+        self.set_write_timeout(Some(d))
+    }
+}
+
+impl Timed for &TcpStream {
+    fn read_timeout(&self, d: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+    fn write_timeout(&self, d: Duration) -> std::io::Result<()> {
+        self.set_write_timeout(Some(d))
+    }
+}
+
+/// Time left before `deadline`, or a timeout error once it has passed.
+fn left(deadline: Instant) -> std::io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow"))
+}
+
+/// Reads one line (without its newline) of at most `max` bytes, all of it before
+/// `deadline`: a client sending a byte at a time cannot hold the server past it.
+fn read_line_by(mut s: impl Timed, max: usize, deadline: Instant) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        s.read_timeout(left(deadline)?)?;
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            break;
         }
+        line.extend_from_slice(&chunk[..n]);
+        if let Some(end) = line.iter().position(|&b| b == b'\n') {
+            line.truncate(end);
+            break;
+        }
+        if line.len() > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("request longer than {max} bytes"),
+            ));
+        }
+    }
+    String::from_utf8(line)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// Writes all of `bytes` before `deadline`: a client that does not read cannot hold the
+/// server past it.
+fn write_all_by(mut s: impl Timed, mut bytes: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        s.write_timeout(left(deadline)?)?;
+        match s.write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn answer_one(stream: &UnixStream, to_control: &Sender<Request>, limits: Limits) {
+    let reply = match read_line_by(stream, MAX_REQUEST, Instant::now() + limits.client) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            (false, format!("malformed request: {e}"))
+        }
+        // Too slow or gone: nobody to answer.
+        Err(_) => return,
+        Ok(line) => match serde_json::from_str::<Vec<String>>(line.trim()) {
+            Err(e) => (false, format!("malformed request: {e}")),
+            Ok(words) => {
+                let (tx, rx) = bounded(1);
+                if to_control.send(Request::Command(words, tx)).is_err() {
+                    (false, "the appliance is shutting down".into())
+                } else {
+                    rx.recv_timeout(limits.answer).unwrap_or_else(|_| {
+                        (
+                            false,
+                            format!(
+                                "no answer from the control thread within {} s; the command is still queued and may yet be carried out: check with `op25b ctl status`",
+                                limits.answer.as_secs()
+                            ),
+                        )
+                    })
+                }
+            }
+        },
     };
     let body = serde_json::json!({"ok": reply.0, "text": reply.1});
-    (&stream).write_all(format!("{body}\n").as_bytes())
+    let _ = write_all_by(
+        stream,
+        format!("{body}\n").as_bytes(),
+        Instant::now() + limits.client,
+    );
 }
+
+/// After a failed accept (out of file descriptors, say): wait before the next, instead of
+/// spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Serves the control socket until the control thread goes away.
 pub fn serve_socket(listener: UnixListener, to_control: Sender<Request>) {
+    serve_socket_with(listener, to_control, LIMITS);
+}
+
+fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits: Limits) {
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let _ = answer_one(stream, &to_control);
+        match stream {
+            Ok(stream) => answer_one(&stream, &to_control, limits),
+            Err(_) => std::thread::sleep(ACCEPT_BACKOFF),
+        }
     }
 }
 
 /// Serves `GET /metrics` until the control thread goes away.
 pub fn serve_metrics(listener: TcpListener, to_control: Sender<Request>) {
+    serve_metrics_with(listener, to_control, LIMITS);
+}
+
+fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits: Limits) {
     for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
-        let mut head = String::new();
-        let _ = BufReader::new((&stream).take(8192)).read_line(&mut head);
+        let stream = match stream {
+            Ok(s) => s,
+            Err(_) => {
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let Ok(head) = read_line_by(&stream, MAX_HTTP_LINE, Instant::now() + limits.client) else {
+            continue;
+        };
         let mut words = head.split_whitespace();
         let (status, body) = match (words.next(), words.next()) {
             (Some("GET"), Some("/metrics")) => {
@@ -103,10 +240,17 @@ pub fn serve_metrics(listener: TcpListener, to_control: Sender<Request>) {
                 if to_control.send(Request::Metrics(tx)).is_err() {
                     return;
                 }
-                (
-                    "200 OK",
-                    rx.recv_timeout(ANSWER_TIMEOUT).unwrap_or_default(),
-                )
+                match rx.recv_timeout(limits.answer) {
+                    Ok(page) => ("200 OK", page),
+                    // A failed scrape, not an empty successful one: alerts must fire.
+                    Err(_) => (
+                        "503 Service Unavailable",
+                        format!(
+                            "the control thread did not answer within {} s\n",
+                            limits.answer.as_secs()
+                        ),
+                    ),
+                }
             }
             (Some("GET"), _) => ("404 Not Found", "only /metrics is served\n".to_string()),
             _ => (
@@ -114,11 +258,11 @@ pub fn serve_metrics(listener: TcpListener, to_control: Sender<Request>) {
                 "read-only: GET /metrics\n".to_string(),
             ),
         };
-        let _ = write!(
-            stream,
+        let reply = format!(
             "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
+        let _ = write_all_by(&stream, reply.as_bytes(), Instant::now() + limits.client);
     }
 }
 
@@ -365,6 +509,149 @@ mod tests {
             let e = parse(line).unwrap_err();
             assert!(e.contains(want), "{line:?} gave {e:?}");
         }
+    }
+
+    /// A bound control socket in a fresh directory, served with `limits` by a stub control
+    /// thread that answers every command with its words.
+    fn served(name: &str, limits: Limits) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("op25b-ctl-{name}-{}", std::process::id()));
+        let path = dir.join("ctl.sock");
+        let l = bind(&path).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || serve_socket_with(l, tx, limits));
+        std::thread::spawn(move || {
+            while let Ok(Request::Command(words, reply)) = rx.recv() {
+                let _ = reply.send((true, words.join(" ")));
+            }
+        });
+        (dir, path)
+    }
+
+    #[test]
+    fn bind_replaces_a_stale_socket_but_nothing_else() {
+        let dir = std::env::temp_dir().join(format!("op25b-ctl-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A regular file where the socket should go (a typo in [control] socket): kept.
+        let file = dir.join("op25b.toml");
+        std::fs::write(&file, "[outbound]\n").unwrap();
+        let e = bind(&file).unwrap_err();
+        assert!(
+            e.contains("exists and is not a socket; refusing to replace it"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "[outbound]\n");
+        assert!(bind(&dir).unwrap_err().contains("is not a socket"));
+        // A socket nobody listens on any more (a crashed run): replaced.
+        let path = dir.join("ctl.sock");
+        drop(UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let l = bind(&path).unwrap();
+        assert!(UnixStream::connect(&path).is_ok());
+        drop(l);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_trickling_client_holds_the_socket_for_the_limit_only() {
+        let limits = Limits {
+            client: Duration::from_secs(1),
+            answer: Duration::from_secs(5),
+        };
+        let (dir, path) = served("trickle", limits);
+        // One byte every 300 ms for 6 s, never a newline: each read is quick, the whole
+        // request is not.
+        let p = path.clone();
+        let trickler = std::thread::spawn(move || {
+            let mut s = UnixStream::connect(&p).unwrap();
+            for _ in 0..20 {
+                if s.write_all(b" ").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        assert_eq!(
+            request(&path, &["status".into()]).unwrap(),
+            (true, "status".into())
+        );
+        let waited = t.elapsed();
+        assert!(
+            waited < Duration::from_secs(3),
+            "waited {waited:?} behind a trickling client"
+        );
+        trickler.join().unwrap();
+        // A request over the size limit gets an answer saying so.
+        let mut s = UnixStream::connect(&path).unwrap();
+        let _ = s.write_all(&vec![b'x'; MAX_REQUEST + 2048]);
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(
+            reply.contains("malformed request: request longer than"),
+            "{reply}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Sends `GET /metrics` to `addr` and returns the whole reply.
+    fn scrape(addr: std::net::SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    #[test]
+    fn metrics_outlast_a_client_that_never_reads_and_a_silent_control_thread() {
+        let limits = Limits {
+            client: Duration::from_secs(1),
+            answer: Duration::from_millis(300),
+        };
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || serve_metrics_with(l, tx, limits));
+        // The stub control thread: a 32 MiB page (more than the socket buffers hold), then
+        // silence (it keeps the reply channel but never answers).
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let mut n = 0;
+            while let Ok(Request::Metrics(reply)) = rx.recv() {
+                n += 1;
+                if n <= 2 {
+                    let _ = reply.send("x".repeat(32 << 20));
+                } else {
+                    kept.push(reply);
+                }
+            }
+        });
+        // A client that asks and never reads.
+        let mut stuck = TcpStream::connect(addr).unwrap();
+        stuck.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        let page = scrape(addr);
+        assert!(
+            page.starts_with("HTTP/1.0 200 OK"),
+            "{}",
+            &page[..80.min(page.len())]
+        );
+        assert!(page.len() > 32 << 20);
+        let waited = t.elapsed();
+        assert!(
+            waited < Duration::from_secs(4),
+            "waited {waited:?} behind a non-reading client"
+        );
+        drop(stuck);
+        // The control thread does not answer: a failed scrape, not an empty good one.
+        let failed = scrape(addr);
+        assert!(
+            failed.starts_with("HTTP/1.0 503 Service Unavailable")
+                && failed.contains("did not answer within"),
+            "{failed}"
+        );
     }
 
     #[test]

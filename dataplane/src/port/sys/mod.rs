@@ -48,6 +48,22 @@ fn lanes_above_scalar(lanes: &[u8; 32], key: i16) -> u32 {
     m
 }
 
+/// Runs `f` with the process's file-mode creation mask set to `mask`, then restores the
+/// previous mask. For creating a file that must never exist with looser permissions, even
+/// for a moment (a control socket: `bind` then `chmod` leaves a window). The mask is
+/// process-wide: call it while no other thread creates files (at start).
+pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask only swaps the process's creation mask (it cannot fail), and the
+    // previous one is put back below.
+    let old = unsafe { libc::umask(mask as libc::mode_t) };
+    let out = f();
+    // SAFETY: as above.
+    unsafe {
+        libc::umask(old);
+    }
+    out
+}
+
 /// [`prefetch`] for every cache line `r` spans (a struct larger than one line).
 #[inline]
 pub fn prefetch_all<T>(r: &T) {
