@@ -1371,8 +1371,7 @@ scope = []
 
     #[test]
     fn the_control_socket_is_found_in_a_config_that_does_not_load() {
-        let dir = std::env::temp_dir().join(format!("op25b-socket-of-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = op25b_dataplane::testkit::scratch_dir("socket-of");
         let f = dir.join("op25b.toml");
         // A host-bits typo and a missing prefix file: Config::load refuses it.
         std::fs::write(&f, "[outbound]\ndynamic = [\"10.0.0.1/8\"]\ndynamic_files = [\"gone.txt\"]\n[control]\nsocket = \"ctl.sock\"\n").unwrap();

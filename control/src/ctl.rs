@@ -514,7 +514,7 @@ mod tests {
     /// A bound control socket in a fresh directory, served with `limits` by a stub control
     /// thread that answers every command with its words.
     fn served(name: &str, limits: Limits) -> (std::path::PathBuf, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("op25b-ctl-{name}-{}", std::process::id()));
+        let dir = op25b_dataplane::testkit::scratch_dir(&format!("ctl-{name}"));
         let path = dir.join("ctl.sock");
         let l = bind(&path).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -529,8 +529,7 @@ mod tests {
 
     #[test]
     fn bind_replaces_a_stale_socket_but_nothing_else() {
-        let dir = std::env::temp_dir().join(format!("op25b-ctl-bind-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = op25b_dataplane::testkit::scratch_dir("ctl-bind");
         // A regular file where the socket should go (a typo in [control] socket): kept.
         let file = dir.join("op25b.toml");
         std::fs::write(&file, "[outbound]\n").unwrap();

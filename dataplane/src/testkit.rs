@@ -3,7 +3,7 @@
 //! [`skipped`] reports a test, or a part of one, that cannot run on this machine. `cargo
 //! test` hides what a passing test prints with `println!`, so a skip said that way would
 //! pass silently; this writes straight to the process's stderr, which the test harness
-//! does not capture, and names the test.
+//! does not capture, and names the test. [`scratch_dir`] gives a test a fresh directory.
 //!
 //! Invariant: nothing here is used on the packet path.
 
@@ -15,4 +15,13 @@ pub fn skipped(why: impl std::fmt::Display) {
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// A fresh, empty directory for test `name` under the system's temporary directory
+/// (unique per process; whatever an earlier run left there is removed first).
+pub fn scratch_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("op25b-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("a scratch directory under the temporary directory");
+    d
 }
