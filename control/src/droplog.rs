@@ -12,9 +12,18 @@
 //!   in `sample` blocked segments.
 //! - A full queue or a write error loses log lines (counted), never frames: workers hand
 //!   records over with a non-blocking send and the writer runs on its own thread.
-//! - The file in use is rotated every `rotate` to `PATH.YYYYMMDDTHHMMSSZ`; rotated files
-//!   whose last line is older than `retention` are deleted (checked at start and at every
-//!   rotation), so nothing is kept longer than `retention` + `rotate`.
+//! - The file in use is rotated every `rotate` to `PATH.YYYYMMDDTHHMMSSZ` (a name already
+//!   taken is never overwritten: the stamp moves on a second), and at every start when it
+//!   holds lines, so restarts cannot keep one file open forever; rotated files whose last
+//!   line is older than `retention` are deleted (checked at start and at every rotation),
+//!   so nothing is kept longer than `retention` + `rotate`.
+//! - Files are created 0640 and the directory, if op25b creates it, 0750 (subscriber
+//!   data: not for every local user); a live file found with looser permissions is
+//!   tightened to 0640. Only a regular file is ever appended to or renamed at the path.
+//! - A live file deleted or moved away under the writer (an operator purging, logrotate)
+//!   is noticed within a second and a new one is started at the path.
+//! - A line and its newline are written together, so a failed write never glues two
+//!   lines; the matched pool is cut to the configured prefix length like the addresses.
 
 use crate::config::DropLogConfig;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -25,6 +34,7 @@ use op25b_dataplane::worker::PolicyHandle;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,26 +73,55 @@ pub struct DropLog {
     cfg: DropLogConfig,
     file: BufWriter<File>,
     opened: SystemTime,
+    /// When the path was last checked to still name the open file.
+    checked: SystemTime,
 }
+
+/// Mode of log files.
+const FILE_MODE: u32 = 0o640;
+/// Mode of a log directory op25b creates.
+const DIR_MODE: u32 = 0o750;
+/// How often the writer checks that the path still names its open file.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 impl DropLog {
     /// Opens (appends to) the log, rotating it first if it was last written more than
     /// `rotate` ago, and deletes rotated files past retention.
     pub fn open(cfg: DropLogConfig, now: SystemTime) -> Result<Self, String> {
         let p = &cfg.path;
-        if let Some(dir) = p.parent() {
-            std::fs::create_dir_all(dir)
+        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
                 .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display()))?;
         }
-        if let Ok(m) = std::fs::metadata(p).and_then(|m| m.modified()) {
-            if now.duration_since(m).unwrap_or_default() >= cfg.rotate {
-                let _ = std::fs::rename(p, rotated_name(p, m));
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            if !m.file_type().is_file() {
+                return Err(format!(
+                    "drop_log.path: {} exists and is not a regular file",
+                    p.display()
+                ));
+            }
+            // Lines from an earlier run start their own file: `rotate` counts from the
+            // start of a file, so frequent restarts must not keep one growing forever.
+            if m.len() > 0 {
+                let at = m.modified().unwrap_or(now);
+                if m.permissions().mode() & 0o137 != 0 {
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(FILE_MODE))
+                        .map_err(|e| {
+                            format!("drop_log.path: cannot restrict {}: {e}", p.display())
+                        })?;
+                }
+                std::fs::rename(p, free_rotated_name(p, at))
+                    .map_err(|e| format!("drop_log.path: cannot rotate {}: {e}", p.display()))?;
             }
         }
         let file = open_append(p)?;
         let log = DropLog {
             file,
             opened: now,
+            checked: now,
             cfg,
         };
         log.prune(now);
@@ -91,27 +130,50 @@ impl DropLog {
 
     /// Writes one line, rotating first when the file has been in use for `rotate`.
     pub fn write(&mut self, line: &str, now: SystemTime) -> std::io::Result<()> {
-        if now.duration_since(self.opened).unwrap_or_default() >= self.cfg.rotate {
-            self.rotate(now)?;
-        }
-        self.file.write_all(line.as_bytes())?;
-        self.file.write_all(b"\n")
+        self.keep_up(now)?;
+        let mut text = String::with_capacity(line.len() + 1);
+        text.push_str(line);
+        text.push('\n');
+        self.file.write_all(text.as_bytes())
     }
 
     /// Rotates when due even without new lines (called when the queue is idle).
     pub fn tick(&mut self, now: SystemTime) -> std::io::Result<()> {
         self.file.flush()?;
+        self.keep_up(now)
+    }
+
+    /// Rotates when due, and starts a new file when the path no longer names the open one
+    /// (checked at most once per [`CHECK_EVERY`]).
+    fn keep_up(&mut self, now: SystemTime) -> std::io::Result<()> {
         if now.duration_since(self.opened).unwrap_or_default() >= self.cfg.rotate {
-            self.rotate(now)?;
+            return self.rotate(now);
+        }
+        if now.duration_since(self.checked).unwrap_or_default() >= CHECK_EVERY {
+            self.checked = now;
+            let open = self.file.get_ref().metadata()?;
+            let same = std::fs::metadata(&self.cfg.path)
+                .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino()));
+            if !same {
+                // Deleted or moved away: what was buffered goes with the old file.
+                let _ = self.file.flush();
+                self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
+            }
         }
         Ok(())
     }
 
     fn rotate(&mut self, now: SystemTime) -> std::io::Result<()> {
         self.file.flush()?;
-        std::fs::rename(&self.cfg.path, rotated_name(&self.cfg.path, now))?;
+        match std::fs::rename(&self.cfg.path, free_rotated_name(&self.cfg.path, now)) {
+            Ok(()) => {}
+            // The file went away under us: start a new one all the same.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
         self.opened = now;
+        self.checked = now;
         self.prune(now);
         Ok(())
     }
@@ -155,13 +217,38 @@ impl DropLog {
     }
 }
 
+/// Opens `p` for appending (created 0640), tightening a looser existing file to 0640.
 fn open_append(p: &Path) -> Result<BufWriter<File>, String> {
-    OpenOptions::new()
+    let f = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(p)
-        .map(BufWriter::new)
-        .map_err(|e| format!("drop_log.path: cannot open {}: {e}", p.display()))
+        .map_err(|e| format!("drop_log.path: cannot open {}: {e}", p.display()))?;
+    let m = f
+        .metadata()
+        .map_err(|e| format!("drop_log.path: {}: {e}", p.display()))?;
+    if !m.file_type().is_file() {
+        return Err(format!(
+            "drop_log.path: {} is not a regular file",
+            p.display()
+        ));
+    }
+    if m.permissions().mode() & 0o137 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|e| format!("drop_log.path: cannot restrict {}: {e}", p.display()))?;
+    }
+    Ok(BufWriter::new(f))
+}
+
+/// [`rotated_name`] for `at`, or for the next second that names no existing file: a
+/// rotated file is never overwritten (two rotations in one second, a clock set back).
+fn free_rotated_name(p: &Path, at: SystemTime) -> PathBuf {
+    (0..3600)
+        .map(|k| rotated_name(p, at + Duration::from_secs(k)))
+        .find(|n| std::fs::symlink_metadata(n).is_err())
+        .unwrap_or_else(|| rotated_name(p, at))
 }
 
 fn rotated_name(p: &Path, at: SystemTime) -> PathBuf {
@@ -219,6 +306,28 @@ fn net_text(addr: String, len: u8, full: u8) -> String {
     }
 }
 
+/// `p` cut to at most the logged prefix lengths (IPv4, IPv6): a host or per-subscriber
+/// pool entry must not put back what the addresses' truncation took out.
+fn cut(p: AnyPrefix, (v4, v6): (u8, u8)) -> AnyPrefix {
+    match p {
+        AnyPrefix::V4(x) if x.len > v4 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(v4)).unwrap_or(0);
+            AnyPrefix::V4(op25b_dataplane::lpm::Prefix {
+                addr: x.addr & mask,
+                len: v4,
+            })
+        }
+        AnyPrefix::V6(x) if x.len > v6 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(v6)).unwrap_or(0);
+            AnyPrefix::V6(op25b_dataplane::lpm::Prefix {
+                addr: x.addr & mask,
+                len: v6,
+            })
+        }
+        p => p,
+    }
+}
+
 /// One JSON line for a record. `truncation` is (IPv4, IPv6) prefix lengths the sampler
 /// kept; `pool` is the dynamic prefix at the record's list position, if still known.
 pub fn line(
@@ -254,7 +363,7 @@ pub fn line(
         "src": src,
         "dst": dst,
         "dport": dport,
-        "pool": pool.map(|p| p.to_string()),
+        "pool": pool.map(|p| cut(p, truncation).to_string()),
         "generation": r.generation,
     })
     .to_string()
@@ -408,6 +517,15 @@ mod tests {
                 &serde_json::json!("inbound")
             )
         );
+        // A host or per-subscriber pool entry is cut like the addresses.
+        let host: AnyPrefix = "10.1.2.7/32".parse().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line(0, &r, Some(host), (24, 48))).unwrap();
+        assert_eq!(v["pool"], "10.1.2.0/24");
+        let sub: AnyPrefix = "2001:db8:1:200::/56".parse().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line(1, &r6, Some(sub), (24, 48))).unwrap();
+        assert_eq!(v["pool"], "2001:db8:1::/48");
         // Whole addresses when the configured length keeps them.
         let v: serde_json::Value = serde_json::from_str(&line(0, &r, None, (32, 128))).unwrap();
         assert_eq!(v["src"], "10.1.2.0");
@@ -455,6 +573,109 @@ mod tests {
         let log = DropLog::open(c.clone(), t2 + Duration::from_secs(7200)).unwrap();
         drop(log);
         assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_are_for_root_and_its_group_only() {
+        let dir = scratch("modes");
+        let mut c = cfg(&dir);
+        c.path = dir.join("sub").join("drops.jsonl");
+        let t0 = SystemTime::now();
+        let mut log = DropLog::open(c.clone(), t0).unwrap();
+        log.write("one", t0).unwrap();
+        log.flush().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // Nothing beyond rwxr-x--- and rw-r----- (the umask may take more, never give).
+        let (d, f) = (mode(&dir.join("sub")), mode(&c.path));
+        assert!(d & !0o750 == 0 && d & 0o700 == 0o700, "directory {d:o}");
+        assert!(f & !0o640 == 0 && f & 0o600 == 0o600, "file {f:o}");
+        drop(log);
+        // A file someone opened up is tightened, whether it is rotated away at start (it
+        // holds lines) or kept (empty).
+        std::fs::set_permissions(&c.path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let empty = dir.join("sub").join("empty.jsonl");
+        std::fs::write(&empty, "").unwrap();
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let t1 = t0 + Duration::from_secs(60);
+        drop(DropLog::open(c.clone(), t1).unwrap());
+        let old = std::fs::read_dir(dir.join("sub"))
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("drops.jsonl."))
+            .expect("the earlier run's file, rotated");
+        assert_eq!(mode(&old.path()), 0o640);
+        c.path = empty.clone();
+        drop(DropLog::open(c, t1).unwrap());
+        assert_eq!(mode(&empty), 0o640);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn restarts_deletions_and_taken_names_lose_nothing() {
+        let dir = scratch("restart");
+        let c = cfg(&dir);
+        let t0 = SystemTime::now();
+        // Each start puts the previous run's lines in a file of their own, however soon.
+        let mut log = DropLog::open(c.clone(), t0).unwrap();
+        log.write("one", t0).unwrap();
+        drop(log);
+        let log = DropLog::open(c.clone(), t0 + Duration::from_secs(5)).unwrap();
+        drop(log);
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "");
+        let rotated: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("drops.jsonl."))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        assert_eq!(rotated, ["one\n"]);
+        // The live file deleted under the writer: a new one at the path within a second.
+        let mut log = DropLog::open(c.clone(), t0).unwrap();
+        log.write("a", t0).unwrap();
+        log.flush().unwrap();
+        std::fs::remove_file(&c.path).unwrap();
+        log.write("b", t0 + Duration::from_secs(2)).unwrap();
+        log.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "b\n");
+        // Deleted again, and then due for rotation: still a new file, not lost lines.
+        std::fs::remove_file(&c.path).unwrap();
+        let t1 = t0 + Duration::from_secs(3600);
+        let taken = rotated_name(&c.path, t1);
+        std::fs::write(&taken, "earlier\n").unwrap();
+        log.write("c", t1).unwrap();
+        log.write("d", t1).unwrap();
+        log.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "c\nd\n");
+        // A rotated name already taken is not overwritten: the stamp moves on a second.
+        std::fs::write(&c.path, "e\n").unwrap();
+        log.rotate(t1).unwrap();
+        assert_eq!(std::fs::read_to_string(&taken).unwrap(), "earlier\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated_name(&c.path, t1 + Duration::from_secs(1))).unwrap(),
+            "e\n"
+        );
+        drop(log);
+        // Only a regular file is used: a directory or a symlink at the path is refused.
+        for (what, make) in [
+            (
+                "dir",
+                Box::new(|p: &Path| std::fs::create_dir(p).unwrap()) as Box<dyn Fn(&Path)>,
+            ),
+            (
+                "link",
+                Box::new(|p: &Path| std::os::unix::fs::symlink("/dev/null", p).unwrap()),
+            ),
+        ] {
+            let mut c = cfg(&dir);
+            c.path = dir.join(what);
+            make(&c.path);
+            let e = DropLog::open(c, t0).unwrap_err();
+            assert!(
+                e.contains("exists and is not a regular file"),
+                "{what}: {e}"
+            );
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
