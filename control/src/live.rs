@@ -33,7 +33,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use hdrhistogram::Histogram;
 use op25b_dataplane::hot::HotBlocks;
 use op25b_dataplane::policy::{AnyPrefix, ListName, Policy, Reason};
-use op25b_dataplane::port::af_packet::{Direction, WirePort};
+use op25b_dataplane::port::af_packet::{Direction, LinkEvent, WirePort};
 use op25b_dataplane::port::sys::pin_current_thread;
 use op25b_dataplane::sample::SampleConfig;
 use op25b_dataplane::wire::{Addrs, FlowKey, Transport};
@@ -64,6 +64,8 @@ struct Snapshot {
     log_rate_limited: u64,
     log_queue_full: u64,
     last: bool,
+    /// Why this worker stopped on its own (an interface it cannot serve again).
+    fatal: Option<String>,
 }
 
 /// A worker's side of the wire, whichever backend carries it.
@@ -131,11 +133,15 @@ impl LivePort {
     /// poll(2) on both sockets; DPDK has nothing to wait on, so it spins, and after a long
     /// idle stretch naps briefly so an idle appliance does not burn its cores.
     #[cfg_attr(not(feature = "dpdk"), allow(unused_variables))]
-    fn idle(&mut self, empty_polls: u32) {
+    /// Returns what the wait found wrong with a link (AF_PACKET only).
+    fn idle(&mut self, empty_polls: u32) -> Option<LinkEvent> {
         match self {
             LivePort::Packet(p) => p.wait(10),
             #[cfg(feature = "af_xdp")]
-            LivePort::Xdp(p) => p.wait(10),
+            LivePort::Xdp(p) => {
+                p.wait(10);
+                None
+            }
             #[cfg(feature = "dpdk")]
             LivePort::Dpdk(_) => {
                 if empty_polls > 100_000 {
@@ -143,7 +149,18 @@ impl LivePort {
                 } else {
                     std::hint::spin_loop();
                 }
+                None
             }
+        }
+    }
+
+    /// The periodic look at both links (AF_PACKET: a link that went down, an interface
+    /// deleted or made anew; the other backends report their own errors).
+    fn check_links(&self) -> Option<LinkEvent> {
+        match self {
+            LivePort::Packet(p) => p.check_links(),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 }
@@ -204,10 +221,28 @@ fn worker_loop(mut w: WorkerCtx) {
     let mut log_queue_full = 0u64;
     let mut last = Instant::now();
     let mut empty_polls = 0u32;
+    let mut event: Option<LinkEvent> = None;
     loop {
-        let stopping = w.stop.load(Ordering::Relaxed);
+        let mut fatal = None;
+        match event.take() {
+            Some(LinkEvent::Flapped(why)) => {
+                eprintln!("op25b: worker {}: link went down: {why}", w.index);
+            }
+            Some(LinkEvent::Gone(why)) => {
+                eprintln!(
+                    "op25b: worker {}: {why}; its socket can never carry frames again, so op25b stops (the service manager restarts it on the new interface)",
+                    w.index
+                );
+                fatal = Some(why);
+            }
+            None => {}
+        }
+        let stopping = fatal.is_some() || w.stop.load(Ordering::Relaxed);
         if stopping || last.elapsed() >= SNAPSHOT_EVERY {
             last = Instant::now();
+            if !stopping {
+                event = w.port.check_links();
+            }
             let snap = Snapshot {
                 worker: w.index,
                 outbound: out.counters().clone(),
@@ -219,6 +254,7 @@ fn worker_loop(mut w: WorkerCtx) {
                 log_rate_limited: out.samples_rate_limited() + inb.samples_rate_limited(),
                 log_queue_full,
                 last: stopping,
+                fatal,
             };
             if stopping {
                 let _ = w.report.send(snap);
@@ -238,7 +274,9 @@ fn worker_loop(mut w: WorkerCtx) {
         }
         if a == 0 && b == 0 {
             empty_polls = empty_polls.saturating_add(1);
-            w.port.idle(empty_polls);
+            if let Some(e) = w.port.idle(empty_polls) {
+                event = Some(e);
+            }
         } else {
             empty_polls = 0;
         }
@@ -278,6 +316,10 @@ struct Control {
     /// The last reload's refusal (when it was last tried, since when that reason has stood,
     /// and why), until a reload succeeds; with `watch`, retried every [`RETRY_REFUSED`].
     refused: Option<(Instant, SystemTime, String)>,
+    /// Why a worker stopped on its own (the appliance then stops, exit 1).
+    fatal: Option<String>,
+    /// Workers whose last snapshot has arrived.
+    stopped_workers: usize,
     /// The `[dataplane]` section in force (set at start; a reload cannot change it).
     dataplane: DataplaneConfig,
     /// The control socket and metrics address in force (bound at start).
@@ -528,7 +570,11 @@ impl Control {
         self.workers.iter().flatten().map(|s| s.resets_sent).sum()
     }
 
-    fn absorb(&mut self, s: Snapshot) {
+    fn absorb(&mut self, mut s: Snapshot) {
+        if let Some(f) = s.fatal.take() {
+            self.fatal.get_or_insert(f);
+        }
+        self.stopped_workers += usize::from(s.last);
         let _ = self.latency[0].add(&s.latency_out);
         let _ = self.latency[1].add(&s.latency_in);
         let w = s.worker;
@@ -1333,6 +1379,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         path: config_path.to_path_buf(),
         config,
         refused: None,
+        fatal: None,
+        stopped_workers: 0,
         dataplane: dp.clone(),
         listening: (cc.socket.clone(), cc.metrics.clone()),
         tickets: Vec::new(),
@@ -1383,15 +1431,19 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             recv(snap_rx) -> s => if let Ok(s) = s { control.absorb(s) },
             default(timeout) => {}
         }
+        if control.fatal.is_some() {
+            break;
+        }
         control.housekeeping();
     }
     stop.store(true, Ordering::Relaxed);
-    // Drain while the workers send their last snapshot, so none blocks on a full channel.
-    let mut remaining = threads.len();
+    // Drain while the workers send their last snapshot, so none blocks on a full channel
+    // (a worker that stopped on its own has sent its last one already).
+    let mut remaining = threads.len() - control.stopped_workers;
     while remaining > 0 {
         match snap_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(s) => {
-                remaining -= usize::from(s.last);
+                remaining = remaining.saturating_sub(usize::from(s.last));
                 control.absorb(s);
             }
             Err(_) => break,
@@ -1435,5 +1487,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             ))
         );
     }
-    Ok(())
+    match control.fatal {
+        // Non-zero, so `Restart=on-failure` brings the appliance back on the new interface.
+        Some(why) => Err(RunError::Failed(why)),
+        None => Ok(()),
+    }
 }

@@ -552,7 +552,29 @@ impl PacketSocket {
 
     /// Waits up to `timeout_ms` for the ring to have a frame.
     pub fn wait(&self, timeout_ms: i32) {
-        wait_any(&[self], timeout_ms);
+        let _ = wait_any(&[self], timeout_ms);
+    }
+
+    /// Takes the socket's pending error (`SO_ERROR`), which also clears it: the kernel
+    /// sets ENETDOWN when the interface goes down (or away), and until it is taken every
+    /// poll(2) returns at once with POLLERR.
+    pub fn take_error(&self) -> Option<io::Error> {
+        let mut err: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `err`, a c_int we own.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut err as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Some(io::Error::last_os_error());
+        }
+        (err != 0).then(|| io::Error::from_raw_os_error(err))
     }
 
     /// Sends every frame in `frames` out of this socket's interface with as few `sendmmsg`
@@ -621,12 +643,22 @@ impl PacketSocket {
     }
 }
 
+/// The index interface `name` has now (`None`: there is no such interface).
+pub fn ifindex_of(name: &str) -> Option<i32> {
+    let name = CString::new(name).ok()?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) } as libc::c_int;
+    (i != 0).then_some(i)
+}
+
 /// Waits up to `timeout_ms` until any of `socks` has a frame, with one `poll` over all of
 /// them (waiting on them one after the other would let a frame on one side sit out the
-/// other side's whole timeout).
-pub fn wait_any(socks: &[&PacketSocket], timeout_ms: i32) {
+/// other side's whole timeout). Returns a bit per socket (bit i: `socks[i]`) that reported
+/// an error or hang-up: take its error ([`PacketSocket::take_error`]), or every later
+/// poll returns at once.
+pub fn wait_any(socks: &[&PacketSocket], timeout_ms: i32) -> u32 {
     if socks.iter().any(|s| s.ready()) {
-        return;
+        return 0;
     }
     let mut fds = [libc::pollfd {
         fd: -1,
@@ -642,7 +674,15 @@ pub fn wait_any(socks: &[&PacketSocket], timeout_ms: i32) {
         };
     }
     // SAFETY: `fds[..n]` are valid pollfd structures owned by this frame.
-    unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    let r = unsafe { libc::poll(fds.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
+    if r <= 0 {
+        return 0;
+    }
+    fds[..n]
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0)
+        .fold(0, |m, (i, _)| m | 1 << i)
 }
 
 /// Reusable message headers for [`PacketSocket::send_batch`].
