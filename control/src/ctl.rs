@@ -43,10 +43,6 @@ const LIMITS: Limits = Limits {
     client: Duration::from_secs(5),
     answer: Duration::from_secs(60),
 };
-/// The client timeout, also used by `op25b ctl` when waiting for its answer.
-const CLIENT_TIMEOUT: Duration = LIMITS.client;
-/// How long the control thread may take to answer.
-const ANSWER_TIMEOUT: Duration = LIMITS.answer;
 
 /// A request for the control thread, with where to send the answer.
 #[derive(Debug)]
@@ -282,7 +278,7 @@ pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String
         };
         format!("{}: {what}: {why}", socket.display())
     };
-    s.set_read_timeout(Some(ANSWER_TIMEOUT + CLIENT_TIMEOUT))
+    s.set_read_timeout(Some(LIMITS.answer + LIMITS.client))
         .map_err(|e| at("setting a timeout", e))?;
     let line = serde_json::to_string(words).map_err(|e| e.to_string())?;
     s.write_all(format!("{line}\n").as_bytes())

@@ -107,12 +107,7 @@ impl DropLog {
             // start of a file, so frequent restarts must not keep one growing forever.
             if m.len() > 0 {
                 let at = m.modified().unwrap_or(now);
-                if m.permissions().mode() & 0o137 != 0 {
-                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(FILE_MODE))
-                        .map_err(|e| {
-                            format!("drop_log.path: cannot restrict {}: {e}", p.display())
-                        })?;
-                }
+                restrict(p, &m)?;
                 std::fs::rename(p, free_rotated_name(p, at))
                     .map_err(|e| format!("drop_log.path: cannot rotate {}: {e}", p.display()))?;
             }
@@ -235,11 +230,18 @@ fn open_append(p: &Path) -> Result<BufWriter<File>, String> {
             p.display()
         ));
     }
-    if m.permissions().mode() & 0o137 != 0 {
-        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
-            .map_err(|e| format!("drop_log.path: cannot restrict {}: {e}", p.display()))?;
-    }
+    restrict(p, &m)?;
     Ok(BufWriter::new(f))
+}
+
+/// Sets log file `p` (whose metadata is `m`) to [`FILE_MODE`] if it allows more: group
+/// write, or anything for others.
+fn restrict(p: &Path, m: &std::fs::Metadata) -> Result<(), String> {
+    if m.permissions().mode() & !FILE_MODE & 0o777 == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(FILE_MODE))
+        .map_err(|e| format!("drop_log.path: cannot restrict {}: {e}", p.display()))
 }
 
 /// [`rotated_name`] for `at`, or for the next second that names no existing file: a
