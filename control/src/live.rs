@@ -132,8 +132,9 @@ impl LivePort {
     /// Waits a little for traffic after an empty poll. AF_PACKET and AF_XDP sleep in
     /// poll(2) on both sockets; DPDK has nothing to wait on, so it spins, and after a long
     /// idle stretch naps briefly so an idle appliance does not burn its cores.
+    /// Returns what the wait found wrong with a link (AF_PACKET: a socket that reported an
+    /// error is looked at at once; the others are looked at every snapshot period).
     #[cfg_attr(not(feature = "dpdk"), allow(unused_variables))]
-    /// Returns what the wait found wrong with a link (AF_PACKET only).
     fn idle(&mut self, empty_polls: u32) -> Option<LinkEvent> {
         match self {
             LivePort::Packet(p) => p.wait(10),
@@ -154,13 +155,15 @@ impl LivePort {
         }
     }
 
-    /// The periodic look at both links (AF_PACKET: a link that went down, an interface
-    /// deleted or made anew; the other backends report their own errors).
-    fn check_links(&self) -> Option<LinkEvent> {
+    /// The periodic look at both links: a link that went down or came back up, and an
+    /// interface deleted or made anew (see `op25b_dataplane::port::link`).
+    fn check_links(&mut self) -> Option<LinkEvent> {
         match self {
             LivePort::Packet(p) => p.check_links(),
-            #[allow(unreachable_patterns)]
-            _ => None,
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(p) => p.check_links(),
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(p) => p.check_links(),
         }
     }
 }
@@ -221,27 +224,17 @@ fn worker_loop(mut w: WorkerCtx) {
     let mut log_queue_full = 0u64;
     let mut last = Instant::now();
     let mut empty_polls = 0u32;
-    let mut event: Option<LinkEvent> = None;
+    // An interface gone under this worker: the reason op25b stops.
+    let mut gone: Option<String> = None;
     loop {
-        let mut fatal = None;
-        match event.take() {
-            Some(LinkEvent::Flapped(why)) => {
-                eprintln!("op25b: worker {}: link went down: {why}", w.index);
-            }
-            Some(LinkEvent::Gone(why)) => {
-                eprintln!(
-                    "op25b: worker {}: {why}; its socket can never carry frames again, so op25b stops (the service manager restarts it on the new interface)",
-                    w.index
-                );
-                fatal = Some(why);
-            }
-            None => {}
-        }
+        let fatal = gone.clone();
         let stopping = fatal.is_some() || w.stop.load(Ordering::Relaxed);
         if stopping || last.elapsed() >= SNAPSHOT_EVERY {
             last = Instant::now();
             if !stopping {
-                event = w.port.check_links();
+                if let Some(e) = w.port.check_links() {
+                    gone = note_link(w.index, e).or(gone);
+                }
             }
             let snap = Snapshot {
                 worker: w.index,
@@ -275,12 +268,34 @@ fn worker_loop(mut w: WorkerCtx) {
         if a == 0 && b == 0 {
             empty_polls = empty_polls.saturating_add(1);
             if let Some(e) = w.port.idle(empty_polls) {
-                event = Some(e);
+                gone = note_link(w.index, e).or(gone);
             }
         } else {
             empty_polls = 0;
         }
     }
+}
+
+/// Logs what a look at a worker's links found, as soon as it is found (a state change is
+/// seen by every worker alike, so only worker 0 says so), and returns the reason to stop
+/// for an interface that is gone.
+fn note_link(worker: usize, event: LinkEvent) -> Option<String> {
+    match event {
+        LinkEvent::Down(why) if worker == 0 => {
+            eprintln!("op25b: worker {worker}: link went down: {why}");
+        }
+        LinkEvent::Up(why) if worker == 0 => {
+            eprintln!("op25b: worker {worker}: link is up again: {why}");
+        }
+        LinkEvent::Down(_) | LinkEvent::Up(_) => {}
+        LinkEvent::Gone(why) => {
+            eprintln!(
+                "op25b: worker {worker}: {why}; what was bound to it can never carry frames again, so op25b stops (the service manager restarts it on the new interface)"
+            );
+            return Some(why);
+        }
+    }
+    None
 }
 
 /// How often a watching appliance tries a refused config again.

@@ -11,7 +11,9 @@
 //! sent; frames the kernel refuses to send are counted in `tx_refused`, never retried
 //! forever; nothing is allocated per frame after warm-up.
 
-use super::sys::{ifindex_of, wait_any, PacketSocket, SendScratch, SocketOptions};
+pub use super::link::LinkEvent;
+use super::link::LinkWatch;
+use super::sys::{wait_any, PacketSocket, SendScratch, SocketOptions};
 use super::{Burst, Port, PortError};
 use crate::policy::Verdict;
 
@@ -31,6 +33,7 @@ pub struct WirePort {
     core: PacketSocket,
     /// The interface names, for [`WirePort::check_links`].
     names: [String; 2],
+    watch: LinkWatch,
     direction: Direction,
     scratch: SendScratch,
     /// Frames the kernel refused to send (oversized, link down, queue full).
@@ -55,9 +58,15 @@ impl WirePort {
             per_frame,
             ..SocketOptions::default()
         };
+        let a = PacketSocket::open(access, &opts(fanout))?;
+        let c = PacketSocket::open(core, &opts(fanout.map(|g| g.wrapping_add(1))))?;
+        let side = |name: &str, s: &PacketSocket| {
+            (name.to_string(), Some((name.to_string(), s.ifindex())))
+        };
         Ok(WirePort {
-            access: PacketSocket::open(access, &opts(fanout))?,
-            core: PacketSocket::open(core, &opts(fanout.map(|g| g.wrapping_add(1))))?,
+            watch: LinkWatch::new([side(access, &a), side(core, &c)]),
+            access: a,
+            core: c,
             names: [access.to_string(), core.to_string()],
             direction: Direction::AccessToCore,
             scratch: SendScratch::default(),
@@ -74,54 +83,36 @@ impl WirePort {
 
     /// Waits up to `timeout_ms` for a frame on either side; a side that reported an error
     /// is looked at at once ([`WirePort::check_links`]).
-    pub fn wait(&self, timeout_ms: i32) -> Option<LinkEvent> {
+    pub fn wait(&mut self, timeout_ms: i32) -> Option<LinkEvent> {
         if wait_any(&[&self.access, &self.core], timeout_ms) != 0 {
             return self.check_links();
         }
         None
     }
 
-    /// Looks at both sides (two syscalls each; for the worker's periodic check, not per
+    /// Looks at both sides (a few syscalls each; for the worker's periodic check, not per
     /// burst): takes a pending socket error, which also ends the poll(2) wake-ups it
-    /// causes, and checks that each interface name still has the index its socket is bound
-    /// to. A link that went down keeps its socket, which carries frames again once the link
-    /// is up; an interface deleted (or deleted and made anew: a new index) leaves the
-    /// socket bound to nothing, for good.
-    pub fn check_links(&self) -> Option<LinkEvent> {
-        let mut event = None;
-        for (sock, name) in [(&self.access, &self.names[0]), (&self.core, &self.names[1])] {
-            let error = sock.take_error();
-            match ifindex_of(name) {
-                Some(i) if i == sock.ifindex() => {
-                    if let Some(e) = error {
-                        event.get_or_insert(LinkEvent::Flapped(format!(
-                            "{name}: {e}; the socket stays bound and carries frames again once the link is up"
-                        )));
-                    }
-                }
-                now => {
-                    return Some(LinkEvent::Gone(format!(
-                        "{name}: the interface this worker's socket was bound to (index {}) {}",
-                        sock.ifindex(),
-                        now.map_or("is gone".to_string(), |i| format!(
-                            "was replaced by a new one (index {i})"
-                        ))
-                    )))
-                }
-            }
+    /// causes, then asks the [`LinkWatch`] whether an interface is gone or a link changed
+    /// state. A link that went down keeps its socket, which carries frames again once the
+    /// link is up; an interface deleted (or deleted and made anew: a new index) leaves the
+    /// socket bound to nothing, for good. A socket error on a side whose link is up again
+    /// by now (a flap shorter than the check period) is reported as a `Down` of its own.
+    pub fn check_links(&mut self) -> Option<LinkEvent> {
+        let errors = [self.access.take_error(), self.core.take_error()];
+        let up = self.watch.kernel_up();
+        if let Some(e) = self.watch.check(up) {
+            return Some(e);
         }
-        event
+        // An error on a side the watch already knows is down says nothing new.
+        let (i, e) = errors
+            .into_iter()
+            .enumerate()
+            .find_map(|(i, e)| Some((i, e?)).filter(|_| self.watch.is_up(i)))?;
+        Some(LinkEvent::Down(format!(
+            "{}: {e}; the socket stays bound and carries frames again once the link is up",
+            self.names[i]
+        )))
     }
-}
-
-/// Something [`WirePort::check_links`] found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// A side's link went down (and maybe up again); its socket still serves.
-    Flapped(String),
-    /// A side's interface is gone or was made anew: its socket can never serve again, and
-    /// only reopening it (a restart) brings that side back.
-    Gone(String),
 }
 
 impl Port for WirePort {

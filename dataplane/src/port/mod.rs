@@ -21,6 +21,8 @@ pub mod af_packet;
 pub mod af_xdp;
 #[cfg(all(feature = "dpdk", target_os = "linux"))]
 pub mod dpdk;
+#[cfg(target_os = "linux")]
+pub mod link;
 pub mod mem;
 pub mod pcap;
 #[cfg(target_os = "linux")]

@@ -50,6 +50,7 @@
 mod sys;
 
 pub use super::af_packet::Direction;
+use super::link::{LinkEvent, LinkWatch};
 use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use std::sync::Arc;
@@ -188,6 +189,9 @@ struct Attachment {
     _map: XskMap,
     _promisc: Promisc,
     native: bool,
+    /// The interface and the index it had when attached, for the link watch.
+    name: String,
+    ifindex: u32,
 }
 
 /// What frames a wire must carry.
@@ -298,6 +302,8 @@ fn attach(
             _map: map,
             _promisc: promisc,
             native,
+            name: name.to_string(),
+            ifindex,
         },
         socks,
     ))
@@ -320,6 +326,13 @@ pub fn open_wire(
     };
     let (a, a_socks) = attach("access", access, workers, frames)?;
     let (c, c_socks) = attach("core", core, workers, frames)?;
+    let side = |a: &Attachment| {
+        (
+            a.name.clone(),
+            i32::try_from(a.ifindex).ok().map(|i| (a.name.clone(), i)),
+        )
+    };
+    let sides = [side(&a), side(&c)];
     let shared = Arc::new([a, c]);
     Ok(a_socks
         .into_iter()
@@ -333,6 +346,7 @@ pub fn open_wire(
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
             resets_sent: 0,
+            watch: LinkWatch::new(sides.clone()),
         })
         .collect())
 }
@@ -350,6 +364,7 @@ pub struct XdpWire {
     pub tx_refused: u64,
     /// TCP resets sent back out of the ingress side (`reject`).
     pub resets_sent: u64,
+    watch: LinkWatch,
 }
 
 impl XdpWire {
@@ -430,6 +445,14 @@ impl XdpWire {
             ingress.kick();
         }
         n as usize
+    }
+
+    /// Looks at both interfaces (a few syscalls; for the worker's periodic check, not per
+    /// burst): a link that changed state, or an interface gone or made anew, which leaves
+    /// the sockets and the XDP program bound to nothing for good.
+    pub fn check_links(&mut self) -> Option<LinkEvent> {
+        let up = self.watch.kernel_up();
+        self.watch.check(up)
     }
 
     /// Waits up to `timeout_ms` for a frame on either side; first retries sends a full

@@ -33,6 +33,7 @@
 mod ffi;
 
 pub use super::af_packet::Direction;
+use super::link::{LinkEvent, LinkWatch};
 use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use ffi::{RteMbuf, RteMempool};
@@ -415,8 +416,12 @@ impl Eal {
             }
         }
         let shared = self.shared.clone();
+        let sides = [watch_side(a), watch_side(c)];
         Ok((0..workers)
-            .map(|i| DpdkWire::new(shared.clone(), a, c, i as u16, burst))
+            .map(|i| {
+                let watch = LinkWatch::new(sides.clone());
+                DpdkWire::new(shared.clone(), [a, c], i as u16, burst, watch)
+            })
             .collect())
     }
 }
@@ -490,6 +495,31 @@ impl Drop for LcoreGuard {
     }
 }
 
+/// A side of the wire for the link watch: the port's name and, for a virtual device on a
+/// kernel interface (net_af_packet, net_tap, ...), that interface and its index.
+fn watch_side(port: u16) -> (String, Option<(String, i32)>) {
+    let name = port_name(port);
+    // SAFETY: the port id is valid (resolved by `Eal::port`); dev_info_get is a
+    // control-path call.
+    let index = unsafe { ffi::op25b_port_ifindex(port) };
+    match super::sys::ifname_of(index) {
+        Some(ifname) if index > 0 => (format!("{name} ({ifname})"), Some((ifname, index))),
+        _ => (name, None),
+    }
+}
+
+/// Whether `port`'s link is up, as the device reports it without waiting (`None`: it
+/// cannot tell).
+fn device_link_up(port: u16) -> Option<bool> {
+    // SAFETY: the port id is valid and started; rte_eth_link_get_nowait only reads the
+    // device's link state (the caller is one worker per wire set, see `check_links`).
+    match unsafe { ffi::op25b_port_link_up(port) } {
+        1 => Some(true),
+        0 => Some(false),
+        _ => None,
+    }
+}
+
 /// One worker's queues on both ports.
 pub struct DpdkWire {
     shared: Arc<Shared>,
@@ -510,6 +540,7 @@ pub struct DpdkWire {
     pub tx_refused: u64,
     /// TCP resets sent back out of the ingress side (`reject`).
     pub resets_sent: u64,
+    watch: LinkWatch,
 }
 
 // SAFETY: a wire owns its queue pair exclusively (one wire per queue id), so moving it to
@@ -530,11 +561,18 @@ impl std::fmt::Debug for DpdkWire {
 }
 
 impl DpdkWire {
-    fn new(shared: Arc<Shared>, access: u16, core: u16, queue: u16, burst: usize) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        [access, core]: [u16; 2],
+        queue: u16,
+        burst: usize,
+        watch: LinkWatch,
+    ) -> Self {
         DpdkWire {
             shared,
             access,
             core,
+            watch,
             queue,
             direction: Direction::AccessToCore,
             rx: vec![std::ptr::null_mut(); burst],
@@ -552,6 +590,25 @@ impl DpdkWire {
     /// Sets the direction of the next `poll`.
     pub fn set_direction(&mut self, d: Direction) {
         self.direction = d;
+    }
+
+    /// Looks at both ports (for the worker's periodic check, not per burst): a link that
+    /// changed state, and for a virtual device on a kernel interface, that interface gone
+    /// or made anew (the device's sockets are then bound to nothing, for good). A kernel
+    /// interface's state is its flags (net_af_packet does not report link changes); a
+    /// device's own link state is asked by the wire of queue 0 only, so one worker reports
+    /// it and ethdev's link query is not made from every worker at once.
+    pub fn check_links(&mut self) -> Option<LinkEvent> {
+        let kernel = self.watch.kernel_up();
+        let mut up = [None; 2];
+        for (i, port) in [self.access, self.core].into_iter().enumerate() {
+            up[i] = match kernel[i] {
+                Some(k) => Some(k),
+                None if self.queue == 0 => device_link_up(port),
+                None => None,
+            };
+        }
+        self.watch.check(up)
     }
 
     /// The (access, core) port ids.

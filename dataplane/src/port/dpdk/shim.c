@@ -165,3 +165,35 @@ struct rte_mbuf *op25b_mbuf_from(struct rte_mempool *pool, const uint8_t *bytes,
 	memcpy(p, bytes, len);
 	return m;
 }
+
+/*
+ * The kernel interface index `port` is bound to (net_af_packet, net_af_xdp, net_tap and
+ * net_pcap on an interface report one), 0 when it has none (a NIC, net_null, a pcap
+ * file), or a negative errno.
+ */
+int op25b_port_ifindex(uint16_t port)
+{
+	struct rte_eth_dev_info info;
+	int r;
+
+	r = rte_eth_dev_info_get(port, &info);
+	if (r != 0)
+		return r;
+	return (int)info.if_index;
+}
+
+/*
+ * Whether `port`'s link is up (1) or down (0), without waiting, or a negative errno
+ * (-ENOTSUP: the device cannot tell).
+ */
+int op25b_port_link_up(uint16_t port)
+{
+	struct rte_eth_link link;
+	int r;
+
+	memset(&link, 0, sizeof(link));
+	r = rte_eth_link_get_nowait(port, &link);
+	if (r != 0)
+		return r;
+	return link.link_status == RTE_ETH_LINK_UP ? 1 : 0;
+}

@@ -651,6 +651,53 @@ pub fn ifindex_of(name: &str) -> Option<i32> {
     (i != 0).then_some(i)
 }
 
+/// The name of interface `index` now (`None`: there is no such interface).
+pub fn ifname_of(index: i32) -> Option<String> {
+    let index = u32::try_from(index).ok().filter(|&i| i != 0)?;
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write, NUL included.
+    let r = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if r.is_null() {
+        return None;
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// Whether interface `name` is up with a carrier (`IFF_UP` and `IFF_RUNNING`), asked with
+/// `SIOCGIFFLAGS` on a throwaway datagram socket (three syscalls: for a periodic check,
+/// never per burst). `None` when it cannot be asked: no such interface, a name too long,
+/// or no socket.
+pub fn link_running(name: &str) -> Option<bool> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return None;
+    }
+    // SAFETY: plain socket(2) with constant arguments; the descriptor is owned at once
+    // below, so it is closed on every path.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a descriptor socket(2) just returned, owned by nothing else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain data (a name array and a union of integers and a pointer
+    // nobody follows here), for which all-zero bytes are a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq whose name is NUL-terminated (checked shorter than
+    // IFNAMSIZ, rest zero); SIOCGIFFLAGS writes only its flags, while it lives.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
+    if r < 0 {
+        return None;
+    }
+    // SAFETY: SIOCGIFFLAGS succeeded, so the union holds the flags.
+    let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags });
+    Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
+}
+
 /// Waits up to `timeout_ms` until any of `socks` has a frame, with one `poll` over all of
 /// them (waiting on them one after the other would let a frame on one side sit out the
 /// other side's whole timeout). Returns a bit per socket (bit i: `socks[i]`) that reported
