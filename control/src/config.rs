@@ -44,7 +44,8 @@ impl Origin {
         }
     }
 
-    fn is_ticket(&self) -> bool {
+    /// Whether this is a ticket's origin ([`Origin::ticket`]).
+    pub fn is_ticket(&self) -> bool {
         self.line == 0
     }
 }
@@ -196,6 +197,8 @@ struct RawControl {
     watch: bool,
     #[serde(default)]
     metrics_top_prefixes: Option<Spanned<usize>>,
+    #[serde(default)]
+    tickets: Option<String>,
 }
 
 /// The `[control]` section: where `op25b ctl` and Prometheus reach a running appliance.
@@ -210,6 +213,8 @@ pub struct ControlConfig {
     /// How many dynamic prefixes (those with the most blocked segments) per direction the
     /// metrics page lists with their own counter.
     pub metrics_top_prefixes: usize,
+    /// Where exemption tickets are kept across restarts (`None`: in memory only).
+    pub tickets: Option<PathBuf>,
 }
 
 /// Dynamic prefixes per direction with their own metrics series unless configured.
@@ -950,9 +955,11 @@ impl Config {
             metrics: Some(DEFAULT_METRICS.to_string()),
             watch: false,
             metrics_top_prefixes: DEFAULT_METRICS_TOP_PREFIXES,
+            tickets: None,
         };
         if let Some(c) = raw.control {
             control.watch = c.watch;
+            control.tickets = c.tickets.filter(|t| !t.is_empty()).map(|t| base.join(t));
             if let Some(n) = c.metrics_top_prefixes {
                 if *n.get_ref() > MAX_METRICS_TOP_PREFIXES {
                     return Err(ConfigError::Value {
@@ -1394,9 +1401,10 @@ scope = []
 
     #[test]
     fn control_section() {
-        let c =
-            load("[outbound]\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\nwatch = true\n")
-                .unwrap();
+        let c = load(
+            "[outbound]\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\nwatch = true\ntickets = \"state/tickets\"\n",
+        )
+        .unwrap();
         assert_eq!(
             c.control,
             ControlConfig {
@@ -1404,8 +1412,11 @@ scope = []
                 metrics: None,
                 watch: true,
                 metrics_top_prefixes: DEFAULT_METRICS_TOP_PREFIXES,
+                tickets: Some(PathBuf::from("/nonexistent/state/tickets")),
             }
         );
+        let c = load("[outbound]\n[control]\ntickets = \"\"\n").unwrap();
+        assert_eq!(c.control.tickets, None);
         let c = load("[outbound]\n[control]\nmetrics_top_prefixes = 5\n").unwrap();
         assert_eq!(c.control.metrics_top_prefixes, 5);
         assert!(err("[outbound]\n[control]\nmetrics_top_prefixes = 5000\n")
@@ -1413,6 +1424,7 @@ scope = []
         let d = load("[outbound]\n").unwrap();
         assert_eq!(d.control.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(!d.control.watch);
+        assert_eq!(d.control.tickets, None, "in memory unless configured");
         assert!(err("[outbound]\n[control]\nmetrics = \"localhost\"\n").contains("control.metrics"));
     }
 

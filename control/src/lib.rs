@@ -15,3 +15,5 @@ pub mod droplog;
 #[cfg(target_os = "linux")]
 pub mod live;
 pub mod replay;
+#[cfg(target_os = "linux")]
+pub mod tickets;

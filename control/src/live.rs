@@ -21,13 +21,18 @@
 //! - A configuration that fails to load or build is reported with its reason and changes
 //!   nothing: the running generation keeps serving.
 //! - Exemption tickets are part of every policy built while they last, so a reload keeps
-//!   them; an expired ticket is removed by a rebuild of the last good configuration.
+//!   them; an expired ticket is removed by a rebuild of the last good configuration. With
+//!   `[control] tickets`, the file holds the tickets of the last successful build
+//!   (`crate::tickets`), and nothing in it can stop a start.
+//! - A worker looks at its links every quarter second: a change of state is logged, and an
+//!   interface gone under it stops the appliance (exit 1) instead of serving nothing.
 //! - Every received frame is sent on or dropped exactly once; counters add up per
 //!   direction (`rx = tx + dropped`).
 
 use crate::config::ListOrigins;
 use crate::config::{Backend, Config, DataplaneConfig, Origin};
 use crate::ctl::{self, Request};
+use crate::tickets::Ticket;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{select, Receiver, Sender};
 use hdrhistogram::Histogram;
@@ -298,15 +303,153 @@ fn note_link(worker: usize, event: LinkEvent) -> Option<String> {
     None
 }
 
+/// `config` with `tickets` added to its outbound exemptions (each named as a ticket in
+/// any error).
+fn with_tickets(mut config: Config, tickets: &[Ticket]) -> Config {
+    for t in tickets {
+        config.outbound.exempt.push(t.prefix);
+        config.origins.exempt.push(Origin::ticket(&t.prefix));
+    }
+    config
+}
+
+/// Builds the first policies with the tickets kept from the last run. Saved tickets that
+/// this config refuses (one now equal to a dynamic entry, say) must not keep the appliance
+/// from starting: each ticket the build names is left out and the build tried again (at
+/// most [`MAX_TICKET_RETRIES`] times; any other refusal leaves them all out), the ones left
+/// out are named, and the file is kept aside. Returns the build, the tickets in force and
+/// what the file holds (as [`saved_tickets`]).
+fn build_with_saved_tickets(
+    config: &Config,
+    start: StartTickets,
+) -> Result<(crate::config::Built, StartTickets), RunError> {
+    let StartTickets {
+        live: mut tickets,
+        mut saved,
+    } = start;
+    let mut left_out: Vec<(Ticket, String)> = Vec::new();
+    let built = loop {
+        match with_tickets(config.clone(), &tickets).build(1) {
+            Ok(b) => break b,
+            Err(e) if tickets.is_empty() => return Err(RunError::Config(e.to_string())),
+            Err(crate::config::ConfigError::DynamicAndExempt {
+                prefix, exempt_at, ..
+            }) if exempt_at.is_ticket() && left_out.len() < MAX_TICKET_RETRIES => {
+                let why = format!("{prefix} is now listed in dynamic");
+                let (out, keep) = tickets.into_iter().partition(|t| t.prefix == prefix);
+                tickets = keep;
+                left_out.extend(out.into_iter().map(|t: Ticket| (t, why.clone())));
+            }
+            Err(e) => {
+                let why = e.to_string();
+                left_out.extend(tickets.drain(..).map(|t| (t, why.clone())));
+            }
+        }
+    };
+    if !left_out.is_empty() {
+        let file = config.control.tickets.as_deref().unwrap_or(Path::new(""));
+        let aside = crate::tickets::set_aside(file).map_or_else(
+            |err| format!("could not be moved aside ({err})"),
+            |p| format!("is kept as {}", p.display()),
+        );
+        eprintln!(
+            "op25b: warning: {} saved exemption ticket(s) do not fit this config and are not applied; {} {aside}; add those still wanted again with `op25b ctl exempt add`",
+            left_out.len(),
+            file.display()
+        );
+        for (t, why) in &left_out {
+            eprintln!(
+                "op25b: exemption ticket {} not applied: {why}",
+                describe(&t.prefix)
+            );
+        }
+        saved = None;
+    }
+    if let Some(f) = &config.control.tickets {
+        if !tickets.is_empty() {
+            eprintln!(
+                "op25b: {} exemption ticket(s) from {} in force",
+                tickets.len(),
+                f.display()
+            );
+        }
+    }
+    Ok((
+        built,
+        StartTickets {
+            live: tickets,
+            saved,
+        },
+    ))
+}
+
+/// The tickets a start puts in force, and what their file holds as far as the control
+/// thread knows (`None`: unknown, rewrite it at the first chance).
+struct StartTickets {
+    live: Vec<Ticket>,
+    saved: Option<Vec<Ticket>>,
+}
+
+/// Most saved tickets [`build_with_saved_tickets`] leaves out one by one, each costing a
+/// build; past that all are left out.
+const MAX_TICKET_RETRIES: usize = 16;
+
+/// The tickets `[control] tickets` kept from the last run, still in force, and what the
+/// file holds as far as the control thread knows (`None`: rewrite it at once: some had
+/// expired, or it was moved aside). Anything wrong with the file is logged; none of it
+/// stops the start, and a file with lines that cannot be read is moved aside (so no later
+/// save overwrites them) after the readable tickets are taken.
+fn saved_tickets(config: &Config) -> StartTickets {
+    let none = StartTickets {
+        live: Vec::new(),
+        saved: None,
+    };
+    let Some(path) = &config.control.tickets else {
+        return none;
+    };
+    let loaded = match crate::tickets::load(path, SystemTime::now()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "op25b: warning: cannot read the exemption tickets in {}: {e}; starting without them",
+                path.display()
+            );
+            return none;
+        }
+    };
+    for p in &loaded.problems {
+        eprintln!("op25b: warning: exemption tickets: {p}");
+    }
+    if loaded.expired > 0 {
+        eprintln!(
+            "op25b: {} exemption ticket(s) in {} expired while op25b was stopped",
+            loaded.expired,
+            path.display()
+        );
+    }
+    if !loaded.problems.is_empty() {
+        match crate::tickets::set_aside(path) {
+            Ok(p) => eprintln!(
+                "op25b: warning: {} is kept as {} for its unreadable lines; the {} readable ticket(s) are in force",
+                path.display(),
+                p.display(),
+                loaded.tickets.len()
+            ),
+            Err(e) => eprintln!(
+                "op25b: warning: {} could not be moved aside ({e}); the next change of tickets overwrites its unreadable lines",
+                path.display()
+            ),
+        }
+    }
+    let saved = (loaded.expired == 0 && loaded.problems.is_empty()).then(|| loaded.tickets.clone());
+    StartTickets {
+        live: loaded.tickets,
+        saved,
+    }
+}
+
 /// How often a watching appliance tries a refused config again.
 const RETRY_REFUSED: Duration = Duration::from_secs(10);
-
-/// An exemption added at run time.
-#[derive(Clone, Debug)]
-struct Ticket {
-    prefix: AnyPrefix,
-    expires: Option<SystemTime>,
-}
 
 /// Each watched file with its modification time and length (`None`: unreadable).
 type Stamp = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
@@ -340,6 +483,13 @@ struct Control {
     /// The control socket and metrics address in force (bound at start).
     listening: (PathBuf, Option<String>),
     tickets: Vec<Ticket>,
+    /// Where tickets are kept across restarts (`[control] tickets`, fixed at start).
+    tickets_file: Option<PathBuf>,
+    /// The tickets that file holds as far as this process knows (`None`: unknown, so
+    /// the next [`Control::persist`] writes it).
+    saved: Option<Vec<Ticket>>,
+    /// Why the last save of the tickets failed, until one succeeds.
+    save_error: Option<String>,
     generation: u64,
     loaded_at: SystemTime,
     reload_ms: f64,
@@ -381,11 +531,8 @@ impl Control {
         let t = Instant::now();
         let plain = config.clone();
         let now = SystemTime::now();
-        self.tickets.retain(|t| t.expires.is_none_or(|e| e > now));
-        for t in &self.tickets {
-            config.outbound.exempt.push(t.prefix);
-            config.origins.exempt.push(Origin::ticket(&t.prefix));
-        }
+        self.tickets.retain(|t| t.live_at(now));
+        config = with_tickets(config, &self.tickets);
         // While the new policies are built, the workers note which blocks of the current
         // ones they look up, so exactly those are warmed in the new ones last of all.
         self.hot.iter().for_each(|h| h.start());
@@ -408,7 +555,44 @@ impl Control {
         self.config = plain;
         self.loaded_at = SystemTime::now();
         self.reload_ms = t.elapsed().as_secs_f64() * 1e3;
+        self.persist();
         Ok(built.warnings)
+    }
+
+    /// Writes the tickets to `[control] tickets` when they differ from what it holds (a
+    /// ticket added, deleted or expired); a failure is logged and kept for `status` and
+    /// the `exempt` answers until a save succeeds.
+    fn persist(&mut self) {
+        let Some(path) = &self.tickets_file else {
+            return;
+        };
+        if self.saved.as_ref() == Some(&self.tickets) {
+            return;
+        }
+        match crate::tickets::save(path, &self.tickets) {
+            Ok(()) => {
+                self.saved = Some(self.tickets.clone());
+                self.save_error = None;
+            }
+            Err(e) => {
+                let why = format!(
+                    "exemption tickets not saved to {}: {e}; those in force now will not survive a restart",
+                    path.display()
+                );
+                if self.save_error.as_ref() != Some(&why) {
+                    eprintln!("op25b: warning: {why}");
+                }
+                self.saved = None;
+                self.save_error = Some(why);
+            }
+        }
+    }
+
+    /// What `exempt add`/`del` answers end with when the tickets could not be saved.
+    fn save_warning(&self) -> String {
+        self.save_error
+            .as_ref()
+            .map_or(String::new(), |w| format!("\nwarning: {w}"))
     }
 
     fn reload(&mut self) -> (bool, String) {
@@ -445,6 +629,7 @@ impl Control {
                 for (key, changed) in [
                     ("socket", c.socket != self.listening.0),
                     ("metrics", c.metrics != self.listening.1),
+                    ("tickets", c.tickets != self.tickets_file),
                 ] {
                     if changed {
                         msg += &format!(
@@ -681,10 +866,18 @@ impl Control {
                         }
                     )
                 });
+                let kept = match (&self.tickets_file, &self.save_error) {
+                    (_, Some(e)) => format!(" (NOT kept: {e})"),
+                    (Some(f), None) => format!(" (kept in {} across restarts)", f.display()),
+                    (None, None) => {
+                        " (in memory only: set [control] tickets to keep them across restarts)"
+                            .into()
+                    }
+                };
                 (
                     true,
                     format!(
-                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
                         self.generation,
                         self.path.display(),
                         self.reload_ms,
@@ -736,10 +929,11 @@ impl Control {
                     Ok(_) => (
                         true,
                         format!(
-                            "{p} exempted from outbound blocking{}; policy generation {}{}",
+                            "{p} exempted from outbound blocking{}; policy generation {}{}{}",
                             ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())),
                             self.generation,
-                            self.ticket_caveats(&p)
+                            self.ticket_caveats(&p),
+                            self.save_warning()
                         ),
                     ),
                     Err(e) => {
@@ -757,7 +951,11 @@ impl Control {
                 match self.publish(self.config.clone()) {
                     Ok(_) => (
                         true,
-                        format!("{p} ticket removed; policy generation {}", self.generation),
+                        format!(
+                            "{p} ticket removed; policy generation {}{}",
+                            self.generation,
+                            self.save_warning()
+                        ),
                     ),
                     Err(e) => (false, format!("refused: {e}")),
                 }
@@ -1293,9 +1491,13 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ))
     })?;
     let t = Instant::now();
-    let built = config
-        .build(1)
-        .map_err(|e| RunError::Config(e.to_string()))?;
+    let (
+        built,
+        StartTickets {
+            live: tickets,
+            saved,
+        },
+    ) = build_with_saved_tickets(&config, saved_tickets(&config))?;
     for w in &built.warnings {
         eprintln!("op25b: warning: {w}");
     }
@@ -1398,7 +1600,10 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         stopped_workers: 0,
         dataplane: dp.clone(),
         listening: (cc.socket.clone(), cc.metrics.clone()),
-        tickets: Vec::new(),
+        tickets,
+        tickets_file: cc.tickets.clone(),
+        saved,
+        save_error: None,
         generation: 1,
         loaded_at: SystemTime::now(),
         reload_ms: t.elapsed().as_secs_f64() * 1e3,
@@ -1417,6 +1622,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         drop_log,
     };
     control.watched = files_stamp(&control.config);
+    // Drops from the file what expired while op25b was stopped.
+    control.persist();
     eprintln!(
         "op25b: running: {} ↔ {}, {} worker(s), policy generation 1 from {}, control socket {}{}",
         dp.access,
@@ -1486,14 +1693,22 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             o[0], o[1], o[2], n[0], n[1], n[2]
         );
     }
-    // Tickets live in memory: say which ones this stop drops, so they can be added again.
+    // Kept for the next start if they can be; otherwise say which ones this stop drops, so
+    // they can be added again.
     let now = SystemTime::now();
-    for t in control
-        .tickets
-        .iter()
-        .filter(|t| t.expires.is_none_or(|e| e > now))
-    {
-        eprintln!(
+    control.tickets.retain(|t| t.live_at(now));
+    control.persist();
+    if let (Some(f), None) = (&control.tickets_file, &control.save_error) {
+        if !control.tickets.is_empty() {
+            eprintln!(
+                "op25b: {} exemption ticket(s) kept in {} for the next start",
+                control.tickets.len(),
+                f.display()
+            );
+        }
+    } else {
+        for t in &control.tickets {
+            eprintln!(
             "op25b: exemption ticket {} dropped at shutdown ({}); `op25b ctl exempt add` it again after the restart if it is still wanted",
             describe(&t.prefix),
             t.expires.map_or("no expiry".to_string(), |e| format!(
@@ -1501,6 +1716,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
                 e.duration_since(now).unwrap_or_default().as_secs()
             ))
         );
+        }
     }
     match control.fatal {
         // Non-zero, so `Restart=on-failure` brings the appliance back on the new interface.

@@ -358,6 +358,40 @@ pub fn run_appliance(ns: &Netns, config: &std::path::Path) -> Reaped {
     Reaped(Some(child))
 }
 
+/// Runs `op25b ctl --socket SOCK WORDS...`: whether it succeeded, and its answer (stdout
+/// on success, stderr otherwise).
+pub fn ctl(sock: &std::path::Path, words: &[&str]) -> (bool, String) {
+    let out = Command::new(op25b_binary())
+        .arg("ctl")
+        .arg("--socket")
+        .arg(sock)
+        .args(words)
+        .output()
+        .unwrap_or_else(|e| panic!("op25b ctl: {e}"));
+    let text = if out.status.success() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    (
+        out.status.success(),
+        String::from_utf8_lossy(text).into_owned(),
+    )
+}
+
+/// Waits up to 10 s for a starting appliance's control socket to answer `status`.
+pub fn wait_for_control(sock: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(sock.exists() && ctl(sock, &["status"]).0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not answer within 10 s",
+            sock.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The appliance's place in the path: a left host, the appliance (`acc0` towards the left,
 /// `core0` towards the right) and a right host, joined by two veth pairs whose offloads
 /// are off. veth hands frames over with checksums left to "offload"; a bridge re-sending

@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{final_counters, run_appliance, unavailable, Netns, Wire};
+use op25b_testbed::{ctl, final_counters, run_appliance, unavailable, Netns, Wire};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -74,23 +74,6 @@ try:
 except urllib.error.HTTPError as e:
     sys.exit(0 if e.code == 405 else 3)
 "#;
-
-fn ctl(sock: &Path, words: &[&str]) -> (bool, String) {
-    let out = Command::new(op25b_testbed::op25b_binary())
-        .arg("ctl")
-        .arg("--socket")
-        .arg(sock)
-        .args(words)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(if out.status.success() {
-        &out.stdout
-    } else {
-        &out.stderr
-    })
-    .to_string();
-    (out.status.success(), text)
-}
 
 fn have(tool: &str, arg: &str) -> bool {
     Command::new(tool).arg(arg).output().is_ok()

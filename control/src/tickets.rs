@@ -1,0 +1,254 @@
+//! Exemption tickets (`op25b ctl exempt add`) kept across restarts in the file
+//! `[control] tickets` names: one ticket per line, `PREFIX EXPIRY` where EXPIRY is Unix
+//! seconds or `never`, `#` comments and blank lines ignored (a comment after each expiry
+//! gives it in UTC for people). The control thread rewrites the whole file after every
+//! change (add, delete, expiry) and the appliance reads it at start.
+//!
+//! Invariants: the file on disk is always a complete list, the old one or the new one, never
+//! half of either (written to a temporary file beside it, flushed to disk, then renamed over
+//! it); it is created 0600, root's business only; a line that cannot be read is reported
+//! with file and line and the file is kept aside before anything overwrites it, so no
+//! ticket is lost without a word. Nothing here runs on the packet path.
+
+use op25b_dataplane::policy::AnyPrefix;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// An exemption added at run time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    /// What is exempted from outbound blocking.
+    pub prefix: AnyPrefix,
+    /// When it ends by itself (`None`: when deleted).
+    pub expires: Option<SystemTime>,
+}
+
+impl Ticket {
+    /// Whether it is still in force at `now`.
+    pub fn live_at(&self, now: SystemTime) -> bool {
+        self.expires.is_none_or(|e| e > now)
+    }
+}
+
+/// What [`load`] read.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The tickets still in force.
+    pub tickets: Vec<Ticket>,
+    /// How many had expired while op25b was not running.
+    pub expired: usize,
+    /// Lines that could not be read, as `FILE:LINE: text: why`.
+    pub problems: Vec<String>,
+}
+
+/// Reads the tickets file at `path`; a file that does not exist holds no tickets.
+pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
+        Err(e) => return Err(e),
+    };
+    let mut loaded = Loaded::default();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match parse_line(line) {
+            Ok(t) if t.live_at(now) => loaded.tickets.push(t),
+            Ok(_) => loaded.expired += 1,
+            Err(why) => loaded.problems.push(format!(
+                "{}:{}: {}: {why}",
+                path.display(),
+                i + 1,
+                raw.trim()
+            )),
+        }
+    }
+    Ok(loaded)
+}
+
+fn parse_line(line: &str) -> Result<Ticket, String> {
+    let mut words = line.split_whitespace();
+    let (Some(prefix), Some(expiry), None) = (words.next(), words.next(), words.next()) else {
+        return Err("expected PREFIX EXPIRY (Unix seconds or `never`)".into());
+    };
+    let prefix: AnyPrefix = prefix.parse()?;
+    let expires = match expiry {
+        "never" => None,
+        secs => {
+            let s: u64 = secs
+                .parse()
+                .map_err(|_| format!("{secs:?}: an expiry is Unix seconds or `never`"))?;
+            Some(
+                UNIX_EPOCH
+                    .checked_add(Duration::from_secs(s))
+                    .ok_or_else(|| format!("{secs:?}: beyond the clock"))?,
+            )
+        }
+    };
+    Ok(Ticket { prefix, expires })
+}
+
+/// The file's text for `tickets`.
+fn render(tickets: &[Ticket]) -> String {
+    let mut out = String::from(
+        "# op25b exemption tickets (op25b ctl exempt add), rewritten by op25b after every\n\
+         # change and read at start: PREFIX EXPIRY (Unix seconds, or never).\n",
+    );
+    for t in tickets {
+        match t.expires {
+            None => out += &format!("{} never\n", t.prefix),
+            Some(e) => {
+                let s = e.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+                out += &format!(
+                    "{} {s} # until {}\n",
+                    t.prefix,
+                    crate::droplog::rfc3339_seconds(e)
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Replaces the file at `path` with `tickets`, whole: a temporary file beside it (0600),
+/// written and flushed to disk, renamed over it, and the directory flushed, so a crash
+/// or power loss leaves the old list or the new one. Creates the directory (0700) if it
+/// is missing.
+pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tickets".into());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(render(tickets).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    };
+    let r = write();
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// Moves a tickets file that could not be used whole out of the way (to `FILE.refused`,
+/// or `FILE.refused.N` if that is taken), so the next save does not overwrite what it
+/// held. Returns where it went.
+pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let base = path.as_os_str().to_string_lossy().into_owned();
+    let to = std::iter::once(format!("{base}.refused"))
+        .chain((1..1000).map(|n| format!("{base}.refused.{n}")))
+        .map(PathBuf::from)
+        .find(|p| std::fs::symlink_metadata(p).is_err())
+        .ok_or_else(|| std::io::Error::other("no free name for the refused file"))?;
+    std::fs::rename(path, &to)?;
+    let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn tickets_round_trip_and_expired_ones_are_counted_not_kept() {
+        let dir = op25b_dataplane::testkit::scratch_dir("tickets-round-trip");
+        // A directory that does not exist yet is made.
+        let path = dir.join("state").join("tickets");
+        let tickets = vec![
+            Ticket {
+                prefix: "10.1.2.3/32".parse().unwrap(),
+                expires: Some(at(1_796_000_000)),
+            },
+            Ticket {
+                prefix: "2001:db8:7::/48".parse().unwrap(),
+                expires: None,
+            },
+            Ticket {
+                prefix: "10.9.0.0/16".parse().unwrap(),
+                expires: Some(at(1_700_000_000)),
+            },
+        ];
+        save(&path, &tickets).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("10.1.2.3/32 1796000000 # until 2026-11-30T00:53:20Z\n"),
+            "{text}"
+        );
+        assert!(text.contains("2001:db8:7::/48 never\n"), "{text}");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert!(!path.parent().unwrap().join(".tickets.tmp").exists());
+        let loaded = load(&path, at(1_750_000_000)).unwrap();
+        assert_eq!(loaded.tickets, tickets[..2]);
+        assert_eq!(loaded.expired, 1);
+        assert!(loaded.problems.is_empty());
+        // Saving again replaces the list whole.
+        save(&path, &tickets[1..2]).unwrap();
+        assert_eq!(
+            load(&path, at(1_750_000_000)).unwrap().tickets,
+            tickets[1..2]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn no_file_is_no_tickets_and_bad_lines_are_named_with_their_line() {
+        let dir = op25b_dataplane::testkit::scratch_dir("tickets-bad");
+        let path = dir.join("tickets");
+        let none = load(&path, at(0)).unwrap();
+        assert!(none.tickets.is_empty() && none.problems.is_empty());
+        std::fs::write(
+            &path,
+            "# hand-edited\n10.0.0.1/32 never\n\n10.0.0.300 never\n10.0.0.2 soon\n10.0.0.3\n10.0.0.4/32 99 extra\n",
+        )
+        .unwrap();
+        let l = load(&path, at(0)).unwrap();
+        assert_eq!(l.tickets.len(), 1);
+        assert_eq!(l.problems.len(), 4, "{:?}", l.problems);
+        let p = path.display();
+        assert!(l.problems[0].starts_with(&format!("{p}:4: 10.0.0.300 never: ")));
+        assert_eq!(
+            l.problems[1],
+            format!("{p}:5: 10.0.0.2 soon: \"soon\": an expiry is Unix seconds or `never`")
+        );
+        assert!(l.problems[2].ends_with("expected PREFIX EXPIRY (Unix seconds or `never`)"));
+        // Set aside, never over an earlier one.
+        let first = set_aside(&path).unwrap();
+        assert_eq!(first, dir.join("tickets.refused"));
+        std::fs::write(&path, "x\n").unwrap();
+        assert_eq!(set_aside(&path).unwrap(), dir.join("tickets.refused.1"));
+        assert!(std::fs::read_to_string(&first)
+            .unwrap()
+            .contains("# hand-edited"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,221 @@
+//! Exemption tickets across restarts (`[control] tickets = FILE`): tickets added with
+//! `op25b ctl exempt add` are in the file (0600) at once, one that expires leaves it, a
+//! clean stop says how many are kept, and the next start puts them in force again with
+//! their expiry. A file with an unreadable line, or with a ticket the edited config now
+//! refuses, never keeps the appliance from starting: the problem is named, the file is kept
+//! aside, and what can be used is used.
+//!
+//! Needs root and iproute2 (the appliance runs on a veth wire); says SKIPPED otherwise.
+
+use op25b_testbed::{ctl, run_appliance, unavailable, wait_for_control, Reaped, Wire};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn config(dynamic: &str, tickets: &str) -> String {
+    format!(
+        r#"
+[outbound]
+dynamic = [{dynamic}]
+[dataplane]
+backend = "af_packet"
+access = "acc0"
+core = "core0"
+[control]
+socket = "ctl.sock"
+metrics = ""
+tickets = "{tickets}"
+"#
+    )
+}
+
+/// Stops the appliance cleanly; returns its stderr.
+fn stop(mut appliance: Reaped) -> String {
+    let out = appliance.terminate();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    err
+}
+
+/// The ticket lines of `exempt list`, sorted.
+fn listed(sock: &Path) -> Vec<String> {
+    let (ok, text) = ctl(sock, &["exempt", "list"]);
+    assert!(ok, "{text}");
+    let mut v: Vec<String> = text.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
+    if let Some(why) = unavailable() {
+        op25b_dataplane::testkit::skipped(why);
+        return;
+    }
+    let dir = op25b_dataplane::testkit::scratch_dir("live-tickets");
+    let cfg = dir.join("op25b.toml");
+    let (sock, file) = (dir.join("ctl.sock"), dir.join("state/tickets"));
+    std::fs::write(&cfg, config("\"10.9.0.0/16\"", "state/tickets")).unwrap();
+    let wire = Wire::new("tk", "tkl0", "tkr0", false);
+
+    // First run: three tickets, one of which expires while it runs.
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    let (_, status) = ctl(&sock, &["status"]);
+    assert!(
+        status.contains(&format!(
+            "exemption tickets: 0 (kept in {} across restarts)",
+            file.display()
+        )),
+        "{status}"
+    );
+    for add in [
+        &["exempt", "add", "10.9.1.1"][..],
+        &["exempt", "add", "10.9.2.0/24", "--ttl", "1h"],
+        &["exempt", "add", "10.9.3.3", "--ttl", "2s"],
+    ] {
+        let (ok, text) = ctl(&sock, add);
+        assert!(ok && !text.contains("warning"), "{text}");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("10.9.1.1/32 never\n")
+            && text.contains("10.9.2.0/24 ")
+            && text.contains("10.9.3.3/32 "),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&file).unwrap().contains("10.9.3.3") {
+        assert!(
+            Instant::now() < deadline,
+            "the expired ticket stayed in the file"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let err = stop(appliance);
+    assert!(
+        err.contains(&format!(
+            "2 exemption ticket(s) kept in {} for the next start",
+            file.display()
+        )) && !err.contains("dropped at shutdown"),
+        "{err}"
+    );
+
+    // Second run: both are back, the timed one with what is left of its hour.
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    let list = listed(&sock);
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0], "10.9.1.1/32 until removed");
+    let left: u64 = list[1]
+        .strip_prefix("10.9.2.0/24 expires in ")
+        .and_then(|r| r.strip_suffix(" s"))
+        .unwrap_or_else(|| panic!("{list:?}"))
+        .parse()
+        .unwrap();
+    assert!((3500..=3600).contains(&left), "{list:?}");
+    let (_, why) = ctl(&sock, &["explain", "10.9.1.1", "203.0.113.9", "25"]);
+    assert!(
+        why.contains("verdict: pass (source_exempt) under policy generation 1")
+            && why.contains("10.9.1.1/32 (exemption ticket)"),
+        "{why}"
+    );
+    let err = stop(appliance);
+    assert!(
+        err.contains(&format!(
+            "2 exemption ticket(s) from {} in force",
+            file.display()
+        )),
+        "{err}"
+    );
+
+    // A hand edit that broke a line: the readable tickets still apply, the line is named,
+    // and the file is kept aside before anything rewrites it.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text += "10.9.4.4 tomorrow\n";
+    std::fs::write(&file, &text).unwrap();
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    assert_eq!(listed(&sock).len(), 2);
+    let refused = dir.join("state/tickets.refused");
+    assert_eq!(std::fs::read_to_string(&refused).unwrap(), text);
+    let rewritten = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !rewritten.contains("10.9.4.4") && rewritten.contains("10.9.1.1/32 never"),
+        "{rewritten}"
+    );
+    let err = stop(appliance);
+    let line = text.lines().count();
+    assert!(
+        err.contains(&format!(
+            "exemption tickets: {}:{line}: 10.9.4.4 tomorrow: \"tomorrow\": an expiry is Unix seconds or `never`",
+            file.display()
+        )) && err.contains(&format!("is kept as {}", refused.display())),
+        "{err}"
+    );
+
+    // The config now lists one ticket's prefix as a dynamic pool: that ticket no longer
+    // fits, so op25b starts without it (naming it, keeping the file aside) and with the
+    // other one.
+    std::fs::write(
+        &cfg,
+        config("\"10.9.0.0/16\", \"10.9.2.0/24\"", "state/tickets"),
+    )
+    .unwrap();
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    assert_eq!(listed(&sock), vec!["10.9.1.1/32 until removed".to_string()]);
+    let rewritten = std::fs::read_to_string(&file).unwrap();
+    assert!(!rewritten.contains("10.9.2.0/24"), "{rewritten}");
+    let err = stop(appliance);
+    assert!(
+        err.contains("1 saved exemption ticket(s) do not fit this config and are not applied")
+            && err.contains(
+                "exemption ticket 10.9.2.0/24 not applied: 10.9.2.0/24 is now listed in dynamic"
+            )
+            && err.contains(&format!(
+                "is kept as {}",
+                dir.join("state/tickets.refused.1").display()
+            ))
+            && err.contains(&format!(
+                "1 exemption ticket(s) from {} in force",
+                file.display()
+            )),
+        "{err}"
+    );
+    // A tickets file that cannot be written (its directory would be inside a regular
+    // file): the ticket still applies, and the answer, status and shutdown say it was
+    // not kept.
+    std::fs::write(&cfg, config("\"10.9.0.0/16\"", "op25b.toml/tickets")).unwrap();
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.5.5"]);
+    assert!(
+        ok && text.contains("10.9.5.5/32 exempted from outbound blocking")
+            && text.contains("\nwarning: exemption tickets not saved to ")
+            && text.contains("will not survive a restart"),
+        "{text}"
+    );
+    let (_, status) = ctl(&sock, &["status"]);
+    assert!(
+        status.contains("exemption tickets: 1 (NOT kept: exemption tickets not saved to"),
+        "{status}"
+    );
+    let err = stop(appliance);
+    assert!(
+        err.contains("exemption ticket 10.9.5.5/32 dropped at shutdown"),
+        "{err}"
+    );
+    println!(
+        "tickets kept across 3 restarts; a run whose tickets file cannot be written: {}",
+        err.lines()
+            .filter(|l| l.contains("ticket"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
