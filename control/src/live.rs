@@ -229,8 +229,9 @@ fn worker_loop(mut w: WorkerCtx) {
     let mut log_queue_full = 0u64;
     let mut last = Instant::now();
     let mut empty_polls = 0u32;
-    // An interface gone under this worker: the reason op25b stops.
-    let mut gone: Option<String> = None;
+    // An interface gone under this worker: the reason op25b stops. The first look at the
+    // links is at once, so a link down at start is told apart from one that goes down.
+    let mut gone: Option<String> = w.port.check_links().and_then(|e| note_link(w.index, e));
     loop {
         let fatal = gone.clone();
         let stopping = fatal.is_some() || w.stop.load(Ordering::Relaxed);
@@ -283,7 +284,7 @@ fn worker_loop(mut w: WorkerCtx) {
 
 /// Logs what a look at a worker's links found, as soon as it is found (a state change is
 /// seen by every worker alike, so only worker 0 says so), and returns the reason to stop
-/// for an interface that is gone.
+/// for an interface that is gone (which the control thread logs).
 fn note_link(worker: usize, event: LinkEvent) -> Option<String> {
     match event {
         LinkEvent::Down(why) if worker == 0 => {
@@ -293,12 +294,8 @@ fn note_link(worker: usize, event: LinkEvent) -> Option<String> {
             eprintln!("op25b: worker {worker}: link is up again: {why}");
         }
         LinkEvent::Down(_) | LinkEvent::Up(_) => {}
-        LinkEvent::Gone(why) => {
-            eprintln!(
-                "op25b: worker {worker}: {why}; what was bound to it can never carry frames again, so op25b stops (the service manager restarts it on the new interface)"
-            );
-            return Some(why);
-        }
+        // Logged once by the control thread, whichever worker reports it first.
+        LinkEvent::Gone(why) => return Some(why),
     }
     None
 }
@@ -317,135 +314,149 @@ fn with_tickets(mut config: Config, tickets: &[Ticket]) -> Config {
 /// this config refuses (one now equal to a dynamic entry, say) must not keep the appliance
 /// from starting: each ticket the build names is left out and the build tried again (at
 /// most [`MAX_TICKET_RETRIES`] times; any other refusal leaves them all out), the ones left
-/// out are named, and the file is kept aside. Returns the build, the tickets in force and
-/// what the file holds (as [`saved_tickets`]).
+/// out are named, and the file is replaced by what is in force after a copy of it is kept.
 fn build_with_saved_tickets(
     config: &Config,
-    start: StartTickets,
+    mut start: StartTickets,
 ) -> Result<(crate::config::Built, StartTickets), RunError> {
-    let StartTickets {
-        live: mut tickets,
-        mut saved,
-    } = start;
     let mut left_out: Vec<(Ticket, String)> = Vec::new();
     let built = loop {
-        match with_tickets(config.clone(), &tickets).build(1) {
+        match with_tickets(config.clone(), &start.live).build(1) {
             Ok(b) => break b,
-            Err(e) if tickets.is_empty() => return Err(RunError::Config(e.to_string())),
+            Err(e) if start.live.is_empty() => return Err(RunError::Config(e.to_string())),
             Err(crate::config::ConfigError::DynamicAndExempt {
                 prefix, exempt_at, ..
             }) if exempt_at.is_ticket() && left_out.len() < MAX_TICKET_RETRIES => {
                 let why = format!("{prefix} is now listed in dynamic");
-                let (out, keep) = tickets.into_iter().partition(|t| t.prefix == prefix);
-                tickets = keep;
+                let (out, keep) = std::mem::take(&mut start.live)
+                    .into_iter()
+                    .partition(|t| t.prefix == prefix);
+                start.live = keep;
                 left_out.extend(out.into_iter().map(|t: Ticket| (t, why.clone())));
             }
             Err(e) => {
                 let why = e.to_string();
-                left_out.extend(tickets.drain(..).map(|t| (t, why.clone())));
+                left_out.extend(start.live.drain(..).map(|t| (t, why.clone())));
             }
         }
     };
     if !left_out.is_empty() {
-        let file = config.control.tickets.as_deref().unwrap_or(Path::new(""));
-        let aside = crate::tickets::set_aside(file).map_or_else(
-            |err| format!("could not be moved aside ({err})"),
-            |p| format!("is kept as {}", p.display()),
-        );
-        eprintln!(
-            "op25b: warning: {} saved exemption ticket(s) do not fit this config and are not applied; {} {aside}; add those still wanted again with `op25b ctl exempt add`",
-            left_out.len(),
-            file.display()
-        );
         for (t, why) in &left_out {
             eprintln!(
                 "op25b: exemption ticket {} not applied: {why}",
                 describe(&t.prefix)
             );
         }
-        saved = None;
+        start.replace_file(&format!(
+            "{} saved exemption ticket(s) do not fit this config and are not applied (add those still wanted again with `op25b ctl exempt add`)",
+            left_out.len()
+        ));
     }
-    if let Some(f) = &config.control.tickets {
-        if !tickets.is_empty() {
-            eprintln!(
-                "op25b: {} exemption ticket(s) from {} in force",
-                tickets.len(),
-                f.display()
-            );
-        }
+    if let (Some(f), false) = (&start.file, start.live.is_empty()) {
+        eprintln!(
+            "op25b: {} exemption ticket(s) from {} in force",
+            start.live.len(),
+            f.display()
+        );
     }
-    Ok((
-        built,
-        StartTickets {
-            live: tickets,
-            saved,
-        },
-    ))
+    Ok((built, start))
 }
 
-/// The tickets a start puts in force, and what their file holds as far as the control
-/// thread knows (`None`: unknown, rewrite it at the first chance).
+/// The tickets a start puts in force, where they are kept, and what that file holds as
+/// far as the control thread knows.
 struct StartTickets {
     live: Vec<Ticket>,
+    /// The file tickets are saved to this run (`None`: not configured, or not to be
+    /// written because it could not be read and no copy of it could be kept).
+    file: Option<PathBuf>,
+    /// What the file holds (`None`: unknown, rewrite it at the first chance).
     saved: Option<Vec<Ticket>>,
+    /// Why tickets are not kept this run, for `status`.
+    problem: Option<String>,
+}
+
+impl StartTickets {
+    /// Keeps a copy of the file as it is, then saves the tickets in force over it, so
+    /// nothing it held is lost and what is on disk is what is in force, whatever happens
+    /// later in the start. `what` (why) goes to the log. Without a copy the file is not
+    /// written at all this run.
+    fn replace_file(&mut self, what: &str) {
+        let Some(path) = self.file.clone() else {
+            return;
+        };
+        match crate::tickets::keep_copy(&path) {
+            Ok(copy) => eprintln!(
+                "op25b: warning: {what}; {} as it was is kept as {}",
+                path.display(),
+                copy.display()
+            ),
+            Err(e) => {
+                let why = format!(
+                    "{what}; no copy of {} could be kept ({e}), so it is not written this run and tickets added now will not survive a restart",
+                    path.display()
+                );
+                eprintln!("op25b: warning: {why}");
+                self.file = None;
+                self.saved = None;
+                self.problem = Some(why);
+                return;
+            }
+        }
+        // A failed save leaves `saved` unknown: the control thread tries again and reports.
+        self.saved = crate::tickets::save(&path, &self.live)
+            .ok()
+            .map(|()| self.live.clone());
+    }
 }
 
 /// Most saved tickets [`build_with_saved_tickets`] leaves out one by one, each costing a
 /// build; past that all are left out.
 const MAX_TICKET_RETRIES: usize = 16;
 
-/// The tickets `[control] tickets` kept from the last run, still in force, and what the
-/// file holds as far as the control thread knows (`None`: rewrite it at once: some had
-/// expired, or it was moved aside). Anything wrong with the file is logged; none of it
-/// stops the start, and a file with lines that cannot be read is moved aside (so no later
-/// save overwrites them) after the readable tickets are taken.
+/// The tickets `[control] tickets` kept from the last run that are still in force.
+/// Anything wrong with the file is logged and none of it stops the start: unreadable
+/// lines are named, and a copy of the file is kept before the readable tickets are saved
+/// over it; a file that cannot be read at all is kept as it is and not written this run.
 fn saved_tickets(config: &Config) -> StartTickets {
-    let none = StartTickets {
+    let mut start = StartTickets {
         live: Vec::new(),
+        file: config.control.tickets.clone(),
         saved: None,
+        problem: None,
     };
-    let Some(path) = &config.control.tickets else {
-        return none;
+    let Some(path) = start.file.clone() else {
+        return start;
     };
-    let loaded = match crate::tickets::load(path, SystemTime::now()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!(
-                "op25b: warning: cannot read the exemption tickets in {}: {e}; starting without them",
-                path.display()
-            );
-            return none;
-        }
-    };
-    for p in &loaded.problems {
-        eprintln!("op25b: warning: exemption tickets: {p}");
-    }
-    if loaded.expired > 0 {
-        eprintln!(
-            "op25b: {} exemption ticket(s) in {} expired while op25b was stopped",
-            loaded.expired,
+    match crate::tickets::load(&path, SystemTime::now()) {
+        Err(e) => start.replace_file(&format!(
+            "cannot read the exemption tickets in {}: {e}; starting without them",
             path.display()
-        );
-    }
-    if !loaded.problems.is_empty() {
-        match crate::tickets::set_aside(path) {
-            Ok(p) => eprintln!(
-                "op25b: warning: {} is kept as {} for its unreadable lines; the {} readable ticket(s) are in force",
-                path.display(),
-                p.display(),
-                loaded.tickets.len()
-            ),
-            Err(e) => eprintln!(
-                "op25b: warning: {} could not be moved aside ({e}); the next change of tickets overwrites its unreadable lines",
-                path.display()
-            ),
+        )),
+        Ok(loaded) => {
+            for p in &loaded.problems {
+                eprintln!("op25b: warning: exemption tickets: {p}");
+            }
+            if loaded.expired > 0 {
+                eprintln!(
+                    "op25b: {} exemption ticket(s) in {} expired while op25b was stopped",
+                    loaded.expired,
+                    path.display()
+                );
+            }
+            start.live = loaded.tickets;
+            // Rewritten at the first chance when some expired.
+            start.saved = (loaded.expired == 0).then(|| start.live.clone());
+            if !loaded.problems.is_empty() {
+                start.replace_file(&format!(
+                    "{} line(s) of {} cannot be read; its {} readable ticket(s) are kept",
+                    loaded.problems.len(),
+                    path.display(),
+                    start.live.len()
+                ));
+            }
         }
     }
-    let saved = (loaded.expired == 0 && loaded.problems.is_empty()).then(|| loaded.tickets.clone());
-    StartTickets {
-        live: loaded.tickets,
-        saved,
-    }
+    start
 }
 
 /// How often a watching appliance tries a refused config again.
@@ -488,8 +499,11 @@ struct Control {
     /// The tickets that file holds as far as this process knows (`None`: unknown, so
     /// the next [`Control::persist`] writes it).
     saved: Option<Vec<Ticket>>,
-    /// Why the last save of the tickets failed, until one succeeds.
+    /// Why the last save of the tickets failed, until one succeeds (or why they are not
+    /// saved this run).
     save_error: Option<String>,
+    /// When a failed save was last tried again (every [`RETRY_REFUSED`]).
+    save_retry: Instant,
     generation: u64,
     loaded_at: SystemTime,
     reload_ms: f64,
@@ -571,13 +585,29 @@ impl Control {
         }
         match crate::tickets::save(path, &self.tickets) {
             Ok(()) => {
+                if self.save_error.take().is_some() {
+                    eprintln!("op25b: exemption tickets saved to {} again", path.display());
+                }
                 self.saved = Some(self.tickets.clone());
-                self.save_error = None;
             }
             Err(e) => {
+                // The old list must not come back at the next start (a ticket deleted
+                // since would be in force again): remove it if it cannot be replaced.
+                let old = match std::fs::remove_file(path) {
+                    Ok(()) => format!(
+                        "{} was removed so no older list comes back; ",
+                        path.display()
+                    ),
+                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(r) => format!(
+                        "{} still holds an older list ({r} removing it), which the next start would apply; ",
+                        path.display()
+                    ),
+                };
                 let why = format!(
-                    "exemption tickets not saved to {}: {e}; those in force now will not survive a restart",
-                    path.display()
+                    "exemption tickets not saved to {}: {e}; {old}those in force now will not survive a restart; retried every {} s",
+                    path.display(),
+                    RETRY_REFUSED.as_secs()
                 );
                 if self.save_error.as_ref() != Some(&why) {
                     eprintln!("op25b: warning: {why}");
@@ -635,6 +665,14 @@ impl Control {
                         msg += &format!(
                             "; [control] {key} changed: that takes effect at the next start"
                         );
+                        if key == "tickets" {
+                            if let Some(f) = &self.tickets_file {
+                                msg += &format!(
+                                    " (the tickets in force stay in {}: copy it to the new path before restarting)",
+                                    f.display()
+                                );
+                            }
+                        }
                     }
                 }
                 // Watching is the control thread's own loop: it follows the file at once.
@@ -772,6 +810,13 @@ impl Control {
 
     fn absorb(&mut self, mut s: Snapshot) {
         if let Some(f) = s.fatal.take() {
+            // Every worker on a gone interface reports it; the first report is logged.
+            if self.fatal.is_none() {
+                eprintln!(
+                    "op25b: worker {}: {f}; what was bound to it can never carry frames again, so op25b stops (the service manager restarts it on the new interface)",
+                    s.worker
+                );
+            }
             self.fatal.get_or_insert(f);
         }
         self.stopped_workers += usize::from(s.last);
@@ -801,6 +846,10 @@ impl Control {
                     "op25b: rebuilding after a ticket expired failed, old policy kept: {e}"
                 ),
             }
+        }
+        if self.save_error.is_some() && self.save_retry.elapsed() >= RETRY_REFUSED {
+            self.save_retry = Instant::now();
+            self.persist();
         }
         if self.watch && self.last_watch.elapsed() >= Duration::from_secs(1) {
             self.last_watch = Instant::now();
@@ -1372,16 +1421,39 @@ enum BackendHandle {
     #[cfg(feature = "dpdk")]
     Dpdk {
         _eal: op25b_dataplane::port::dpdk::Eal,
+        /// The NICs' link state, watched from the control thread (`None`: no NIC).
+        links: Option<op25b_dataplane::port::dpdk::DeviceLinks>,
     },
 }
 
 impl BackendHandle {
+    /// Looks at the links only the control thread watches (a DPDK NIC's), and logs a
+    /// change (once a second at most: the caller's loop wakes at least that often).
+    fn check_links(&mut self, last: &mut Instant) {
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = Instant::now();
+        match self {
+            BackendHandle::Kernel => {}
+            #[cfg(feature = "dpdk")]
+            BackendHandle::Dpdk { links, .. } => {
+                match links.as_mut().and_then(|l| l.check()) {
+                    Some(LinkEvent::Down(why)) => eprintln!("op25b: link went down: {why}"),
+                    Some(LinkEvent::Up(why)) => eprintln!("op25b: link is up again: {why}"),
+                    // Device links have no kernel interface that could be gone.
+                    Some(LinkEvent::Gone(_)) | None => {}
+                }
+            }
+        }
+    }
+
     /// Releases the backend (call after every worker has stopped).
     fn release(self) {
         match self {
             BackendHandle::Kernel => {}
             #[cfg(feature = "dpdk")]
-            BackendHandle::Dpdk { _eal } => drop(_eal),
+            BackendHandle::Dpdk { _eal, .. } => drop(_eal),
         }
     }
 }
@@ -1419,9 +1491,16 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
                     dp.mtu.map_or(String::new(), |m| format!(", mtu {m}"))
                 );
             }
+            let Some(first) = wires.first() else {
+                return Err("DPDK opened no queue".into());
+            };
+            let links = op25b_dataplane::port::dpdk::DeviceLinks::of(first);
             Ok((
                 wires.into_iter().map(LivePort::Dpdk).collect(),
-                BackendHandle::Dpdk { _eal: eal },
+                BackendHandle::Dpdk {
+                    _eal: eal,
+                    links: Some(links).filter(|l| l.any()),
+                },
             ))
         }
         #[cfg(not(feature = "dpdk"))]
@@ -1491,13 +1570,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ))
     })?;
     let t = Instant::now();
-    let (
-        built,
-        StartTickets {
-            live: tickets,
-            saved,
-        },
-    ) = build_with_saved_tickets(&config, saved_tickets(&config))?;
+    let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config))?;
     for w in &built.warnings {
         eprintln!("op25b: warning: {w}");
     }
@@ -1508,7 +1581,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let (ports, backend) = open_ports(&dp)?;
+    let (ports, mut backend) = open_ports(&dp)?;
+    let mut links_checked = Instant::now();
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
     let cc = config.control.clone();
     let ctl_listener = ctl::bind(&cc.socket)?;
@@ -1600,10 +1674,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         stopped_workers: 0,
         dataplane: dp.clone(),
         listening: (cc.socket.clone(), cc.metrics.clone()),
-        tickets,
-        tickets_file: cc.tickets.clone(),
-        saved,
-        save_error: None,
+        tickets: start_tickets.live,
+        tickets_file: start_tickets.file,
+        saved: start_tickets.saved,
+        save_error: start_tickets.problem,
+        save_retry: Instant::now(),
         generation: 1,
         loaded_at: SystemTime::now(),
         reload_ms: t.elapsed().as_secs_f64() * 1e3,
@@ -1657,6 +1732,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             break;
         }
         control.housekeeping();
+        backend.check_links(&mut links_checked);
     }
     stop.store(true, Ordering::Relaxed);
     // Drain while the workers send their last snapshot, so none blocks on a full channel

@@ -7,12 +7,12 @@
 //! Invariants: the file on disk is always a complete list, the old one or the new one, never
 //! half of either (written to a temporary file beside it, flushed to disk, then renamed over
 //! it); it is created 0600, root's business only; a line that cannot be read is reported
-//! with file and line and the file is kept aside before anything overwrites it, so no
+//! with file and line and a copy of the file is kept before anything overwrites it, so no
 //! ticket is lost without a word. Nothing here runs on the packet path.
 
 use op25b_dataplane::policy::AnyPrefix;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,15 +43,26 @@ pub struct Loaded {
     pub problems: Vec<String>,
 }
 
-/// Reads the tickets file at `path`; a file that does not exist holds no tickets.
+/// Reads the tickets file at `path`; a file that does not exist holds no tickets. A line
+/// that is not UTF-8 (a hand edit in another encoding) is a problem of its own, not a
+/// reason to read nothing.
 pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(e) => return Err(e),
     };
     let mut loaded = Loaded::default();
-    for (i, raw) in text.lines().enumerate() {
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let Ok(raw) = std::str::from_utf8(raw) else {
+            loaded.problems.push(format!(
+                "{}:{}: {}: not UTF-8",
+                path.display(),
+                i + 1,
+                String::from_utf8_lossy(raw).trim()
+            ));
+            continue;
+        };
         let line = raw.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
@@ -154,24 +165,39 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
     r
 }
 
-/// Moves a tickets file that could not be used whole out of the way (to `FILE.refused`,
-/// or `FILE.refused.N` if that is taken), so the next save does not overwrite what it
-/// held. Returns where it went.
-pub fn set_aside(path: &Path) -> std::io::Result<PathBuf> {
+/// Keeps a copy of a tickets file that could not be used whole (as `FILE.refused`, or
+/// `FILE.refused.N` if that is taken; never over an existing file), before the caller
+/// saves what could be used over it. Returns where the copy is.
+pub fn keep_copy(path: &Path) -> std::io::Result<PathBuf> {
+    let bytes = std::fs::read(path)?;
     let base = path.as_os_str().to_string_lossy().into_owned();
-    let to = std::iter::once(format!("{base}.refused"))
+    for name in std::iter::once(format!("{base}.refused"))
         .chain((1..1000).map(|n| format!("{base}.refused.{n}")))
-        .map(PathBuf::from)
-        .find(|p| std::fs::symlink_metadata(p).is_err())
-        .ok_or_else(|| std::io::Error::other("no free name for the refused file"))?;
-    std::fs::rename(path, &to)?;
-    let _ = std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600));
-    Ok(to)
+    {
+        let to = PathBuf::from(name);
+        let mut f = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&to)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        return Ok(to);
+    }
+    Err(std::io::Error::other("no free name for the copy"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::os::unix::fs::PermissionsExt;
 
     fn at(s: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(s)
@@ -226,14 +252,17 @@ mod tests {
         let path = dir.join("tickets");
         let none = load(&path, at(0)).unwrap();
         assert!(none.tickets.is_empty() && none.problems.is_empty());
-        std::fs::write(
-            &path,
-            "# hand-edited\n10.0.0.1/32 never\n\n10.0.0.300 never\n10.0.0.2 soon\n10.0.0.3\n10.0.0.4/32 99 extra\n",
-        )
-        .unwrap();
+        let text: &[u8] = b"# hand-edited\n10.0.0.1/32 never\n\n10.0.0.300 never\n10.0.0.2 soon\n10.0.0.3\n10.0.0.4/32 99 extra\n10.0.0.5 never # caf\xe9\n10.0.0.6/32 never\n";
+        std::fs::write(&path, text).unwrap();
         let l = load(&path, at(0)).unwrap();
-        assert_eq!(l.tickets.len(), 1);
-        assert_eq!(l.problems.len(), 4, "{:?}", l.problems);
+        assert_eq!(
+            l.tickets
+                .iter()
+                .map(|t| t.prefix.to_string())
+                .collect::<Vec<_>>(),
+            ["10.0.0.1/32", "10.0.0.6/32"]
+        );
+        assert_eq!(l.problems.len(), 5, "{:?}", l.problems);
         let p = path.display();
         assert!(l.problems[0].starts_with(&format!("{p}:4: 10.0.0.300 never: ")));
         assert_eq!(
@@ -241,14 +270,19 @@ mod tests {
             format!("{p}:5: 10.0.0.2 soon: \"soon\": an expiry is Unix seconds or `never`")
         );
         assert!(l.problems[2].ends_with("expected PREFIX EXPIRY (Unix seconds or `never`)"));
-        // Set aside, never over an earlier one.
-        let first = set_aside(&path).unwrap();
+        assert_eq!(
+            l.problems[4],
+            format!("{p}:8: 10.0.0.5 never # caf\u{fffd}: not UTF-8")
+        );
+        // Copies, never over an earlier one, and the file itself stays.
+        let first = keep_copy(&path).unwrap();
         assert_eq!(first, dir.join("tickets.refused"));
         std::fs::write(&path, "x\n").unwrap();
-        assert_eq!(set_aside(&path).unwrap(), dir.join("tickets.refused.1"));
-        assert!(std::fs::read_to_string(&first)
-            .unwrap()
-            .contains("# hand-edited"));
+        assert_eq!(keep_copy(&path).unwrap(), dir.join("tickets.refused.1"));
+        assert_eq!(std::fs::read(&first).unwrap(), text);
+        assert_eq!(std::fs::read(&path).unwrap(), b"x\n");
+        let mode = std::fs::metadata(&first).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

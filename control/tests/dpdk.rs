@@ -420,6 +420,9 @@ fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
         );
     }
     assert!(stderr.contains("2 queue(s) each"), "{stderr}");
+    // net_null's links are up from the start: the control thread's device link watch
+    // (the NIC path) reports no change.
+    assert!(!stderr.contains("link went down"), "{stderr}");
     // The final summary covers at least what the last snapshot saw.
     let line = stdout
         .lines()

@@ -2,8 +2,10 @@
 //! `op25b ctl exempt add` are in the file (0600) at once, one that expires leaves it, a
 //! clean stop says how many are kept, and the next start puts them in force again with
 //! their expiry. A file with an unreadable line, or with a ticket the edited config now
-//! refuses, never keeps the appliance from starting: the problem is named, the file is kept
-//! aside, and what can be used is used.
+//! refuses, never keeps the appliance from starting: the problem is named, a copy of the
+//! file is kept, and what can be used is used (and saved at once). A save that fails
+//! removes the old list (it would bring deleted tickets back) and is tried again; a file
+//! that cannot be written is reported by the answers, `status` and the shutdown.
 //!
 //! Needs root and iproute2 (the appliance runs on a veth wire); says SKIPPED otherwise.
 
@@ -154,7 +156,12 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         err.contains(&format!(
             "exemption tickets: {}:{line}: 10.9.4.4 tomorrow: \"tomorrow\": an expiry is Unix seconds or `never`",
             file.display()
-        )) && err.contains(&format!("is kept as {}", refused.display())),
+        )) && err.contains(&format!(
+            "1 line(s) of {} cannot be read; its 2 readable ticket(s) are kept; {} as it was is kept as {}",
+            file.display(),
+            file.display(),
+            refused.display()
+        )),
         "{err}"
     );
 
@@ -173,36 +180,72 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     assert!(!rewritten.contains("10.9.2.0/24"), "{rewritten}");
     let err = stop(appliance);
     assert!(
-        err.contains("1 saved exemption ticket(s) do not fit this config and are not applied")
-            && err.contains(
-                "exemption ticket 10.9.2.0/24 not applied: 10.9.2.0/24 is now listed in dynamic"
-            )
-            && err.contains(&format!(
-                "is kept as {}",
-                dir.join("state/tickets.refused.1").display()
-            ))
-            && err.contains(&format!(
-                "1 exemption ticket(s) from {} in force",
-                file.display()
-            )),
+        err.contains(
+            "1 saved exemption ticket(s) do not fit this config and are not applied (add those"
+        ) && err.contains(
+            "exemption ticket 10.9.2.0/24 not applied: 10.9.2.0/24 is now listed in dynamic"
+        ) && err.contains(&format!(
+            "as it was is kept as {}",
+            dir.join("state/tickets.refused.1").display()
+        )) && err.contains(&format!(
+            "1 exemption ticket(s) from {} in force",
+            file.display()
+        )),
         "{err}"
     );
-    // A tickets file that cannot be written (its directory would be inside a regular
-    // file): the ticket still applies, and the answer, status and shutdown say it was
-    // not kept.
+    // A save that fails over an existing file (its temporary name is taken by a
+    // directory): the old file must not bring the deleted ticket back, so it is removed,
+    // and the save is tried again until it works.
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    assert!(ctl(&sock, &["exempt", "add", "10.9.6.6"]).0);
+    let blocker = dir.join("state/.tickets.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let (ok, text) = ctl(&sock, &["exempt", "del", "10.9.6.6"]);
+    assert!(
+        ok && text.contains("\nwarning: exemption tickets not saved to ")
+            && text.contains("was removed so no older list comes back"),
+        "{text}"
+    );
+    assert!(!file.exists(), "the stale list is still there");
+    std::fs::remove_dir(&blocker).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !file.exists() {
+        assert!(Instant::now() < deadline, "the save was not tried again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("10.9.1.1/32 never") && !saved.contains("10.9.6.6"),
+        "{saved}"
+    );
+    let err = stop(appliance);
+    assert!(
+        err.contains(&format!(
+            "exemption tickets saved to {} again",
+            file.display()
+        )),
+        "{err}"
+    );
+
+    // A tickets file that cannot even be read (its directory would be a regular file):
+    // nothing is written there this run, the ticket still applies, and the answer, status
+    // and shutdown say it is not kept.
     std::fs::write(&cfg, config("\"10.9.0.0/16\"", "op25b.toml/tickets")).unwrap();
     let appliance = run_appliance(&wire.app, &cfg);
     wait_for_control(&sock);
     let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.5.5"]);
     assert!(
         ok && text.contains("10.9.5.5/32 exempted from outbound blocking")
-            && text.contains("\nwarning: exemption tickets not saved to ")
-            && text.contains("will not survive a restart"),
+            && text.contains("\nwarning: cannot read the exemption tickets in ")
+            && text.contains(
+                "so it is not written this run and tickets added now will not survive a restart"
+            ),
         "{text}"
     );
     let (_, status) = ctl(&sock, &["status"]);
     assert!(
-        status.contains("exemption tickets: 1 (NOT kept: exemption tickets not saved to"),
+        status.contains("exemption tickets: 1 (NOT kept: cannot read the exemption tickets in"),
         "{status}"
     );
     let err = stop(appliance);

@@ -109,7 +109,7 @@ impl WirePort {
             .enumerate()
             .find_map(|(i, e)| Some((i, e?)).filter(|_| self.watch.is_up(i)))?;
         Some(LinkEvent::Down(format!(
-            "{}: {e}; the socket stays bound and carries frames again once the link is up",
+            "{}: {e}, and it was up again by the next look (a flap shorter than 250 ms); the socket stays bound",
             self.names[i]
         )))
     }

@@ -8,9 +8,11 @@
 //! (none for a DPDK NIC), and whether each link is up now (`SIOCGIFFLAGS` for kernel
 //! interfaces, the device's link status for DPDK).
 //!
-//! Invariants: a look costs a few syscalls and is for a worker's periodic check (every
+//! Invariants: a look costs a few syscalls and is for a periodic check (a worker's every
 //! snapshot period), never per burst; one change is reported per look, and a change not yet
-//! reported stays pending, so none is lost when both sides change at once.
+//! reported stays pending, so neither is lost when both sides change at once. A look sees
+//! states, not transitions: a flap that is over before the next look is not seen here
+//! (AF_PACKET reports it from its socket's error instead).
 
 use super::sys;
 
@@ -34,9 +36,9 @@ struct Side {
     label: String,
     /// The kernel interface the side is bound to and the index it had when bound.
     kernel: Option<(String, i32)>,
-    /// The link state at the last look (assumed up at start, so a link found down at the
-    /// first look is reported).
-    up: bool,
+    /// The link state at the last look (`None` before the first: a link found down then
+    /// is reported as down at start).
+    up: Option<bool>,
 }
 
 /// The watch over both sides (access, core) of one worker's wire.
@@ -53,7 +55,7 @@ impl LinkWatch {
             sides: sides.map(|(label, kernel)| Side {
                 label,
                 kernel,
-                up: true,
+                up: None,
             }),
         }
     }
@@ -96,27 +98,32 @@ impl LinkWatch {
             }
         }
         for (side, now) in self.sides.iter_mut().zip(up) {
-            match now {
-                Some(now) if now != side.up => {
-                    side.up = now;
-                    return Some(if now {
-                        LinkEvent::Up(side.label.clone())
-                    } else {
-                        LinkEvent::Down(format!(
-                            "{}: down or without carrier; frames resume when it is up",
-                            side.label
-                        ))
-                    });
+            let Some(now) = now else { continue };
+            let before = side.up.replace(now);
+            match (before, now) {
+                (Some(b), n) if b == n => {}
+                (None, true) => {}
+                (None, false) => {
+                    return Some(LinkEvent::Down(format!(
+                        "{}: down at start (administratively down or no carrier); frames flow once it is up",
+                        side.label
+                    )))
                 }
-                _ => {}
+                (Some(_), true) => return Some(LinkEvent::Up(side.label.clone())),
+                (Some(_), false) => {
+                    return Some(LinkEvent::Down(format!(
+                        "{}: down or without carrier; frames resume when it is up",
+                        side.label
+                    )))
+                }
             }
         }
         None
     }
 
-    /// Whether side `i` (0 access, 1 core) was up at the last look.
+    /// Whether side `i` (0 access, 1 core) was up at the last look (true before any).
     pub fn is_up(&self, i: usize) -> bool {
-        self.sides[i].up
+        self.sides[i].up != Some(false)
     }
 }
 
@@ -135,6 +142,7 @@ mod tests {
     fn each_change_is_reported_once_and_a_pending_one_is_not_lost() {
         let mut w = watch();
         let same = |n: &str| (n == "acc0").then_some(7);
+        assert!(w.is_up(0) && w.is_up(1), "up until seen down");
         assert_eq!(w.check_with([Some(true), Some(true)], same), None);
         assert_eq!(
             w.check_with([None, None], same),
@@ -160,6 +168,24 @@ mod tests {
             Some(LinkEvent::Up("acc0".into()))
         );
         assert_eq!(w.check_with([Some(true), Some(false)], same), None);
+    }
+
+    #[test]
+    fn a_link_down_at_the_first_look_is_down_at_start() {
+        let mut w = watch();
+        let same = |n: &str| (n == "acc0").then_some(7);
+        assert_eq!(
+            w.check_with([None, Some(false)], same),
+            Some(LinkEvent::Down(
+                "net_null1: down at start (administratively down or no carrier); frames flow once it is up"
+                    .into()
+            ))
+        );
+        assert_eq!(w.check_with([Some(true), Some(false)], same), None);
+        assert_eq!(
+            w.check_with([Some(true), Some(true)], same),
+            Some(LinkEvent::Up("net_null1".into()))
+        );
     }
 
     #[test]

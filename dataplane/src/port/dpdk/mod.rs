@@ -496,27 +496,75 @@ impl Drop for LcoreGuard {
 }
 
 /// A side of the wire for the link watch: the port's name and, for a virtual device on a
-/// kernel interface (net_af_packet, net_tap, ...), that interface and its index.
+/// kernel interface (net_af_packet, net_tap, ...), that interface and its index. A device
+/// that reports none (a NIC, net_null, or one whose info cannot be read) is watched by
+/// its link state ([`DeviceLinks`]).
 fn watch_side(port: u16) -> (String, Option<(String, i32)>) {
     let name = port_name(port);
     // SAFETY: the port id is valid (resolved by `Eal::port`); dev_info_get is a
     // control-path call.
     let index = unsafe { ffi::op25b_port_ifindex(port) };
-    match super::sys::ifname_of(index) {
-        Some(ifname) if index > 0 => (format!("{name} ({ifname})"), Some((ifname, index))),
-        _ => (name, None),
+    if index <= 0 {
+        return (name, None);
     }
+    // An index whose name is already gone is watched under its number: the first look
+    // finds it gone.
+    let ifname = super::sys::ifname_of(index).unwrap_or_else(|| format!("#{index}"));
+    (format!("{name} ({ifname})"), Some((ifname, index)))
 }
 
 /// Whether `port`'s link is up, as the device reports it without waiting (`None`: it
 /// cannot tell).
 fn device_link_up(port: u16) -> Option<bool> {
-    // SAFETY: the port id is valid and started; rte_eth_link_get_nowait only reads the
-    // device's link state (the caller is one worker per wire set, see `check_links`).
+    // SAFETY: the port id is valid and started. rte_eth_link_get_nowait runs the driver's
+    // link-update hook (register reads or an admin-queue command) and stores the result
+    // atomically in the device data; ethdev allows it alongside RX/TX bursts on other
+    // threads, and only the control thread makes it (`DeviceLinks`), so no two run at once.
     match unsafe { ffi::op25b_port_link_up(port) } {
         1 => Some(true),
         0 => Some(false),
         _ => None,
+    }
+}
+
+/// The link state of a wire's ports that are not on a kernel interface (NICs), watched
+/// by the control thread, the one thread that asks ethdev for it.
+#[derive(Debug)]
+pub struct DeviceLinks {
+    ports: [u16; 2],
+    /// Which sides are asked (those with no kernel interface: the workers watch the others'
+    /// flags).
+    asked: [bool; 2],
+    watch: LinkWatch,
+}
+
+impl DeviceLinks {
+    /// The device links of `wire`'s two ports.
+    pub fn of(wire: &DpdkWire) -> DeviceLinks {
+        let ports = [wire.access, wire.core];
+        let sides = ports.map(|p| (port_name(p), None));
+        DeviceLinks {
+            ports,
+            asked: ports.map(|p| watch_side(p).1.is_none()),
+            watch: LinkWatch::new(sides),
+        }
+    }
+
+    /// Whether any side is a NIC whose link this watches.
+    pub fn any(&self) -> bool {
+        self.asked.iter().any(|&a| a)
+    }
+
+    /// Asks the devices (for a periodic check of the control thread) and returns a change.
+    pub fn check(&mut self) -> Option<LinkEvent> {
+        let up = [0, 1].map(|i| {
+            if self.asked[i] {
+                device_link_up(self.ports[i])
+            } else {
+                None
+            }
+        });
+        self.watch.check(up)
     }
 }
 
@@ -592,22 +640,14 @@ impl DpdkWire {
         self.direction = d;
     }
 
-    /// Looks at both ports (for the worker's periodic check, not per burst): a link that
-    /// changed state, and for a virtual device on a kernel interface, that interface gone
-    /// or made anew (the device's sockets are then bound to nothing, for good). A kernel
-    /// interface's state is its flags (net_af_packet does not report link changes); a
-    /// device's own link state is asked by the wire of queue 0 only, so one worker reports
-    /// it and ethdev's link query is not made from every worker at once.
+    /// Looks at both ports' kernel interfaces, for a virtual device on one (for the
+    /// worker's periodic check, not per burst): its state (its flags: net_af_packet does
+    /// not report link changes itself), and whether it is gone or made anew (the device's
+    /// sockets are then bound to nothing, for good). A NIC's own link state is watched by
+    /// the control thread instead ([`DeviceLinks`]): ethdev's link query may wait on the
+    /// driver's admin queue, which a worker at line rate must not.
     pub fn check_links(&mut self) -> Option<LinkEvent> {
-        let kernel = self.watch.kernel_up();
-        let mut up = [None; 2];
-        for (i, port) in [self.access, self.core].into_iter().enumerate() {
-            up[i] = match kernel[i] {
-                Some(k) => Some(k),
-                None if self.queue == 0 => device_link_up(port),
-                None => None,
-            };
-        }
+        let up = self.watch.kernel_up();
         self.watch.check(up)
     }
 
