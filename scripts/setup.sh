@@ -24,6 +24,19 @@ if ((${#need_apt[@]})); then
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# promtool (from Debian's prometheus package) lints the metrics page in the testbed. The
+# package also brings a Prometheus server: where systemd runs, it is stopped and disabled
+# again, so setting up leaves no server running.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "setup: installing prometheus (for promtool)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+fi
+
 # aiosmtpd: the real SMTP server of the testbed.
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo "setup: installing aiosmtpd"

@@ -4,8 +4,9 @@
 //! Control socket: a Unix stream socket, mode 0600 (only its owner, normally root, may
 //! connect). A client sends one JSON array of words (`["explain","10.0.0.2","192.0.2.1","25"]`)
 //! and a newline; the appliance answers with one JSON object `{"ok": bool, "text": "..."}`
-//! and closes. Metrics: plain HTTP/1.0 `GET /metrics`, text exposition format; any other
-//! method or path is refused, and nothing reachable over TCP changes the policy.
+//! and closes. Metrics: plain HTTP/1.0 `GET` (or `HEAD`) `/metrics`, text exposition
+//! format, each scrape on its own thread (at most four at once); any other method or path
+//! is refused, and nothing reachable over TCP changes the policy.
 //!
 //! Commands are parsed by [`Command::parse`] at both ends: by `op25b ctl`, so a bad word
 //! is named before it connects, and by the appliance, which trusts no client.
@@ -27,8 +28,9 @@ use std::time::{Duration, Instant};
 
 /// Largest request accepted, in bytes (control socket).
 const MAX_REQUEST: usize = 64 * 1024;
-/// Largest HTTP request line read (metrics).
-const MAX_HTTP_LINE: usize = 8192;
+/// Largest HTTP request head read (metrics): request line and headers, bearer tokens
+/// included.
+const MAX_HTTP_HEAD: usize = 32 * 1024;
 
 /// How long a client may take, in all, to send its request or to take its answer, and how
 /// long the control thread may take to answer.
@@ -36,12 +38,16 @@ const MAX_HTTP_LINE: usize = 8192;
 struct Limits {
     client: Duration,
     answer: Duration,
+    /// How long a scrape waits for the page when Prometheus names no shorter timeout
+    /// (its default scrape timeout is 10 s).
+    scrape: Duration,
 }
 
 /// The limits of a running appliance.
 const LIMITS: Limits = Limits {
     client: Duration::from_secs(5),
     answer: Duration::from_secs(60),
+    scrape: Duration::from_secs(9),
 };
 
 /// A request for the control thread, with where to send the answer.
@@ -117,31 +123,54 @@ fn left(deadline: Instant) -> std::io::Result<Duration> {
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::TimedOut, "client too slow"))
 }
 
-/// Reads one line (without its newline) of at most `max` bytes, all of it before
-/// `deadline`: a client sending a byte at a time cannot hold the server past it.
-fn read_line_by(mut s: impl Timed, max: usize, deadline: Instant) -> std::io::Result<String> {
-    let mut line = Vec::new();
+/// Reads from `s` until `end` finds the end of what is wanted in the bytes so far
+/// (returning how many to keep), at most `max` bytes and all of it before `deadline`: a
+/// client sending a byte at a time cannot hold the server past it. End of stream ends it
+/// too, with what came.
+fn read_until_by(
+    mut s: impl Timed,
+    max: usize,
+    deadline: Instant,
+    end: impl Fn(&[u8]) -> Option<usize>,
+) -> std::io::Result<Vec<u8>> {
+    let mut got = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
         s.read_timeout(left(deadline)?)?;
         let n = s.read(&mut chunk)?;
         if n == 0 {
-            break;
+            return Ok(got);
         }
-        line.extend_from_slice(&chunk[..n]);
-        if let Some(end) = line.iter().position(|&b| b == b'\n') {
-            line.truncate(end);
-            break;
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(keep) = end(&got) {
+            got.truncate(keep);
+            return Ok(got);
         }
-        if line.len() > max {
+        if got.len() > max {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("request longer than {max} bytes"),
             ));
         }
     }
+}
+
+/// Reads one line (without its newline) of at most `max` bytes before `deadline`.
+fn read_line_by(s: impl Timed, max: usize, deadline: Instant) -> std::io::Result<String> {
+    let line = read_until_by(s, max, deadline, |b| b.iter().position(|&c| c == b'\n'))?;
     String::from_utf8(line)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// An HTTP request's head (request line and header lines, without the blank line that
+/// ends it), all of it read so the reply is not cut off by a reset for unread bytes.
+fn read_http_head_by(s: impl Timed, max: usize, deadline: Instant) -> std::io::Result<String> {
+    let head = read_until_by(s, max, deadline, |b| {
+        let crlf = b.windows(4).position(|w| w == b"\r\n\r\n");
+        let lf = b.windows(2).position(|w| w == b"\n\n");
+        crlf.into_iter().chain(lf).min()
+    })?;
+    Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// Writes all of `bytes` before `deadline`: a client that does not read cannot hold the
@@ -217,7 +246,11 @@ pub fn serve_metrics(listener: TcpListener, to_control: Sender<Request>) {
     serve_metrics_with(listener, to_control, LIMITS);
 }
 
+/// Most scrapes served at once; one more is refused at once with a 503.
+const MAX_SCRAPERS: usize = 4;
+
 fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits: Limits) {
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -226,40 +259,122 @@ fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits
                 continue;
             }
         };
-        let Ok(head) = read_line_by(&stream, MAX_HTTP_LINE, Instant::now() + limits.client) else {
+        // Each scrape on its own thread, so an idle or slow client delays no other.
+        let taken = busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if taken >= MAX_SCRAPERS {
+            busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            let busy_reply = format!(
+                "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{MAX_SCRAPERS} scrapes are in progress\n"
+            );
+            let _ = write_all_by(
+                &stream,
+                busy_reply.as_bytes(),
+                Instant::now() + Duration::from_millis(100),
+            );
             continue;
-        };
-        let mut words = head.split_whitespace();
-        let (status, body) = match (words.next(), words.next()) {
-            (Some("GET"), Some("/metrics")) => {
-                let (tx, rx) = bounded(1);
-                if to_control.send(Request::Metrics(tx)).is_err() {
-                    return;
-                }
-                match rx.recv_timeout(limits.answer) {
-                    Ok(page) => ("200 OK", page),
-                    // A failed scrape, not an empty successful one: alerts must fire.
-                    Err(_) => (
-                        "503 Service Unavailable",
-                        format!(
-                            "the control thread did not answer within {} s\n",
-                            limits.answer.as_secs()
-                        ),
-                    ),
-                }
-            }
-            (Some("GET"), _) => ("404 Not Found", "only /metrics is served\n".to_string()),
-            _ => (
-                "405 Method Not Allowed",
-                "read-only: GET /metrics\n".to_string(),
-            ),
-        };
-        let reply = format!(
-            "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = write_all_by(&stream, reply.as_bytes(), Instant::now() + limits.client);
+        }
+        let (mine, tx) = (busy.clone(), to_control.clone());
+        let spawned = std::thread::Builder::new()
+            .name("op25b-scrape".into())
+            .spawn(move || {
+                answer_scrape(&stream, &tx, limits);
+                mine.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
+}
+
+/// Answers one metrics client: the whole request head is read first (a reply written
+/// with request bytes unread can be cut off by a reset), `GET` or `HEAD /metrics` (any
+/// query string ignored) gets the page, within the scrape's own timeout if Prometheus
+/// sent one (`X-Prometheus-Scrape-Timeout-Seconds`), else [`Limits::scrape`].
+fn answer_scrape(stream: &TcpStream, to_control: &Sender<Request>, limits: Limits) {
+    const PAGE_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+    const TEXT_TYPE: &str = "text/plain; charset=utf-8";
+    let deadline = Instant::now() + limits.client;
+    let (status, kind, body, head_only, allow) = match read_http_head_by(
+        stream,
+        MAX_HTTP_HEAD,
+        deadline,
+    ) {
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => (
+            "431 Request Header Fields Too Large",
+            TEXT_TYPE,
+            format!("request head over {MAX_HTTP_HEAD} bytes\n"),
+            false,
+            false,
+        ),
+        Err(_) => return,
+        Ok(head) => {
+            let mut lines = head.lines();
+            let mut words = lines.next().unwrap_or("").split_whitespace();
+            let (method, target) = (words.next(), words.next().unwrap_or(""));
+            let path = target.split('?').next().unwrap_or("");
+            match (method, path) {
+                (Some(m @ ("GET" | "HEAD")), "/metrics") => {
+                    let wait =
+                        scrape_timeout(lines).map_or(limits.scrape, |t| t.min(limits.scrape));
+                    let (tx, rx) = bounded(1);
+                    if to_control.send(Request::Metrics(tx)).is_err() {
+                        return;
+                    }
+                    match rx.recv_timeout(wait) {
+                            Ok(page) => ("200 OK", PAGE_TYPE, page, m == "HEAD", false),
+                            // A failed scrape, not an empty successful one: alerts must fire.
+                            Err(_) => (
+                                "503 Service Unavailable",
+                                TEXT_TYPE,
+                                format!(
+                                    "the control thread did not answer within {:.1} s (it may be building a large policy)\n",
+                                    wait.as_secs_f64()
+                                ),
+                                m == "HEAD",
+                                false,
+                            ),
+                        }
+                }
+                (Some("GET" | "HEAD"), _) => (
+                    "404 Not Found",
+                    TEXT_TYPE,
+                    "only /metrics is served\n".to_string(),
+                    method == Some("HEAD"),
+                    false,
+                ),
+                _ => (
+                    "405 Method Not Allowed",
+                    TEXT_TYPE,
+                    "read-only: GET /metrics\n".to_string(),
+                    false,
+                    true,
+                ),
+            }
+        }
+    };
+    let reply = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n{}",
+        body.len(),
+        if allow { "Allow: GET, HEAD\r\n" } else { "" },
+        if head_only { "" } else { body.as_str() }
+    );
+    if write_all_by(stream, reply.as_bytes(), Instant::now() + limits.client).is_ok() {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// The scrape timeout Prometheus announces in the request's headers, less a margin so the
+/// answer (a page or a 503) arrives before Prometheus gives up.
+fn scrape_timeout<'a>(headers: impl Iterator<Item = &'a str>) -> Option<Duration> {
+    headers
+        .filter_map(|h| h.split_once(':'))
+        .find(|(k, _)| {
+            k.trim()
+                .eq_ignore_ascii_case("x-prometheus-scrape-timeout-seconds")
+        })
+        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(|t| Duration::from_secs_f64((t * 0.9 - 0.1).max(0.2)))
 }
 
 /// Sends one command to a running appliance and returns (`ok`, text).
@@ -551,6 +666,7 @@ mod tests {
         let limits = Limits {
             client: Duration::from_secs(1),
             answer: Duration::from_secs(5),
+            scrape: Duration::from_secs(5),
         };
         let (dir, path) = served("trickle", limits);
         // One byte every 300 ms for 6 s, never a newline: each read is quick, the whole
@@ -603,6 +719,7 @@ mod tests {
         let limits = Limits {
             client: Duration::from_secs(1),
             answer: Duration::from_millis(300),
+            scrape: Duration::from_millis(300),
         };
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
@@ -646,6 +763,134 @@ mod tests {
             failed.starts_with("HTTP/1.0 503 Service Unavailable")
                 && failed.contains("did not answer within"),
             "{failed}"
+        );
+    }
+
+    /// A metrics server whose stub control thread answers `page` (or, for `None`, never).
+    fn metrics_server(page: Option<&'static str>, limits: Limits) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || serve_metrics_with(l, tx, limits));
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            while let Ok(Request::Metrics(reply)) = rx.recv() {
+                match page {
+                    Some(p) => drop(reply.send(p.to_string())),
+                    None => kept.push(reply),
+                }
+            }
+        });
+        addr
+    }
+
+    /// Sends `request` whole and returns the whole reply.
+    fn http(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
+    #[test]
+    fn metrics_http_head_query_long_headers_and_other_methods() {
+        let limits = Limits {
+            client: Duration::from_secs(2),
+            answer: Duration::from_secs(2),
+            scrape: Duration::from_secs(2),
+        };
+        let page = "op25b_up 1\n";
+        let addr = metrics_server(Some(page), limits);
+        // A 20 KiB bearer token: the whole head is read before the page goes out.
+        let token = "t".repeat(20 * 1024);
+        let long = format!(
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nAccept: text/plain\r\n\r\n"
+        );
+        let r = http(addr, long.as_bytes());
+        assert!(
+            r.starts_with("HTTP/1.0 200 OK\r\n")
+                && r.contains("Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n")
+                && r.ends_with("\r\n\r\nop25b_up 1\n"),
+            "{r}"
+        );
+        // Query strings (Prometheus `params:`) are ignored.
+        assert!(http(addr, b"GET /metrics?module=x HTTP/1.0\r\n\r\n").ends_with(page));
+        // HEAD: the headers of the page, no body.
+        let h = http(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n");
+        assert!(
+            h.starts_with("HTTP/1.0 200 OK")
+                && h.contains("Content-Length: 11\r\n")
+                && h.ends_with("\r\n\r\n"),
+            "{h}"
+        );
+        let p = http(addr, b"POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n");
+        assert!(
+            p.starts_with("HTTP/1.0 405 Method Not Allowed") && p.contains("Allow: GET, HEAD\r\n"),
+            "{p}"
+        );
+        assert!(http(addr, b"GET / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404 Not Found"));
+        // A head beyond the limit is answered as such, not cut off.
+        let huge = format!(
+            "GET /metrics HTTP/1.0\r\nX: {}\r\n\r\n",
+            "y".repeat(2 * MAX_HTTP_HEAD)
+        );
+        let mut s = TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(huge.as_bytes());
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.0 431"), "{reply}");
+    }
+
+    #[test]
+    fn idle_clients_delay_no_scrape_and_prometheus_timeouts_are_kept() {
+        let limits = Limits {
+            client: Duration::from_secs(3),
+            answer: Duration::from_secs(3),
+            scrape: Duration::from_secs(3),
+        };
+        let addr = metrics_server(Some("op25b_up 1\n"), limits);
+        // Three connections that send nothing (each may be held the client limit, 3 s).
+        let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        assert!(http(addr, b"GET /metrics HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200 OK"));
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "a scrape waited {:?} behind idle clients",
+            t.elapsed()
+        );
+        // One more than the limit at once is refused at once, not queued.
+        let fourth = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let extra = TcpStream::connect(addr).unwrap();
+        let mut refused = String::new();
+        let _ = (&extra).read_to_string(&mut refused);
+        assert!(
+            refused.starts_with("HTTP/1.0 503") && refused.contains("scrapes are in progress"),
+            "{refused}"
+        );
+        drop((idle, fourth));
+        // A silent control thread: the 503 comes within Prometheus's announced timeout.
+        let silent = metrics_server(None, limits);
+        let t = Instant::now();
+        let r = http(
+            silent,
+            b"GET /metrics HTTP/1.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 1\r\n\r\n",
+        );
+        let waited = t.elapsed();
+        assert!(
+            r.starts_with("HTTP/1.0 503") && r.contains("within 0.8 s"),
+            "{r}"
+        );
+        assert!(waited < Duration::from_secs(1), "answered after {waited:?}");
+        assert_eq!(
+            scrape_timeout(["Host: x", "x-prometheus-scrape-timeout-seconds: 10"].into_iter()),
+            Some(Duration::from_secs_f64(8.9))
+        );
+        assert_eq!(
+            scrape_timeout(["X-Prometheus-Scrape-Timeout-Seconds: nan"].into_iter()),
+            None
         );
     }
 

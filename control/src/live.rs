@@ -531,6 +531,12 @@ struct Control {
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
 
+/// Upper bounds (ns) of the per-frame processing time histogram's buckets on the metrics
+/// page: a plain IPv4 frame takes 10–40 ns, a burst with cache misses hundreds.
+const LATENCY_BUCKETS_NS: [u64; 12] = [
+    10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000,
+];
+
 /// Directions as the per-prefix counters name them.
 const DIRECTIONS: [&str; 2] = ["outbound", "inbound"];
 
@@ -1203,20 +1209,43 @@ impl Control {
     fn metrics(&self) -> String {
         let (o, i, refused) = self.totals();
         let mut m = String::new();
-        let _ = writeln!(m, "# HELP op25b_frames_total Frames by direction and outcome.\n# TYPE op25b_frames_total counter");
-        for (dir, c) in [("outbound", &o), ("inbound", &i)] {
-            for (what, n) in [
-                ("rx", c.rx),
-                ("tx", c.tx),
-                ("dropped", c.dropped),
-                ("monitored", c.monitored),
-                ("rejected", c.rejected),
-                ("reset_rate_limited", c.reset_limited),
-            ] {
-                let _ = writeln!(
-                    m,
-                    "op25b_frames_total{{direction=\"{dir}\",outcome=\"{what}\"}} {n}"
-                );
+        // One family per quantity, so summing a family never adds a part to its whole
+        // (received = sent + dropped; monitored is part of sent, rejected of dropped).
+        for (name, help, get) in [
+            (
+                "op25b_frames_received_total",
+                "Frames received, by direction (outbound: access to core).",
+                (|c: &Counters| c.rx) as fn(&Counters) -> u64,
+            ),
+            (
+                "op25b_frames_sent_total",
+                "Frames sent on.",
+                |c: &Counters| c.tx,
+            ),
+            (
+                "op25b_frames_dropped_total",
+                "Frames dropped by policy (received = sent + dropped).",
+                |c: &Counters| c.dropped,
+            ),
+            (
+                "op25b_frames_monitored_total",
+                "Frames the policy blocks but sends on (action = \"monitor\"); part of sent.",
+                |c: &Counters| c.monitored,
+            ),
+            (
+                "op25b_frames_rejected_total",
+                "Dropped frames answered with a TCP reset (action = \"reject\"); part of dropped.",
+                |c: &Counters| c.rejected,
+            ),
+            (
+                "op25b_resets_rate_limited_total",
+                "Rejected frames that got no reset because the reset rate was exhausted.",
+                |c: &Counters| c.reset_limited,
+            ),
+        ] {
+            let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (dir, c) in [("outbound", &o), ("inbound", &i)] {
+                let _ = writeln!(m, "{name}{{direction=\"{dir}\"}} {}", get(c));
             }
         }
         let _ = writeln!(m, "# HELP op25b_reason_total Frames by direction and the reason for their verdict.\n# TYPE op25b_reason_total counter");
@@ -1278,27 +1307,39 @@ impl Control {
             }
         }
         let _ = writeln!(m, "# HELP op25b_exemption_tickets Exemption tickets in force.\n# TYPE op25b_exemption_tickets gauge\nop25b_exemption_tickets {}", self.tickets.len());
-        let _ = writeln!(m, "# HELP op25b_latency_ns Classification time per frame since start, nanoseconds.\n# TYPE op25b_latency_ns summary");
+        let name = "op25b_frame_processing_seconds";
+        let _ = writeln!(m, "# HELP {name} Time a worker spends judging a frame (its burst's processing time shared out per frame), since start; 3 significant digits.\n# TYPE {name} histogram");
         for (dir, h) in [
             ("outbound", &self.latency[0]),
             ("inbound", &self.latency[1]),
         ] {
-            for q in [0.5, 0.9, 0.99, 0.999] {
+            for le_ns in LATENCY_BUCKETS_NS {
                 let _ = writeln!(
                     m,
-                    "op25b_latency_ns{{direction=\"{dir}\",quantile=\"{q}\"}} {}",
+                    "{name}_bucket{{direction=\"{dir}\",le=\"{}\"}} {}",
+                    le_ns as f64 / 1e9,
                     if h.is_empty() {
                         0
                     } else {
-                        h.value_at_quantile(q)
+                        h.count_between(0, le_ns)
                     }
                 );
             }
             let _ = writeln!(
                 m,
-                "op25b_latency_ns_count{{direction=\"{dir}\"}} {}",
+                "{name}_bucket{{direction=\"{dir}\",le=\"+Inf\"}} {}",
                 h.len()
             );
+            let _ = writeln!(
+                m,
+                "{name}_sum{{direction=\"{dir}\"}} {}",
+                if h.is_empty() {
+                    0.0
+                } else {
+                    h.mean() * h.len() as f64 / 1e9
+                }
+            );
+            let _ = writeln!(m, "{name}_count{{direction=\"{dir}\"}} {}", h.len());
         }
         m
     }

@@ -259,9 +259,10 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     })
 }
 
-/// The `n` prefixes with the most blocked segments, most first (ties in list order).
+/// The `n` prefixes with the most blocked segments, most first (ties in address order,
+/// so the same counts always give the same list, whatever order `hits` came in).
 pub fn top_prefixes(mut hits: Vec<(AnyPrefix, u64)>, n: usize) -> Vec<(AnyPrefix, u64)> {
-    hits.sort_by_key(|&(_, c)| std::cmp::Reverse(c));
+    hits.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     hits.truncate(n);
     hits
 }

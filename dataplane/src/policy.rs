@@ -28,8 +28,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// A prefix of either family.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// A prefix of either family (ordered IPv4 first, then by address and length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AnyPrefix {
     /// IPv4 prefix.
     V4(Prefix<u32>),

@@ -130,32 +130,16 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         let m = metrics();
         let shown = |name: &str, n: u64| read(&m, name).is_some_and(|v| v >= n);
         let all = shown("op25b_resets_sent_total", 2)
-            && shown(
-                "op25b_frames_total{direction=\"outbound\",outcome=\"rejected\"}",
-                1,
-            )
-            && shown(
-                "op25b_frames_total{direction=\"inbound\",outcome=\"rejected\"}",
-                1,
-            );
+            && shown("op25b_frames_rejected_total{direction=\"outbound\"}", 1)
+            && shown("op25b_frames_rejected_total{direction=\"inbound\"}", 1);
         if all || Instant::now() > deadline {
             break m;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(value(&m, "op25b_resets_sent_total") >= 2, "{m}");
-    assert!(
-        value(
-            &m,
-            "op25b_frames_total{direction=\"outbound\",outcome=\"rejected\"}"
-        ) >= 1
-    );
-    assert!(
-        value(
-            &m,
-            "op25b_frames_total{direction=\"inbound\",outcome=\"rejected\"}"
-        ) >= 1
-    );
+    assert!(value(&m, "op25b_frames_rejected_total{direction=\"outbound\"}") >= 1);
+    assert!(value(&m, "op25b_frames_rejected_total{direction=\"inbound\"}") >= 1);
     // Per-prefix hit counters: exactly one SYN was blocked from each pool. A reload starts
     // a new policy generation; the counts carry over, before and after the old policy is
     // folded into the totals (the control thread does that within a second).

@@ -328,9 +328,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         );
         let dropped: u64 = page
             .lines()
-            .find(|l| {
-                l.starts_with("op25b_frames_total{direction=\"outbound\",outcome=\"dropped\"}")
-            })
+            .find(|l| l.starts_with("op25b_frames_dropped_total{direction=\"outbound\"}"))
             .and_then(|l| l.split_whitespace().last()?.parse().ok())
             .expect("dropped counter");
         if dropped >= 4 || Instant::now() > deadline {
@@ -341,6 +339,37 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     assert!(dropped >= 4, "{page}");
     assert!(page.contains("op25b_reason_total{direction=\"outbound\",reason=\"blocked\"}"));
     assert!(page.contains("op25b_policy_generation "));
+    assert!(
+        page.contains("op25b_frame_processing_seconds_bucket{direction=\"outbound\",le=\"+Inf\"}"),
+        "{page}"
+    );
+    // The page as Prometheus's own linter sees it: no errors, no warnings.
+    match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut lint) => {
+            use std::io::Write as _;
+            lint.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+            let o = lint.wait_with_output().unwrap();
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert!(
+                o.status.success() && said.trim().is_empty(),
+                "promtool check metrics: {said}\n{page}"
+            );
+            println!("promtool check metrics: clean");
+        }
+        Err(e) => op25b_dataplane::testkit::skipped(format!(
+            "the promtool lint of the metrics page (promtool: {e}; scripts/setup.sh installs the prometheus package)"
+        )),
+    }
     let (ok, stats) = ctl(&sock, &["stats"]);
     assert!(ok && stats.contains("blocked"), "{stats}");
 

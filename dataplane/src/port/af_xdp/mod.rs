@@ -228,10 +228,12 @@ fn attach(
     workers: usize,
     frames: Frames,
 ) -> Result<(Attachment, Vec<Xsk>), XdpError> {
-    let ifindex = sys::ifindex(name).ok_or_else(|| XdpError::NoInterface {
-        side,
-        name: name.into(),
-    })?;
+    let ifindex = super::sys::ifindex_of(name)
+        .and_then(|i| u32::try_from(i).ok())
+        .ok_or_else(|| XdpError::NoInterface {
+            side,
+            name: name.into(),
+        })?;
     let mb = frames.need_multi_buffer();
     if let Some(queues) = rx_queues(name) {
         if queues > 0 && workers > queues {

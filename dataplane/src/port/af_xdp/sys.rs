@@ -1043,14 +1043,6 @@ pub fn wait_any(fds: &[RawFd], timeout_ms: i32) {
     unsafe { libc::poll(p.as_mut_ptr(), n as libc::nfds_t, timeout_ms) };
 }
 
-/// The interface index of `name`, or `None` when there is no such interface.
-pub fn ifindex(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: `c` is a valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
