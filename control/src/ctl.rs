@@ -168,7 +168,13 @@ fn read_http_head_by(s: impl Timed, max: usize, deadline: Instant) -> std::io::R
     let head = read_until_by(s, max, deadline, |b| {
         let crlf = b.windows(4).position(|w| w == b"\r\n\r\n");
         let lf = b.windows(2).position(|w| w == b"\n\n");
-        crlf.into_iter().chain(lf).min()
+        // A request line with no HTTP version (`GET /metrics` and a newline, as a quick
+        // script sends it) has no headers to wait for.
+        let bare = b
+            .iter()
+            .position(|&c| c == b'\n')
+            .filter(|&n| String::from_utf8_lossy(&b[..n]).split_whitespace().count() < 3);
+        crlf.into_iter().chain(lf).chain(bare).min()
     })?;
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
@@ -273,16 +279,23 @@ fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits
             );
             continue;
         }
-        let (mine, tx) = (busy.clone(), to_control.clone());
-        let spawned = std::thread::Builder::new()
+        let (slot, tx) = (Slot(busy.clone()), to_control.clone());
+        // A spawn that fails drops the closure, and with it the slot.
+        let _ = std::thread::Builder::new()
             .name("op25b-scrape".into())
             .spawn(move || {
+                let _slot = slot;
                 answer_scrape(&stream, &tx, limits);
-                mine.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
             });
-        if spawned.is_err() {
-            busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        }
+    }
+}
+
+/// One taken scrape slot, given back when dropped (on every path out of a scrape thread).
+struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
@@ -317,10 +330,16 @@ fn answer_scrape(stream: &TcpStream, to_control: &Sender<Request>, limits: Limit
                     let wait =
                         scrape_timeout(lines).map_or(limits.scrape, |t| t.min(limits.scrape));
                     let (tx, rx) = bounded(1);
-                    if to_control.send(Request::Metrics(tx)).is_err() {
-                        return;
-                    }
-                    match rx.recv_timeout(wait) {
+                    let asked = Instant::now();
+                    // A full queue counts against the same wait as the answer.
+                    let answer = match to_control.send_timeout(Request::Metrics(tx), wait) {
+                        Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => return,
+                        Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => {
+                            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                        }
+                        Ok(()) => rx.recv_timeout(wait.saturating_sub(asked.elapsed())),
+                    };
+                    match answer {
                             Ok(page) => ("200 OK", PAGE_TYPE, page, m == "HEAD", false),
                             // A failed scrape, not an empty successful one: alerts must fire.
                             Err(_) => (
@@ -374,7 +393,8 @@ fn scrape_timeout<'a>(headers: impl Iterator<Item = &'a str>) -> Option<Duration
         })
         .and_then(|(_, v)| v.trim().parse::<f64>().ok())
         .filter(|t| t.is_finite() && *t > 0.0)
-        .map(|t| Duration::from_secs_f64((t * 0.9 - 0.1).max(0.2)))
+        // Capped before it becomes a Duration: any number a client sends must not panic.
+        .map(|t| Duration::from_secs_f64((t.min(3600.0) * 0.9 - 0.1).max(0.2)))
 }
 
 /// Sends one command to a running appliance and returns (`ok`, text).
@@ -707,11 +727,7 @@ mod tests {
 
     /// Sends `GET /metrics` to `addr` and returns the whole reply.
     fn scrape(addr: std::net::SocketAddr) -> String {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).unwrap();
-        reply
+        http(addr, b"GET /metrics HTTP/1.0\r\n\r\n")
     }
 
     #[test]
@@ -814,6 +830,10 @@ mod tests {
                 && r.ends_with("\r\n\r\nop25b_up 1\n"),
             "{r}"
         );
+        // A bare request line (no HTTP version, no headers) is answered at once.
+        let t = Instant::now();
+        assert!(http(addr, b"GET /metrics\n").ends_with(page));
+        assert!(t.elapsed() < Duration::from_secs(1));
         // Query strings (Prometheus `params:`) are ignored.
         assert!(http(addr, b"GET /metrics?module=x HTTP/1.0\r\n\r\n").ends_with(page));
         // HEAD: the headers of the page, no body.
@@ -892,6 +912,22 @@ mod tests {
             scrape_timeout(["X-Prometheus-Scrape-Timeout-Seconds: nan"].into_iter()),
             None
         );
+        // Any number a client sends is taken without a panic (a panic would abort the
+        // appliance), and capped by the server's own limit.
+        for v in ["1e20", "1e308", "18446744073709551616", "-1", "0"] {
+            let t = scrape_timeout(
+                [format!("X-Prometheus-Scrape-Timeout-Seconds: {v}").as_str()].into_iter(),
+            );
+            assert!(
+                t.is_none_or(|t| t <= Duration::from_secs(3600)),
+                "{v}: {t:?}"
+            );
+        }
+        let r = http(
+            silent,
+            b"GET /metrics HTTP/1.0\r\nX-Prometheus-Scrape-Timeout-Seconds: 1e20\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.0 503"), "{r}");
     }
 
     #[test]

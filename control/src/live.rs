@@ -428,10 +428,17 @@ fn saved_tickets(config: &Config) -> StartTickets {
         return start;
     };
     match crate::tickets::load(&path, SystemTime::now()) {
-        Err(e) => start.replace_file(&format!(
-            "cannot read the exemption tickets in {}: {e}; starting without them",
-            path.display()
-        )),
+        Err(e) => {
+            // Left as it is: not copied (a second read might not see what the first
+            // missed) and not written this run.
+            let why = format!(
+                "cannot read the exemption tickets in {}: {e}; starting without them, and the file is not written this run (tickets added now will not survive a restart)",
+                path.display()
+            );
+            eprintln!("op25b: warning: {why}");
+            start.file = None;
+            start.problem = Some(why);
+        }
         Ok(loaded) => {
             for p in &loaded.problems {
                 eprintln!("op25b: warning: exemption tickets: {p}");
@@ -537,6 +544,17 @@ const LATENCY_BUCKETS_NS: [u64; 12] = [
     10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000,
 ];
 
+/// The sum of a histogram's samples in ns, each at its bin's middle value, in integers:
+/// as the histogram only grows (workers' samples are added, never removed), so does this,
+/// which `_sum` must (a float sum from the mean could dip and read as a counter reset).
+fn histogram_sum_ns(h: &Histogram<u64>) -> u128 {
+    h.iter_recorded()
+        .map(|v| {
+            u128::from(h.median_equivalent(v.value_iterated_to())) * u128::from(v.count_at_value())
+        })
+        .sum()
+}
+
 /// Directions as the per-prefix counters name them.
 const DIRECTIONS: [&str; 2] = ["outbound", "inbound"];
 
@@ -615,11 +633,14 @@ impl Control {
                     path.display(),
                     RETRY_REFUSED.as_secs()
                 );
-                if self.save_error.as_ref() != Some(&why) {
+                // The first failure's message stands (it says whether the old list was
+                // removed) until a save works; retries that fail again stay quiet.
+                if self.save_error.is_none() {
                     eprintln!("op25b: warning: {why}");
+                    self.save_error = Some(why);
                 }
                 self.saved = None;
-                self.save_error = Some(why);
+                self.save_retry = Instant::now();
             }
         }
     }
@@ -674,7 +695,7 @@ impl Control {
                         if key == "tickets" {
                             if let Some(f) = &self.tickets_file {
                                 msg += &format!(
-                                    " (the tickets in force stay in {}: copy it to the new path before restarting)",
+                                    " (the tickets in force stay in {} until op25b stops: stop it, copy that file to the new path, then start it)",
                                     f.display()
                                 );
                             }
@@ -1308,7 +1329,7 @@ impl Control {
         }
         let _ = writeln!(m, "# HELP op25b_exemption_tickets Exemption tickets in force.\n# TYPE op25b_exemption_tickets gauge\nop25b_exemption_tickets {}", self.tickets.len());
         let name = "op25b_frame_processing_seconds";
-        let _ = writeln!(m, "# HELP {name} Time a worker spends judging a frame (its burst's processing time shared out per frame), since start; 3 significant digits.\n# TYPE {name} histogram");
+        let _ = writeln!(m, "# HELP {name} Time a worker spends judging a frame (its burst's processing time shared out per frame), since start; recorded to 3 significant digits, so a bucket above 2 us also holds values up to 0.1% over its bound.\n# TYPE {name} histogram");
         for (dir, h) in [
             ("outbound", &self.latency[0]),
             ("inbound", &self.latency[1]),
@@ -1333,11 +1354,7 @@ impl Control {
             let _ = writeln!(
                 m,
                 "{name}_sum{{direction=\"{dir}\"}} {}",
-                if h.is_empty() {
-                    0.0
-                } else {
-                    h.mean() * h.len() as f64 / 1e9
-                }
+                histogram_sum_ns(h) as f64 / 1e9
             );
             let _ = writeln!(m, "{name}_count{{direction=\"{dir}\"}} {}", h.len());
         }

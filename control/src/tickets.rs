@@ -128,7 +128,7 @@ fn render(tickets: &[Ticket]) -> String {
 /// Replaces the file at `path` with `tickets`, whole: a temporary file beside it (0600),
 /// written and flushed to disk, renamed over it, and the directory flushed, so a crash
 /// or power loss leaves the old list or the new one. Creates the directory (0700) if it
-/// is missing.
+/// is missing. An error means the file at `path` was not replaced.
 pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -156,7 +156,12 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
         f.write_all(render(tickets).as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        // The new list is in place; flushing the directory makes the rename itself
+        // durable, best effort (an error here must not read as "the old list stands").
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     };
     let r = write();
     if r.is_err() {
@@ -186,8 +191,11 @@ pub fn keep_copy(path: &Path) -> std::io::Result<PathBuf> {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         };
-        f.write_all(&bytes)?;
-        f.sync_all()?;
+        let written = f.write_all(&bytes).and_then(|()| f.sync_all());
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&to);
+            return Err(e);
+        }
         return Ok(to);
     }
     Err(std::io::Error::other("no free name for the copy"))

@@ -339,10 +339,24 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     assert!(dropped >= 4, "{page}");
     assert!(page.contains("op25b_reason_total{direction=\"outbound\",reason=\"blocked\"}"));
     assert!(page.contains("op25b_policy_generation "));
+    // The histogram is a histogram: cumulative buckets never fall, +Inf is the count, and
+    // frames were judged.
+    let series = |prefix: &str| -> Vec<f64> {
+        page.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.split_whitespace().last()?.parse().ok())
+            .collect()
+    };
+    let buckets = series("op25b_frame_processing_seconds_bucket{direction=\"outbound\"");
+    let count = series("op25b_frame_processing_seconds_count{direction=\"outbound\"}");
+    let sum = series("op25b_frame_processing_seconds_sum{direction=\"outbound\"}");
     assert!(
-        page.contains("op25b_frame_processing_seconds_bucket{direction=\"outbound\",le=\"+Inf\"}"),
+        buckets.len() > 2 && count.len() == 1 && sum.len() == 1,
         "{page}"
     );
+    assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{page}");
+    assert_eq!(*buckets.last().unwrap(), count[0], "{page}");
+    assert!(count[0] >= 4.0 && sum[0] > 0.0, "{page}");
     // The page as Prometheus's own linter sees it: no errors, no warnings.
     match Command::new("promtool")
         .args(["check", "metrics"])

@@ -136,7 +136,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     );
 
     // A hand edit that broke a line: the readable tickets still apply, the line is named,
-    // and the file is kept aside before anything rewrites it.
+    // and a copy of the file is kept before the readable tickets are saved over it.
     let mut text = std::fs::read_to_string(&file).unwrap();
     text += "10.9.4.4 tomorrow\n";
     std::fs::write(&file, &text).unwrap();
@@ -166,7 +166,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     );
 
     // The config now lists one ticket's prefix as a dynamic pool: that ticket no longer
-    // fits, so op25b starts without it (naming it, keeping the file aside) and with the
+    // fits, so op25b starts without it (naming it, keeping a copy of the file) and with the
     // other one.
     std::fs::write(
         &cfg,
@@ -239,7 +239,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         ok && text.contains("10.9.5.5/32 exempted from outbound blocking")
             && text.contains("\nwarning: cannot read the exemption tickets in ")
             && text.contains(
-                "so it is not written this run and tickets added now will not survive a restart"
+                "the file is not written this run (tickets added now will not survive a restart)"
             ),
         "{text}"
     );
