@@ -737,24 +737,9 @@ mod tests {
             answer: Duration::from_millis(300),
             scrape: Duration::from_millis(300),
         };
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::spawn(move || serve_metrics_with(l, tx, limits));
         // The stub control thread: a 32 MiB page (more than the socket buffers hold), then
         // silence (it keeps the reply channel but never answers).
-        std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let mut n = 0;
-            while let Ok(Request::Metrics(reply)) = rx.recv() {
-                n += 1;
-                if n <= 2 {
-                    let _ = reply.send("x".repeat(32 << 20));
-                } else {
-                    kept.push(reply);
-                }
-            }
-        });
+        let addr = metrics_server(limits, |n| (n <= 2).then(|| "x".repeat(32 << 20)));
         // A client that asks and never reads.
         let mut stuck = TcpStream::connect(addr).unwrap();
         stuck.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
@@ -782,17 +767,22 @@ mod tests {
         );
     }
 
-    /// A metrics server whose stub control thread answers `page` (or, for `None`, never).
-    fn metrics_server(page: Option<&'static str>, limits: Limits) -> std::net::SocketAddr {
+    /// A metrics server whose stub control thread answers its `n`-th request (from 1) with
+    /// `page(n)`, or never for `None`.
+    fn metrics_server(
+        limits: Limits,
+        page: impl Fn(usize) -> Option<String> + Send + 'static,
+    ) -> std::net::SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::spawn(move || serve_metrics_with(l, tx, limits));
         std::thread::spawn(move || {
-            let mut kept = Vec::new();
+            let (mut kept, mut n) = (Vec::new(), 0);
             while let Ok(Request::Metrics(reply)) = rx.recv() {
-                match page {
-                    Some(p) => drop(reply.send(p.to_string())),
+                n += 1;
+                match page(n) {
+                    Some(p) => drop(reply.send(p)),
                     None => kept.push(reply),
                 }
             }
@@ -817,7 +807,7 @@ mod tests {
             scrape: Duration::from_secs(2),
         };
         let page = "op25b_up 1\n";
-        let addr = metrics_server(Some(page), limits);
+        let addr = metrics_server(limits, move |_| Some(page.to_string()));
         // A 20 KiB bearer token: the whole head is read before the page goes out.
         let token = "t".repeat(20 * 1024);
         let long = format!(
@@ -869,7 +859,7 @@ mod tests {
             answer: Duration::from_secs(3),
             scrape: Duration::from_secs(3),
         };
-        let addr = metrics_server(Some("op25b_up 1\n"), limits);
+        let addr = metrics_server(limits, |_| Some("op25b_up 1\n".to_string()));
         // Three connections that send nothing (each may be held the client limit, 3 s).
         let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
         std::thread::sleep(Duration::from_millis(100));
@@ -892,7 +882,7 @@ mod tests {
         );
         drop((idle, fourth));
         // A silent control thread: the 503 comes within Prometheus's announced timeout.
-        let silent = metrics_server(None, limits);
+        let silent = metrics_server(limits, |_| None);
         let t = Instant::now();
         let r = http(
             silent,
