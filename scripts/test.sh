@@ -40,6 +40,23 @@ if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps .*, C rx→rte_lpm→tx [0-9.]+ Mpps' 
 fi
 grep -E '^run 1: ' <<<"$smoke"
 
+# The systemd unit, checked by systemd itself (with the binary it names pointed at this
+# build), and its exposure as `systemd-analyze security` rates it.
+echo "== systemd unit"
+if command -v systemd-analyze >/dev/null 2>&1; then
+  unit_dir="$(mktemp -d)"
+  sed "s|/usr/local/bin/op25b|$PWD/target/debug/op25b|g" scripts/op25b.service >"$unit_dir/op25b.service"
+  if ! verify="$(systemd-analyze verify "$unit_dir/op25b.service" 2>&1)" || [[ -n "$verify" ]]; then
+    echo "$verify"
+    echo "systemd-analyze verify: scripts/op25b.service has problems" >&2
+    exit 1
+  fi
+  echo "systemd-analyze verify: clean; $(systemd-analyze security --offline=true "$unit_dir/op25b.service" 2>/dev/null | grep -E 'Overall exposure' || true)"
+  rm -rf "$unit_dir"
+else
+  echo "SKIPPED: systemd-analyze is not installed, so scripts/op25b.service was not verified"
+fi
+
 # --all-features above includes `dpdk`; the default build must still compile cleanly and
 # need no system library (no DPDK linked into the binary).
 echo "== default features (no dpdk)"
