@@ -78,14 +78,59 @@ enum Command {
 }
 
 fn load(path: &Path) -> Result<op25b::config::Built, ExitCode> {
-    let built = Config::load(path).and_then(|c| c.build(1)).map_err(|e| {
+    load_config(path).map(|(_, built)| built)
+}
+
+/// The config at `path` and its policies built, or the exit code for a refusal (printed).
+fn load_config(path: &Path) -> Result<(Config, op25b::config::Built), ExitCode> {
+    let fail = |e: op25b::config::ConfigError| {
         eprintln!("op25b: error: {e}");
         ExitCode::from(2)
-    })?;
+    };
+    let config = Config::load(path).map_err(fail)?;
+    let built = config.build(1).map_err(fail)?;
     for w in &built.warnings {
         eprintln!("op25b: warning: {w}");
     }
-    Ok(built)
+    Ok((config, built))
+}
+
+/// What `check` says of the saved exemption tickets a start would put in force (never a
+/// reason to fail: nothing in that file stops a start).
+#[cfg(target_os = "linux")]
+fn check_tickets(config: &Config) {
+    let Some(path) = &config.control.tickets else {
+        return;
+    };
+    if std::fs::symlink_metadata(path).is_err() {
+        println!("  exemption tickets: {}: none saved yet", path.display());
+        return;
+    }
+    match op25b::tickets::load(path, std::time::SystemTime::now()) {
+        Err(e) => println!(
+            "  exemption tickets: {}: cannot read ({e}); a start goes on without them and does not write the file",
+            path.display()
+        ),
+        Ok(l) => {
+            for p in &l.problems {
+                eprintln!("op25b: warning: exemption tickets: {p}");
+            }
+            println!(
+                "  exemption tickets: {}: {} in force, {} expired{}",
+                path.display(),
+                l.tickets.len(),
+                l.expired,
+                if l.problems.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", {} unreadable line(s) (a start keeps a copy of the file and goes on with the rest)",
+                        l.problems.len()
+                    )
+                }
+            );
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -149,7 +194,7 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => {
             let start = Instant::now();
-            let built = match load(&config) {
+            let (cfg, built) = match load_config(&config) {
                 Ok(b) => b,
                 Err(code) => return code,
             };
@@ -194,6 +239,10 @@ fn main() -> ExitCode {
                 took.as_secs_f64() * 1e3,
                 built.warnings.len()
             );
+            #[cfg(target_os = "linux")]
+            check_tickets(&cfg);
+            #[cfg(not(target_os = "linux"))]
+            let _ = cfg;
             ExitCode::SUCCESS
         }
         Command::Replay {

@@ -628,6 +628,52 @@ fn check_prints_table_sizes() {
 }
 
 #[test]
+fn check_reports_saved_tickets_and_never_fails_for_them() {
+    let dir = scratch("check-tickets");
+    let cfg = write_config(
+        &dir,
+        "[outbound]\ndynamic = [\"10.9.0.0/16\"]\n[control]\ntickets = \"tickets\"\n",
+    );
+    let check = || {
+        let out = op25b()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let file = dir.join("tickets");
+    assert!(check().0.contains(&format!(
+        "exemption tickets: {}: none saved yet",
+        file.display()
+    )));
+    std::fs::write(
+        &file,
+        "10.9.1.1/32 never\n10.9.2.2/32 1000\n10.9.3.3 someday\n",
+    )
+    .unwrap();
+    let (out, err) = check();
+    assert!(
+        out.contains(&format!(
+            "exemption tickets: {}: 1 in force, 1 expired, 1 unreadable line(s)",
+            file.display()
+        )),
+        "{out}"
+    );
+    assert!(
+        err.contains(&format!("{}:3: 10.9.3.3 someday: ", file.display())),
+        "{err}"
+    );
+    // `check` only reads: the file is as it was.
+    assert!(std::fs::read_to_string(&file).unwrap().contains("someday"));
+    assert!(!dir.join("tickets.refused").exists());
+}
+
+#[test]
 fn inbound_rules_nesting_reject_resets_and_monitor() {
     let dir = scratch("inbound");
     let cfg = write_config(
