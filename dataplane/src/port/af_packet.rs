@@ -34,6 +34,8 @@ pub struct WirePort {
     /// The interface names, for [`WirePort::check_links`].
     names: [String; 2],
     watch: LinkWatch,
+    /// Socket errors taken but not yet told (see [`WirePort::check_links`]).
+    flaps: [Option<String>; 2],
     direction: Direction,
     scratch: SendScratch,
     /// Frames the kernel refused to send (oversized, link down, queue full).
@@ -65,6 +67,7 @@ impl WirePort {
         };
         Ok(WirePort {
             watch: LinkWatch::new([side(access, &a), side(core, &c)]),
+            flaps: [None, None],
             access: a,
             core: c,
             names: [access.to_string(), core.to_string()],
@@ -98,20 +101,37 @@ impl WirePort {
     /// socket bound to nothing, for good. A socket error on a side whose link is up again
     /// by now (a flap shorter than the check period) is reported as a `Down` of its own.
     pub fn check_links(&mut self) -> Option<LinkEvent> {
-        let errors = [self.access.take_error(), self.core.take_error()];
+        // Errors wait here until they are told or explained: a look reports one thing, and
+        // an error must not be lost behind the other side's change.
+        for (slot, sock) in self.flaps.iter_mut().zip([&self.access, &self.core]) {
+            if let Some(e) = sock.take_error() {
+                slot.get_or_insert(e.to_string());
+            }
+        }
+        let before = [self.watch.is_up(0), self.watch.is_up(1)];
         let up = self.watch.kernel_up();
         if let Some(e) = self.watch.check(up) {
+            // A side whose state the watch just reported needs no word on its error.
+            for (i, slot) in self.flaps.iter_mut().enumerate() {
+                if self.watch.is_up(i) != before[i] {
+                    *slot = None;
+                }
+            }
             return Some(e);
         }
-        // An error on a side the watch already knows is down says nothing new.
-        let (i, e) = errors
-            .into_iter()
-            .enumerate()
-            .find_map(|(i, e)| Some((i, e?)).filter(|_| self.watch.is_up(i)))?;
-        Some(LinkEvent::Down(format!(
-            "{}: {e}, and it was up again by the next look (a flap shorter than 250 ms); the socket stays bound",
-            self.names[i]
-        )))
+        for i in 0..2 {
+            let Some(e) = self.flaps[i].take() else {
+                continue;
+            };
+            // An error on a side the watch knows is down says nothing new.
+            if self.watch.is_up(i) {
+                return Some(LinkEvent::Down(format!(
+                    "{}: {e}, and it was up again by the next look (a flap shorter than 250 ms); the socket stays bound",
+                    self.names[i]
+                )));
+            }
+        }
+        None
     }
 }
 
