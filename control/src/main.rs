@@ -1,7 +1,9 @@
 //! `op25b`: the command-line entry point (`replay`, `check`, `run`, `ctl`).
 //!
 //! Exit codes: 0 success; 1 the input or an output failed (unreadable capture, other link
-//! type, truncated file, write error); 2 bad usage or a refused configuration.
+//! type, truncated file, write error), or the live appliance could not start or lost an
+//! interface (a service manager restarts it); 2 bad usage or a refused configuration
+//! (not worth restarting until the config is fixed).
 
 #![forbid(unsafe_code)]
 
@@ -69,7 +71,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         words: Vec<String>,
     },
-    /// Validate a configuration and print its table sizes.
+    /// Validate a configuration and print its table sizes (and what a saved tickets file
+    /// holds).
     Check {
         /// The TOML configuration.
         #[arg(long, value_name = "FILE")]
@@ -102,9 +105,11 @@ fn check_tickets(config: &Config) {
     let Some(path) = &config.control.tickets else {
         return;
     };
-    if std::fs::symlink_metadata(path).is_err() {
-        println!("  exemption tickets: {}: none saved yet", path.display());
-        return;
+    if let Err(e) = std::fs::symlink_metadata(path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            println!("  exemption tickets: {}: none saved yet", path.display());
+            return;
+        }
     }
     match op25b::tickets::load(path, std::time::SystemTime::now()) {
         Err(e) => println!(
@@ -116,7 +121,7 @@ fn check_tickets(config: &Config) {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
             println!(
-                "  exemption tickets: {}: {} in force, {} expired{}",
+                "  exemption tickets: {}: {} readable and unexpired (a start applies those the config allows), {} expired{}",
                 path.display(),
                 l.tickets.len(),
                 l.expired,

@@ -4,9 +4,10 @@
 //! gives it in UTC for people). The control thread rewrites the whole file after every
 //! change (add, delete, expiry) and the appliance reads it at start.
 //!
-//! Invariants: the file on disk is always a complete list, the old one or the new one, never
-//! half of either (written to a temporary file beside it, flushed to disk, then renamed over
-//! it); it is created 0600, root's business only; a line that cannot be read is reported
+//! Invariants: the file on disk is a complete list, the old one or the new one, never half
+//! of either (written to a temporary file beside it, flushed to disk, then renamed over
+//! it), or absent (the control thread removes an old list it failed to replace, which
+//! would bring deleted tickets back); it is created 0600, root's business only; a line that cannot be read is reported
 //! with file and line and a copy of the file is kept before anything overwrites it, so no
 //! ticket is lost without a word. Nothing here runs on the packet path.
 

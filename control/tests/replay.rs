@@ -659,7 +659,7 @@ fn check_reports_saved_tickets_and_never_fails_for_them() {
     let (out, err) = check();
     assert!(
         out.contains(&format!(
-            "exemption tickets: {}: 1 in force, 1 expired, 1 unreadable line(s)",
+            "exemption tickets: {}: 1 readable and unexpired (a start applies those the config allows), 1 expired, 1 unreadable line(s)",
             file.display()
         )),
         "{out}"

@@ -110,29 +110,42 @@ impl WirePort {
         }
         let before = [self.watch.is_up(0), self.watch.is_up(1)];
         let up = self.watch.kernel_up();
-        if let Some(e) = self.watch.check(up) {
-            // A side whose state the watch just reported needs no word on its error.
-            for (i, slot) in self.flaps.iter_mut().enumerate() {
-                if self.watch.is_up(i) != before[i] {
-                    *slot = None;
-                }
-            }
-            return Some(e);
-        }
-        for i in 0..2 {
-            let Some(e) = self.flaps[i].take() else {
-                continue;
-            };
-            // An error on a side the watch knows is down says nothing new.
-            if self.watch.is_up(i) {
-                return Some(LinkEvent::Down(format!(
-                    "{}: {e}, and it was up again by the next look (a flap shorter than 250 ms); the socket stays bound",
-                    self.names[i]
-                )));
-            }
-        }
-        None
+        let event = self.watch.check(up);
+        let after = [self.watch.is_up(0), self.watch.is_up(1)];
+        tell(&mut self.flaps, before, after, event, &self.names)
     }
+}
+
+/// What one look reports: the watch's `event` if any (dropping the pending socket error of
+/// a side whose state it just reported, `before` → `after`), else a pending error of a side
+/// that is up (a flap shorter than the look); an error on a side known down is dropped.
+fn tell(
+    flaps: &mut [Option<String>; 2],
+    before: [bool; 2],
+    after: [bool; 2],
+    event: Option<LinkEvent>,
+    names: &[String; 2],
+) -> Option<LinkEvent> {
+    if event.is_some() {
+        for (i, slot) in flaps.iter_mut().enumerate() {
+            if after[i] != before[i] {
+                *slot = None;
+            }
+        }
+        return event;
+    }
+    for (i, slot) in flaps.iter_mut().enumerate() {
+        let Some(e) = slot.take() else {
+            continue;
+        };
+        if after[i] {
+            return Some(LinkEvent::Down(format!(
+                "{}: {e}, and it was up again by the next look (a flap shorter than 250 ms); the socket stays bound",
+                names[i]
+            )));
+        }
+    }
+    None
 }
 
 impl Port for WirePort {
@@ -210,5 +223,39 @@ impl Port for WirePort {
         self.tx_refused += refused as u64;
         self.resets_sent += (r - refused) as u64;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_flap_is_told_once_and_never_lost_behind_the_other_side() {
+        let names = ["acc0".to_string(), "core0".to_string()];
+        let up = [true, true];
+        let down = LinkEvent::Down("core0: down".into());
+        // acc0 flapped while core0 went down: core0 first, acc0's flap at the next look.
+        let mut flaps = [Some("Network is down".to_string()), Some("x".to_string())];
+        assert_eq!(
+            tell(&mut flaps, up, [true, false], Some(down.clone()), &names),
+            Some(down)
+        );
+        assert_eq!(flaps, [Some("Network is down".to_string()), None]);
+        assert_eq!(
+            tell(&mut flaps, [true, false], [true, false], None, &names),
+            Some(LinkEvent::Down(
+                "acc0: Network is down, and it was up again by the next look (a flap shorter than 250 ms); the socket stays bound"
+                    .into()
+            ))
+        );
+        assert_eq!(tell(&mut flaps, up, up, None, &names), None);
+        // An error on a side known down says nothing new, and is gone.
+        let mut flaps = [None, Some("Network is down".to_string())];
+        assert_eq!(
+            tell(&mut flaps, [true, false], [true, false], None, &names),
+            None
+        );
+        assert_eq!(flaps, [None, None]);
     }
 }
