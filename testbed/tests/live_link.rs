@@ -145,7 +145,8 @@ fn flap_and_delete(backend: &str, tag: &str) {
     // Deleted (the veth pair goes with it): the appliance stops by itself, non-zero, and
     // says which interface and why.
     wire.app.exec(&["ip", "link", "del", "acc0"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deleted = Instant::now();
+    let deadline = deleted + Duration::from_secs(10);
     while appliance.child().try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
@@ -153,6 +154,7 @@ fn flap_and_delete(backend: &str, tag: &str) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let stopped_after = deleted.elapsed();
     let out = appliance.take().wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{log}");
@@ -189,7 +191,8 @@ fn flap_and_delete(backend: &str, tag: &str) {
         "{out:?}"
     );
     println!(
-        "{backend} flap: {used:.2} of a core while down; log: {}",
+        "{backend} flap: {used:.2} of a core while down; stopped {:.0} ms after the deletion (polled every 100 ms); log: {}",
+        stopped_after.as_secs_f64() * 1e3,
         log.trim()
     );
     let _ = std::fs::remove_dir_all(&dir);
