@@ -233,8 +233,7 @@ fn worker_loop(mut w: WorkerCtx) {
     // links is at once, so a link down at start is told apart from one that goes down.
     let mut gone: Option<String> = w.port.check_links().and_then(|e| note_link(w.index, e));
     loop {
-        let fatal = gone.clone();
-        let stopping = fatal.is_some() || w.stop.load(Ordering::Relaxed);
+        let stopping = gone.is_some() || w.stop.load(Ordering::Relaxed);
         if stopping || last.elapsed() >= SNAPSHOT_EVERY {
             last = Instant::now();
             if !stopping {
@@ -253,7 +252,8 @@ fn worker_loop(mut w: WorkerCtx) {
                 log_rate_limited: out.samples_rate_limited() + inb.samples_rate_limited(),
                 log_queue_full,
                 last: stopping,
-                fatal,
+                // Only a stopping snapshot carries it, and the worker returns after it.
+                fatal: if stopping { gone.take() } else { None },
             };
             if stopping {
                 let _ = w.report.send(snap);
@@ -287,17 +287,25 @@ fn worker_loop(mut w: WorkerCtx) {
 /// for an interface that is gone (which the control thread logs).
 fn note_link(worker: usize, event: LinkEvent) -> Option<String> {
     match event {
-        LinkEvent::Down(why) if worker == 0 => {
-            eprintln!("op25b: worker {worker}: link went down: {why}");
-        }
-        LinkEvent::Up(why) if worker == 0 => {
-            eprintln!("op25b: worker {worker}: link is up again: {why}");
-        }
-        LinkEvent::Down(_) | LinkEvent::Up(_) => {}
         // Logged once by the control thread, whichever worker reports it first.
-        LinkEvent::Gone(why) => return Some(why),
+        LinkEvent::Gone(why) => Some(why),
+        change => {
+            if worker == 0 {
+                log_link_change(&format!("worker {worker}: "), &change);
+            }
+            None
+        }
     }
-    None
+}
+
+/// Logs a link going down or coming back up; `from` names who saw it ("worker 0: ", or
+/// "" for the control thread's look at DPDK NICs).
+fn log_link_change(from: &str, event: &LinkEvent) {
+    match event {
+        LinkEvent::Down(why) => eprintln!("op25b: {from}link went down: {why}"),
+        LinkEvent::Up(why) => eprintln!("op25b: {from}link is up again: {why}"),
+        LinkEvent::Gone(_) => {}
+    }
 }
 
 /// `config` with `tickets` added to its outbound exemptions (each named as a ticket in
@@ -1496,11 +1504,9 @@ impl BackendHandle {
             BackendHandle::Kernel => {}
             #[cfg(feature = "dpdk")]
             BackendHandle::Dpdk { links, .. } => {
-                match links.as_mut().and_then(|l| l.check()) {
-                    Some(LinkEvent::Down(why)) => eprintln!("op25b: link went down: {why}"),
-                    Some(LinkEvent::Up(why)) => eprintln!("op25b: link is up again: {why}"),
-                    // Device links have no kernel interface that could be gone.
-                    Some(LinkEvent::Gone(_)) | None => {}
+                // Device links have no kernel interface that could be gone.
+                if let Some(e) = links.as_mut().and_then(|l| l.check()) {
+                    log_link_change("", &e);
                 }
             }
         }

@@ -148,14 +148,7 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(render(tickets).as_bytes())?;
-        f.sync_all()?;
+        write_new(&tmp, render(tickets).as_bytes())?;
         std::fs::rename(&tmp, path)?;
         // The new list is in place; flushing the directory makes the rename itself
         // durable, best effort (an error here must not read as "the old list stands").
@@ -181,25 +174,28 @@ pub fn keep_copy(path: &Path) -> std::io::Result<PathBuf> {
         .chain((1..1000).map(|n| format!("{base}.refused.{n}")))
     {
         let to = PathBuf::from(name);
-        let mut f = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&to)
-        {
-            Ok(f) => f,
+        match write_new(&to, &bytes) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        };
-        let written = f.write_all(&bytes).and_then(|()| f.sync_all());
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&to);
-            return Err(e);
+            r => return r.map(|()| to),
         }
-        return Ok(to);
     }
     Err(std::io::Error::other("no free name for the copy"))
+}
+
+/// Creates `path` (0600, never over an existing file or through a symlink), writes `bytes`
+/// and flushes them to disk; a file it created but could not fill is removed again.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 #[cfg(test)]

@@ -168,17 +168,8 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
     let mut sink_res = String::new();
     sink_out.read_to_string(&mut sink_res).unwrap();
 
-    // `op25b ctl --socket SOCK WORDS…`: what it printed, stdout then stderr.
-    let ctl = |words: &[&str]| {
-        let out = Command::new(&op25b)
-            .arg("ctl")
-            .arg("--socket")
-            .arg(&sock)
-            .args(words)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-    };
+    // `op25b ctl --socket SOCK WORDS…`: its answer (stdout, or stderr when refused).
+    let ctl = |words: &[&str]| op25b_testbed::ctl(&sock, words).1;
     let status = ctl(&["status"]);
     // A reload cannot change the [dataplane] section of a running appliance: it says so,
     // and says nothing when that section is as it was.

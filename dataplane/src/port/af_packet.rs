@@ -109,8 +109,7 @@ impl WirePort {
             }
         }
         let before = [self.watch.is_up(0), self.watch.is_up(1)];
-        let up = self.watch.kernel_up();
-        let event = self.watch.check(up);
+        let event = self.watch.look();
         let after = [self.watch.is_up(0), self.watch.is_up(1)];
         tell(&mut self.flaps, before, after, event, &self.names)
     }

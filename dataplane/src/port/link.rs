@@ -71,6 +71,13 @@ impl LinkWatch {
         })
     }
 
+    /// [`LinkWatch::check`] with each kernel interface's state now ([`LinkWatch::kernel_up`]):
+    /// the look of a backend whose sides are all kernel interfaces, or unknown.
+    pub fn look(&mut self) -> Option<LinkEvent> {
+        let up = self.kernel_up();
+        self.check(up)
+    }
+
     /// Looks at both sides: first whether a kernel interface is gone or was replaced
     /// (checked through its name's index now), then whether a link changed state, given
     /// `up`, each side's state now if known. Returns the first thing found.

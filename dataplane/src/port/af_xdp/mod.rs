@@ -453,8 +453,7 @@ impl XdpWire {
     /// burst): a link that changed state, or an interface gone or made anew, which leaves
     /// the sockets and the XDP program bound to nothing for good.
     pub fn check_links(&mut self) -> Option<LinkEvent> {
-        let up = self.watch.kernel_up();
-        self.watch.check(up)
+        self.watch.look()
     }
 
     /// Waits up to `timeout_ms` for a frame on either side; first retries sends a full

@@ -647,8 +647,7 @@ impl DpdkWire {
     /// the control thread instead ([`DeviceLinks`]): ethdev's link query may wait on the
     /// driver's admin queue, which a worker at line rate must not.
     pub fn check_links(&mut self) -> Option<LinkEvent> {
-        let up = self.watch.kernel_up();
-        self.watch.check(up)
+        self.watch.look()
     }
 
     /// The (access, core) port ids.
