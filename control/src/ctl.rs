@@ -255,8 +255,18 @@ pub fn serve_metrics(listener: TcpListener, to_control: Sender<Request>) {
 /// Most scrapes served at once; one more is refused at once with a 503.
 const MAX_SCRAPERS: usize = 4;
 
+/// Most bytes [`close_gently`] reads and throws away after an answer.
+const MAX_DRAIN: usize = 16 << 20;
+
+/// How long a refused client is given to send its request and to close after the 503.
+const REFUSE_WAIT: Duration = Duration::from_millis(200);
+
 fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits: Limits) {
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (refuse, refused) = bounded::<TcpStream>(MAX_SCRAPERS);
+    let _ = std::thread::Builder::new()
+        .name("op25b-refuse".into())
+        .spawn(move || refused.iter().for_each(|s| refuse_busy(&s)));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -269,14 +279,11 @@ fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits
         let taken = busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         if taken >= MAX_SCRAPERS {
             busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            let busy_reply = format!(
-                "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{MAX_SCRAPERS} scrapes are in progress\n"
-            );
-            let _ = write_all_by(
-                &stream,
-                busy_reply.as_bytes(),
-                Instant::now() + Duration::from_millis(100),
-            );
+            // Refused on the refuser's thread, which reads the request before answering;
+            // with that one also behind, the connection is closed at once.
+            if let Err(crossbeam_channel::TrySendError::Disconnected(s)) = refuse.try_send(stream) {
+                refuse_busy(&s);
+            }
             continue;
         }
         let (slot, tx) = (Slot(busy.clone()), to_control.clone());
@@ -287,6 +294,38 @@ fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits
                 let _slot = slot;
                 answer_scrape(&stream, &tx, limits);
             });
+    }
+}
+
+/// Answers a client that found every scrape slot taken: its request is read first (at
+/// most [`REFUSE_WAIT`]), so the 503 is not destroyed by a reset for unread bytes.
+fn refuse_busy(stream: &TcpStream) {
+    let _ = read_http_head_by(stream, MAX_HTTP_HEAD, Instant::now() + REFUSE_WAIT);
+    let reply = format!(
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n{MAX_SCRAPERS} scrapes are in progress\n"
+    );
+    if write_all_by(stream, reply.as_bytes(), Instant::now() + REFUSE_WAIT).is_ok() {
+        close_gently(stream, Instant::now() + REFUSE_WAIT);
+    }
+}
+
+/// Ends a reply that was written whole: no more sending, then whatever the client still
+/// sends (the rest of an over-long head, a body) is read and thrown away until it closes,
+/// at most [`MAX_DRAIN`] bytes and until `deadline`. Closing a TCP socket with bytes
+/// unread makes the kernel send a reset, and a reset can destroy the reply in the
+/// client's buffer before the client reads it.
+fn close_gently(mut stream: &TcpStream, deadline: Instant) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let (mut chunk, mut drained) = ([0u8; 4096], 0);
+    while drained < MAX_DRAIN {
+        let Ok(wait) = left(deadline) else { return };
+        if stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => drained += n,
+        }
     }
 }
 
@@ -378,7 +417,10 @@ fn answer_scrape(stream: &TcpStream, to_control: &Sender<Request>, limits: Limit
         if head_only { "" } else { body.as_str() }
     );
     if write_all_by(stream, reply.as_bytes(), Instant::now() + limits.client).is_ok() {
-        let _ = stream.shutdown(std::net::Shutdown::Write);
+        close_gently(
+            stream,
+            Instant::now() + limits.client.min(Duration::from_secs(1)),
+        );
     }
 }
 
@@ -843,13 +885,21 @@ mod tests {
         // A head beyond the limit is answered as such, not cut off.
         let huge = format!(
             "GET /metrics HTTP/1.0\r\nX: {}\r\n\r\n",
-            "y".repeat(2 * MAX_HTTP_HEAD)
+            "y".repeat(256 * MAX_HTTP_HEAD)
         );
-        let mut s = TcpStream::connect(addr).unwrap();
-        let _ = s.write_all(huge.as_bytes());
-        let mut reply = String::new();
-        let _ = s.read_to_string(&mut reply);
-        assert!(reply.starts_with("HTTP/1.0 431"), "{reply}");
+        // The client is still sending (an 8 MiB head, more than the socket buffers hold)
+        // when the answer goes out: the rest is drained, so its sending does not end in a
+        // reset (curl would say "send failure" instead of showing the 431).
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            let wrote = s.write_all(huge.as_bytes());
+            let mut reply = String::new();
+            let read = s.read_to_string(&mut reply);
+            assert!(
+                wrote.is_ok() && read.is_ok() && reply.starts_with("HTTP/1.0 431"),
+                "{wrote:?} {read:?}: {reply}"
+            );
+        }
     }
 
     #[test]
@@ -880,6 +930,21 @@ mod tests {
             refused.starts_with("HTTP/1.0 503") && refused.contains("scrapes are in progress"),
             "{refused}"
         );
+        // A refused client with a long head gets the whole 503, not a reset.
+        let head = format!(
+            "GET /metrics HTTP/1.1\r\nAuthorization: Bearer {}\r\n\r\n",
+            "t".repeat(20 * 1024)
+        );
+        for _ in 0..20 {
+            let mut extra = TcpStream::connect(addr).unwrap();
+            extra.write_all(head.as_bytes()).unwrap();
+            let mut refused = String::new();
+            let read = extra.read_to_string(&mut refused);
+            assert!(
+                read.is_ok() && refused.ends_with("scrapes are in progress\n"),
+                "{read:?}: {refused}"
+            );
+        }
         drop((idle, fourth));
         // A silent control thread: the 503 comes within Prometheus's announced timeout.
         let silent = metrics_server(limits, |_| None);
