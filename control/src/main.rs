@@ -140,6 +140,9 @@ fn check_tickets(config: &Config) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        op25b_dataplane::port::sys::default_sigpipe();
+    }
     match cli.command {
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
@@ -314,9 +317,16 @@ fn main() -> ExitCode {
                         );
                     }
                     match o.error {
+                        Some(e @ replay::ReplayError::Input { .. }) => {
+                            eprintln!(
+                                "op25b: error: {e} (the {} frames before it were judged and written)",
+                                c.rx
+                            );
+                            ExitCode::from(1)
+                        }
                         Some(e) => {
                             eprintln!(
-                                "op25b: error: {e} (the {} frames before it were written)",
+                                "op25b: error: {e} (stopped after {} frames; the outputs are incomplete)",
                                 c.rx
                             );
                             ExitCode::from(1)

@@ -11,13 +11,18 @@
 //! - On a truncated or corrupt input, every frame before the damage is still judged and
 //!   written, the outputs are flushed, the report (if asked for) says what happened, and
 //!   the error names the frame and byte offset.
-//! - An output path that is the input file is refused before anything is opened for
-//!   writing.
+//! - An output (or the report) that is the input file, or the same file as another
+//!   output, is refused before anything is opened for writing, whatever the spelling
+//!   (symbolic or hard links, `..`); only `/dev/null` may be named more than once.
+//! - Regular-file outputs are written beside their final path and renamed over it when
+//!   the replay ends (whole, or up to an input error), so a replay refused before it ran
+//!   (a capture of another link type, an output that cannot be created) leaves existing
+//!   outputs as they were.
 
 use crate::config::Built;
 use hdrhistogram::Histogram;
 use op25b_dataplane::policy::{AnyPrefix, Policy, Reason, Verdict};
-use op25b_dataplane::port::pcap::{CaptureReader, Format, PcapPort};
+use op25b_dataplane::port::pcap::{CaptureError, CaptureReader, Format, PcapPort};
 use op25b_dataplane::port::{Burst, Port, PortError};
 use op25b_dataplane::worker::{Counters, Worker};
 use serde_json::{json, Value};
@@ -61,6 +66,28 @@ pub enum ReplayError {
     /// An output would overwrite the input.
     #[error("{}: is the input file; refusing to overwrite it", .0.display())]
     OutputIsInput(PathBuf),
+    /// Two outputs name one file.
+    #[error("{first} {} and {second} {} are the same file; each output needs its own", first_path.display(), second_path.display())]
+    SameOutput {
+        /// The option named first (`--pass-out`, …).
+        first: &'static str,
+        /// Its path.
+        first_path: PathBuf,
+        /// The option naming the same file again.
+        second: &'static str,
+        /// Its path.
+        second_path: PathBuf,
+    },
+    /// Writing an output failed part-way.
+    #[error("{}: writing {what}: {source}", path.display())]
+    Output {
+        /// The output.
+        path: PathBuf,
+        /// "pass output", …
+        what: &'static str,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The input is not a readable Ethernet capture.
     #[error("{}: {source}", path.display())]
     Input {
@@ -98,10 +125,130 @@ pub struct Outcome {
     pub report: Value,
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
+/// Which file a path names, whatever its spelling: an existing file's device and inode
+/// (so hard links are one file), else its canonical folder and name.
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    Node(u64, u64),
+    Path(PathBuf),
+}
+
+fn file_id(p: &Path) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(p) {
+        return FileId::Node(m.dev(), m.ino());
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), p.file_name()) {
+        (Ok(d), Some(name)) => FileId::Path(d.join(name)),
+        _ => FileId::Path(p.to_path_buf()),
+    }
+}
+
+/// Refuses outputs that are the input or one another (see the module's invariants).
+fn check_paths(args: &ReplayArgs) -> Result<(), ReplayError> {
+    let outputs: Vec<(&'static str, &PathBuf)> = [
+        ("--pass-out", Some(&args.pass_out)),
+        ("--drop-out", Some(&args.drop_out)),
+        ("--resets-out", args.resets_out.as_ref()),
+        ("--report", args.report.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(o, p)| Some((o, p?)))
+    .collect();
+    let input = file_id(&args.input);
+    let ids: Vec<FileId> = outputs.iter().map(|(_, p)| file_id(p)).collect();
+    for (i, (_, path)) in outputs.iter().enumerate() {
+        if ids[i] == input {
+            return Err(ReplayError::OutputIsInput((*path).clone()));
+        }
+        let null = std::fs::canonicalize(path).is_ok_and(|c| c == Path::new("/dev/null"));
+        if let Some(j) = (0..i).find(|&j| ids[j] == ids[i]).filter(|_| !null) {
+            return Err(ReplayError::SameOutput {
+                first: outputs[j].0,
+                first_path: outputs[j].1.clone(),
+                second: outputs[i].0,
+                second_path: (*path).clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An output file being written (see the module's invariants): a regular file is written
+/// to a temporary file beside it, removed on drop unless [`Output::keep`] renamed it over
+/// the final path; anything else (a FIFO, `/dev/null`, a terminal) is written in place.
+struct Output {
+    path: PathBuf,
+    temp: Option<PathBuf>,
+}
+
+impl Output {
+    fn create(path: &Path) -> Result<(Output, BufWriter<File>), ReplayError> {
+        let failed = |source| ReplayError::Open {
+            path: path.to_path_buf(),
+            what: "cannot create output",
+            source,
+        };
+        let target = match std::fs::metadata(path) {
+            Ok(m) if !m.is_file() => {
+                let f = File::create(path).map_err(failed)?;
+                let out = Output {
+                    path: path.to_path_buf(),
+                    temp: None,
+                };
+                return Ok((out, BufWriter::with_capacity(1 << 20, f)));
+            }
+            // Through a symbolic link to the file it names, as writing in place would.
+            Ok(_) => std::fs::canonicalize(path).map_err(failed)?,
+            Err(_) => path.to_path_buf(),
+        };
+        let name = target.file_name().ok_or_else(|| {
+            failed(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "names no file",
+            ))
+        })?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".op25b-{}.part", std::process::id()));
+        let temp = target.with_file_name(temp_name);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(failed)?;
+        let out = Output {
+            path: target,
+            temp: Some(temp),
+        };
+        Ok((out, BufWriter::with_capacity(1 << 20, f)))
+    }
+
+    /// Puts the written file in place of the final path.
+    fn keep(mut self) -> Result<(), ReplayError> {
+        let Some(temp) = self.temp.take() else {
+            return Ok(());
+        };
+        std::fs::rename(&temp, &self.path).map_err(|source| {
+            let _ = std::fs::remove_file(&temp);
+            ReplayError::Open {
+                path: self.path.clone(),
+                what: "cannot move the written output into place",
+                source,
+            }
+        })
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if let Some(temp) = &self.temp {
+            let _ = std::fs::remove_file(temp);
+        }
     }
 }
 
@@ -111,14 +258,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// wrong link type, outputs not creatable); an input that breaks part-way gives an
 /// `Outcome` whose `error` is set.
 pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
-    for out in [&args.pass_out, &args.drop_out]
-        .into_iter()
-        .chain(args.resets_out.as_ref())
-    {
-        if same_file(out, &args.input) {
-            return Err(ReplayError::OutputIsInput(out.clone()));
-        }
-    }
+    check_paths(args)?;
     let input = File::open(&args.input).map_err(|source| ReplayError::Open {
         path: args.input.clone(),
         what: "cannot open input",
@@ -131,28 +271,31 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         }
     })?;
     let format = reader.format();
-    let create = |p: &PathBuf| {
-        File::create(p)
-            .map(|f| BufWriter::with_capacity(1 << 20, f))
-            .map_err(|source| ReplayError::Open {
-                path: p.clone(),
-                what: "cannot create output",
-                source,
-            })
+    let mut outputs = Vec::new();
+    let (o, pass) = Output::create(&args.pass_out)?;
+    outputs.push(o);
+    let (o, dropped) = Output::create(&args.drop_out)?;
+    outputs.push(o);
+    let on_output = |e: PortError| match e {
+        PortError::Write { what, source } => ReplayError::Output {
+            path: match what {
+                "pass output" => args.pass_out.clone(),
+                "drop output" => args.drop_out.clone(),
+                _ => args.resets_out.clone().unwrap_or_default(),
+            },
+            what,
+            source,
+        },
+        e => ReplayError::Input {
+            path: args.input.clone(),
+            source: e,
+        },
     };
-    let pass = create(&args.pass_out)?;
-    let drop = create(&args.drop_out)?;
-    let mut port = PcapPort::new(reader, pass, drop).map_err(|source| ReplayError::Input {
-        path: args.pass_out.clone(),
-        source,
-    })?;
+    let mut port = PcapPort::new(reader, pass, dropped).map_err(on_output)?;
     if let Some(r) = &args.resets_out {
-        port = port
-            .with_resets(create(r)?)
-            .map_err(|source| ReplayError::Input {
-                path: r.clone(),
-                source,
-            })?;
+        let (o, w) = Output::create(r)?;
+        outputs.push(o);
+        port = port.with_resets(w).map_err(on_output)?;
     }
     let policy_summary = policy_json(&built.policy);
     let inbound_summary = policy_json(&built.inbound);
@@ -195,13 +338,33 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     })();
     let flushed = port.flush();
     let elapsed_s = start.elapsed().as_secs_f64();
-    let error = match (run, flushed) {
-        (Err(e), _) | (Ok(()), Err(e)) => Some(ReplayError::Input {
-            path: args.input.clone(),
-            source: e,
-        }),
+    let mut error = match (run, flushed) {
+        (Err(e), _) | (Ok(()), Err(e)) => Some(on_output(e)),
         _ => None,
     };
+    let resets = port.resets_sent;
+    let unanswerable = port.resets_unanswerable;
+    drop(port);
+    // A pcapng whose first interface is not Ethernet is refused before any frame, as a
+    // pcap of another link type is: nothing written, existing outputs left as they were.
+    let refused = matches!(
+        &error,
+        Some(ReplayError::Input {
+            source: PortError::Capture(CaptureError::LinkType { .. }),
+            ..
+        })
+    );
+    if refused && totals.rx == 0 {
+        if let Some(e) = error {
+            return Err(e);
+        }
+    }
+    // What was written stays, even after an input error (the frames before it).
+    for o in outputs {
+        if let Err(e) = o.keep() {
+            error.get_or_insert(e);
+        }
+    }
     let o = out_w.counters();
     let counters = Counters {
         reasons: o.reasons,
@@ -215,7 +378,6 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     latency
         .add(in_w.latency())
         .expect("histograms of one shape");
-    let resets = port.resets_sent;
     let mut report = report_json(
         args,
         format,
@@ -236,10 +398,16 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     });
     report["dynamic_prefixes_hit"] = json!(outbound.dynamic_hits().len());
     report["top_dynamic_prefixes"] = hits_json(&top_prefixes(outbound.dynamic_hits(), args.top));
+    // Every frame a `reject` policy blocked asked for a reset; each was rate limited,
+    // written, or (with no TCP header to answer) unanswerable. The last two are known
+    // only with a resets output.
+    let limited = counters.reset_limited + inbound_counters.reset_limited;
+    let written = args.resets_out.as_ref().map(|_| resets);
     report["resets"] = json!({
-        "asked": counters.rejected + inbound_counters.rejected,
-        "rate_limited": counters.reset_limited + inbound_counters.reset_limited,
-        "written": resets,
+        "asked": counters.rejected + inbound_counters.rejected + limited,
+        "rate_limited": limited,
+        "written": written,
+        "unanswerable": written.map(|_| unanswerable),
     });
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&report).expect("a JSON value always serialises");

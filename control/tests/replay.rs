@@ -499,6 +499,81 @@ fn clear_errors_for_bad_inputs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(one_line(&out).contains("is the input file"));
     assert_eq!(records(&input).0.len(), 1);
+    // Whatever the spelling: a hard link to the input, the report over the input, two
+    // outputs naming one file. Only /dev/null may be named twice.
+    let before = std::fs::read(&input).unwrap();
+    let hard = dir.join("hard.pcap");
+    std::fs::hard_link(&input, &hard).unwrap();
+    let with = |pass: &Path, drop: &Path, report: &Path| {
+        op25b()
+            .args(["replay", "--config"])
+            .arg(&cfg)
+            .arg("--input")
+            .arg(&input)
+            .arg("--pass-out")
+            .arg(pass)
+            .arg("--drop-out")
+            .arg(drop)
+            .arg("--report")
+            .arg(report)
+            .output()
+            .unwrap()
+    };
+    let (p, d, r) = (dir.join("p.pcap"), dir.join("d.pcap"), dir.join("r.json"));
+    let dotted = dir.join(".").join("p.pcap");
+    for (pass, drop, report, says) in [
+        (&hard, &d, &r, "hard.pcap: is the input file"),
+        (&p, &d, &input, "in.pcap: is the input file"),
+        (&p, &d, &p, "--pass-out"),
+        (
+            &p,
+            &dotted,
+            &r,
+            "are the same file; each output needs its own",
+        ),
+    ] {
+        let out = with(pass, drop, report);
+        assert_eq!(out.status.code(), Some(1), "{says}");
+        assert!(one_line(&out).contains(says), "{says}");
+        assert_eq!(std::fs::read(&input).unwrap(), before);
+    }
+    let null = Path::new("/dev/null");
+    assert!(with(null, null, &r).status.success());
+    let r_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&r).unwrap()).unwrap();
+    assert_eq!(r_json["frames"]["drop"], 1);
+    // A write error names the output, not the input.
+    let full = with(Path::new("/dev/full"), &d, &r);
+    assert_eq!(full.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&full.stderr);
+    assert!(
+        e.starts_with("op25b: error: /dev/full: writing pass output:")
+            && e.contains("the outputs are incomplete"),
+        "{e}"
+    );
+    // A refused capture leaves existing outputs as they were (pcap and pcapng alike).
+    std::fs::write(&p, b"kept").unwrap();
+    for refused in [&sll, &ng] {
+        let out = op25b()
+            .args(["replay", "--config"])
+            .arg(&cfg)
+            .arg("--input")
+            .arg(refused)
+            .arg("--pass-out")
+            .arg(&p)
+            .arg("--drop-out")
+            .arg(&d)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(std::fs::read(&p).unwrap(), b"kept");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     // A bad config: exit 2, file and line named.
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[outbound]\ndynamic = [\"10.0.0.1/8\"]\n").unwrap();

@@ -120,8 +120,6 @@ skip_reasons! {
     TruncatedL3 = "truncated_l3",
     /// The frame (or the IP packet's stated length) ends before the TCP destination port.
     TruncatedL4 = "truncated_l4",
-    /// A PPPoE session header with a version/type other than 1/1 or a non-zero code.
-    MalformedPppoe = "malformed_pppoe",
     /// An IPv4 header with the wrong version, IHL below 5 or a total length below its IHL.
     MalformedIpv4 = "malformed_ipv4",
     /// An IPv6 header with the wrong version.
@@ -221,10 +219,11 @@ pub fn parse_layout(frame: &[u8]) -> Result<Layout, Skip> {
         ETHERTYPE_IPV4 => ipv4(frame, off, None),
         ETHERTYPE_IPV6 => ipv6(frame, off, None),
         ETHERTYPE_PPPOE_SESSION => {
+            // Version, type and code are not checked (RFC 2516 wants 1, 1 and 0): Linux's
+            // PPPoE receive path does not check them either, so a BNG built on it would
+            // carry such a frame's IP packet on, and passing it unjudged would be a way
+            // around the policy.
             let hdr = frame.get(off..off + 7).ok_or(Skip::TruncatedL2)?;
-            if hdr[0] != 0x11 || hdr[1] != 0 {
-                return Err(Skip::MalformedPppoe);
-            }
             // PPP protocol numbers have an odd low byte and an even high byte, so an odd
             // first byte is a compressed (one-byte) protocol field (RFC 1661 §6.5).
             let (proto, ip_off) = if hdr[6] & 1 == 1 {

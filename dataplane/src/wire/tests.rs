@@ -204,9 +204,15 @@ fn skip_reasons() {
     let mut lcp = tcp4().pppoe(5, false).build();
     lcp[20..22].copy_from_slice(&0xc021u16.to_be_bytes());
     assert_eq!(parse(&lcp), Err(Skip::PppNotIp));
-    let mut bad_pppoe = tcp4().pppoe(5, false).build();
-    bad_pppoe[14] = 0x12;
-    assert_eq!(parse(&bad_pppoe), Err(Skip::MalformedPppoe));
+    // A PPPoE session header's version, type and code do not stop the judging (a
+    // Linux-based BNG carries such frames on): the same key as the well-formed frame.
+    let pppoe = tcp4().pppoe(5, false).build();
+    for (at, byte) in [(14, 0x12), (14, 0x00), (14, 0x22), (15, 0x09), (15, 0xa7)] {
+        let mut odd = pppoe.clone();
+        odd[at] = byte;
+        assert_eq!(parse(&odd), parse(&pppoe), "byte {at} = {byte:#04x}");
+        assert!(parse(&odd).is_ok());
+    }
 
     let mut bad_v4 = tcp4().build();
     bad_v4[14] = 0x44; // IHL 4
