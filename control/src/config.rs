@@ -1611,5 +1611,13 @@ scope = []
         assert!(parse_prefix("2001:db8::/129")
             .unwrap_err()
             .contains("too long"));
+        // IPv4-mapped IPv6 prefixes would never match a frame: the IPv4 form is named.
+        assert_eq!(
+            parse_prefix("::ffff:10.0.0.0/104").unwrap_err(),
+            "\"::ffff:10.0.0.0/104\" is an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, 10.0.0.0/8"
+        );
+        // Wider prefixes only contain that space; they are kept.
+        assert!(parse_prefix("::/80").is_ok());
+        assert!(parse_prefix("::/0").is_ok());
     }
 }

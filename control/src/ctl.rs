@@ -542,8 +542,10 @@ impl Command {
                 Ok(Self::Stats { json, top })
             }
             ["explain", src, dst, port] => {
+                // An IPv4-mapped address (a dual-stack server's log writes ::ffff:10.0.0.3)
+                // is explained as the IPv4 address it is.
                 let addr = |what: &str, a: &str| -> Result<IpAddr, String> {
-                    a.parse().map_err(|_| {
+                    a.parse::<IpAddr>().map(|a| a.to_canonical()).map_err(|_| {
                         format!("explain: {what} {a:?} is not an IPv4 or IPv6 address")
                     })
                 };
@@ -631,6 +633,15 @@ mod tests {
                 port: 25
             })
         );
+        // A dual-stack log's IPv4-mapped address is explained as the IPv4 address.
+        assert_eq!(
+            parse("explain ::ffff:10.0.0.3 ::ffff:192.0.2.1 25"),
+            Ok(Command::Explain {
+                src: "10.0.0.3".parse().unwrap(),
+                dst: "192.0.2.1".parse().unwrap(),
+                port: 25
+            })
+        );
         assert_eq!(
             parse("exempt add 100.64.1.7 --ttl 2h"),
             Ok(Command::ExemptAdd {
@@ -670,6 +681,10 @@ mod tests {
             ("exempt add 10.0.0.0/8 --ttl 0s", "at least one second"),
             ("exempt add 10.0.0.0/8 30s", "usage: exempt add"),
             ("exempt del 2001:db8::/129", "/129 is too long"),
+            (
+                "exempt add ::ffff:10.0.0.3",
+                "exempt add: \"::ffff:10.0.0.3\": \"::ffff:10.0.0.3\" is an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, 10.0.0.3/32",
+            ),
             ("exempt", "usage: exempt"),
             (
                 "stats --jsn",

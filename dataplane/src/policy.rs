@@ -70,6 +70,16 @@ impl std::str::FromStr for AnyPrefix {
                 n
             }
         };
+        if let std::net::IpAddr::V6(a) = addr {
+            // No frame carries an IPv4-mapped address (RFC 4291 §2.5.5.2): such a prefix
+            // would silently never match. It is the IPv4 prefix that was meant.
+            if let (Some(v4), true) = (a.to_ipv4_mapped(), len >= 96) {
+                return Err(format!(
+                    "{t:?} is an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, {v4}/{}",
+                    len - 96
+                ));
+            }
+        }
         let (prefix, network) = match addr {
             std::net::IpAddr::V4(a) => {
                 let bits = u32::from(a);
