@@ -566,6 +566,7 @@ fn drop_log(
     d: RawDropLog,
     base: &Path,
     at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+    notes: &mut Vec<String>,
 ) -> Result<Option<DropLogConfig>, ConfigError> {
     let bad =
         |span: std::ops::Range<usize>, key: &str, text: String, why: String| ConfigError::Value {
@@ -574,9 +575,17 @@ fn drop_log(
             text,
             why,
         };
-    if !d.enabled {
-        return Ok(None);
-    }
+    let enabled = d.enabled;
+    let set = [
+        d.path.is_some(),
+        d.sample.is_some(),
+        d.rate.is_some(),
+        d.truncate_ipv4.is_some(),
+        d.truncate_ipv6.is_some(),
+        d.rotate.is_some(),
+        d.retention.is_some(),
+    ]
+    .contains(&true);
     let path = match d.path {
         None => PathBuf::from(DEFAULT_DROP_LOG),
         Some(p) if p.get_ref().is_empty() => {
@@ -619,6 +628,15 @@ fn drop_log(
     };
     let rotate = duration(d.rotate, "rotate", DEFAULT_ROTATE)?;
     let retention = duration(d.retention, "retention", DEFAULT_RETENTION)?;
+    if !enabled {
+        if set {
+            notes.push(format!(
+                "{}: [drop_log] has settings but is off (enabled = true turns it on)",
+                at(0..0).file.display()
+            ));
+        }
+        return Ok(None);
+    }
     Ok(Some(DropLogConfig {
         path,
         sample,
@@ -633,6 +651,7 @@ fn drop_log(
 fn dataplane(
     d: RawDataplane,
     at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+    notes: &mut Vec<String>,
 ) -> Result<DataplaneConfig, ConfigError> {
     let bad =
         |span: std::ops::Range<usize>, key: &str, text: String, why: String| ConfigError::Value {
@@ -749,6 +768,12 @@ fn dataplane(
         }
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if workers > cpus {
+        notes.push(format!(
+            "{}: dataplane.workers: {workers} poll-mode workers on the {cpus} core(s) this process may use: they take turns, and each spins while the others wait",
+            at(d.workers.as_ref().map_or(0..0, |w| w.span()))
+        ));
+    }
     let cores = match d.cores {
         None => Vec::new(),
         Some(c) => {
@@ -758,6 +783,19 @@ fn dataplane(
                     "cores",
                     format!("{:?}", c.get_ref()),
                     format!("list one core per worker ({workers})"),
+                ));
+            }
+            if let Some(x) = c
+                .get_ref()
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| c.get_ref()[..i].contains(x).then_some(x))
+            {
+                return Err(bad(
+                    c.span(),
+                    "cores",
+                    x.to_string(),
+                    "listed twice: two poll-mode workers on one core take turns, each at half speed".into(),
                 ));
             }
             if let Some(x) = c.get_ref().iter().find(|&&x| x >= cpus) {
@@ -853,9 +891,17 @@ impl Config {
         let o = raw.outbound.into_inner();
         let base = path.parent().unwrap_or(Path::new("."));
         let mut spec = OutboundSpec::default();
-        ports_and_action(&mut spec, o.ports, o.action, o.reject_rate, &at)?;
-        let mut origins = ListOrigins::default();
         let mut read = FilesRead::default();
+        ports_and_action(
+            "outbound",
+            &mut spec,
+            o.ports,
+            o.action,
+            o.reject_rate,
+            &at,
+            &mut read.notes,
+        )?;
+        let mut origins = ListOrigins::default();
         read_lists(
             [
                 (
@@ -891,13 +937,23 @@ impl Config {
             &at,
             &mut read,
         )?;
+        let outbound_lint = read.notes.len();
+        let outbound_files = !o.dynamic_files.is_empty();
         let inbound = match raw.inbound {
             None => None,
             Some(i) => {
                 let span = i.span();
                 let i = i.into_inner();
                 let mut spec = OutboundSpec::default();
-                ports_and_action(&mut spec, i.ports, i.action, i.reject_rate, &at)?;
+                ports_and_action(
+                    "inbound",
+                    &mut spec,
+                    i.ports,
+                    i.action,
+                    i.reject_rate,
+                    &at,
+                    &mut read.notes,
+                )?;
                 let mut origins = ListOrigins::default();
                 let none = Vec::new();
                 read_lists(
@@ -943,12 +999,35 @@ impl Config {
                         why: "no protected host: list the MX addresses inbound checks guard (protected or protected_files), or remove [inbound]".into(),
                     });
                 }
+                let files = !i.dynamic_files.is_empty();
+                lint_lists(
+                    path,
+                    "inbound",
+                    "protected",
+                    &spec,
+                    &origins,
+                    files,
+                    &mut read.notes,
+                );
                 Some(InboundConfig { spec, origins })
             }
         };
+        // Where the outbound notes belong (before the inbound section's); an inbound-only
+        // config (a receiving ISP's IP25B check) blocks nothing outbound on purpose.
+        let mut notes = Vec::new();
+        lint_lists(
+            path,
+            "outbound",
+            "scope",
+            &spec,
+            &origins,
+            outbound_files || inbound.is_some(),
+            &mut notes,
+        );
+        read.notes.splice(outbound_lint..outbound_lint, notes);
         let dataplane = match raw.dataplane {
             None => None,
-            Some(d) => Some(dataplane(d.into_inner(), &at)?),
+            Some(d) => Some(dataplane(d.into_inner(), &at, &mut read.notes)?),
         };
         let mut control = ControlConfig {
             socket: PathBuf::from(DEFAULT_SOCKET),
@@ -1002,7 +1081,7 @@ impl Config {
         }
         let drop_log = match raw.drop_log {
             None => None,
-            Some(d) => drop_log(d.into_inner(), base, &at)?,
+            Some(d) => drop_log(d.into_inner(), base, &at, &mut read.notes)?,
         };
         Ok(Config {
             path: path.to_path_buf(),
@@ -1148,11 +1227,13 @@ fn read_lists<const N: usize>(
 
 /// Fills `ports` (default [25]) and `action` (default drop) of a section.
 fn ports_and_action(
+    section: &str,
     spec: &mut OutboundSpec,
     ports: Option<Spanned<Vec<Spanned<u16>>>>,
     action: Option<Spanned<RawAction>>,
     reject_rate: Option<Spanned<u32>>,
     at: &dyn Fn(std::ops::Range<usize>) -> Origin,
+    notes: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
     spec.ports = vec![25];
     if let Some(ports) = ports {
@@ -1174,6 +1255,14 @@ fn ports_and_action(
                     why: "port 0 is not a TCP destination port".into(),
                 });
             }
+            if spec.ports.contains(p.get_ref()) {
+                notes.push(format!(
+                    "{}: [{section}] ports: {} is listed twice; counted once",
+                    at(p.span()),
+                    p.get_ref()
+                ));
+                continue;
+            }
             spec.ports.push(p.into_inner());
         }
     }
@@ -1185,9 +1274,73 @@ fn ports_and_action(
         };
     }
     if let Some(rate) = reject_rate {
+        if spec.action != Action::Reject {
+            notes.push(format!(
+                "{}: [{section}] reject_rate has no effect unless action = \"reject\"",
+                at(rate.span())
+            ));
+        } else if *rate.get_ref() == 0 {
+            return Err(ConfigError::Value {
+                at: at(rate.span()),
+                list: "reject_rate".into(),
+                text: "0".into(),
+                why:
+                    "0 resets per second sends none: use action = \"drop\", or a rate of at least 1"
+                        .into(),
+            });
+        }
         spec.reject_rate = Some(*rate.get_ref());
     }
     Ok(())
+}
+
+/// Notes on a section's lists that are valid but cannot be what was meant: no dynamic
+/// prefix (nothing is blocked; not said when `quiet_if_empty`: its empty files were
+/// named already, or the section is meant to block nothing), a relay covering every destination of a family, a
+/// scope (or, inbound, protected list) without a family the dynamic pools have.
+fn lint_lists(
+    file: &Path,
+    section: &str,
+    scope_name: &str,
+    spec: &OutboundSpec,
+    origins: &ListOrigins,
+    quiet_if_empty: bool,
+    notes: &mut Vec<String>,
+) {
+    let family = |p: &AnyPrefix| {
+        if matches!(p, AnyPrefix::V4(_)) {
+            "IPv4"
+        } else {
+            "IPv6"
+        }
+    };
+    if spec.dynamic.is_empty() && !quiet_if_empty {
+        notes.push(format!(
+            "{}: [{section}] lists no dynamic prefix (dynamic or dynamic_files): nothing is blocked",
+            file.display()
+        ));
+    }
+    for (p, o) in spec.relays.iter().zip(&origins.relays) {
+        if matches!(p, AnyPrefix::V4(q) if q.len == 0)
+            || matches!(p, AnyPrefix::V6(q) if q.len == 0)
+        {
+            notes.push(format!(
+                "{o}: relays: {p} covers every destination: no {} segment is blocked",
+                family(p)
+            ));
+        }
+    }
+    if !spec.scope.is_empty() {
+        for fam in ["IPv4", "IPv6"] {
+            let pools = spec.dynamic.iter().any(|p| family(p) == fam);
+            if pools && !spec.scope.iter().any(|p| family(p) == fam) {
+                notes.push(format!(
+                    "{}: [{section}] {scope_name} lists no {fam} prefix, so the {fam} dynamic prefixes never block",
+                    file.display()
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1225,6 +1378,37 @@ scope = []
         assert_eq!(c.origins.exempt[0].line, 6);
         let b = c.build(1).unwrap();
         assert!(b.warnings.is_empty());
+    }
+
+    #[test]
+    fn settings_that_cannot_be_meant_are_noted() {
+        let c = load(
+            "[outbound]\nports = [25, 587, 25]\nreject_rate = 5\ndynamic = [\"10.0.0.0/8\", \"2001:db8::/32\"]\nrelays = [\"0.0.0.0/0\"]\nscope = [\"192.0.2.0/24\"]\n[inbound]\nprotected = [\"198.51.100.25\"]\n[drop_log]\nrotate = \"1h\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.outbound.ports, vec![25, 587]);
+        let w = c.build(1).unwrap().warnings;
+        let f = "/nonexistent/op25b.toml";
+        assert_eq!(
+            w,
+            [
+                format!("{f}:2: [outbound] ports: 25 is listed twice; counted once"),
+                format!("{f}:3: [outbound] reject_rate has no effect unless action = \"reject\""),
+                format!("{f}:5: relays: 0.0.0.0/0 covers every destination: no IPv4 segment is blocked"),
+                format!("{f}: [outbound] scope lists no IPv6 prefix, so the IPv6 dynamic prefixes never block"),
+                format!("{f}: [inbound] lists no dynamic prefix (dynamic or dynamic_files): nothing is blocked"),
+                format!("{f}: [drop_log] has settings but is off (enabled = true turns it on)"),
+            ]
+        );
+        // A reject that can send no reset is refused; a drop log that is off is still
+        // checked, so turning it on later cannot fail on a typo made today.
+        assert!(err("[outbound]\naction = \"reject\"\nreject_rate = 0\n")
+            .contains(":3: reject_rate: \"0\": 0 resets per second sends none"));
+        assert!(err("[outbound]\n[drop_log]\nrotate = \"banana\"\n").contains("drop_log.rotate"));
+        assert!(err(
+            "[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0, 0]\n"
+        )
+        .contains("listed twice"));
     }
 
     #[test]
