@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(target_os = "linux")]
+pub mod claim;
 pub mod config;
 #[cfg(target_os = "linux")]
 pub mod ctl;

@@ -1523,9 +1523,12 @@ impl BackendHandle {
 }
 
 /// Opens one port per worker on the configured backend.
-fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), String> {
+fn open_ports(
+    dp: &DataplaneConfig,
+) -> Result<(Vec<LivePort>, BackendHandle, crate::claim::Claims), String> {
     match dp.backend {
         Backend::AfPacket => {
+            let claims = crate::claim::claim_names(&[&dp.access, &dp.core])?;
             // Fanout group ids are per network namespace; derive them from the pid so two
             // appliances on one host never share a group.
             let group = (std::process::id() as u16).wrapping_mul(2);
@@ -1536,7 +1539,7 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
                         .map_err(|e| format!("worker {i}: {e}"))
                 })
                 .collect::<Result<_, _>>()?;
-            Ok((ports, BackendHandle::Kernel))
+            Ok((ports, BackendHandle::Kernel, claims))
         }
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
@@ -1558,6 +1561,9 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
             let Some(first) = wires.first() else {
                 return Err("DPDK opened no queue".into());
             };
+            // Virtual devices on kernel interfaces (net_af_packet, net_tap) are known only
+            // once open; a NIC is the EAL's own to guard.
+            let claims = crate::claim::claim(&first.kernel_interfaces())?;
             let links = op25b_dataplane::port::dpdk::DeviceLinks::of(first);
             Ok((
                 wires.into_iter().map(LivePort::Dpdk).collect(),
@@ -1565,6 +1571,7 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
                     _eal: eal,
                     links: Some(links).filter(|l| l.any()),
                 },
+                claims,
             ))
         }
         #[cfg(not(feature = "dpdk"))]
@@ -1573,6 +1580,8 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
         }
         #[cfg(feature = "af_xdp")]
         Backend::AfXdp => {
+            // Before the XDP program is attached: a second one would replace the first's.
+            let claims = crate::claim::claim_names(&[&dp.access, &dp.core])?;
             let wires = op25b_dataplane::port::af_xdp::open_wire(
                 &dp.access, &dp.core, dp.workers, dp.burst,
             )
@@ -1592,6 +1601,7 @@ fn open_ports(dp: &DataplaneConfig) -> Result<(Vec<LivePort>, BackendHandle), St
                     .map(|w| LivePort::Xdp(Box::new(w)))
                     .collect(),
                 BackendHandle::Kernel,
+                claims,
             ))
         }
         #[cfg(not(feature = "af_xdp"))]
@@ -1645,11 +1655,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let (ports, mut backend) = open_ports(&dp)?;
+    let (ports, mut backend, _claims) = open_ports(&dp)?;
     let mut links_checked = Instant::now();
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
     let cc = config.control.clone();
-    let ctl_listener = ctl::bind(&cc.socket)?;
+    // The metrics address first: a start it stops leaves no control socket file behind.
     let metrics_listener = match &cc.metrics {
         Some(addr) => Some(
             std::net::TcpListener::bind(addr)
@@ -1657,6 +1667,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ),
         None => None,
     };
+    let ctl_listener = ctl::bind(&cc.socket)?;
     let signals = signal_events()?;
     {
         let tx = req_tx.clone();

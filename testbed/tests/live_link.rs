@@ -6,20 +6,23 @@
 //! exit, so the service manager restarts it on the new interface instead of a silent
 //! black hole.
 //!
+//! A second appliance on the same interfaces is refused, naming the first.
+//!
 //! Needs root and iproute2, and for AF_XDP and DPDK an `op25b` built with those features
 //! (the `--all-features` test run); says SKIPPED otherwise.
 
 use op25b_testbed::{run_appliance, unavailable, Wire};
 use std::time::{Duration, Instant};
 
-fn config(backend: &str) -> String {
+/// The config of appliance `n` (each its own control socket and DPDK file prefix).
+fn config(backend: &str, n: u32) -> String {
     let dataplane = match backend {
         "dpdk" => format!(
             r#"backend = "dpdk"
 access = "net_af_packet0"
 core = "net_af_packet1"
 eal_args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0",
-            "--log-level=lib.eal:warning", "--file-prefix=op25b-lk-{pid}",
+            "--log-level=lib.eal:warning", "--file-prefix=op25b-lk-{pid}-{n}",
             "--vdev=net_af_packet0,iface=acc0", "--vdev=net_af_packet1,iface=core0"]"#,
             pid = std::process::id()
         ),
@@ -32,7 +35,7 @@ dynamic = ["10.9.0.0/16"]
 [dataplane]
 {dataplane}
 [control]
-socket = "ctl.sock"
+socket = "ctl{n}.sock"
 metrics = ""
 "#
     )
@@ -83,7 +86,7 @@ fn flap_and_delete(backend: &str, tag: &str) {
     }
     let dir = op25b_dataplane::testkit::scratch_dir(&format!("live-link-{backend}"));
     let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, config(backend)).unwrap();
+    std::fs::write(&cfg, config(backend, 1)).unwrap();
     let probe = std::process::Command::new(op25b_testbed::op25b_binary())
         .args(["check", "--config", cfg.to_str().unwrap()])
         .output()
@@ -109,6 +112,36 @@ fn flap_and_delete(backend: &str, tag: &str) {
     let mut appliance = run_appliance(&wire.app, &cfg);
     let pid = appliance.child().id();
     wire.left.wait_for_ping("10.0.0.2", Duration::from_secs(15));
+
+    // A second appliance on the same interfaces (it would forward every frame again, and
+    // on AF_XDP replace the first one's program) is refused, naming the first; the first
+    // serves on, once per frame.
+    let second_cfg = dir.join("second.toml");
+    std::fs::write(&second_cfg, config(backend, 2)).unwrap();
+    let second = wire
+        .app
+        .command(&[
+            op25b_testbed::op25b_binary().to_str().unwrap(),
+            "run",
+            "--config",
+            second_cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let refusal = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{refusal}");
+    assert!(
+        refusal.contains(&format!("is already served by process {pid} (")),
+        "{refusal}"
+    );
+    let ping = wire
+        .left
+        .exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", "10.0.0.2"]);
+    let ping = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        ping.contains("3 received") && !ping.contains("duplicates"),
+        "{ping}"
+    );
 
     // Down for two seconds, then up: the worker does not spin meanwhile (AF_PACKET: the
     // socket's pending error is taken, so poll(2) sleeps again; DPDK naps when idle), both

@@ -128,6 +128,11 @@ impl LinkWatch {
         None
     }
 
+    /// The kernel interfaces watched (name and the index it was bound at).
+    pub fn kernel_interfaces(&self) -> Vec<(String, i32)> {
+        self.sides.iter().filter_map(|s| s.kernel.clone()).collect()
+    }
+
     /// Whether side `i` (0 access, 1 core) was up at the last look (true before any).
     pub fn is_up(&self, i: usize) -> bool {
         self.sides[i].up != Some(false)

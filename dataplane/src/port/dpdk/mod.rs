@@ -650,6 +650,12 @@ impl DpdkWire {
         self.watch.look()
     }
 
+    /// The kernel interfaces the wire's virtual devices are on (name and index; none for
+    /// a NIC, net_null or net_pcap).
+    pub fn kernel_interfaces(&self) -> Vec<(String, i32)> {
+        self.watch.kernel_interfaces()
+    }
+
     /// The (access, core) port ids.
     pub fn ports(&self) -> (u16, u16) {
         (self.access, self.core)
