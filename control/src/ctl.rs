@@ -238,12 +238,43 @@ pub fn serve_socket(listener: UnixListener, to_control: Sender<Request>) {
     serve_socket_with(listener, to_control, LIMITS);
 }
 
+/// Most control clients served at once; one more is answered at once that it must wait.
+const MAX_CLIENTS: usize = 16;
+
 fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits: Limits) {
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in listener.incoming() {
-        match stream {
-            Ok(stream) => answer_one(&stream, &to_control, limits),
-            Err(_) => std::thread::sleep(ACCEPT_BACKOFF),
+        let stream = match stream {
+            Ok(s) => s,
+            Err(_) => {
+                std::thread::sleep(ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        // Each client on its own thread, so one that connects and says nothing (or reads
+        // its answer slowly) delays no other; the control thread still takes their
+        // commands one at a time, in order.
+        if busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_CLIENTS {
+            busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+            let body = serde_json::json!({
+                "ok": false,
+                "text": format!("{MAX_CLIENTS} control clients are being served already; try again"),
+            });
+            let _ = write_all_by(
+                &stream,
+                format!("{body}\n").as_bytes(),
+                Instant::now() + Duration::from_millis(100),
+            );
+            continue;
         }
+        let (slot, tx) = (Slot(busy.clone()), to_control.clone());
+        // A spawn that fails drops the closure, and with it the slot.
+        let _ = std::thread::Builder::new()
+            .name("op25b-ctl-client".into())
+            .spawn(move || {
+                let _slot = slot;
+                answer_one(&stream, &tx, limits);
+            });
     }
 }
 
@@ -739,7 +770,7 @@ mod tests {
     }
 
     #[test]
-    fn a_trickling_client_holds_the_socket_for_the_limit_only() {
+    fn slow_and_idle_clients_delay_no_other() {
         let limits = Limits {
             client: Duration::from_secs(1),
             answer: Duration::from_secs(5),
@@ -758,6 +789,10 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(300));
             }
         });
+        // And clients that connect and say nothing.
+        let idle: Vec<UnixStream> = (0..6)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
         std::thread::sleep(Duration::from_millis(200));
         let t = Instant::now();
         assert_eq!(
@@ -766,10 +801,29 @@ mod tests {
         );
         let waited = t.elapsed();
         assert!(
-            waited < Duration::from_secs(3),
-            "waited {waited:?} behind a trickling client"
+            waited < Duration::from_millis(500),
+            "waited {waited:?} behind a trickling client and six idle ones"
         );
+        // Beyond the limit of clients at once: told at once, not queued.
+        let more: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let refused = request(&path, &["status".into()]).unwrap();
+        assert_eq!(
+            refused,
+            (
+                false,
+                format!("{MAX_CLIENTS} control clients are being served already; try again")
+            )
+        );
+        // The idle ones are let go after the client limit (1 s), and serving goes on.
+        drop((idle, more));
         trickler.join().unwrap();
+        assert_eq!(
+            request(&path, &["status".into()]).unwrap(),
+            (true, "status".into())
+        );
         // A request over the size limit gets an answer saying so.
         let mut s = UnixStream::connect(&path).unwrap();
         let _ = s.write_all(&vec![b'x'; MAX_REQUEST + 2048]);
