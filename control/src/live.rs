@@ -866,15 +866,18 @@ impl Control {
     fn housekeeping(&mut self) {
         self.drain_retired();
         let now = SystemTime::now();
-        if self
+        let expired: Vec<String> = self
             .tickets
             .iter()
-            .any(|t| t.expires.is_some_and(|e| e <= now))
-        {
+            .filter(|t| t.expires.is_some_and(|e| e <= now))
+            .map(|t| t.prefix.to_string())
+            .collect();
+        if !expired.is_empty() {
             let cfg = self.config.clone();
             match self.publish(cfg) {
                 Ok(_) => eprintln!(
-                    "op25b: exemption ticket expired; policy generation {}",
+                    "op25b: exemption ticket(s) expired: {}; policy generation {}",
+                    expired.join(", "),
                     self.generation
                 ),
                 Err(e) => eprintln!(
@@ -1007,19 +1010,35 @@ impl Control {
                     None => None,
                 };
                 let before = self.tickets.clone();
+                let replaced = self.tickets.iter().find(|t| t.prefix == p).map(|t| {
+                    format!(
+                        " (replacing its ticket {})",
+                        until(t.expires).replace("until ", "that ran until ")
+                    )
+                });
                 self.tickets.retain(|t| t.prefix != p);
                 self.tickets.push(Ticket { prefix: p, expires });
                 match self.publish(self.config.clone()) {
-                    Ok(_) => (
-                        true,
-                        format!(
-                            "{p} exempted from outbound blocking{}; policy generation {}{}{}",
-                            ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())),
-                            self.generation,
-                            self.ticket_caveats(&p),
-                            self.save_warning()
-                        ),
-                    ),
+                    Ok(_) => {
+                        let replaced = replaced.unwrap_or_default();
+                        // The audit trail: who was unblocked, until when, in the log.
+                        eprintln!(
+                            "op25b: exemption ticket added: {p} {}{replaced}; policy generation {}",
+                            until(expires),
+                            self.generation
+                        );
+                        (
+                            true,
+                            format!(
+                                "{p} exempted from outbound blocking{} ({}){replaced}; policy generation {}{}{}",
+                                ttl.map_or(String::new(), |d| format!(" for {} s", d.as_secs())),
+                                until(expires),
+                                self.generation,
+                                self.ticket_caveats(&p),
+                                self.save_warning()
+                            ),
+                        )
+                    }
                     Err(e) => {
                         self.tickets = before;
                         (false, format!("refused: {e}"))
@@ -1033,14 +1052,20 @@ impl Control {
                     return (false, format!("{p} has no exemption ticket"));
                 }
                 match self.publish(self.config.clone()) {
-                    Ok(_) => (
-                        true,
-                        format!(
-                            "{p} ticket removed; policy generation {}{}",
-                            self.generation,
-                            self.save_warning()
-                        ),
-                    ),
+                    Ok(_) => {
+                        eprintln!(
+                            "op25b: exemption ticket removed: {p}; policy generation {}",
+                            self.generation
+                        );
+                        (
+                            true,
+                            format!(
+                                "{p} ticket removed; policy generation {}{}",
+                                self.generation,
+                                self.save_warning()
+                            ),
+                        )
+                    }
                     Err(e) => (false, format!("refused: {e}")),
                 }
             }
@@ -1164,7 +1189,7 @@ impl Control {
         let mut out = String::new();
         if let Some(first) = winners.first() {
             out += &format!(
-                "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; ticket those too",
+                "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; to unblock those too, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)",
                 winners.len()
             );
         }
@@ -1633,6 +1658,14 @@ impl std::fmt::Display for RunError {
             RunError::Config(e) | RunError::Failed(e) => f.write_str(e),
         }
     }
+}
+
+/// When a ticket ends, for the log and the answers: `until 2026-12-02T10:00:00Z`, or
+/// `until removed` for one without a TTL.
+fn until(expires: Option<SystemTime>) -> String {
+    expires.map_or("until removed".into(), |e| {
+        format!("until {}", crate::droplog::rfc3339_seconds(e))
+    })
 }
 
 /// Runs the appliance until SIGTERM or SIGINT.

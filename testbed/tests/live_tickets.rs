@@ -98,6 +98,15 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Adding a ticket again replaces it, and says which expiry it replaced.
+    let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.4.4", "--ttl", "1h"]);
+    assert!(ok && text.contains("(until 20"), "{text}");
+    let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.4.4"]);
+    assert!(
+        ok && text.contains("(until removed) (replacing its ticket that ran until 20"),
+        "{text}"
+    );
+    assert!(ctl(&sock, &["exempt", "del", "10.9.4.4"]).0);
     let err = stop(appliance);
     assert!(
         err.contains(&format!(
@@ -106,6 +115,16 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         )) && !err.contains("dropped at shutdown"),
         "{err}"
     );
+    // The audit trail: every add, replacement, removal and expiry, with its prefix.
+    for line in [
+        "op25b: exemption ticket added: 10.9.1.1/32 until removed; policy generation",
+        "op25b: exemption ticket added: 10.9.2.0/24 until 20",
+        "op25b: exemption ticket(s) expired: 10.9.3.3/32; policy generation",
+        "op25b: exemption ticket added: 10.9.4.4/32 until removed (replacing its ticket that ran until 20",
+        "op25b: exemption ticket removed: 10.9.4.4/32; policy generation",
+    ] {
+        assert!(err.contains(line), "{line:?} not in {err}");
+    }
 
     // Second run: both are back, the timed one with what is left of its hour.
     let appliance = run_appliance(&wire.app, &cfg);
