@@ -71,6 +71,8 @@ struct Snapshot {
     last: bool,
     /// Why this worker stopped on its own (an interface it cannot serve again).
     fatal: Option<String>,
+    /// Whether each link (access, core) was up at the worker's last look.
+    links_up: [bool; 2],
 }
 
 /// A worker's side of the wire, whichever backend carries it.
@@ -157,6 +159,17 @@ impl LivePort {
                 }
                 None
             }
+        }
+    }
+
+    /// Whether each link (access, core) was up at the last look.
+    fn links_up(&self) -> [bool; 2] {
+        match self {
+            LivePort::Packet(p) => p.links_up(),
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(p) => p.links_up(),
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(p) => p.links_up(),
         }
     }
 
@@ -254,6 +267,7 @@ fn worker_loop(mut w: WorkerCtx) {
                 last: stopping,
                 // Only a stopping snapshot carries it, and the worker returns after it.
                 fatal: if stopping { gone.take() } else { None },
+                links_up: w.port.links_up(),
             };
             if stopping {
                 let _ = w.report.send(snap);
@@ -542,6 +556,11 @@ struct Control {
     /// Replaced policies (0 outbound, 1 inbound) that a worker may still be counting in;
     /// folded into `retired_hits` once no worker holds them.
     draining: Vec<(usize, Arc<Policy>)>,
+    /// The warnings of the config in force (shown by `status` and counted in metrics, so
+    /// a pool file that became empty does not look healthy).
+    warnings: Vec<String>,
+    /// The DPDK NIC links the control thread watches (access, core; true otherwise).
+    device_links: [bool; 2],
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -602,6 +621,7 @@ impl Control {
         self.loaded_at = SystemTime::now();
         self.reload_ms = t.elapsed().as_secs_f64() * 1e3;
         self.persist();
+        self.warnings = built.warnings.clone();
         Ok(built.warnings)
     }
 
@@ -961,10 +981,28 @@ impl Control {
                             .into()
                     }
                 };
+                let up = self.links_up();
+                let state = |u: bool| if u { "up" } else { "DOWN" };
+                let links = format!(
+                    "\nlinks: access {} {}, core {} {}",
+                    self.dataplane.access,
+                    state(up[0]),
+                    self.dataplane.core,
+                    state(up[1])
+                );
+                let warnings = if self.warnings.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "\nconfig warnings ({}):\n  {}",
+                        self.warnings.len(),
+                        self.warnings.join("\n  ")
+                    )
+                };
                 (
                     true,
                     format!(
-                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms{links}{warnings}\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
                         self.generation,
                         self.path.display(),
                         self.reload_ms,
@@ -1070,6 +1108,17 @@ impl Control {
                 }
             }
         }
+    }
+
+    /// Whether each link (access, core) is up: down if any worker's last look, or the
+    /// control thread's look at a DPDK NIC, found it down.
+    fn links_up(&self) -> [bool; 2] {
+        let mut up = self.device_links;
+        for s in self.workers.iter().flatten() {
+            up[0] &= s.links_up[0];
+            up[1] &= s.links_up[1];
+        }
+        up
     }
 
     /// `stats [--json] [--top N]`: counters per direction, resets, and with `--top` the
@@ -1315,6 +1364,23 @@ impl Control {
         }
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
+        let up = self.links_up();
+        let _ = writeln!(m, "# HELP op25b_link_up Whether a link of the wire is up with a carrier (1) or down (0), as the appliance last looked.\n# TYPE op25b_link_up gauge");
+        for (k, (side, name)) in [
+            ("access", &self.dataplane.access),
+            ("core", &self.dataplane.core),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let _ = writeln!(
+                m,
+                "op25b_link_up{{side=\"{side}\",interface=\"{}\"}} {}",
+                label_value(name),
+                u8::from(up[k])
+            );
+        }
+        let _ = writeln!(m, "# HELP op25b_config_warnings Warnings of the config in force (`op25b ctl status` lists them).\n# TYPE op25b_config_warnings gauge\nop25b_config_warnings {}", self.warnings.len());
         let _ = writeln!(m, "# HELP op25b_policy_generation Generation of the policy in force.\n# TYPE op25b_policy_generation gauge\nop25b_policy_generation {}", self.generation);
         let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last policy build took (a reload, or a ticket added, deleted or expired; reading the files not included).\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);
         let loaded = self
@@ -1537,6 +1603,18 @@ impl BackendHandle {
         }
     }
 
+    /// Whether each link the control thread watches (access, core) was up at its last
+    /// look (true for links it does not watch).
+    fn links_up(&self) -> [bool; 2] {
+        match self {
+            BackendHandle::Kernel => [true, true],
+            #[cfg(feature = "dpdk")]
+            BackendHandle::Dpdk { links, .. } => {
+                links.as_ref().map_or([true, true], |l| l.links_up())
+            }
+        }
+    }
+
     /// Releases the backend (call after every worker has stopped).
     fn release(self) {
         match self {
@@ -1658,6 +1736,13 @@ impl std::fmt::Display for RunError {
             RunError::Config(e) | RunError::Failed(e) => f.write_str(e),
         }
     }
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// When a ticket ends, for the log and the answers: `until 2026-12-02T10:00:00Z`, or
@@ -1803,6 +1888,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         retired_hits: [HashMap::new(), HashMap::new()],
         draining: Vec::new(),
         drop_log,
+        warnings: built.warnings.clone(),
+        device_links: [true, true],
     };
     control.watched = files_stamp(&control.config);
     // Drops from the file what expired while op25b was stopped.
@@ -1841,6 +1928,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         }
         control.housekeeping();
         backend.check_links(&mut links_checked);
+        control.device_links = backend.links_up();
     }
     stop.store(true, Ordering::Relaxed);
     // Drain while the workers send their last snapshot, so none blocks on a full channel

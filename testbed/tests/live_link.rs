@@ -31,6 +31,7 @@ eal_args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0",
     format!(
         r#"
 [outbound]
+ports = [25, 25]
 dynamic = ["10.9.0.0/16"]
 [dataplane]
 {dataplane}
@@ -155,6 +156,25 @@ fn flap_and_delete(backend: &str, tag: &str) {
         used < 0.5,
         "the appliance used {used:.2} of a core while a link was down"
     );
+    // `status` shows it (and the config's warning: the port listed twice).
+    let sock = dir.join("ctl1.sock");
+    let access = if backend == "dpdk" {
+        "net_af_packet0"
+    } else {
+        "acc0"
+    };
+    let core = if backend == "dpdk" {
+        "net_af_packet1"
+    } else {
+        "core0"
+    };
+    let (_, status) = op25b_testbed::ctl(&sock, &["status"]);
+    assert!(
+        status.contains(&format!("\nlinks: access {access} DOWN, core {core} up\n"))
+            && status.contains("\nconfig warnings (1):\n  ")
+            && status.contains("ports: 25 is listed twice"),
+        "{status}"
+    );
     wire.app.exec(&["ip", "link", "set", "dev", "acc0", "up"]);
     wire.left.wait_for_ping("10.0.0.2", Duration::from_secs(15));
     assert!(
@@ -164,6 +184,11 @@ fn flap_and_delete(backend: &str, tag: &str) {
     // The watch looks within 250 ms of the link running again: let it see that.
     wait_running(&wire.app, "acc0");
     std::thread::sleep(Duration::from_millis(600));
+    let (_, status) = op25b_testbed::ctl(&sock, &["status"]);
+    assert!(
+        status.contains(&format!("\nlinks: access {access} up, core {core} up\n")),
+        "{status}"
+    );
 
     // The carrier lost alone (the far end of acc0's cable, here its veth peer, goes down;
     // acc0 stays administratively up and no socket error is raised): logged both ways too.

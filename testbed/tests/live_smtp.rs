@@ -339,6 +339,12 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     assert!(dropped >= 4, "{page}");
     assert!(page.contains("op25b_reason_total{direction=\"outbound\",reason=\"blocked\"}"));
     assert!(page.contains("op25b_policy_generation "));
+    assert!(
+        page.contains("op25b_link_up{side=\"access\",interface=\"acc0\"} 1\n")
+            && page.contains("op25b_link_up{side=\"core\",interface=\"core0\"} 1\n")
+            && page.contains("op25b_config_warnings 0\n"),
+        "{page}"
+    );
     // The histogram is a histogram: cumulative buckets never fall, +Inf is the count, and
     // frames were judged.
     let series = |prefix: &str| -> Vec<f64> {

@@ -93,6 +93,11 @@ impl WirePort {
         None
     }
 
+    /// Whether each link (access, core) was up at the last look.
+    pub fn links_up(&self) -> [bool; 2] {
+        self.watch.links_up()
+    }
+
     /// Looks at both sides (a few syscalls each; for the worker's periodic check, not per
     /// burst): takes a pending socket error, which also ends the poll(2) wake-ups it
     /// causes, then asks the [`LinkWatch`] whether an interface is gone or a link changed

@@ -133,6 +133,12 @@ impl LinkWatch {
         self.sides.iter().filter_map(|s| s.kernel.clone()).collect()
     }
 
+    /// Whether each side (access, core) was up at the last look (true before any, and for
+    /// a side whose state cannot be asked).
+    pub fn links_up(&self) -> [bool; 2] {
+        [self.is_up(0), self.is_up(1)]
+    }
+
     /// Whether side `i` (0 access, 1 core) was up at the last look (true before any).
     pub fn is_up(&self, i: usize) -> bool {
         self.sides[i].up != Some(false)

@@ -456,6 +456,11 @@ impl XdpWire {
         self.watch.look()
     }
 
+    /// Whether each link (access, core) was up at the last look.
+    pub fn links_up(&self) -> [bool; 2] {
+        self.watch.links_up()
+    }
+
     /// Waits up to `timeout_ms` for a frame on either side; first retries sends a full
     /// device queue refused and takes back completed TX frames.
     pub fn wait(&mut self, timeout_ms: i32) {

@@ -555,6 +555,12 @@ impl DeviceLinks {
         self.asked.iter().any(|&a| a)
     }
 
+    /// Whether each NIC link this watches (access, core) was up at the last look (true
+    /// for a side it does not watch).
+    pub fn links_up(&self) -> [bool; 2] {
+        self.watch.links_up()
+    }
+
     /// Asks the devices (for a periodic check of the control thread) and returns a change.
     pub fn check(&mut self) -> Option<LinkEvent> {
         let up = [0, 1].map(|i| {
@@ -638,6 +644,11 @@ impl DpdkWire {
     /// Sets the direction of the next `poll`.
     pub fn set_direction(&mut self, d: Direction) {
         self.direction = d;
+    }
+
+    /// Whether each link (access, core) was up at the last look.
+    pub fn links_up(&self) -> [bool; 2] {
+        self.watch.links_up()
     }
 
     /// Looks at both ports' kernel interfaces, for a virtual device on one (for the
