@@ -70,6 +70,34 @@ fn dynamic_and_exempt(prefix: &AnyPrefix, dynamic_at: &Origin, exempt_at: &Origi
     format!("{exempt_at}: exempt: {prefix} is also listed in dynamic at {dynamic_at}; {remedy}")
 }
 
+/// At most [`CLIP`] characters of `s`, and how long it was if it was longer: a megabyte
+/// of garbage on one line of a prefix file must not become a megabyte of error message.
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(CLIP) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}… ({} bytes in all)", &s[..end], s.len()),
+    }
+}
+
+/// Characters of a value an error message quotes.
+const CLIP: usize = 120;
+
+/// Most warnings printed one by one; the rest are counted ([`shown_warnings`]).
+pub const SHOWN_WARNINGS: usize = 20;
+
+/// The warnings to print: the first [`SHOWN_WARNINGS`], then one line counting the rest
+/// (a pool file listed twice would otherwise print a line per prefix).
+pub fn shown_warnings(all: &[String]) -> Vec<String> {
+    let mut shown: Vec<String> = all.iter().take(SHOWN_WARNINGS).cloned().collect();
+    if all.len() > SHOWN_WARNINGS {
+        shown.push(format!(
+            "… and {} more warning(s) not shown",
+            all.len() - SHOWN_WARNINGS
+        ));
+    }
+    shown
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -90,7 +118,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A bad value at a known place.
-    #[error("{at}: {list}: {text:?}: {why}")]
+    #[error("{at}: {list}: {:?}: {}", clip(text), clip(why))]
     Value {
         /// Where.
         at: Origin,
@@ -883,10 +911,15 @@ impl Config {
                 }
                 None => path.display().to_string(),
             };
-            ConfigError::Syntax {
-                at: loc,
-                message: e.message().trim().to_string(),
-            }
+            let message = e.message().trim();
+            // The toml crate cannot give spans into a table written with dotted keys
+            // (toml-rs/toml#798) and says so in its own terms.
+            let message = if message.contains("expected a borrowed string") {
+                "a dotted key (such as outbound.dynamic = [...]) is not supported here: write the section header, [outbound], and the key under it".to_string()
+            } else {
+                message.to_string()
+            };
+            ConfigError::Syntax { at: loc, message }
         })?;
         let o = raw.outbound.into_inner();
         let base = path.parent().unwrap_or(Path::new("."));
@@ -1203,12 +1236,22 @@ fn read_lists<const N: usize>(
         }
         for f in files {
             let p = base.join(f.get_ref());
-            if !p.is_file() {
+            let why = match std::fs::metadata(&p) {
+                Ok(m) if m.is_file() => None,
+                Ok(m) if m.is_dir() => Some("is a folder, not a prefix file"),
+                Ok(_) => Some("is not a regular file (a device, a FIFO or a socket)"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("no such file"),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Some("permission denied")
+                }
+                Err(_) => Some("cannot be read"),
+            };
+            if let Some(why) = why {
                 return Err(ConfigError::Value {
                     at: at(f.span()),
                     list: format!("{name}_files"),
                     text: f.get_ref().clone(),
-                    why: format!("no such file ({})", p.display()),
+                    why: format!("{why} ({})", p.display()),
                 });
             }
             if !read.files.contains(&p) {
@@ -1378,6 +1421,26 @@ scope = []
         assert_eq!(c.origins.exempt[0].line, 6);
         let b = c.build(1).unwrap();
         assert!(b.warnings.is_empty());
+    }
+
+    #[test]
+    fn long_values_and_many_warnings_are_cut_short() {
+        let junk = "x".repeat(1 << 20);
+        let e = err(&format!("[outbound]\ndynamic = [\"{junk}\"]\n"));
+        assert!(e.len() < 600, "{} bytes", e.len());
+        assert!(e.contains("… (1048576 bytes in all)"), "{e}");
+        let many: Vec<String> = (0..1000).map(|i| format!("w{i}")).collect();
+        let shown = shown_warnings(&many);
+        assert_eq!(shown.len(), SHOWN_WARNINGS + 1);
+        assert_eq!(shown[SHOWN_WARNINGS], "… and 980 more warning(s) not shown");
+        assert_eq!(shown_warnings(&many[..3]), &many[..3]);
+    }
+
+    #[test]
+    fn dotted_keys_are_named_as_such() {
+        assert!(err("outbound.dynamic = [\"10.0.0.0/8\"]\n").contains(
+            ":1:10: a dotted key (such as outbound.dynamic = [...]) is not supported here"
+        ));
     }
 
     #[test]
@@ -1642,6 +1705,10 @@ scope = []
         assert!(err("[outbound]\nports = [0]\n").contains("port 0"));
         assert!(err("[outbound]\ndynamic_files = [\"nope.txt\"]\n")
             .contains(":2: dynamic_files: \"nope.txt\": no such file"));
+        assert!(err("[outbound]\ndynamic_files = [\"/tmp\"]\n")
+            .contains(":2: dynamic_files: \"/tmp\": is a folder, not a prefix file (/tmp)"));
+        assert!(err("[outbound]\nexempt_files = [\"/dev/null\"]\n")
+            .contains("is not a regular file (a device, a FIFO or a socket) (/dev/null)"));
         assert!(err("[outbound\n").starts_with("/nonexistent/op25b.toml:1:"));
     }
 

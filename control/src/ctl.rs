@@ -81,8 +81,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         std::fs::remove_file(path)
             .map_err(|e| format!("{}: cannot remove the stale socket: {e}", path.display()))?;
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // The socket's own folder is made if missing (/run/op25b after a reboot), but no more
+    // than that: a typo in the path must not make a tree of folders somewhere.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| {
+                    format!(
+                        "{}: cannot make the control socket's folder: {e} (check [control] socket)",
+                        dir.display()
+                    )
+                })?;
+        }
     }
     let l = op25b_dataplane::port::sys::with_umask(0o077, || UnixListener::bind(path))
         .map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
@@ -766,6 +779,15 @@ mod tests {
         let l = bind(&path).unwrap();
         assert!(UnixStream::connect(&path).is_ok());
         drop(l);
+        // A missing folder is made (as /run/op25b after a reboot), a missing tree is not.
+        let l = bind(&dir.join("run/ctl.sock")).unwrap();
+        drop(l);
+        let e = bind(&dir.join("typo/deeper/ctl.sock")).unwrap_err();
+        assert!(
+            e.contains("typo/deeper: cannot make the control socket's folder"),
+            "{e}"
+        );
+        assert!(!dir.join("typo").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

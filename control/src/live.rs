@@ -561,6 +561,8 @@ struct Control {
     warnings: Vec<String>,
     /// The DPDK NIC links the control thread watches (access, core; true otherwise).
     device_links: [bool; 2],
+    /// Where the metrics are served (the address bound), if anywhere.
+    metrics_at: Option<String>,
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -733,6 +735,7 @@ impl Control {
                 // Watching is the control thread's own loop: it follows the file at once.
                 self.watch = c.watch;
                 eprintln!("op25b: {msg}");
+                let warnings = crate::config::shown_warnings(&warnings);
                 for w in &warnings {
                     eprintln!("op25b: warning: {w}");
                 }
@@ -984,11 +987,14 @@ impl Control {
                 let up = self.links_up();
                 let state = |u: bool| if u { "up" } else { "DOWN" };
                 let links = format!(
-                    "\nlinks: access {} {}, core {} {}",
+                    "\nlinks: access {} {}, core {} {}\nmetrics: {}",
                     self.dataplane.access,
                     state(up[0]),
                     self.dataplane.core,
-                    state(up[1])
+                    state(up[1]),
+                    self.metrics_at
+                        .as_ref()
+                        .map_or("not served".into(), |m| format!("http://{m}/metrics"))
                 );
                 let warnings = if self.warnings.is_empty() {
                     String::new()
@@ -996,7 +1002,7 @@ impl Control {
                     format!(
                         "\nconfig warnings ({}):\n  {}",
                         self.warnings.len(),
-                        self.warnings.join("\n  ")
+                        crate::config::shown_warnings(&self.warnings).join("\n  ")
                     )
                 };
                 (
@@ -1763,7 +1769,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     })?;
     let t = Instant::now();
     let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config))?;
-    for w in &built.warnings {
+    for w in crate::config::shown_warnings(&built.warnings) {
         eprintln!("op25b: warning: {w}");
     }
     let handle = Arc::new(ArcSwap::from_pointee(
@@ -1794,6 +1800,11 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             .spawn(move || ctl::serve_socket(ctl_listener, tx))
             .map_err(|e| e.to_string())?;
     }
+    // The address actually bound (port 0 in the config means any free port).
+    let metrics_bound = metrics_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
     if let Some(l) = metrics_listener {
         let tx = req_tx.clone();
         std::thread::Builder::new()
@@ -1890,6 +1901,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         drop_log,
         warnings: built.warnings.clone(),
         device_links: [true, true],
+        metrics_at: metrics_bound.clone(),
     };
     control.watched = files_stamp(&control.config);
     // Drops from the file what expired while op25b was stopped.
@@ -1901,7 +1913,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         dp.workers,
         config_path.display(),
         cc.socket.display(),
-        cc.metrics
+        metrics_bound
             .as_ref()
             .map_or(String::new(), |m| format!(", metrics http://{m}/metrics"))
     );

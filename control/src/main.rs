@@ -92,7 +92,7 @@ fn load_config(path: &Path) -> Result<(Config, op25b::config::Built), ExitCode> 
     };
     let config = Config::load(path).map_err(fail)?;
     let built = config.build(1).map_err(fail)?;
-    for w in &built.warnings {
+    for w in op25b::config::shown_warnings(&built.warnings) {
         eprintln!("op25b: warning: {w}");
     }
     Ok((config, built))
