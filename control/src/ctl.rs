@@ -486,10 +486,18 @@ fn scrape_timeout<'a>(headers: impl Iterator<Item = &'a str>) -> Option<Duration
 /// Sends one command to a running appliance and returns (`ok`, text).
 pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String> {
     let mut s = UnixStream::connect(socket).map_err(|e| {
-        format!(
-            "{}: cannot connect ({e}); is op25b running, and are you root?",
-            socket.display()
-        )
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::metadata(socket) {
+            Ok(m) if !m.file_type().is_socket() => format!(
+                "{}: is a {}, not op25b's control socket (check --socket, or [control] socket)",
+                socket.display(),
+                if m.is_dir() { "folder" } else { "file" }
+            ),
+            _ => format!(
+                "{}: cannot connect ({e}); is op25b running, and are you root?",
+                socket.display()
+            ),
+        }
     })?;
     let at = |what: &str, e: std::io::Error| {
         let why = if e.kind() == std::io::ErrorKind::WouldBlock {

@@ -58,8 +58,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Talk to a running appliance: status | stats [--json] | reload | explain SRC DST PORT |
-    /// exempt add PREFIX [--ttl DURATION] | exempt del PREFIX | exempt list
+    /// Talk to a running appliance: status | stats [--json] [--top N] | reload |
+    /// explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX |
+    /// exempt list
     Ctl {
         /// The control socket (default: from --config, else /run/op25b/op25b.sock).
         #[arg(long, value_name = "PATH")]
@@ -67,7 +68,9 @@ enum Command {
         /// Read the socket path from this configuration's [control] section.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
-        /// The command and its arguments.
+        /// The command and its arguments: status | stats [--json] [--top N] | reload |
+        /// explain SRC DST PORT | exempt add PREFIX [--ttl DURATION] | exempt del PREFIX |
+        /// exempt list
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         words: Vec<String>,
     },
@@ -164,10 +167,35 @@ fn main() -> ExitCode {
             }
         }
         Command::Ctl {
-            socket,
-            config,
-            words,
+            mut socket,
+            mut config,
+            mut words,
         } => {
+            // `ctl status --socket X`: the options may follow the command's words too (no
+            // command has a word of that name).
+            while let Some(i) = words
+                .iter()
+                .position(|w| w == "--socket" || w == "--config")
+            {
+                let Some(value) = words.get(i + 1).cloned() else {
+                    eprintln!("op25b: error: {} needs a value", words[i]);
+                    return ExitCode::from(2);
+                };
+                let slot = if words[i] == "--socket" {
+                    &mut socket
+                } else {
+                    &mut config
+                };
+                if slot.replace(PathBuf::from(value)).is_some() {
+                    eprintln!("op25b: error: {} given twice", words[i]);
+                    return ExitCode::from(2);
+                }
+                words.drain(i..i + 2);
+            }
+            if socket.is_some() && config.is_some() {
+                eprintln!("op25b: error: give --socket or --config, not both");
+                return ExitCode::from(2);
+            }
             // A typo is the operator's to fix whether or not the appliance runs.
             if let Err(e) = op25b::ctl::Command::parse(&words) {
                 eprintln!("op25b: error: {e}");

@@ -658,6 +658,32 @@ fn ctl_names_a_bad_word_before_it_connects() {
     let (code, e) = ctl(&["exempt", "add", "100.64.1.7", "--ttl", "1h"]);
     assert_eq!(code, Some(1));
     assert!(e.contains("nobody-listens.sock: cannot connect"), "{e}");
+    // The options may follow the words; given twice, or both, they are refused.
+    let bare = |args: &[&str]| {
+        let out = op25b().arg("ctl").args(args).output().unwrap();
+        let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        (out.status.code(), e)
+    };
+    let s = socket.to_str().unwrap();
+    let (code, e) = bare(&["status", "--socket", s]);
+    assert_eq!(code, Some(1));
+    assert!(e.contains("nobody-listens.sock: cannot connect"), "{e}");
+    assert_eq!(
+        bare(&["--socket", s, "status", "--config", "x.toml"]),
+        (
+            Some(2),
+            "op25b: error: give --socket or --config, not both".into()
+        )
+    );
+    // A folder where the socket should be is named as such.
+    let (code, e) = bare(&["--socket", dir.to_str().unwrap(), "status"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        e.ends_with(
+            "is a folder, not op25b's control socket (check --socket, or [control] socket)"
+        ),
+        "{e}"
+    );
 }
 
 #[test]
