@@ -458,6 +458,8 @@ pub struct Built {
     pub inbound: Policy,
     /// Human-readable warnings (repeated prefixes, …).
     pub warnings: Vec<String>,
+    /// Whether the config has `[inbound]` (else `inbound` is the empty policy).
+    pub inbound_configured: bool,
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -1147,6 +1149,7 @@ impl Config {
             policy,
             inbound,
             warnings,
+            inbound_configured: self.inbound.is_some(),
         })
     }
 

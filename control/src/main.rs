@@ -329,13 +329,24 @@ fn main() -> ExitCode {
                             0.0
                         },
                     );
-                    let mut why: Vec<(u64, &str)> = op25b_dataplane::policy::Reason::all()
-                        .map(|r| (c.reason(r), r.label()))
-                        .filter(|&(n, _)| n > 0)
-                        .collect();
-                    why.sort_by_key(|w| std::cmp::Reverse(w.0));
-                    let why: Vec<String> = why.iter().map(|(n, l)| format!("{l}={n}")).collect();
-                    println!("  reasons: {}", why.join(" "));
+                    let reasons = |c: &op25b_dataplane::worker::Counters| {
+                        let mut why: Vec<(u64, &str)> = op25b_dataplane::policy::Reason::all()
+                            .map(|r| (c.reason(r), r.label()))
+                            .filter(|&(n, _)| n > 0)
+                            .collect();
+                        why.sort_by_key(|w| std::cmp::Reverse(w.0));
+                        why.iter()
+                            .map(|(n, l)| format!("{l}={n}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    };
+                    if o.report["inbound"].is_null() {
+                        println!("  reasons: {}", reasons(c));
+                    } else {
+                        // A frame is dropped if either policy drops it: each says why apart.
+                        println!("  outbound reasons: {}", reasons(c));
+                        println!("  inbound reasons: {}", reasons(&o.inbound));
+                    }
                     if !o.latency.is_empty() {
                         println!(
                             "  classify latency per frame: p50 {} ns, p99 {} ns, max {} ns",

@@ -374,10 +374,9 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         ..totals
     };
     let inbound_counters = in_w.counters().clone();
-    let mut latency = out_w.latency().clone();
-    latency
-        .add(in_w.latency())
-        .expect("histograms of one shape");
+    // Each judge's own time per frame: added together, every frame would count twice.
+    let latency = out_w.latency().clone();
+    let inbound_latency = in_w.latency().clone();
     let mut report = report_json(
         args,
         format,
@@ -387,7 +386,10 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         elapsed_s,
         error.as_ref(),
     );
-    report["inbound"] = json!({
+    report["inbound"] = if !built.inbound_configured {
+        Value::Null
+    } else {
+        json!({
         "policy": inbound_summary,
         "blocked": Reason::all().filter(|r| r.is_blocked()).map(|r| inbound_counters.reason(r)).sum::<u64>(),
         "monitored": inbound_counters.monitored,
@@ -395,7 +397,9 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         "reasons": reasons_json(&inbound_counters),
         "dynamic_prefixes_hit": inbound.dynamic_hits().len(),
         "top_dynamic_prefixes": hits_json(&top_prefixes(inbound.dynamic_hits(), args.top)),
-    });
+        "latency_ns_per_frame": latency_json(&inbound_latency),
+        })
+    };
     report["dynamic_prefixes_hit"] = json!(outbound.dynamic_hits().len());
     report["top_dynamic_prefixes"] = hits_json(&top_prefixes(outbound.dynamic_hits(), args.top));
     // Every frame a `reject` policy blocked asked for a reset; each was rate limited,

@@ -249,6 +249,10 @@ fn golden_pcap_every_encapsulation_and_rule() {
                     >= r["latency_ns_per_frame"]["p50"].as_u64().unwrap()
             );
             assert!(r["frames_per_second"].as_f64().unwrap() > 0.0);
+            // One sample per frame (the outbound judge's), and no inbound block without
+            // [inbound].
+            assert_eq!(r["latency_ns_per_frame"]["samples"], g.len());
+            assert!(r["inbound"].is_null(), "{}", r["inbound"]);
             expect_labels(&r, &g);
         }
     }
