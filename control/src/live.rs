@@ -682,14 +682,14 @@ impl Control {
             .map_or(String::new(), |w| format!("\nwarning: {w}"))
     }
 
-    fn reload(&mut self) -> (bool, String) {
-        self.reload_unless_refused_as(None)
+    fn reload(&mut self, trigger: &str) -> (bool, String) {
+        self.reload_unless_refused_as(None, trigger)
     }
 
     /// [`Control::reload`]; but when `known` is the reason the last reload was refused
     /// and this one is refused for the same reason, it is neither logged nor counted again
     /// (the watch loop retries a refused config without repeating itself).
-    fn reload_unless_refused_as(&mut self, known: Option<&str>) -> (bool, String) {
+    fn reload_unless_refused_as(&mut self, known: Option<&str>, trigger: &str) -> (bool, String) {
         let t = Instant::now();
         let result = Config::load(&self.path)
             .map_err(|e| e.to_string())
@@ -701,7 +701,7 @@ impl Control {
                 self.watched = files_stamp(&self.config);
                 let running = self.drop_log.as_ref().map(|d| &d.0);
                 let mut msg = format!(
-                    "reloaded {}: generation {} in {:.1} ms",
+                    "reloaded {} ({trigger}): generation {} in {:.1} ms",
                     self.path.display(),
                     self.generation,
                     t.elapsed().as_secs_f64() * 1e3,
@@ -755,7 +755,7 @@ impl Control {
                 }
                 self.reloads[1] += 1;
                 let msg = format!(
-                    "reload refused, still serving generation {}: {e}",
+                    "reload refused ({trigger}), still serving generation {}: {e}",
                     self.generation
                 );
                 eprintln!("op25b: {msg}");
@@ -919,9 +919,27 @@ impl Control {
                 self.settling = None;
             } else if self.settling.as_ref() == Some(&stamp) {
                 self.settling = None;
+                let changed: Vec<String> = stamp
+                    .iter()
+                    .filter(|f| !self.watched.contains(f))
+                    .map(|(f, m)| {
+                        format!(
+                            "{}{}",
+                            f.display(),
+                            if m.is_none() { " (gone)" } else { "" }
+                        )
+                    })
+                    .collect();
                 self.watched = stamp;
-                eprintln!("op25b: {} or a prefix file changed", self.path.display());
-                self.reload();
+                eprintln!(
+                    "op25b: changed: {}; reloading (watch)",
+                    if changed.is_empty() {
+                        self.path.display().to_string()
+                    } else {
+                        changed.join(", ")
+                    }
+                );
+                self.reload("watch");
             } else {
                 self.settling = Some(stamp);
             }
@@ -931,7 +949,7 @@ impl Control {
             if let Some((at, _, why)) = &self.refused {
                 if at.elapsed() >= RETRY_REFUSED {
                     let why = why.clone();
-                    self.reload_unless_refused_as(Some(&why));
+                    self.reload_unless_refused_as(Some(&why), "watch, retrying a refused config");
                 }
             }
         }
@@ -1022,7 +1040,7 @@ impl Control {
                 )
             }
             ctl::Command::Stats { json, top } => self.stats(json, top),
-            ctl::Command::Reload => self.reload(),
+            ctl::Command::Reload => self.reload("ctl reload"),
             ctl::Command::Explain { src, dst, port } => self.explain(src, dst, port),
             ctl::Command::ExemptList => {
                 let now = SystemTime::now();
@@ -1673,6 +1691,19 @@ fn open_ports(
             // Virtual devices on kernel interfaces (net_af_packet, net_tap) are known only
             // once open; a NIC is the EAL's own to guard.
             let claims = crate::claim::claim(&first.kernel_interfaces())?;
+            // A virtual device on a kernel interface whose MTU is larger than the frames
+            // the device is set up for loses the larger frames without a counter.
+            let carried = dp.mtu.unwrap_or(1500);
+            for (ifname, _) in first.kernel_interfaces() {
+                let mtu = std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
+                    .ok()
+                    .and_then(|m| m.trim().parse::<u32>().ok());
+                if let Some(mtu) = mtu.filter(|&m| m > u32::from(carried)) {
+                    eprintln!(
+                        "op25b: warning: {ifname} has MTU {mtu}, but the DPDK device on it is set up for {carried}: larger frames are lost without a count; set [dataplane] mtu = {mtu} if the device takes it, or lower the interface's MTU"
+                    );
+                }
+            }
             let links = op25b_dataplane::port::dpdk::DeviceLinks::of(first);
             Ok((
                 wires.into_iter().map(LivePort::Dpdk).collect(),
@@ -1924,7 +1955,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
         select! {
             recv(signals) -> s => match s {
-                Ok(signal_hook::consts::SIGHUP) => { control.reload(); }
+                Ok(signal_hook::consts::SIGHUP) => { control.reload("SIGHUP"); }
                 _ => break,
             },
             recv(req_rx) -> r => match r {
