@@ -1260,6 +1260,18 @@ impl Control {
             .map(|(d, o)| format!("{} ({o})", describe(d)))
             .collect();
         let mut out = String::new();
+        if let Some(o) = c
+            .outbound
+            .exempt
+            .iter()
+            .zip(&c.origins.exempt)
+            .find_map(|(e, o)| (e == p).then_some(o))
+        {
+            out += &format!(
+                "\nnote: {} is already exempt in the config ({o}); the ticket changes nothing while that entry stays",
+                describe(p)
+            );
+        }
         if let Some(first) = winners.first() {
             out += &format!(
                 "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; to unblock those too, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)",
@@ -1451,6 +1463,9 @@ impl Control {
             }
         }
         let _ = writeln!(m, "# HELP op25b_exemption_tickets Exemption tickets in force.\n# TYPE op25b_exemption_tickets gauge\nop25b_exemption_tickets {}", self.tickets.len());
+        if self.tickets_file.is_some() {
+            let _ = writeln!(m, "# HELP op25b_exemption_tickets_unsaved Whether the tickets in force could not be saved to [control] tickets (1: a restart would lose them; retried every 10 s).\n# TYPE op25b_exemption_tickets_unsaved gauge\nop25b_exemption_tickets_unsaved {}", u8::from(self.save_error.is_some()));
+        }
         let name = "op25b_frame_processing_seconds";
         let _ = writeln!(m, "# HELP {name} Time a worker spends judging a frame (its burst's processing time shared out per frame), since start; recorded to 3 significant digits, so a bucket above 2 us also holds values up to 0.1% over its bound.\n# TYPE {name} histogram");
         for (dir, h) in [

@@ -25,10 +25,28 @@ access = "acc0"
 core = "core0"
 [control]
 socket = "ctl.sock"
-metrics = ""
+metrics = "127.0.0.1:0"
 tickets = "{tickets}"
 "#
     )
+}
+
+/// The appliance's metrics page, from the address `status` says it bound (the config asks
+/// for any free port), fetched inside its namespace.
+fn metrics(ns: &op25b_testbed::Netns, sock: &Path) -> String {
+    let (_, status) = ctl(sock, &["status"]);
+    let url = status
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics: "))
+        .filter(|u| u.starts_with("http://127.0.0.1:") && !u.contains(":0/"))
+        .unwrap_or_else(|| panic!("no bound metrics address in {status}"))
+        .to_string();
+    let out = ns.exec(&[
+        "python3",
+        "-c",
+        &format!("import urllib.request; print(urllib.request.urlopen({url:?}, timeout=5).read().decode())"),
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Stops the appliance cleanly; returns its stderr.
@@ -227,12 +245,40 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         "{text}"
     );
     assert!(!file.exists(), "the stale list is still there");
+    // Alerting can see it.
+    let page = metrics(&wire.app, &sock);
+    assert!(
+        page.contains("\nop25b_exemption_tickets_unsaved 1\n"),
+        "{page}"
+    );
     std::fs::remove_dir(&blocker).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !file.exists() {
         assert!(Instant::now() < deadline, "the save was not tried again");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let page = metrics(&wire.app, &sock);
+    assert!(
+        page.contains("\nop25b_exemption_tickets_unsaved 0\n"),
+        "{page}"
+    );
+    // A ticket for what the config exempts already says it changes nothing.
+    std::fs::write(
+        &cfg,
+        config(
+            "\"10.9.0.0/16\"]\nexempt = [\"10.9.7.0/24\"",
+            "state/tickets",
+        ),
+    )
+    .unwrap();
+    assert!(ctl(&sock, &["reload"]).0);
+    let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.7.0/24", "--ttl", "1m"]);
+    assert!(
+        ok && text.contains("note: 10.9.7.0/24 is already exempt in the config (")
+            && text.contains("op25b.toml:4); the ticket changes nothing"),
+        "{text}"
+    );
+    assert!(ctl(&sock, &["exempt", "del", "10.9.7.0/24"]).0);
     let saved = std::fs::read_to_string(&file).unwrap();
     assert!(
         saved.contains("10.9.1.1/32 never") && !saved.contains("10.9.6.6"),
