@@ -83,6 +83,30 @@ enum Command {
     },
 }
 
+/// The command line, with `--version` naming the backends this build has (an operator
+/// asks "does this binary do DPDK?" before editing `[dataplane] backend`).
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let backends: Vec<&str> = [
+        ("af_packet", true),
+        ("af_xdp", cfg!(feature = "af_xdp")),
+        ("dpdk", cfg!(feature = "dpdk")),
+    ]
+    .into_iter()
+    .filter_map(|(b, on)| on.then_some(b))
+    .collect();
+    let version = format!(
+        "{} (backends: {})",
+        env!("CARGO_PKG_VERSION"),
+        backends.join(", ")
+    );
+    // Built once per process, so leaking it is what a static would be.
+    let matches = Cli::command()
+        .version(&*Box::leak(version.into_boxed_str()))
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn load(path: &Path) -> Result<op25b::config::Built, ExitCode> {
     load_config(path).map(|(_, built)| built)
 }
@@ -142,7 +166,7 @@ fn check_tickets(config: &Config) {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     if !matches!(cli.command, Command::Run { .. }) {
         op25b_dataplane::port::sys::default_sigpipe();
     }

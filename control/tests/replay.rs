@@ -1029,3 +1029,21 @@ dynamic = ["203.0.113.0/24"]
     // The counts are the blocked (here: monitored) segments, no more.
     assert_eq!(r["frames"]["monitored"], 5 + 3 + 2 + 7);
 }
+
+#[test]
+fn version_names_the_backends_of_this_build() {
+    let out = op25b().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    let want = format!(
+        "op25b {} (backends: af_packet{}{})\n",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(feature = "af_xdp") {
+            ", af_xdp"
+        } else {
+            ""
+        },
+        if cfg!(feature = "dpdk") { ", dpdk" } else { "" }
+    );
+    assert_eq!(v, want);
+}
