@@ -255,8 +255,38 @@ pub fn serve_socket(listener: UnixListener, to_control: Sender<Request>) {
 const MAX_CLIENTS: usize = 16;
 
 fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits: Limits) {
+    let busy_reply = |stream: UnixStream| {
+        let body = serde_json::json!({
+            "ok": false,
+            "text": format!("{MAX_CLIENTS} control clients are being served already; try again"),
+        });
+        let _ = write_all_by(
+            &stream,
+            format!("{body}\n").as_bytes(),
+            Instant::now() + Duration::from_millis(100),
+        );
+    };
+    serve_each(
+        listener.incoming(),
+        MAX_CLIENTS,
+        "op25b-ctl-client",
+        busy_reply,
+        move |stream| answer_one(&stream, &to_control, limits),
+    );
+}
+
+/// Serves each accepted connection with `serve` on a thread of its own, so an idle or
+/// slow client delays no other, at most `max` at once; one more is handed to `refuse`
+/// instead, on the accepting thread.
+fn serve_each<S: Send + 'static>(
+    incoming: impl Iterator<Item = std::io::Result<S>>,
+    max: usize,
+    name: &str,
+    mut refuse: impl FnMut(S),
+    serve: impl Fn(S) + Clone + Send + 'static,
+) {
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for stream in listener.incoming() {
+    for stream in incoming {
         let stream = match stream {
             Ok(s) => s,
             Err(_) => {
@@ -264,29 +294,18 @@ fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits
                 continue;
             }
         };
-        // Each client on its own thread, so one that connects and says nothing (or reads
-        // its answer slowly) delays no other; the control thread still takes their
-        // commands one at a time, in order.
-        if busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= MAX_CLIENTS {
+        if busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= max {
             busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            let body = serde_json::json!({
-                "ok": false,
-                "text": format!("{MAX_CLIENTS} control clients are being served already; try again"),
-            });
-            let _ = write_all_by(
-                &stream,
-                format!("{body}\n").as_bytes(),
-                Instant::now() + Duration::from_millis(100),
-            );
+            refuse(stream);
             continue;
         }
-        let (slot, tx) = (Slot(busy.clone()), to_control.clone());
+        let (slot, serve) = (Slot(busy.clone()), serve.clone());
         // A spawn that fails drops the closure, and with it the slot.
         let _ = std::thread::Builder::new()
-            .name("op25b-ctl-client".into())
+            .name(name.into())
             .spawn(move || {
                 let _slot = slot;
-                answer_one(&stream, &tx, limits);
+                serve(stream);
             });
     }
 }
@@ -306,39 +325,24 @@ const MAX_DRAIN: usize = 16 << 20;
 const REFUSE_WAIT: Duration = Duration::from_millis(200);
 
 fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits: Limits) {
-    let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (refuse, refused) = bounded::<TcpStream>(MAX_SCRAPERS);
     let _ = std::thread::Builder::new()
         .name("op25b-refuse".into())
         .spawn(move || refused.iter().for_each(|s| refuse_busy(&s)));
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(_) => {
-                std::thread::sleep(ACCEPT_BACKOFF);
-                continue;
-            }
-        };
-        // Each scrape on its own thread, so an idle or slow client delays no other.
-        let taken = busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        if taken >= MAX_SCRAPERS {
-            busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            // Refused on the refuser's thread, which reads the request before answering;
-            // with that one also behind, the connection is closed at once.
-            if let Err(crossbeam_channel::TrySendError::Disconnected(s)) = refuse.try_send(stream) {
-                refuse_busy(&s);
-            }
-            continue;
+    // Refused on the refuser's thread, which reads the request before answering; with
+    // that one also behind, the connection is closed at once.
+    let busy_reply = move |stream: TcpStream| {
+        if let Err(crossbeam_channel::TrySendError::Disconnected(s)) = refuse.try_send(stream) {
+            refuse_busy(&s);
         }
-        let (slot, tx) = (Slot(busy.clone()), to_control.clone());
-        // A spawn that fails drops the closure, and with it the slot.
-        let _ = std::thread::Builder::new()
-            .name("op25b-scrape".into())
-            .spawn(move || {
-                let _slot = slot;
-                answer_scrape(&stream, &tx, limits);
-            });
-    }
+    };
+    serve_each(
+        listener.incoming(),
+        MAX_SCRAPERS,
+        "op25b-scrape",
+        busy_reply,
+        move |stream| answer_scrape(&stream, &to_control, limits),
+    );
 }
 
 /// Answers a client that found every scrape slot taken: its request is read first (at
