@@ -83,6 +83,18 @@ enum Command {
     },
 }
 
+/// `println!` that ends the process quietly when standard output is gone (`op25b check |
+/// head -1`), as `cat` or `grep` end, instead of `println!`'s panic. Exit status 141 is
+/// what a shell shows for a process that SIGPIPE ended.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(141);
+        }
+    }};
+}
+
 /// The command line, with `--version` naming the backends this build has (an operator
 /// asks "does this binary do DPDK?" before editing `[dataplane] backend`).
 fn parse_cli() -> Cli {
@@ -134,12 +146,12 @@ fn check_tickets(config: &Config) {
     };
     if let Err(e) = std::fs::symlink_metadata(path) {
         if e.kind() == std::io::ErrorKind::NotFound {
-            println!("  exemption tickets: {}: none saved yet", path.display());
+            say!("  exemption tickets: {}: none saved yet", path.display());
             return;
         }
     }
     match op25b::tickets::load(path, std::time::SystemTime::now()) {
-        Err(e) => println!(
+        Err(e) => say!(
             "  exemption tickets: {}: cannot read ({e}); a start goes on without them and does not write the file",
             path.display()
         ),
@@ -147,7 +159,7 @@ fn check_tickets(config: &Config) {
             for p in &l.problems {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
-            println!(
+            say!(
                 "  exemption tickets: {}: {} readable and unexpired (a start applies those the config allows), {} expired{}",
                 path.display(),
                 l.tickets.len(),
@@ -167,9 +179,6 @@ fn check_tickets(config: &Config) {
 
 fn main() -> ExitCode {
     let cli = parse_cli();
-    if !matches!(cli.command, Command::Run { .. }) {
-        op25b_dataplane::port::sys::default_sigpipe();
-    }
     match cli.command {
         Command::Run { config } => {
             let cfg = match Config::load(&config) {
@@ -239,7 +248,7 @@ fn main() -> ExitCode {
             match op25b::ctl::request(&socket, &words) {
                 Ok((ok, text)) => {
                     if ok {
-                        println!("{text}");
+                        say!("{text}");
                         ExitCode::SUCCESS
                     } else {
                         eprintln!("op25b: {text}");
@@ -259,7 +268,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let took = start.elapsed();
-            println!("{}: ok", config.display());
+            say!("{}: ok", config.display());
             let mut bytes = 0;
             let sections = [
                 (&built.policy, "outbound", "scope"),
@@ -269,10 +278,10 @@ fn main() -> ExitCode {
                 let s = p.sizes();
                 bytes += s.memory_bytes;
                 if section == "inbound" && s.v4[3] + s.v6[3] == 0 {
-                    println!("  [inbound]: none (no IP25B check)");
+                    say!("  [inbound]: none (no IP25B check)");
                     continue;
                 }
-                println!(
+                say!(
                     "  [{section}] ports: {:?}  action: {}{}",
                     p.ports().to_vec(),
                     p.action().label(),
@@ -282,18 +291,18 @@ fn main() -> ExitCode {
                         String::new()
                     }
                 );
-                println!("  {:<10} {:>10} {:>10}", "list", "IPv4", "IPv6");
+                say!("  {:<10} {:>10} {:>10}", "list", "IPv4", "IPv6");
                 for (i, name) in ["dynamic", "exempt", "relays", scope].iter().enumerate() {
                     if section == "inbound" && i == 2 {
                         continue;
                     }
-                    println!("  {:<10} {:>10} {:>10}", name, s.v4[i], s.v6[i]);
+                    say!("  {:<10} {:>10} {:>10}", name, s.v4[i], s.v6[i]);
                 }
                 if section == "outbound" && s.v4[3] + s.v6[3] == 0 {
-                    println!("  scope is empty: every destination is in scope");
+                    say!("  scope is empty: every destination is in scope");
                 }
             }
-            println!(
+            say!(
                 "  lookup tables: {:.1} KiB; loaded and built in {:.1} ms; {} warning(s)",
                 bytes as f64 / 1024.0,
                 took.as_secs_f64() * 1e3,
@@ -335,7 +344,7 @@ fn main() -> ExitCode {
                 }
                 Ok(o) => {
                     let c = &o.counters;
-                    println!(
+                    say!(
                         "{}: {} frames: {} passed, {} dropped{} in {:.3} s ({:.0} frames/s)",
                         args.input.display(),
                         c.rx,
@@ -365,14 +374,14 @@ fn main() -> ExitCode {
                             .join(" ")
                     };
                     if o.report["inbound"].is_null() {
-                        println!("  reasons: {}", reasons(c));
+                        say!("  reasons: {}", reasons(c));
                     } else {
                         // A frame is dropped if either policy drops it: each says why apart.
-                        println!("  outbound reasons: {}", reasons(c));
-                        println!("  inbound reasons: {}", reasons(&o.inbound));
+                        say!("  outbound reasons: {}", reasons(c));
+                        say!("  inbound reasons: {}", reasons(&o.inbound));
                     }
                     if !o.latency.is_empty() {
-                        println!(
+                        say!(
                             "  classify latency per frame: p50 {} ns, p99 {} ns, max {} ns",
                             o.latency.value_at_quantile(0.5),
                             o.latency.value_at_quantile(0.99),

@@ -14,10 +14,11 @@
 //! - An output (or the report) that is the input file, or the same file as another
 //!   output, is refused before anything is opened for writing, whatever the spelling
 //!   (symbolic or hard links, `..`); only `/dev/null` may be named more than once.
-//! - Regular-file outputs are written beside their final path and renamed over it when
-//!   the replay ends (whole, or up to an input error), so a replay refused before it ran
-//!   (a capture of another link type, an output that cannot be created) leaves existing
-//!   outputs as they were.
+//! - Every output is opened before any is emptied, and the capture's link type is known
+//!   first, so a replay refused before its first frame (another link type, an output that
+//!   cannot be opened) leaves existing outputs as they were (and removes those it made).
+//!   Outputs are written in place, keeping their mode, owner and links; after a write
+//!   error they hold what was written before it.
 
 use crate::config::Built;
 use hdrhistogram::Histogram;
@@ -178,76 +179,77 @@ fn check_paths(args: &ReplayArgs) -> Result<(), ReplayError> {
     Ok(())
 }
 
-/// An output file being written (see the module's invariants): a regular file is written
-/// to a temporary file beside it, removed on drop unless [`Output::keep`] renamed it over
-/// the final path; anything else (a FIFO, `/dev/null`, a terminal) is written in place.
+/// An output opened for writing but not yet emptied: an existing file keeps its contents
+/// (and its mode, owner and links) until [`Output::start`], so a replay refused before
+/// its first frame leaves it as it was; a file this replay created is removed again if
+/// the replay is refused.
 struct Output {
     path: PathBuf,
-    temp: Option<PathBuf>,
+    file: Option<File>,
+    created: bool,
 }
 
 impl Output {
-    fn create(path: &Path) -> Result<(Output, BufWriter<File>), ReplayError> {
-        let failed = |source| ReplayError::Open {
-            path: path.to_path_buf(),
-            what: "cannot create output",
-            source,
-        };
-        let target = match std::fs::metadata(path) {
-            Ok(m) if !m.is_file() => {
-                let f = File::create(path).map_err(failed)?;
-                let out = Output {
-                    path: path.to_path_buf(),
-                    temp: None,
-                };
-                return Ok((out, BufWriter::with_capacity(1 << 20, f)));
-            }
-            // Through a symbolic link to the file it names, as writing in place would.
-            Ok(_) => std::fs::canonicalize(path).map_err(failed)?,
-            Err(_) => path.to_path_buf(),
-        };
-        let name = target.file_name().ok_or_else(|| {
-            failed(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "names no file",
-            ))
-        })?;
-        let mut temp_name = std::ffi::OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".op25b-{}.part", std::process::id()));
-        let temp = target.with_file_name(temp_name);
-        let f = std::fs::OpenOptions::new()
+    fn open(path: &Path) -> Result<Output, ReplayError> {
+        let created = std::fs::symlink_metadata(path).is_err();
+        let file = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
-            .open(&temp)
-            .map_err(failed)?;
-        let out = Output {
-            path: target,
-            temp: Some(temp),
-        };
-        Ok((out, BufWriter::with_capacity(1 << 20, f)))
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| ReplayError::Open {
+                path: path.to_path_buf(),
+                what: "cannot create output",
+                source,
+            })?;
+        Ok(Output {
+            path: path.to_path_buf(),
+            file: Some(file),
+            created,
+        })
     }
 
-    /// Puts the written file in place of the final path.
-    fn keep(mut self) -> Result<(), ReplayError> {
-        let Some(temp) = self.temp.take() else {
-            return Ok(());
-        };
-        std::fs::rename(&temp, &self.path).map_err(|source| {
-            let _ = std::fs::remove_file(&temp);
-            ReplayError::Open {
+    /// Empties the file (a FIFO or a device has nothing to empty) and hands it over for
+    /// writing.
+    fn start(&mut self) -> Result<BufWriter<File>, ReplayError> {
+        let file = self.file.take().expect("started once");
+        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        if regular {
+            file.set_len(0).map_err(|source| ReplayError::Open {
                 path: self.path.clone(),
-                what: "cannot move the written output into place",
+                what: "cannot empty output",
                 source,
-            }
-        })
+            })?;
+        }
+        self.created = false;
+        Ok(BufWriter::with_capacity(1 << 20, file))
     }
 }
 
 impl Drop for Output {
     fn drop(&mut self) {
-        if let Some(temp) = &self.temp {
-            let _ = std::fs::remove_file(temp);
+        // Never started: the replay was refused; a file it made for nothing goes again.
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Whether the capture at `path` is refused before its first frame (a pcapng whose first
+/// interface is not Ethernet, which only a read past the file header shows). Read apart
+/// from the replay, and only for a regular file: a pipe can be read once.
+fn refused_at_start(path: &Path) -> Option<CaptureError> {
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let f = File::open(path).ok()?;
+    let mut reader = CaptureReader::open(BufReader::new(f)).ok()?;
+    let mut scratch = Burst::new(1);
+    loop {
+        match reader.next_into(&mut scratch) {
+            Ok(op25b_dataplane::port::pcap::Next::Meta) => continue,
+            Err(e @ CaptureError::LinkType { .. }) => return Some(e),
+            _ => return None,
         }
     }
 }
@@ -271,11 +273,18 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         }
     })?;
     let format = reader.format();
-    let mut outputs = Vec::new();
-    let (o, pass) = Output::create(&args.pass_out)?;
-    outputs.push(o);
-    let (o, dropped) = Output::create(&args.drop_out)?;
-    outputs.push(o);
+    // Every output opened before any is emptied: one that cannot be opened, or a capture
+    // refused before its first frame, leaves all of them as they were.
+    let mut pass_out = Output::open(&args.pass_out)?;
+    let mut drop_out = Output::open(&args.drop_out)?;
+    let mut resets_out = args.resets_out.as_deref().map(Output::open).transpose()?;
+    if let Some(source) = refused_at_start(&args.input) {
+        return Err(ReplayError::Input {
+            path: args.input.clone(),
+            source: source.into(),
+        });
+    }
+    let (pass, dropped) = (pass_out.start()?, drop_out.start()?);
     let on_output = |e: PortError| match e {
         PortError::Write { what, source } => ReplayError::Output {
             path: match what {
@@ -292,10 +301,8 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         },
     };
     let mut port = PcapPort::new(reader, pass, dropped).map_err(on_output)?;
-    if let Some(r) = &args.resets_out {
-        let (o, w) = Output::create(r)?;
-        outputs.push(o);
-        port = port.with_resets(w).map_err(on_output)?;
+    if let Some(r) = &mut resets_out {
+        port = port.with_resets(r.start()?).map_err(on_output)?;
     }
     let policy_summary = policy_json(&built.policy);
     let inbound_summary = policy_json(&built.inbound);
@@ -338,33 +345,12 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     })();
     let flushed = port.flush();
     let elapsed_s = start.elapsed().as_secs_f64();
-    let mut error = match (run, flushed) {
+    let error = match (run, flushed) {
         (Err(e), _) | (Ok(()), Err(e)) => Some(on_output(e)),
         _ => None,
     };
     let resets = port.resets_sent;
     let unanswerable = port.resets_unanswerable;
-    drop(port);
-    // A pcapng whose first interface is not Ethernet is refused before any frame, as a
-    // pcap of another link type is: nothing written, existing outputs left as they were.
-    let refused = matches!(
-        &error,
-        Some(ReplayError::Input {
-            source: PortError::Capture(CaptureError::LinkType { .. }),
-            ..
-        })
-    );
-    if refused && totals.rx == 0 {
-        if let Some(e) = error {
-            return Err(e);
-        }
-    }
-    // What was written stays, even after an input error (the frames before it).
-    for o in outputs {
-        if let Err(e) = o.keep() {
-            error.get_or_insert(e);
-        }
-    }
     let o = out_w.counters();
     let counters = Counters {
         reasons: o.reasons,

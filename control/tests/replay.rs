@@ -572,12 +572,25 @@ fn clear_errors_for_bad_inputs() {
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(std::fs::read(&p).unwrap(), b"kept");
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".part"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // An output that cannot be opened: the other, existing, is untouched, and one this
+    // replay would have made is not left behind.
+    let fresh = dir.join("fresh.pcap");
+    for pass in [&p, &fresh] {
+        let out = with(pass, &dir.join("no/such/folder/d.pcap"), &r);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(one_line(&out).contains("cannot create output"));
+    }
+    assert_eq!(std::fs::read(&p).unwrap(), b"kept");
+    assert!(!fresh.exists());
+    // Written in place: an output's mode (and links) stay.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(with(&p, &d, &r).status.success());
+    assert_eq!(records(&p).0.len(), 0, "the one frame is dropped");
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // A bad config: exit 2, file and line named.
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[outbound]\ndynamic = [\"10.0.0.1/8\"]\n").unwrap();

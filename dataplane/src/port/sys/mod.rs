@@ -64,18 +64,6 @@ pub fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// Lets a write to a closed pipe end the process quietly, as it ends `cat` or `grep`
-/// (`op25b check | head -1`), instead of failing the write (Rust ignores `SIGPIPE`, and
-/// `println!` then panics). For the one-shot commands only: a long-running server must
-/// not be killed by a client that went away.
-pub fn default_sigpipe() {
-    // SAFETY: putting back the default disposition of one signal, before any thread is
-    // started, touches no memory of this process.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 /// [`prefetch`] for every cache line `r` spans (a struct larger than one line).
 #[inline]
 pub fn prefetch_all<T>(r: &T) {
