@@ -11,7 +11,8 @@
 //! so there is no stale lock to clean up.
 
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixListener};
+use std::path::Path;
 
 /// The claims of one appliance, held until dropped.
 #[derive(Debug)]
@@ -35,47 +36,91 @@ pub fn claim_names(names: &[&str]) -> Result<Claims, String> {
 }
 
 /// Claims every interface of `interfaces` (name and index), or says which one is already
-/// served, and by which process.
+/// served, and by which process. A claim held by a process that is not an op25b of root
+/// or of this user (anyone can bind an abstract name) is not let stop the start: it is
+/// named in a warning, and that interface goes unclaimed.
 pub fn claim(interfaces: &[(String, i32)]) -> Result<Claims, String> {
     let mut held = Vec::new();
     for (ifname, index) in interfaces {
         let addr = SocketAddr::from_abstract_name(name(*index)).map_err(|e| e.to_string())?;
         match UnixListener::bind_addr(&addr) {
             Ok(l) => held.push(l),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                return Err(format!(
-                    "{ifname} (index {index}) is already served by {}: two appliances on one interface forward every frame twice; stop that one first",
-                    holder(&addr)
-                ))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match holder(*index) {
+                Some(h) if !h.ours => eprintln!(
+                    "op25b: warning: {ifname} (index {index}) cannot be claimed: {} holds the name op25b claims it by; a second appliance on it would not be noticed",
+                    h.who
+                ),
+                found => {
+                    return Err(format!(
+                        "{ifname} (index {index}) is already served by {}: two appliances on one interface forward every frame twice; stop that one first",
+                        found.map_or_else(
+                            || format!("another process (`ss -xlp | grep {}` names it)", name(*index)),
+                            |h| h.who
+                        )
+                    ))
+                }
+            },
             Err(e) => return Err(format!("{ifname}: cannot claim the interface: {e}")),
         }
     }
     Ok(Claims { _held: held })
 }
 
-/// The process holding a claim, as `ps` would show it.
-fn holder(addr: &SocketAddr) -> String {
-    let Some(pid) = UnixStream::connect_addr(addr)
+/// The process holding a claim.
+struct Holder {
+    /// As `ps` would show it: `process 1234 (op25b run --config …)`.
+    who: String,
+    /// Whether it is an op25b run by root or by this process's user.
+    ours: bool,
+}
+
+/// Finds the holder of interface `index`'s claim without connecting to it (a listener
+/// nobody accepts on could make a connect wait): the socket's inode from
+/// `/proc/net/unix`, then the process with a descriptor on it.
+fn holder(index: i32) -> Option<Holder> {
+    let wanted = format!("@{}", name(index));
+    let table = std::fs::read_to_string("/proc/net/unix").ok()?;
+    // Num RefCount Protocol Flags Type St Inode Path
+    let inode = table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 8 && f[7] == wanted).then(|| f[6].to_string())
+    })?;
+    let target = format!("socket:[{inode}]");
+    let pid = std::fs::read_dir("/proc").ok()?.flatten().find_map(|p| {
+        let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+        let fds = std::fs::read_dir(p.path().join("fd")).ok()?;
+        fds.flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
+            .then_some(pid)
+    })?;
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&c| c == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| op25b_dataplane::port::sys::peer_pid(&s))
-    else {
-        return "another op25b".into();
-    };
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|w| !w.is_empty())
-                .map(|w| String::from_utf8_lossy(w).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_default();
-    if cmdline.is_empty() {
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok())
+        });
+    let me = std::fs::metadata("/proc/self").ok().map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    let is_op25b = argv
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .is_some_and(|n| n == "op25b" || n.to_string_lossy().starts_with("op25b-"));
+    let ours = is_op25b && uid.is_some_and(|u| u == 0 || Some(u) == me);
+    let who = if argv.is_empty() {
         format!("process {pid}")
     } else {
-        format!("process {pid} ({cmdline})")
-    }
+        format!("process {pid} ({})", argv.join(" "))
+    };
+    Some(Holder { who, ours })
 }
 
 #[cfg(test)]
@@ -103,5 +148,32 @@ mod tests {
         drop(first);
         let again = claim(&ours).unwrap();
         drop(again);
+    }
+
+    #[test]
+    fn a_name_held_by_something_else_does_not_stop_a_start() {
+        let index = 2_000_000 + (std::process::id() % 1_000_000) as i32;
+        let bind = format!(
+            "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind('\\0op25b/interface/{index}')\ns.listen()\nprint('bound', flush=True)\ntime.sleep(20)\n"
+        );
+        let Ok(mut squatter) = std::process::Command::new("python3")
+            .args(["-c", &bind])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+        else {
+            op25b_dataplane::testkit::skipped("no python3 to hold a claim's name".to_string());
+            return;
+        };
+        let mut line = String::new();
+        use std::io::BufRead;
+        std::io::BufReader::new(squatter.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "bound\n");
+        let h = holder(index).expect("the holder is found without connecting");
+        assert!(!h.ours && h.who.contains("python3"), "{}", h.who);
+        assert!(claim(&[("acc0".into(), index)]).is_ok());
+        let _ = squatter.kill();
+        let _ = squatter.wait();
     }
 }

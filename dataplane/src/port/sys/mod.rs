@@ -643,26 +643,6 @@ impl PacketSocket {
     }
 }
 
-/// The process id at the other end of a connected Unix socket (`SO_PEERCRED`), as the
-/// kernel recorded it when that end connected or listened.
-pub fn peer_pid(sock: &impl std::os::fd::AsRawFd) -> Option<i32> {
-    // SAFETY: `ucred` is three integers, for which all-zero bytes are a valid value.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: `cred` and `len` are valid for writes of `len` bytes, and the descriptor is
-    // borrowed from a live socket for the call only.
-    let r = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (r == 0 && cred.pid > 0).then_some(cred.pid)
-}
-
 /// The index interface `name` has now (`None`: there is no such interface).
 pub fn ifindex_of(name: &str) -> Option<i32> {
     let name = CString::new(name).ok()?;
