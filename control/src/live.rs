@@ -1710,9 +1710,7 @@ fn open_ports(
             // the device is set up for loses the larger frames without a counter.
             let carried = dp.mtu.unwrap_or(1500);
             for (ifname, _) in first.kernel_interfaces() {
-                let mtu = std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
-                    .ok()
-                    .and_then(|m| m.trim().parse::<u32>().ok());
+                let mtu = op25b_dataplane::port::sys::mtu_of(&ifname);
                 if let Some(mtu) = mtu.filter(|&m| m > u32::from(carried)) {
                     eprintln!(
                         "op25b: warning: {ifname} has MTU {mtu}, but the DPDK device on it is set up for {carried}: larger frames are lost without a count; set [dataplane] mtu = {mtu} if the device takes it, or lower the interface's MTU"

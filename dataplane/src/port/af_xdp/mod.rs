@@ -169,15 +169,6 @@ fn mb_step<'a>(
     }
 }
 
-/// The MTU of `name` (sysfs), if that can be read.
-fn mtu(name: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/net/{name}/mtu"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// One interface's XDP setup, shared by every worker's socket on it.
 #[derive(Debug)]
 struct Attachment {
@@ -321,7 +312,9 @@ pub fn open_wire(
 ) -> Result<Vec<XdpWire>, XdpError> {
     let burst = burst.clamp(1, MAX_BURST);
     // Frames cross from one interface to the other, so both must carry the larger MTU's.
-    let mtu = mtu(access).max(mtu(core)).unwrap_or(1500);
+    let mtu = crate::port::sys::mtu_of(access)
+        .max(crate::port::sys::mtu_of(core))
+        .unwrap_or(1500);
     let frames = Frames {
         mtu,
         frame: mtu.saturating_add(L2_OVERHEAD),

@@ -152,10 +152,7 @@ const TPACKET_V3: libc::c_int = 2;
 /// TPACKET_V2 slot size for an interface: its MTU plus Ethernet, two VLAN tags and the
 /// 32-byte slot header, rounded up to the 16-byte ring alignment; 2048 at least.
 fn v2_slot(ifname: &str) -> u32 {
-    let mtu: u32 = std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
-        .ok()
-        .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(9000);
+    let mtu = mtu_of(ifname).unwrap_or(9000);
     ((mtu + 14 + 8 + 32 + 15) & !15).max(2048)
 }
 const ETH_P_ALL: u16 = 0x0003;
@@ -670,6 +667,24 @@ pub fn ifname_of(index: i32) -> Option<String> {
 /// never per burst). `None` when it cannot be asked: no such interface, a name too long,
 /// or no socket.
 pub fn link_running(name: &str) -> Option<bool> {
+    let req = interface_ioctl(name, libc::SIOCGIFFLAGS)?;
+    // SAFETY: SIOCGIFFLAGS succeeded, so the union holds the flags.
+    let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags });
+    Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
+}
+
+/// The MTU of interface `name` (`SIOCGIFMTU`: the process's own network namespace, which
+/// `/sys/class/net` need not show). `None` when it cannot be asked.
+pub fn mtu_of(name: &str) -> Option<u32> {
+    let req = interface_ioctl(name, libc::SIOCGIFMTU)?;
+    // SAFETY: SIOCGIFMTU succeeded, so the union holds the MTU.
+    u32::try_from(unsafe { req.ifr_ifru.ifru_mtu }).ok()
+}
+
+/// An interface-information ioctl (`SIOCGIF…`, which fills one field of an `ifreq`) on
+/// interface `name`, asked on a throwaway datagram socket; `None` when it fails (no such
+/// interface, a name too long, no socket).
+fn interface_ioctl(name: &str, request: libc::c_ulong) -> Option<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
         return None;
     }
@@ -688,14 +703,10 @@ pub fn link_running(name: &str) -> Option<bool> {
         *d = *s as libc::c_char;
     }
     // SAFETY: `req` is a valid ifreq whose name is NUL-terminated (checked shorter than
-    // IFNAMSIZ, rest zero); SIOCGIFFLAGS writes only its flags, while it lives.
-    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
-    if r < 0 {
-        return None;
-    }
-    // SAFETY: SIOCGIFFLAGS succeeded, so the union holds the flags.
-    let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags });
-    Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
+    // IFNAMSIZ, rest zero); the SIOCGIF requests used here write one integer field of it,
+    // while it lives.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), request as _, &mut req) };
+    (r >= 0).then_some(req)
 }
 
 /// Waits up to `timeout_ms` until any of `socks` has a frame, with one `poll` over all of
@@ -775,6 +786,18 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn interface_questions_answer_for_loopback_and_nothing_else() {
+        // Every network namespace has a loopback interface, up, with an MTU of its own.
+        let lo = super::mtu_of("lo").expect("lo has an MTU");
+        assert!(lo >= 1280, "{lo}");
+        assert_eq!(super::link_running("lo"), Some(true));
+        for name in ["", "no-such-if0", "a-name-longer-than-ifnamsiz", "a\0b"] {
+            assert_eq!(super::mtu_of(name), None, "{name:?}");
+            assert_eq!(super::link_running(name), None, "{name:?}");
+        }
+    }
+
     #[test]
     fn lanes_above_sets_the_bit_of_every_lane_above_the_key() {
         let lanes: [i16; 16] = [
