@@ -70,12 +70,13 @@ fn dynamic_and_exempt(prefix: &AnyPrefix, dynamic_at: &Origin, exempt_at: &Origi
     format!("{exempt_at}: exempt: {prefix} is also listed in dynamic at {dynamic_at}; {remedy}")
 }
 
-/// At most [`CLIP`] characters of `s`, and how long it was if it was longer: a megabyte
-/// of garbage on one line of a prefix file must not become a megabyte of error message.
-fn clip(s: &str) -> String {
+/// `s` quoted, cut to its first [`CLIP`] characters and then saying how long it was: a
+/// megabyte of garbage on one line of a prefix file must not become a megabyte of error
+/// message.
+fn quoted(s: &str) -> String {
     match s.char_indices().nth(CLIP) {
-        None => s.to_string(),
-        Some((end, _)) => format!("{}… ({} bytes in all)", &s[..end], s.len()),
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}… ({} bytes in all)", &s[..end], s.len()),
     }
 }
 
@@ -118,7 +119,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A bad value at a known place.
-    #[error("{at}: {list}: {:?}: {}", clip(text), clip(why))]
+    #[error("{at}: {list}: {}: {why}", quoted(text))]
     Value {
         /// Where.
         at: Origin,
@@ -1431,7 +1432,7 @@ scope = []
         let junk = "x".repeat(1 << 20);
         let e = err(&format!("[outbound]\ndynamic = [\"{junk}\"]\n"));
         assert!(e.len() < 600, "{} bytes", e.len());
-        assert!(e.contains("… (1048576 bytes in all)"), "{e}");
+        assert!(e.contains("\"… (1048576 bytes in all): "), "{e}");
         let many: Vec<String> = (0..1000).map(|i| format!("w{i}")).collect();
         let shown = shown_warnings(&many);
         assert_eq!(shown.len(), SHOWN_WARNINGS + 1);
@@ -1693,7 +1694,7 @@ scope = []
         );
         assert_eq!(
             err("[outbound]\nrelays = [\"192.0.2.256\"]\n"),
-            "/nonexistent/op25b.toml:2: relays: \"192.0.2.256\": \"192.0.2.256\" is not an IPv4 or IPv6 address or prefix"
+            "/nonexistent/op25b.toml:2: relays: \"192.0.2.256\": not an IPv4 or IPv6 address or prefix"
         );
         assert_eq!(
             err("[outbound]\nscope = [\"10.0.0.0/33\"]\n"),
@@ -1801,9 +1802,7 @@ scope = []
             .unwrap_err()
             .to_string();
         assert!(
-            e.ends_with(
-                "bad2.txt:3: relays: \"foo\": \"foo\" is not an IPv4 or IPv6 address or prefix"
-            ),
+            e.ends_with("bad2.txt:3: relays: \"foo\": not an IPv4 or IPv6 address or prefix"),
             "{e}"
         );
         // Saved by a Windows tool: byte-order mark, CRLF line ends, tabs.
@@ -1868,7 +1867,7 @@ scope = []
         // IPv4-mapped IPv6 prefixes would never match a frame: the IPv4 form is named.
         assert_eq!(
             parse_prefix("::ffff:10.0.0.0/104").unwrap_err(),
-            "\"::ffff:10.0.0.0/104\" is an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, 10.0.0.0/8"
+            "an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, 10.0.0.0/8"
         );
         // Wider prefixes only contain that space; they are kept.
         assert!(parse_prefix("::/80").is_ok());

@@ -742,7 +742,7 @@ mod tests {
             ("exempt del 2001:db8::/129", "/129 is too long"),
             (
                 "exempt add ::ffff:10.0.0.3",
-                "exempt add: \"::ffff:10.0.0.3\": \"::ffff:10.0.0.3\" is an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, 10.0.0.3/32",
+                "exempt add: \"::ffff:10.0.0.3\": an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, 10.0.0.3/32",
             ),
             ("exempt", "usage: exempt"),
             (

@@ -87,7 +87,7 @@ fn parse_line(line: &str) -> Result<Ticket, String> {
     let (Some(prefix), Some(expiry), None) = (words.next(), words.next(), words.next()) else {
         return Err("expected PREFIX EXPIRY (Unix seconds or `never`)".into());
     };
-    let prefix: AnyPrefix = prefix.parse()?;
+    let prefix: AnyPrefix = prefix.parse().map_err(|e| format!("{prefix:?}: {e}"))?;
     let expires = match expiry {
         "never" => None,
         secs => {

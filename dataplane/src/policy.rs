@@ -51,9 +51,10 @@ impl std::str::FromStr for AnyPrefix {
             Some((a, l)) => (a, Some(l)),
             None => (t, None),
         };
+        // The value itself is quoted by whoever shows the error (with its place).
         let addr: std::net::IpAddr = addr_text.parse().map_err(|_| match len_text {
-            None => format!("{t:?} is not an IPv4 or IPv6 address or prefix"),
-            Some(_) => format!("{addr_text:?} is not an IPv4 or IPv6 address"),
+            None => "not an IPv4 or IPv6 address or prefix".to_string(),
+            Some(_) => "the part before / is not an IPv4 or IPv6 address".to_string(),
         })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len = match len_text {
@@ -75,7 +76,7 @@ impl std::str::FromStr for AnyPrefix {
             // would silently never match. It is the IPv4 prefix that was meant.
             if let (Some(v4), true) = (a.to_ipv4_mapped(), len >= 96) {
                 return Err(format!(
-                    "{t:?} is an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, {v4}/{}",
+                    "an IPv4-mapped IPv6 address, which no frame carries; write the IPv4 form, {v4}/{}",
                     len - 96
                 ));
             }
