@@ -168,7 +168,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDropLog {
     #[serde(default)]
-    enabled: bool,
+    enabled: Option<bool>,
     #[serde(default)]
     path: Option<Spanned<String>>,
     #[serde(default)]
@@ -606,7 +606,10 @@ fn drop_log(
             text,
             why,
         };
-    let enabled = d.enabled;
+    let enabled = d.enabled == Some(true);
+    // Settings under an explicit `enabled = false` are kept there on purpose (ready to
+    // turn on); without the key, someone may think they turned the log on.
+    let unsaid = d.enabled.is_none();
     let set = [
         d.path.is_some(),
         d.sample.is_some(),
@@ -660,9 +663,9 @@ fn drop_log(
     let rotate = duration(d.rotate, "rotate", DEFAULT_ROTATE)?;
     let retention = duration(d.retention, "retention", DEFAULT_RETENTION)?;
     if !enabled {
-        if set {
+        if set && unsaid {
             notes.push(format!(
-                "{}: [drop_log] has settings but is off (enabled = true turns it on)",
+                "{}: [drop_log] has settings but no `enabled = true`, so it is off",
                 at(0..0).file.display()
             ));
         }
@@ -799,9 +802,16 @@ fn dataplane(
         }
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // DPDK workers spin without pause; AF_PACKET and AF_XDP ones sleep in poll(2) when
+    // idle but spin under load, so sharing a core costs them only then.
+    let spins = if backend == Backend::Dpdk {
+        "each spins while the others wait"
+    } else {
+        "under load each spins while the others wait"
+    };
     if workers > cpus {
         notes.push(format!(
-            "{}: dataplane.workers: {workers} poll-mode workers on the {cpus} core(s) this process may use: they take turns, and each spins while the others wait",
+            "{}: dataplane.workers: {workers} workers on the {cpus} core(s) this process may use: they take turns, and {spins}",
             at(d.workers.as_ref().map_or(0..0, |w| w.span()))
         ));
     }
@@ -822,12 +832,14 @@ fn dataplane(
                 .enumerate()
                 .find_map(|(i, x)| c.get_ref()[..i].contains(x).then_some(x))
             {
-                return Err(bad(
-                    c.span(),
-                    "cores",
-                    x.to_string(),
-                    "listed twice: two poll-mode workers on one core take turns, each at half speed".into(),
-                ));
+                let why = format!(
+                    "core {x} is listed twice: two workers on one core take turns, and {spins}"
+                );
+                // Refused for DPDK, whose workers never sleep; for the others it is a choice.
+                if backend == Backend::Dpdk {
+                    return Err(bad(c.span(), "cores", x.to_string(), why));
+                }
+                notes.push(format!("{}: dataplane.cores: {why}", at(c.span())));
             }
             if let Some(x) = c.get_ref().iter().find(|&&x| x >= cpus) {
                 return Err(bad(
@@ -1464,7 +1476,7 @@ scope = []
                 format!("{f}:5: relays: 0.0.0.0/0 covers every destination: no IPv4 segment is blocked"),
                 format!("{f}: [outbound] scope lists no IPv6 prefix, so the IPv6 dynamic prefixes never block"),
                 format!("{f}: [inbound] lists no dynamic prefix (dynamic or dynamic_files): nothing is blocked"),
-                format!("{f}: [drop_log] has settings but is off (enabled = true turns it on)"),
+                format!("{f}: [drop_log] has settings but no `enabled = true`, so it is off"),
             ]
         );
         // A reject that can send no reset is refused; a drop log that is off is still
@@ -1472,10 +1484,28 @@ scope = []
         assert!(err("[outbound]\naction = \"reject\"\nreject_rate = 0\n")
             .contains(":3: reject_rate: \"0\": 0 resets per second sends none"));
         assert!(err("[outbound]\n[drop_log]\nrotate = \"banana\"\n").contains("drop_log.rotate"));
-        assert!(err(
-            "[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0, 0]\n"
+        // (A build without DPDK refuses the backend itself first.)
+        let dpdk = err(
+            "[outbound]\n[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0, 0]\n",
+        );
+        assert!(
+            dpdk.contains(if cfg!(feature = "dpdk") {
+                "core 0 is listed twice"
+            } else {
+                "built without DPDK support"
+            }),
+            "{dpdk}"
+        );
+        let shared = load(
+            "[outbound]\ndynamic = [\"10.0.0.0/8\"]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0, 0]\n",
         )
-        .contains("listed twice"));
+        .unwrap();
+        let w = shared.build(1).unwrap().warnings;
+        assert!(
+            w.iter()
+                .any(|w| w.contains(":8: dataplane.cores: core 0 is listed twice")),
+            "{w:?}"
+        );
     }
 
     #[test]
