@@ -1355,8 +1355,8 @@ fn ports_and_action(
 
 /// Notes on a section's lists that are valid but cannot be what was meant: no dynamic
 /// prefix (nothing is blocked; not said when `quiet_if_empty`: its empty files were
-/// named already, or the section is meant to block nothing), a relay covering every destination of a family, a
-/// scope (or, inbound, protected list) without a family the dynamic pools have.
+/// named already, or the section is meant to block nothing), a relay covering every
+/// destination of a family, an outbound scope without a family the dynamic pools have.
 fn lint_lists(
     file: &Path,
     section: &str,
@@ -1389,7 +1389,9 @@ fn lint_lists(
             ));
         }
     }
-    if !spec.scope.is_empty() {
+    // Outbound only: an inbound check guards the MX hosts there are, and a dual-stack
+    // feed of other networks' pools against IPv4-only MX hosts is the common case.
+    if !spec.scope.is_empty() && section == "outbound" {
         for fam in ["IPv4", "IPv6"] {
             let pools = spec.dynamic.iter().any(|p| family(p) == fam);
             if pools && !spec.scope.iter().any(|p| family(p) == fam) {

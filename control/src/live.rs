@@ -1073,10 +1073,13 @@ impl Control {
                 };
                 let before = self.tickets.clone();
                 let replaced = self.tickets.iter().find(|t| t.prefix == p).map(|t| {
-                    format!(
-                        " (replacing its ticket {})",
-                        until(t.expires).replace("until ", "that ran until ")
-                    )
+                    t.expires
+                        .map_or(" (replacing its ticket without expiry)".into(), |e| {
+                            format!(
+                                " (replacing its ticket that ran until {})",
+                                crate::droplog::rfc3339_seconds(e)
+                            )
+                        })
                 });
                 self.tickets.retain(|t| t.prefix != p);
                 self.tickets.push(Ticket { prefix: p, expires });

@@ -206,24 +206,30 @@ fn main() -> ExitCode {
         } => {
             // `ctl status --socket X`: the options may follow the command's words too (no
             // command has a word of that name).
-            while let Some(i) = words
-                .iter()
-                .position(|w| w == "--socket" || w == "--config")
-            {
-                let Some(value) = words.get(i + 1).cloned() else {
-                    eprintln!("op25b: error: {} needs a value", words[i]);
+            while let Some(i) = words.iter().position(|w| {
+                ["--socket", "--config"]
+                    .iter()
+                    .any(|o| w == o || w.starts_with(&format!("{o}=")))
+            }) {
+                // `--socket PATH` or `--socket=PATH`.
+                let (option, value, taken) = match words[i].split_once('=') {
+                    Some((o, v)) => (o.to_string(), Some(v.to_string()), 1),
+                    None => (words[i].clone(), words.get(i + 1).cloned(), 2),
+                };
+                let Some(value) = value else {
+                    eprintln!("op25b: error: {option} needs a value");
                     return ExitCode::from(2);
                 };
-                let slot = if words[i] == "--socket" {
+                let slot = if option == "--socket" {
                     &mut socket
                 } else {
                     &mut config
                 };
                 if slot.replace(PathBuf::from(value)).is_some() {
-                    eprintln!("op25b: error: {} given twice", words[i]);
+                    eprintln!("op25b: error: {option} given twice");
                     return ExitCode::from(2);
                 }
-                words.drain(i..i + 2);
+                words.drain(i..i + taken);
             }
             if socket.is_some() && config.is_some() {
                 eprintln!("op25b: error: give --socket or --config, not both");

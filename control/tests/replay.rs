@@ -682,9 +682,14 @@ fn ctl_names_a_bad_word_before_it_connects() {
         (out.status.code(), e)
     };
     let s = socket.to_str().unwrap();
-    let (code, e) = bare(&["status", "--socket", s]);
-    assert_eq!(code, Some(1));
-    assert!(e.contains("nobody-listens.sock: cannot connect"), "{e}");
+    for args in [
+        &["status", "--socket", s][..],
+        &["status", &format!("--socket={s}")],
+    ] {
+        let (code, e) = bare(args);
+        assert_eq!(code, Some(1));
+        assert!(e.contains("nobody-listens.sock: cannot connect"), "{e}");
+    }
     assert_eq!(
         bare(&["--socket", s, "status", "--config", "x.toml"]),
         (
