@@ -563,6 +563,8 @@ struct Control {
     device_links: [bool; 2],
     /// Where the metrics are served (the address bound), if anywhere.
     metrics_at: Option<String>,
+    /// When a rebuild for expired tickets last failed (retried every [`RETRY_REFUSED`]).
+    expiry_failed: Option<Instant>,
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -598,6 +600,10 @@ impl Control {
         let t = Instant::now();
         let plain = config.clone();
         let now = SystemTime::now();
+        // The list always matches the policy in force: restored if the build fails (an
+        // expired ticket left out of a policy never published would otherwise stay in
+        // force with nothing left to expire it).
+        let before = self.tickets.clone();
         self.tickets.retain(|t| t.live_at(now));
         config = with_tickets(config, &self.tickets);
         // While the new policies are built, the workers note which blocks of the current
@@ -605,7 +611,10 @@ impl Control {
         self.hot.iter().for_each(|h| h.start());
         let built = config.build(self.generation + 1);
         self.hot.iter().for_each(|h| h.stop());
-        let built = built.map_err(|e| e.to_string())?;
+        let built = built.map_err(|e| {
+            self.tickets = before;
+            e.to_string()
+        })?;
         let slots = self.workers.len();
         // Warmed where they will be read from: inside their Arcs.
         let (policy, inbound) = (
@@ -895,17 +904,29 @@ impl Control {
             .filter(|t| t.expires.is_some_and(|e| e <= now))
             .map(|t| t.prefix.to_string())
             .collect();
-        if !expired.is_empty() {
+        let retry_due = self
+            .expiry_failed
+            .is_none_or(|at| at.elapsed() >= RETRY_REFUSED);
+        if !expired.is_empty() && retry_due {
             let cfg = self.config.clone();
             match self.publish(cfg) {
-                Ok(_) => eprintln!(
-                    "op25b: exemption ticket(s) expired: {}; policy generation {}",
-                    expired.join(", "),
-                    self.generation
-                ),
-                Err(e) => eprintln!(
-                    "op25b: rebuilding after a ticket expired failed, old policy kept: {e}"
-                ),
+                Ok(_) => {
+                    self.expiry_failed = None;
+                    eprintln!(
+                        "op25b: exemption ticket(s) expired: {}; policy generation {}",
+                        expired.join(", "),
+                        self.generation
+                    )
+                }
+                Err(e) => {
+                    // The expired tickets stay listed (and in force): tried again later.
+                    self.expiry_failed = Some(Instant::now());
+                    eprintln!(
+                        "op25b: rebuilding after ticket(s) expired ({}) failed, old policy kept, tried again in {} s: {e}",
+                        expired.join(", "),
+                        RETRY_REFUSED.as_secs()
+                    )
+                }
             }
         }
         if self.save_error.is_some() && self.save_retry.elapsed() >= RETRY_REFUSED {
@@ -1111,7 +1132,7 @@ impl Control {
                 }
             }
             ctl::Command::ExemptDel(p) => {
-                let n = self.tickets.len();
+                let (n, before) = (self.tickets.len(), self.tickets.clone());
                 self.tickets.retain(|t| t.prefix != p);
                 if self.tickets.len() == n {
                     return (false, format!("{p} has no exemption ticket"));
@@ -1131,7 +1152,11 @@ impl Control {
                             ),
                         )
                     }
-                    Err(e) => (false, format!("refused: {e}")),
+                    Err(e) => {
+                        // Still in force, so still listed.
+                        self.tickets = before;
+                        (false, format!("refused: {e}"))
+                    }
                 }
             }
         }
@@ -1949,6 +1974,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         warnings: built.warnings.clone(),
         device_links: [true, true],
         metrics_at: metrics_bound.clone(),
+        expiry_failed: None,
     };
     control.watched = files_stamp(&control.config);
     // Drops from the file what expired while op25b was stopped.
