@@ -37,10 +37,28 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
-# aiosmtpd: the real SMTP server of the testbed.
+# aiosmtpd: the real SMTP server of the testbed. Debian's package serves Debian's python3;
+# a python3 of its own (pyenv, say) gets it from PyPI, with pip brought first if missing.
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo "setup: installing aiosmtpd"
-  python3 -m pip install --quiet aiosmtpd 2>/dev/null || python3 -m pip install --quiet --break-system-packages aiosmtpd
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ "$(command -v python3)" == /usr/bin/python3 ]]; then
+    apt-get update -qq
+    apt-get install -y -qq python3-aiosmtpd >/dev/null
+  else
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+      python3 -m ensurepip --upgrade >/dev/null 2>&1 || {
+        apt-get update -qq
+        apt-get install -y -qq python3-pip >/dev/null
+      }
+    fi
+    python3 -m pip install --quiet aiosmtpd 2>/dev/null ||
+      python3 -m pip install --quiet --break-system-packages aiosmtpd
+  fi
+  python3 -c 'import aiosmtpd' || {
+    echo "setup: aiosmtpd is still not importable by $(command -v python3)" >&2
+    exit 1
+  }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

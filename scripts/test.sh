@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A part of this script that cannot run here says so now and again at the end, with the
+# tests' own skips.
+script_skips=()
+skip() {
+  echo "SKIPPED: $1"
+  script_skips+=("$1")
+}
+
 bash scripts/setup.sh
 
 echo "== cargo fmt --check"
@@ -57,7 +65,7 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   echo "systemd-analyze verify: clean; $(systemd-analyze security --offline=true "$unit_dir/op25b.service" 2>/dev/null | grep -E 'Overall exposure' || true)"
   rm -rf "$unit_dir"
 else
-  echo "SKIPPED: systemd-analyze is not installed, so scripts/op25b.service was not verified"
+  skip "systemd-analyze is not installed, so scripts/op25b.service was not verified"
 fi
 
 # --all-features above includes `dpdk`; the default build must still compile cleanly and
@@ -76,9 +84,9 @@ fi
 # fallbacks cannot rot (no cross linker needed; nothing is run).
 echo "== portable build (aarch64-unknown-linux-gnu, check only)"
 if ! command -v rustup >/dev/null; then
-  echo "SKIPPED: the aarch64 check needs rustup to add the target"
+  skip "the aarch64 check needs rustup to add the target"
 elif ! rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1; then
-  echo "SKIPPED: rustup could not add the aarch64-unknown-linux-gnu target (offline?)"
+  skip "rustup could not add the aarch64-unknown-linux-gnu target (offline?)"
 else
   cargo clippy --target aarch64-unknown-linux-gnu -p op25b-dataplane -p op25b \
     -p op25b-testbed --all-targets -- -D warnings
@@ -110,9 +118,10 @@ if [[ "$fuzz_seconds" != 0 ]]; then
   done
 fi
 echo "== all tests passed"
-if grep -q '^SKIPPED ' target/test-output.log; then
+if grep -q '^SKIPPED ' target/test-output.log || ((${#script_skips[@]})); then
   echo "but these did not run here (the reason follows each name):"
-  grep '^SKIPPED ' target/test-output.log
+  grep '^SKIPPED ' target/test-output.log || true
+  for s in "${script_skips[@]}"; do echo "SKIPPED scripts/test.sh: $s"; done
 else
   echo "no test was skipped"
 fi

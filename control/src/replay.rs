@@ -278,6 +278,8 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     let mut pass_out = Output::open(&args.pass_out)?;
     let mut drop_out = Output::open(&args.drop_out)?;
     let mut resets_out = args.resets_out.as_deref().map(Output::open).transpose()?;
+    // The report too, so one that cannot be written stops the replay before it starts.
+    let mut report_out = args.report.as_deref().map(Output::open).transpose()?;
     if let Some(source) = refused_at_start(&args.input) {
         return Err(ReplayError::Input {
             path: args.input.clone(),
@@ -305,7 +307,15 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         port = port.with_resets(r.start()?).map_err(on_output)?;
     }
     let policy_summary = policy_json(&built.policy);
-    let inbound_summary = policy_json(&built.inbound);
+    let mut inbound_summary = policy_json(&built.inbound);
+    // The inbound policy's scope is its protected hosts, and it has no relays.
+    for fam in ["ipv4", "ipv6"] {
+        if let Some(lists) = inbound_summary["prefixes"][fam].as_object_mut() {
+            let protected = lists.remove("scope").unwrap_or_default();
+            lists.remove("relays");
+            lists.insert("protected".into(), protected);
+        }
+    }
     let (outbound, inbound) = (
         built.policy.with_hit_counters(1),
         built.inbound.with_hit_counters(1),
@@ -399,12 +409,15 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         "written": written,
         "unanswerable": written.map(|_| unanswerable),
     });
-    if let Some(path) = &args.report {
+    if let (Some(path), Some(out)) = (&args.report, &mut report_out) {
         let text = serde_json::to_string_pretty(&report).expect("a JSON value always serialises");
-        std::fs::write(path, text + "\n").map_err(|source| ReplayError::Report {
-            path: path.clone(),
-            source,
-        })?;
+        let mut w = out.start()?;
+        std::io::Write::write_all(&mut w, (text + "\n").as_bytes())
+            .and_then(|()| std::io::Write::flush(&mut w))
+            .map_err(|source| ReplayError::Report {
+                path: path.clone(),
+                source,
+            })?;
     }
     Ok(Outcome {
         counters,

@@ -582,6 +582,11 @@ fn clear_errors_for_bad_inputs() {
     }
     assert_eq!(std::fs::read(&p).unwrap(), b"kept");
     assert!(!fresh.exists());
+    // So does a report that cannot be written, before the replay runs.
+    let out = with(&p, &d, &dir.join("no/such/folder/r.json"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(one_line(&out).contains("r.json: cannot create output"));
+    assert_eq!(std::fs::read(&p).unwrap(), b"kept");
     // Written in place: an output's mode (and links) stay.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -903,6 +908,12 @@ exempt = ["203.0.113.64/26"]
     }
     let _ = count;
     assert_eq!(r["inbound"]["policy"]["action"], "reject");
+    // Its scope is its protected hosts, and it has no relays.
+    let v4 = &r["inbound"]["policy"]["prefixes"]["ipv4"];
+    assert!(
+        v4["protected"].as_u64().unwrap() > 0 && v4.get("relays").is_none(),
+        "{v4}"
+    );
     assert_eq!(r["resets"]["written"], 3);
     assert_eq!(r["resets"]["rate_limited"], 0);
     // One reset per rejected frame, in order, each answering it: addresses and ports
