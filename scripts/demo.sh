@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 OP25B_SKIP_FUZZ=1 bash scripts/setup.sh
 cargo build --quiet --release -p op25b
 mkdir -p out
-./target/release/op25b check --config config/op25b.toml
-./target/release/op25b replay --config config/op25b.toml --input samples/sample.pcap \
+"${CARGO_TARGET_DIR:-target}/release/op25b" check --config config/op25b.toml
+"${CARGO_TARGET_DIR:-target}/release/op25b" replay --config config/op25b.toml --input samples/sample.pcap \
   --pass-out out/pass.pcap --drop-out out/drop.pcap --report out/report.json
 echo "first dropped frames (tcpdump -nr out/drop.pcap):"
 tcpdump -nr out/drop.pcap -c 5 2>/dev/null | cut -c1-120

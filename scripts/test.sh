@@ -15,6 +15,9 @@ skip() {
 }
 
 bash scripts/setup.sh
+# Where cargo builds (CARGO_TARGET_DIR, if set).
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -28,8 +31,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quie
 
 echo "== cargo test"
 # Kept to list the skipped tests at the end (op25b_dataplane::testkit::skipped).
-mkdir -p target
-cargo test --workspace --all-features 2>&1 | tee target/test-output.log
+cargo test --workspace --all-features 2>&1 | tee "$target/test-output.log"
 
 # The C baselines (bench/c) are not built by cargo: build them here so they cannot rot,
 # check lpm_bench against its hand-written answers, and run a very short dpdk-null (the
@@ -39,7 +41,7 @@ echo "== C harnesses (bench/c) and a dpdk-null smoke run"
 make -C bench/c -s all
 make -C bench/c -s check
 cargo build -q --workspace --all-features --bin op25b-bench
-smoke="$(target/debug/op25b-bench dpdk-null --out-dir target/dpdk-null-smoke --prefixes 1000 \
+smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
   --seconds 0.2 --runs 1 --core 0 2>&1)" || { echo "$smoke"; exit 1; }
 if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps .*, C rx→rte_lpm→tx [0-9.]+ Mpps' <<<"$smoke"; then
   echo "$smoke"
@@ -53,7 +55,7 @@ grep -E '^run 1: ' <<<"$smoke"
 echo "== systemd unit"
 if command -v systemd-analyze >/dev/null 2>&1; then
   unit_dir="$(mktemp -d)"
-  sed "s|/usr/local/bin/op25b|$PWD/target/debug/op25b|g" scripts/op25b.service >"$unit_dir/op25b.service"
+  sed "s|/usr/local/bin/op25b|$(realpath "$target")/debug/op25b|g" scripts/op25b.service >"$unit_dir/op25b.service"
   # Only this unit's own problems count, not those of units it names on this host.
   if ! verify="$(systemd-analyze verify --recursive-errors=one "$unit_dir/op25b.service" 2>&1)" ||
     [[ -n "$verify" ]]; then
@@ -74,7 +76,7 @@ echo "== default features (no dpdk)"
 cargo clippy -p op25b-dataplane -p op25b --all-targets -- -D warnings
 cargo test -p op25b --lib config
 cargo build -p op25b
-if ldd target/debug/op25b | grep -q librte_; then
+if ldd "$target/debug/op25b" | grep -q librte_; then
   echo "the default op25b binary links DPDK" >&2
   exit 1
 fi
@@ -105,22 +107,22 @@ if [[ "$fuzz_seconds" != 0 ]]; then
   else
     echo "NOTE: $corpus_dir is absent: fuzzing starts without seeds"
   fi
-  for target in parse capture; do
-    log="fuzz/fuzz-$target.log"
-    if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" -- \
+  for fuzz_target in parse capture; do
+    log="fuzz/fuzz-$fuzz_target.log"
+    if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$fuzz_target" "corpus/$fuzz_target" -- \
       -max_total_time="$fuzz_seconds" -max_len=16384 -print_final_stats=1) >"$log" 2>&1; then
-      echo "fuzz $target: $(grep -E '^Done [0-9]+ runs' "$log" || echo 'done'), no crash"
+      echo "fuzz $fuzz_target: $(grep -E '^Done [0-9]+ runs' "$log" || echo 'done'), no crash"
     else
       tail -n 60 "$log"
-      echo "fuzz $target: FAILED (crash input saved under fuzz/artifacts/$target)"
+      echo "fuzz $fuzz_target: FAILED (crash input saved under fuzz/artifacts/$fuzz_target)"
       exit 1
     fi
   done
 fi
 echo "== all tests passed"
-if grep -q '^SKIPPED ' target/test-output.log || ((${#script_skips[@]})); then
+if grep -q '^SKIPPED ' "$target/test-output.log" || ((${#script_skips[@]})); then
   echo "but these did not run here (the reason follows each name):"
-  grep '^SKIPPED ' target/test-output.log || true
+  grep '^SKIPPED ' "$target/test-output.log" || true
   for s in "${script_skips[@]}"; do echo "SKIPPED scripts/test.sh: $s"; done
 else
   echo "no test was skipped"

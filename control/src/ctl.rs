@@ -614,7 +614,10 @@ impl Command {
                         "explain: source {src} and destination {dst} must be the same address family"
                     ));
                 }
-                let port = port.parse::<u16>().map_err(|_| {
+                // Digits only, no sign and no leading zero: `025` may be meant as octal.
+                let plain = port.bytes().all(|b| b.is_ascii_digit())
+                    && !(port.len() > 1 && port.starts_with('0'));
+                let port = port.parse::<u16>().ok().filter(|_| plain).ok_or_else(|| {
                     format!("explain: port {port:?} is not a number from 0 to 65535")
                 })?;
                 Ok(Self::Explain { src, dst, port })
@@ -728,6 +731,8 @@ mod tests {
                 "explain: port \"smtp\" is not a number from 0 to 65535",
             ),
             ("explain 10.0.0.3 2001:db8::1 25", "same address family"),
+            ("explain 10.0.0.3 192.0.2.1 +25", "port \"+25\" is not a number"),
+            ("explain 10.0.0.3 192.0.2.1 025", "port \"025\" is not a number"),
             ("explain 10.0.0.3", "usage: explain"),
             (
                 "exempt add 10.0.0.1/8",

@@ -374,13 +374,6 @@ fn build_with_saved_tickets(
             left_out.len()
         ));
     }
-    if let (Some(f), false) = (&start.file, start.live.is_empty()) {
-        eprintln!(
-            "op25b: {} exemption ticket(s) from {} in force",
-            start.live.len(),
-            f.display()
-        );
-    }
     Ok((built, start))
 }
 
@@ -1990,6 +1983,14 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             .as_ref()
             .map_or(String::new(), |m| format!(", metrics http://{m}/metrics"))
     );
+    // Said once running: a start that fails on the way puts nothing in force.
+    if let (Some(f), false) = (&control.tickets_file, control.tickets.is_empty()) {
+        eprintln!(
+            "op25b: {} exemption ticket(s) from {} in force",
+            control.tickets.len(),
+            f.display()
+        );
+    }
     loop {
         let timeout = control
             .next_expiry()
