@@ -196,6 +196,17 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         "a 9000-byte packet did not cross intact: {}",
         String::from_utf8_lossy(&jumbo.stdout)
     );
+    // Larger than the 9000-byte MTU: IPv4 fragments, which cross as they are (the kernel
+    // must not reassemble them for the packet sockets: the whole would not fit the link).
+    let fragmented = sub
+        .command(&["ping", "-c2", "-W2", "-s", "12000", "10.0.0.1"])
+        .output()
+        .unwrap();
+    assert!(
+        fragmented.status.success(),
+        "a fragmented 12 kB ping did not cross: {}",
+        String::from_utf8_lossy(&fragmented.stdout)
+    );
     let http = sub
         .command(&[
             "python3",

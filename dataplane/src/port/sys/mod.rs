@@ -146,7 +146,6 @@ const PACKET_QDISC_BYPASS: libc::c_int = 20;
 const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
 const PACKET_MR_PROMISC: libc::c_ushort = 1;
 const PACKET_FANOUT_HASH: u32 = 0;
-const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 const TPACKET_V2: libc::c_int = 1;
 const TPACKET_V3: libc::c_int = 2;
 /// TPACKET_V2 slot size for an interface: its MTU plus Ethernet, two VLAN tags and the
@@ -401,8 +400,12 @@ impl PacketSocket {
             }
         }
         if let Some(group) = opts.fanout_group {
-            let arg: u32 =
-                u32::from(group) | ((PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16);
+            // No PACKET_FANOUT_FLAG_DEFRAG: with it the kernel reassembles IPv4 fragments
+            // before the group sees them, so a bridge would get one frame larger than the
+            // link (refused on send) instead of the fragments, and the RFC 1858 offset-1
+            // fragment would never be judged. The fanout hash of a fragment is taken from
+            // its addresses only, so every fragment of a datagram reaches the same worker.
+            let arg: u32 = u32::from(group) | (PACKET_FANOUT_HASH << 16);
             if setsockopt(f, SOL_PACKET, PACKET_FANOUT, &arg) < 0 {
                 return Err(last_error("cannot join the fanout group", ifname));
             }
