@@ -29,7 +29,17 @@ impl TokenBucket {
                 if add == 0 && self.rate == rate {
                     return self.spend();
                 }
+                let full = self.tokens.saturating_add(add) >= rate;
                 self.tokens = self.tokens.saturating_add(add).min(rate);
+                // The clock moves on by the time the whole tokens took, so the part of a
+                // token earned beyond them is kept (moving it to `now` lost up to one
+                // token per refill: a fifth of the rate under steady load). A full bucket
+                // keeps nothing.
+                if !full && self.rate == rate && rate > 0 {
+                    self.last =
+                        Some(t + std::time::Duration::from_nanos(add * 1_000_000_000 / rate));
+                    return self.spend();
+                }
             }
         }
         self.rate = rate;
@@ -44,5 +54,37 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenBucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_steady_load_gets_the_rate_a_burst_gets_one_second_of_it() {
+        let t0 = Instant::now();
+        // 100 takes a second for 10 s under a limit of 50/s.
+        let mut b = TokenBucket::default();
+        let taken = (0..1000)
+            .filter(|i| b.take(50, t0 + Duration::from_millis(10 * i)))
+            .count();
+        // The first second's full bucket, then 50 a second for the other 9.99 s.
+        assert!((540..=550).contains(&taken), "{taken}");
+        // At takes 3 ms apart (a refill of less than one token most times).
+        let mut b = TokenBucket::default();
+        let taken = (0..3334)
+            .filter(|i| b.take(50, t0 + Duration::from_millis(3 * i)))
+            .count();
+        assert!((540..=550).contains(&taken), "{taken}");
+        // A burst: one second's worth, then nothing until time passes.
+        let mut b = TokenBucket::default();
+        assert_eq!((0..500).filter(|_| b.take(50, t0)).count(), 50);
+        assert!(!b.take(50, t0 + Duration::from_millis(10)));
+        assert!(b.take(50, t0 + Duration::from_millis(20)));
+        // No limit at zero.
+        let mut b = TokenBucket::default();
+        assert!(!(0..10).any(|i| b.take(0, t0 + Duration::from_secs(i))));
     }
 }

@@ -14,8 +14,9 @@
 //! - This is the only code that reads a frame beyond its TCP destination port (sequence,
 //!   acknowledgment, data offset and flags), only for a frame already judged blocked under
 //!   `reject`, and nothing it reads is kept: it goes into the reset and nowhere else.
-//! - No reset answers a reset, an IPv4 overlap fragment (it has no TCP header), or a
-//!   segment whose TCP header is cut short; `build_reset` then returns false.
+//! - No reset answers a reset, an IPv4 overlap fragment (it has no TCP header), a
+//!   segment whose TCP header is cut short, or a frame with a group (broadcast or
+//!   multicast) MAC or IP address on either side; `build_reset` then returns false.
 //! - `out` is cleared and refilled; it allocates only while growing to the largest reset.
 
 use super::{parse_layout, Addrs, Transport};
@@ -35,6 +36,18 @@ pub fn build_reset(frame: &[u8], out: &mut Vec<u8>) -> bool {
         return false;
     };
     if !matches!(l.key.transport, Transport::Tcp { .. }) || l.l4 + 20 > l.end {
+        return false;
+    }
+    // Never to or from a group: a reset is for the one sender of the segment. A group
+    // (broadcast or multicast) MAC or IP on either side would make it a flood to every
+    // station of the access network, or carry a group source (RFC 1122 §3.2.1.3 and
+    // §4.2.3.10, RFC 4291 §2.7), and a spoofed frame could ask for exactly that.
+    let group_mac = frame[0] & 1 != 0 || frame[6] & 1 != 0;
+    let group_ip = match l.key.addrs {
+        Addrs::V4 { src, dst } => [src, dst].iter().any(|&a| a >> 28 == 0xe || a == u32::MAX),
+        Addrs::V6 { src, dst } => [src, dst].iter().any(|&a| a >> 120 == 0xff),
+    };
+    if group_mac || group_ip {
         return false;
     }
     let t = &frame[l.l4..l.l4 + 20];
@@ -315,5 +328,23 @@ mod tests {
         f[l.l3 + 7] = 1;
         assert!(!build_reset(&f, &mut out));
         assert!(!build_reset(&[0u8; 10], &mut out));
+        // A group MAC on either side (a spoofed broadcast source would make the reset a
+        // flood), or a group IP address on either side: no reset.
+        for (at, byte) in [(0, 0xff), (0, 0x01), (6, 0xff), (6, 0x01)] {
+            let mut f = base.clone();
+            f[at] = byte;
+            assert!(!build_reset(&f, &mut out), "MAC byte {at} = {byte:#x}");
+        }
+        for (src, dst) in [
+            ("10.1.2.3", "255.255.255.255"),
+            ("10.1.2.3", "224.0.0.1"),
+            ("239.1.2.3", "198.51.100.7"),
+            ("2001:db8::1", "ff02::1"),
+            ("ff05::2", "2001:db8::1"),
+        ] {
+            assert!(!build_reset(&syn(src, dst, 0), &mut out), "{src} → {dst}");
+        }
+        // Unicast both ways still gets its reset.
+        assert!(build_reset(&syn("2001:db8::1", "2001:db8::2", 3), &mut out));
     }
 }
