@@ -14,14 +14,20 @@
 //!   records over with a non-blocking send and the writer runs on its own thread.
 //! - The file in use is rotated every `rotate` to `PATH.YYYYMMDDTHHMMSSZ` (a name already
 //!   taken is never overwritten: the stamp moves on a second), and at every start when it
-//!   holds lines, so restarts cannot keep one file open forever; rotated files whose last
-//!   line is older than `retention` are deleted (checked at start and at every rotation),
-//!   so nothing is kept longer than `retention` + `rotate`.
+//!   holds lines, so restarts cannot keep one file open forever (a file that received no
+//!   line is not rotated); rotated files (exactly `PATH.YYYYMMDDTHHMMSSZ`, regular files:
+//!   nothing else in the folder is touched) whose last line is older than `retention` are
+//!   deleted, checked every second, so no line is kept much longer than `retention` +
+//!   `rotate`.
+//! - A line is counted written once it is in the file, and lost (counted once) if writing
+//!   it fails; lost lines are dropped, not retried, so a full disk cannot hold up
+//!   rotation and retention. A log that cannot be opened at start is off for that run
+//!   (said, and shown by `status`); the appliance runs without it.
 //! - Files are created 0640 and the directory, if op25b creates it, 0750 (subscriber
 //!   data: not for every local user); a live file found with looser permissions is
 //!   tightened to 0640. Only a regular file is ever appended to or renamed at the path.
-//! - A live file deleted or moved away under the writer (an operator purging, logrotate)
-//!   is noticed within a second and a new one is started at the path.
+//! - A live file deleted or moved away under the writer (an operator purging, logrotate),
+//!   or its folder, is noticed before the next write and a new one is started at the path.
 //! - A line and its newline are written together, so a failed write never glues two
 //!   lines; the matched pool is cut to the configured prefix length like the addresses.
 
@@ -32,7 +38,7 @@ use op25b_dataplane::sample::{DropRecord, SampleConfig};
 use op25b_dataplane::wire::{Addrs, Transport};
 use op25b_dataplane::worker::PolicyHandle;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -71,31 +77,34 @@ impl DropLogConfig {
 #[derive(Debug)]
 pub struct DropLog {
     cfg: DropLogConfig,
-    file: BufWriter<File>,
+    file: File,
+    /// Lines not yet written to the file, and how many.
+    buf: Vec<u8>,
+    pending: u64,
     opened: SystemTime,
-    /// When the path was last checked to still name the open file.
+    /// When the path was last checked to still name the open file (and old files pruned).
     checked: SystemTime,
+    stats: Arc<LogStats>,
+    /// Rotated files that could not be deleted, each said once.
+    undeletable: std::collections::HashSet<PathBuf>,
 }
 
 /// Mode of log files.
 const FILE_MODE: u32 = 0o640;
 /// Mode of a log directory op25b creates.
 const DIR_MODE: u32 = 0o750;
-/// How often the writer checks that the path still names its open file.
+/// How often the writer checks that the path still names its open file, and deletes
+/// rotated files past retention.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// Buffered bytes that make the writer write at once.
+const BUFFER: usize = 64 << 10;
 
 impl DropLog {
-    /// Opens (appends to) the log, rotating it first if it was last written more than
-    /// `rotate` ago, and deletes rotated files past retention.
+    /// Opens (appends to) the log, rotating it first if it holds lines from an earlier
+    /// run, and deletes rotated files past retention.
     pub fn open(cfg: DropLogConfig, now: SystemTime) -> Result<Self, String> {
         let p = &cfg.path;
-        if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(DIR_MODE)
-                .create(dir)
-                .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display()))?;
-        }
+        make_dir(p)?;
         if let Ok(m) = std::fs::symlink_metadata(p) {
             if !m.file_type().is_file() {
                 return Err(format!(
@@ -113,71 +122,116 @@ impl DropLog {
             }
         }
         let file = open_append(p)?;
-        let log = DropLog {
+        let mut log = DropLog {
             file,
+            buf: Vec::with_capacity(BUFFER),
+            pending: 0,
             opened: now,
             checked: now,
             cfg,
+            stats: Arc::new(LogStats::default()),
+            undeletable: Default::default(),
         };
         log.prune(now);
         Ok(log)
     }
 
-    /// Writes one line, rotating first when the file has been in use for `rotate`.
+    /// The counts of lines written and lost, for metrics.
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
+    }
+
+    /// Takes one line, rotating first when the file has been in use for `rotate`. It is
+    /// counted written once it is in the file, lost if writing it fails.
     pub fn write(&mut self, line: &str, now: SystemTime) -> std::io::Result<()> {
-        self.keep_up(now)?;
-        let mut text = String::with_capacity(line.len() + 1);
-        text.push_str(line);
-        text.push('\n');
-        self.file.write_all(text.as_bytes())
+        let kept = self.keep_up(now);
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        self.pending += 1;
+        let flushed = if self.buf.len() >= BUFFER {
+            self.flush()
+        } else {
+            Ok(())
+        };
+        kept.and(flushed)
     }
 
-    /// Rotates when due even without new lines (called when the queue is idle).
+    /// Rotates when due, and deletes old files, even without new lines (called when the
+    /// queue is idle).
     pub fn tick(&mut self, now: SystemTime) -> std::io::Result<()> {
-        self.file.flush()?;
-        self.keep_up(now)
+        let flushed = self.flush();
+        self.keep_up(now).and(flushed)
     }
 
-    /// Rotates when due, and starts a new file when the path no longer names the open one
-    /// (checked at most once per [`CHECK_EVERY`]).
+    /// Rotates when due; at most once per [`CHECK_EVERY`], starts a new file when the path
+    /// no longer names the open one and deletes rotated files past retention.
     fn keep_up(&mut self, now: SystemTime) -> std::io::Result<()> {
         if now.duration_since(self.opened).unwrap_or_default() >= self.cfg.rotate {
             return self.rotate(now);
         }
         if now.duration_since(self.checked).unwrap_or_default() >= CHECK_EVERY {
             self.checked = now;
-            let open = self.file.get_ref().metadata()?;
-            let same = std::fs::metadata(&self.cfg.path)
-                .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino()));
-            if !same {
-                // Deleted or moved away: what was buffered goes with the old file.
-                let _ = self.file.flush();
-                self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
-            }
+            self.prune(now);
+            return self.follow_path();
         }
         Ok(())
     }
 
-    fn rotate(&mut self, now: SystemTime) -> std::io::Result<()> {
-        self.file.flush()?;
-        match std::fs::rename(&self.cfg.path, free_rotated_name(&self.cfg.path, now)) {
-            Ok(()) => {}
-            // The file went away under us: start a new one all the same.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+    /// Starts a new file at the path if it no longer names the open one (deleted or moved
+    /// away: an operator purging, logrotate), making its folder again if that went too.
+    fn follow_path(&mut self) -> std::io::Result<()> {
+        let open = self.file.metadata()?;
+        let same = std::fs::metadata(&self.cfg.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == (open.dev(), open.ino()));
+        if !same {
+            make_dir(&self.cfg.path).map_err(std::io::Error::other)?;
+            self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
         }
-        self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
+        Ok(())
+    }
+
+    /// Starts a new file; one that holds no line is kept as it is (no empty rotated files).
+    fn rotate(&mut self, now: SystemTime) -> std::io::Result<()> {
+        let flushed = self.flush();
         self.opened = now;
         self.checked = now;
+        let empty = self.file.metadata().is_ok_and(|m| m.len() == 0);
+        let moved = if empty {
+            self.follow_path()
+        } else {
+            // Tightened through the descriptor before it leaves under its rotated name
+            // (a live file someone loosened would otherwise keep that mode).
+            let _ = self
+                .file
+                .set_permissions(std::fs::Permissions::from_mode(FILE_MODE));
+            match std::fs::rename(&self.cfg.path, free_rotated_name(&self.cfg.path, now)) {
+                // The file went away under us: start a new one all the same.
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+            .and_then(|()| {
+                make_dir(&self.cfg.path).map_err(std::io::Error::other)?;
+                self.file = open_append(&self.cfg.path).map_err(std::io::Error::other)?;
+                Ok(())
+            })
+        };
         self.prune(now);
-        Ok(())
+        // A rotation that failed keeps appending to the open file.
+        flushed.and(moved)
     }
 
-    /// Deletes rotated files last written more than `retention` ago.
-    fn prune(&self, now: SystemTime) {
+    /// Deletes rotated files (`PATH.YYYYMMDDTHHMMSSZ`, regular files only: nothing else in
+    /// the folder is ever touched) last written more than `retention` ago.
+    fn prune(&mut self, now: SystemTime) {
         let p = &self.cfg.path;
         let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
             return;
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
         };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -188,15 +242,20 @@ impl DropLog {
             let Some(n) = file_name.to_str() else {
                 continue;
             };
-            let rotated = n
-                .strip_prefix(&stem)
-                .is_some_and(|s| s.len() == 16 && s.ends_with('Z'));
-            let old = e
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|m| now.duration_since(m).unwrap_or_default() > self.cfg.retention);
-            if rotated && old {
-                if let Err(err) = std::fs::remove_file(e.path()) {
+            if !n.strip_prefix(&stem).is_some_and(is_rotation_stamp) {
+                continue;
+            }
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let old = m
+                .modified()
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > self.cfg.retention);
+            if !(m.file_type().is_file() && old) {
+                continue;
+            }
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                if self.undeletable.insert(e.path()) {
                     eprintln!(
                         "op25b: drop log: cannot delete {} past retention: {err}",
                         e.path().display()
@@ -206,14 +265,61 @@ impl DropLog {
         }
     }
 
-    /// Flushes buffered lines.
+    /// Writes the buffered lines: counted written if that works, lost (and dropped, so a
+    /// full disk cannot hold rotation and retention up) if not.
     pub fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        // Lines go to the file at the path: one deleted since the last look would take
+        // them with it.
+        let followed = self.follow_path();
+        let written = followed.and_then(|()| self.file.write_all(&self.buf));
+        let n = std::mem::take(&mut self.pending);
+        self.buf.clear();
+        match written {
+            Ok(()) => {
+                self.stats.written.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.write_errors.fetch_add(n, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for DropLog {
+    /// Lines still buffered go to the file (a stopping appliance keeps its last lines).
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// Whether `s` is a rotation stamp, `YYYYMMDDTHHMMSSZ` (see [`compact_time`]).
+fn is_rotation_stamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+}
+
+/// Makes the log's folder (0750) if it is missing.
+fn make_dir(p: &Path) -> Result<(), String> {
+    match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir)
+            .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display())),
+        _ => Ok(()),
     }
 }
 
 /// Opens `p` for appending (created 0640), tightening a looser existing file to 0640.
-fn open_append(p: &Path) -> Result<BufWriter<File>, String> {
+fn open_append(p: &Path) -> Result<File, String> {
     let f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -230,8 +336,12 @@ fn open_append(p: &Path) -> Result<BufWriter<File>, String> {
             p.display()
         ));
     }
-    restrict(p, &m)?;
-    Ok(BufWriter::new(f))
+    if m.permissions().mode() & !FILE_MODE & 0o777 != 0 {
+        // Through the descriptor: the path may name something else by now.
+        f.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
+            .map_err(|e| format!("drop_log.path: cannot restrict {}: {e}", p.display()))?;
+    }
+    Ok(f)
 }
 
 /// Sets log file `p` (whose metadata is `m`) to [`FILE_MODE`] if it allows more: group
@@ -379,17 +489,12 @@ pub fn line(
 
 /// Runs the writer until every sender is gone: formats and writes what the workers
 /// sampled, flushes when the queue is idle, rotates and prunes on time.
-pub fn run_writer(
-    mut log: DropLog,
-    rx: Receiver<Entry>,
-    policies: [Arc<PolicyHandle>; 2],
-    stats: Arc<LogStats>,
-) {
+pub fn run_writer(mut log: DropLog, rx: Receiver<Entry>, policies: [Arc<PolicyHandle>; 2]) {
     let truncation = (log.cfg.truncate_ipv4, log.cfg.truncate_ipv6);
     let path = log.cfg.path.display().to_string();
     let mut last_error: Option<SystemTime> = None;
-    let mut report = |e: std::io::Error, stats: &LogStats| {
-        stats.write_errors.fetch_add(1, Ordering::Relaxed);
+    // The log counts its own lines (written once in the file, lost if that fails).
+    let mut report = |e: std::io::Error| {
         let now = SystemTime::now();
         // One message a minute at most: a full disk must not flood the journal.
         if last_error
@@ -409,21 +514,18 @@ pub fn run_writer(
                     .then(|| p.spec().dynamic.get(r.dynamic as usize).copied())
                     .flatten();
                 let text = line(dir, &r, pool, truncation);
-                match log.write(&text, SystemTime::now()) {
-                    Ok(()) => {
-                        stats.written.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => report(e, &stats),
+                if let Err(e) = log.write(&text, SystemTime::now()) {
+                    report(e);
                 }
                 if rx.is_empty() {
                     if let Err(e) = log.flush() {
-                        report(e, &stats);
+                        report(e);
                     }
                 }
             }
             Err(RecvTimeoutError::Timeout) => {
                 if let Err(e) = log.tick(SystemTime::now()) {
-                    report(e, &stats);
+                    report(e);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {
@@ -684,6 +786,94 @@ mod tests {
                 "{what}: {e}"
             );
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn lost_lines_are_counted_and_never_hold_up_rotation_or_retention() {
+        let dir = scratch("lost");
+        let c = cfg(&dir);
+        let t0 = SystemTime::now();
+        let mut log = DropLog::open(c.clone(), t0).unwrap();
+        let stats = log.stats();
+        log.write("kept", t0).unwrap();
+        log.flush().unwrap();
+        assert_eq!(stats.written.load(Ordering::Relaxed), 1);
+        // Writes fail from now on (as on a full disk): the lines are counted lost, once
+        // each, and dropped rather than retried forever.
+        log.file = File::open(&c.path).unwrap();
+        for l in ["a", "b", "c"] {
+            log.write(l, t0).unwrap();
+        }
+        assert!(log.flush().is_err());
+        assert_eq!(stats.write_errors.load(Ordering::Relaxed), 3);
+        assert!(log.flush().is_ok(), "nothing left to write");
+        assert_eq!(stats.write_errors.load(Ordering::Relaxed), 3);
+        assert_eq!(stats.written.load(Ordering::Relaxed), 1);
+        // Rotation goes on regardless, and so does retention.
+        let t1 = t0 + c.rotate;
+        log.write("d", t1).unwrap();
+        log.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&c.path).unwrap(), "d\n");
+        assert_eq!(
+            std::fs::read_to_string(rotated_name(&c.path, t1)).unwrap(),
+            "kept\n"
+        );
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn retention_deletes_only_rotated_files_and_idle_logs_rotate_nothing() {
+        let dir = scratch("retention");
+        let c = cfg(&dir);
+        let t0 = SystemTime::now();
+        let old = t0 - c.retention - Duration::from_secs(60);
+        // Files that look almost like rotated ones, a rotated name that is not a file,
+        // and one real rotated file, all old.
+        let keep = [
+            "drops.jsonl.INCIDENT-HOLD-0Z",
+            "drops.jsonl.20200101t000000Z",
+            "drops.jsonl.2020010100000000",
+            "drops.jsonl.20200101T000000Z.gz",
+            "other.jsonl.20200101T000000Z",
+        ];
+        for k in keep {
+            std::fs::write(dir.join(k), "x").unwrap();
+        }
+        std::fs::create_dir(dir.join("drops.jsonl.20200102T000000Z")).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("drops.jsonl.20200103T000000Z"))
+            .unwrap();
+        let gone = dir.join("drops.jsonl.20200104T000000Z");
+        std::fs::write(&gone, "old line\n").unwrap();
+        let stamp = format!(
+            "@{}",
+            old.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        );
+        for f in std::fs::read_dir(&dir).unwrap().flatten() {
+            // `-h`: the symlink itself, never the file it names.
+            let done = std::process::Command::new("touch")
+                .args(["-h", "-d", &stamp])
+                .arg(f.path())
+                .status()
+                .unwrap();
+            assert!(done.success());
+        }
+        let mut log = DropLog::open(c.clone(), t0).unwrap();
+        assert!(!gone.exists(), "a rotated file past retention is deleted");
+        for k in keep {
+            assert!(dir.join(k).exists(), "{k} was deleted");
+        }
+        assert!(dir.join("drops.jsonl.20200102T000000Z").is_dir());
+        assert!(dir.join("drops.jsonl.20200103T000000Z").is_symlink());
+        // A log that received no line rotates into no file.
+        let before = std::fs::read_dir(&dir).unwrap().count();
+        log.tick(t0 + c.rotate).unwrap();
+        log.tick(t0 + c.rotate * 2).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
+        drop(log);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -558,6 +558,8 @@ struct Control {
     metrics_at: Option<String>,
     /// When a rebuild for expired tickets last failed (retried every [`RETRY_REFUSED`]).
     expiry_failed: Option<Instant>,
+    /// Why the configured drop log could not be opened at start (it is off this run).
+    drop_log_failed: Option<String>,
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -1028,6 +1030,10 @@ impl Control {
                         .as_ref()
                         .map_or("not served".into(), |m| format!("http://{m}/metrics"))
                 );
+                let drop_log = self
+                    .drop_log_failed
+                    .as_ref()
+                    .map_or(String::new(), |e| format!("\ndrop log: OFF this run: {e}"));
                 let warnings = if self.warnings.is_empty() {
                     String::new()
                 } else {
@@ -1040,7 +1046,7 @@ impl Control {
                 (
                     true,
                     format!(
-                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms{links}{warnings}\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms{links}{drop_log}{warnings}\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
                         self.generation,
                         self.path.display(),
                         self.reload_ms,
@@ -1881,15 +1887,27 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     let mut log_writer = None;
     let mut log_tx = None;
     let mut drop_log = None;
-    if let Some(cfg) = &config.drop_log {
-        let log = crate::droplog::DropLog::open(cfg.clone(), SystemTime::now())?;
+    let mut drop_log_failed = None;
+    // The drop log is optional: one that cannot be opened is said loudly (and shown by
+    // `status`), and the appliance forwards and blocks without it.
+    let opened = config.drop_log.as_ref().and_then(|cfg| {
+        match crate::droplog::DropLog::open(cfg.clone(), SystemTime::now()) {
+            Ok(log) => Some((cfg, log)),
+            Err(e) => {
+                eprintln!("op25b: warning: the drop log is off this run: {e}");
+                drop_log_failed = Some(e);
+                None
+            }
+        }
+    });
+    if let Some((cfg, log)) = opened {
         let (tx, rx) = crossbeam_channel::bounded(crate::droplog::QUEUE);
-        let stats = Arc::new(crate::droplog::LogStats::default());
-        let (policies, st) = ([handle.clone(), inbound.clone()], stats.clone());
+        let stats = log.stats();
+        let policies = [handle.clone(), inbound.clone()];
         log_writer = Some(
             std::thread::Builder::new()
                 .name("op25b-droplog".into())
-                .spawn(move || crate::droplog::run_writer(log, rx, policies, st))
+                .spawn(move || crate::droplog::run_writer(log, rx, policies))
                 .map_err(|e| e.to_string())?,
         );
         eprintln!(
@@ -1968,6 +1986,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         device_links: [true, true],
         metrics_at: metrics_bound.clone(),
         expiry_failed: None,
+        drop_log_failed,
     };
     control.watched = files_stamp(&control.config);
     // Drops from the file what expired while op25b was stopped.

@@ -229,4 +229,26 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         2,
         "{m}"
     );
+    // A drop log that cannot be opened (something other than a file at its path) keeps
+    // the appliance from nothing: it starts without the log, says so, and forwards.
+    drop(_appliance);
+    let off = dir.join("off.toml");
+    std::fs::write(
+        &off,
+        POLICY
+            .replace("path = \"drops.jsonl\"", "path = \"a-folder\"")
+            .replace("ctl.sock", "ctl-off.sock"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("a-folder")).unwrap();
+    let _second = run_appliance(app, &off);
+    let sock = dir.join("ctl-off.sock");
+    op25b_testbed::wait_for_control(&sock);
+    let (_, status) = op25b_testbed::ctl(&sock, &["status"]);
+    assert!(
+        status.contains("\ndrop log: OFF this run: drop_log.path: ")
+            && status.contains("a-folder exists and is not a regular file"),
+        "{status}"
+    );
+    sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
 }
