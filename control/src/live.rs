@@ -1345,21 +1345,34 @@ impl Control {
         let inbound_cfg = self.config.inbound.as_ref();
         let i =
             inbound_cfg.map(|c| explain_one(&inbound, &c.origins, &key, (src, dst, port), true));
-        let (decider, policy, reason) = match &i {
-            _ if o_reason.is_blocked() => ("the outbound (OP25B) policy", &outbound, o_reason),
-            Some((_, r)) if r.is_blocked() => ("the inbound (IP25B) policy", &inbound, *r),
-            _ => ("no policy: both pass it", &outbound, o_reason),
+        let verdict = |policy: &Policy, reason: Reason| {
+            let v = if reason.is_blocked() {
+                policy.action().label()
+            } else {
+                "pass"
+            };
+            format!("{v} ({})", reason.label())
         };
-        let verdict = if reason.is_blocked() {
-            policy.action().label()
-        } else {
-            "pass"
+        // Live, each side is judged by one policy: a segment arriving on the access side
+        // by the outbound one, one arriving on the core side by the inbound one.
+        let mut t = match &i {
+            None => format!(
+                "verdict: {} under policy generation {}, decided by {}\n",
+                verdict(&outbound, o_reason),
+                self.generation,
+                if o_reason.is_blocked() {
+                    "the outbound (OP25B) policy"
+                } else {
+                    "no policy: it passes"
+                }
+            ),
+            Some((_, r)) => format!(
+                "verdict under policy generation {}:\n  arriving on the access side (subscriber → internet), by the outbound (OP25B) policy: {}\n  arriving on the core side (internet → our network), by the inbound (IP25B) policy: {}\n",
+                self.generation,
+                verdict(&outbound, o_reason),
+                verdict(&inbound, *r)
+            ),
         };
-        let mut t = format!(
-            "verdict: {verdict} ({}) under policy generation {}, decided by {decider}\n",
-            reason.label(),
-            self.generation
-        );
         let _ = writeln!(t, "[outbound] subscriber → internet: {}", o_reason.label());
         t.push_str(&o_text);
         match i {

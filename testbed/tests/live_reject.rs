@@ -85,8 +85,8 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         .unwrap();
     let why = String::from_utf8_lossy(&out.stdout);
     assert!(
-        why.contains("verdict: reject (blocked)")
-            && why.contains("decided by the inbound (IP25B) policy")
+        why.contains("arriving on the core side (internet → our network), by the inbound (IP25B) policy: reject (blocked)")
+            && why.contains("arriving on the access side (subscriber → internet), by the outbound (OP25B) policy: pass (")
             && why.contains("protected 10.0.0.50/32"),
         "{why}"
     );
