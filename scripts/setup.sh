@@ -42,7 +42,7 @@ fi
 if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   echo "setup: installing aiosmtpd"
   export DEBIAN_FRONTEND=noninteractive
-  if [[ "$(command -v python3)" == /usr/bin/python3 ]]; then
+  if python3 -c 'import sys; sys.exit(sys.prefix != "/usr")'; then
     apt-get update -qq
     apt-get install -y -qq python3-aiosmtpd >/dev/null
   else

@@ -12,7 +12,6 @@
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener};
-use std::path::Path;
 
 /// The claims of one appliance, held until dropped.
 #[derive(Debug)]
@@ -36,9 +35,10 @@ pub fn claim_names(names: &[&str]) -> Result<Claims, String> {
 }
 
 /// Claims every interface of `interfaces` (name and index), or says which one is already
-/// served, and by which process. A claim held by a process that is not an op25b of root
-/// or of this user (anyone can bind an abstract name) is not let stop the start: it is
-/// named in a warning, and that interface goes unclaimed.
+/// served, and by which process. A claim held by a process that could not forward frames
+/// (it may neither open packet sockets nor attach XDP: anyone can bind an abstract name)
+/// is not let stop the start: it is named in a warning, and that interface goes
+/// unclaimed.
 pub fn claim(interfaces: &[(String, i32)]) -> Result<Claims, String> {
     let mut held = Vec::new();
     for (ifname, index) in interfaces {
@@ -70,7 +70,8 @@ pub fn claim(interfaces: &[(String, i32)]) -> Result<Claims, String> {
 struct Holder {
     /// As `ps` would show it: `process 1234 (op25b run --config …)`.
     who: String,
-    /// Whether it is an op25b run by root or by this process's user.
+    /// Whether it could be forwarding on the interface (it may open packet sockets or
+    /// attach XDP programs), so a second appliance must not start.
     ours: bool,
 }
 
@@ -99,26 +100,22 @@ fn holder(index: i32) -> Option<Holder> {
         .filter(|w| !w.is_empty())
         .map(|w| String::from_utf8_lossy(w).into_owned())
         .collect();
-    let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+    // Whatever it is called and whoever runs it, a process that may open packet sockets
+    // (CAP_NET_RAW, bit 13) or attach XDP (CAP_NET_ADMIN, bit 12) could be forwarding on
+    // the interface; one that may do neither cannot, and only squats the name.
+    let caps = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|st| {
             st.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|u| u.split_whitespace().next()?.parse::<u32>().ok())
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
         });
-    let me = std::fs::metadata("/proc/self").ok().map(|m| {
-        use std::os::unix::fs::MetadataExt;
-        m.uid()
-    });
-    let is_op25b = argv
-        .first()
-        .and_then(|a| Path::new(a).file_name())
-        .is_some_and(|n| n == "op25b" || n.to_string_lossy().starts_with("op25b-"));
-    let ours = is_op25b && uid.is_some_and(|u| u == 0 || Some(u) == me);
+    let ours = caps.is_none_or(|c| c & (1 << 13 | 1 << 12) != 0);
+    // Quoted: a process's arguments are its own to choose (terminal escapes included).
     let who = if argv.is_empty() {
         format!("process {pid}")
     } else {
-        format!("process {pid} ({})", argv.join(" "))
+        format!("process {pid} ({:?})", argv.join(" "))
     };
     Some(Holder { who, ours })
 }
@@ -126,6 +123,7 @@ fn holder(index: i32) -> Option<Holder> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn a_second_claim_names_the_holder_and_a_dropped_claim_is_free() {
@@ -156,12 +154,27 @@ mod tests {
         let bind = format!(
             "import socket, sys, time\ns = socket.socket(socket.AF_UNIX)\ns.bind('\\0op25b/interface/{index}')\ns.listen()\nprint('bound', flush=True)\ntime.sleep(20)\n"
         );
-        let Ok(mut squatter) = std::process::Command::new("python3")
-            .args(["-c", &bind])
+        // A process without CAP_NET_RAW or CAP_NET_ADMIN (user nobody) holds the name.
+        // (The system's python3: one under root's home, as pyenv's, is not nobody's.)
+        if !Path::new("/usr/bin/python3").exists() {
+            op25b_dataplane::testkit::skipped("no /usr/bin/python3 to hold a claim's name");
+            return;
+        }
+        let Ok(mut squatter) = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "/usr/bin/python3",
+                "-c",
+            ])
+            .arg(&bind)
             .stdout(std::process::Stdio::piped())
             .spawn()
         else {
-            op25b_dataplane::testkit::skipped("no python3 to hold a claim's name".to_string());
+            op25b_dataplane::testkit::skipped(
+                "no setpriv (util-linux) to hold a claim's name as another user".to_string(),
+            );
             return;
         };
         let mut line = String::new();

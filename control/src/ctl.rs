@@ -255,19 +255,16 @@ pub fn serve_socket(listener: UnixListener, to_control: Sender<Request>) {
 const MAX_CLIENTS: usize = 16;
 
 fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits: Limits) {
-    let busy_reply = |stream: UnixStream| {
-        // The request is read first (briefly): a client whose request is still unsent
-        // when the answer comes would see its send fail instead of the answer.
-        let _ = read_line_by(&stream, MAX_REQUEST, Instant::now() + REFUSE_WAIT);
-        let body = serde_json::json!({
-            "ok": false,
-            "text": format!("{MAX_CLIENTS} control clients are being served already; try again"),
-        });
-        let _ = write_all_by(
-            &stream,
-            format!("{body}\n").as_bytes(),
-            Instant::now() + REFUSE_WAIT,
-        );
+    // Refusals on a thread of their own, so the accept loop never waits on them; with
+    // that one also behind, the connection is closed at once.
+    let (refuse, refused) = bounded::<UnixStream>(MAX_CLIENTS);
+    let _ = std::thread::Builder::new()
+        .name("op25b-ctl-refuse".into())
+        .spawn(move || refused.iter().for_each(|s| refuse_client(&s)));
+    let busy_reply = move |stream: UnixStream| {
+        if let Err(crossbeam_channel::TrySendError::Disconnected(s)) = refuse.try_send(stream) {
+            refuse_client(&s);
+        }
     };
     serve_each(
         listener.incoming(),
@@ -275,6 +272,22 @@ fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits
         "op25b-ctl-client",
         busy_reply,
         move |stream| answer_one(&stream, &to_control, limits),
+    );
+}
+
+/// Tells a control client that every slot is taken.
+fn refuse_client(stream: &UnixStream) {
+    // The request is read first (briefly): a client whose request is still unsent when
+    // the answer comes would see its send fail instead of the answer.
+    let _ = read_line_by(stream, MAX_REQUEST, Instant::now() + REFUSE_WAIT);
+    let body = serde_json::json!({
+        "ok": false,
+        "text": format!("{MAX_CLIENTS} control clients are being served already; try again"),
+    });
+    let _ = write_all_by(
+        stream,
+        format!("{body}\n").as_bytes(),
+        Instant::now() + REFUSE_WAIT,
     );
 }
 

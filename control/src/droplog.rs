@@ -204,11 +204,16 @@ impl DropLog {
             let _ = self
                 .file
                 .set_permissions(std::fs::Permissions::from_mode(FILE_MODE));
-            match std::fs::rename(&self.cfg.path, free_rotated_name(&self.cfg.path, now)) {
-                // The file went away under us: start a new one all the same.
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
+            // Only the open file is renamed: whatever else is at the path now (a folder,
+            // a link, a file logrotate made) is not ours to move.
+            let open = self.file.metadata()?;
+            let ours = std::fs::symlink_metadata(&self.cfg.path).is_ok_and(|m| {
+                m.file_type().is_file() && (m.dev(), m.ino()) == (open.dev(), open.ino())
+            });
+            if ours {
+                std::fs::rename(&self.cfg.path, free_rotated_name(&self.cfg.path, now))
+            } else {
+                Ok(())
             }
             .and_then(|()| {
                 make_dir(&self.cfg.path).map_err(std::io::Error::other)?;
@@ -274,19 +279,39 @@ impl DropLog {
         // Lines go to the file at the path: one deleted since the last look would take
         // them with it.
         let followed = self.follow_path();
-        let written = followed.and_then(|()| self.file.write_all(&self.buf));
-        let n = std::mem::take(&mut self.pending);
-        self.buf.clear();
-        match written {
-            Ok(()) => {
-                self.stats.written.fetch_add(n, Ordering::Relaxed);
-                Ok(())
+        let start = self.file.metadata().map(|m| m.len());
+        let mut done = 0;
+        let written = followed.and_then(|()| {
+            while done < self.buf.len() {
+                match self.file.write(&self.buf[done..]) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Err(e) => {
-                self.stats.write_errors.fetch_add(n, Ordering::Relaxed);
-                Err(e)
+            Ok(())
+        });
+        let n = std::mem::take(&mut self.pending);
+        // After a write that failed part-way (a full disk), whole lines that reached the
+        // file count as written; a cut last line is taken back out of the file, so the
+        // next line is not glued to it.
+        let whole = self.buf[..done]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let in_file = self.buf[..whole].iter().filter(|&&b| b == b'\n').count() as u64;
+        if whole < done {
+            if let Ok(start) = start {
+                let _ = self.file.set_len(start + whole as u64);
             }
         }
+        self.buf.clear();
+        self.stats.written.fetch_add(in_file, Ordering::Relaxed);
+        self.stats
+            .write_errors
+            .fetch_add(n.saturating_sub(in_file), Ordering::Relaxed);
+        written
     }
 }
 

@@ -628,6 +628,8 @@ impl Control {
         self.reload_ms = t.elapsed().as_secs_f64() * 1e3;
         self.persist();
         self.warnings = built.warnings.clone();
+        // Expired tickets were left out just now, whatever led to this rebuild.
+        self.expiry_failed = None;
         Ok(built.warnings)
     }
 
@@ -973,10 +975,19 @@ impl Control {
 
     fn next_expiry(&self) -> Option<Duration> {
         let now = SystemTime::now();
+        // While a failed rebuild for expired tickets waits for its retry, those tickets
+        // are not due again until then (the loop must not wake at once, again and again).
+        let retry = self
+            .expiry_failed
+            .map(|at| RETRY_REFUSED.saturating_sub(at.elapsed()));
         self.tickets
             .iter()
             .filter_map(|t| t.expires)
             .map(|e| e.duration_since(now).unwrap_or_default())
+            .map(|d| match retry {
+                Some(r) if d.is_zero() => r,
+                _ => d,
+            })
             .min()
     }
 

@@ -89,8 +89,14 @@ enum Command {
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(141);
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+            // Any other failure (a full disk behind a redirection) is said, not swallowed.
+            Err(e) => {
+                eprintln!("op25b: error: writing to standard output: {e}");
+                std::process::exit(1);
+            }
         }
     }};
 }
@@ -216,7 +222,7 @@ fn main() -> ExitCode {
                     Some((o, v)) => (o.to_string(), Some(v.to_string()), 1),
                     None => (words[i].clone(), words.get(i + 1).cloned(), 2),
                 };
-                let Some(value) = value else {
+                let Some(value) = value.filter(|v| !v.is_empty()) else {
                     eprintln!("op25b: error: {option} needs a value");
                     return ExitCode::from(2);
                 };

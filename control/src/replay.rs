@@ -361,6 +361,19 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     };
     let resets = port.resets_sent;
     let unanswerable = port.resets_unanswerable;
+    // An input that could not be read ahead (a pipe) refuses another link type only here:
+    // still a refusal (nothing judged), though its outputs were emptied by then.
+    if totals.rx == 0 {
+        if let Some(
+            e @ ReplayError::Input {
+                source: PortError::Capture(CaptureError::LinkType { .. }),
+                ..
+            },
+        ) = error
+        {
+            return Err(e);
+        }
+    }
     let o = out_w.counters();
     let counters = Counters {
         reasons: o.reasons,

@@ -16,7 +16,8 @@
 //!   `reject`, and nothing it reads is kept: it goes into the reset and nowhere else.
 //! - No reset answers a reset, an IPv4 overlap fragment (it has no TCP header), a
 //!   segment whose TCP header is cut short, or a frame with a group (broadcast or
-//!   multicast) MAC or IP address on either side; `build_reset` then returns false.
+//!   multicast) MAC or IP address, or an unspecified or loopback address, on either
+//!   side; `build_reset` then returns false.
 //! - `out` is cleared and refilled; it allocates only while growing to the largest reset.
 
 use super::{parse_layout, Addrs, Transport};
@@ -43,9 +44,12 @@ pub fn build_reset(frame: &[u8], out: &mut Vec<u8>) -> bool {
     // station of the access network, or carry a group source (RFC 1122 §3.2.1.3 and
     // §4.2.3.10, RFC 4291 §2.7), and a spoofed frame could ask for exactly that.
     let group_mac = frame[0] & 1 != 0 || frame[6] & 1 != 0;
+    // Nor to an address no host has: unspecified, "this network" or loopback.
     let group_ip = match l.key.addrs {
-        Addrs::V4 { src, dst } => [src, dst].iter().any(|&a| a >> 28 == 0xe || a == u32::MAX),
-        Addrs::V6 { src, dst } => [src, dst].iter().any(|&a| a >> 120 == 0xff),
+        Addrs::V4 { src, dst } => [src, dst]
+            .iter()
+            .any(|&a| a >> 28 == 0xe || a == u32::MAX || a >> 24 == 0 || a >> 24 == 127),
+        Addrs::V6 { src, dst } => [src, dst].iter().any(|&a| a >> 120 == 0xff || a <= 1),
     };
     if group_mac || group_ip {
         return false;
@@ -341,6 +345,10 @@ mod tests {
             ("239.1.2.3", "198.51.100.7"),
             ("2001:db8::1", "ff02::1"),
             ("ff05::2", "2001:db8::1"),
+            ("0.0.0.0", "198.51.100.7"),
+            ("127.0.0.1", "198.51.100.7"),
+            ("::", "2001:db8::1"),
+            ("::1", "2001:db8::1"),
         ] {
             assert!(!build_reset(&syn(src, dst, 0), &mut out), "{src} → {dst}");
         }
