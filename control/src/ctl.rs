@@ -255,22 +255,11 @@ pub fn serve_socket(listener: UnixListener, to_control: Sender<Request>) {
 const MAX_CLIENTS: usize = 16;
 
 fn serve_socket_with(listener: UnixListener, to_control: Sender<Request>, limits: Limits) {
-    // Refusals on a thread of their own, so the accept loop never waits on them; with
-    // that one also behind, the connection is closed at once.
-    let (refuse, refused) = bounded::<UnixStream>(MAX_CLIENTS);
-    let _ = std::thread::Builder::new()
-        .name("op25b-ctl-refuse".into())
-        .spawn(move || refused.iter().for_each(|s| refuse_client(&s)));
-    let busy_reply = move |stream: UnixStream| {
-        if let Err(crossbeam_channel::TrySendError::Disconnected(s)) = refuse.try_send(stream) {
-            refuse_client(&s);
-        }
-    };
     serve_each(
         listener.incoming(),
         MAX_CLIENTS,
         "op25b-ctl-client",
-        busy_reply,
+        refuse_client,
         move |stream| answer_one(&stream, &to_control, limits),
     );
 }
@@ -292,15 +281,20 @@ fn refuse_client(stream: &UnixStream) {
 }
 
 /// Serves each accepted connection with `serve` on a thread of its own, so an idle or
-/// slow client delays no other, at most `max` at once; one more is handed to `refuse`
-/// instead, on the accepting thread.
+/// slow client delays no other, at most `max` at once; one more is answered by `refuse`
+/// on a refuser thread (which may read its request first), so the accept loop never
+/// waits on it; with that one also behind, the connection is closed at once.
 fn serve_each<S: Send + 'static>(
     incoming: impl Iterator<Item = std::io::Result<S>>,
     max: usize,
     name: &str,
-    mut refuse: impl FnMut(S),
+    refuse: fn(&S),
     serve: impl Fn(S) + Clone + Send + 'static,
 ) {
+    let (to_refuser, refused) = bounded::<S>(max);
+    let _ = std::thread::Builder::new()
+        .name(format!("{name}-refuse"))
+        .spawn(move || refused.iter().for_each(|s| refuse(&s)));
     let busy = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for stream in incoming {
         let stream = match stream {
@@ -312,7 +306,11 @@ fn serve_each<S: Send + 'static>(
         };
         if busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel) >= max {
             busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-            refuse(stream);
+            if let Err(crossbeam_channel::TrySendError::Disconnected(s)) =
+                to_refuser.try_send(stream)
+            {
+                refuse(&s);
+            }
             continue;
         }
         let (slot, serve) = (Slot(busy.clone()), serve.clone());
@@ -341,22 +339,11 @@ const MAX_DRAIN: usize = 16 << 20;
 const REFUSE_WAIT: Duration = Duration::from_millis(200);
 
 fn serve_metrics_with(listener: TcpListener, to_control: Sender<Request>, limits: Limits) {
-    let (refuse, refused) = bounded::<TcpStream>(MAX_SCRAPERS);
-    let _ = std::thread::Builder::new()
-        .name("op25b-refuse".into())
-        .spawn(move || refused.iter().for_each(|s| refuse_busy(&s)));
-    // Refused on the refuser's thread, which reads the request before answering; with
-    // that one also behind, the connection is closed at once.
-    let busy_reply = move |stream: TcpStream| {
-        if let Err(crossbeam_channel::TrySendError::Disconnected(s)) = refuse.try_send(stream) {
-            refuse_busy(&s);
-        }
-    };
     serve_each(
         listener.incoming(),
         MAX_SCRAPERS,
         "op25b-scrape",
-        busy_reply,
+        refuse_busy,
         move |stream| answer_scrape(&stream, &to_control, limits),
     );
 }
