@@ -1424,7 +1424,7 @@ impl Control {
             ),
             (
                 "op25b_frames_rejected_total",
-                "Dropped frames answered with a TCP reset (action = \"reject\"); part of dropped.",
+                "Dropped frames to be answered with a TCP reset (action = \"reject\"; a reset, a fragment or a broadcast or multicast address gets none); part of dropped.",
                 |c: &Counters| c.rejected,
             ),
             (
