@@ -336,8 +336,11 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
                 continue;
             }
             verdicts.clear();
-            verdicts.extend_from_slice(out_w.classify(&outbound, &burst));
-            for (v, w) in verdicts.iter_mut().zip(in_w.classify(&inbound, &burst)) {
+            verdicts.extend_from_slice(out_w.classify_capture(&outbound, &burst));
+            for (v, w) in verdicts
+                .iter_mut()
+                .zip(in_w.classify_capture(&inbound, &burst))
+            {
                 if v.forwards() {
                     *v = *w;
                 }

@@ -995,10 +995,103 @@ fn resets_are_rate_limited() {
     .success());
     let r = report(&dir);
     assert_eq!(r["frames"]["drop"], 100);
-    // A replay takes far less than a second: the bucket's 5 tokens are all there is.
+    // The capture spans 0.1 s: the bucket's 5 tokens are all there is.
     assert_eq!(r["resets"]["written"], 5);
     assert_eq!(r["resets"]["rate_limited"], 95);
     assert_eq!(records(&resets).0.len(), 5);
+}
+
+/// The rate limit runs on the capture's clock, not the replay's: 100 frames 100 ms apart
+/// (9.9 s of traffic) under 5 resets/s get the full bucket of 5, then half a token per
+/// gap (49 more), however fast the replay runs and on every run alike; each reset carries
+/// its frame's time, read in the interface's own resolution and offset.
+#[test]
+fn resets_are_rate_limited_on_the_capture_clock() {
+    let dir = scratch("reset-capture-clock");
+    let cfg = write_config(
+        &dir,
+        "[outbound]\naction = \"reject\"\nreject_rate = 5\ndynamic = [\"10.0.0.0/8\"]\n",
+    );
+    let frame = tcp("10.1.2.3", "198.51.100.99", 25).build();
+    let t0: u64 = 1_700_000_000_000_000_000;
+    let mut w = op25b_dataplane::port::pcap::PcapWriter::new(Vec::new(), true).unwrap();
+    for i in 0..100u64 {
+        w.write(t0 + i * 100_000_000, &frame).unwrap();
+    }
+    let input = dir.join("slow.pcap");
+    std::fs::write(&input, w.finish().unwrap()).unwrap();
+    let resets = dir.join("resets.pcap");
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let out = replay(
+            &cfg,
+            &input,
+            &dir,
+            &["--resets-out", resets.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = report(&dir);
+        assert_eq!(r["resets"]["written"], 54, "{r}");
+        assert_eq!(r["resets"]["rate_limited"], 46);
+        runs.push(std::fs::read(&resets).unwrap());
+    }
+    assert_eq!(
+        runs[0], runs[1],
+        "two replays of one capture gave different resets"
+    );
+    let stamps: Vec<u64> = records(&resets)
+        .0
+        .iter()
+        .map(|r| {
+            let sec = u64::from(u32::from_le_bytes(r[0..4].try_into().unwrap()));
+            sec * 1_000_000_000 + u64::from(u32::from_le_bytes(r[4..8].try_into().unwrap()))
+        })
+        .collect();
+    // Every frame is answered while the full bucket lasts (it loses half a token per
+    // frame), then every other one: one reset per 200 ms, the rate.
+    let frame_no: Vec<u64> = stamps.iter().map(|t| (t - t0) / 100_000_000).collect();
+    assert_eq!(
+        &frame_no[..10],
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 10],
+        "{frame_no:?}"
+    );
+    assert!(
+        frame_no[8..].windows(2).all(|w| w[1] - w[0] == 2),
+        "{frame_no:?}"
+    );
+
+    // pcapng: interface 0 counts 2^-10 s from an offset of 1000 s, interface 1 ns.
+    let ng = dir.join("resol.pcapng");
+    let mut file = ng_shb(false);
+    file.extend(ng_idb_with(
+        false,
+        &[(9, vec![0x80 | 10]), (14, 1000i64.to_le_bytes().to_vec())],
+    ));
+    file.extend(ng_idb_with(false, &[(9, vec![9])]));
+    file.extend(ng_epb(false, 0, 5 * 1024 + 512, &frame)); // 1005.5 s
+    file.extend(ng_epb(false, 1, 1_700_000_000_123_456_789, &frame));
+    std::fs::write(&ng, file).unwrap();
+    let out = replay(&cfg, &ng, &dir, &["--resets-out", resets.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<(u32, u32)> = records(&resets)
+        .0
+        .iter()
+        .map(|r| {
+            (
+                u32::from_le_bytes(r[0..4].try_into().unwrap()),
+                u32::from_le_bytes(r[4..8].try_into().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(1005, 500_000_000), (1_700_000_000, 123_456_789)]);
 }
 
 #[test]

@@ -2,29 +2,29 @@
 //! bursts of at most one second's worth. It bounds the TCP resets a worker sends (so the
 //! appliance cannot be used as a reflector) and the drop-log records it samples.
 //!
-//! Invariants: owned by one worker (no sharing, no atomics); the caller passes the clock
-//! (read once per burst), so taking a token is arithmetic only; the first take fills the
-//! bucket; a change of `rate` takes effect at the next take.
+//! Invariants: owned by one worker (no sharing, no atomics); the caller passes the time
+//! in nanoseconds on a clock of its choice (the wall clock read once per burst live, the
+//! capture's timestamps in a replay), so taking a token is arithmetic only and a replay's
+//! resets do not depend on how fast it ran; time that goes backwards adds nothing; the
+//! first take fills the bucket; a change of `rate` takes effect at the next take.
 
-use std::time::Instant;
-
-/// Tokens left, the rate they were last refilled at, and when.
+/// Tokens left, the rate they were last refilled at, and when (ns).
 #[derive(Debug, Default)]
 pub struct TokenBucket {
     tokens: u64,
     rate: u64,
-    last: Option<Instant>,
+    last: Option<u64>,
 }
 
 impl TokenBucket {
-    /// Takes one token at `now` under a limit of `rate` per second, refilling for the time
-    /// since the last refill; false when none is left.
-    pub fn take(&mut self, rate: u32, now: Instant) -> bool {
+    /// Takes one token at `now` (ns) under a limit of `rate` per second, refilling for the
+    /// time since the last refill; false when none is left.
+    pub fn take(&mut self, rate: u32, now: u64) -> bool {
         let rate = u64::from(rate);
         match self.last {
             None => self.tokens = rate,
             Some(t) => {
-                let ns = now.saturating_duration_since(t).as_nanos() as u64;
+                let ns = now.saturating_sub(t);
                 let add = ns.saturating_mul(rate) / 1_000_000_000;
                 if add == 0 && self.rate == rate {
                     return self.spend();
@@ -36,8 +36,7 @@ impl TokenBucket {
                 // token per refill: a fifth of the rate under steady load). A full bucket
                 // keeps nothing.
                 if !full && self.rate == rate && rate > 0 {
-                    self.last =
-                        Some(t + std::time::Duration::from_nanos(add * 1_000_000_000 / rate));
+                    self.last = Some(t + add * 1_000_000_000 / rate);
                     return self.spend();
                 }
             }
@@ -60,31 +59,34 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::TokenBucket;
-    use std::time::{Duration, Instant};
+
+    const MS: u64 = 1_000_000;
 
     #[test]
     fn a_steady_load_gets_the_rate_a_burst_gets_one_second_of_it() {
-        let t0 = Instant::now();
+        let t0 = 1_700_000_000_000_000_000u64;
         // 100 takes a second for 10 s under a limit of 50/s.
         let mut b = TokenBucket::default();
-        let taken = (0..1000)
-            .filter(|i| b.take(50, t0 + Duration::from_millis(10 * i)))
-            .count();
+        let taken = (0..1000).filter(|i| b.take(50, t0 + 10 * MS * i)).count();
         // The first second's full bucket, then 50 a second for the other 9.99 s.
         assert!((540..=550).contains(&taken), "{taken}");
         // At takes 3 ms apart (a refill of less than one token most times).
         let mut b = TokenBucket::default();
-        let taken = (0..3334)
-            .filter(|i| b.take(50, t0 + Duration::from_millis(3 * i)))
-            .count();
+        let taken = (0..3334).filter(|i| b.take(50, t0 + 3 * MS * i)).count();
         assert!((540..=550).contains(&taken), "{taken}");
         // A burst: one second's worth, then nothing until time passes.
         let mut b = TokenBucket::default();
         assert_eq!((0..500).filter(|_| b.take(50, t0)).count(), 50);
-        assert!(!b.take(50, t0 + Duration::from_millis(10)));
-        assert!(b.take(50, t0 + Duration::from_millis(20)));
+        assert!(!b.take(50, t0 + 10 * MS));
+        assert!(b.take(50, t0 + 20 * MS));
         // No limit at zero.
         let mut b = TokenBucket::default();
-        assert!(!(0..10).any(|i| b.take(0, t0 + Duration::from_secs(i))));
+        assert!(!(0..10).any(|i| b.take(0, t0 + 1000 * MS * i)));
+        // Time that goes backwards (a capture's timestamps out of order) adds nothing.
+        let mut b = TokenBucket::default();
+        assert_eq!((0..100).filter(|_| b.take(50, t0)).count(), 50);
+        assert!(!b.take(50, t0 - 5000 * MS));
+        assert!(!b.take(50, t0 + 10 * MS));
+        assert!(b.take(50, t0 + 20 * MS));
     }
 }

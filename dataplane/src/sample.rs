@@ -17,7 +17,7 @@ use crate::bucket::TokenBucket;
 use crate::lpm::Bits;
 use crate::policy::{Reason, Verdict};
 use crate::wire::{self, Addrs, FlowKey};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 /// How to sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,10 +78,11 @@ impl Sampler {
         }
     }
 
-    /// Counts one blocked segment judged at `now`; true if it is to be recorded (one in
-    /// `every`, within the rate): then call [`Sampler::record`] for it.
+    /// Counts one blocked segment judged at `now` (ns, on the worker's clock: see
+    /// [`crate::bucket`]); true if it is to be recorded (one in `every`, within the rate):
+    /// then call [`Sampler::record`] for it.
     #[inline]
-    pub fn pick(&mut self, now: Instant) -> bool {
+    pub fn pick(&mut self, now: u64) -> bool {
         self.countdown -= 1;
         if self.countdown > 0 {
             return false;
@@ -149,7 +150,6 @@ impl Sampler {
 mod tests {
     use super::*;
     use crate::wire::build::FrameBuilder;
-    use std::time::Duration;
 
     fn cfg(every: u32, rate: u32) -> SampleConfig {
         SampleConfig {
@@ -179,7 +179,7 @@ mod tests {
         )
         .build();
         let mut s = Sampler::new(cfg(3, 1000), 64);
-        let now = Instant::now();
+        let now = 0;
         for i in 0..9 {
             if s.pick(now) {
                 s.record(if i < 6 { &f4 } else { &f6 }, 7, HIT);
@@ -216,7 +216,7 @@ mod tests {
         )
         .build();
         let mut s = Sampler::new(cfg(1, 5), 1000);
-        let t0 = Instant::now();
+        let t0 = 1_000_000_000;
         for _ in 0..100 {
             if s.pick(t0) {
                 s.record(&f, 1, HIT);
@@ -225,7 +225,7 @@ mod tests {
         assert_eq!((s.drain().count(), s.rate_limited), (5, 95));
         // Half a second later, half the rate is back.
         for _ in 0..100 {
-            if s.pick(t0 + Duration::from_millis(500)) {
+            if s.pick(t0 + 500_000_000) {
                 s.record(&f, 1, HIT);
             }
         }

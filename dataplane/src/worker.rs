@@ -10,6 +10,10 @@
 //!   reused, the counters are plain fields owned by this worker and are added once per
 //!   burst from the policy's tally, only blocked frames are visited one by one, and the
 //!   clock is read twice per burst (vDSO).
+//! - Rate limits (resets, drop-log samples) run on the wall clock read at the burst's
+//!   start, except in [`Worker::classify_capture`], where they run on the capture's own
+//!   timestamps, so a replay sends the resets live traffic at that pace would get, on
+//!   every run alike.
 
 use crate::bucket::TokenBucket;
 use crate::hot::HotBlocks;
@@ -164,6 +168,8 @@ pub struct Worker {
     /// [`BurstScratch::set_cold`]). A new policy that reuses a freed one's address is not
     /// treated so, which costs time only, never a verdict.
     last_policy: usize,
+    /// Zero of the wall clock the rate limits are given (in ns since this instant).
+    epoch: Instant,
 }
 
 impl Worker {
@@ -180,6 +186,7 @@ impl Worker {
             slot: 0,
             sampler: None,
             last_policy: 0,
+            epoch: Instant::now(),
             burst,
         }
     }
@@ -221,6 +228,15 @@ impl Worker {
         self.classify_frames(policy, burst.frames())
     }
 
+    /// Judges every frame of a burst read from a capture, as [`Worker::classify`] does,
+    /// except that the rate limits (`reject_rate`, the drop log's `rate`) see each blocked
+    /// frame at its capture timestamp ([`Burst::time_ns`]) instead of at the wall clock: a
+    /// replay, which runs far faster (or slower) than the capture was taken, then answers
+    /// the frames live traffic would have got resets for, the same on every run.
+    pub fn classify_capture(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
+        self.judge(policy, burst.frames(), Some(burst))
+    }
+
     /// Judges a burst of frames that live elsewhere (a backend's own buffers, such as DPDK
     /// mbufs, judged in place); the verdicts are returned in order, one per frame, with the
     /// same counters and latency accounting as [`Worker::classify`].
@@ -230,7 +246,21 @@ impl Worker {
         policy: &Policy,
         frames: impl Iterator<Item = &'a [u8]> + Clone,
     ) -> &[Verdict] {
+        self.judge(policy, frames, None)
+    }
+
+    /// Both of the above: `stamps` gives each frame's time for the rate limits, else the
+    /// wall clock at the burst's start does.
+    #[inline]
+    fn judge<'a>(
+        &mut self,
+        policy: &Policy,
+        frames: impl Iterator<Item = &'a [u8]> + Clone,
+        stamps: Option<&Burst>,
+    ) -> &[Verdict] {
         let start = Instant::now();
+        let wall = start.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let time_of = |f: usize| stamps.map_or(wall, |b| b.time_ns(f));
         let at = std::ptr::from_ref(policy) as usize;
         let fresh = at != self.last_policy;
         if fresh {
@@ -265,7 +295,8 @@ impl Worker {
             Verdict::Reject => {
                 c.dropped += nblocked;
                 for &(f, _) in blocked {
-                    self.verdicts[f as usize] = if self.resets.take(policy.reject_rate(), start) {
+                    let now = time_of(f as usize);
+                    self.verdicts[f as usize] = if self.resets.take(policy.reject_rate(), now) {
                         c.rejected += 1;
                         Verdict::Reject
                     } else {
@@ -277,7 +308,7 @@ impl Worker {
         }
         if let Some(s) = &mut self.sampler {
             for &(f, dynamic) in blocked {
-                if s.pick(start) {
+                if s.pick(time_of(f as usize)) {
                     let f = f as usize;
                     // Sampled segments are few (bounded by the rate): walking to the frame again is cheap.
                     if let Some(frame) = frames.clone().nth(f) {

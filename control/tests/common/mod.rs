@@ -71,6 +71,28 @@ pub fn ng_idb(be: bool, linktype: u16) -> Vec<u8> {
     ng_block(be, 1, &body)
 }
 
+/// Interface description block for Ethernet with these options (code, value), each
+/// padded, then the end of options.
+pub fn ng_idb_with(be: bool, options: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let u16b = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut body = Vec::new();
+    body.extend_from_slice(&u16b(1));
+    body.extend_from_slice(&u16b(0));
+    body.extend_from_slice(&if be {
+        65535u32.to_be_bytes()
+    } else {
+        65535u32.to_le_bytes()
+    });
+    for (code, value) in options {
+        body.extend_from_slice(&u16b(*code));
+        body.extend_from_slice(&u16b(value.len() as u16));
+        body.extend_from_slice(value);
+        body.resize(body.len().div_ceil(4) * 4, 0);
+    }
+    body.extend_from_slice(&[0, 0, 0, 0]);
+    ng_block(be, 1, &body)
+}
+
 /// Enhanced packet block on interface `iface`, with a comment option.
 pub fn ng_epb(be: bool, iface: u32, ts: u64, frame: &[u8]) -> Vec<u8> {
     let u32b = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };

@@ -43,6 +43,8 @@ pub struct Burst {
 struct Slot {
     record: (usize, usize),
     frame: (usize, usize),
+    /// When the frame was captured, ns since the epoch (0 when unknown).
+    time_ns: u64,
 }
 
 impl Burst {
@@ -96,6 +98,20 @@ impl Burst {
         &self.buf[o..o + l]
     }
 
+    /// When frame `i` was captured, in ns since the Unix epoch, for frames read from a
+    /// capture file ([`Burst::stamp_last`]); 0 for frames from anywhere else.
+    #[inline]
+    pub fn time_ns(&self, i: usize) -> u64 {
+        self.slots[i].time_ns
+    }
+
+    /// Gives the last frame pushed its capture time (ns since the Unix epoch).
+    pub fn stamp_last(&mut self, ns: u64) {
+        if let Some(s) = self.slots.last_mut() {
+            s.time_ns = ns;
+        }
+    }
+
     /// Every frame, in order.
     pub fn frames(&self) -> impl ExactSizeIterator<Item = &[u8]> + Clone + '_ {
         (0..self.len()).map(move |i| self.frame(i))
@@ -123,6 +139,7 @@ impl Burst {
         self.slots.push(Slot {
             record: (start, len),
             frame: (start + begin, end - begin),
+            time_ns: 0,
         });
         Ok(())
     }

@@ -17,6 +17,9 @@
 //!   delivered, and the error is returned only after them.
 //! - A pcapng non-packet block is written to the outputs only after every frame before it,
 //!   so section and interface numbering stay valid in both outputs.
+//! - Every frame read is stamped with its capture time in ns ([`Burst::time_ns`]): pcapng
+//!   timestamps are read in their interface's `if_tsresol` units plus its `if_tsoffset`; a
+//!   simple packet block, which has none, takes the previous frame's time.
 
 use super::{Burst, Port, PortError};
 use crate::policy::Verdict;
@@ -155,10 +158,79 @@ pub struct CaptureReader<R> {
     big_endian: bool,
     header: Vec<u8>,
     meta: Vec<u8>,
-    /// (link type, snap length) of each interface in the current pcapng section.
-    interfaces: Vec<(u32, u32)>,
+    /// The interfaces the current pcapng section describes, in order.
+    interfaces: Vec<Interface>,
     offset: u64,
     frames: u64,
+    /// Capture time of the last frame read (ns since the epoch).
+    last_ns: u64,
+}
+
+/// What the reader keeps of a pcapng interface description (its link type is Ethernet:
+/// any other is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Interface {
+    snaplen: u32,
+    /// `if_tsresol`: the top bit clear, timestamps count 10^-n seconds; set, 2^-n (n the
+    /// low 7 bits). Default 6 (microseconds).
+    tsresol: u8,
+    /// `if_tsoffset`: seconds added to every timestamp.
+    tsoffset: i64,
+}
+
+impl Interface {
+    /// Reads an interface description block's options (the block from its type field on).
+    fn from_idb(block: &[u8], be: bool) -> Self {
+        let mut i = Interface {
+            snaplen: rd32(block, 12, be),
+            tsresol: 6,
+            tsoffset: 0,
+        };
+        // Options run from byte 16 to the trailing length; a malformed one ends the walk
+        // (they are copied to the outputs untouched either way).
+        let end = block.len().saturating_sub(4);
+        let mut o = 16;
+        while o + 4 <= end {
+            let code = rd16(block, o, be);
+            let len = usize::from(rd16(block, o + 2, be));
+            let v = o + 4;
+            if code == 0 || v + len > end {
+                break;
+            }
+            match (code, len) {
+                (9, 1) => i.tsresol = block[v],
+                (14, 8) => {
+                    let a: [u8; 8] = block[v..v + 8].try_into().expect("eight bytes");
+                    i.tsoffset = if be {
+                        i64::from_be_bytes(a)
+                    } else {
+                        i64::from_le_bytes(a)
+                    };
+                }
+                _ => {}
+            }
+            o = v + len.next_multiple_of(4);
+        }
+        i
+    }
+
+    /// A timestamp of this interface (`units` of its resolution) in ns since the epoch,
+    /// clamped to what a u64 holds.
+    fn ns(&self, units: u64) -> u64 {
+        let n = u32::from(self.tsresol & 0x7f);
+        let units = u128::from(units);
+        let ns = if self.tsresol & 0x80 == 0 {
+            if n <= 9 {
+                units * 10u128.pow(9 - n)
+            } else {
+                units / 10u128.pow((n - 9).min(38))
+            }
+        } else {
+            (units * 1_000_000_000) >> n
+        };
+        let ns = ns as i128 + i128::from(self.tsoffset) * 1_000_000_000;
+        ns.clamp(0, i128::from(u64::MAX)) as u64
+    }
 }
 
 fn rd32(b: &[u8], off: usize, be: bool) -> u32 {
@@ -248,6 +320,7 @@ impl<R: Read> CaptureReader<R> {
             interfaces: Vec::new(),
             offset: 0,
             frames: 0,
+            last_ns: 0,
         };
         match format {
             Format::Pcap { .. } => {
@@ -369,6 +442,14 @@ impl<R: Read> CaptureReader<R> {
             Some(Ok(n)) => return Err(self.truncated(16 + incl, 16 + n)),
             Some(Err(e)) => return Err(self.io(e)),
         }
+        let frac = u64::from(rd32(&hdr, 4, self.big_endian));
+        let frac_ns = if matches!(self.format, Format::Pcap { nanos: true, .. }) {
+            frac
+        } else {
+            frac * 1000
+        };
+        self.last_ns = u64::from(rd32(&hdr, 0, self.big_endian)) * 1_000_000_000 + frac_ns;
+        burst.stamp_last(self.last_ns);
         self.offset += 16 + incl as u64;
         self.frames += 1;
         Ok(Next::Frame)
@@ -471,7 +552,6 @@ impl<R: Read> CaptureReader<R> {
                 )));
             }
             let linktype = u32::from(rd16(&self.meta, 8, self.big_endian));
-            let snaplen = rd32(&self.meta, 12, self.big_endian);
             if linktype != LINKTYPE_ETHERNET {
                 return Err(CaptureError::LinkType {
                     linktype,
@@ -482,7 +562,8 @@ impl<R: Read> CaptureReader<R> {
                     ),
                 });
             }
-            self.interfaces.push((linktype, snaplen));
+            self.interfaces
+                .push(Interface::from_idb(&self.meta, self.big_endian));
         }
         self.offset += len as u64;
         Ok(Next::Meta)
@@ -509,6 +590,7 @@ impl<R: Read> CaptureReader<R> {
             Field(String),
         }
         let mut bad: Option<Bad> = None;
+        let mut time = self.last_ns;
         let _ = burst.push_with(len, |rec| {
             rec[..8].copy_from_slice(&head);
             let n = match read_full(r, &mut rec[8..]) {
@@ -522,16 +604,17 @@ impl<R: Read> CaptureReader<R> {
                 bad = Some(Bad::Short(8 + n));
                 return Err(());
             }
-            let check = || -> Result<std::ops::Range<usize>, String> {
+            let mut check = || -> Result<std::ops::Range<usize>, String> {
                 let trailer = rd32(rec, len - 4, be) as usize;
                 if trailer != len {
                     return Err(format!("block length {len} but trailing length {trailer}"));
                 }
                 let room = len - min;
                 if btype == SPB {
-                    let (_, snap) = *interfaces
+                    let snap = interfaces
                         .first()
-                        .ok_or("simple packet block before any interface description")?;
+                        .ok_or("simple packet block before any interface description")?
+                        .snaplen;
                     let orig = rd32(rec, 8, be) as usize;
                     let mut cap = orig.min(room);
                     if snap != 0 {
@@ -550,6 +633,8 @@ impl<R: Read> CaptureReader<R> {
                         interfaces.len()
                     ));
                 }
+                let units = (u64::from(rd32(rec, 12, be)) << 32) | u64::from(rd32(rec, 16, be));
+                time = interfaces[iface].ns(units);
                 let cap = rd32(rec, 20, be) as usize;
                 if cap > room {
                     return Err(format!(
@@ -566,6 +651,8 @@ impl<R: Read> CaptureReader<R> {
             Some(Bad::Short(have)) => return Err(self.truncated(len, have)),
             Some(Bad::Field(what)) => return Err(self.corrupt(what)),
         }
+        self.last_ns = time;
+        burst.stamp_last(time);
         self.offset += len as u64;
         self.frames += 1;
         Ok(Next::Frame)
@@ -622,37 +709,6 @@ impl<W: Write> PcapWriter<W> {
     pub fn finish(mut self) -> io::Result<W> {
         self.w.flush()?;
         Ok(self.w)
-    }
-}
-
-/// The timestamp of a stored record in ns since the epoch (0 if its block type carries
-/// none): classic pcap record headers in either byte order, pcapng enhanced packet blocks.
-fn record_time_ns(format: Format, r: &[u8]) -> u64 {
-    let u32_at = |o: usize, be: bool| {
-        r.get(o..o + 4).map_or(0, |b| {
-            let a = [b[0], b[1], b[2], b[3]];
-            u64::from(if be {
-                u32::from_be_bytes(a)
-            } else {
-                u32::from_le_bytes(a)
-            })
-        })
-    };
-    match format {
-        Format::Pcap { nanos, big_endian } => {
-            let frac = u32_at(4, big_endian);
-            u32_at(0, big_endian) * 1_000_000_000 + if nanos { frac } else { frac * 1000 }
-        }
-        Format::PcapNg => {
-            // The block type (6) tells the section's byte order; if_tsresol is taken as the
-            // default microseconds.
-            let be = r.get(0..4) == Some(&[0, 0, 0, 6]);
-            if !be && r.get(0..4) != Some(&[6, 0, 0, 0]) {
-                return 0;
-            }
-            let us = (u32_at(12, be) << 32) | u32_at(16, be);
-            us.saturating_mul(1000)
-        }
     }
 }
 
@@ -789,8 +845,7 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
             if v == Verdict::Reject {
                 if let Some(w) = &mut self.resets {
                     if crate::wire::rst::build_reset(burst.frame(i), &mut self.reset_buf) {
-                        let ts = record_time_ns(self.reader.format(), burst.record(i));
-                        w.write(ts, &self.reset_buf)
+                        w.write(burst.time_ns(i), &self.reset_buf)
                             .map_err(|source| PortError::Write {
                                 what: "resets output",
                                 source,
@@ -824,5 +879,56 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
             what: "drop output",
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Interface;
+
+    fn idb(be: bool, options: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[12..16].copy_from_slice(&if be {
+            1500u32.to_be_bytes()
+        } else {
+            1500u32.to_le_bytes()
+        });
+        b.extend_from_slice(options);
+        b.extend_from_slice(&[0; 4]); // trailing length (not read here)
+        b
+    }
+
+    #[test]
+    fn interface_timestamps_follow_tsresol_and_tsoffset() {
+        let default = Interface::from_idb(&idb(false, &[]), false);
+        assert_eq!(
+            (default.snaplen, default.ns(1_500_000)),
+            (1500, 1_500_000_000)
+        );
+        // 10^-3 s, then a comment option skipped on the way to it, big-endian.
+        let ms = Interface::from_idb(
+            &idb(
+                true,
+                &[0, 1, 0, 3, b'a', b'b', b'c', 0, 0, 9, 0, 1, 3, 0, 0, 0],
+            ),
+            true,
+        );
+        assert_eq!(ms.ns(1500), 1_500_000_000);
+        // Finer than ns is rounded down; 2^-20 s; an offset of -10 s clamps at zero.
+        let ps = Interface::from_idb(&idb(false, &[9, 0, 1, 0, 12, 0, 0, 0]), false);
+        assert_eq!(ps.ns(1_500_000_000_999), 1_500_000_000);
+        let mut off = vec![9, 0, 1, 0, 0x80 | 20, 0, 0, 0, 14, 0, 8, 0];
+        off.extend_from_slice(&(-10i64).to_le_bytes());
+        let bin = Interface::from_idb(&idb(false, &off), false);
+        assert_eq!(bin.ns(3 << 20), 0);
+        assert_eq!(bin.ns(13 << 20), 3_000_000_000);
+        // An option running past the block ends the walk: the default stays.
+        let bad = Interface::from_idb(&idb(false, &[9, 0, 200, 0, 3, 0, 0, 0]), false);
+        assert_eq!(bad.tsresol, 6);
+        // Huge exponents do not overflow.
+        let huge = Interface::from_idb(&idb(false, &[9, 0, 1, 0, 127, 0, 0, 0]), false);
+        assert_eq!(huge.ns(u64::MAX), 0);
+        let huge2 = Interface::from_idb(&idb(false, &[9, 0, 1, 0, 0xff, 0, 0, 0]), false);
+        assert_eq!(huge2.ns(u64::MAX), 0);
     }
 }
