@@ -1210,7 +1210,7 @@ impl Control {
             let dir = |(_, c, h): (&str, &Counters, &Histogram<u64>),
                        t: &[(AnyPrefix, u64, String)]| {
                 let mut v = json!({"rx": c.rx, "tx": c.tx, "dropped": c.dropped, "monitored": c.monitored,
-                       "rejected": c.rejected, "reset_rate_limited": c.reset_limited,
+                       "rejected": c.rejected, "reset_rate_limited": c.reset_limited, "reset_unanswerable": c.reset_unanswerable,
                        "reasons": crate::replay::reasons_json(c), "latency_ns_per_frame": crate::replay::latency_json(h)});
                 if top > 0 {
                     v["top_dynamic_prefixes"] = t
@@ -1239,8 +1239,8 @@ impl Control {
         for (name, c, h) in dirs {
             let _ = writeln!(
                 t,
-                "{name}: rx {} tx {} dropped {} monitored {} rejected {} reset_rate_limited {}",
-                c.rx, c.tx, c.dropped, c.monitored, c.rejected, c.reset_limited
+                "{name}: rx {} tx {} dropped {} monitored {} rejected {} reset_rate_limited {} reset_unanswerable {}",
+                c.rx, c.tx, c.dropped, c.monitored, c.rejected, c.reset_limited, c.reset_unanswerable
             );
             for r in Reason::all().filter(|r| c.reason(*r) > 0) {
                 let _ = writeln!(t, "  {:<28} {}", r.label(), c.reason(r));
@@ -1424,13 +1424,18 @@ impl Control {
             ),
             (
                 "op25b_frames_rejected_total",
-                "Dropped frames to be answered with a TCP reset (action = \"reject\"; a reset, a fragment or a broadcast or multicast address gets none); part of dropped.",
+                "Dropped frames answered with a TCP reset (action = \"reject\"), within the reset rate; part of dropped.",
                 |c: &Counters| c.rejected,
             ),
             (
                 "op25b_resets_rate_limited_total",
-                "Rejected frames that got no reset because the reset rate was exhausted.",
+                "Dropped frames a reset was due for but the reset rate was exhausted (action = \"reject\"); part of dropped.",
                 |c: &Counters| c.reset_limited,
+            ),
+            (
+                "op25b_resets_unanswerable_total",
+                "Dropped frames no reset answers whatever the rate (action = \"reject\"): a reset, a fragment without a TCP header, a group, unspecified or loopback address; part of dropped.",
+                |c: &Counters| c.reset_unanswerable,
             ),
         ] {
             let _ = writeln!(m, "# HELP {name} {help}\n# TYPE {name} counter");

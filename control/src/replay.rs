@@ -363,7 +363,6 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         _ => None,
     };
     let resets = port.resets_sent;
-    let unanswerable = port.resets_unanswerable;
     // An input that could not be read ahead (a pipe) refuses another link type only here:
     // still a refusal (nothing judged), though its outputs were emptied by then.
     if totals.rx == 0 {
@@ -383,6 +382,7 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         monitored: o.monitored,
         rejected: o.rejected,
         reset_limited: o.reset_limited,
+        reset_unanswerable: o.reset_unanswerable,
         ..totals
     };
     let inbound_counters = in_w.counters().clone();
@@ -414,16 +414,16 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     };
     report["dynamic_prefixes_hit"] = json!(outbound.dynamic_hits().len());
     report["top_dynamic_prefixes"] = hits_json(&top_prefixes(outbound.dynamic_hits(), args.top));
-    // Every frame a `reject` policy blocked asked for a reset; each was rate limited,
-    // written, or (with no TCP header to answer) unanswerable. The last two are known
-    // only with a resets output.
+    // Every frame a `reject` policy blocked asked for a reset; each was unanswerable (no
+    // reset is due: a reset, a fragment, a group address), rate limited, or answered
+    // (written, with a resets output).
     let limited = counters.reset_limited + inbound_counters.reset_limited;
-    let written = args.resets_out.as_ref().map(|_| resets);
+    let unanswerable = counters.reset_unanswerable + inbound_counters.reset_unanswerable;
     report["resets"] = json!({
-        "asked": counters.rejected + inbound_counters.rejected + limited,
+        "asked": counters.rejected + inbound_counters.rejected + limited + unanswerable,
+        "unanswerable": unanswerable,
         "rate_limited": limited,
-        "written": written,
-        "unanswerable": written.map(|_| unanswerable),
+        "written": args.resets_out.as_ref().map(|_| resets),
     });
     if let (Some(path), Some(out)) = (&args.report, &mut report_out) {
         let text = serde_json::to_string_pretty(&report).expect("a JSON value always serialises");

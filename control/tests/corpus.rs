@@ -190,10 +190,28 @@ fn bytes_after_the_destination_port_never_matter_over_the_whole_corpus() {
         frames_total += orig.len() as u64;
         for policy in [&built.policy, &built.inbound] {
             let (mut a, mut b) = (Worker::new(1 << 16), Worker::new(1 << 16));
-            let va = a.classify(policy, &orig).to_vec();
-            let vb = b.classify(policy, &scrambled).to_vec();
+            // Whether a frame passes, and why, never depends on those bytes. Under
+            // `reject`, whether a blocked frame is answered does (the reset code reads its
+            // flags and header length, the one documented exception, and only for blocked
+            // frames), so the answer is compared as "dropped" only.
+            let dropped = |v: &[op25b_dataplane::policy::Verdict]| {
+                v.iter().map(|v| v.forwards()).collect::<Vec<_>>()
+            };
+            let va = dropped(a.classify(policy, &orig));
+            let vb = dropped(b.classify(policy, &scrambled));
             assert_eq!(va, vb, "{}", path.display());
-            assert_eq!(a.counters(), b.counters(), "{}", path.display());
+            let judged = |c: &op25b_dataplane::worker::Counters| {
+                let answers = c.rejected + c.reset_limited + c.reset_unanswerable;
+                let mut c = c.clone();
+                (c.rejected, c.reset_limited, c.reset_unanswerable) = (answers, 0, 0);
+                c
+            };
+            assert_eq!(
+                judged(a.counters()),
+                judged(b.counters()),
+                "{}",
+                path.display()
+            );
         }
     }
     assert!(files > 400, "only {files} captures read");

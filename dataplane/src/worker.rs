@@ -51,6 +51,10 @@ pub struct Counters {
     pub rejected: u64,
     /// Dropped frames that got no reset because the per-worker reset rate was exhausted.
     pub reset_limited: u64,
+    /// Dropped frames that `reject` gets no reset for whatever the rate: a reset, a
+    /// fragment without a TCP header, a group or loopback address (see
+    /// [`crate::wire::rst`]). They take no reset token.
+    pub reset_unanswerable: u64,
     /// Bursts processed.
     pub bursts: u64,
     /// Frames per [`Reason`], indexed by [`Reason::index`].
@@ -66,6 +70,7 @@ impl Default for Counters {
             monitored: 0,
             rejected: 0,
             reset_limited: 0,
+            reset_unanswerable: 0,
             bursts: 0,
             reasons: [0; Reason::COUNT],
         }
@@ -81,6 +86,7 @@ impl Counters {
         self.monitored += other.monitored;
         self.rejected += other.rejected;
         self.reset_limited += other.reset_limited;
+        self.reset_unanswerable += other.reset_unanswerable;
         self.bursts += other.bursts;
         for (a, b) in self.reasons.iter_mut().zip(other.reasons.iter()) {
             *a += b;
@@ -294,9 +300,18 @@ impl Worker {
             }
             Verdict::Reject => {
                 c.dropped += nblocked;
+                // One walk over the frames for the whole list (it is in burst order): only
+                // a frame a reset is due for may spend a token.
+                let mut walk = frames.clone().enumerate();
                 for &(f, _) in blocked {
-                    let now = time_of(f as usize);
-                    self.verdicts[f as usize] = if self.resets.take(policy.reject_rate(), now) {
+                    let f = f as usize;
+                    let due = walk
+                        .find(|&(i, _)| i == f)
+                        .is_some_and(|(_, frame)| crate::wire::rst::reset_due(frame));
+                    self.verdicts[f] = if !due {
+                        c.reset_unanswerable += 1;
+                        Verdict::Drop
+                    } else if self.resets.take(policy.reject_rate(), time_of(f)) {
                         c.rejected += 1;
                         Verdict::Reject
                     } else {
@@ -487,6 +502,43 @@ mod tests {
         assert_eq!(port.log.as_ref().unwrap().len(), 303);
         assert_eq!(w.latency().len(), 303);
         assert_eq!(c.bursts, 303u64.div_ceil(7));
+    }
+
+    #[test]
+    fn reject_spends_reset_tokens_only_on_frames_a_reset_is_due_for() {
+        let spec = OutboundSpec {
+            ports: vec![25],
+            action: Action::Reject,
+            reject_rate: Some(2),
+            dynamic: vec![AnyPrefix::V4(
+                crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
+            )],
+            ..OutboundSpec::default()
+        };
+        let p = Policy::build(spec, 1).unwrap().0;
+        let tcp = |src: &str, dst: &str| {
+            FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 4000, 25)
+        };
+        let syn = tcp("10.0.0.1", "198.51.100.7").build();
+        let mut rst = syn.clone();
+        rst[14 + 20 + 13] = 0x04; // plain IPv4: the TCP flags
+        let overlap = tcp("10.0.0.1", "198.51.100.7")
+            .ipv4_fragment(1, false)
+            .build();
+        let to_broadcast = tcp("10.0.0.1", "255.255.255.255").build();
+        let mut burst = Burst::new(64);
+        for f in [&rst, &overlap, &to_broadcast, &syn, &rst, &syn, &syn] {
+            burst.push(f);
+        }
+        let mut w = Worker::new(64);
+        use Verdict::{Drop, Reject};
+        assert_eq!(
+            w.classify(&p, &burst),
+            &[Drop, Drop, Drop, Reject, Drop, Reject, Drop]
+        );
+        let c = w.counters();
+        assert_eq!((c.dropped, c.rejected), (7, 2));
+        assert_eq!((c.reset_unanswerable, c.reset_limited), (4, 1));
     }
 
     #[test]

@@ -725,9 +725,6 @@ pub struct PcapPort<R, W> {
     reset_buf: Vec<u8>,
     /// Resets written to the resets output.
     pub resets_sent: u64,
-    /// `reject` verdicts that got no reset because the frame has no TCP header to answer
-    /// (an overlap fragment), counted only with a resets output.
-    pub resets_unanswerable: u64,
 }
 
 impl<R: Read, W: Write> PcapPort<R, W> {
@@ -753,7 +750,6 @@ impl<R: Read, W: Write> PcapPort<R, W> {
             resets: None,
             reset_buf: Vec::new(),
             resets_sent: 0,
-            resets_unanswerable: 0,
         })
     }
 
@@ -851,8 +847,6 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
                                 source,
                             })?;
                         self.resets_sent += 1;
-                    } else {
-                        self.resets_unanswerable += 1;
                     }
                 }
             }

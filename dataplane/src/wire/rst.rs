@@ -30,14 +30,19 @@ const ACK: u8 = 0x10;
 /// Hop limit / TTL of a reset.
 pub const RESET_TTL: u8 = 64;
 
-/// Writes into `out` the reset answering `frame`; false (and `out` empty) when none is due.
-pub fn build_reset(frame: &[u8], out: &mut Vec<u8>) -> bool {
-    out.clear();
-    let Ok(l) = parse_layout(frame) else {
-        return false;
-    };
+/// Whether `frame`, blocked under `reject`, is to be answered with a reset at all (see the
+/// module's invariants); [`build_reset`] builds one exactly when this is true. The worker
+/// asks first, so a frame that can get no reset neither spends a reset token nor counts
+/// as rejected.
+pub fn reset_due(frame: &[u8]) -> bool {
+    due(frame).is_some()
+}
+
+/// The frame's layout when a reset is due.
+fn due(frame: &[u8]) -> Option<super::Layout> {
+    let l = parse_layout(frame).ok()?;
     if !matches!(l.key.transport, Transport::Tcp { .. }) || l.l4 + 20 > l.end {
-        return false;
+        return None;
     }
     // Never to or from a group: a reset is for the one sender of the segment. A group
     // (broadcast or multicast) MAC or IP on either side would make it a flood to every
@@ -51,14 +56,20 @@ pub fn build_reset(frame: &[u8], out: &mut Vec<u8>) -> bool {
             .any(|&a| a >> 28 == 0xe || a == u32::MAX || a >> 24 == 0 || a >> 24 == 127),
         Addrs::V6 { src, dst } => [src, dst].iter().any(|&a| a >> 120 == 0xff || a <= 1),
     };
-    if group_mac || group_ip {
-        return false;
+    if group_mac || group_ip || frame[l.l4 + 13] & RST != 0 {
+        return None;
     }
+    Some(l)
+}
+
+/// Writes into `out` the reset answering `frame`; false (and `out` empty) when none is due.
+pub fn build_reset(frame: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Some(l) = due(frame) else {
+        return false;
+    };
     let t = &frame[l.l4..l.l4 + 20];
     let flags = t[13];
-    if flags & RST != 0 {
-        return false;
-    }
     let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
     let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
     let header = usize::from(t[12] >> 4) * 4;
@@ -323,21 +334,24 @@ mod tests {
         let l = parse_layout(&base).unwrap();
         let mut f = base.clone();
         f[l.l4 + 13] = RST | ACK;
-        assert!(!build_reset(&f, &mut out));
+        assert!(!reset_due(&f) && !build_reset(&f, &mut out));
         assert!(out.is_empty());
         // Cut inside the TCP header (the port is there, the flags are not).
-        assert!(!build_reset(&base[..l.l4 + 10], &mut out));
+        assert!(!reset_due(&base[..l.l4 + 10]) && !build_reset(&base[..l.l4 + 10], &mut out));
         // An IPv4 overlap fragment carries no TCP header.
         let mut f = base.clone();
         f[l.l3 + 7] = 1;
-        assert!(!build_reset(&f, &mut out));
-        assert!(!build_reset(&[0u8; 10], &mut out));
+        assert!(!reset_due(&f) && !build_reset(&f, &mut out));
+        assert!(!reset_due(&[0u8; 10]) && !build_reset(&[0u8; 10], &mut out));
         // A group MAC on either side (a spoofed broadcast source would make the reset a
         // flood), or a group IP address on either side: no reset.
         for (at, byte) in [(0, 0xff), (0, 0x01), (6, 0xff), (6, 0x01)] {
             let mut f = base.clone();
             f[at] = byte;
-            assert!(!build_reset(&f, &mut out), "MAC byte {at} = {byte:#x}");
+            assert!(
+                !reset_due(&f) && !build_reset(&f, &mut out),
+                "MAC byte {at} = {byte:#x}"
+            );
         }
         for (src, dst) in [
             ("10.1.2.3", "255.255.255.255"),
@@ -350,9 +364,15 @@ mod tests {
             ("::", "2001:db8::1"),
             ("::1", "2001:db8::1"),
         ] {
-            assert!(!build_reset(&syn(src, dst, 0), &mut out), "{src} → {dst}");
+            assert!(
+                !reset_due(&syn(src, dst, 0)) && !build_reset(&syn(src, dst, 0), &mut out),
+                "{src} → {dst}"
+            );
         }
         // Unicast both ways still gets its reset.
-        assert!(build_reset(&syn("2001:db8::1", "2001:db8::2", 3), &mut out));
+        assert!(
+            reset_due(&syn("2001:db8::1", "2001:db8::2", 3))
+                && build_reset(&syn("2001:db8::1", "2001:db8::2", 3), &mut out)
+        );
     }
 }
