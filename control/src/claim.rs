@@ -41,7 +41,14 @@ pub fn claim_names(names: &[&str]) -> Result<Claims, String> {
 /// unclaimed.
 pub fn claim(interfaces: &[(String, i32)]) -> Result<Claims, String> {
     let mut held = Vec::new();
-    for (ifname, index) in interfaces {
+    for (i, (ifname, index)) in interfaces.iter().enumerate() {
+        // Two names of one interface (an altname, two vdevs on one iface=): the second
+        // claim would find this very process holding it.
+        if let Some((first, _)) = interfaces[..i].iter().find(|(_, x)| x == index) {
+            return Err(format!(
+                "{first} and {ifname} are the same interface (index {index}): access and core must be two interfaces"
+            ));
+        }
         let addr = SocketAddr::from_abstract_name(name(*index)).map_err(|e| e.to_string())?;
         match UnixListener::bind_addr(&addr) {
             Ok(l) => held.push(l),
@@ -146,6 +153,13 @@ mod tests {
         drop(first);
         let again = claim(&ours).unwrap();
         drop(again);
+        // One interface under two names is said to be that, not blamed on this process.
+        let e = claim(&[("acc0".into(), index), ("alt0".into(), index)]).unwrap_err();
+        assert_eq!(
+            e,
+            format!("acc0 and alt0 are the same interface (index {index}): access and core must be two interfaces")
+        );
+        assert!(claim(&ours).is_ok(), "a refused claim holds nothing");
     }
 
     #[test]

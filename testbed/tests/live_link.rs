@@ -181,6 +181,30 @@ fn flap_and_delete(backend: &str, tag: &str) {
             && status.contains("ports: 25 is listed twice"),
         "{status}"
     );
+    // Frames for the side that is down are refused and counted (AF_XDP's kernel would
+    // drop them uncounted; DPDK's net_af_packet would hold them and send them, stale,
+    // once the link came back).
+    let refused = || -> u64 {
+        let (ok, text) = op25b_testbed::ctl(&sock, &["stats", "--json"]);
+        assert!(ok, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["tx_refused"].as_u64().unwrap()
+    };
+    let before = refused();
+    // (It fails: nothing answers.)
+    let _ = wire
+        .right
+        .command(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.1"])
+        .output();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while refused() < before + 3 {
+        assert!(
+            Instant::now() < deadline,
+            "{backend}: frames towards a down link not counted as refused ({before} before, {} after)",
+            refused()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     wire.app.exec(&["ip", "link", "set", "dev", "acc0", "up"]);
     wire.left.wait_for_ping("10.0.0.2", Duration::from_secs(15));
     assert!(

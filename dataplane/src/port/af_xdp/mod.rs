@@ -38,8 +38,9 @@
 //! Invariants:
 //! - Every received packet (one or more UMEM frames) is judged once and either copied
 //!   whole, all fragments in order, to the egress TX ring or not at all (dropped, or
-//!   refused for lack of free TX frames: counted in `tx_refused`); its UMEM frames go back
-//!   to the fill ring in the same poll. A poll takes whole packets only.
+//!   refused for lack of free TX frames or because the egress link was down at the
+//!   worker's last look: counted in `tx_refused`); its UMEM frames go back to the fill
+//!   ring in the same poll. A poll takes whole packets only.
 //! - Nothing is allocated or locked per frame; a poll makes at most one syscall per
 //!   interface (the TX kick), none when nothing was received.
 //! - The program is attached only while the wires (through their shared attachment) live;
@@ -401,10 +402,13 @@ impl XdpWire {
     /// One burst in the current direction: receive, judge with `worker` under the current
     /// policy, send the forwarded frames on and resets back. Returns frames received.
     pub fn poll(&mut self, worker: &mut Worker, policy: &PolicyHandle) -> usize {
-        let (ingress, egress) = match self.direction {
-            Direction::AccessToCore => (&mut self.access, &mut self.core),
-            Direction::CoreToAccess => (&mut self.core, &mut self.access),
+        let (ingress, egress, egress_side) = match self.direction {
+            Direction::AccessToCore => (&mut self.access, &mut self.core, 1),
+            Direction::CoreToAccess => (&mut self.core, &mut self.access, 0),
         };
+        // A frame for a side whose link was down at the last look is refused (the kernel
+        // would take it and drop it uncounted).
+        let egress_up = self.watch.is_up(egress_side);
         let n = ingress.rx_peek(self.burst);
         if n == 0 {
             return 0;
@@ -417,7 +421,7 @@ impl XdpWire {
         for (i, v) in (0..n).zip(verdicts) {
             match v {
                 Verdict::Forward => {
-                    if !egress.tx_copy_packet(ingress.rx_frags(i)) {
+                    if !egress_up || !egress.tx_copy_packet(ingress.rx_frags(i)) {
                         self.tx_refused += 1;
                     }
                 }

@@ -13,7 +13,9 @@
 //! - Zero copy: a frame's bytes are never copied; only a `reject` reset is built anew.
 //! - Every received mbuf is, within the same poll, either accepted by a TX queue or freed:
 //!   a frame the TX queue refuses is freed and counted in `tx_refused`, never leaked or
-//!   retried forever.
+//!   retried forever. So is a frame for a side whose kernel interface was down at the
+//!   worker's last look (`net_af_packet` would queue it and send it, stale, once the link
+//!   came back).
 //! - A queue is used by exactly one wire (one worker thread); the ports and the pool stay
 //!   alive until the last wire and the [`Eal`] are gone, then the ports are stopped and
 //!   closed (which flushes `net_pcap` output files) and the EAL is cleaned up.
@@ -675,9 +677,9 @@ impl DpdkWire {
     /// One burst in the current direction: receive, judge with `worker` under the current
     /// policy, send the forwarded frames on, free the dropped ones. Returns frames received.
     pub fn poll(&mut self, worker: &mut Worker, policy: &PolicyHandle) -> usize {
-        let (ingress, egress) = match self.direction {
-            Direction::AccessToCore => (self.access, self.core),
-            Direction::CoreToAccess => (self.core, self.access),
+        let (ingress, egress, egress_side) = match self.direction {
+            Direction::AccessToCore => (self.access, self.core, 1),
+            Direction::CoreToAccess => (self.core, self.access, 0),
         };
         // SAFETY: the three arrays hold `rx.len()` (≤ MAX_BURST) entries each; the port is
         // started and queue `self.queue` is used by this wire alone.
@@ -741,7 +743,13 @@ impl DpdkWire {
                 }
             }
         }
-        self.tx_refused += send_or_free(egress, self.queue, &mut self.forward[..nf]);
+        if self.watch.is_up(egress_side) {
+            self.tx_refused += send_or_free(egress, self.queue, &mut self.forward[..nf]);
+        } else {
+            // The egress link is down: refused now, not sent stale when it comes back.
+            self.tx_refused += nf as u64;
+            free_all(&mut self.forward[..nf]);
+        }
         if !self.resets.is_empty() {
             let refused = send_or_free(ingress, self.queue, &mut self.resets);
             self.tx_refused += refused;
