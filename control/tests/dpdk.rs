@@ -506,6 +506,27 @@ fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
         "{e}"
     );
     assert!(e.contains("check eal_args"), "{e}");
+    // More workers than the device has queues: how many it has, and how to give it more.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/sample.pcap");
+    let out = scratch("dpdk-queues-out");
+    let pcap_vdev = |i: u32| {
+        format!(
+            "--vdev=net_pcap{i},rx_pcap={},tx_pcap={}",
+            sample.display(),
+            out.join(format!("{i}.pcap")).display()
+        )
+    };
+    let e = refused(
+        "dpdk-queues",
+        &format!(
+            "backend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\nworkers = 2\neal_args = {}",
+            eal_args("queues", &[pcap_vdev(0), pcap_vdev(1)])
+        ),
+    );
+    assert!(
+        e.contains("queue count (the device has 1 RX and 1 TX queues, fewer than the 2 workers: give it more, e.g. qpairs=2 in a net_af_packet --vdev"),
+        "{e}"
+    );
 }
 
 /// An IPv6 TCP segment whose TCP header lies beyond the first 4 KiB of the frame, behind a

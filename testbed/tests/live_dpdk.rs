@@ -76,6 +76,13 @@ metrics = ""
         ],
     );
     let _servers = net.tcp_listener();
+    // Promiscuous mode: core0 was already (someone else's tcpdump), acc0 was not.
+    app.exec(&["ip", "link", "set", "dev", "core0", "promisc", "on"]);
+    let promisc = |ifname: &str| {
+        let out = app.exec(&["ip", "link", "show", "dev", ifname]);
+        String::from_utf8_lossy(&out.stdout).contains("PROMISC")
+    };
+    assert!(!promisc("acc0"));
     let mut appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(20));
     sub.wait_for_ping("2001:db8:1::1", Duration::from_secs(10));
@@ -117,7 +124,11 @@ metrics = ""
         );
     }
     // SIGTERM: a clean stop that prints the final counters.
+    assert!(promisc("acc0") && promisc("core0"));
     let out = String::from_utf8_lossy(&appliance.terminate().stdout).to_string();
     assert!(out.contains("access→core: rx "), "{out}");
+    // Each interface is left as it was found: the one it made promiscuous is not.
+    assert!(!promisc("acc0"), "acc0 left promiscuous");
+    assert!(promisc("core0"), "core0's promiscuous mode taken away");
     let _ = std::fs::remove_dir_all(&dir);
 }

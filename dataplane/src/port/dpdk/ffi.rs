@@ -44,6 +44,7 @@ extern "C" {
     pub fn rte_eth_dev_get_port_by_name(name: *const c_char, port_id: *mut u16) -> c_int;
     pub fn rte_eth_dev_get_name_by_port(port_id: u16, name: *mut c_char) -> c_int;
     pub fn rte_eth_dev_stop(port_id: u16) -> c_int;
+    pub fn rte_eth_promiscuous_disable(port_id: u16) -> c_int;
     pub fn rte_eth_dev_close(port_id: u16) -> c_int;
     // rte_mbuf.h, rte_mempool.h
     pub fn rte_pktmbuf_pool_create(
@@ -67,6 +68,7 @@ extern "C" {
         mtu: u16,
         pool: *mut RteMempool,
         stage: *mut *const c_char,
+        promisc_set: *mut c_int,
     ) -> c_int;
     pub fn op25b_rx_burst(
         port: u16,

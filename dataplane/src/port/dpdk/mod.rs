@@ -75,7 +75,7 @@ pub enum DpdkError {
         why: String,
     },
     /// A configured port is not among the EAL's ports.
-    #[error("DPDK port {name:?} ({side}) does not exist; the EAL has {available}: give a port id or a device name, and add virtual devices with --vdev=NAME in eal_args")]
+    #[error("DPDK port {name:?} ({side}) does not exist; the EAL has {available}: give a port id or a device name, and add virtual devices with --vdev=NAME in eal_args (a --vdev that is in eal_args but not here failed to start: the EAL log above says why, e.g. its iface= does not exist or this process may not open packet sockets)")]
     PortNotFound {
         /// `access` or `core`.
         side: &'static str,
@@ -172,6 +172,9 @@ struct Shared {
     /// Frame bytes one mbuf of `pool` holds (its data room after the headroom).
     frame_room: u16,
     ports: Vec<u16>,
+    /// Ports this process put into promiscuous mode (on a kernel interface: one that was
+    /// not promiscuous before), to be put back at the end.
+    promisc: Vec<u16>,
 }
 
 // SAFETY: the pool pointer is only passed to DPDK functions that are thread-safe for a
@@ -188,6 +191,11 @@ impl Drop for Shared {
             // wire (queue user) is left; stop and close are control-path calls made from
             // this one thread, and stopping a port that never started only returns an error.
             unsafe {
+                if self.promisc.contains(&p) {
+                    // net_af_packet and net_tap set the kernel interface's IFF_PROMISC and
+                    // would leave it set.
+                    ffi::rte_eth_promiscuous_disable(p);
+                }
                 ffi::rte_eth_dev_stop(p);
                 ffi::rte_eth_dev_close(p);
             }
@@ -237,9 +245,16 @@ impl Eal {
             restore_affinity(&set);
         }
         if r < 0 {
+            let errno = last_errno();
             return Err(DpdkError::EalInit {
                 args: args.to_vec(),
-                why: strerror(last_errno()),
+                // Some failures set no rte_errno (strerror would say "Success"): the
+                // commonest is the lock on the runtime config another primary holds.
+                why: if errno == 0 {
+                    "no reason given; if the EAL log above says \"Cannot create lock\", another DPDK process uses the same --file-prefix: give each its own, or add --no-shconf".into()
+                } else {
+                    strerror(errno)
+                },
             });
         }
         Ok(Eal {
@@ -247,6 +262,7 @@ impl Eal {
                 pool: std::ptr::null_mut(),
                 frame_room: DEFAULT_FRAME_ROOM,
                 ports: Vec::new(),
+                promisc: Vec::new(),
             }),
         })
     }
@@ -400,21 +416,41 @@ impl Eal {
             // Closed at teardown even if its setup fails half-way.
             shared.ports.push(port);
             let mut stage: *const c_char = c"configuration".as_ptr();
+            let mut promisc_set: c_int = 0;
+            // A kernel interface that is promiscuous already (someone else's tcpdump, a
+            // bridge) stays so at the end.
+            let was_promisc = kernel_interface(port)
+                .and_then(|(name, _)| crate::port::sys::promiscuous(&name))
+                .unwrap_or(false);
             // SAFETY: the port id is valid (resolved above), `pool` is a live mbuf pool,
-            // and `stage` is a valid place for a pointer to a static string.
+            // and `stage` and `promisc_set` are valid places for a pointer to a static or
+            // thread-local string and an int.
             let r = unsafe {
-                ffi::op25b_port_setup(port, q as u16, RX_DESC, TX_DESC, mtu, pool, &mut stage)
+                ffi::op25b_port_setup(
+                    port,
+                    q as u16,
+                    RX_DESC,
+                    TX_DESC,
+                    mtu,
+                    pool,
+                    &mut stage,
+                    &mut promisc_set,
+                )
             };
             if r != 0 {
                 return Err(DpdkError::PortSetup {
                     port,
                     name: port_name(port),
-                    // SAFETY: the shim sets `stage` to a static C string literal.
+                    // SAFETY: the shim sets `stage` to a C string literal or to its
+                    // thread-local text, which this thread does not change before here.
                     stage: unsafe { CStr::from_ptr(stage) }
                         .to_string_lossy()
                         .into_owned(),
                     why: strerror(r),
                 });
+            }
+            if promisc_set != 0 && !was_promisc {
+                shared.promisc.push(port);
             }
         }
         let shared = self.shared.clone();
@@ -503,16 +539,23 @@ impl Drop for LcoreGuard {
 /// its link state ([`DeviceLinks`]).
 fn watch_side(port: u16) -> (String, Option<(String, i32)>) {
     let name = port_name(port);
+    match kernel_interface(port) {
+        Some((ifname, index)) => (format!("{name} ({ifname})"), Some((ifname, index))),
+        None => (name, None),
+    }
+}
+
+/// The kernel interface a virtual device is on (its name and index), if any. An index
+/// whose name is already gone is named by its number (`#7`).
+fn kernel_interface(port: u16) -> Option<(String, i32)> {
     // SAFETY: the port id is valid (resolved by `Eal::port`); dev_info_get is a
     // control-path call.
     let index = unsafe { ffi::op25b_port_ifindex(port) };
     if index <= 0 {
-        return (name, None);
+        return None;
     }
-    // An index whose name is already gone is watched under its number: the first look
-    // finds it gone.
     let ifname = super::sys::ifname_of(index).unwrap_or_else(|| format!("#{index}"));
-    (format!("{name} ({ifname})"), Some((ifname, index)))
+    Some((ifname, index))
 }
 
 /// Whether `port`'s link is up, as the device reports it without waiting (`None`: it

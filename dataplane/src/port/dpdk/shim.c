@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <rte_errno.h>
@@ -52,15 +53,21 @@ int op25b_port_mtu_range(uint16_t port, uint16_t *min_mtu, uint16_t *max_mtu)
 	return 0;
 }
 
+/* A failed step's description with numbers in it (the calling thread's, until its next
+ * failure). */
+static __thread char stage_text[320];
+
 /*
  * Configures `port` with `queues` RX and TX queues of `rx_desc`/`tx_desc` descriptors
  * (adjusted to the device's limits), an MTU of `mtu` (which the caller checked against
  * op25b_port_mtu_range), RX buffers from `pool`, RSS across the queues when there are
- * several, and starts it in promiscuous mode. Returns 0, or a negative errno with *stage
- * naming the step that failed.
+ * several, and starts it in promiscuous mode; *promisc_set is 1 when this call turned
+ * promiscuous mode on (so it is to be turned off again at the end). Returns 0, or a
+ * negative errno with *stage naming the step that failed.
  */
 int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
-		     uint16_t mtu, struct rte_mempool *pool, const char **stage)
+		     uint16_t mtu, struct rte_mempool *pool, const char **stage,
+		     int *promisc_set)
 {
 	struct rte_eth_conf conf;
 	struct rte_eth_dev_info info;
@@ -73,9 +80,16 @@ int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t 
 	r = rte_eth_dev_info_get(port, &info);
 	if (r != 0)
 		return r;
-	*stage = "queue count (the device has fewer queues than workers)";
-	if (queues > info.max_rx_queues || queues > info.max_tx_queues)
+	*promisc_set = 0;
+	if (queues > info.max_rx_queues || queues > info.max_tx_queues) {
+		snprintf(stage_text, sizeof(stage_text),
+			 "queue count (the device has %u RX and %u TX queues, fewer than the %u "
+			 "workers: give it more, e.g. qpairs=%u in a net_af_packet --vdev or "
+			 "queues=%u in a net_tap one, or set fewer workers)",
+			 info.max_rx_queues, info.max_tx_queues, queues, queues, queues);
+		*stage = stage_text;
 		return -EINVAL;
+	}
 	conf.rxmode.mtu = mtu;
 	if (queues > 1) {
 		conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
@@ -112,7 +126,8 @@ int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t 
 		return r;
 	/* Not every virtual device knows promiscuous mode; a bump in the wire needs it only on
 	 * real NICs, where it is supported. */
-	(void)rte_eth_promiscuous_enable(port);
+	if (rte_eth_promiscuous_get(port) == 0 && rte_eth_promiscuous_enable(port) == 0)
+		*promisc_set = 1;
 	return 0;
 }
 

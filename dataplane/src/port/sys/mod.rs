@@ -676,6 +676,15 @@ pub fn link_running(name: &str) -> Option<bool> {
     Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
 }
 
+/// Whether interface `name` is in promiscuous mode (`IFF_PROMISC`, as set with `ip link
+/// set promisc on` or by a program that set the flag). `None` when it cannot be asked.
+pub fn promiscuous(name: &str) -> Option<bool> {
+    let req = interface_ioctl(name, libc::SIOCGIFFLAGS)?;
+    // SAFETY: SIOCGIFFLAGS succeeded, so the union holds the flags.
+    let flags = libc::c_int::from(unsafe { req.ifr_ifru.ifru_flags });
+    Some(flags & libc::IFF_PROMISC != 0)
+}
+
 /// The MTU of interface `name` (`SIOCGIFMTU`: the process's own network namespace, which
 /// `/sys/class/net` need not show). `None` when it cannot be asked.
 pub fn mtu_of(name: &str) -> Option<u32> {
