@@ -1737,6 +1737,7 @@ fn open_ports(
                         .map_err(|e| format!("worker {i}: {e}"))
                 })
                 .collect::<Result<_, _>>()?;
+            warn_unequal_mtus(&dp.access, &dp.core, "counted as refused by the kernel");
             Ok((ports, BackendHandle::Kernel, claims))
         }
         #[cfg(feature = "dpdk")]
@@ -1795,6 +1796,11 @@ fn open_ports(
                 &dp.access, &dp.core, dp.workers, dp.burst,
             )
             .map_err(|e| e.to_string())?;
+            warn_unequal_mtus(
+                &dp.access,
+                &dp.core,
+                "dropped by the kernel, seen only in `ip -s link`'s TX dropped count",
+            );
             if let Some(w) = wires.first() {
                 eprintln!(
                     "op25b: AF_XDP on {} and {}, {} queue(s) each: {}",
@@ -1857,6 +1863,24 @@ fn until(expires: Option<SystemTime>) -> String {
     expires.map_or("until removed".into(), |e| {
         format!("until {}", crate::droplog::rfc3339_seconds(e))
     })
+}
+
+/// Warns when the two sides of the wire carry different MTUs: a frame as large as the
+/// larger one cannot leave through the other side (`lost`: what becomes of it).
+fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
+    let mtu = op25b_dataplane::port::sys::mtu_of;
+    if let (Some(a), Some(c)) = (mtu(access), mtu(core)) {
+        if a != c {
+            let ((big, big_mtu), (small, small_mtu)) = if a > c {
+                ((access, a), (core, c))
+            } else {
+                ((core, c), (access, a))
+            };
+            eprintln!(
+                "op25b: warning: {big} has MTU {big_mtu} but {small} only {small_mtu}: frames from {big} larger than {small_mtu} bytes of IP cannot leave through {small} and are {lost}; give both sides the same MTU"
+            );
+        }
+    }
 }
 
 /// Runs the appliance until SIGTERM or SIGINT.

@@ -128,7 +128,7 @@ fn hint(e: &std::io::Error) -> &'static str {
         Some(libc::EPERM | libc::EACCES) => "; run op25b as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK)",
         Some(libc::EAFNOSUPPORT) => "; this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): use backend = \"af_packet\"",
         Some(libc::ENOSYS) => "; this kernel has no bpf() system call (CONFIG_BPF_SYSCALL): use backend = \"af_packet\"",
-        Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: detach it (`ip link set dev IFACE xdp off`) or stop the other program",
+        Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: see it with `ip link show dev IFACE` (`xdp`/`xdpdrv` native, `xdpgeneric` generic mode) and detach it with `ip link set dev IFACE xdp off` or, for a generic one, `ip link set dev IFACE xdpgeneric off`, or stop the other program",
         Some(libc::ENOMEM | libc::ENOBUFS) => "; the UMEM could not be locked: raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK=) or run as root",
         Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (some refuse it above an MTU of about 3500 bytes): lower the MTU or use backend = \"af_packet\"",
         _ => "",
