@@ -392,13 +392,15 @@ count_tbl8s(enum family fam, const struct prefix_list *pl, bool shared)
 /* ------------------------------------------------------------------------ */
 
 /*
- * Start the EAL without hugepages, PCI, shared config or telemetry.
- * --no-huge implies legacy memory mode, which is incompatible with
- * --in-memory, hence --no-shconf.  With --no-huge the whole -m region is
- * mapped up front, as one memfd ("memfd:nohuge") that the kernel only
- * commits when touched, so a generous -m is cheap.  Being shmem on normal
- * pages, the tables live on 4 KiB pages (shmem THP is off by default,
- * shmem_enabled=never), unlike a hugepage-backed DPDK deployment.
+ * Start the EAL without PCI, shared config or telemetry, and by default
+ * without hugepages.  --no-huge implies legacy memory mode, which is
+ * incompatible with --in-memory, hence --no-shconf.  With --no-huge the
+ * whole -m region is mapped up front, as one memfd ("memfd:nohuge") that the
+ * kernel only commits when touched, so a generous -m is cheap.  Being shmem
+ * on normal pages, the tables live on 4 KiB pages (shmem THP is off by
+ * default, shmem_enabled=never), unlike a hugepage-backed DPDK deployment.
+ * LPM_BENCH_HUGEPAGES=1 runs it as deployed instead: --in-memory on
+ * hugepages reserved beforehand (/proc/sys/vm/nr_hugepages; -m of them).
  */
 static void
 eal_start(unsigned int mem_mb)
@@ -410,9 +412,14 @@ eal_start(unsigned int mem_mb)
 
 	snprintf(mem, sizeof(mem), "%u", mem_mb);
 	argv[argc++] = (char *)progname;
-	argv[argc++] = "--no-huge";
+	if (getenv("LPM_BENCH_HUGEPAGES") != NULL &&
+	    strcmp(getenv("LPM_BENCH_HUGEPAGES"), "1") == 0) {
+		argv[argc++] = "--in-memory";
+	} else {
+		argv[argc++] = "--no-huge";
+		argv[argc++] = "--no-shconf";
+	}
 	argv[argc++] = "--no-pci";
-	argv[argc++] = "--no-shconf";
 	argv[argc++] = "--no-telemetry";
 	argv[argc++] = "-l";
 	argv[argc++] = "0";

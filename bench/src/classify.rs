@@ -89,6 +89,26 @@ pub struct ClassifyArgs {
 
 /// Runs the benchmark and returns its JSON result.
 pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
+    for (name, v) in [
+        ("--frames", a.frames),
+        ("--passes", a.passes as usize),
+        ("--burst", a.burst),
+        ("--workers", a.workers),
+    ] {
+        if v == 0 {
+            return Err(format!(
+                "{name} 0: nothing would be measured; give at least 1"
+            ));
+        }
+    }
+    for (name, v) in [
+        ("--v6-share", a.profile.v6_share),
+        ("--smtp-share", a.profile.smtp_share),
+    ] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(format!("{name} {v}: a share is between 0 and 1"));
+        }
+    }
     let t = Instant::now();
     let pools = synthetic_pools(a.prefixes, a.profile.v6_share, a.seed);
     let spec = pools.spec();
@@ -126,24 +146,29 @@ pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
                         std::hint::black_box(w.classify(&policy, b));
                     }
                 }
-                (t.elapsed().as_secs_f64(), w)
+                (t, Instant::now(), w)
             })
         })
         .collect();
     let mut hist = latency_histogram();
     let mut per_worker = Vec::new();
     let (mut frames, mut dropped) = (0u64, 0u64);
+    let mut span: Option<(Instant, Instant)> = None;
     for h in handles {
-        let (secs, w) = h
+        let (start, end, w) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())?;
         let c = w.counters();
-        per_worker.push(c.rx as f64 / secs / 1e6);
+        per_worker.push(c.rx as f64 / (end - start).as_secs_f64() / 1e6);
+        span = Some(span.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
         frames += c.rx;
         dropped += c.dropped;
         hist.add(w.latency()).map_err(|e| e.to_string())?;
     }
-    let total_mpps: f64 = per_worker.iter().sum();
+    // All frames over the time from the first worker's start to the last one's end, not
+    // the sum of each worker's own rate (which counts a worker that ran while another
+    // waited for the core as if both had run at once).
+    let total_mpps = span.map_or(0.0, |(s, e)| frames as f64 / (e - s).as_secs_f64() / 1e6);
     let s = policy.sizes();
     Ok(json!({
         "prefixes": {"ipv4": s.v4, "ipv6": s.v6},
@@ -159,7 +184,7 @@ pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
         "dropped_share": dropped as f64 / frames.max(1) as f64,
         "mpps_total": total_mpps,
         "mpps_per_worker": per_worker,
-        "ns_per_frame_per_worker": 1e3 / (total_mpps / a.workers as f64),
+        "ns_per_frame_per_worker": 1e3 * a.workers as f64 / total_mpps,
         "latency_ns_per_frame": {
             "p50": hist.value_at_quantile(0.5),
             "p90": hist.value_at_quantile(0.9),

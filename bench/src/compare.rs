@@ -362,7 +362,7 @@ fn paired_rounds(
     Ok(())
 }
 
-/// One prefix set with two key sets (uniform, 90% inside a prefix), every structure. The
+/// One prefix set with two key sets (uniform, every key inside a prefix), every structure. The
 /// C harness builds each DPDK table once and measures both key files.
 fn lpm_set(
     a: &CompareArgs,
@@ -375,12 +375,12 @@ fn lpm_set(
     let prefixes = write_prefixes(&pfx, v6, n, n as u64 ^ 0x0025).map_err(|e| e.to_string())?;
     let kinds = [
         ("uniformly random", "uniform"),
-        ("90% inside a prefix", "hit"),
+        ("every key inside a prefix", "hit"),
     ];
     let mut key_files = Vec::new();
     for (i, (_, tag)) in kinds.iter().enumerate() {
         let path = a.out_dir.join(format!("{fam}-{n}-{tag}.addrs"));
-        // 90% inside a listed prefix, the rest uniform.
+        // Every key inside a listed prefix (a random one each time).
         let within = if i == 1 {
             Some(prefixes.as_slice())
         } else {
@@ -524,7 +524,7 @@ fn time_cmd(cmd: &mut Command, timeout: Duration) -> Result<f64, String> {
 /// op25b replay against tcpdump with a BPF filter, as the policy grows.
 fn replay_case(a: &CompareArgs, notes: &mut Vec<String>) -> Result<Value, String> {
     let Some(op25b) = &a.op25b else {
-        notes.push("replay comparison skipped: no op25b binary given".into());
+        notes.push("replay comparison skipped: no op25b binary (see the message at start)".into());
         return Ok(Value::Null);
     };
     let have_tcpdump = Command::new("tcpdump").arg("--version").output().is_ok();
@@ -1001,7 +1001,10 @@ pub fn run(a: &CompareArgs) -> Result<String, String> {
         "lpm-ipv4-uniform.svg",
         svg(&lpm, "ipv4", "uniformly random"),
     )?;
-    write("lpm-ipv4-hit.svg", svg(&lpm, "ipv4", "90% inside a prefix"))?;
+    write(
+        "lpm-ipv4-hit.svg",
+        svg(&lpm, "ipv4", "every key inside a prefix"),
+    )?;
     Ok(md)
 }
 

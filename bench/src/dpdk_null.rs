@@ -152,8 +152,18 @@ fn c_run(a: &Args, exe: &Path, prefixes: &Path, frames: &Path) -> Result<(f64, f
 
 /// Runs the benchmark; prints a line per run and returns the results as JSON.
 pub fn run(a: &Args) -> Result<serde_json::Value, String> {
-    if a.runs == 0 || a.seconds <= 0.0 {
-        return Err("--runs and --seconds must be positive".into());
+    // (NaN and infinity too: a run that never ends.)
+    if a.runs == 0 || !(a.seconds > 0.0 && a.seconds.is_finite()) {
+        return Err("--runs and --seconds must be positive (and --seconds finite)".into());
+    }
+    // Before the first run, not after it.
+    if let Some(exe) = &a.c_harness {
+        if !exe.is_file() {
+            return Err(format!(
+                "--c-harness {}: no such file (build it with `make -C bench/c null_fwd`, or give --c-harness none)",
+                exe.display()
+            ));
+        }
     }
     std::fs::create_dir_all(&a.out_dir).map_err(|e| format!("{}: {e}", a.out_dir.display()))?;
     let (prefixes, frames) = workload(a);
@@ -219,22 +229,23 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         let mpps = rx as f64 / secs / 1e6;
         our_share = (c.dropped - before.dropped) as f64 / rx.max(1) as f64;
         ours.push(mpps);
-        print!(
+        // Progress on stderr: the results (JSON file, summary) come after every run.
+        let mut line = format!(
             "run {}: op25b {mpps:.3} Mpps (dropped share {our_share:.4})",
             r + 1
         );
         if let Some(exe) = &a.c_harness {
             let (m, s) = c_run(a, exe, &prefix_file, &frame_file)?;
-            print!(", C rx→rte_lpm→tx {m:.3} Mpps (dropped share {s:.4})");
+            line += &format!(", C rx→rte_lpm→tx {m:.3} Mpps (dropped share {s:.4})");
             theirs.push(m);
             their_share = Some(s);
         }
-        println!();
+        eprintln!("{line}");
     }
     let our_median = median(&mut ours);
     let their_median = (!theirs.is_empty()).then(|| median(&mut theirs));
     let ratio = their_median.map(|t| our_median / t);
-    println!(
+    crate::sayln!(
         "median of {} runs of {} s on core {}: op25b {our_median:.3} Mpps{}",
         a.runs,
         a.seconds,

@@ -6,6 +6,36 @@
 
 #![forbid(unsafe_code)]
 
+/// `print!` for results on standard output that ends the process quietly with status 141
+/// when stdout is closed (`op25b-bench … | head -1`), as a shell tool killed by SIGPIPE
+/// does, and says any other write failure (a full disk behind a redirection) with status 1,
+/// instead of panicking.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        match write!(out, $($arg)*).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+            Err(e) => {
+                eprintln!("op25b-bench: error: writing to standard output: {e}");
+                std::process::exit(1);
+            }
+        }
+    }};
+}
+
+/// [`say!`] with a newline.
+#[macro_export]
+macro_rules! sayln {
+    () => { $crate::say!("\n") };
+    ($($arg:tt)*) => {{
+        $crate::say!($($arg)*);
+        $crate::say!("\n");
+    }};
+}
+
 pub mod classify;
 pub mod compare;
 #[cfg(all(feature = "dpdk", target_os = "linux"))]

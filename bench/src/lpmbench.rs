@@ -214,6 +214,6 @@ pub fn dump(prefix_file: &Path, addr_file: &Path, layout: Layout) -> Result<(), 
         out.push_str(&v.map_or("-1".to_string(), |v| v.to_string()));
         out.push('\n');
     }
-    print!("{out}");
+    crate::say!("{out}");
     Ok(())
 }

@@ -281,8 +281,12 @@ fn extract_frames(out_dir: &Path, captures: &[PathBuf]) -> Result<(), String> {
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
     let (mut files, mut frames) = (0, 0);
     for c in captures {
-        let Ok(f) = std::fs::File::open(c) else {
-            continue;
+        let f = match std::fs::File::open(c) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("skipping {}: {e}", c.display());
+                continue;
+            }
         };
         let mut r = match CaptureReader::open(std::io::BufReader::new(f)) {
             Ok(r) => r,
@@ -311,7 +315,7 @@ fn extract_frames(out_dir: &Path, captures: &[PathBuf]) -> Result<(), String> {
             }
         }
     }
-    println!(
+    op25b_bench::sayln!(
         "{frames} frames from {files} captures written to {}",
         out_dir.display()
     );
@@ -412,16 +416,19 @@ fn main() -> ExitCode {
             cold,
             no_hot,
             cycle,
-        } => op25b_bench::swap::run(
-            prefixes,
-            swaps.max(1),
-            burst.max(1),
-            cycle.max(1),
-            !cold,
-            !cold && !no_hot,
-        )
-        .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
-        .map(|t| println!("{t}")),
+        } => [("--swaps", swaps), ("--burst", burst), ("--cycle", cycle)]
+            .into_iter()
+            .find(|&(_, v)| v == 0)
+            .map_or(Ok(()), |(name, _)| {
+                Err(format!(
+                    "{name} 0: nothing would be measured; give at least 1"
+                ))
+            })
+            .and_then(|()| {
+                op25b_bench::swap::run(prefixes, swaps, burst, cycle, !cold, !cold && !no_hot)
+            })
+            .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+            .map(|t| op25b_bench::sayln!("{t}")),
         Command::Blast {
             iface,
             input,
@@ -430,7 +437,7 @@ fn main() -> ExitCode {
             stamp,
         } => op25b_bench::wire_io::load_frames(&input)
             .and_then(|mut f| op25b_bench::wire_io::blast(&iface, &mut f, loops, rate, stamp))
-            .map(|v| println!("{v}")),
+            .map(|v| op25b_bench::sayln!("{v}")),
         Command::Sink {
             iface,
             seconds,
@@ -438,7 +445,7 @@ fn main() -> ExitCode {
             record,
             latency,
         } => op25b_bench::wire_io::sink(&iface, seconds, idle_ms, record.as_deref(), latency)
-            .map(|v| println!("{v}")),
+            .map(|v| op25b_bench::sayln!("{v}")),
         #[cfg(all(feature = "dpdk", target_os = "linux"))]
         Command::DpdkNull {
             out_dir,
@@ -486,7 +493,7 @@ fn main() -> ExitCode {
                 std::fs::write(out_dir.join("veth.json"), v.to_string())
                     .map_err(|e| e.to_string())?;
                 std::fs::write(out_dir.join("veth.md"), &md).map_err(|e| e.to_string())?;
-                println!("{md}");
+                op25b_bench::sayln!("{md}");
                 Ok(())
             })
         }
@@ -514,15 +521,15 @@ fn main() -> ExitCode {
             let args = op25b_bench::classify::ClassifyArgs {
                 prefixes,
                 frames,
-                burst: burst.max(1),
-                workers: workers.max(1),
+                burst,
+                workers,
                 passes,
                 profile,
                 seed,
                 hit_counters,
             };
             let r = op25b_bench::classify::run(&args)?;
-            println!(
+            op25b_bench::sayln!(
                 "{}",
                 serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
             );
@@ -547,10 +554,18 @@ fn main() -> ExitCode {
                 reps: reps.max(1),
                 c_harness: Some(c_harness),
                 replay_frames,
-                op25b: op25b.is_file().then_some(op25b),
+                op25b: if op25b.is_file() {
+                    Some(op25b)
+                } else {
+                    eprintln!(
+                        "compare: {}: no such file, so the replay comparison is skipped (build it with `cargo build --release -p op25b`)",
+                        op25b.display()
+                    );
+                    None
+                },
                 classify_sizes,
             };
-            op25b_bench::compare::run(&args).map(|md| println!("{md}"))
+            op25b_bench::compare::run(&args).map(|md| op25b_bench::sayln!("{md}"))
         }
         Command::Lpm {
             prefixes,
@@ -571,10 +586,10 @@ fn main() -> ExitCode {
             } else {
                 op25b_bench::lpmbench::run(&prefixes, &addrs, iters, reps.max(1), layout).map(|results| {
                     if json {
-                        println!("{}", serde_json::Value::Array(results));
+                        op25b_bench::sayln!("{}", serde_json::Value::Array(results));
                     } else {
                         for r in results {
-                            println!(
+                            op25b_bench::sayln!(
                                 "{}: {} prefixes ({} ranges, {} /{}), {:.1} MiB, built in {:.3} s; {:.1} M lookups/s batched, {:.1} M/s single, {:.1} M/s binary search",
                                 r["family"].as_str().unwrap_or("?"),
                                 r["prefixes"],
@@ -589,7 +604,7 @@ fn main() -> ExitCode {
                             );
                             if r["layout"] == "lines" {
                                 let n = r["addresses"].as_f64().unwrap_or(0.0).max(1.0);
-                                println!(
+                                op25b_bench::sayln!(
                                     "  {} of 262144 lines point further, to {} extension lines and {} general entries; {:.2}% of the addresses need a second read, {:.3}% a third",
                                     r["extended_lines"],
                                     r["extension_lines"],

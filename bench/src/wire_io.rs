@@ -111,6 +111,11 @@ pub fn sink(
     record: Option<&Path>,
     latency: bool,
 ) -> Result<Value, String> {
+    if !(seconds > 0.0 && seconds <= 1e9) {
+        return Err(format!(
+            "--seconds {seconds}: give a number of seconds above 0 (and at most 1e9)"
+        ));
+    }
     let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3)
         .map_err(|e| e.to_string())?;
     let opts = SocketOptions {
@@ -130,7 +135,7 @@ pub fn sink(
         ),
         None => None,
     };
-    println!("{{\"listening\": \"{iface}\"}}");
+    crate::sayln!("{{\"listening\": \"{iface}\"}}");
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let (mut frames, mut bytes) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
