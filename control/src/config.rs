@@ -294,6 +294,15 @@ pub const MIN_MTU: u32 = 68;
 pub const MAX_MTU: u32 = 16_000;
 
 impl Backend {
+    /// The name the config gives it (`backend = "…"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::AfPacket => "af_packet",
+            Backend::Dpdk => "dpdk",
+            Backend::AfXdp => "af_xdp",
+        }
+    }
+
     /// Who refuses a frame the backend hands on for sending (summary and metrics wording):
     /// the kernel's socket ring for AF_PACKET and AF_XDP, the device's TX queue for DPDK.
     pub fn tx_refuser(self) -> &'static str {

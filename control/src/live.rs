@@ -1057,7 +1057,7 @@ impl Control {
                 (
                     true,
                     format!(
-                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms{links}{drop_log}{warnings}\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {}\nreloads: {} ok, {} refused{refused}",
+                        "running: policy generation {} from {}, loaded {age} s ago in {:.1} ms{links}{drop_log}{warnings}\nprefixes ipv4 dynamic/exempt/relays/scope: {:?}\nprefixes ipv6 dynamic/exempt/relays/scope: {:?}{inbound}\nexemption tickets: {}{kept}\nworkers: {} ({} backend)\nreloads: {} ok, {} refused{refused}",
                         self.generation,
                         self.path.display(),
                         self.reload_ms,
@@ -1065,6 +1065,7 @@ impl Control {
                         s.v6,
                         self.tickets.len(),
                         self.workers.len(),
+                        self.dataplane.backend.name(),
                         self.reloads[0],
                         self.reloads[1]
                     ),
@@ -1222,7 +1223,7 @@ impl Control {
                 }
                 v
             };
-            let mut v = json!({"generation": self.generation,
+            let mut v = json!({"generation": self.generation, "backend": self.dataplane.backend.name(),
                 "outbound": dir(dirs[0], &tops[0]), "inbound": dir(dirs[1], &tops[1]),
                 "resets_sent": self.resets_sent(), "tx_refused": refused});
             let workers = self.per_worker();
@@ -1454,6 +1455,12 @@ impl Control {
                 );
             }
         }
+        let _ = writeln!(
+            m,
+            "# HELP op25b_build_info The running op25b: its version and the backend that moves the frames (always 1).\n# TYPE op25b_build_info gauge\nop25b_build_info{{version=\"{}\",backend=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            self.dataplane.backend.name()
+        );
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let up = self.links_up();

@@ -176,7 +176,8 @@ fn flap_and_delete(backend: &str, tag: &str) {
     assert!(
         status.contains(&format!("\nlinks: access {access} DOWN, core {core} up\n"))
             && status.contains("\nconfig warnings (1):\n  ")
-            && status.contains("ports: 25 is listed twice"),
+            && status.contains("ports: 25 is listed twice")
+            && status.contains(&format!("\nworkers: 1 ({backend} backend)\n")),
         "{status}"
     );
     // Frames for the side that is down are refused and counted (AF_XDP's kernel would

@@ -374,6 +374,13 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{page}");
     assert_eq!(*buckets.last().unwrap(), count[0], "{page}");
     assert!(count[0] >= 4.0 && sum[0] > 0.0, "{page}");
+    assert!(
+        page.contains(&format!(
+            "\nop25b_build_info{{version=\"{}\",backend=\"af_packet\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{page}"
+    );
     // The page as Prometheus's own linter sees it: no errors, no warnings.
     match Command::new("promtool")
         .args(["check", "metrics"])
