@@ -49,6 +49,16 @@ if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps .*, C rx→rte_lpm→tx [0-9.]+ Mpps' 
   exit 1
 fi
 grep -E '^run 1: ' <<<"$smoke"
+# And the swap stall on the DPDK path (1000 prefixes, one swap): it must find the first
+# burst under the new policy.
+smoke="$("$target/debug/op25b-bench" dpdk-swap --prefixes 1000 --swaps 1 --core 0 --control-core 0 2>&1)" ||
+  { echo "$smoke"; exit 1; }
+if ! grep -Eq '^1 swaps of 1000-prefix policies on the DPDK path: first burst under the new policy -?[0-9.]+ bursts extra' <<<"$smoke"; then
+  echo "$smoke"
+  echo "dpdk-swap smoke run: expected the first burst under the new policy" >&2
+  exit 1
+fi
+grep -E '^1 swaps ' <<<"$smoke"
 
 # The systemd unit, checked by systemd itself (with the binary it names pointed at this
 # build), and its exposure as `systemd-analyze security` rates it.

@@ -13,6 +13,10 @@
 //! side and their ratio. op25b runs in this process (the EAL starts once per process), the
 //! C harness as a subprocess per run.
 //!
+//! `op25b-bench dpdk-swap` uses the same devices to time the worker's bursts while a
+//! control thread swaps policies in ([`swap_run`]): the swap stall where a burst is the
+//! appliance's real one, RX and TX included.
+//!
 //! Invariant: every number printed was measured in this run; the drop shares of both
 //! sides are printed so a reader can see they decided the same frames.
 
@@ -274,5 +278,205 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "c_dropped_share": their_share,
         "ratio": ratio,
         "tx_refused": wire.tx_refused,
+    }))
+}
+
+/// What `dpdk-swap` runs.
+#[derive(Clone, Debug)]
+pub struct SwapArgs {
+    /// Prefixes per policy (the same BNG-like pools as `swap`, 30% IPv6).
+    pub prefixes: usize,
+    /// Swaps to make.
+    pub swaps: usize,
+    /// The worker's core.
+    pub core: usize,
+    /// The control thread's core (building, warming, publishing, the reaper).
+    pub control_core: usize,
+}
+
+/// A policy of `n` prefixes from seed `seed`, warmed as `op25b run` warms it.
+fn swap_policy(n: usize, seed: u64) -> Result<Policy, String> {
+    let spec = crate::classify::synthetic_pools(n, 0.3, seed).spec();
+    Policy::build(spec, seed)
+        .map(|(p, _)| p)
+        .map_err(|e| e.to_string())
+}
+
+/// `op25b-bench dpdk-swap`: the worker stall of a policy swap on the live DPDK path, where
+/// a burst is what the appliance's worker really does (net_null RX of 64 frames, judge,
+/// TX, free), at line rate, while a control thread on another core builds policies of N
+/// prefixes, warms them (the whole tables, then the blocks the worker looked up while the
+/// policy was built, as `op25b run` does) and swaps them in. Every poll is timed; the
+/// first burst judged under each new policy's generation is compared with the bursts
+/// before it (net_null recycles the same 64 mbufs, so every burst judges the same
+/// frames), and so is the first burst of a control window of the same length in which
+/// nothing is swapped (the measure's own noise).
+pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
+    use crate::swap::{first_burst_extra, summary, Traced};
+    use op25b_dataplane::hot::HotBlocks;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    if a.swaps == 0 {
+        return Err("--swaps 0: nothing would be measured; give at least 1".into());
+    }
+    let first = swap_policy(a.prefixes, 1)?;
+    // 64-byte plain IPv4 frames (net_null hands 64 bytes), sources inside the pools' IPv4
+    // prefixes half the time, half of them to port 25.
+    let pools = crate::classify::synthetic_pools(a.prefixes, 0.3, 1);
+    let v4: Vec<(u32, u8)> = pools
+        .dynamic
+        .iter()
+        .filter_map(|p| match p {
+            AnyPrefix::V4(p) => Some((p.addr, p.len)),
+            AnyPrefix::V6(_) => None,
+        })
+        .collect();
+    let mut rng = Rng::new(7);
+    let frames: Vec<Vec<u8>> = (0..DISTINCT_FRAMES)
+        .map(|i| {
+            let src = match v4.get(rng.below(v4.len().max(1) as u64) as usize) {
+                Some(&(net, len)) if rng.chance(0.5) => {
+                    net | (rng.next_u64() as u32
+                        & !u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0))
+                }
+                _ => rng.next_u64() as u32,
+            };
+            let dport = if rng.chance(0.5) { 25 } else { 443 };
+            let mut f = FrameBuilder::tcp(
+                IpAddr::V4(Ipv4Addr::from(src)),
+                IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)),
+                1024 + i as u16,
+                dport,
+            )
+            .build();
+            f.resize(FRAME_LEN, 0);
+            f
+        })
+        .collect();
+    first.warm();
+    let handle = Arc::new(arc_swap::ArcSwap::from_pointee(first));
+    let blocks = Arc::new(HotBlocks::new(1));
+    let mut eal =
+        Eal::init(&eal_args(a.core, "op25b-bench-swap", 128)).map_err(|e| e.to_string())?;
+    let mut wires = eal
+        .open_wire("net_null0", "net_null1", 1, 64, None)
+        .map_err(|e| e.to_string())?;
+    let mut wire = wires.pop().ok_or("no DPDK wire")?;
+    wire.set_direction(Direction::AccessToCore);
+    eal.fill_pool(&frames);
+    if let Err(e) = op25b_dataplane::port::sys::pin_current_thread(a.core) {
+        return Err(format!("cannot pin to core {}: {e}", a.core));
+    }
+    let mut worker = Worker::new(64).record_hot(blocks.clone());
+    let stop = AtomicBool::new(false);
+    let base = Instant::now();
+    // About 2 µs a burst: room for a minute of them; later bursts are not traced.
+    let mut trace: Vec<Traced> = Vec::with_capacity(30 << 20);
+    let mut bursts = 0u64;
+    let (swap_at, control_at, builds) = std::thread::scope(|s| {
+        let control = s.spawn(|| -> Result<_, String> {
+            let _ = op25b_dataplane::port::sys::pin_current_thread(a.control_core);
+            let (mut swap_at, mut control_at, mut builds) = (Vec::new(), Vec::new(), Vec::new());
+            let result = (|| {
+                std::thread::sleep(Duration::from_millis(500));
+                for i in 0..a.swaps {
+                    let generation = 100 + i as u64;
+                    let t = Instant::now();
+                    blocks.start();
+                    let next = swap_policy(a.prefixes, generation);
+                    blocks.stop();
+                    let next = Arc::new(next?);
+                    next.warm();
+                    next.warm_hot(&handle.load(), &blocks);
+                    builds.push(t.elapsed().as_secs_f64());
+                    let window = Instant::now();
+                    swap_at.push(((window - base).as_nanos() as u64, generation as u32));
+                    let old = handle.swap(next);
+                    let gone = Arc::downgrade(&old);
+                    op25b_dataplane::worker::retire(old);
+                    while gone.strong_count() > 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    let length = window.elapsed();
+                    std::thread::sleep(Duration::from_millis(50));
+                    control_at.push((Instant::now() - base).as_nanos() as u64);
+                    std::thread::sleep(length + Duration::from_millis(50));
+                }
+                Ok(())
+            })();
+            stop.store(true, Ordering::Relaxed);
+            result.map(|()| (swap_at, control_at, builds))
+        });
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            let n = wire.poll(&mut worker, &handle);
+            let ns = t.elapsed().as_nanos() as u64;
+            if n > 0 {
+                bursts += 1;
+                if trace.len() < trace.capacity() {
+                    trace.push(Traced {
+                        start: (t - base).as_nanos() as u64,
+                        ns: ns.min(u64::from(u32::MAX)) as u32,
+                        generation: worker.last_generation() as u32,
+                    });
+                }
+            }
+        }
+        control
+            .join()
+            .map_err(|_| "the control thread panicked".to_string())?
+    })?;
+    let elapsed = base.elapsed().as_secs_f64();
+    let (mut extra, mut extra_ns) = (Vec::new(), Vec::new());
+    for &(s, generation) in &swap_at {
+        let from = trace.partition_point(|e| e.start < s);
+        let first_new = trace[from..]
+            .iter()
+            .position(|e| e.generation == generation)
+            .map(|k| from + k);
+        if let Some((ns, e)) = first_new.and_then(|i| first_burst_extra(&trace, i, 1)) {
+            extra.push(e);
+            extra_ns.push(ns);
+        }
+    }
+    let (control_ns, control): (Vec<f64>, Vec<f64>) = control_at
+        .iter()
+        .filter_map(|&s| first_burst_extra(&trace, trace.partition_point(|e| e.start < s), 1))
+        .unzip();
+    let mut quiet: Vec<u32> = trace.iter().map(|e| e.ns).collect();
+    quiet.sort_unstable();
+    let p50 = quiet.get(quiet.len() / 2).copied().unwrap_or(0);
+    let frames_moved = worker.counters().rx;
+    crate::sayln!(
+        "{} swaps of {}-prefix policies on the DPDK path: first burst under the new policy {} bursts extra (median; p50 burst {p50} ns), control windows {}",
+        extra.len(),
+        a.prefixes,
+        summary(&extra, true)["median"],
+        summary(&control, true)["median"]
+    );
+    Ok(json!({
+        "bench": "dpdk-swap",
+        "prefixes": a.prefixes,
+        "swaps": a.swaps,
+        "core": a.core,
+        "control_core": a.control_core,
+        "burst": 64,
+        "frame_bytes": FRAME_LEN,
+        "mpps": frames_moved as f64 / elapsed / 1e6,
+        "bursts": bursts,
+        "burst_ns_p50": p50,
+        "policy_build_and_warm_s": builds,
+        "first_burst_extra_vs_bursts_before": {
+            "swap": summary(&extra, true),
+            "control": summary(&control, true),
+            "swap_values": extra,
+            "control_values": control,
+        },
+        "first_burst_extra_ns": {
+            "swap": summary(&extra_ns, false),
+            "control": summary(&control_ns, false),
+        },
     }))
 }

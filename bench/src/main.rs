@@ -264,6 +264,23 @@ enum Command {
         #[arg(long)]
         hit_counters: bool,
     },
+    /// The worker stall of a policy swap on the live DPDK path (net_null, at line rate):
+    /// the first burst under each new policy against the bursts before it.
+    #[cfg(all(feature = "dpdk", target_os = "linux"))]
+    DpdkSwap {
+        /// Prefixes per policy.
+        #[arg(long, default_value_t = 1_000_000)]
+        prefixes: usize,
+        /// Swaps to make.
+        #[arg(long, default_value_t = 15)]
+        swaps: usize,
+        /// The worker's core.
+        #[arg(long, default_value_t = 1)]
+        core: usize,
+        /// The control thread's core.
+        #[arg(long, default_value_t = 0)]
+        control_core: usize,
+    },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
     ExtractFrames {
@@ -472,6 +489,19 @@ fn main() -> ExitCode {
                 std::fs::write(&p, format!("{v:#}\n")).map_err(|e| format!("{}: {e}", p.display()))
             })
         }
+        #[cfg(all(feature = "dpdk", target_os = "linux"))]
+        Command::DpdkSwap {
+            prefixes,
+            swaps,
+            core,
+            control_core,
+        } => op25b_bench::dpdk_null::swap_run(&op25b_bench::dpdk_null::SwapArgs {
+            prefixes,
+            swaps,
+            core,
+            control_core,
+        })
+        .map(|v| op25b_bench::sayln!("{v:#}")),
         Command::Veth {
             out_dir,
             prefixes,

@@ -290,17 +290,17 @@ pub fn run(
 /// One traced burst: when it started (ns since the run began), how long it took, and the
 /// generation of the policy it was judged under.
 #[derive(Clone, Copy, Debug)]
-struct Traced {
-    start: u64,
-    ns: u32,
-    generation: u32,
+pub(crate) struct Traced {
+    pub(crate) start: u64,
+    pub(crate) ns: u32,
+    pub(crate) generation: u32,
 }
 
 /// Trace entry `i` against that same burst's steady cost: its duration minus the median of
 /// its eight previous passes (the worker cycles through `cycle` bursts, so trace entry `i`
 /// is burst `i % cycle`), in ns and in units of the median burst over the cycle before.
 /// `None` when the trace does not reach that far back or forward.
-fn first_burst_extra(trace: &[Traced], i: usize, cycle: usize) -> Option<(f64, f64)> {
+pub(crate) fn first_burst_extra(trace: &[Traced], i: usize, cycle: usize) -> Option<(f64, f64)> {
     const PASSES: usize = 8;
     let d = trace.get(i)?.ns;
     i.checked_sub(PASSES * cycle)?;
@@ -317,7 +317,7 @@ fn first_burst_extra(trace: &[Traced], i: usize, cycle: usize) -> Option<(f64, f
 
 /// Median, 75th and 90th percentile and largest value of `v`, and with `bursts` (values in
 /// bursts) the share below one.
-fn summary(v: &[f64], bursts: bool) -> Value {
+pub(crate) fn summary(v: &[f64], bursts: bool) -> Value {
     if v.is_empty() {
         return Value::Null;
     }

@@ -174,6 +174,8 @@ pub struct Worker {
     /// [`BurstScratch::set_cold`]). A new policy that reuses a freed one's address is not
     /// treated so, which costs time only, never a verdict.
     last_policy: usize,
+    /// Generation of that policy.
+    last_generation: u64,
     /// Zero of the wall clock the rate limits are given (in ns since this instant).
     epoch: Instant,
 }
@@ -192,6 +194,7 @@ impl Worker {
             slot: 0,
             sampler: None,
             last_policy: 0,
+            last_generation: 0,
             epoch: Instant::now(),
             burst,
         }
@@ -272,6 +275,7 @@ impl Worker {
         if fresh {
             self.last_policy = at;
             policy.prefetch_fields();
+            self.last_generation = policy.generation();
         }
         // A new policy's tables are not in this core's cache yet; very large ones mostly
         // never are.
@@ -349,6 +353,12 @@ impl Worker {
             let _ = self.latency.record_n(per_frame.clamp(1, LATENCY_MAX_NS), n);
         }
         &self.verdicts
+    }
+
+    /// The generation of the policy the last burst was judged under (0 before any), for
+    /// benchmarks that time bursts around a swap.
+    pub fn last_generation(&self) -> u64 {
+        self.last_generation
     }
 
     /// One poll: receive a burst from `port`, judge it with the current policy, emit it.
