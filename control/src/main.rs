@@ -340,12 +340,20 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(code) => return code,
             };
+            // `-`: standard input or output, as for tcpdump and tshark.
+            let std_path = |p: PathBuf, dev: &str| {
+                if p.as_os_str() == "-" {
+                    PathBuf::from(dev)
+                } else {
+                    p
+                }
+            };
             let args = ReplayArgs {
-                input,
-                pass_out,
-                drop_out,
-                report,
-                resets_out,
+                input: std_path(input, "/dev/stdin"),
+                pass_out: std_path(pass_out, "/dev/stdout"),
+                drop_out: std_path(drop_out, "/dev/stdout"),
+                report: report.map(|p| std_path(p, "/dev/stdout")),
+                resets_out: resets_out.map(|p| std_path(p, "/dev/stdout")),
                 burst: usize::from(burst),
                 top,
             };
@@ -356,7 +364,17 @@ fn main() -> ExitCode {
                 }
                 Ok(o) => {
                     let c = &o.counters;
-                    say!(
+                    // The summary goes where the data does not.
+                    macro_rules! tell {
+                        ($($arg:tt)*) => {
+                            if o.stdout_taken {
+                                eprintln!($($arg)*)
+                            } else {
+                                say!($($arg)*)
+                            }
+                        };
+                    }
+                    tell!(
                         "{}: {} frames: {} passed, {} dropped{} in {:.3} s ({:.0} frames/s)",
                         args.input.display(),
                         c.rx,
@@ -386,14 +404,14 @@ fn main() -> ExitCode {
                             .join(" ")
                     };
                     if o.report["inbound"].is_null() {
-                        say!("  reasons: {}", reasons(c));
+                        tell!("  reasons: {}", reasons(c));
                     } else {
                         // A frame is dropped if either policy drops it: each says why apart.
-                        say!("  outbound reasons: {}", reasons(c));
-                        say!("  inbound reasons: {}", reasons(&o.inbound));
+                        tell!("  outbound reasons: {}", reasons(c));
+                        tell!("  inbound reasons: {}", reasons(&o.inbound));
                     }
                     if !o.latency.is_empty() {
-                        say!(
+                        tell!(
                             "  classify latency per frame: p50 {} ns, p99 {} ns, max {} ns",
                             o.latency.value_at_quantile(0.5),
                             o.latency.value_at_quantile(0.99),

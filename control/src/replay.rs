@@ -124,6 +124,18 @@ pub struct Outcome {
     pub error: Option<ReplayError>,
     /// The JSON report.
     pub report: Value,
+    /// An output or the report is this process's standard output (`-`, `/dev/stdout`):
+    /// the summary must then go to standard error, or it would be written into it.
+    pub stdout_taken: bool,
+}
+
+/// Device and inode of what this process's standard output is (a file, a pipe, a tty).
+fn stdout_node() -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let m = File::from(fd).metadata().ok()?;
+    Some((m.dev(), m.ino()))
 }
 
 /// Which file a path names, whatever its spelling: an existing file's device and inode
@@ -209,6 +221,13 @@ impl Output {
         })
     }
 
+    /// Whether this output is the process's standard output.
+    fn is_stdout(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let node = self.file.as_ref().and_then(|f| f.metadata().ok());
+        node.is_some_and(|m| stdout_node() == Some((m.dev(), m.ino())))
+    }
+
     /// Empties the file (a FIFO or a device has nothing to empty) and hands it over for
     /// writing.
     fn start(&mut self) -> Result<BufWriter<File>, ReplayError> {
@@ -280,6 +299,15 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     let mut resets_out = args.resets_out.as_deref().map(Output::open).transpose()?;
     // The report too, so one that cannot be written stops the replay before it starts.
     let mut report_out = args.report.as_deref().map(Output::open).transpose()?;
+    let stdout_taken = [
+        Some(&pass_out),
+        Some(&drop_out),
+        resets_out.as_ref(),
+        report_out.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(Output::is_stdout);
     if let Some(source) = refused_at_start(&args.input) {
         return Err(ReplayError::Input {
             path: args.input.clone(),
@@ -443,6 +471,7 @@ pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
         elapsed_s,
         error,
         report,
+        stdout_taken,
     })
 }
 

@@ -1169,3 +1169,90 @@ fn version_names_the_backends_of_this_build() {
     );
     assert_eq!(v, want);
 }
+
+/// `-` names standard output (and input): a capture or the report can be piped on, and
+/// the summary then goes to standard error instead of into the data.
+#[test]
+fn dash_is_standard_output_and_the_summary_moves_out_of_the_way() {
+    let dir = scratch("stdout");
+    let cfg = write_config(&dir, CONFIG);
+    let frames: Vec<Vec<u8>> = (0..10)
+        .map(|i| {
+            tcp(
+                "10.1.1.1",
+                "198.51.100.25",
+                if i % 2 == 0 { 25 } else { 443 },
+            )
+            .build()
+        })
+        .collect();
+    let input = dir.join("in.pcap");
+    write_pcap(&input, &frames, false);
+    let run = |args: &[&str], stdin: Option<&Path>| {
+        let mut c = op25b();
+        c.arg("replay").arg("--config").arg(&cfg).args(args);
+        if let Some(p) = stdin {
+            c.stdin(std::fs::File::open(p).unwrap());
+        }
+        c.output().unwrap()
+    };
+    let drop = dir.join("drop.pcap");
+    let out = run(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--pass-out",
+            "-",
+            "--drop-out",
+            drop.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pass = dir.join("pass-from-stdout.pcap");
+    std::fs::write(&pass, &out.stdout).unwrap();
+    let (want, _) = records(&input);
+    let (p, _) = records(&pass);
+    let (d, _) = records(&drop);
+    check_partition(&want, &p, &d);
+    assert_eq!((p.len(), d.len()), (5, 5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("10 frames: 5 passed, 5 dropped"));
+    // The report on stdout, the capture from stdin.
+    let out = run(
+        &[
+            "--input",
+            "-",
+            "--pass-out",
+            "/dev/null",
+            "--drop-out",
+            "/dev/null",
+            "--report",
+            "-",
+        ],
+        Some(&input),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["frames"]["drop"], 5);
+    // Without `-`, the summary stays on stdout.
+    let out = run(
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--pass-out",
+            "/dev/null",
+            "--drop-out",
+            "/dev/null",
+        ],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("10 frames: 5 passed, 5 dropped"));
+}

@@ -84,6 +84,11 @@ impl Burst {
         self.capacity
     }
 
+    /// Bytes of records held (headers and frames).
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The Ethernet frame `i`.
     #[inline]
     pub fn frame(&self, i: usize) -> &[u8] {

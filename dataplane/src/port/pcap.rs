@@ -11,7 +11,8 @@
 //! Invariants:
 //! - Only Ethernet (link type 1) is accepted; any other link type is an error naming it.
 //! - Length fields are checked before anything is read or allocated (at most 1 MiB per
-//!   pcap record, 16 MiB per pcapng block), so a corrupt file cannot exhaust memory.
+//!   pcap record, 16 MiB per pcapng block), and a burst stops at [`MAX_BURST_BYTES`], so
+//!   a corrupt or crafted file cannot exhaust memory whatever the burst size.
 //! - A truncated or corrupt record stops the input with an error naming the frame number
 //!   (1-based, as Wireshark counts) and the byte offset; every frame before it has been
 //!   delivered, and the error is returned only after them.
@@ -29,6 +30,10 @@ use std::io::{self, Read, Write};
 pub const MAX_PCAP_RECORD: usize = 1 << 20;
 /// Largest pcapng block accepted.
 pub const MAX_PCAPNG_BLOCK: usize = 16 << 20;
+/// A burst read from a capture stops growing once it holds this many bytes of records, so
+/// memory stays bounded by about this plus one record whatever the burst size: 64 frames
+/// of 16 MiB blocks would otherwise take a gigabyte.
+pub const MAX_BURST_BYTES: usize = 16 << 20;
 /// The Ethernet link type.
 pub const LINKTYPE_ETHERNET: u32 = 1;
 
@@ -803,7 +808,7 @@ impl<R: Read, W: Write> Port for PcapPort<R, W> {
             self.meta_pending = false;
             self.write_meta()?;
         }
-        while !burst.is_full() {
+        while !burst.is_full() && burst.bytes() < MAX_BURST_BYTES {
             match self.reader.next_into(burst) {
                 Ok(Next::Frame) => {}
                 Ok(Next::Meta) if burst.is_empty() => self.write_meta()?,
@@ -924,5 +929,55 @@ mod tests {
         assert_eq!(huge.ns(u64::MAX), 0);
         let huge2 = Interface::from_idb(&idb(false, &[9, 0, 1, 0, 0xff, 0, 0, 0]), false);
         assert_eq!(huge2.ns(u64::MAX), 0);
+    }
+}
+
+#[cfg(test)]
+mod burst_bytes {
+    use super::{CaptureReader, PcapPort, MAX_BURST_BYTES};
+    use crate::port::{Burst, Port};
+
+    fn block(btype: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len().div_ceil(4) * 4) as u32;
+        let mut b = btype.to_le_bytes().to_vec();
+        b.extend(len.to_le_bytes());
+        b.extend(body);
+        b.resize(len as usize - 4, 0);
+        b.extend(len.to_le_bytes());
+        b
+    }
+
+    /// Blocks of 8 MiB (a small frame and a huge comment): a burst of 64 stops once it
+    /// holds the byte limit, instead of taking 64 of them.
+    #[test]
+    fn a_burst_of_huge_blocks_stops_at_the_byte_limit() {
+        let mut file = block(
+            0x0A0D_0D0A,
+            &[
+                0x4D, 0x3C, 0x2B, 0x1A, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
+        file.extend(block(1, &[1, 0, 0, 0, 0, 0, 0, 0]));
+        let mut epb = vec![0u8; 20];
+        epb[12..16].copy_from_slice(&60u32.to_le_bytes());
+        epb[16..20].copy_from_slice(&60u32.to_le_bytes());
+        epb.extend([0u8; 60]);
+        let comment = 8 << 20;
+        epb.extend(1u16.to_le_bytes());
+        epb.extend((comment as u16).to_le_bytes()); // option length wraps: junk options are fine here
+        epb.resize(epb.len() + comment, b'x');
+        let epb = block(6, &epb);
+        for _ in 0..6 {
+            file.extend_from_slice(&epb);
+        }
+        let reader = CaptureReader::open(&file[..]).unwrap();
+        let mut port = PcapPort::new(reader, std::io::sink(), std::io::sink()).unwrap();
+        let mut burst = Burst::new(64);
+        let mut sizes = Vec::new();
+        while port.rx_burst(&mut burst).unwrap() > 0 {
+            assert!(burst.bytes() < MAX_BURST_BYTES + epb.len());
+            sizes.push(burst.len());
+        }
+        assert_eq!(sizes, [2, 2, 2]);
     }
 }
