@@ -371,12 +371,19 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
     let mut worker = Worker::new(64).record_hot(blocks.clone());
     let stop = AtomicBool::new(false);
     let base = Instant::now();
-    // About 2 µs a burst: room for a minute of them; later bursts are not traced.
-    let mut trace: Vec<Traced> = Vec::with_capacity(30 << 20);
+    // About 2 µs a burst: room for about 15 s of them (what 15 swaps of 1M prefixes
+    // take here); later bursts are not traced, and their swaps are not counted (the
+    // printed count of swaps shows it).
+    let mut trace: Vec<Traced> = Vec::with_capacity(8 << 20);
     let mut bursts = 0u64;
     let (swap_at, control_at, builds) = std::thread::scope(|s| {
         let control = s.spawn(|| -> Result<_, String> {
-            let _ = op25b_dataplane::port::sys::pin_current_thread(a.control_core);
+            if let Err(e) = op25b_dataplane::port::sys::pin_current_thread(a.control_core) {
+                eprintln!(
+                    "dpdk-swap: warning: the control thread stays unpinned (core {}: {e})",
+                    a.control_core
+                );
+            }
             let (mut swap_at, mut control_at, mut builds) = (Vec::new(), Vec::new(), Vec::new());
             let result = (|| {
                 std::thread::sleep(Duration::from_millis(500));
@@ -430,12 +437,11 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
     })?;
     let elapsed = base.elapsed().as_secs_f64();
     let (mut extra, mut extra_ns) = (Vec::new(), Vec::new());
-    for &(s, generation) in &swap_at {
-        let from = trace.partition_point(|e| e.start < s);
-        let first_new = trace[from..]
-            .iter()
-            .position(|e| e.generation == generation)
-            .map(|k| from + k);
+    for &(_, generation) in &swap_at {
+        // Generations are unique: the first burst judged under this one, wherever it
+        // started (a poll that began just before the swap may load the new policy after
+        // its RX).
+        let first_new = trace.iter().position(|e| e.generation == generation);
         if let Some((ns, e)) = first_new.and_then(|i| first_burst_extra(&trace, i, 1)) {
             extra.push(e);
             extra_ns.push(ns);

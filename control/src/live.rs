@@ -1425,7 +1425,7 @@ impl Control {
             ),
             (
                 "op25b_frames_rejected_total",
-                "Dropped frames answered with a TCP reset (action = \"reject\"), within the reset rate; part of dropped.",
+                "Dropped frames answered with a TCP reset (action = \"reject\"): a reset was due and within the rate, and was handed to the port (op25b_resets_sent_total counts those sent); part of dropped.",
                 |c: &Counters| c.rejected,
             ),
             (

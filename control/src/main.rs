@@ -340,20 +340,12 @@ fn main() -> ExitCode {
                 Ok(b) => b,
                 Err(code) => return code,
             };
-            // `-`: standard input or output, as for tcpdump and tshark.
-            let std_path = |p: PathBuf, dev: &str| {
-                if p.as_os_str() == "-" {
-                    PathBuf::from(dev)
-                } else {
-                    p
-                }
-            };
             let args = ReplayArgs {
-                input: std_path(input, "/dev/stdin"),
-                pass_out: std_path(pass_out, "/dev/stdout"),
-                drop_out: std_path(drop_out, "/dev/stdout"),
-                report: report.map(|p| std_path(p, "/dev/stdout")),
-                resets_out: resets_out.map(|p| std_path(p, "/dev/stdout")),
+                input,
+                pass_out,
+                drop_out,
+                report,
+                resets_out,
                 burst: usize::from(burst),
                 top,
             };

@@ -129,12 +129,29 @@ pub struct Outcome {
     pub stdout_taken: bool,
 }
 
+/// `-`: standard input or output, as for tcpdump and tshark.
+fn is_dash(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// A file of this process's own standard input or output (a duplicate of the descriptor:
+/// its offset, mode and kind are kept, a socket included).
+fn std_file(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<File> {
+    Ok(File::from(fd.try_clone_to_owned()?))
+}
+
+/// Device and inode of `/dev/null`.
+fn null_node() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata("/dev/null").ok()?;
+    Some((m.dev(), m.ino()))
+}
+
 /// Device and inode of what this process's standard output is (a file, a pipe, a tty).
 fn stdout_node() -> Option<(u64, u64)> {
     use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    let fd = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-    let m = File::from(fd).metadata().ok()?;
+    let m = std_file(std::io::stdout().as_fd()).ok()?.metadata().ok()?;
     Some((m.dev(), m.ino()))
 }
 
@@ -146,9 +163,21 @@ enum FileId {
     Path(PathBuf),
 }
 
-fn file_id(p: &Path) -> FileId {
+/// `-` is this process's standard input (`input`) or output, whatever it is.
+fn file_id(p: &Path, input: bool) -> FileId {
+    use std::os::fd::AsFd;
     use std::os::unix::fs::MetadataExt;
-    if let Ok(m) = std::fs::metadata(p) {
+    let meta = if is_dash(p) {
+        let fd = if input {
+            std_file(std::io::stdin().as_fd())
+        } else {
+            std_file(std::io::stdout().as_fd())
+        };
+        fd.and_then(|f| f.metadata())
+    } else {
+        std::fs::metadata(p)
+    };
+    if let Ok(m) = meta {
         return FileId::Node(m.dev(), m.ino());
     }
     let dir = match p.parent() {
@@ -172,13 +201,14 @@ fn check_paths(args: &ReplayArgs) -> Result<(), ReplayError> {
     .into_iter()
     .filter_map(|(o, p)| Some((o, p?)))
     .collect();
-    let input = file_id(&args.input);
-    let ids: Vec<FileId> = outputs.iter().map(|(_, p)| file_id(p)).collect();
+    let input = file_id(&args.input, true);
+    let ids: Vec<FileId> = outputs.iter().map(|(_, p)| file_id(p, false)).collect();
     for (i, (_, path)) in outputs.iter().enumerate() {
         if ids[i] == input {
             return Err(ReplayError::OutputIsInput((*path).clone()));
         }
-        let null = std::fs::canonicalize(path).is_ok_and(|c| c == Path::new("/dev/null"));
+        let null = std::fs::canonicalize(path).is_ok_and(|c| c == Path::new("/dev/null"))
+            || (is_dash(path) && stdout_node() == null_node());
         if let Some(j) = (0..i).find(|&j| ids[j] == ids[i]).filter(|_| !null) {
             return Err(ReplayError::SameOutput {
                 first: outputs[j].0,
@@ -199,10 +229,26 @@ struct Output {
     path: PathBuf,
     file: Option<File>,
     created: bool,
+    /// `-`: this process's standard output, written from where it stands, never emptied.
+    stdout: bool,
 }
 
 impl Output {
     fn open(path: &Path) -> Result<Output, ReplayError> {
+        if is_dash(path) {
+            use std::os::fd::AsFd;
+            let file = std_file(std::io::stdout().as_fd()).map_err(|source| ReplayError::Open {
+                path: path.to_path_buf(),
+                what: "cannot use standard output",
+                source,
+            })?;
+            return Ok(Output {
+                path: path.to_path_buf(),
+                file: Some(file),
+                created: false,
+                stdout: true,
+            });
+        }
         let created = std::fs::symlink_metadata(path).is_err();
         let file = std::fs::OpenOptions::new()
             .write(true)
@@ -218,21 +264,27 @@ impl Output {
             path: path.to_path_buf(),
             file: Some(file),
             created,
+            stdout: false,
         })
     }
 
-    /// Whether this output is the process's standard output.
+    /// Whether this output is the process's standard output (`-`, or the same file by
+    /// another name, such as `/dev/stdout`; not a device such as `/dev/null` that
+    /// standard output also happens to be).
     fn is_stdout(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let node = self.file.as_ref().and_then(|f| f.metadata().ok());
-        node.is_some_and(|m| stdout_node() == Some((m.dev(), m.ino())))
+        self.stdout
+            || node.is_some_and(|m| {
+                !m.file_type().is_char_device() && stdout_node() == Some((m.dev(), m.ino()))
+            })
     }
 
     /// Empties the file (a FIFO or a device has nothing to empty) and hands it over for
     /// writing.
     fn start(&mut self) -> Result<BufWriter<File>, ReplayError> {
         let file = self.file.take().expect("started once");
-        let regular = file.metadata().is_ok_and(|m| m.is_file());
+        let regular = !self.stdout && file.metadata().is_ok_and(|m| m.is_file());
         if regular {
             file.set_len(0).map_err(|source| ReplayError::Open {
                 path: self.path.clone(),
@@ -280,7 +332,13 @@ fn refused_at_start(path: &Path) -> Option<CaptureError> {
 /// `Outcome` whose `error` is set.
 pub fn replay(built: Built, args: &ReplayArgs) -> Result<Outcome, ReplayError> {
     check_paths(args)?;
-    let input = File::open(&args.input).map_err(|source| ReplayError::Open {
+    let input = if is_dash(&args.input) {
+        use std::os::fd::AsFd;
+        std_file(std::io::stdin().as_fd())
+    } else {
+        File::open(&args.input)
+    }
+    .map_err(|source| ReplayError::Open {
         path: args.input.clone(),
         what: "cannot open input",
         source,

@@ -1242,6 +1242,36 @@ fn dash_is_standard_output_and_the_summary_moves_out_of_the_way() {
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["frames"]["drop"], 5);
+    // Standard output appended to a file (`>> log`): what the file held stays, the report
+    // follows it (the descriptor itself is written, not the file reopened from its start).
+    let log = dir.join("log.jsonl");
+    std::fs::write(&log, "earlier line\n").unwrap();
+    let appended = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let out = op25b()
+        .arg("replay")
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "--input",
+            input.to_str().unwrap(),
+            "--pass-out",
+            "/dev/null",
+        ])
+        .args(["--drop-out", "/dev/null", "--report", "-"])
+        .stdout(appended)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let report = text
+        .strip_prefix("earlier line\n")
+        .expect("the earlier line kept");
+    let r: serde_json::Value = serde_json::from_str(report).unwrap();
+    assert_eq!(r["frames"]["pass"], 5);
     // Without `-`, the summary stays on stdout.
     let out = run(
         &[

@@ -5,8 +5,10 @@
 //! Invariants: owned by one worker (no sharing, no atomics); the caller passes the time
 //! in nanoseconds on a clock of its choice (the wall clock read once per burst live, the
 //! capture's timestamps in a replay), so taking a token is arithmetic only and a replay's
-//! resets do not depend on how fast it ran; time that goes backwards adds nothing; the
-//! first take fills the bucket; a change of `rate` takes effect at the next take.
+//! resets do not depend on how fast it ran; time that goes backwards adds nothing (more
+//! than a second back, the count starts again from there); the first take fills the
+//! bucket; a change of `rate` takes effect at the next take. One bucket stays on one
+//! clock.
 
 /// Tokens left, the rate they were last refilled at, and when (ns).
 #[derive(Debug, Default)]
@@ -23,6 +25,10 @@ impl TokenBucket {
         let rate = u64::from(rate);
         match self.last {
             None => self.tokens = rate,
+            // Far back in time (a capture's clock set back, one record from the future
+            // before it): start counting from here, adding nothing, rather than waiting
+            // until the clock has caught up with that record.
+            Some(t) if now.saturating_add(1_000_000_000) < t => {}
             Some(t) => {
                 let ns = now.saturating_sub(t);
                 let add = ns.saturating_mul(rate) / 1_000_000_000;
@@ -85,8 +91,16 @@ mod tests {
         // Time that goes backwards (a capture's timestamps out of order) adds nothing.
         let mut b = TokenBucket::default();
         assert_eq!((0..100).filter(|_| b.take(50, t0)).count(), 50);
-        assert!(!b.take(50, t0 - 5000 * MS));
+        assert!(!b.take(50, t0 - 500 * MS));
         assert!(!b.take(50, t0 + 10 * MS));
         assert!(b.take(50, t0 + 20 * MS));
+        // One record an hour in the future (it finds the bucket full) does not starve the
+        // ten seconds of records after it, which count on from their own time: 49 left,
+        // then 50 a second.
+        let mut b = TokenBucket::default();
+        assert_eq!((0..100).filter(|_| b.take(50, t0)).count(), 50);
+        assert!(b.take(50, t0 + 3_600_000 * MS));
+        let taken = (1..=1000).filter(|i| b.take(50, t0 + 10 * MS * i)).count();
+        assert!((540..=550).contains(&taken), "{taken}");
     }
 }

@@ -8,8 +8,10 @@
 //!   satisfy `rx == tx + dropped` and the reasons add up to `rx`.
 //! - Nothing here allocates, locks or makes a syscall per frame: the verdict buffer is
 //!   reused, the counters are plain fields owned by this worker and are added once per
-//!   burst from the policy's tally, only blocked frames are visited one by one, and the
-//!   clock is read twice per burst (vDSO).
+//!   burst from the policy's tally, only blocked frames are visited one by one (under
+//!   `reject`, one walk over the burst's frames finds them, and each blocked frame's
+//!   header is read again to see whether a reset is due), and the clock is read twice per
+//!   burst (vDSO).
 //! - Rate limits (resets, drop-log samples) run on the wall clock read at the burst's
 //!   start, except in [`Worker::classify_capture`], where they run on the capture's own
 //!   timestamps, so a replay sends the resets live traffic at that pace would get, on
@@ -174,7 +176,7 @@ pub struct Worker {
     /// [`BurstScratch::set_cold`]). A new policy that reuses a freed one's address is not
     /// treated so, which costs time only, never a verdict.
     last_policy: usize,
-    /// Generation of that policy.
+    /// Generation of the policy the last burst was judged under.
     last_generation: u64,
     /// Zero of the wall clock the rate limits are given (in ns since this instant).
     epoch: Instant,
@@ -275,8 +277,9 @@ impl Worker {
         if fresh {
             self.last_policy = at;
             policy.prefetch_fields();
-            self.last_generation = policy.generation();
         }
+        // Every burst: a new policy may reuse a freed one's address.
+        self.last_generation = policy.generation();
         // A new policy's tables are not in this core's cache yet; very large ones mostly
         // never are.
         self.scratch.set_cold(fresh || policy.always_cold());

@@ -76,7 +76,7 @@ metrics = ""
         ],
     );
     let _servers = net.tcp_listener();
-    // Promiscuous mode: core0 was already (someone else's tcpdump), acc0 was not.
+    // Promiscuous mode: core0's flag was set by hand before the start, acc0's was not.
     app.exec(&["ip", "link", "set", "dev", "core0", "promisc", "on"]);
     let promisc = |ifname: &str| {
         let out = app.exec(&["ip", "link", "show", "dev", ifname]);

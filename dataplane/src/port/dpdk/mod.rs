@@ -417,8 +417,9 @@ impl Eal {
             shared.ports.push(port);
             let mut stage: *const c_char = c"configuration".as_ptr();
             let mut promisc_set: c_int = 0;
-            // A kernel interface that is promiscuous already (someone else's tcpdump, a
-            // bridge) stays so at the end.
+            // A kernel interface whose IFF_PROMISC flag was set already (`ip link set
+            // promisc on`) keeps it at the end. (A tcpdump's or a bridge's promiscuity is
+            // counted apart by the kernel, and turning ours off leaves theirs.)
             let was_promisc = kernel_interface(port)
                 .and_then(|(name, _)| crate::port::sys::promiscuous(&name))
                 .unwrap_or(false);
