@@ -455,7 +455,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
     quiet.sort_unstable();
     let p50 = quiet.get(quiet.len() / 2).copied().unwrap_or(0);
     let frames_moved = worker.counters().rx;
-    crate::sayln!(
+    eprintln!(
         "{} swaps of {}-prefix policies on the DPDK path: first burst under the new policy {} bursts extra (median; p50 burst {p50} ns), control windows {}",
         extra.len(),
         a.prefixes,
