@@ -270,8 +270,14 @@ impl Worker {
         stamps: Option<&Burst>,
     ) -> &[Verdict] {
         let start = Instant::now();
-        let wall = start.saturating_duration_since(self.epoch).as_nanos() as u64;
-        let time_of = |f: usize| stamps.map_or(wall, |b| b.time_ns(f));
+        // Only a blocked frame under `reject` or a drop-log sample asks the time.
+        let epoch = self.epoch;
+        let time_of = |f: usize| {
+            stamps.map_or_else(
+                || start.saturating_duration_since(epoch).as_nanos() as u64,
+                |b| b.time_ns(f),
+            )
+        };
         let at = std::ptr::from_ref(policy) as usize;
         let fresh = at != self.last_policy;
         if fresh {
