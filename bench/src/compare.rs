@@ -1005,7 +1005,7 @@ pub fn run(a: &CompareArgs) -> Result<String, String> {
     let machine = machine_description();
     let mut md = markdown(&lpm, &replay, &notes, &machine);
     md += &classify_markdown(&classify);
-    let all = json!({"machine": machine, "lpm": lpm, "replay": replay, "classify": classify, "notes": notes});
+    let all = json!({"provenance": crate::provenance(), "machine": machine, "lpm": lpm, "replay": replay, "classify": classify, "notes": notes});
     let write = |name: &str, text: String| {
         std::fs::write(a.out_dir.join(name), text).map_err(|e| format!("{name}: {e}"))
     };

@@ -26,6 +26,33 @@ macro_rules! say {
     }};
 }
 
+/// What a result file needs to be reproduced and placed: the command line, the commit of
+/// the source tree the harness runs in (when it is a git checkout) and when it ran.
+pub fn provenance() -> serde_json::Value {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| !o.stdout.is_empty());
+    serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>(),
+        "commit": commit,
+        "uncommitted_changes": dirty,
+        "unix_time": std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+}
+
 /// [`say!`] with a newline.
 #[macro_export]
 macro_rules! sayln {

@@ -293,6 +293,14 @@ enum Command {
     },
 }
 
+/// A result with the [`op25b_bench::provenance`] of this run added.
+fn with_provenance(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("provenance".into(), op25b_bench::provenance());
+    }
+    v
+}
+
 fn extract_frames(out_dir: &Path, captures: &[PathBuf]) -> Result<(), String> {
     use op25b_dataplane::port::pcap::{CaptureReader, Next};
     std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
@@ -444,6 +452,7 @@ fn main() -> ExitCode {
             .and_then(|()| {
                 op25b_bench::swap::run(prefixes, swaps, burst, cycle, !cold, !cold && !no_hot)
             })
+            .map(with_provenance)
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
             .map(|t| op25b_bench::sayln!("{t}")),
         Command::Blast {
@@ -484,10 +493,13 @@ fn main() -> ExitCode {
                 seed,
                 hit_counters,
             };
-            op25b_bench::dpdk_null::run(&args).and_then(|v| {
-                let p = out_dir.join("dpdk-null.json");
-                std::fs::write(&p, format!("{v:#}\n")).map_err(|e| format!("{}: {e}", p.display()))
-            })
+            op25b_bench::dpdk_null::run(&args)
+                .map(with_provenance)
+                .and_then(|v| {
+                    let p = out_dir.join("dpdk-null.json");
+                    std::fs::write(&p, format!("{v:#}\n"))
+                        .map_err(|e| format!("{}: {e}", p.display()))
+                })
         }
         #[cfg(all(feature = "dpdk", target_os = "linux"))]
         Command::DpdkSwap {
@@ -501,6 +513,7 @@ fn main() -> ExitCode {
             core,
             control_core,
         })
+        .map(with_provenance)
         .map(|v| op25b_bench::sayln!("{v:#}")),
         Command::Veth {
             out_dir,
@@ -558,7 +571,7 @@ fn main() -> ExitCode {
                 seed,
                 hit_counters,
             };
-            let r = op25b_bench::classify::run(&args)?;
+            let r = with_provenance(op25b_bench::classify::run(&args)?);
             op25b_bench::sayln!(
                 "{}",
                 serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?

@@ -86,3 +86,31 @@ fn a_closed_stdout_ends_the_run_quietly() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn results_say_how_they_were_made() {
+    let out = bench(&[
+        "classify",
+        "--prefixes",
+        "100",
+        "--frames",
+        "64",
+        "--passes",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["provenance"];
+    assert_eq!(p["command"][1], "classify", "{p}");
+    assert_eq!(p["command"][3], "100", "{p}");
+    assert!(p["unix_time"].as_u64().unwrap() > 1_700_000_000, "{p}");
+    // A git checkout names its commit (CI runs on one); elsewhere it is null.
+    assert!(
+        p["commit"].is_null() || p["commit"].as_str().unwrap().len() == 40,
+        "{p}"
+    );
+}
