@@ -294,14 +294,6 @@ pub struct SwapArgs {
     pub control_core: usize,
 }
 
-/// A policy of `n` prefixes from seed `seed`, warmed as `op25b run` warms it.
-fn swap_policy(n: usize, seed: u64) -> Result<Policy, String> {
-    let spec = crate::classify::synthetic_pools(n, 0.3, seed).spec();
-    Policy::build(spec, seed)
-        .map(|(p, _)| p)
-        .map_err(|e| e.to_string())
-}
-
 /// `op25b-bench dpdk-swap`: the worker stall of a policy swap on the live DPDK path, where
 /// a burst is what the appliance's worker really does (net_null RX of 64 frames, judge,
 /// TX, free), at line rate, while a control thread on another core builds policies of N
@@ -312,7 +304,7 @@ fn swap_policy(n: usize, seed: u64) -> Result<Policy, String> {
 /// frames), and so is the first burst of a control window of the same length in which
 /// nothing is swapped (the measure's own noise).
 pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
-    use crate::swap::{first_burst_extra, summary, Traced};
+    use crate::swap::{extra_json, first_burst_extra, summary, Traced};
     use op25b_dataplane::hot::HotBlocks;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
@@ -320,7 +312,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
     if a.swaps == 0 {
         return Err("--swaps 0: nothing would be measured; give at least 1".into());
     }
-    let first = swap_policy(a.prefixes, 1)?;
+    let first = crate::swap::policy(a.prefixes, 1)?;
     // 64-byte plain IPv4 frames (net_null hands 64 bytes), sources inside the pools' IPv4
     // prefixes half the time, half of them to port 25.
     let pools = crate::classify::synthetic_pools(a.prefixes, 0.3, 1);
@@ -391,7 +383,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
                     let generation = 100 + i as u64;
                     let t = Instant::now();
                     blocks.start();
-                    let next = swap_policy(a.prefixes, generation);
+                    let next = crate::swap::policy(a.prefixes, generation);
                     blocks.stop();
                     let next = Arc::new(next?);
                     next.warm();
@@ -474,15 +466,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
         "bursts": bursts,
         "burst_ns_p50": p50,
         "policy_build_and_warm_s": builds,
-        "first_burst_extra_vs_bursts_before": {
-            "swap": summary(&extra, true),
-            "control": summary(&control, true),
-            "swap_values": extra,
-            "control_values": control,
-        },
-        "first_burst_extra_ns": {
-            "swap": summary(&extra_ns, false),
-            "control": summary(&control_ns, false),
-        },
+        "first_burst_extra_vs_bursts_before": extra_json(&extra, &control, true),
+        "first_burst_extra_ns": extra_json(&extra_ns, &control_ns, false),
     }))
 }

@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn policy(n: usize, seed: u64) -> Result<Policy, String> {
+/// The policy of `n` synthetic BNG-like prefixes (30% IPv6) from `seed`, generation
+/// `seed`.
+pub(crate) fn policy(n: usize, seed: u64) -> Result<Policy, String> {
     let pools = synthetic_pools(n, 0.3, seed);
     let spec = pools.spec();
     Policy::build(spec, seed)
@@ -272,16 +274,8 @@ pub fn run(
         "first_burst_extra_in_bursts": extra,
         "first_burst_extra_in_bursts_median": extra_median,
         "swaps_with_bursts_started_under_the_old_policy": under_old.iter().filter(|&&k| k > 0).count(),
-        "first_burst_extra_vs_same_burst": {
-            "swap": summary(&extra_same, true),
-            "control": summary(&extra_control, true),
-            "swap_values": extra_same,
-            "control_values": extra_control,
-        },
-        "first_burst_extra_vs_same_burst_ns": {
-            "swap": summary(&extra_same_ns, false),
-            "control": summary(&extra_control_ns, false),
-        },
+        "first_burst_extra_vs_same_burst": extra_json(&extra_same, &extra_control, true),
+        "first_burst_extra_vs_same_burst_ns": extra_json(&extra_same_ns, &extra_control_ns, false),
         "stall_ns": stall,
         "stall_in_bursts": stall_in_bursts,
     }))
@@ -313,6 +307,17 @@ pub(crate) fn first_burst_extra(trace: &[Traced], i: usize, cycle: usize) -> Opt
     let unit = unit[unit.len() / 2].max(1);
     let ns = f64::from(d) - f64::from(own);
     Some((ns, ns / f64::from(unit)))
+}
+
+/// The first-burst figures of the swaps and of the control windows: their summaries, and
+/// (`bursts`: values in bursts) every value.
+pub(crate) fn extra_json(swap: &[f64], control: &[f64], bursts: bool) -> Value {
+    let mut v = json!({"swap": summary(swap, bursts), "control": summary(control, bursts)});
+    if bursts {
+        v["swap_values"] = json!(swap);
+        v["control_values"] = json!(control);
+    }
+    v
 }
 
 /// Median, 75th and 90th percentile and largest value of `v`, and with `bursts` (values in

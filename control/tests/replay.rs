@@ -384,20 +384,26 @@ fn pcapng_both_byte_orders_sections_and_blocks_survive() {
     }
 }
 
-#[test]
-fn truncated_capture_keeps_what_came_before() {
-    let dir = scratch("truncated");
-    let cfg = write_config(&dir, CONFIG);
-    let frames: Vec<Vec<u8>> = (0..10)
+/// Ten frames from a pool address to an outside server, to port 25 and to `other` in
+/// turn: five blocked under `CONFIG`, five passed.
+fn alternating(other: u16) -> Vec<Vec<u8>> {
+    (0..10)
         .map(|i| {
             tcp(
                 "10.1.1.1",
                 "198.51.100.25",
-                if i % 2 == 0 { 25 } else { 80 },
+                if i % 2 == 0 { 25 } else { other },
             )
             .build()
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn truncated_capture_keeps_what_came_before() {
+    let dir = scratch("truncated");
+    let cfg = write_config(&dir, CONFIG);
+    let frames = alternating(80);
     let input = dir.join("in.pcap");
     write_pcap(&input, &frames, false);
     let mut bytes = std::fs::read(&input).unwrap();
@@ -1176,16 +1182,7 @@ fn version_names_the_backends_of_this_build() {
 fn dash_is_standard_output_and_the_summary_moves_out_of_the_way() {
     let dir = scratch("stdout");
     let cfg = write_config(&dir, CONFIG);
-    let frames: Vec<Vec<u8>> = (0..10)
-        .map(|i| {
-            tcp(
-                "10.1.1.1",
-                "198.51.100.25",
-                if i % 2 == 0 { 25 } else { 443 },
-            )
-            .build()
-        })
-        .collect();
+    let frames = alternating(443);
     let input = dir.join("in.pcap");
     write_pcap(&input, &frames, false);
     let run = |args: &[&str], stdin: Option<&Path>| {
