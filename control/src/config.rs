@@ -810,7 +810,8 @@ fn dataplane(
             ));
         }
     }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let usable = usable_cores();
+    let cpus = usable.len().max(1);
     // DPDK workers spin without pause; AF_PACKET and AF_XDP ones sleep in poll(2) when
     // idle but spin under load, so sharing a core costs them only then.
     let spins = if backend == Backend::Dpdk {
@@ -850,12 +851,15 @@ fn dataplane(
                 }
                 notes.push(format!("{}: dataplane.cores: {why}", at(c.span())));
             }
-            if let Some(x) = c.get_ref().iter().find(|&&x| x >= cpus) {
+            if let Some(x) = c.get_ref().iter().find(|x| !usable.contains(x)) {
                 return Err(bad(
                     c.span(),
                     "cores",
                     x.to_string(),
-                    format!("this machine has cores 0..{}", cpus - 1),
+                    format!(
+                        "this process may use cores {} (its CPU affinity)",
+                        core_list(usable)
+                    ),
                 ));
             }
             c.into_inner()
@@ -1413,8 +1417,51 @@ fn lint_lists(
     }
 }
 
+/// The cores this process may use, as its CPU affinity said the first time a config was
+/// checked: `op25b run` does that before it keeps its control thread off the workers'
+/// cores (whose own affinity then no longer lists them), so a reload checks `cores`
+/// against the same set as the start did.
+fn usable_cores() -> &'static [usize] {
+    static CORES: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| {
+        op25b_dataplane::port::sys::allowed_cores().unwrap_or_else(|_| {
+            (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+        })
+    })
+}
+
+/// `0-3,6` style, as `taskset -c` and `/proc/*/status` write core lists.
+pub(crate) fn core_list(cores: &[usize]) -> String {
+    let mut v = cores.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
+            j += 1;
+        }
+        out.push(if j == i {
+            v[i].to_string()
+        } else {
+            format!("{}-{}", v[i], v[j])
+        });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn core_lists_are_written_as_taskset_writes_them() {
+        assert_eq!(super::core_list(&[1]), "1");
+        assert_eq!(super::core_list(&[3, 0, 1, 2, 6, 8, 7]), "0-3,6-8");
+        assert_eq!(super::core_list(&[5, 5, 4]), "4-5");
+        assert_eq!(super::core_list(&[]), "");
+    }
+
     use super::*;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
@@ -1557,6 +1604,12 @@ scope = []
         )
         .contains("must be different"));
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 2\ncores = [0]\n").contains("one core per worker"));
+        // A core outside the process's affinity, named with the ones it may use.
+        let e = err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 1\ncores = [4000]\n");
+        assert!(
+            e.contains("dataplane.cores: \"4000\": this process may use cores 0"),
+            "{e}"
+        );
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkerz = 2\n").contains("unknown field `workerz`"));
     }
 

@@ -1833,6 +1833,46 @@ fn open_ports(
     }
 }
 
+/// Keeps this thread, and so every thread it starts from now on (the control socket and
+/// metrics servers, the drop-log writer, the reaper that frees old policies, the policy
+/// builds of reloads), off the cores the workers are pinned to. A worker busy-polls its
+/// core; a reload's build (seconds of CPU for a million prefixes) scheduled there would
+/// take turns with it and hold its traffic for whole scheduler slices, milliseconds at a
+/// time. Without pinned workers, or when every core this process may use runs a worker,
+/// the scheduler decides as before; the latter is said.
+fn keep_off_worker_cores(worker_cores: &[usize]) {
+    use op25b_dataplane::port::sys::{allowed_cores, restrict_current_thread};
+    if worker_cores.is_empty() {
+        return;
+    }
+    let rest: Vec<usize> = match allowed_cores() {
+        Ok(all) => all
+            .into_iter()
+            .filter(|c| !worker_cores.contains(c))
+            .collect(),
+        Err(e) => {
+            eprintln!("op25b: warning: cannot read this process's CPU affinity ({e}); the control thread may share the workers' cores");
+            return;
+        }
+    };
+    if rest.is_empty() {
+        eprintln!(
+            "op25b: warning: every core this process may run on has a worker (cores = {worker_cores:?}); reloads build their policy on a worker's core and can hold its traffic for milliseconds: leave a core without a worker"
+        );
+        return;
+    }
+    match restrict_current_thread(&rest) {
+        Ok(()) => eprintln!(
+            "op25b: control thread on cores {}, workers on {}",
+            crate::config::core_list(&rest),
+            crate::config::core_list(worker_cores)
+        ),
+        Err(e) => {
+            eprintln!("op25b: warning: cannot keep the control thread off the workers' cores ({e})")
+        }
+    }
+}
+
 /// Why `op25b run` stopped with an error.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RunError {
@@ -1913,6 +1953,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let (ports, mut backend, _claims) = open_ports(&dp)?;
+    // After the backend's start (DPDK's EAL pins this thread to its main lcore) and before
+    // any other thread is started, so that they all inherit it.
+    keep_off_worker_cores(&dp.cores);
     let mut links_checked = Instant::now();
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
     let cc = config.control.clone();

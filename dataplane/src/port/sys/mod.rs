@@ -775,6 +775,48 @@ impl Drop for PacketSocket {
     }
 }
 
+/// The CPU cores the calling thread may run on (its affinity mask), ascending.
+pub fn allowed_cores() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size passed; 0 means the calling
+    // thread.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `c` is below CPU_SETSIZE, so CPU_ISSET reads inside `set`.
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
+/// Restricts the calling thread to `cores` (threads it starts afterwards inherit the
+/// mask). An empty list, or a core at or above `CPU_SETSIZE`, is refused.
+pub fn restrict_current_thread(cores: &[usize]) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cores.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no core given"));
+    }
+    for &core in cores {
+        if core >= libc::CPU_SETSIZE as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("core {core} is out of range"),
+            ));
+        }
+        // SAFETY: `core` is below CPU_SETSIZE (checked), so CPU_SET writes inside `set`.
+        unsafe { libc::CPU_SET(core, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Pins the calling thread to one CPU core.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set, and CPU_SET writes inside it
@@ -798,6 +840,28 @@ pub fn pin_current_thread(core: usize) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_restricted_thread_keeps_to_its_cores_and_hands_them_down() {
+        std::thread::spawn(|| {
+            let all = super::allowed_cores().expect("sched_getaffinity");
+            assert!(!all.is_empty());
+            let last = *all.last().expect("one core at least");
+            super::restrict_current_thread(&[last]).expect("restrict to an allowed core");
+            assert_eq!(super::allowed_cores().expect("read back"), vec![last]);
+            // A thread started now inherits the mask.
+            let child = std::thread::spawn(super::allowed_cores)
+                .join()
+                .expect("child thread");
+            assert_eq!(child.expect("child's mask"), vec![last]);
+            // Nothing, or a core past CPU_SETSIZE, is refused and changes nothing.
+            assert!(super::restrict_current_thread(&[]).is_err());
+            assert!(super::restrict_current_thread(&[1 << 20]).is_err());
+            assert_eq!(super::allowed_cores().expect("unchanged"), vec![last]);
+        })
+        .join()
+        .expect("test thread");
+    }
+
     #[test]
     fn interface_questions_answer_for_loopback_and_nothing_else() {
         // Every network namespace has a loopback interface, up, with an MTU of its own.
