@@ -296,59 +296,15 @@ pub struct SwapArgs {
 
 /// `op25b-bench dpdk-swap`: the worker stall of a policy swap on the live DPDK path, where
 /// a burst is what the appliance's worker really does (net_null RX of 64 frames, judge,
-/// TX, free), at line rate, while a control thread on another core builds policies of N
-/// prefixes, warms them (the whole tables, then the blocks the worker looked up while the
-/// policy was built, as `op25b run` does) and swaps them in. Every poll is timed; the
-/// first burst judged under each new policy's generation is compared with the bursts
-/// before it (net_null recycles the same 64 mbufs, so every burst judges the same
-/// frames), and so is the first burst of a control window of the same length in which
-/// nothing is swapped (the measure's own noise).
+/// TX, free), at line rate, while a control thread on another core builds, warms and swaps
+/// in policies of N prefixes ([`crate::swap::on_live_path`]). net_null recycles the same
+/// 64 mbufs, so every burst judges the same frames.
 pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
-    use crate::swap::{extra_json, first_burst_extra, summary, Traced};
-    use op25b_dataplane::hot::HotBlocks;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    use std::time::Duration;
+    use crate::swap::{on_live_path, LiveArgs};
     if a.swaps == 0 {
         return Err("--swaps 0: nothing would be measured; give at least 1".into());
     }
-    let first = crate::swap::policy(a.prefixes, 1)?;
-    // 64-byte plain IPv4 frames (net_null hands 64 bytes), sources inside the pools' IPv4
-    // prefixes half the time, half of them to port 25.
-    let pools = crate::classify::synthetic_pools(a.prefixes, 0.3, 1);
-    let v4: Vec<(u32, u8)> = pools
-        .dynamic
-        .iter()
-        .filter_map(|p| match p {
-            AnyPrefix::V4(p) => Some((p.addr, p.len)),
-            AnyPrefix::V6(_) => None,
-        })
-        .collect();
-    let mut rng = Rng::new(7);
-    let frames: Vec<Vec<u8>> = (0..DISTINCT_FRAMES)
-        .map(|i| {
-            let src = match v4.get(rng.below(v4.len().max(1) as u64) as usize) {
-                Some(&(net, len)) if rng.chance(0.5) => {
-                    net | (rng.next_u64() as u32
-                        & !u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0))
-                }
-                _ => rng.next_u64() as u32,
-            };
-            let dport = if rng.chance(0.5) { 25 } else { 443 };
-            let mut f = FrameBuilder::tcp(
-                IpAddr::V4(Ipv4Addr::from(src)),
-                IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)),
-                1024 + i as u16,
-                dport,
-            )
-            .build();
-            f.resize(FRAME_LEN, 0);
-            f
-        })
-        .collect();
-    first.warm();
-    let handle = Arc::new(arc_swap::ArcSwap::from_pointee(first));
-    let blocks = Arc::new(HotBlocks::new(1));
+    let frames = crate::swap::live_frames(a.prefixes, DISTINCT_FRAMES, FRAME_LEN);
     let mut eal =
         Eal::init(&eal_args(a.core, "op25b-bench-swap", 128)).map_err(|e| e.to_string())?;
     let mut wires = eal
@@ -360,113 +316,23 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
     if let Err(e) = op25b_dataplane::port::sys::pin_current_thread(a.core) {
         return Err(format!("cannot pin to core {}: {e}", a.core));
     }
-    let mut worker = Worker::new(64).record_hot(blocks.clone());
-    let stop = AtomicBool::new(false);
-    let base = Instant::now();
-    // About 2 µs a burst: room for about 15 s of them (what 15 swaps of 1M prefixes
-    // take here); later bursts are not traced, and their swaps are not counted (the
-    // printed count of swaps shows it).
-    let mut trace: Vec<Traced> = Vec::with_capacity(8 << 20);
-    let mut bursts = 0u64;
-    let (swap_at, control_at, builds) = std::thread::scope(|s| {
-        let control = s.spawn(|| -> Result<_, String> {
-            if let Err(e) = op25b_dataplane::port::sys::pin_current_thread(a.control_core) {
-                eprintln!(
-                    "dpdk-swap: warning: the control thread stays unpinned (core {}: {e})",
-                    a.control_core
-                );
-            }
-            let (mut swap_at, mut control_at, mut builds) = (Vec::new(), Vec::new(), Vec::new());
-            let result = (|| {
-                std::thread::sleep(Duration::from_millis(500));
-                for i in 0..a.swaps {
-                    let generation = 100 + i as u64;
-                    let t = Instant::now();
-                    blocks.start();
-                    let next = crate::swap::policy(a.prefixes, generation);
-                    blocks.stop();
-                    let next = Arc::new(next?);
-                    next.warm();
-                    next.warm_hot(&handle.load(), &blocks);
-                    builds.push(t.elapsed().as_secs_f64());
-                    let window = Instant::now();
-                    swap_at.push(((window - base).as_nanos() as u64, generation as u32));
-                    let old = handle.swap(next);
-                    let gone = Arc::downgrade(&old);
-                    op25b_dataplane::worker::retire(old);
-                    while gone.strong_count() > 0 {
-                        std::thread::sleep(Duration::from_millis(1));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                    let length = window.elapsed();
-                    std::thread::sleep(Duration::from_millis(50));
-                    control_at.push((Instant::now() - base).as_nanos() as u64);
-                    std::thread::sleep(length + Duration::from_millis(50));
-                }
-                Ok(())
-            })();
-            stop.store(true, Ordering::Relaxed);
-            result.map(|()| (swap_at, control_at, builds))
-        });
-        while !stop.load(Ordering::Relaxed) {
-            let t = Instant::now();
-            let n = wire.poll(&mut worker, &handle);
-            let ns = t.elapsed().as_nanos() as u64;
-            if n > 0 {
-                bursts += 1;
-                if trace.len() < trace.capacity() {
-                    trace.push(Traced {
-                        start: (t - base).as_nanos() as u64,
-                        ns: ns.min(u64::from(u32::MAX)) as u32,
-                        generation: worker.last_generation() as u32,
-                    });
-                }
-            }
-        }
-        control
-            .join()
-            .map_err(|_| "the control thread panicked".to_string())?
-    })?;
-    let elapsed = base.elapsed().as_secs_f64();
-    let (mut extra, mut extra_ns) = (Vec::new(), Vec::new());
-    for &(_, generation) in &swap_at {
-        // Generations are unique: the first burst judged under this one, wherever it
-        // started (a poll that began just before the swap may load the new policy after
-        // its RX).
-        let first_new = trace.iter().position(|e| e.generation == generation);
-        if let Some((ns, e)) = first_new.and_then(|i| first_burst_extra(&trace, i, 1)) {
-            extra.push(e);
-            extra_ns.push(ns);
-        }
-    }
-    let (control_ns, control): (Vec<f64>, Vec<f64>) = control_at
-        .iter()
-        .filter_map(|&s| first_burst_extra(&trace, trace.partition_point(|e| e.start < s), 1))
-        .unzip();
-    let mut quiet: Vec<u32> = trace.iter().map(|e| e.ns).collect();
-    quiet.sort_unstable();
-    let p50 = quiet.get(quiet.len() / 2).copied().unwrap_or(0);
-    let frames_moved = worker.counters().rx;
+    let live = LiveArgs {
+        prefixes: a.prefixes,
+        swaps: a.swaps,
+        control_core: a.control_core,
+        burst: 64,
+    };
+    let mut v = on_live_path(&live, |w, h| (wire.poll(w, h), None))?;
     eprintln!(
-        "{} swaps of {}-prefix policies on the DPDK path: first burst under the new policy {} bursts extra (median; p50 burst {p50} ns), control windows {}",
-        extra.len(),
+        "{} swaps of {}-prefix policies on the DPDK path: first burst under the new policy {} bursts extra (median; p50 burst {} ns), control windows {}",
+        v["swaps_measured"],
         a.prefixes,
-        summary(&extra, true)["median"],
-        summary(&control, true)["median"]
+        v["first_burst_extra_vs_bursts_before"]["swap"]["median"],
+        v["burst_ns_p50"],
+        v["first_burst_extra_vs_bursts_before"]["control"]["median"],
     );
-    Ok(json!({
-        "bench": "dpdk-swap",
-        "prefixes": a.prefixes,
-        "swaps": a.swaps,
-        "core": a.core,
-        "control_core": a.control_core,
-        "burst": 64,
-        "frame_bytes": FRAME_LEN,
-        "mpps": frames_moved as f64 / elapsed / 1e6,
-        "bursts": bursts,
-        "burst_ns_p50": p50,
-        "policy_build_and_warm_s": builds,
-        "first_burst_extra_vs_bursts_before": extra_json(&extra, &control, true),
-        "first_burst_extra_ns": extra_json(&extra_ns, &control_ns, false),
-    }))
+    v["bench"] = json!("dpdk-swap");
+    v["core"] = json!(a.core);
+    v["frame_bytes"] = json!(FRAME_LEN);
+    Ok(v)
 }

@@ -67,6 +67,8 @@ pub mod classify;
 pub mod compare;
 #[cfg(all(feature = "dpdk", target_os = "linux"))]
 pub mod dpdk_null;
+#[cfg(target_os = "linux")]
+pub mod live_swap;
 pub mod lpmbench;
 pub mod profile;
 pub mod rng;

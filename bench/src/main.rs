@@ -234,6 +234,50 @@ enum Command {
         #[arg(long)]
         dpdk: bool,
     },
+    /// The worker stall of a policy swap on the live AF_PACKET (or AF_XDP) path on the veth
+    /// testbed, at full load: the first bursts under each new policy against the bursts
+    /// before them (needs root).
+    #[cfg(target_os = "linux")]
+    LiveSwap {
+        /// Scratch folder (the generator's capture).
+        #[arg(long, default_value = "out/live-swap")]
+        out_dir: PathBuf,
+        /// Prefixes per policy.
+        #[arg(long, default_value_t = 1_000_000)]
+        prefixes: usize,
+        /// Swaps to make.
+        #[arg(long, default_value_t = 15)]
+        swaps: usize,
+        /// `af_packet` or `af_xdp` (op25b-bench built with --features af_xdp).
+        #[arg(long, default_value = "af_packet", value_parser = ["af_packet", "af_xdp"])]
+        backend: String,
+        /// The worker's core.
+        #[arg(long, default_value_t = 1)]
+        core: usize,
+        /// The control thread's core.
+        #[arg(long, default_value_t = 0)]
+        control_core: usize,
+        /// Frames per second the generator sends (it runs at nice -19 on the control
+        /// thread's core, so that the control thread's builds do not pause the traffic;
+        /// at this rate the control thread keeps about half of that core).
+        #[arg(long, default_value_t = 500_000)]
+        rate: u64,
+    },
+    /// The worker side of `live-swap`, run by it inside the appliance namespace.
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    LiveSwapWorker {
+        #[arg(long, default_value_t = 1_000_000)]
+        prefixes: usize,
+        #[arg(long, default_value_t = 15)]
+        swaps: usize,
+        #[arg(long, default_value = "af_packet")]
+        backend: String,
+        #[arg(long, default_value_t = 1)]
+        core: usize,
+        #[arg(long, default_value_t = 0)]
+        control_core: usize,
+    },
     /// Frames per second per core of the whole pipeline on DPDK net_null ports, against
     /// the C rx → rte_lpm → tx baseline (bench/c/null_fwd) on the same devices and core.
     #[cfg(all(feature = "dpdk", target_os = "linux"))]
@@ -515,6 +559,43 @@ fn main() -> ExitCode {
         })
         .map(with_provenance)
         .map(|v| op25b_bench::sayln!("{v:#}")),
+        #[cfg(target_os = "linux")]
+        Command::LiveSwap {
+            out_dir,
+            prefixes,
+            swaps,
+            backend,
+            core,
+            control_core,
+            rate,
+        } => op25b_bench::live_swap::run(&op25b_bench::live_swap::Args {
+            out_dir,
+            prefixes,
+            swaps,
+            backend,
+            core,
+            control_core,
+            rate,
+        })
+        .map(with_provenance)
+        .map(|v| op25b_bench::sayln!("{v:#}")),
+        #[cfg(target_os = "linux")]
+        Command::LiveSwapWorker {
+            prefixes,
+            swaps,
+            backend,
+            core,
+            control_core,
+        } => op25b_bench::live_swap::worker(&op25b_bench::live_swap::Args {
+            out_dir: PathBuf::new(),
+            prefixes,
+            swaps,
+            backend,
+            core,
+            control_core,
+            rate: 0,
+        })
+        .map(|v| op25b_bench::sayln!("{v}")),
         Command::Veth {
             out_dir,
             prefixes,

@@ -281,6 +281,322 @@ pub fn run(
     }))
 }
 
+/// What a swap run on a live path needs besides its wire: see [`on_live_path`].
+#[derive(Clone, Debug)]
+pub(crate) struct LiveArgs {
+    /// Prefixes per policy (the same BNG-like pools as `swap`, 30% IPv6).
+    pub prefixes: usize,
+    /// Swaps to make.
+    pub swaps: usize,
+    /// The control thread's core (building, warming, publishing, the reaper).
+    pub control_core: usize,
+    /// Frames per burst.
+    pub burst: usize,
+}
+
+/// `count` frames of `len` bytes (at least 64) for the live-path swap benches: plain
+/// Ethernet/IPv4/TCP, the source inside one of the IPv4 pools of [`policy`]`(prefixes, 1)`
+/// half the time (else anywhere), half of them to port 25 (else 443).
+pub(crate) fn live_frames(prefixes: usize, count: usize, len: usize) -> Vec<Vec<u8>> {
+    use op25b_dataplane::policy::AnyPrefix;
+    use op25b_dataplane::wire::build::FrameBuilder;
+    use std::net::{IpAddr, Ipv4Addr};
+    let pools = synthetic_pools(prefixes, 0.3, 1);
+    let v4: Vec<(u32, u8)> = pools
+        .dynamic
+        .iter()
+        .filter_map(|p| match p {
+            AnyPrefix::V4(p) => Some((p.addr, p.len)),
+            AnyPrefix::V6(_) => None,
+        })
+        .collect();
+    let mut rng = crate::rng::Rng::new(7);
+    (0..count)
+        .map(|i| {
+            let src = match v4.get(rng.below(v4.len().max(1) as u64) as usize) {
+                Some(&(net, len)) if rng.chance(0.5) => {
+                    net | (rng.next_u64() as u32
+                        & !u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0))
+                }
+                _ => rng.next_u64() as u32,
+            };
+            let dport = if rng.chance(0.5) { 25 } else { 443 };
+            let mut f = FrameBuilder::tcp(
+                IpAddr::V4(Ipv4Addr::from(src)),
+                IpAddr::V4(Ipv4Addr::from(rng.next_u64() as u32)),
+                1024 + i as u16,
+                dport,
+            )
+            .build();
+            f.resize(len.max(64), 0);
+            f
+        })
+        .collect()
+}
+
+/// Bursts each swap's first bursts are judged against: the median of this many bursts
+/// of the same kind just before.
+const BEFORE: usize = 16;
+/// Bursts under a new policy looked at for the worst one (the first few pay the misses).
+const AFTER: usize = 8;
+/// An idle stretch this long before a burst makes it the first of a train: on a kernel
+/// path frames arrive in trains (a TPACKET_V3 block, a generator's batch), and the first
+/// burst of a train costs more than the others (its ring memory was just written by
+/// another core), whatever the policy.
+const TRAIN_GAP_NS: u64 = 50_000;
+
+/// Whether trace entry `i` starts a train (see [`TRAIN_GAP_NS`]).
+fn starts_train(trace: &[Traced], i: usize) -> bool {
+    i.checked_sub(1).is_some_and(|j| {
+        let end = trace[j].start + u64::from(trace[j].ns);
+        trace[i].start.saturating_sub(end) >= TRAIN_GAP_NS
+    })
+}
+
+/// The last [`BEFORE`] bursts before `from` of the kind of entry `i` (first of a train or
+/// not), looking back at most 2^20 bursts, or when there are not that many of its kind,
+/// the last [`BEFORE`] of any kind; `None` when there are fewer than that before `from`.
+fn same_kind_before(trace: &[Traced], from: usize, i: usize) -> Option<Vec<usize>> {
+    let kind = starts_train(trace, i);
+    let same: Vec<usize> = (1..=from.min(1 << 20))
+        .map(|k| from - k)
+        .filter(|&j| starts_train(trace, j) == kind)
+        .take(BEFORE)
+        .collect();
+    if same.len() == BEFORE {
+        return Some(same);
+    }
+    from.checked_sub(BEFORE).map(|s| (s..from).collect())
+}
+
+/// The median of `value` over `at` (at least 1).
+fn median_of(at: &[usize], value: impl Fn(usize) -> u32) -> f64 {
+    let mut v: Vec<u32> = at.iter().map(|&j| value(j)).collect();
+    v.sort_unstable();
+    f64::from(v[v.len() / 2].max(1))
+}
+
+/// The typical cost of a burst of the kind of entry `i` just before `from`: the median of
+/// [`same_kind_before`].
+fn typical_before(trace: &[Traced], from: usize, i: usize) -> Option<f64> {
+    Some(median_of(&same_kind_before(trace, from, i)?, |j| {
+        trace[j].ns
+    }))
+}
+
+/// Trace entry `i` against the bursts of its kind just before it ([`typical_before`]):
+/// its duration minus their median, in ns and in units of that median.
+pub(crate) fn extra_vs_before(trace: &[Traced], i: usize) -> Option<(f64, f64)> {
+    let d = f64::from(trace.get(i)?.ns);
+    let typical = typical_before(trace, i, i)?;
+    Some((d - typical, (d - typical) / typical))
+}
+
+/// The first burst from trace entry `i` on and the worst of the [`AFTER`] from it, each
+/// against the bursts of its own kind before `i`, in bursts: `(first, worst)`.
+fn first_and_worst(trace: &[Traced], i: usize) -> Option<(f64, f64)> {
+    let (_, first) = extra_vs_before(trace, i)?;
+    let worst = (i..trace.len().min(i + AFTER))
+        .filter_map(|j| {
+            let typical = typical_before(trace, i, j)?;
+            Some((f64::from(trace[j].ns) - typical) / typical)
+        })
+        .fold(first, f64::max);
+    Some((first, worst))
+}
+
+/// The worker stall of policy swaps on a live path: the calling thread (pinned by the
+/// caller to the worker's core) polls with `poll` — one receive, judge, transmit round of
+/// the real port, returning the frames moved and, when it timed the judge apart, the
+/// judge's ns — and times every round that moved frames,
+/// while a control thread on `a.control_core` builds policies of `a.prefixes` prefixes,
+/// warms them as `op25b run` does (the whole tables, then the blocks the worker looked up
+/// while the policy was built) and swaps them in. For each swap, the first burst judged
+/// under the new policy's generation, and the worst of the first [`AFTER`], are compared
+/// with the [`BEFORE`] bursts before it. Each swap is followed by a control round that
+/// builds and warms a policy the same way but frees it instead of swapping it in; its
+/// figures, taken at the moment the swap would have been, are the measure's own noise.
+pub(crate) fn on_live_path(
+    a: &LiveArgs,
+    mut poll: impl FnMut(&mut Worker, &op25b_dataplane::worker::PolicyHandle) -> (usize, Option<u32>),
+) -> Result<Value, String> {
+    if a.swaps == 0 {
+        return Err("--swaps 0: nothing would be measured; give at least 1".into());
+    }
+    let first = policy(a.prefixes, 1)?;
+    first.warm();
+    let handle = Arc::new(ArcSwap::from_pointee(first));
+    let blocks = Arc::new(HotBlocks::new(1));
+    let mut worker = Worker::new(a.burst).record_hot(blocks.clone());
+    let stop = AtomicBool::new(false);
+    let base = Instant::now();
+    // Room for about 15 s of 2 µs bursts; later bursts are not traced, and their swaps
+    // not counted (the printed count of swaps shows it).
+    let mut trace: Vec<Traced> = Vec::with_capacity(8 << 20);
+    // The judge's own time in each traced burst, where the poll timed it apart (0: not).
+    let mut judges: Vec<u32> = Vec::with_capacity(8 << 20);
+    let (mut bursts, mut full) = (0u64, 0u64);
+    let (swap_at, control_at, builds) = std::thread::scope(|s| {
+        let control = s.spawn(|| -> Result<_, String> {
+            if let Err(e) = op25b_dataplane::port::sys::pin_current_thread(a.control_core) {
+                eprintln!(
+                    "swap: warning: the control thread stays unpinned (core {}: {e})",
+                    a.control_core
+                );
+            }
+            let (mut swap_at, mut control_at, mut builds) = (Vec::new(), Vec::new(), Vec::new());
+            let result = (|| {
+                std::thread::sleep(Duration::from_millis(500));
+                // Every swap is followed by a control round that does all the same (build,
+                // warm, retire, wait) except the swap itself, so that what the control
+                // thread's work does to the machine (a generator sharing its core, the
+                // memory bus) is in the control figures too.
+                for i in 0..2 * a.swaps {
+                    let generation = 100 + i as u64;
+                    let t = Instant::now();
+                    blocks.start();
+                    let next = policy(a.prefixes, generation);
+                    blocks.stop();
+                    let next = Arc::new(next?);
+                    next.warm();
+                    next.warm_hot(&handle.load(), &blocks);
+                    builds.push(t.elapsed().as_secs_f64());
+                    let at = (Instant::now() - base).as_nanos() as u64;
+                    let old = if i % 2 == 0 {
+                        swap_at.push((at, generation as u32));
+                        handle.swap(next)
+                    } else {
+                        control_at.push(at);
+                        next
+                    };
+                    let gone = Arc::downgrade(&old);
+                    retire(old);
+                    while gone.strong_count() > 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    std::thread::sleep(Duration::from_millis(70));
+                }
+                Ok(())
+            })();
+            stop.store(true, Ordering::Relaxed);
+            result.map(|()| (swap_at, control_at, builds))
+        });
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            let (n, judge) = poll(&mut worker, &handle);
+            let ns = t.elapsed().as_nanos() as u64;
+            if n > 0 {
+                bursts += 1;
+                full += u64::from(n >= a.burst);
+                if trace.len() < trace.capacity() {
+                    judges.push(judge.unwrap_or(0));
+                    trace.push(Traced {
+                        start: (t - base).as_nanos() as u64,
+                        ns: ns.min(u64::from(u32::MAX)) as u32,
+                        generation: worker.last_generation() as u32,
+                    });
+                }
+            }
+        }
+        control
+            .join()
+            .map_err(|_| "the control thread panicked".to_string())?
+    })?;
+    let elapsed = base.elapsed().as_secs_f64();
+    if trace.len() <= BEFORE {
+        return Err(format!(
+            "only {} bursts arrived in {elapsed:.1} s: no traffic reached the worker",
+            trace.len()
+        ));
+    }
+    let (mut first, mut worst, mut first_ns) = (Vec::new(), Vec::new(), Vec::new());
+    let mut around = Vec::new();
+    for &(swap_start, generation) in &swap_at {
+        // Generations are unique: the first burst judged under this one, wherever it
+        // started (a poll that began just before the swap may load the new policy after
+        // its receive).
+        let i = trace.iter().position(|e| e.generation == generation);
+        if let Some(i) = i.filter(|&i| i >= BEFORE) {
+            let ns = |r: std::ops::Range<usize>| -> Vec<u32> {
+                trace[r.start..r.end.min(trace.len())]
+                    .iter()
+                    .map(|e| e.ns)
+                    .collect()
+            };
+            let at = |r: std::ops::Range<usize>| -> Vec<i64> {
+                trace[r.start..r.end.min(trace.len())]
+                    .iter()
+                    .map(|e| e.start as i64 - swap_start as i64)
+                    .collect()
+            };
+            around.push(
+                json!({"before": ns(i - BEFORE..i), "after": ns(i..i + AFTER),
+                "start_before": at(i - BEFORE..i), "start_after": at(i..i + AFTER)}),
+            );
+        }
+        if let Some(((f, w), (ns, _))) =
+            i.and_then(|i| first_and_worst(&trace, i).zip(extra_vs_before(&trace, i)))
+        {
+            first.push(f);
+            worst.push(w);
+            first_ns.push(ns);
+        }
+    }
+    let (mut c_first, mut c_worst, mut c_first_ns) = (Vec::new(), Vec::new(), Vec::new());
+    for &s in &control_at {
+        let i = trace.partition_point(|e| e.start < s);
+        if let Some(((f, w), (ns, _))) = first_and_worst(&trace, i).zip(extra_vs_before(&trace, i))
+        {
+            c_first.push(f);
+            c_worst.push(w);
+            c_first_ns.push(ns);
+        }
+    }
+    // The judge's extra time in the first burst under each new policy (and at each control
+    // point), against the median judge of the bursts of its kind before, in ns and in
+    // units of the typical whole burst of that kind: the part of a burst's extra that
+    // the judge, where a swap's own cost lies, accounts for.
+    let judge_extra = |i: usize| -> Option<(f64, f64)> {
+        let d = f64::from(*judges.get(i).filter(|&&j| j > 0)?);
+        let same = same_kind_before(&trace, i, i)?;
+        let ns = d - median_of(&same, |j| judges[j]);
+        Some((ns, ns / median_of(&same, |j| trace[j].ns)))
+    };
+    let (judge_ns, judge_bursts): (Vec<f64>, Vec<f64>) = swap_at
+        .iter()
+        .filter_map(|&(_, g)| trace.iter().position(|e| e.generation == g))
+        .filter_map(judge_extra)
+        .unzip();
+    let (c_judge_ns, c_judge_bursts): (Vec<f64>, Vec<f64>) = control_at
+        .iter()
+        .filter_map(|&s| judge_extra(trace.partition_point(|e| e.start < s)))
+        .unzip();
+    let mut quiet: Vec<u32> = trace.iter().map(|e| e.ns).collect();
+    quiet.sort_unstable();
+    let p50 = quiet[quiet.len() / 2];
+    let frames_moved = worker.counters().rx;
+    Ok(json!({
+        "prefixes": a.prefixes,
+        "swaps": a.swaps,
+        "swaps_measured": first.len(),
+        "control_core": a.control_core,
+        "burst": a.burst,
+        "mpps": frames_moved as f64 / elapsed / 1e6,
+        "bursts": bursts,
+        "full_burst_share": full as f64 / bursts.max(1) as f64,
+        "train_start_share": (0..trace.len()).filter(|&i| starts_train(&trace, i)).count() as f64 / trace.len() as f64,
+        "burst_ns_p50": p50,
+        "burst_ns_p99": quiet[(quiet.len() - 1) * 99 / 100],
+        "policy_build_and_warm_s": builds,
+        "first_burst_extra_vs_bursts_before": extra_json(&first, &c_first, true),
+        "worst_of_first_8_bursts_extra_vs_bursts_before": extra_json(&worst, &c_worst, true),
+        "first_burst_extra_ns": extra_json(&first_ns, &c_first_ns, false),
+        "burst_ns_around_each_swap": around,
+        "first_burst_judge_extra_ns": extra_json(&judge_ns, &c_judge_ns, false),
+        "first_burst_judge_extra_in_bursts": extra_json(&judge_bursts, &c_judge_bursts, true),
+    }))
+}
+
 /// One traced burst: when it started (ns since the run began), how long it took, and the
 /// generation of the policy it was judged under.
 #[derive(Clone, Copy, Debug)]
@@ -371,6 +687,60 @@ mod tests {
         assert_eq!(first_burst_extra(&t, i + 1, 4), Some((0.0, 0.0)));
         assert_eq!(first_burst_extra(&t, 7 * 4, 4), None);
         assert_eq!(first_burst_extra(&t, t.len(), 4), None);
+    }
+
+    #[test]
+    fn live_path_extras_are_against_the_bursts_just_before() {
+        // 20 bursts of 1000 ns, then 2500, 1100, 1000...: the first is 1.5 bursts extra,
+        // the worst of the eight from it the same; one later is 0.1.
+        let mut t: Vec<Traced> = (0..30)
+            .map(|i| Traced {
+                start: i * 2000,
+                ns: 1000,
+                generation: 1,
+            })
+            .collect();
+        t[20].ns = 2500;
+        t[21].ns = 1100;
+        assert_eq!(extra_vs_before(&t, 20), Some((1500.0, 1.5)));
+        assert_eq!(first_and_worst(&t, 20), Some((1.5, 1.5)));
+        // The worst may come after the first: from burst 19 on, the first is 0, the worst 1.5.
+        assert_eq!(first_and_worst(&t, 19), Some((0.0, 1.5)));
+        // Not enough bursts before: none.
+        assert_eq!(extra_vs_before(&t, BEFORE - 1), None);
+        assert_eq!(first_and_worst(&t, 3), None);
+        assert_eq!(extra_vs_before(&t, t.len()), None);
+    }
+
+    #[test]
+    fn the_first_burst_of_a_train_is_judged_against_first_bursts() {
+        // Trains of four bursts 100 µs apart: the first of each costs 2000 ns, the others
+        // 1000 (back to back).
+        let mut t = Vec::new();
+        let mut at = 0u64;
+        for train in 0..40u64 {
+            for k in 0..4u64 {
+                let ns = if k == 0 { 2000 } else { 1000 };
+                t.push(Traced {
+                    start: at,
+                    ns,
+                    generation: 1 + u32::from(train >= 30),
+                });
+                at += u64::from(ns);
+            }
+            at += 100_000;
+        }
+        let i = 30 * 4;
+        assert!(starts_train(&t, i) && !starts_train(&t, i + 1) && !starts_train(&t, 0));
+        t[i].ns = 2200;
+        let (ns, e) = extra_vs_before(&t, i).expect("history");
+        assert_eq!(ns, 200.0);
+        assert!((e - 0.1).abs() < 1e-12, "{e}");
+        // The bursts after it are judged against the in-train ones: nothing extra.
+        assert_eq!(
+            first_and_worst(&t, i).map(|(_, w)| (w * 1e9).round()),
+            Some(0.1e9)
+        );
     }
 
     #[test]
