@@ -589,6 +589,61 @@ fn describe(p: &AnyPrefix) -> String {
 }
 
 impl Control {
+    /// The control thread's state at start: `config` (from `path`, with `[dataplane]`)
+    /// built into the policies in `handles` (outbound, inbound) with the `warnings` found,
+    /// in `build_ms`, and the tickets of `start` in force. Nothing is listening or running
+    /// yet: the metrics address and the drop log are the caller's to fill in.
+    fn new(
+        path: &Path,
+        config: Config,
+        warnings: Vec<String>,
+        start: StartTickets,
+        [handle, inbound]: [Arc<PolicyHandle>; 2],
+        hot: [Arc<HotBlocks>; 2],
+        build_ms: f64,
+    ) -> Control {
+        let dataplane = config
+            .dataplane
+            .clone()
+            .expect("`run` refuses a config without [dataplane] before this");
+        let cc = config.control.clone();
+        Control {
+            path: path.to_path_buf(),
+            refused: None,
+            fatal: None,
+            stopped_workers: 0,
+            listening: (cc.socket.clone(), cc.metrics.clone()),
+            tickets: start.live,
+            tickets_file: start.file,
+            saved: start.saved,
+            save_error: start.problem,
+            save_retry: Instant::now(),
+            generation: 1,
+            loaded_at: SystemTime::now(),
+            reload_ms: build_ms,
+            handle,
+            inbound,
+            hot,
+            workers: (0..dataplane.workers).map(|_| None).collect(),
+            latency: [latency_histogram(), latency_histogram()],
+            reloads: [0, 0],
+            watch: cc.watch,
+            watched: files_stamp(&config),
+            settling: None,
+            last_watch: Instant::now(),
+            retired_hits: [HashMap::new(), HashMap::new()],
+            draining: Vec::new(),
+            drop_log: None,
+            warnings,
+            device_links: [true, true],
+            metrics_at: None,
+            expiry_failed: None,
+            drop_log_failed: None,
+            dataplane,
+            config,
+        }
+    }
+
     /// Builds a policy from `config` plus the live tickets and publishes it; returns the
     /// build's warnings (logged by [`Self::reload`], not again when only a ticket changed).
     fn publish(&mut self, mut config: Config) -> Result<Vec<String>, String> {
@@ -2015,42 +2070,18 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     }
     drop(snap_tx);
     drop(log_tx);
-    let mut control = Control {
-        path: config_path.to_path_buf(),
+    let mut control = Control::new(
+        config_path,
         config,
-        refused: None,
-        fatal: None,
-        stopped_workers: 0,
-        dataplane: dp.clone(),
-        listening: (cc.socket.clone(), cc.metrics.clone()),
-        tickets: start_tickets.live,
-        tickets_file: start_tickets.file,
-        saved: start_tickets.saved,
-        save_error: start_tickets.problem,
-        save_retry: Instant::now(),
-        generation: 1,
-        loaded_at: SystemTime::now(),
-        reload_ms: build_ms,
-        handle,
-        inbound,
+        built.warnings.clone(),
+        start_tickets,
+        [handle, inbound],
         hot,
-        workers: (0..dp.workers).map(|_| None).collect(),
-        latency: [latency_histogram(), latency_histogram()],
-        reloads: [0, 0],
-        watch: cc.watch,
-        watched: Vec::new(),
-        settling: None,
-        last_watch: Instant::now(),
-        retired_hits: [HashMap::new(), HashMap::new()],
-        draining: Vec::new(),
-        drop_log,
-        warnings: built.warnings.clone(),
-        device_links: [true, true],
-        metrics_at: metrics_bound.clone(),
-        expiry_failed: None,
-        drop_log_failed,
-    };
-    control.watched = files_stamp(&control.config);
+        build_ms,
+    );
+    control.metrics_at = metrics_bound.clone();
+    control.drop_log = drop_log;
+    control.drop_log_failed = drop_log_failed;
     // Drops from the file what expired while op25b was stopped.
     control.persist();
     eprintln!(
@@ -2161,5 +2192,59 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         // Non-zero, so `Restart=on-failure` brings the appliance back on the new interface.
         Some(why) => Err(RunError::Failed(why)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control thread's state as `run` sets it up for config `text` (written to
+    /// `dir/op25b.toml`; `[dataplane]` is added), saved tickets and all, without ports,
+    /// workers or listeners.
+    fn control(dir: &Path, text: &str) -> Control {
+        let path = dir.join("op25b.toml");
+        let text = format!(
+            "{text}\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let (built, start) = build_with_saved_tickets(&config, saved_tickets(&config)).unwrap();
+        let workers = config.dataplane.as_ref().unwrap().workers;
+        let hot = [
+            Arc::new(HotBlocks::new(workers)),
+            Arc::new(HotBlocks::new(workers)),
+        ];
+        let handles = [
+            Arc::new(ArcSwap::from_pointee(
+                built.policy.with_hit_counters(workers),
+            )),
+            Arc::new(ArcSwap::from_pointee(
+                built.inbound.with_hit_counters(workers),
+            )),
+        ];
+        let mut c = Control::new(&path, config, built.warnings, start, handles, hot, 1.0);
+        c.persist();
+        c
+    }
+
+    /// `control`'s answer to `line` (words split at spaces).
+    fn ask(c: &mut Control, line: &str) -> (bool, String) {
+        let words: Vec<String> = line.split(' ').map(String::from).collect();
+        c.command(&words)
+    }
+
+    #[test]
+    fn a_control_thread_answers_as_run_sets_it_up() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-control");
+        let mut c = control(&dir, "[outbound]\ndynamic = [\"10.9.0.0/16\"]");
+        let (ok, status) = ask(&mut c, "status");
+        assert!(
+            ok && status.starts_with("running: policy generation 1 from "),
+            "{status}"
+        );
+        let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
+        assert!(ok && text.contains("policy generation 2"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
