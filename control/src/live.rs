@@ -23,7 +23,10 @@
 //! - Exemption tickets are part of every policy built while they last, so a reload keeps
 //!   them; an expired ticket is removed by a rebuild of the last good configuration. With
 //!   `[control] tickets`, the file holds the tickets of the last successful build
-//!   (`crate::tickets`), and nothing in it can stop a start.
+//!   (`crate::tickets`), and nothing in it can stop a start. When a save fails, the file
+//!   is left holding an older list only if that list grants nothing beyond what is in
+//!   force (a failed save after an add or an expiry loses at most what changed, and says
+//!   what); one that would bring back a deleted or shortened ticket is removed.
 //! - A worker looks at its links every quarter second: a change of state is logged, and an
 //!   interface gone under it stops the appliance (exit 1) instead of serving nothing.
 //! - Every received frame is sent on or dropped exactly once; counters add up per
@@ -690,50 +693,164 @@ impl Control {
 
     /// Writes the tickets to `[control] tickets` when they differ from what it holds (a
     /// ticket added, deleted or expired); a failure is logged and kept for `status` and
-    /// the `exempt` answers until a save succeeds.
+    /// the `exempt` answers until a save succeeds (or until what is in force is what the
+    /// file holds again).
+    ///
+    /// A failed save leaves the file as it was. That older list is kept when a start from
+    /// it would grant nothing beyond what is in force (after an add, an expiry, an expiry
+    /// made longer: at worst those are lost); it is removed when it would (a ticket deleted
+    /// since, or its expiry shortened, would be in force again after a restart).
     fn persist(&mut self) {
-        let Some(path) = &self.tickets_file else {
+        let Some(path) = self.tickets_file.clone() else {
             return;
         };
         if self.saved.as_ref() == Some(&self.tickets) {
+            if self.save_error.take().is_some() {
+                eprintln!(
+                    "op25b: exemption tickets: {} holds those in force again",
+                    path.display()
+                );
+            }
             return;
         }
-        match crate::tickets::save(path, &self.tickets) {
+        let e = match crate::tickets::save(&path, &self.tickets) {
             Ok(()) => {
                 if self.save_error.take().is_some() {
                     eprintln!("op25b: exemption tickets saved to {} again", path.display());
                 }
                 self.saved = Some(self.tickets.clone());
+                return;
             }
-            Err(e) => {
-                // The old list must not come back at the next start (a ticket deleted
-                // since would be in force again): remove it if it cannot be replaced.
-                let old = match std::fs::remove_file(path) {
-                    Ok(()) => format!(
-                        "{} was removed so no older list comes back; ",
-                        path.display()
-                    ),
-                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => String::new(),
-                    Err(r) => format!(
-                        "{} still holds an older list ({r} removing it), which the next start would apply; ",
-                        path.display()
-                    ),
-                };
-                let why = format!(
-                    "exemption tickets not saved to {}: {e}; {old}those in force now will not survive a restart; retried every {} s",
-                    path.display(),
-                    RETRY_REFUSED.as_secs()
-                );
-                // The first failure's message stands (it says whether the old list was
-                // removed) until a save works; retries that fail again stay quiet.
-                if self.save_error.is_none() {
-                    eprintln!("op25b: warning: {why}");
-                    self.save_error = Some(why);
+            Err(e) => e,
+        };
+        let now = SystemTime::now();
+        // What the file holds: known from the last save or load, else read now (this
+        // process holds the file; nobody else writes it).
+        let old = self
+            .saved
+            .clone()
+            .or_else(|| match crate::tickets::load(&path, now) {
+                Ok(l) => Some(l.tickets),
+                Err(r) if r.kind() == std::io::ErrorKind::NotFound => Some(Vec::new()),
+                Err(_) => None,
+            });
+        let beyond: Option<Vec<String>> = old.as_ref().map(|o| {
+            crate::tickets::beyond(o, &self.tickets, now)
+                .into_iter()
+                .map(|t| format!("{} {}", describe(&t.prefix), until(t.expires)))
+                .collect()
+        });
+        let kept = match beyond {
+            Some(b) if b.is_empty() => {
+                // Nothing in it is beyond what is in force: at worst what changed since
+                // is lost at a restart, never a deleted ticket brought back.
+                self.saved = old;
+                format!(
+                    "{} keeps the list saved before, which grants nothing beyond what is in force",
+                    path.display()
+                )
+            }
+            beyond => {
+                let why = beyond.map_or("what it holds cannot be read".to_string(), |b| {
+                    format!("it would grant {} again", b.join(", "))
+                });
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        self.saved = Some(Vec::new());
+                        format!(
+                            "{} was removed so no older list comes back ({why})",
+                            path.display()
+                        )
+                    }
+                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => {
+                        self.saved = Some(Vec::new());
+                        format!("{} does not exist", path.display())
+                    }
+                    Err(r) => {
+                        self.saved = old;
+                        format!(
+                            "{} still holds an older list ({r} removing it), which the next start would apply ({why})",
+                            path.display()
+                        )
+                    }
                 }
-                self.saved = None;
-                self.save_retry = Instant::now();
             }
+        };
+        let file = self.saved.as_deref().unwrap_or(&[]);
+        let lost: Vec<String> = crate::tickets::beyond(&self.tickets, file, now)
+            .into_iter()
+            .map(|t| {
+                let had = file
+                    .iter()
+                    .find(|f| f.prefix == t.prefix)
+                    .map_or(String::new(), |f| {
+                        format!(" (the file has it {})", until(f.expires))
+                    });
+                format!("{} {}{had}", describe(&t.prefix), until(t.expires))
+            })
+            .collect();
+        let lost = if lost.is_empty() {
+            "it differs from what is in force only by expired tickets".to_string()
+        } else {
+            format!(
+                "not saved, so a restart now would start without: {}",
+                lost.join(", ")
+            )
+        };
+        let why = format!(
+            "exemption tickets not saved to {}: {e}; {kept}; {lost}; retried every {} s",
+            path.display(),
+            RETRY_REFUSED.as_secs()
+        );
+        // Said when it changes (what is lost, what happened to the file); a retry that
+        // fails the same way stays quiet.
+        if self.save_error.as_ref() != Some(&why) {
+            eprintln!("op25b: warning: {why}");
+            self.save_error = Some(why);
         }
+        self.save_retry = Instant::now();
+    }
+
+    /// What the stopping appliance says of the tickets in force (those expired dropped
+    /// first, and a last save tried): how many the file keeps for the next start, and
+    /// each one it does not, so it can be added again after the restart.
+    fn tickets_at_stop(&mut self) -> Vec<String> {
+        let now = SystemTime::now();
+        self.tickets.retain(|t| t.live_at(now));
+        self.persist();
+        let file = match &self.tickets_file {
+            Some(_) => self.saved.as_deref().unwrap_or(&[]),
+            None => &[],
+        };
+        let missing = crate::tickets::beyond(&self.tickets, file, now);
+        let mut out = Vec::new();
+        let kept = self.tickets.len() - missing.len();
+        if let (Some(f), true) = (&self.tickets_file, kept > 0) {
+            out.push(format!(
+                "{kept} exemption ticket(s) kept in {} for the next start",
+                f.display()
+            ));
+        }
+        for t in missing {
+            let left = t.expires.map_or("no expiry".to_string(), |e| {
+                format!(
+                    "had {} s left",
+                    e.duration_since(now).unwrap_or_default().as_secs()
+                )
+            });
+            out.push(match file.iter().find(|f| f.prefix == t.prefix) {
+                Some(f) => format!(
+                    "exemption ticket {} comes back at the next start only {} ({left}; its later end could not be saved); `op25b ctl exempt add` it again after the restart if it is still wanted",
+                    describe(&t.prefix),
+                    until(f.expires)
+                ),
+                None => format!(
+                    "exemption ticket {} dropped at shutdown ({left}); `op25b ctl exempt add` it again after the restart if it is still wanted",
+                    describe(&t.prefix)
+                ),
+            });
+        }
+        out
     }
 
     /// What `exempt add`/`del` answers end with when the tickets could not be saved.
@@ -2165,28 +2282,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     }
     // Kept for the next start if they can be; otherwise say which ones this stop drops, so
     // they can be added again.
-    let now = SystemTime::now();
-    control.tickets.retain(|t| t.live_at(now));
-    control.persist();
-    if let (Some(f), None) = (&control.tickets_file, &control.save_error) {
-        if !control.tickets.is_empty() {
-            eprintln!(
-                "op25b: {} exemption ticket(s) kept in {} for the next start",
-                control.tickets.len(),
-                f.display()
-            );
-        }
-    } else {
-        for t in &control.tickets {
-            eprintln!(
-            "op25b: exemption ticket {} dropped at shutdown ({}); `op25b ctl exempt add` it again after the restart if it is still wanted",
-            describe(&t.prefix),
-            t.expires.map_or("no expiry".to_string(), |e| format!(
-                "had {} s left",
-                e.duration_since(now).unwrap_or_default().as_secs()
-            ))
-        );
-        }
+    for line in control.tickets_at_stop() {
+        eprintln!("op25b: {line}");
     }
     match control.fatal {
         // Non-zero, so `Restart=on-failure` brings the appliance back on the new interface.
@@ -2245,6 +2342,104 @@ mod tests {
         );
         let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
         assert!(ok && text.contains("policy generation 2"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const TICKETS: &str =
+        "[outbound]\ndynamic = [\"10.9.0.0/16\"]\n[control]\ntickets = \"state/tickets\"";
+
+    /// The prefixes `tickets::load` finds in force in `path`, sorted.
+    fn on_disk(path: &Path) -> Vec<String> {
+        let mut v: Vec<String> = crate::tickets::load(path, SystemTime::now())
+            .unwrap()
+            .tickets
+            .iter()
+            .map(|t| t.prefix.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_older_list_unless_it_grants_more() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-failed-save");
+        let file = dir.join("state/tickets");
+        let mut c = control(&dir, TICKETS);
+        for add in [
+            "exempt add 10.9.1.1",
+            "exempt add 10.9.2.0/24 --ttl 1h",
+            "exempt add 10.9.3.3 --ttl 1s",
+        ] {
+            let (ok, text) = ask(&mut c, add);
+            assert!(ok && !text.contains("warning"), "{text}");
+        }
+        assert_eq!(
+            on_disk(&file),
+            ["10.9.1.1/32", "10.9.2.0/24", "10.9.3.3/32"]
+        );
+        // From now on every save fails (as on a full disk): its temporary file cannot be
+        // made.
+        let blocker = crate::tickets::temp_path(&file);
+        std::fs::create_dir(&blocker).unwrap();
+        // An expiry: the older list grants nothing beyond what is in force once the
+        // expired ticket is gone, so it stays.
+        std::thread::sleep(Duration::from_millis(1100));
+        c.housekeeping();
+        let err = c.save_error.clone().expect("the save failed");
+        assert!(
+            err.contains("keeps the list saved before, which grants nothing beyond what is in force; it differs from what is in force only by expired tickets"),
+            "{err}"
+        );
+        assert!(file.exists());
+        // An add: the older list stays, and only the new ticket is said to be at risk.
+        let (ok, text) = ask(&mut c, "exempt add 10.9.7.7 --ttl 2h");
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("\nwarning: exemption tickets not saved to ")
+                && text.contains("keeps the list saved before, which grants nothing beyond what is in force; not saved, so a restart now would start without: 10.9.7.7/32 until 20")
+                && !text.contains("was removed"),
+            "{text}"
+        );
+        assert_eq!(on_disk(&file), ["10.9.1.1/32", "10.9.2.0/24"]);
+        // The stop names exactly what it loses.
+        let stop = c.tickets_at_stop();
+        assert_eq!(stop.len(), 2, "{stop:?}");
+        assert_eq!(
+            stop[0],
+            format!(
+                "2 exemption ticket(s) kept in {} for the next start",
+                file.display()
+            )
+        );
+        assert!(
+            stop[1].starts_with("exemption ticket 10.9.7.7/32 dropped at shutdown (had "),
+            "{stop:?}"
+        );
+        drop(c);
+        // The next start has the older tickets.
+        let mut c = control(&dir, TICKETS);
+        let (_, list) = ask(&mut c, "exempt list");
+        assert!(
+            list.contains("10.9.1.1/32 until removed")
+                && list.contains("10.9.2.0/24 expires in ")
+                && !list.contains("10.9.7.7"),
+            "{list}"
+        );
+        // A delete: the older list would bring the ticket back, so it goes.
+        let (ok, text) = ask(&mut c, "exempt del 10.9.1.1");
+        assert!(
+            ok && text.contains(&format!(
+                "{} was removed so no older list comes back (it would grant 10.9.1.1/32 until removed again)",
+                file.display()
+            )),
+            "{text}"
+        );
+        assert!(!file.exists());
+        // Once saves work again, the file holds what is in force.
+        std::fs::remove_dir(&blocker).unwrap();
+        c.persist();
+        assert!(c.save_error.is_none());
+        assert_eq!(on_disk(&file), ["10.9.2.0/24"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -6,10 +6,12 @@
 //!
 //! Invariants: the file on disk is a complete list, the old one or the new one, never half
 //! of either (written to a temporary file beside it, flushed to disk, then renamed over
-//! it), or absent (the control thread removes an old list it failed to replace, which
-//! would bring deleted tickets back); it is created 0600, root's business only; a line that cannot be read is reported
-//! with file and line and a copy of the file is kept before anything overwrites it, so no
-//! ticket is lost without a word. Nothing here runs on the packet path.
+//! it), or absent (the control thread removes an old list it failed to replace when that
+//! list would grant more than is in force: a deleted ticket back, or a longer expiry;
+//! [`beyond`] tells); it is created 0600, root's business only; a line that cannot be
+//! read is reported with file and line and a copy of the file is kept before anything
+//! overwrites it, so no ticket is lost without a word. Nothing here runs on the packet
+//! path.
 
 use op25b_dataplane::policy::AnyPrefix;
 use std::io::Write;
@@ -42,6 +44,31 @@ pub struct Loaded {
     pub expired: usize,
     /// Lines that could not be read, as `FILE:LINE: text: why`.
     pub problems: Vec<String>,
+}
+
+/// Whether a ticket ending at `a` lasts at least as long as one ending at `b` (`None`:
+/// it never ends).
+pub fn lasts_as_long(a: Option<SystemTime>, b: Option<SystemTime>) -> bool {
+    match (a, b) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => a >= b,
+    }
+}
+
+/// The tickets of `list` still in force at `now` that `other` does not grant as long: no
+/// ticket for the same prefix, or one that ends sooner. `beyond(saved, in_force, now)` is
+/// what a start from the saved list would grant that is no longer granted;
+/// `beyond(in_force, saved, now)` what it would lose.
+pub fn beyond<'a>(list: &'a [Ticket], other: &[Ticket], now: SystemTime) -> Vec<&'a Ticket> {
+    list.iter()
+        .filter(|t| {
+            t.live_at(now)
+                && !other
+                    .iter()
+                    .any(|o| o.prefix == t.prefix && lasts_as_long(o.expires, t.expires))
+        })
+        .collect()
 }
 
 /// Reads the tickets file at `path`; a file that does not exist holds no tickets. A line
@@ -141,11 +168,7 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
             .mode(0o700)
             .create(&dir)?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tickets".into());
-    let tmp = dir.join(format!(".{name}.tmp"));
+    let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
         write_new(&tmp, render(tickets).as_bytes())?;
@@ -162,6 +185,15 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     r
+}
+
+/// The temporary file [`save`] writes the new list to before it is renamed over `path`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tickets".into());
+    path.with_file_name(format!(".{name}.tmp"))
 }
 
 /// Keeps a copy of a tickets file that could not be used whole (as `FILE.refused`, or
@@ -289,5 +321,32 @@ mod tests {
         let mode = std::fs::metadata(&first).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn beyond_is_what_one_list_grants_that_the_other_does_not() {
+        let t = |p: &str, e: Option<u64>| Ticket {
+            prefix: p.parse().unwrap(),
+            expires: e.map(at),
+        };
+        let now = at(1_000);
+        let saved = [
+            t("10.0.0.1/32", None),
+            t("10.0.0.2/32", Some(2_000)),
+            t("10.0.0.3/32", Some(500)),
+        ];
+        // Added, kept longer, and one gone that had expired: the saved list grants nothing
+        // more, and what it lacks is the new ticket and the longer expiry.
+        let in_force = [
+            t("10.0.0.1/32", None),
+            t("10.0.0.2/32", Some(3_000)),
+            t("10.0.0.4/32", Some(2_000)),
+        ];
+        assert!(beyond(&saved, &in_force, now).is_empty());
+        assert_eq!(beyond(&in_force, &saved, now), [&in_force[1], &in_force[2]]);
+        // Deleted, and shortened: the saved list would grant both again.
+        let in_force = [t("10.0.0.2/32", Some(1_500))];
+        assert_eq!(beyond(&saved, &in_force, now), [&saved[0], &saved[1]]);
+        assert!(lasts_as_long(None, None) && !lasts_as_long(Some(at(5)), None));
     }
 }
