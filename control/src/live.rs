@@ -391,6 +391,8 @@ struct StartTickets {
     saved: Option<Vec<Ticket>>,
     /// Why tickets are not kept this run, for `status`.
     problem: Option<String>,
+    /// This process's hold on `file`, kept for the whole run.
+    lock: Option<crate::tickets::Lock>,
 }
 
 impl StartTickets {
@@ -431,20 +433,42 @@ impl StartTickets {
 /// build; past that all are left out.
 const MAX_TICKET_RETRIES: usize = 16;
 
-/// The tickets `[control] tickets` kept from the last run that are still in force.
-/// Anything wrong with the file is logged and none of it stops the start: unreadable
-/// lines are named, and a copy of the file is kept before the readable tickets are saved
-/// over it; a file that cannot be read at all is kept as it is and not written this run.
-fn saved_tickets(config: &Config) -> StartTickets {
+/// The tickets `[control] tickets` kept from the last run that are still in force, with
+/// the file locked for this run. Anything wrong with the file is logged and none of it
+/// stops the start: unreadable lines are named, and a copy of the file is kept before the
+/// readable tickets are saved over it; a file that cannot be read (or locked) at all is
+/// kept as it is and not written this run. The one error is a file another process holds
+/// (a second appliance on the same file would overwrite the first one's tickets).
+fn saved_tickets(config: &Config) -> Result<StartTickets, String> {
     let mut start = StartTickets {
         live: Vec::new(),
         file: config.control.tickets.clone(),
         saved: None,
         problem: None,
+        lock: None,
     };
     let Some(path) = start.file.clone() else {
-        return start;
+        return Ok(start);
     };
+    match crate::tickets::lock(&path) {
+        Ok(l) => start.lock = Some(l),
+        Err(e @ crate::tickets::LockError::Held { .. }) => {
+            return Err(format!(
+                "[control] tickets {}: {e}: two appliances saving to one tickets file overwrite each other's tickets; give each appliance its own file, or stop that one first",
+                path.display()
+            ))
+        }
+        Err(e) => {
+            let why = format!(
+                "cannot use the exemption tickets in {}: {e}; starting without them, and the file is not written this run (tickets added now will not survive a restart)",
+                path.display()
+            );
+            eprintln!("op25b: warning: {why}");
+            start.file = None;
+            start.problem = Some(why);
+            return Ok(start);
+        }
+    }
     match crate::tickets::load(&path, SystemTime::now()) {
         Err(e) => {
             // Left as it is: not copied (a second read might not see what the first
@@ -481,7 +505,7 @@ fn saved_tickets(config: &Config) -> StartTickets {
             }
         }
     }
-    start
+    Ok(start)
 }
 
 /// How often a watching appliance tries a refused config again.
@@ -527,6 +551,8 @@ struct Control {
     /// Why the last save of the tickets failed, until one succeeds (or why they are not
     /// saved this run).
     save_error: Option<String>,
+    /// The lock on `tickets_file`, held until op25b stops (`crate::tickets::lock`).
+    _tickets_lock: Option<crate::tickets::Lock>,
     /// When a failed save was last tried again (every [`RETRY_REFUSED`]).
     save_retry: Instant,
     generation: u64,
@@ -620,6 +646,7 @@ impl Control {
             tickets_file: start.file,
             saved: start.saved,
             save_error: start.problem,
+            _tickets_lock: start.lock,
             save_retry: Instant::now(),
             generation: 1,
             loaded_at: SystemTime::now(),
@@ -2071,7 +2098,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ))
     })?;
     let t = Instant::now();
-    let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config))?;
+    let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config)?)?;
     // The build alone, as reloads measure it (not the backend's start below).
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     for w in crate::config::shown_warnings(&built.warnings) {
@@ -2306,7 +2333,8 @@ mod tests {
         );
         std::fs::write(&path, text).unwrap();
         let config = Config::load(&path).unwrap();
-        let (built, start) = build_with_saved_tickets(&config, saved_tickets(&config)).unwrap();
+        let (built, start) =
+            build_with_saved_tickets(&config, saved_tickets(&config).unwrap()).unwrap();
         let workers = config.dataplane.as_ref().unwrap().workers;
         let hot = [
             Arc::new(HotBlocks::new(workers)),
@@ -2440,6 +2468,29 @@ mod tests {
         c.persist();
         assert!(c.save_error.is_none());
         assert_eq!(on_disk(&file), ["10.9.2.0/24"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_appliance_on_the_same_tickets_file_is_refused() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-lock");
+        let c = control(&dir, TICKETS);
+        let config = c.config.clone();
+        let e = saved_tickets(&config).err().expect("the file is held");
+        let file = dir.join("state/tickets");
+        assert_eq!(
+            e,
+            format!(
+                "[control] tickets {}: already in use by {} (it holds {}): two appliances saving to one tickets file overwrite each other's tickets; give each appliance its own file, or stop that one first",
+                file.display(),
+                crate::claim::process(std::process::id()),
+                dir.join("state/tickets.lock").display()
+            )
+        );
+        // Free again once the holder is gone.
+        drop(c);
+        drop(crate::tickets::tests::lock_soon(&file));
+        assert!(saved_tickets(&config).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -10,8 +10,10 @@
 //! list would grant more than is in force: a deleted ticket back, or a longer expiry;
 //! [`beyond`] tells); it is created 0600, root's business only; a line that cannot be
 //! read is reported with file and line and a copy of the file is kept before anything
-//! overwrites it, so no ticket is lost without a word. Nothing here runs on the packet
-//! path.
+//! overwrites it, so no ticket is lost without a word. One process writes a tickets file:
+//! a running appliance holds an exclusive `flock` on `FILE.lock` beside it ([`lock`]) for
+//! its whole run, and writes through a temporary file named with its pid. Nothing here
+//! runs on the packet path.
 
 use op25b_dataplane::policy::AnyPrefix;
 use std::io::Write;
@@ -158,10 +160,7 @@ fn render(tickets: &[Ticket]) -> String {
 /// or power loss leaves the old list or the new one. Creates the directory (0700) if it
 /// is missing. An error means the file at `path` was not replaced.
 pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = folder(path);
     if !dir.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -187,13 +186,136 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
     r
 }
 
-/// The temporary file [`save`] writes the new list to before it is renamed over `path`.
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
+/// The name of the file at `path`, for the names of the files made beside it.
+fn file_name(path: &Path) -> String {
+    path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tickets".into());
-    path.with_file_name(format!(".{name}.tmp"))
+        .unwrap_or_else(|| "tickets".into())
+}
+
+/// The folder of `path` (`.` for a bare name).
+fn folder(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The temporary file [`save`] writes the new list to before it is renamed over `path`:
+/// `.NAME.PID.tmp` beside it, this process's own, so no other writer (an older op25b, a
+/// tool) can have it half-written at the same moment.
+pub fn temp_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!(".{}.{}.tmp", file_name(path), std::process::id()))
+}
+
+/// The lock file beside tickets file `path`: `NAME.lock`. (The tickets file itself is
+/// replaced by a rename at every save, so a lock on it would not last.)
+pub fn lock_path(path: &Path) -> PathBuf {
+    path.with_file_name(format!("{}.lock", file_name(path)))
+}
+
+/// One appliance's hold on a tickets file: an exclusive `flock` on [`lock_path`], for as
+/// long as this is kept (the kernel drops it when the process ends, however it ends, so
+/// there is never a stale lock to clean up).
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+/// Why [`lock`] did not take the tickets file.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it: `who` as [`crate::claim::process`] names it, if found.
+    Held {
+        /// The lock file.
+        lock: PathBuf,
+        /// The holder, when `/proc/locks` names it.
+        who: Option<String>,
+    },
+    /// The lock file could not be made or locked (an unusable folder, say).
+    Io(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockError::Held { lock, who } => write!(
+                f,
+                "already in use by {} (it holds {})",
+                who.as_deref().unwrap_or("another process"),
+                lock.display()
+            ),
+            LockError::Io(lock, e) => write!(f, "cannot lock {}: {e}", lock.display()),
+        }
+    }
+}
+
+/// Takes tickets file `path` for this process: locks [`lock_path`] (made 0600, and its
+/// folder 0700, if missing), and then, as no other writer can be at work, removes
+/// temporary files an earlier process was killed in the middle of writing
+/// (`.NAME.PID.tmp`, regular files only; the list they held never replaced the file).
+pub fn lock(path: &Path) -> Result<Lock, LockError> {
+    let lock = lock_path(path);
+    let io = |e| LockError::Io(lock.clone(), e);
+    let dir = folder(path);
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock)
+        .map_err(io)?;
+    if !op25b_dataplane::port::sys::try_lock_exclusive(&file).map_err(io)? {
+        let who = file.metadata().ok().and_then(|m| flock_holder(&m));
+        return Err(LockError::Held { lock, who });
+    }
+    let stale = format!(".{}.", file_name(path));
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let is_temp = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(&stale))
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+            if is_temp && e.file_type().is_ok_and(|t| t.is_file()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(Lock { _file: file })
+}
+
+/// The process holding a `flock` on the file whose metadata is `m`, from `/proc/locks`
+/// (`1: FLOCK  ADVISORY  WRITE PID MAJ:MIN:INODE 0 EOF`, device numbers in hex).
+fn flock_holder(m: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = m.dev();
+    // The kernel's major and minor numbers from the st_dev encoding (glibc's gnu_dev_*).
+    let (major, minor) = (
+        ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+        (dev & 0xff) | ((dev >> 12) & !0xff),
+    );
+    let want = format!("{major:02x}:{minor:02x}:{}", m.ino());
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    table.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // Blocked waiters are listed as `N: -> FLOCK …`: not holders.
+        if f.len() < 6 || f[1] != "FLOCK" || f[5] != want {
+            return None;
+        }
+        let pid: u32 = f[4].parse().ok().filter(|&p| p > 0)?;
+        Some(crate::claim::process(pid))
+    })
 }
 
 /// Keeps a copy of a tickets file that could not be used whole (as `FILE.refused`, or
@@ -231,7 +353,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use std::os::unix::fs::PermissionsExt;
@@ -269,7 +391,7 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
-        assert!(!path.parent().unwrap().join(".tickets.tmp").exists());
+        assert!(!temp_path(&path).exists());
         let loaded = load(&path, at(1_750_000_000)).unwrap();
         assert_eq!(loaded.tickets, tickets[..2]);
         assert_eq!(loaded.expired, 1);
@@ -348,5 +470,81 @@ mod tests {
         let in_force = [t("10.0.0.2/32", Some(1_500))];
         assert_eq!(beyond(&saved, &in_force, now), [&saved[0], &saved[1]]);
         assert!(lasts_as_long(None, None) && !lasts_as_long(Some(at(5)), None));
+    }
+
+    /// [`lock`], tried for up to two seconds while it is held: a test elsewhere in this
+    /// process that starts a command forks a child that holds a copy of every descriptor
+    /// (the lock's too) until it execs, and that can be the moment the lock is let go.
+    pub(crate) fn lock_soon(path: &Path) -> Lock {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            match lock(path) {
+                Ok(l) => return l,
+                Err(LockError::Held { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn one_holder_per_tickets_file_and_its_leftovers_are_cleared() {
+        let dir = op25b_dataplane::testkit::scratch_dir("tickets-lock");
+        let path = dir.join("state").join("tickets");
+        // Each process writes through a temporary name of its own.
+        let me = std::process::id();
+        assert_eq!(
+            temp_path(&path),
+            dir.join("state").join(format!(".tickets.{me}.tmp"))
+        );
+        // A missing folder is made; the lock file is beside the tickets file.
+        let held = lock(&path).unwrap();
+        let lock_file = dir.join("state/tickets.lock");
+        assert_eq!(
+            std::fs::metadata(&lock_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A second hold (here another open in this process, as another appliance's would
+        // be) is refused, naming the holder.
+        match lock(&path) {
+            Err(LockError::Held { lock, who }) => {
+                assert_eq!(lock, lock_file);
+                let who = who.expect("/proc/locks names the holder");
+                assert!(who.starts_with(&format!("process {me} (")), "{who}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(held);
+        // A temporary file left by a process killed while saving goes at the next hold;
+        // anything else beside the tickets stays.
+        let left = dir.join("state/.tickets.4242.tmp");
+        std::fs::write(&left, "x").unwrap();
+        let others = [
+            "state/.tickets.tmp",
+            "state/tickets.refused",
+            "state/.tickets.x.tmp",
+        ];
+        for o in others {
+            std::fs::write(dir.join(o), "x").unwrap();
+        }
+        let again = lock_soon(&path);
+        assert!(!left.exists());
+        for o in others {
+            assert!(dir.join(o).exists(), "{o}");
+        }
+        drop(again);
+        // A folder that cannot be one is an error of its own, not a holder.
+        std::fs::write(dir.join("file"), "").unwrap();
+        let e = lock(&dir.join("file/tickets")).unwrap_err();
+        assert!(
+            matches!(e, LockError::Io(..))
+                && e.to_string().starts_with(&format!(
+                    "cannot lock {}: ",
+                    dir.join("file/tickets.lock").display()
+                )),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -81,8 +81,29 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     let wire = Wire::new("tk", "tkl0", "tkr0", false);
 
     // First run: three tickets, one of which expires while it runs.
-    let appliance = run_appliance(&wire.app, &cfg);
+    let mut appliance = run_appliance(&wire.app, &cfg);
     wait_for_control(&sock);
+    // A second appliance on the same tickets file would overwrite this one's tickets: it
+    // is refused before it opens anything, naming the one that holds the file.
+    let out = run_appliance(&wire.app, &cfg)
+        .take()
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && err.contains(&format!(
+                "[control] tickets {}: already in use by process {} (",
+                file.display(),
+                appliance.child().id()
+            ))
+            && err.contains(&format!(
+                "(it holds {}): two appliances saving to one tickets file",
+                dir.join("state/tickets.lock").display()
+            )),
+        "{err}"
+    );
+    assert!(ctl(&sock, &["status"]).0, "the first appliance serves on");
     let (_, status) = ctl(&sock, &["status"]);
     assert!(
         status.contains(&format!(
@@ -235,10 +256,11 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     // A save that fails over an existing file (its temporary name is taken by a
     // directory): the old file must not bring the deleted ticket back, so it is removed,
     // and the save is tried again until it works.
-    let appliance = run_appliance(&wire.app, &cfg);
+    let mut appliance = run_appliance(&wire.app, &cfg);
     wait_for_control(&sock);
     assert!(ctl(&sock, &["exempt", "add", "10.9.6.6"]).0);
-    let blocker = dir.join("state/.tickets.tmp");
+    // (`ip netns exec` execs the appliance: the child's pid is the appliance's.)
+    let blocker = dir.join(format!("state/.tickets.{}.tmp", appliance.child().id()));
     std::fs::create_dir(&blocker).unwrap();
     let (ok, text) = ctl(&sock, &["exempt", "del", "10.9.6.6"]);
     assert!(
@@ -295,7 +317,8 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         "{err}"
     );
 
-    // A tickets file that cannot even be read (its directory would be a regular file):
+    // A tickets file that cannot even be locked or read (its directory would be a regular
+    // file):
     // nothing is written there this run, the ticket still applies, and the answer, status
     // and shutdown say it is not kept.
     std::fs::write(&cfg, config("\"10.9.0.0/16\"", "op25b.toml/tickets")).unwrap();
@@ -304,7 +327,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.5.5"]);
     assert!(
         ok && text.contains("10.9.5.5/32 exempted from outbound blocking")
-            && text.contains("\nwarning: cannot read the exemption tickets in ")
+            && text.contains("\nwarning: cannot use the exemption tickets in ")
             && text.contains(
                 "the file is not written this run (tickets added now will not survive a restart)"
             ),
@@ -312,7 +335,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     );
     let (_, status) = ctl(&sock, &["status"]);
     assert!(
-        status.contains("exemption tickets: 1 (NOT kept: cannot read the exemption tickets in"),
+        status.contains("exemption tickets: 1 (NOT kept: cannot use the exemption tickets in"),
         "{status}"
     );
     let err = stop(appliance);
