@@ -2123,7 +2123,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ),
         None => None,
     };
-    let ctl_listener = ctl::bind(&cc.socket)?;
+    let (ctl_listener, ctl_socket) = ctl::bind(&cc.socket)?;
     let signals = signal_events()?;
     {
         let tx = req_tx.clone();
@@ -2296,7 +2296,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     if let Some(w) = log_writer {
         let _ = w.join();
     }
-    let _ = std::fs::remove_file(&cc.socket);
+    // Only the socket bound at start: another appliance may have its own at the path now.
+    ctl_socket.remove();
     let (o, i, refused) = control.totals();
     println!("{}", summary("access→core", &o));
     println!("{}", summary("core→access", &i));
