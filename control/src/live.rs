@@ -1479,47 +1479,10 @@ impl Control {
         (true, t)
     }
 
-    /// What a ticket for `p` does not do, for the answer to `exempt add`: longer dynamic
-    /// prefixes inside it still win for their addresses (longest match), and tickets are
-    /// outbound only. Empty when neither applies.
+    /// What a ticket for `p` does not do, for the answer to `exempt add`: see
+    /// [`ticket_caveats`].
     fn ticket_caveats(&self, p: &AnyPrefix) -> String {
-        let inside = |d: &AnyPrefix| match (p, d) {
-            (AnyPrefix::V4(t), AnyPrefix::V4(d)) => d.len > t.len && t.contains(d.addr),
-            (AnyPrefix::V6(t), AnyPrefix::V6(d)) => d.len > t.len && t.contains(d.addr),
-            _ => false,
-        };
-        let c = &self.config;
-        let winners: Vec<String> = c
-            .outbound
-            .dynamic
-            .iter()
-            .zip(&c.origins.dynamic)
-            .filter(|(d, _)| inside(d))
-            .map(|(d, o)| format!("{} ({o})", describe(d)))
-            .collect();
-        let mut out = String::new();
-        if let Some(o) = c
-            .outbound
-            .exempt
-            .iter()
-            .zip(&c.origins.exempt)
-            .find_map(|(e, o)| (e == p).then_some(o))
-        {
-            out += &format!(
-                "\nnote: {} is already exempt in the config ({o}); the ticket changes nothing while that entry stays",
-                describe(p)
-            );
-        }
-        if let Some(first) = winners.first() {
-            out += &format!(
-                "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; to unblock those too, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)",
-                winners.len()
-            );
-        }
-        if c.inbound.is_some() {
-            out += "\nnote: tickets do not change [inbound] (IP25B)";
-        }
-        out
+        ticket_caveats(&self.config, p)
     }
 
     fn explain(&self, src: IpAddr, dst: IpAddr, port: u16) -> (bool, String) {
@@ -1760,6 +1723,99 @@ impl Control {
         }
         m
     }
+}
+
+/// What a ticket for `p` does not do under `config` (the config in force, without the
+/// tickets), for the answer to `exempt add`: one note a line, empty when none applies.
+/// The ticket is added all the same (a pool that holds it may be added later).
+///
+/// For an address inside `p`, the entries that match it and are shorter than `p` are
+/// exactly those that contain `p`; the longest of them decides every address of `p` that
+/// no entry inside `p` matches. So the ticket changes a verdict only when that entry is
+/// dynamic: when none is (no dynamic prefix of the family, none that holds `p`, or a
+/// config exempt entry that holds it), the ticket changes nothing now, and the note says
+/// why. Longer dynamic prefixes inside `p` still win for their addresses (longest match),
+/// and tickets are outbound only.
+fn ticket_caveats(config: &Config, p: &AnyPrefix) -> String {
+    let holds = |outer: &AnyPrefix, inner: &AnyPrefix| match (outer, inner) {
+        (AnyPrefix::V4(o), AnyPrefix::V4(i)) => o.len <= i.len && o.contains(i.addr),
+        (AnyPrefix::V6(o), AnyPrefix::V6(i)) => o.len <= i.len && o.contains(i.addr),
+        _ => false,
+    };
+    let same_family = |d: &AnyPrefix| {
+        matches!(
+            (p, d),
+            (AnyPrefix::V4(_), AnyPrefix::V4(_)) | (AnyPrefix::V6(_), AnyPrefix::V6(_))
+        )
+    };
+    let len = |x: &AnyPrefix| match x {
+        AnyPrefix::V4(x) => x.len,
+        AnyPrefix::V6(x) => x.len,
+    };
+    let out_spec = &config.outbound;
+    let origins = &config.origins;
+    let dynamic = || out_spec.dynamic.iter().zip(&origins.dynamic);
+    let exempt = || out_spec.exempt.iter().zip(&origins.exempt);
+    // The longest entry holding `p`, and whether it is exempt.
+    let decider = dynamic()
+        .map(|(d, o)| (d, o, false))
+        .chain(exempt().map(|(e, o)| (e, o, true)))
+        .filter(|(x, _, _)| holds(x, p))
+        .max_by_key(|(x, _, _)| len(x));
+    let winners: Vec<String> = dynamic()
+        .filter(|(d, _)| holds(p, d) && d != &p)
+        .map(|(d, o)| format!("{} ({o})", describe(d)))
+        .collect();
+    let family = if matches!(p, AnyPrefix::V4(_)) {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let mut out = String::new();
+    match decider {
+        Some((e, o, true)) if e == p => {
+            out += &format!(
+                "\nnote: {} is already exempt in the config ({o}); the ticket changes nothing while that entry stays",
+                describe(p)
+            );
+        }
+        Some((e, o, true)) => {
+            out += &format!(
+                "\nnote: {} is already exempt in the config: exempt {} ({o}) holds it, and no dynamic prefix between them; the ticket changes nothing while that entry stays",
+                describe(p),
+                describe(e)
+            );
+        }
+        Some((_, _, false)) => {}
+        None if !dynamic().any(|(d, _)| same_family(d)) => {
+            out += &format!(
+                "\nnote: the config lists no {family} dynamic prefix, so nothing of {family} is blocked and the ticket changes no verdict now (it will once a pool that holds {} is added)",
+                describe(p)
+            );
+        }
+        None if winners.is_empty() => {
+            out += &format!(
+                "\nnote: no dynamic prefix holds or overlaps {}, so it is not blocked and the ticket changes no verdict now (it will once a pool that holds it is added)",
+                describe(p)
+            );
+        }
+        None => {
+            out += &format!(
+                "\nnote: no dynamic prefix holds {}, only longer ones inside it, which win for their addresses (see below): the ticket changes no verdict now",
+                describe(p)
+            );
+        }
+    }
+    if let Some(first) = winners.first() {
+        out += &format!(
+            "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; to unblock those, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)",
+            winners.len()
+        );
+    }
+    if config.inbound.is_some() {
+        out += "\nnote: tickets do not change [inbound] (IP25B)";
+    }
+    out
 }
 
 /// One policy's account of a (src, dst, port) segment: which entries matched, with the
@@ -2492,6 +2548,58 @@ mod tests {
         drop(c);
         drop(crate::tickets::tests::lock_soon(&file));
         assert!(saved_tickets(&config).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_ticket_that_changes_no_verdict_is_added_and_says_why() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-caveats");
+        let mut c = control(
+            &dir,
+            "[outbound]\ndynamic = [\"10.9.0.0/16\", \"10.9.5.0/28\"]\nexempt = [\"10.9.7.0/24\"]",
+        );
+        let toml = dir.join("op25b.toml");
+        let t = toml.display();
+        for (add, note) in [
+            // Outside every pool.
+            (
+                "192.0.2.7",
+                "\nnote: no dynamic prefix holds or overlaps 192.0.2.7/32, so it is not blocked and the ticket changes no verdict now (it will once a pool that holds it is added)".to_string(),
+            ),
+            // No IPv6 pools at all.
+            (
+                "2001:db8::7",
+                "\nnote: the config lists no IPv6 dynamic prefix, so nothing of IPv6 is blocked and the ticket changes no verdict now (it will once a pool that holds 2001:db8::7/128 is added)".to_string(),
+            ),
+            // Inside a config exempt entry, and equal to one.
+            (
+                "10.9.7.7",
+                format!("\nnote: 10.9.7.7/32 is already exempt in the config: exempt 10.9.7.0/24 ({t}:3) holds it, and no dynamic prefix between them; the ticket changes nothing while that entry stays"),
+            ),
+            (
+                "10.9.7.0/24",
+                format!("\nnote: 10.9.7.0/24 is already exempt in the config ({t}:3); the ticket changes nothing while that entry stays"),
+            ),
+            // Only a longer pool inside it.
+            (
+                "10.8.0.0/15",
+                format!("\nnote: no dynamic prefix holds 10.8.0.0/15, only longer ones inside it, which win for their addresses (see below): the ticket changes no verdict now\nnote: 2 longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. 10.9.0.0/16 ({t}:2); to unblock those"),
+            ),
+        ] {
+            let (ok, text) = ask(&mut c, &format!("exempt add {add}"));
+            assert!(ok && text.contains(&note), "{add}: {text}");
+        }
+        // A ticket that unblocks: no such note, only the one about the pool inside it.
+        let (ok, text) = ask(&mut c, "exempt add 10.9.5.0/24");
+        assert!(ok, "{text}");
+        assert_eq!(
+            text.lines().skip(1).collect::<Vec<_>>(),
+            [format!("note: 1 longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. 10.9.5.0/28 ({t}:2); to unblock those, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)")]
+        );
+        let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
+        assert!(ok && !text.contains("note"), "{text}");
+        // All of them were added.
+        assert_eq!(ask(&mut c, "exempt list").1.lines().count(), 7);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
