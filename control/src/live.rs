@@ -587,8 +587,9 @@ struct Control {
     metrics_at: Option<String>,
     /// When a rebuild for expired tickets last failed (retried every [`RETRY_REFUSED`]).
     expiry_failed: Option<Instant>,
-    /// Why the configured drop log could not be opened at start (it is off this run).
-    drop_log_failed: Option<String>,
+    /// The configured drop log that could not be opened at start, and why (it is off
+    /// this run).
+    drop_log_failed: Option<(crate::config::DropLogConfig, String)>,
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -904,7 +905,9 @@ impl Control {
                 self.refused = None;
                 self.reloads[0] += 1;
                 self.watched = files_stamp(&self.config);
-                let running = self.drop_log.as_ref().map(|d| &d.0);
+                // The section in force at start, whether the log opened or not.
+                let running = (self.drop_log.as_ref().map(|d| &d.0))
+                    .or(self.drop_log_failed.as_ref().map(|d| &d.0));
                 let mut msg = format!(
                     "reloaded {} ({trigger}): generation {} in {:.1} ms",
                     self.path.display(),
@@ -1240,10 +1243,7 @@ impl Control {
                         .as_ref()
                         .map_or("not served".into(), |m| format!("http://{m}/metrics"))
                 );
-                let drop_log = self
-                    .drop_log_failed
-                    .as_ref()
-                    .map_or(String::new(), |e| format!("\ndrop log: OFF this run: {e}"));
+                let drop_log = format!("\ndrop log: {}", self.drop_log_state());
                 let warnings = if self.warnings.is_empty() {
                     String::new()
                 } else {
@@ -1369,6 +1369,39 @@ impl Control {
                     }
                 }
             }
+        }
+    }
+
+    /// Drop-log records the workers did not hand to the writer: (over the rate limit, lost
+    /// to a full queue), from each worker's last report.
+    fn drop_log_refused(&self) -> (u64, u64) {
+        self.workers.iter().flatten().fold((0, 0), |(l, f), s| {
+            (l + s.log_rate_limited, f + s.log_queue_full)
+        })
+    }
+
+    /// The drop log's line of `status`: where it is and what became of its lines, why it
+    /// is off, or that it is not configured.
+    fn drop_log_state(&self) -> String {
+        match (&self.drop_log, &self.drop_log_failed) {
+            (Some((cfg, st)), _) => {
+                let (limited, full) = self.drop_log_refused();
+                let errors = st.write_errors.load(Ordering::Relaxed);
+                let failing = st.failing().map_or(String::new(), |(since, e)| {
+                    format!(
+                        "; writing FAILS since {}: {e}",
+                        crate::droplog::rfc3339_seconds(since)
+                    )
+                });
+                format!(
+                    "{}: {} line(s) written, {} lost ({full} to a full queue, {errors} to write errors), {limited} over the rate limit{failing}",
+                    cfg.path.display(),
+                    st.written.load(Ordering::Relaxed),
+                    full + errors
+                )
+            }
+            (None, Some((cfg, e))) => format!("{}: OFF this run: {e}", cfg.path.display()),
+            (None, None) => "not configured".into(),
         }
     }
 
@@ -1671,12 +1704,11 @@ impl Control {
                 );
             }
         }
+        if self.drop_log.is_some() || self.drop_log_failed.is_some() {
+            let _ = writeln!(m, "# HELP op25b_drop_log_enabled Whether the configured drop log is written this run (1), or is off because it could not be opened at start (0; `op25b ctl status` says why). Absent without [drop_log].\n# TYPE op25b_drop_log_enabled gauge\nop25b_drop_log_enabled {}", u8::from(self.drop_log.is_some()));
+        }
         if let Some((_, st)) = &self.drop_log {
-            let (mut limited, mut full) = (0, 0);
-            for s in self.workers.iter().flatten() {
-                limited += s.log_rate_limited;
-                full += s.log_queue_full;
-            }
+            let (limited, full) = self.drop_log_refused();
             let _ = writeln!(m, "# HELP op25b_drop_log_records_total Sampled blocked segments by what became of their drop-log line.\n# TYPE op25b_drop_log_records_total counter");
             for (what, n) in [
                 ("written", st.written.load(Ordering::Relaxed)),
@@ -2212,7 +2244,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             Ok(log) => Some((cfg, log)),
             Err(e) => {
                 eprintln!("op25b: warning: the drop log is off this run: {e}");
-                drop_log_failed = Some(e);
+                drop_log_failed = Some((cfg.clone(), e));
                 None
             }
         }
@@ -2600,6 +2632,69 @@ mod tests {
         assert!(ok && !text.contains("note"), "{text}");
         // All of them were added.
         assert_eq!(ask(&mut c, "exempt list").1.lines().count(), 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_drop_log_shows_in_status_and_metrics_on_off_or_absent() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-drop-log");
+        let line = |c: &mut Control| -> String {
+            let (_, status) = ask(c, "status");
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("drop log: "))
+                .unwrap_or_else(|| panic!("no drop log line in {status}"))
+                .to_string()
+        };
+        let gauge = |c: &Control| -> Option<String> {
+            c.metrics()
+                .lines()
+                .find_map(|l| l.strip_prefix("op25b_drop_log_enabled "))
+                .map(String::from)
+        };
+        let mut c = control(&dir, "[outbound]\ndynamic = [\"10.9.0.0/16\"]");
+        assert_eq!(line(&mut c), "not configured");
+        assert_eq!(gauge(&c), None);
+        // Configured, and opened as `run` opens it: written and lost lines are shown.
+        let mut c = control(
+            &dir,
+            "[outbound]\ndynamic = [\"10.9.0.0/16\"]\n[drop_log]\nenabled = true\npath = \"logs/drops.jsonl\"",
+        );
+        let cfg = c.config.drop_log.clone().unwrap();
+        let log = crate::droplog::DropLog::open(cfg.clone(), SystemTime::now()).unwrap();
+        let stats = log.stats();
+        stats.written.store(5, Ordering::Relaxed);
+        stats.write_errors.store(2, Ordering::Relaxed);
+        c.drop_log = Some((cfg.clone(), stats.clone()));
+        let path = dir.join("logs/drops.jsonl");
+        assert_eq!(
+            line(&mut c),
+            format!(
+                "{}: 5 line(s) written, 2 lost (0 to a full queue, 2 to write errors), 0 over the rate limit",
+                path.display()
+            )
+        );
+        assert_eq!(gauge(&c).as_deref(), Some("1"));
+        *stats.failing.lock().unwrap() = Some((
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_445),
+            "No space left on device (os error 28)".into(),
+        ));
+        assert!(line(&mut c).ends_with(
+            "; writing FAILS since 2026-11-23T12:04:05Z: No space left on device (os error 28)"
+        ));
+        // Configured but off this run: still seen, with why.
+        c.drop_log = None;
+        c.drop_log_failed = Some((cfg, "drop_log.path: it broke".into()));
+        assert_eq!(
+            line(&mut c),
+            format!("{}: OFF this run: drop_log.path: it broke", path.display())
+        );
+        assert_eq!(gauge(&c).as_deref(), Some("0"));
+        assert!(!c.metrics().contains("op25b_drop_log_records_total"));
+        // A reload of the same config does not claim [drop_log] changed.
+        let (ok, text) = ask(&mut c, "reload");
+        assert!(ok && !text.contains("[drop_log] changed"), "{text}");
+        drop(log);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
