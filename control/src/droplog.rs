@@ -430,14 +430,28 @@ fn is_rotation_stamp(s: &str) -> bool {
         && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }
 
-/// Makes the log's folder (0750) if it is missing.
+/// Makes the log's folder (0750) if it is missing. A file where the folder, or one
+/// above it, must be is named as such (making the folder would only say "File exists" or
+/// "Not a directory").
 fn make_dir(p: &Path) -> Result<(), String> {
     match p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) if !dir.is_dir() => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display())),
+        Some(dir) if !dir.is_dir() => {
+            let not_dir = dir.ancestors().find(|a| {
+                !a.as_os_str().is_empty() && std::fs::metadata(a).is_ok_and(|m| !m.is_dir())
+            });
+            if let Some(f) = not_dir {
+                return Err(format!(
+                    "drop_log.path: {} is not a directory (the log {} goes in it)",
+                    f.display(),
+                    p.display()
+                ));
+            }
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -987,6 +1001,28 @@ mod tests {
         log.tick(t0 + c.rotate * 2).unwrap();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), before);
         drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_where_the_folder_must_be_is_named() {
+        let dir = scratch("not-dir");
+        let file = dir.join("logs");
+        std::fs::write(&file, "x").unwrap();
+        for path in [file.join("drops.jsonl"), file.join("deeper/drops.jsonl")] {
+            let mut c = cfg(&dir);
+            c.path = path.clone();
+            let e = DropLog::open(c, SystemTime::now()).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "drop_log.path: {} is not a directory (the log {} goes in it)",
+                    file.display(),
+                    path.display()
+                )
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
