@@ -482,6 +482,16 @@ fn saved_tickets(config: &Config) -> Result<StartTickets, String> {
             start.problem = Some(why);
         }
         Ok(loaded) => {
+            // Prefixes an operator typed are root's business only: a file someone made
+            // readable to others (a copy, a hand edit) is tightened, and that is said.
+            match crate::tickets::tighten(&path) {
+                Ok(Some(was)) => eprintln!(
+                    "op25b: warning: exemption tickets: {} was mode {was:04o}; set to 0600 (root's business only)",
+                    path.display()
+                ),
+                Ok(None) => {}
+                Err(e) => eprintln!("op25b: warning: exemption tickets: {e}"),
+            }
             for p in &loaded.problems {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
@@ -2695,6 +2705,28 @@ mod tests {
         let (ok, text) = ask(&mut c, "reload");
         assert!(ok && !text.contains("[drop_log] changed"), "{text}");
         drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tickets_file_open_to_others_is_tightened_at_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-mode");
+        let file = dir.join("state/tickets");
+        std::fs::create_dir(dir.join("state")).unwrap();
+        std::fs::write(&file, "10.9.1.1/32 never\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = control(&dir, TICKETS);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Nothing else changed: the ticket is in force and the file as it was.
+        assert_eq!(ask(&mut c, "exempt list").1, "10.9.1.1/32 until removed");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "10.9.1.1/32 never\n"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,12 +8,13 @@
 //! of either (written to a temporary file beside it, flushed to disk, then renamed over
 //! it), or absent (the control thread removes an old list it failed to replace when that
 //! list would grant more than is in force: a deleted ticket back, or a longer expiry;
-//! [`beyond`] tells); it is created 0600, root's business only; a line that cannot be
-//! read is reported with file and line and a copy of the file is kept before anything
-//! overwrites it, so no ticket is lost without a word. One process writes a tickets file:
-//! a running appliance holds an exclusive `flock` on `FILE.lock` beside it ([`lock`]) for
-//! its whole run, and writes through a temporary file named with its pid. Nothing here
-//! runs on the packet path.
+//! [`beyond`] tells). It is created 0600, root's business only, and one found open to
+//! others is set to 0600 at start ([`tighten`]). A line that cannot be read is reported
+//! with file and line and a copy of the file is kept before anything overwrites it, so no
+//! ticket is lost without a word. One process writes a tickets file: a running appliance
+//! holds an exclusive `flock` on `FILE.lock` beside it ([`lock`]) for its whole run, and
+//! writes through a temporary file named with its pid. Nothing here runs on the packet
+//! path.
 
 use op25b_dataplane::policy::AnyPrefix;
 use std::io::Write;
@@ -109,6 +110,40 @@ pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
         }
     }
     Ok(loaded)
+}
+
+/// Sets tickets file `path` to 0600 if it allows anything to group or others, through
+/// its descriptor (`fchmod`); returns the mode it had when it was changed. The error says
+/// what could not be done, with the path. A missing file is nothing to tighten.
+pub fn tighten(path: &Path) -> Result<Option<u32>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "{}: cannot open it to check its mode: {e}",
+                path.display()
+            ))
+        }
+    };
+    let was = f
+        .metadata()
+        .map_err(|e| format!("{}: cannot read its mode: {e}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if was & 0o077 == 0 {
+        return Ok(None);
+    }
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map(|()| Some(was))
+        .map_err(|e| {
+            format!(
+                "{} is mode {was:04o} and cannot be set to 0600: {e}",
+                path.display()
+            )
+        })
 }
 
 fn parse_line(line: &str) -> Result<Ticket, String> {
@@ -545,6 +580,26 @@ pub(crate) mod tests {
                 )),
             "{e}"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_file_open_to_others_is_tightened_and_a_private_one_left() {
+        let dir = op25b_dataplane::testkit::scratch_dir("tickets-tighten");
+        let path = dir.join("tickets");
+        assert_eq!(tighten(&path).unwrap(), None, "no file, nothing to do");
+        std::fs::write(&path, "10.0.0.1/32 never\n").unwrap();
+        for (mode, was) in [
+            (0o644, Some(0o644)),
+            (0o640, Some(0o640)),
+            (0o600, None),
+            (0o400, None),
+        ] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(tighten(&path).unwrap(), was, "{mode:o}");
+            let now = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(now, if was.is_some() { 0o600 } else { mode }, "{mode:o}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
