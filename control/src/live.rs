@@ -495,16 +495,24 @@ fn saved_tickets(config: &Config) -> Result<StartTickets, String> {
             for p in &loaded.problems {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
-            if loaded.expired > 0 {
+            if !loaded.expired.is_empty() {
+                // Named, as an expiry while running is: the end of an unblock is part of
+                // the audit trail.
+                let named: Vec<String> = loaded
+                    .expired
+                    .iter()
+                    .map(|t| format!("{} ({})", describe(&t.prefix), ended(t.expires)))
+                    .collect();
                 eprintln!(
-                    "op25b: {} exemption ticket(s) in {} expired while op25b was stopped",
-                    loaded.expired,
-                    path.display()
+                    "op25b: {} exemption ticket(s) in {} expired while op25b was stopped: {}",
+                    loaded.expired.len(),
+                    path.display(),
+                    named.join(", ")
                 );
             }
             start.live = loaded.tickets;
             // Rewritten at the first chance when some expired.
-            start.saved = (loaded.expired == 0).then(|| start.live.clone());
+            start.saved = loaded.expired.is_empty().then(|| start.live.clone());
             if !loaded.problems.is_empty() {
                 start.replace_file(&format!(
                     "{} line(s) of {} cannot be read; its {} readable ticket(s) are kept",
@@ -2169,6 +2177,13 @@ fn until(expires: Option<SystemTime>) -> String {
     })
 }
 
+/// When an expired ticket ended: `ended 2026-12-02T10:00:00Z`.
+fn ended(expires: Option<SystemTime>) -> String {
+    expires.map_or("never ends".into(), |e| {
+        format!("ended {}", crate::droplog::rfc3339_seconds(e))
+    })
+}
+
 /// Warns when the two sides of the wire carry different MTUs: a frame as large as the
 /// larger one cannot leave through the other side (`lost`: what becomes of it).
 fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
@@ -2727,6 +2742,26 @@ mod tests {
             std::fs::read_to_string(&file).unwrap(),
             "10.9.1.1/32 never\n"
         );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_expiry_before_2000_is_a_problem_line_kept_in_the_refused_copy() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-2000");
+        let file = dir.join("state/tickets");
+        std::fs::create_dir(dir.join("state")).unwrap();
+        // A TTL written as a time, a ticket that ended in 2001, and one in force.
+        let text = "10.9.1.1/32 7200\n10.9.2.2/32 1000000000\n10.9.3.3/32 never\n";
+        std::fs::write(&file, text).unwrap();
+        let mut c = control(&dir, TICKETS);
+        assert_eq!(ask(&mut c, "exempt list").1, "10.9.3.3/32 until removed");
+        // The line is kept in the copy before the file is rewritten with what is in force.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("state/tickets.refused")).unwrap(),
+            text
+        );
+        assert_eq!(on_disk(&file), ["10.9.3.3/32"]);
+        assert!(!std::fs::read_to_string(&file).unwrap().contains("10.9.2.2"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

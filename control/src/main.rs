@@ -169,7 +169,7 @@ fn check_tickets(config: &Config) {
                 "  exemption tickets: {}: {} readable and unexpired (a start applies those the config allows), {} expired{}",
                 path.display(),
                 l.tickets.len(),
-                l.expired,
+                l.expired.len(),
                 if l.problems.is_empty() {
                     String::new()
                 } else {

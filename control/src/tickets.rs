@@ -43,8 +43,9 @@ impl Ticket {
 pub struct Loaded {
     /// The tickets still in force.
     pub tickets: Vec<Ticket>,
-    /// How many had expired while op25b was not running.
-    pub expired: usize,
+    /// Those that expired while op25b was not running (named at start: the end of an
+    /// unblock is part of the audit trail).
+    pub expired: Vec<Ticket>,
     /// Lines that could not be read, as `FILE:LINE: text: why`.
     pub problems: Vec<String>,
 }
@@ -100,7 +101,7 @@ pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
         }
         match parse_line(line) {
             Ok(t) if t.live_at(now) => loaded.tickets.push(t),
-            Ok(_) => loaded.expired += 1,
+            Ok(t) => loaded.expired.push(t),
             Err(why) => loaded.problems.push(format!(
                 "{}:{}: {}: {why}",
                 path.display(),
@@ -146,6 +147,9 @@ pub fn tighten(path: &Path) -> Result<Option<u32>, String> {
         })
 }
 
+/// The earliest expiry a line may hold (2000-01-01T00:00:00Z, in Unix seconds).
+const EARLIEST_EXPIRY: u64 = 946_684_800;
+
 fn parse_line(line: &str) -> Result<Ticket, String> {
     let mut words = line.split_whitespace();
     let (Some(prefix), Some(expiry), None) = (words.next(), words.next(), words.next()) else {
@@ -158,6 +162,14 @@ fn parse_line(line: &str) -> Result<Ticket, String> {
             let s: u64 = secs
                 .parse()
                 .map_err(|_| format!("{secs:?}: an expiry is Unix seconds or `never`"))?;
+            // op25b writes the time a ticket ends; one before 2000 was never written by it
+            // (milliseconds cut short, a TTL typed as a time, a stray number): a hand
+            // edit to look at, not a ticket to drop quietly as expired.
+            if s < EARLIEST_EXPIRY {
+                return Err(format!(
+                    "{secs:?}: an expiry before 2000 (Unix seconds {EARLIEST_EXPIRY}) is not a time op25b writes"
+                ));
+            }
             Some(
                 UNIX_EPOCH
                     .checked_add(Duration::from_secs(s))
@@ -429,7 +441,7 @@ pub(crate) mod tests {
         assert!(!temp_path(&path).exists());
         let loaded = load(&path, at(1_750_000_000)).unwrap();
         assert_eq!(loaded.tickets, tickets[..2]);
-        assert_eq!(loaded.expired, 1);
+        assert_eq!(loaded.expired, tickets[2..]);
         assert!(loaded.problems.is_empty());
         // Saving again replaces the list whole.
         save(&path, &tickets[1..2]).unwrap();
@@ -446,9 +458,9 @@ pub(crate) mod tests {
         let path = dir.join("tickets");
         let none = load(&path, at(0)).unwrap();
         assert!(none.tickets.is_empty() && none.problems.is_empty());
-        let text: &[u8] = b"# hand-edited\n10.0.0.1/32 never\n\n10.0.0.300 never\n10.0.0.2 soon\n10.0.0.3\n10.0.0.4/32 99 extra\n10.0.0.5 never # caf\xe9\n10.0.0.6/32 never\n";
+        let text: &[u8] = b"# hand-edited\n10.0.0.1/32 never\n\n10.0.0.300 never\n10.0.0.2 soon\n10.0.0.3\n10.0.0.4/32 99 extra\n10.0.0.5 never # caf\xe9\n10.0.0.6/32 never\n10.0.0.7 1700000\n10.0.0.8 946684800\n";
         std::fs::write(&path, text).unwrap();
-        let l = load(&path, at(0)).unwrap();
+        let l = load(&path, at(1_000_000_000)).unwrap();
         assert_eq!(
             l.tickets
                 .iter()
@@ -456,7 +468,7 @@ pub(crate) mod tests {
                 .collect::<Vec<_>>(),
             ["10.0.0.1/32", "10.0.0.6/32"]
         );
-        assert_eq!(l.problems.len(), 5, "{:?}", l.problems);
+        assert_eq!(l.problems.len(), 6, "{:?}", l.problems);
         let p = path.display();
         assert!(l.problems[0].starts_with(&format!("{p}:4: 10.0.0.300 never: ")));
         assert_eq!(
@@ -468,6 +480,13 @@ pub(crate) mod tests {
             l.problems[4],
             format!("{p}:8: 10.0.0.5 never # caf\u{fffd}: not UTF-8")
         );
+        // An expiry before 2000 is a problem line, not a ticket that quietly expired; 2000
+        // itself is a time (long past: expired).
+        assert_eq!(
+            l.problems[5],
+            format!("{p}:10: 10.0.0.7 1700000: \"1700000\": an expiry before 2000 (Unix seconds 946684800) is not a time op25b writes")
+        );
+        assert_eq!(l.expired.len(), 1);
         // Copies, never over an earlier one, and the file itself stays.
         let first = keep_copy(&path).unwrap();
         assert_eq!(first, dir.join("tickets.refused"));

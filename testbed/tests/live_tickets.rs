@@ -198,6 +198,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     // A hand edit that broke a line: the readable tickets still apply, the line is named,
     // and a copy of the file is kept before the readable tickets are saved over it.
     let mut text = std::fs::read_to_string(&file).unwrap();
+    text += "10.9.8.8/32 1000000000\n";
     text += "10.9.4.4 tomorrow\n";
     std::fs::write(&file, &text).unwrap();
     let appliance = run_appliance(&wire.app, &cfg);
@@ -207,7 +208,9 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     assert_eq!(std::fs::read_to_string(&refused).unwrap(), text);
     let rewritten = std::fs::read_to_string(&file).unwrap();
     assert!(
-        !rewritten.contains("10.9.4.4") && rewritten.contains("10.9.1.1/32 never"),
+        !rewritten.contains("10.9.4.4")
+            && !rewritten.contains("10.9.8.8")
+            && rewritten.contains("10.9.1.1/32 never"),
         "{rewritten}"
     );
     let err = stop(appliance);
@@ -221,6 +224,9 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
             file.display(),
             file.display(),
             refused.display()
+        )) && err.contains(&format!(
+            "op25b: 1 exemption ticket(s) in {} expired while op25b was stopped: 10.9.8.8/32 (ended 2001-09-09T01:46:40Z)",
+            file.display()
         )),
         "{err}"
     );
