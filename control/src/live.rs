@@ -495,6 +495,9 @@ fn saved_tickets(config: &Config) -> Result<StartTickets, String> {
             for p in &loaded.problems {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
+            for d in &loaded.duplicates {
+                eprintln!("op25b: warning: exemption tickets: {d}");
+            }
             if !loaded.expired.is_empty() {
                 // Named, as an expiry while running is: the end of an unblock is part of
                 // the audit trail.
@@ -512,7 +515,8 @@ fn saved_tickets(config: &Config) -> Result<StartTickets, String> {
             }
             start.live = loaded.tickets;
             // Rewritten at the first chance when some expired.
-            start.saved = loaded.expired.is_empty().then(|| start.live.clone());
+            start.saved = (loaded.expired.is_empty() && loaded.duplicates.is_empty())
+                .then(|| start.live.clone());
             if !loaded.problems.is_empty() {
                 start.replace_file(&format!(
                     "{} line(s) of {} cannot be read; its {} readable ticket(s) are kept",
@@ -2762,6 +2766,30 @@ mod tests {
         );
         assert_eq!(on_disk(&file), ["10.9.3.3/32"]);
         assert!(!std::fs::read_to_string(&file).unwrap().contains("10.9.2.2"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn duplicate_lines_are_merged_and_the_file_rewritten_once() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-dup");
+        let file = dir.join("state/tickets");
+        std::fs::create_dir(dir.join("state")).unwrap();
+        std::fs::write(
+            &file,
+            "10.9.1.1/32 2000000000\n10.9.1.1 never\n10.9.3.3/32 never\n",
+        )
+        .unwrap();
+        let mut c = control(&dir, TICKETS);
+        assert_eq!(
+            ask(&mut c, "exempt list").1,
+            "10.9.1.1/32 until removed\n10.9.3.3/32 until removed"
+        );
+        // Saved merged at once (no `.refused` copy: nothing the merge dropped grants
+        // anything the kept line does not).
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.matches("10.9.1.1/32").count(), 1, "{text}");
+        assert!(text.contains("10.9.1.1/32 never\n"), "{text}");
+        assert!(!dir.join("state/tickets.refused").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

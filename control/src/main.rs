@@ -162,7 +162,7 @@ fn check_tickets(config: &Config) {
             path.display()
         ),
         Ok(l) => {
-            for p in &l.problems {
+            for p in l.problems.iter().chain(&l.duplicates) {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
             say!(

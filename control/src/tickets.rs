@@ -48,6 +48,9 @@ pub struct Loaded {
     pub expired: Vec<Ticket>,
     /// Lines that could not be read, as `FILE:LINE: text: why`.
     pub problems: Vec<String>,
+    /// Prefixes with more than one line (a hand edit), one report each: their lines were
+    /// merged into one ticket with the latest expiry (`never` wins).
+    pub duplicates: Vec<String>,
 }
 
 /// Whether a ticket ending at `a` lasts at least as long as one ending at `b` (`None`:
@@ -77,7 +80,9 @@ pub fn beyond<'a>(list: &'a [Ticket], other: &[Ticket], now: SystemTime) -> Vec<
 
 /// Reads the tickets file at `path`; a file that does not exist holds no tickets. A line
 /// that is not UTF-8 (a hand edit in another encoding) is a problem of its own, not a
-/// reason to read nothing.
+/// reason to read nothing. Lines for the same prefix (however written: `10.0.0.1` and
+/// `10.0.0.1/32` are one) are one ticket with the latest of their expiries, at the place
+/// of the first, and reported once.
 pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
@@ -85,6 +90,9 @@ pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
         Err(e) => return Err(e),
     };
     let mut loaded = Loaded::default();
+    // Each prefix read, with the numbers of its lines, in the order first seen.
+    let mut read: Vec<(Ticket, Vec<usize>)> = Vec::new();
+    let mut seen: std::collections::HashMap<AnyPrefix, usize> = Default::default();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let Ok(raw) = std::str::from_utf8(raw) else {
             loaded.problems.push(format!(
@@ -100,14 +108,48 @@ pub fn load(path: &Path, now: SystemTime) -> std::io::Result<Loaded> {
             continue;
         }
         match parse_line(line) {
-            Ok(t) if t.live_at(now) => loaded.tickets.push(t),
-            Ok(t) => loaded.expired.push(t),
+            Ok(t) => match seen.get(&t.prefix) {
+                Some(&k) => {
+                    let (first, lines) = &mut read[k];
+                    if lasts_as_long(t.expires, first.expires) {
+                        first.expires = t.expires;
+                    }
+                    lines.push(i + 1);
+                }
+                None => {
+                    seen.insert(t.prefix, read.len());
+                    read.push((t, vec![i + 1]));
+                }
+            },
             Err(why) => loaded.problems.push(format!(
                 "{}:{}: {}: {why}",
                 path.display(),
                 i + 1,
                 raw.trim()
             )),
+        }
+    }
+    for (t, lines) in read {
+        if let [rest @ .., last] = &lines[..] {
+            if !rest.is_empty() {
+                let rest: Vec<String> = rest.iter().map(usize::to_string).collect();
+                loaded.duplicates.push(format!(
+                    "{}: {} is on lines {} and {last}; they are one ticket, with the latest expiry ({})",
+                    path.display(),
+                    t.prefix,
+                    rest.join(", "),
+                    t.expires.map_or("never".to_string(), |e| format!(
+                        "{}, {}",
+                        e.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+                        crate::droplog::rfc3339_seconds(e)
+                    ))
+                ));
+            }
+        }
+        if t.live_at(now) {
+            loaded.tickets.push(t);
+        } else {
+            loaded.expired.push(t);
         }
     }
     Ok(loaded)
@@ -619,6 +661,45 @@ pub(crate) mod tests {
             let now = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(now, if was.is_some() { 0o600 } else { mode }, "{mode:o}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn lines_for_one_prefix_are_one_ticket_with_the_latest_expiry() {
+        let dir = op25b_dataplane::testkit::scratch_dir("tickets-dup");
+        let path = dir.join("tickets");
+        std::fs::write(
+            &path,
+            "10.0.0.1/32 2000000000\n10.0.0.1 never\n10.0.0.2/32 1900000000\n10.0.0.2/32 2000000000\n10.0.0.9/32 never\n10.0.0.2/32 1950000000\n10.0.0.3/32 1000000000\n10.0.0.3/32 1100000000\n",
+        )
+        .unwrap();
+        let l = load(&path, at(1_500_000_000)).unwrap();
+        let got: Vec<(String, Option<SystemTime>)> = l
+            .tickets
+            .iter()
+            .map(|t| (t.prefix.to_string(), t.expires))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.1/32".to_string(), None),
+                ("10.0.0.2/32".to_string(), Some(at(2_000_000_000))),
+                ("10.0.0.9/32".to_string(), None),
+            ]
+        );
+        // Both lines of a prefix expired: one expired ticket, with the later end.
+        assert_eq!(l.expired.len(), 1);
+        assert_eq!(l.expired[0].expires, Some(at(1_100_000_000)));
+        assert!(l.problems.is_empty());
+        let p = path.display();
+        assert_eq!(
+            l.duplicates,
+            [
+                format!("{p}: 10.0.0.1/32 is on lines 1 and 2; they are one ticket, with the latest expiry (never)"),
+                format!("{p}: 10.0.0.2/32 is on lines 3, 4 and 6; they are one ticket, with the latest expiry (2000000000, 2033-05-18T03:33:20Z)"),
+                format!("{p}: 10.0.0.3/32 is on lines 7 and 8; they are one ticket, with the latest expiry (1100000000, 2004-11-09T11:33:20Z)"),
+            ]
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
