@@ -559,12 +559,40 @@ pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String
     s.set_read_timeout(Some(LIMITS.answer + LIMITS.client))
         .map_err(|e| at("setting a timeout", e))?;
     let line = serde_json::to_string(words).map_err(|e| e.to_string())?;
-    s.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| at("sending the command", e))?;
+    // The appliance closed the connection without taking the command: every client slot
+    // and the refuser's queue were taken (a flood of connections), or it is stopping. It
+    // answers every command it takes, so an end without an answer means nothing was done.
+    let busy = || {
+        format!(
+            "the appliance at {} is busy or stopping (it closed the connection without an answer); nothing was done; retry",
+            socket.display()
+        )
+    };
+    let gone = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        )
+    };
+    let sent = s.write_all(format!("{line}\n").as_bytes());
+    if let Err(e) = &sent {
+        if !gone(e) {
+            return Err(at("sending the command", sent.unwrap_err()));
+        }
+    }
+    // Read even when sending failed: an answer it wrote before closing (a refusal) is
+    // still there to read, and says more than the broken pipe.
     let mut reply = String::new();
-    BufReader::new(s)
-        .read_line(&mut reply)
-        .map_err(|e| at("reading the answer", e))?;
+    match BufReader::new(s).read_line(&mut reply) {
+        Ok(_) if reply.ends_with('\n') => {}
+        _ if sent.is_err() => return Err(busy()),
+        Ok(0) => return Err(busy()),
+        Ok(_) => {}
+        Err(e) if gone(&e) => return Err(busy()),
+        Err(e) => return Err(at("reading the answer", e)),
+    }
     let v: serde_json::Value = serde_json::from_str(reply.trim())
         .map_err(|e| format!("{}: malformed reply: {e}", socket.display()))?;
     Ok((
@@ -1195,6 +1223,64 @@ mod tests {
         let (l, own) = bind(&path).unwrap();
         drop(l);
         assert!(own.remove() && !path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_connection_closed_without_an_answer_says_busy_not_broken_pipe() {
+        let dir = op25b_dataplane::testkit::scratch_dir("ctl-busy");
+        let want = |path: &Path| {
+            format!(
+                "the appliance at {} is busy or stopping (it closed the connection without an answer); nothing was done; retry",
+                path.display()
+            )
+        };
+        // A server that reads the request and closes (end of stream before an answer).
+        let path = dir.join("reads.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let _ = BufReader::new(&s).read_line(&mut String::new());
+            }
+        });
+        assert_eq!(request(&path, &["status".into()]), Err(want(&path)));
+        // One that closes before the request is sent whole (a broken pipe while sending).
+        let path = dir.join("closes.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for mut s in l.incoming().flatten() {
+                let _ = s.read(&mut [0u8; 16]);
+            }
+        });
+        let long = vec!["x".repeat(4 << 20)];
+        assert_eq!(request(&path, &long), Err(want(&path)));
+        // A real flood: every client slot held by a silent client, the refuser's queue
+        // full of more; the next connection is closed at once.
+        let limits = Limits {
+            client: Duration::from_secs(5),
+            answer: Duration::from_secs(5),
+            scrape: Duration::from_secs(5),
+        };
+        let (flood_dir, path) = served("flood", limits);
+        let mut held: Vec<UnixStream> = Vec::new();
+        let mut closed = None;
+        // The refuser frees a queue place every 200 ms (its wait for a silent client's
+        // request): a machine that stalls that long between the flood and the request lets
+        // the request into the queue, and it is refused in words instead. Flood again then.
+        for _ in 0..3 {
+            held.extend((0..3 * MAX_CLIENTS).map(|_| UnixStream::connect(&path).unwrap()));
+            match request(&path, &["status".into()]) {
+                Err(e) => {
+                    closed = Some(e);
+                    break;
+                }
+                Ok((false, t)) if t.contains("control clients are being served already") => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(closed, Some(want(&path)));
+        drop(held);
+        std::fs::remove_dir_all(&flood_dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
