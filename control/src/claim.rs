@@ -101,12 +101,6 @@ fn holder(index: i32) -> Option<Holder> {
             .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()))
             .then_some(pid)
     })?;
-    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .unwrap_or_default()
-        .split(|&c| c == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
     // Whatever it is called and whoever runs it, a process that may open packet sockets
     // (CAP_NET_RAW, bit 13) or attach XDP (CAP_NET_ADMIN, bit 12) could be forwarding on
     // the interface; one that may do neither cannot, and only squats the name.
@@ -118,13 +112,28 @@ fn holder(index: i32) -> Option<Holder> {
                 .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
         });
     let ours = caps.is_none_or(|c| c & (1 << 13 | 1 << 12) != 0);
+    Some(Holder {
+        who: process(pid),
+        ours,
+    })
+}
+
+/// Process `pid` as `ps` would show it, for an error that names who holds something:
+/// `process 1234 ("op25b run --config …")`, or `process 1234` when its command line
+/// cannot be read.
+pub fn process(pid: u32) -> String {
+    let argv: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|&c| c == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
     // Quoted: a process's arguments are its own to choose (terminal escapes included).
-    let who = if argv.is_empty() {
+    if argv.is_empty() {
         format!("process {pid}")
     } else {
         format!("process {pid} ({:?})", argv.join(" "))
-    };
-    Some(Holder { who, ours })
+    }
 }
 
 #[cfg(test)]

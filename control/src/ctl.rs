@@ -15,7 +15,8 @@
 //! trickling or non-reading client holds a server for at most 5 s each way, and never the
 //! control thread); the listener threads only forward requests to the control thread and
 //! carry its answers back; the socket is 0600 from the moment it exists, and nothing but a
-//! stale socket is ever removed at its path.
+//! stale socket, or at shutdown the very socket file bound at start, is ever removed at
+//! its path.
 
 use crossbeam_channel::{bounded, Sender};
 use op25b_dataplane::policy::AnyPrefix;
@@ -23,7 +24,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Largest request accepted, in bytes (control socket).
@@ -59,11 +60,47 @@ pub enum Request {
     Metrics(Sender<String>),
 }
 
+/// The socket file [`bind`] made: its path and which file it is (device and inode, and
+/// its change time: a file system may give a freed inode number to the next file made,
+/// such as a second appliance's socket), so the stopping appliance removes its own
+/// socket and never one that has taken its path since (a second appliance started after
+/// someone deleted the first one's socket). A socket whose owner or mode someone changed
+/// is left behind too: a stale socket, which the next start replaces, is harmless.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// (device, inode, change time in ns) once bound and set 0600; `None` if it could not
+    /// be read then.
+    id: Option<(u64, u64, i128)>,
+}
+
+impl SocketFile {
+    /// The identity of whatever is at `path` now, without following a symlink.
+    fn id_at(path: &Path) -> Option<(u64, u64, i128)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).ok().map(|m| {
+            (
+                m.dev(),
+                m.ino(),
+                i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            )
+        })
+    }
+
+    /// Removes the socket file if the path still names the one bound; returns whether it
+    /// did. Anything else there now (another appliance's socket, a file) is left alone.
+    pub fn remove(&self) -> bool {
+        let ours = self.id.is_some() && SocketFile::id_at(&self.path) == self.id;
+        ours && std::fs::remove_file(&self.path).is_ok()
+    }
+}
+
 /// Binds the control socket at `path`, mode 0600 from the moment it exists (created
 /// under umask 077, so no one else can connect in the instant before a chmod). A stale
 /// socket left by a stopped appliance is replaced; anything else at the path (a regular
-/// file, a directory: a typo in `[control] socket`) is refused, never removed.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+/// file, a directory: a typo in `[control] socket`) is refused, never removed. Returns
+/// the listener and the socket file, to be removed with [`SocketFile::remove`].
+pub fn bind(path: &Path) -> Result<(UnixListener, SocketFile), String> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(m) = std::fs::symlink_metadata(path) {
         if !m.file_type().is_socket() {
@@ -101,7 +138,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
         .map_err(|e| format!("{}: cannot listen: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(l)
+    // After the chmod, which changes the change time.
+    let file = SocketFile {
+        path: path.to_path_buf(),
+        id: SocketFile::id_at(path),
+    };
+    Ok((l, file))
 }
 
 /// A stream whose reads and writes can time out (both servers' client streams).
@@ -517,12 +559,40 @@ pub fn request(socket: &Path, words: &[String]) -> Result<(bool, String), String
     s.set_read_timeout(Some(LIMITS.answer + LIMITS.client))
         .map_err(|e| at("setting a timeout", e))?;
     let line = serde_json::to_string(words).map_err(|e| e.to_string())?;
-    s.write_all(format!("{line}\n").as_bytes())
-        .map_err(|e| at("sending the command", e))?;
+    // The appliance closed the connection without taking the command: every client slot
+    // and the refuser's queue were taken (a flood of connections), or it is stopping. It
+    // answers every command it takes, so an end without an answer means nothing was done.
+    let busy = || {
+        format!(
+            "the appliance at {} is busy or stopping (it closed the connection without an answer); nothing was done; retry",
+            socket.display()
+        )
+    };
+    let gone = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+        )
+    };
+    let sent = s.write_all(format!("{line}\n").as_bytes());
+    if let Err(e) = &sent {
+        if !gone(e) {
+            return Err(at("sending the command", sent.unwrap_err()));
+        }
+    }
+    // Read even when sending failed: an answer it wrote before closing (a refusal) is
+    // still there to read, and says more than the broken pipe.
     let mut reply = String::new();
-    BufReader::new(s)
-        .read_line(&mut reply)
-        .map_err(|e| at("reading the answer", e))?;
+    match BufReader::new(s).read_line(&mut reply) {
+        Ok(_) if reply.ends_with('\n') => {}
+        _ if sent.is_err() => return Err(busy()),
+        Ok(0) => return Err(busy()),
+        Ok(_) => {}
+        Err(e) if gone(&e) => return Err(busy()),
+        Err(e) => return Err(at("reading the answer", e)),
+    }
     let v: serde_json::Value = serde_json::from_str(reply.trim())
         .map_err(|e| format!("{}: malformed reply: {e}", socket.display()))?;
     Ok((
@@ -768,7 +838,7 @@ mod tests {
     fn served(name: &str, limits: Limits) -> (std::path::PathBuf, std::path::PathBuf) {
         let dir = op25b_dataplane::testkit::scratch_dir(&format!("ctl-{name}"));
         let path = dir.join("ctl.sock");
-        let l = bind(&path).unwrap();
+        let (l, _) = bind(&path).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::spawn(move || serve_socket_with(l, tx, limits));
         std::thread::spawn(move || {
@@ -796,11 +866,11 @@ mod tests {
         let path = dir.join("ctl.sock");
         drop(UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let l = bind(&path).unwrap();
+        let (l, _) = bind(&path).unwrap();
         assert!(UnixStream::connect(&path).is_ok());
         drop(l);
         // A missing folder is made (as /run/op25b after a reboot), a missing tree is not.
-        let l = bind(&dir.join("run/ctl.sock")).unwrap();
+        let (l, _) = bind(&dir.join("run/ctl.sock")).unwrap();
         drop(l);
         let e = bind(&dir.join("typo/deeper/ctl.sock")).unwrap_err();
         assert!(
@@ -1102,7 +1172,7 @@ mod tests {
     fn socket_round_trip_and_mode() {
         let dir = std::env::temp_dir().join(format!("op25b-ctl-{}", std::process::id()));
         let path = dir.join("ctl.sock");
-        let l = bind(&path).unwrap();
+        let (l, _) = bind(&path).unwrap();
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
@@ -1123,6 +1193,94 @@ mod tests {
             request(&path, &["nope".into(), "x".into()]).unwrap(),
             (false, "nope x".into())
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stopping_appliance_removes_its_own_socket_and_nothing_else() {
+        let dir = op25b_dataplane::testkit::scratch_dir("ctl-unlink");
+        let path = dir.join("ctl.sock");
+        let (first, mine) = bind(&path).unwrap();
+        // Someone deletes the socket of the running appliance and a second one starts
+        // at the path: the first one's stop must leave the second one's socket.
+        std::fs::remove_file(&path).unwrap();
+        let (second, theirs) = bind(&path).unwrap();
+        assert!(!mine.remove());
+        assert!(
+            UnixStream::connect(&path).is_ok(),
+            "the second socket is gone"
+        );
+        drop(first);
+        // A regular file put at the path is not a socket of ours either.
+        drop(second);
+        assert!(theirs.remove());
+        assert!(!path.exists());
+        std::fs::write(&path, "x").unwrap();
+        assert!(!theirs.remove());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x");
+        std::fs::remove_file(&path).unwrap();
+        // Its own socket, still at the path, goes.
+        let (l, own) = bind(&path).unwrap();
+        drop(l);
+        assert!(own.remove() && !path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_connection_closed_without_an_answer_says_busy_not_broken_pipe() {
+        let dir = op25b_dataplane::testkit::scratch_dir("ctl-busy");
+        let want = |path: &Path| {
+            format!(
+                "the appliance at {} is busy or stopping (it closed the connection without an answer); nothing was done; retry",
+                path.display()
+            )
+        };
+        // A server that reads the request and closes (end of stream before an answer).
+        let path = dir.join("reads.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let _ = BufReader::new(&s).read_line(&mut String::new());
+            }
+        });
+        assert_eq!(request(&path, &["status".into()]), Err(want(&path)));
+        // One that closes before the request is sent whole (a broken pipe while sending).
+        let path = dir.join("closes.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        std::thread::spawn(move || {
+            for mut s in l.incoming().flatten() {
+                let _ = s.read(&mut [0u8; 16]);
+            }
+        });
+        let long = vec!["x".repeat(4 << 20)];
+        assert_eq!(request(&path, &long), Err(want(&path)));
+        // A real flood: every client slot held by a silent client, the refuser's queue
+        // full of more; the next connection is closed at once.
+        let limits = Limits {
+            client: Duration::from_secs(5),
+            answer: Duration::from_secs(5),
+            scrape: Duration::from_secs(5),
+        };
+        let (flood_dir, path) = served("flood", limits);
+        let mut held: Vec<UnixStream> = Vec::new();
+        let mut closed = None;
+        // The refuser frees a queue place every 200 ms (its wait for a silent client's
+        // request): a machine that stalls that long between the flood and the request lets
+        // the request into the queue, and it is refused in words instead. Flood again then.
+        for _ in 0..3 {
+            held.extend((0..3 * MAX_CLIENTS).map(|_| UnixStream::connect(&path).unwrap()));
+            match request(&path, &["status".into()]) {
+                Err(e) => {
+                    closed = Some(e);
+                    break;
+                }
+                Ok((false, t)) if t.contains("control clients are being served already") => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(closed, Some(want(&path)));
+        drop(held);
+        std::fs::remove_dir_all(&flood_dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -21,7 +21,8 @@
 //!   `rotate`.
 //! - A line is counted written once it is in the file, and lost (counted once) if writing
 //!   it fails; lost lines are dropped, not retried, so a full disk cannot hold up
-//!   rotation and retention. A log that cannot be opened at start is off for that run
+//!   rotation and retention. Errors are said at most once a minute, and the end of a
+//!   failure that was said is said once, with the lines it lost. A log that cannot be opened at start is off for that run
 //!   (said, and shown by `status`); the appliance runs without it.
 //! - Files are created 0640 and the directory, if op25b creates it, 0750 (subscriber
 //!   data: not for every local user); a live file found with looser permissions is
@@ -52,13 +53,111 @@ pub type Entry = (usize, DropRecord);
 /// Records a worker may queue before the writer catches up (beyond: counted, lost).
 pub const QUEUE: usize = 4096;
 
-/// Counts the writer keeps for metrics.
+/// Counts the writer keeps for metrics, and its trouble for `status`.
 #[derive(Debug, Default)]
 pub struct LogStats {
     /// Lines written.
     pub written: AtomicU64,
     /// Lines lost to write errors.
     pub write_errors: AtomicU64,
+    /// Since when writing fails, and the last error, while it does (`None`: it works).
+    pub failing: std::sync::Mutex<Option<(SystemTime, String)>>,
+}
+
+impl LogStats {
+    /// Since when writing fails and why, while it does.
+    pub fn failing(&self) -> Option<(SystemTime, String)> {
+        self.failing.lock().map_or(None, |f| f.clone())
+    }
+
+    fn set_failing(&self, to: Option<(SystemTime, String)>) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = to;
+        }
+    }
+}
+
+/// What the writer says of its write errors on stderr: an error at most once a minute (a
+/// full disk must not flood the journal), and once writing works again (lines reach the
+/// file), that it does, with the lines lost meanwhile. Only a recovery from an error that
+/// was said is said, so the two alternate and the last word is right within a minute.
+#[derive(Debug)]
+struct Health {
+    path: String,
+    /// When an error was last said.
+    told_at: Option<SystemTime>,
+    /// Whether an error has been said since writing last worked.
+    told: bool,
+    /// Since when writing fails, with the counts (written, lost) when it last worked.
+    failing: Option<(SystemTime, u64, u64)>,
+    /// Lines lost to write errors when writing last worked.
+    lost_at_ok: u64,
+}
+
+impl Health {
+    fn new(path: &Path) -> Health {
+        Health {
+            path: path.display().to_string(),
+            told_at: None,
+            told: false,
+            failing: None,
+            lost_at_ok: 0,
+        }
+    }
+
+    /// Notes a failed write (or rotation); returns the line to log, if one is due.
+    fn error(&mut self, e: &std::io::Error, stats: &LogStats, now: SystemTime) -> Option<String> {
+        let since = match self.failing {
+            Some((since, ..)) => since,
+            None => {
+                // Lost from the last write that worked: this failure's lines are counted
+                // already.
+                let written = stats.written.load(Ordering::Relaxed);
+                self.failing = Some((now, written, self.lost_at_ok));
+                now
+            }
+        };
+        stats.set_failing(Some((since, e.to_string())));
+        let due = self
+            .told_at
+            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= Duration::from_secs(60));
+        if !due {
+            return None;
+        }
+        self.told_at = Some(now);
+        self.told = true;
+        Some(format!(
+            "op25b: drop log {}: {e} (lines are being lost; traffic is not affected)",
+            self.path
+        ))
+    }
+
+    /// Notes a write that worked; returns the line to log when that ends a failure that
+    /// was said (a line reached the file since it began).
+    fn ok(&mut self, stats: &LogStats) -> Option<String> {
+        let Some((since, written, lost)) = self.failing else {
+            self.lost_at_ok = stats.write_errors.load(Ordering::Relaxed);
+            return None;
+        };
+        if stats.written.load(Ordering::Relaxed) <= written {
+            return None;
+        }
+        self.lost_at_ok = stats.write_errors.load(Ordering::Relaxed);
+        self.failing = None;
+        stats.set_failing(None);
+        let told = std::mem::take(&mut self.told);
+        told.then(|| {
+            format!(
+                "op25b: drop log {}: writing again; {} line(s) lost to write errors since {}",
+                self.path,
+                stats
+                    .write_errors
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(lost),
+                rfc3339_seconds(since)
+            )
+        })
+    }
 }
 
 impl DropLogConfig {
@@ -331,14 +430,28 @@ fn is_rotation_stamp(s: &str) -> bool {
         && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
 }
 
-/// Makes the log's folder (0750) if it is missing.
+/// Makes the log's folder (0750) if it is missing. A file where the folder, or one
+/// above it, must be is named as such (making the folder would only say "File exists" or
+/// "Not a directory").
 fn make_dir(p: &Path) -> Result<(), String> {
     match p.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(dir) if !dir.is_dir() => std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display())),
+        Some(dir) if !dir.is_dir() => {
+            let not_dir = dir.ancestors().find(|a| {
+                !a.as_os_str().is_empty() && std::fs::metadata(a).is_ok_and(|m| !m.is_dir())
+            });
+            if let Some(f) = not_dir {
+                return Err(format!(
+                    "drop_log.path: {} is not a directory (the log {} goes in it)",
+                    f.display(),
+                    p.display()
+                ));
+            }
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .map_err(|e| format!("drop_log.path: cannot create {}: {e}", dir.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -516,19 +629,16 @@ pub fn line(
 /// sampled, flushes when the queue is idle, rotates and prunes on time.
 pub fn run_writer(mut log: DropLog, rx: Receiver<Entry>, policies: [Arc<PolicyHandle>; 2]) {
     let truncation = (log.cfg.truncate_ipv4, log.cfg.truncate_ipv6);
-    let path = log.cfg.path.display().to_string();
-    let mut last_error: Option<SystemTime> = None;
+    let mut health = Health::new(&log.cfg.path);
+    let stats = log.stats();
     // The log counts its own lines (written once in the file, lost if that fails).
-    let mut report = |e: std::io::Error| {
-        let now = SystemTime::now();
-        // One message a minute at most: a full disk must not flood the journal.
-        if last_error
-            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= Duration::from_secs(60))
-        {
-            eprintln!(
-                "op25b: drop log {path}: {e} (lines are being lost; traffic is not affected)"
-            );
-            last_error = Some(now);
+    let mut outcome = |r: std::io::Result<()>| {
+        let said = match r {
+            Ok(()) => health.ok(&stats),
+            Err(e) => health.error(&e, &stats, SystemTime::now()),
+        };
+        if let Some(line) = said {
+            eprintln!("{line}");
         }
     };
     loop {
@@ -539,20 +649,12 @@ pub fn run_writer(mut log: DropLog, rx: Receiver<Entry>, policies: [Arc<PolicyHa
                     .then(|| p.spec().dynamic.get(r.dynamic as usize).copied())
                     .flatten();
                 let text = line(dir, &r, pool, truncation);
-                if let Err(e) = log.write(&text, SystemTime::now()) {
-                    report(e);
-                }
+                outcome(log.write(&text, SystemTime::now()));
                 if rx.is_empty() {
-                    if let Err(e) = log.flush() {
-                        report(e);
-                    }
+                    outcome(log.flush());
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = log.tick(SystemTime::now()) {
-                    report(e);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => outcome(log.tick(SystemTime::now())),
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = log.flush();
                 return;
@@ -903,6 +1005,28 @@ mod tests {
     }
 
     #[test]
+    fn a_file_where_the_folder_must_be_is_named() {
+        let dir = scratch("not-dir");
+        let file = dir.join("logs");
+        std::fs::write(&file, "x").unwrap();
+        for path in [file.join("drops.jsonl"), file.join("deeper/drops.jsonl")] {
+            let mut c = cfg(&dir);
+            c.path = path.clone();
+            let e = DropLog::open(c, SystemTime::now()).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "drop_log.path: {} is not a directory (the log {} goes in it)",
+                    file.display(),
+                    path.display()
+                )
+            );
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "x");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn an_unwritable_path_is_a_clear_error() {
         let mut c = cfg(Path::new("/proc/op25b-no/such"));
         c.path = PathBuf::from("/proc/op25b-no/such/drops.jsonl");
@@ -911,5 +1035,50 @@ mod tests {
             e.starts_with("drop_log.path: cannot create /proc/op25b-no/such"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn write_errors_are_said_sparingly_and_their_end_once() {
+        let stats = LogStats::default();
+        let mut h = Health::new(Path::new("/var/log/op25b/drops.jsonl"));
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_445);
+        let full = || std::io::Error::from_raw_os_error(libc::ENOSPC);
+        stats.written.store(10, Ordering::Relaxed);
+        // Nothing to say while writing works.
+        assert_eq!(h.ok(&stats), None);
+        // A failure (its 3 lines counted lost by the log first) is said at once...
+        stats.write_errors.store(3, Ordering::Relaxed);
+        let said = h.error(&full(), &stats, t0).unwrap();
+        assert!(
+            said.starts_with("op25b: drop log /var/log/op25b/drops.jsonl: No space left on device"),
+            "{said}"
+        );
+        assert_eq!(
+            stats.failing(),
+            Some((t0, "No space left on device (os error 28)".to_string()))
+        );
+        // ...then at most once a minute.
+        stats.write_errors.store(5, Ordering::Relaxed);
+        assert_eq!(h.error(&full(), &stats, t0 + Duration::from_secs(30)), None);
+        // A flush with nothing to write is no recovery.
+        assert_eq!(h.ok(&stats), None);
+        assert!(stats.failing().is_some());
+        // A line in the file is, said once with what was lost since the failure began.
+        stats.written.store(11, Ordering::Relaxed);
+        assert_eq!(
+            h.ok(&stats).as_deref(),
+            Some("op25b: drop log /var/log/op25b/drops.jsonl: writing again; 5 line(s) lost to write errors since 2026-11-23T12:04:05Z")
+        );
+        assert_eq!(stats.failing(), None);
+        stats.written.store(12, Ordering::Relaxed);
+        assert_eq!(h.ok(&stats), None);
+        // A failure within the minute is not said, nor is its end; one after it is.
+        stats.write_errors.store(6, Ordering::Relaxed);
+        assert_eq!(h.error(&full(), &stats, t0 + Duration::from_secs(40)), None);
+        stats.written.store(13, Ordering::Relaxed);
+        assert_eq!(h.ok(&stats), None);
+        assert!(h
+            .error(&full(), &stats, t0 + Duration::from_secs(61))
+            .is_some());
     }
 }

@@ -23,7 +23,10 @@
 //! - Exemption tickets are part of every policy built while they last, so a reload keeps
 //!   them; an expired ticket is removed by a rebuild of the last good configuration. With
 //!   `[control] tickets`, the file holds the tickets of the last successful build
-//!   (`crate::tickets`), and nothing in it can stop a start.
+//!   (`crate::tickets`), and nothing in it can stop a start. When a save fails, the file
+//!   is left holding an older list only if that list grants nothing beyond what is in
+//!   force (a failed save after an add or an expiry loses at most what changed, and says
+//!   what); one that would bring back a deleted or shortened ticket is removed.
 //! - A worker looks at its links every quarter second: a change of state is logged, and an
 //!   interface gone under it stops the appliance (exit 1) instead of serving nothing.
 //! - Every received frame is sent on or dropped exactly once; counters add up per
@@ -388,6 +391,8 @@ struct StartTickets {
     saved: Option<Vec<Ticket>>,
     /// Why tickets are not kept this run, for `status`.
     problem: Option<String>,
+    /// This process's hold on `file`, kept for the whole run.
+    lock: Option<crate::tickets::Lock>,
 }
 
 impl StartTickets {
@@ -428,20 +433,42 @@ impl StartTickets {
 /// build; past that all are left out.
 const MAX_TICKET_RETRIES: usize = 16;
 
-/// The tickets `[control] tickets` kept from the last run that are still in force.
-/// Anything wrong with the file is logged and none of it stops the start: unreadable
-/// lines are named, and a copy of the file is kept before the readable tickets are saved
-/// over it; a file that cannot be read at all is kept as it is and not written this run.
-fn saved_tickets(config: &Config) -> StartTickets {
+/// The tickets `[control] tickets` kept from the last run that are still in force, with
+/// the file locked for this run. Anything wrong with the file is logged and none of it
+/// stops the start: unreadable lines are named, and a copy of the file is kept before the
+/// readable tickets are saved over it; a file that cannot be read (or locked) at all is
+/// kept as it is and not written this run. The one error is a file another process holds
+/// (a second appliance on the same file would overwrite the first one's tickets).
+fn saved_tickets(config: &Config) -> Result<StartTickets, String> {
     let mut start = StartTickets {
         live: Vec::new(),
         file: config.control.tickets.clone(),
         saved: None,
         problem: None,
+        lock: None,
     };
     let Some(path) = start.file.clone() else {
-        return start;
+        return Ok(start);
     };
+    match crate::tickets::lock(&path) {
+        Ok(l) => start.lock = Some(l),
+        Err(e @ crate::tickets::LockError::Held { .. }) => {
+            return Err(format!(
+                "[control] tickets {}: {e}: two appliances saving to one tickets file overwrite each other's tickets; give each appliance its own file, or stop that one first",
+                path.display()
+            ))
+        }
+        Err(e) => {
+            let why = format!(
+                "cannot use the exemption tickets in {}: {e}; starting without them, and the file is not written this run (tickets added now will not survive a restart)",
+                path.display()
+            );
+            eprintln!("op25b: warning: {why}");
+            start.file = None;
+            start.problem = Some(why);
+            return Ok(start);
+        }
+    }
     match crate::tickets::load(&path, SystemTime::now()) {
         Err(e) => {
             // Left as it is: not copied (a second read might not see what the first
@@ -455,19 +482,41 @@ fn saved_tickets(config: &Config) -> StartTickets {
             start.problem = Some(why);
         }
         Ok(loaded) => {
+            // Prefixes an operator typed are root's business only: a file someone made
+            // readable to others (a copy, a hand edit) is tightened, and that is said.
+            match crate::tickets::tighten(&path) {
+                Ok(Some(was)) => eprintln!(
+                    "op25b: warning: exemption tickets: {} was mode {was:04o}; set to 0600 (root's business only)",
+                    path.display()
+                ),
+                Ok(None) => {}
+                Err(e) => eprintln!("op25b: warning: exemption tickets: {e}"),
+            }
             for p in &loaded.problems {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
-            if loaded.expired > 0 {
+            for d in &loaded.duplicates {
+                eprintln!("op25b: warning: exemption tickets: {d}");
+            }
+            if !loaded.expired.is_empty() {
+                // Named, as an expiry while running is: the end of an unblock is part of
+                // the audit trail.
+                let named: Vec<String> = loaded
+                    .expired
+                    .iter()
+                    .map(|t| format!("{} ({})", describe(&t.prefix), ended(t.expires)))
+                    .collect();
                 eprintln!(
-                    "op25b: {} exemption ticket(s) in {} expired while op25b was stopped",
-                    loaded.expired,
-                    path.display()
+                    "op25b: {} exemption ticket(s) in {} expired while op25b was stopped: {}",
+                    loaded.expired.len(),
+                    path.display(),
+                    named.join(", ")
                 );
             }
             start.live = loaded.tickets;
             // Rewritten at the first chance when some expired.
-            start.saved = (loaded.expired == 0).then(|| start.live.clone());
+            start.saved = (loaded.expired.is_empty() && loaded.duplicates.is_empty())
+                .then(|| start.live.clone());
             if !loaded.problems.is_empty() {
                 start.replace_file(&format!(
                     "{} line(s) of {} cannot be read; its {} readable ticket(s) are kept",
@@ -478,7 +527,7 @@ fn saved_tickets(config: &Config) -> StartTickets {
             }
         }
     }
-    start
+    Ok(start)
 }
 
 /// How often a watching appliance tries a refused config again.
@@ -524,6 +573,8 @@ struct Control {
     /// Why the last save of the tickets failed, until one succeeds (or why they are not
     /// saved this run).
     save_error: Option<String>,
+    /// The lock on `tickets_file`, held until op25b stops (`crate::tickets::lock`).
+    _tickets_lock: Option<crate::tickets::Lock>,
     /// When a failed save was last tried again (every [`RETRY_REFUSED`]).
     save_retry: Instant,
     generation: u64,
@@ -558,8 +609,9 @@ struct Control {
     metrics_at: Option<String>,
     /// When a rebuild for expired tickets last failed (retried every [`RETRY_REFUSED`]).
     expiry_failed: Option<Instant>,
-    /// Why the configured drop log could not be opened at start (it is off this run).
-    drop_log_failed: Option<String>,
+    /// The configured drop log that could not be opened at start, and why (it is off
+    /// this run).
+    drop_log_failed: Option<(crate::config::DropLogConfig, String)>,
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -589,6 +641,62 @@ fn describe(p: &AnyPrefix) -> String {
 }
 
 impl Control {
+    /// The control thread's state at start: `config` (from `path`, with `[dataplane]`)
+    /// built into the policies in `handles` (outbound, inbound) with the `warnings` found,
+    /// in `build_ms`, and the tickets of `start` in force. Nothing is listening or running
+    /// yet: the metrics address and the drop log are the caller's to fill in.
+    fn new(
+        path: &Path,
+        config: Config,
+        warnings: Vec<String>,
+        start: StartTickets,
+        [handle, inbound]: [Arc<PolicyHandle>; 2],
+        hot: [Arc<HotBlocks>; 2],
+        build_ms: f64,
+    ) -> Control {
+        let dataplane = config
+            .dataplane
+            .clone()
+            .expect("`run` refuses a config without [dataplane] before this");
+        let cc = config.control.clone();
+        Control {
+            path: path.to_path_buf(),
+            refused: None,
+            fatal: None,
+            stopped_workers: 0,
+            listening: (cc.socket.clone(), cc.metrics.clone()),
+            tickets: start.live,
+            tickets_file: start.file,
+            saved: start.saved,
+            save_error: start.problem,
+            _tickets_lock: start.lock,
+            save_retry: Instant::now(),
+            generation: 1,
+            loaded_at: SystemTime::now(),
+            reload_ms: build_ms,
+            handle,
+            inbound,
+            hot,
+            workers: (0..dataplane.workers).map(|_| None).collect(),
+            latency: [latency_histogram(), latency_histogram()],
+            reloads: [0, 0],
+            watch: cc.watch,
+            watched: files_stamp(&config),
+            settling: None,
+            last_watch: Instant::now(),
+            retired_hits: [HashMap::new(), HashMap::new()],
+            draining: Vec::new(),
+            drop_log: None,
+            warnings,
+            device_links: [true, true],
+            metrics_at: None,
+            expiry_failed: None,
+            drop_log_failed: None,
+            dataplane,
+            config,
+        }
+    }
+
     /// Builds a policy from `config` plus the live tickets and publishes it; returns the
     /// build's warnings (logged by [`Self::reload`], not again when only a ticket changed).
     fn publish(&mut self, mut config: Config) -> Result<Vec<String>, String> {
@@ -635,50 +743,164 @@ impl Control {
 
     /// Writes the tickets to `[control] tickets` when they differ from what it holds (a
     /// ticket added, deleted or expired); a failure is logged and kept for `status` and
-    /// the `exempt` answers until a save succeeds.
+    /// the `exempt` answers until a save succeeds (or until what is in force is what the
+    /// file holds again).
+    ///
+    /// A failed save leaves the file as it was. That older list is kept when a start from
+    /// it would grant nothing beyond what is in force (after an add, an expiry, an expiry
+    /// made longer: at worst those are lost); it is removed when it would (a ticket deleted
+    /// since, or its expiry shortened, would be in force again after a restart).
     fn persist(&mut self) {
-        let Some(path) = &self.tickets_file else {
+        let Some(path) = self.tickets_file.clone() else {
             return;
         };
         if self.saved.as_ref() == Some(&self.tickets) {
+            if self.save_error.take().is_some() {
+                eprintln!(
+                    "op25b: exemption tickets: {} holds those in force again",
+                    path.display()
+                );
+            }
             return;
         }
-        match crate::tickets::save(path, &self.tickets) {
+        let e = match crate::tickets::save(&path, &self.tickets) {
             Ok(()) => {
                 if self.save_error.take().is_some() {
                     eprintln!("op25b: exemption tickets saved to {} again", path.display());
                 }
                 self.saved = Some(self.tickets.clone());
+                return;
             }
-            Err(e) => {
-                // The old list must not come back at the next start (a ticket deleted
-                // since would be in force again): remove it if it cannot be replaced.
-                let old = match std::fs::remove_file(path) {
-                    Ok(()) => format!(
-                        "{} was removed so no older list comes back; ",
-                        path.display()
-                    ),
-                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => String::new(),
-                    Err(r) => format!(
-                        "{} still holds an older list ({r} removing it), which the next start would apply; ",
-                        path.display()
-                    ),
-                };
-                let why = format!(
-                    "exemption tickets not saved to {}: {e}; {old}those in force now will not survive a restart; retried every {} s",
-                    path.display(),
-                    RETRY_REFUSED.as_secs()
-                );
-                // The first failure's message stands (it says whether the old list was
-                // removed) until a save works; retries that fail again stay quiet.
-                if self.save_error.is_none() {
-                    eprintln!("op25b: warning: {why}");
-                    self.save_error = Some(why);
+            Err(e) => e,
+        };
+        let now = SystemTime::now();
+        // What the file holds: known from the last save or load, else read now (this
+        // process holds the file; nobody else writes it).
+        let old = self
+            .saved
+            .clone()
+            .or_else(|| match crate::tickets::load(&path, now) {
+                Ok(l) => Some(l.tickets),
+                Err(r) if r.kind() == std::io::ErrorKind::NotFound => Some(Vec::new()),
+                Err(_) => None,
+            });
+        let beyond: Option<Vec<String>> = old.as_ref().map(|o| {
+            crate::tickets::beyond(o, &self.tickets, now)
+                .into_iter()
+                .map(|t| format!("{} {}", describe(&t.prefix), until(t.expires)))
+                .collect()
+        });
+        let kept = match beyond {
+            Some(b) if b.is_empty() => {
+                // Nothing in it is beyond what is in force: at worst what changed since
+                // is lost at a restart, never a deleted ticket brought back.
+                self.saved = old;
+                format!(
+                    "{} keeps the list saved before, which grants nothing beyond what is in force",
+                    path.display()
+                )
+            }
+            beyond => {
+                let why = beyond.map_or("what it holds cannot be read".to_string(), |b| {
+                    format!("it would grant {} again", b.join(", "))
+                });
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        self.saved = Some(Vec::new());
+                        format!(
+                            "{} was removed so no older list comes back ({why})",
+                            path.display()
+                        )
+                    }
+                    Err(r) if r.kind() == std::io::ErrorKind::NotFound => {
+                        self.saved = Some(Vec::new());
+                        format!("{} does not exist", path.display())
+                    }
+                    Err(r) => {
+                        self.saved = old;
+                        format!(
+                            "{} still holds an older list ({r} removing it), which the next start would apply ({why})",
+                            path.display()
+                        )
+                    }
                 }
-                self.saved = None;
-                self.save_retry = Instant::now();
             }
+        };
+        let file = self.saved.as_deref().unwrap_or(&[]);
+        let lost: Vec<String> = crate::tickets::beyond(&self.tickets, file, now)
+            .into_iter()
+            .map(|t| {
+                let had = file
+                    .iter()
+                    .find(|f| f.prefix == t.prefix)
+                    .map_or(String::new(), |f| {
+                        format!(" (the file has it {})", until(f.expires))
+                    });
+                format!("{} {}{had}", describe(&t.prefix), until(t.expires))
+            })
+            .collect();
+        let lost = if lost.is_empty() {
+            "it differs from what is in force only by expired tickets".to_string()
+        } else {
+            format!(
+                "not saved, so a restart now would start without: {}",
+                lost.join(", ")
+            )
+        };
+        let why = format!(
+            "exemption tickets not saved to {}: {e}; {kept}; {lost}; retried every {} s",
+            path.display(),
+            RETRY_REFUSED.as_secs()
+        );
+        // Said when it changes (what is lost, what happened to the file); a retry that
+        // fails the same way stays quiet.
+        if self.save_error.as_ref() != Some(&why) {
+            eprintln!("op25b: warning: {why}");
+            self.save_error = Some(why);
         }
+        self.save_retry = Instant::now();
+    }
+
+    /// What the stopping appliance says of the tickets in force (those expired dropped
+    /// first, and a last save tried): how many the file keeps for the next start, and
+    /// each one it does not, so it can be added again after the restart.
+    fn tickets_at_stop(&mut self) -> Vec<String> {
+        let now = SystemTime::now();
+        self.tickets.retain(|t| t.live_at(now));
+        self.persist();
+        let file = match &self.tickets_file {
+            Some(_) => self.saved.as_deref().unwrap_or(&[]),
+            None => &[],
+        };
+        let missing = crate::tickets::beyond(&self.tickets, file, now);
+        let mut out = Vec::new();
+        let kept = self.tickets.len() - missing.len();
+        if let (Some(f), true) = (&self.tickets_file, kept > 0) {
+            out.push(format!(
+                "{kept} exemption ticket(s) kept in {} for the next start",
+                f.display()
+            ));
+        }
+        for t in missing {
+            let left = t.expires.map_or("no expiry".to_string(), |e| {
+                format!(
+                    "had {} s left",
+                    e.duration_since(now).unwrap_or_default().as_secs()
+                )
+            });
+            out.push(match file.iter().find(|f| f.prefix == t.prefix) {
+                Some(f) => format!(
+                    "exemption ticket {} comes back at the next start only {} ({left}; its later end could not be saved); `op25b ctl exempt add` it again after the restart if it is still wanted",
+                    describe(&t.prefix),
+                    until(f.expires)
+                ),
+                None => format!(
+                    "exemption ticket {} dropped at shutdown ({left}); `op25b ctl exempt add` it again after the restart if it is still wanted",
+                    describe(&t.prefix)
+                ),
+            });
+        }
+        out
     }
 
     /// What `exempt add`/`del` answers end with when the tickets could not be saved.
@@ -705,7 +927,9 @@ impl Control {
                 self.refused = None;
                 self.reloads[0] += 1;
                 self.watched = files_stamp(&self.config);
-                let running = self.drop_log.as_ref().map(|d| &d.0);
+                // The section in force at start, whether the log opened or not.
+                let running = (self.drop_log.as_ref().map(|d| &d.0))
+                    .or(self.drop_log_failed.as_ref().map(|d| &d.0));
                 let mut msg = format!(
                     "reloaded {} ({trigger}): generation {} in {:.1} ms",
                     self.path.display(),
@@ -1041,10 +1265,7 @@ impl Control {
                         .as_ref()
                         .map_or("not served".into(), |m| format!("http://{m}/metrics"))
                 );
-                let drop_log = self
-                    .drop_log_failed
-                    .as_ref()
-                    .map_or(String::new(), |e| format!("\ndrop log: OFF this run: {e}"));
+                let drop_log = format!("\ndrop log: {}", self.drop_log_state());
                 let warnings = if self.warnings.is_empty() {
                     String::new()
                 } else {
@@ -1173,6 +1394,39 @@ impl Control {
         }
     }
 
+    /// Drop-log records the workers did not hand to the writer: (over the rate limit, lost
+    /// to a full queue), from each worker's last report.
+    fn drop_log_refused(&self) -> (u64, u64) {
+        self.workers.iter().flatten().fold((0, 0), |(l, f), s| {
+            (l + s.log_rate_limited, f + s.log_queue_full)
+        })
+    }
+
+    /// The drop log's line of `status`: where it is and what became of its lines, why it
+    /// is off, or that it is not configured.
+    fn drop_log_state(&self) -> String {
+        match (&self.drop_log, &self.drop_log_failed) {
+            (Some((cfg, st)), _) => {
+                let (limited, full) = self.drop_log_refused();
+                let errors = st.write_errors.load(Ordering::Relaxed);
+                let failing = st.failing().map_or(String::new(), |(since, e)| {
+                    format!(
+                        "; writing FAILS since {}: {e}",
+                        crate::droplog::rfc3339_seconds(since)
+                    )
+                });
+                format!(
+                    "{}: {} line(s) written, {} lost ({full} to a full queue, {errors} to write errors), {limited} over the rate limit{failing}",
+                    cfg.path.display(),
+                    st.written.load(Ordering::Relaxed),
+                    full + errors
+                )
+            }
+            (None, Some((cfg, e))) => format!("{}: OFF this run: {e}", cfg.path.display()),
+            (None, None) => "not configured".into(),
+        }
+    }
+
     /// Whether each link (access, core) is up: down if any worker's last look, or the
     /// control thread's look at a DPDK NIC, found it down.
     fn links_up(&self) -> [bool; 2] {
@@ -1280,47 +1534,10 @@ impl Control {
         (true, t)
     }
 
-    /// What a ticket for `p` does not do, for the answer to `exempt add`: longer dynamic
-    /// prefixes inside it still win for their addresses (longest match), and tickets are
-    /// outbound only. Empty when neither applies.
+    /// What a ticket for `p` does not do, for the answer to `exempt add`: see
+    /// [`ticket_caveats`].
     fn ticket_caveats(&self, p: &AnyPrefix) -> String {
-        let inside = |d: &AnyPrefix| match (p, d) {
-            (AnyPrefix::V4(t), AnyPrefix::V4(d)) => d.len > t.len && t.contains(d.addr),
-            (AnyPrefix::V6(t), AnyPrefix::V6(d)) => d.len > t.len && t.contains(d.addr),
-            _ => false,
-        };
-        let c = &self.config;
-        let winners: Vec<String> = c
-            .outbound
-            .dynamic
-            .iter()
-            .zip(&c.origins.dynamic)
-            .filter(|(d, _)| inside(d))
-            .map(|(d, o)| format!("{} ({o})", describe(d)))
-            .collect();
-        let mut out = String::new();
-        if let Some(o) = c
-            .outbound
-            .exempt
-            .iter()
-            .zip(&c.origins.exempt)
-            .find_map(|(e, o)| (e == p).then_some(o))
-        {
-            out += &format!(
-                "\nnote: {} is already exempt in the config ({o}); the ticket changes nothing while that entry stays",
-                describe(p)
-            );
-        }
-        if let Some(first) = winners.first() {
-            out += &format!(
-                "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; to unblock those too, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)",
-                winners.len()
-            );
-        }
-        if c.inbound.is_some() {
-            out += "\nnote: tickets do not change [inbound] (IP25B)";
-        }
-        out
+        ticket_caveats(&self.config, p)
     }
 
     fn explain(&self, src: IpAddr, dst: IpAddr, port: u16) -> (bool, String) {
@@ -1509,12 +1726,11 @@ impl Control {
                 );
             }
         }
+        if self.drop_log.is_some() || self.drop_log_failed.is_some() {
+            let _ = writeln!(m, "# HELP op25b_drop_log_enabled Whether the configured drop log is written this run (1), or is off because it could not be opened at start (0; `op25b ctl status` says why). Absent without [drop_log].\n# TYPE op25b_drop_log_enabled gauge\nop25b_drop_log_enabled {}", u8::from(self.drop_log.is_some()));
+        }
         if let Some((_, st)) = &self.drop_log {
-            let (mut limited, mut full) = (0, 0);
-            for s in self.workers.iter().flatten() {
-                limited += s.log_rate_limited;
-                full += s.log_queue_full;
-            }
+            let (limited, full) = self.drop_log_refused();
             let _ = writeln!(m, "# HELP op25b_drop_log_records_total Sampled blocked segments by what became of their drop-log line.\n# TYPE op25b_drop_log_records_total counter");
             for (what, n) in [
                 ("written", st.written.load(Ordering::Relaxed)),
@@ -1561,6 +1777,99 @@ impl Control {
         }
         m
     }
+}
+
+/// What a ticket for `p` does not do under `config` (the config in force, without the
+/// tickets), for the answer to `exempt add`: one note a line, empty when none applies.
+/// The ticket is added all the same (a pool that holds it may be added later).
+///
+/// For an address inside `p`, the entries that match it and are shorter than `p` are
+/// exactly those that contain `p`; the longest of them decides every address of `p` that
+/// no entry inside `p` matches. So the ticket changes a verdict only when that entry is
+/// dynamic: when none is (no dynamic prefix of the family, none that holds `p`, or a
+/// config exempt entry that holds it), the ticket changes nothing now, and the note says
+/// why. Longer dynamic prefixes inside `p` still win for their addresses (longest match),
+/// and tickets are outbound only.
+fn ticket_caveats(config: &Config, p: &AnyPrefix) -> String {
+    let holds = |outer: &AnyPrefix, inner: &AnyPrefix| match (outer, inner) {
+        (AnyPrefix::V4(o), AnyPrefix::V4(i)) => o.len <= i.len && o.contains(i.addr),
+        (AnyPrefix::V6(o), AnyPrefix::V6(i)) => o.len <= i.len && o.contains(i.addr),
+        _ => false,
+    };
+    let same_family = |d: &AnyPrefix| {
+        matches!(
+            (p, d),
+            (AnyPrefix::V4(_), AnyPrefix::V4(_)) | (AnyPrefix::V6(_), AnyPrefix::V6(_))
+        )
+    };
+    let len = |x: &AnyPrefix| match x {
+        AnyPrefix::V4(x) => x.len,
+        AnyPrefix::V6(x) => x.len,
+    };
+    let out_spec = &config.outbound;
+    let origins = &config.origins;
+    let dynamic = || out_spec.dynamic.iter().zip(&origins.dynamic);
+    let exempt = || out_spec.exempt.iter().zip(&origins.exempt);
+    // The longest entry holding `p`, and whether it is exempt.
+    let decider = dynamic()
+        .map(|(d, o)| (d, o, false))
+        .chain(exempt().map(|(e, o)| (e, o, true)))
+        .filter(|(x, _, _)| holds(x, p))
+        .max_by_key(|(x, _, _)| len(x));
+    let winners: Vec<String> = dynamic()
+        .filter(|(d, _)| holds(p, d) && d != &p)
+        .map(|(d, o)| format!("{} ({o})", describe(d)))
+        .collect();
+    let family = if matches!(p, AnyPrefix::V4(_)) {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let mut out = String::new();
+    match decider {
+        Some((e, o, true)) if e == p => {
+            out += &format!(
+                "\nnote: {} is already exempt in the config ({o}); the ticket changes nothing while that entry stays",
+                describe(p)
+            );
+        }
+        Some((e, o, true)) => {
+            out += &format!(
+                "\nnote: {} is already exempt in the config: exempt {} ({o}) holds it, and no dynamic prefix between them; the ticket changes nothing while that entry stays",
+                describe(p),
+                describe(e)
+            );
+        }
+        Some((_, _, false)) => {}
+        None if !dynamic().any(|(d, _)| same_family(d)) => {
+            out += &format!(
+                "\nnote: the config lists no {family} dynamic prefix, so nothing of {family} is blocked and the ticket changes no verdict now (it will once a pool that holds {} is added)",
+                describe(p)
+            );
+        }
+        None if winners.is_empty() => {
+            out += &format!(
+                "\nnote: no dynamic prefix holds or overlaps {}, so it is not blocked and the ticket changes no verdict now (it will once a pool that holds it is added)",
+                describe(p)
+            );
+        }
+        None => {
+            out += &format!(
+                "\nnote: no dynamic prefix holds {}, only longer ones inside it, which win for their addresses (see below): the ticket changes no verdict now",
+                describe(p)
+            );
+        }
+    }
+    if let Some(first) = winners.first() {
+        out += &format!(
+            "\nnote: {} longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. {first}; to unblock those, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)",
+            winners.len()
+        );
+    }
+    if config.inbound.is_some() {
+        out += "\nnote: tickets do not change [inbound] (IP25B)";
+    }
+    out
 }
 
 /// One policy's account of a (src, dst, port) segment: which entries matched, with the
@@ -1912,6 +2221,13 @@ fn until(expires: Option<SystemTime>) -> String {
     })
 }
 
+/// When an expired ticket ended: `ended 2026-12-02T10:00:00Z`.
+fn ended(expires: Option<SystemTime>) -> String {
+    expires.map_or("never ends".into(), |e| {
+        format!("ended {}", crate::droplog::rfc3339_seconds(e))
+    })
+}
+
 /// Warns when the two sides of the wire carry different MTUs: a frame as large as the
 /// larger one cannot leave through the other side (`lost`: what becomes of it).
 fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
@@ -1939,7 +2255,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ))
     })?;
     let t = Instant::now();
-    let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config))?;
+    let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config)?)?;
     // The build alone, as reloads measure it (not the backend's start below).
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     for w in crate::config::shown_warnings(&built.warnings) {
@@ -1967,7 +2283,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         ),
         None => None,
     };
-    let ctl_listener = ctl::bind(&cc.socket)?;
+    let (ctl_listener, ctl_socket) = ctl::bind(&cc.socket)?;
     let signals = signal_events()?;
     {
         let tx = req_tx.clone();
@@ -2000,7 +2316,7 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             Ok(log) => Some((cfg, log)),
             Err(e) => {
                 eprintln!("op25b: warning: the drop log is off this run: {e}");
-                drop_log_failed = Some(e);
+                drop_log_failed = Some((cfg.clone(), e));
                 None
             }
         }
@@ -2058,42 +2374,18 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     }
     drop(snap_tx);
     drop(log_tx);
-    let mut control = Control {
-        path: config_path.to_path_buf(),
+    let mut control = Control::new(
+        config_path,
         config,
-        refused: None,
-        fatal: None,
-        stopped_workers: 0,
-        dataplane: dp.clone(),
-        listening: (cc.socket.clone(), cc.metrics.clone()),
-        tickets: start_tickets.live,
-        tickets_file: start_tickets.file,
-        saved: start_tickets.saved,
-        save_error: start_tickets.problem,
-        save_retry: Instant::now(),
-        generation: 1,
-        loaded_at: SystemTime::now(),
-        reload_ms: build_ms,
-        handle,
-        inbound,
+        built.warnings.clone(),
+        start_tickets,
+        [handle, inbound],
         hot,
-        workers: (0..dp.workers).map(|_| None).collect(),
-        latency: [latency_histogram(), latency_histogram()],
-        reloads: [0, 0],
-        watch: cc.watch,
-        watched: Vec::new(),
-        settling: None,
-        last_watch: Instant::now(),
-        retired_hits: [HashMap::new(), HashMap::new()],
-        draining: Vec::new(),
-        drop_log,
-        warnings: built.warnings.clone(),
-        device_links: [true, true],
-        metrics_at: metrics_bound.clone(),
-        expiry_failed: None,
-        drop_log_failed,
-    };
-    control.watched = files_stamp(&control.config);
+        build_ms,
+    );
+    control.metrics_at = metrics_bound.clone();
+    control.drop_log = drop_log;
+    control.drop_log_failed = drop_log_failed;
     // Drops from the file what expired while op25b was stopped.
     control.persist();
     eprintln!(
@@ -2164,7 +2456,8 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     if let Some(w) = log_writer {
         let _ = w.join();
     }
-    let _ = std::fs::remove_file(&cc.socket);
+    // Only the socket bound at start: another appliance may have its own at the path now.
+    ctl_socket.remove();
     let (o, i, refused) = control.totals();
     println!("{}", summary("access→core", &o));
     println!("{}", summary("core→access", &i));
@@ -2177,32 +2470,369 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     }
     // Kept for the next start if they can be; otherwise say which ones this stop drops, so
     // they can be added again.
-    let now = SystemTime::now();
-    control.tickets.retain(|t| t.live_at(now));
-    control.persist();
-    if let (Some(f), None) = (&control.tickets_file, &control.save_error) {
-        if !control.tickets.is_empty() {
-            eprintln!(
-                "op25b: {} exemption ticket(s) kept in {} for the next start",
-                control.tickets.len(),
-                f.display()
-            );
-        }
-    } else {
-        for t in &control.tickets {
-            eprintln!(
-            "op25b: exemption ticket {} dropped at shutdown ({}); `op25b ctl exempt add` it again after the restart if it is still wanted",
-            describe(&t.prefix),
-            t.expires.map_or("no expiry".to_string(), |e| format!(
-                "had {} s left",
-                e.duration_since(now).unwrap_or_default().as_secs()
-            ))
-        );
-        }
+    for line in control.tickets_at_stop() {
+        eprintln!("op25b: {line}");
     }
     match control.fatal {
         // Non-zero, so `Restart=on-failure` brings the appliance back on the new interface.
         Some(why) => Err(RunError::Failed(why)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control thread's state as `run` sets it up for config `text` (written to
+    /// `dir/op25b.toml`; `[dataplane]` is added), saved tickets and all, without ports,
+    /// workers or listeners.
+    fn control(dir: &Path, text: &str) -> Control {
+        let path = dir.join("op25b.toml");
+        let text = format!(
+            "{text}\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let (built, start) =
+            build_with_saved_tickets(&config, saved_tickets(&config).unwrap()).unwrap();
+        let workers = config.dataplane.as_ref().unwrap().workers;
+        let hot = [
+            Arc::new(HotBlocks::new(workers)),
+            Arc::new(HotBlocks::new(workers)),
+        ];
+        let handles = [
+            Arc::new(ArcSwap::from_pointee(
+                built.policy.with_hit_counters(workers),
+            )),
+            Arc::new(ArcSwap::from_pointee(
+                built.inbound.with_hit_counters(workers),
+            )),
+        ];
+        let mut c = Control::new(&path, config, built.warnings, start, handles, hot, 1.0);
+        c.persist();
+        c
+    }
+
+    /// `control`'s answer to `line` (words split at spaces).
+    fn ask(c: &mut Control, line: &str) -> (bool, String) {
+        let words: Vec<String> = line.split(' ').map(String::from).collect();
+        c.command(&words)
+    }
+
+    #[test]
+    fn a_control_thread_answers_as_run_sets_it_up() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-control");
+        let mut c = control(&dir, "[outbound]\ndynamic = [\"10.9.0.0/16\"]");
+        let (ok, status) = ask(&mut c, "status");
+        assert!(
+            ok && status.starts_with("running: policy generation 1 from "),
+            "{status}"
+        );
+        let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
+        assert!(ok && text.contains("policy generation 2"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    const TICKETS: &str =
+        "[outbound]\ndynamic = [\"10.9.0.0/16\"]\n[control]\ntickets = \"state/tickets\"";
+
+    /// The prefixes `tickets::load` finds in force in `path`, sorted.
+    fn on_disk(path: &Path) -> Vec<String> {
+        let mut v: Vec<String> = crate::tickets::load(path, SystemTime::now())
+            .unwrap()
+            .tickets
+            .iter()
+            .map(|t| t.prefix.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_older_list_unless_it_grants_more() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-failed-save");
+        let file = dir.join("state/tickets");
+        let mut c = control(&dir, TICKETS);
+        for add in [
+            "exempt add 10.9.1.1",
+            "exempt add 10.9.2.0/24 --ttl 1h",
+            "exempt add 10.9.3.3 --ttl 1s",
+        ] {
+            let (ok, text) = ask(&mut c, add);
+            assert!(ok && !text.contains("warning"), "{text}");
+        }
+        assert_eq!(
+            on_disk(&file),
+            ["10.9.1.1/32", "10.9.2.0/24", "10.9.3.3/32"]
+        );
+        // From now on every save fails (as on a full disk): its temporary file cannot be
+        // made.
+        let blocker = crate::tickets::temp_path(&file);
+        std::fs::create_dir(&blocker).unwrap();
+        // An expiry: the older list grants nothing beyond what is in force once the
+        // expired ticket is gone, so it stays.
+        std::thread::sleep(Duration::from_millis(1100));
+        c.housekeeping();
+        let err = c.save_error.clone().expect("the save failed");
+        assert!(
+            err.contains("keeps the list saved before, which grants nothing beyond what is in force; it differs from what is in force only by expired tickets"),
+            "{err}"
+        );
+        assert!(file.exists());
+        // An add: the older list stays, and only the new ticket is said to be at risk.
+        let (ok, text) = ask(&mut c, "exempt add 10.9.7.7 --ttl 2h");
+        assert!(ok, "{text}");
+        assert!(
+            text.contains("\nwarning: exemption tickets not saved to ")
+                && text.contains("keeps the list saved before, which grants nothing beyond what is in force; not saved, so a restart now would start without: 10.9.7.7/32 until 20")
+                && !text.contains("was removed"),
+            "{text}"
+        );
+        assert_eq!(on_disk(&file), ["10.9.1.1/32", "10.9.2.0/24"]);
+        // The stop names exactly what it loses.
+        let stop = c.tickets_at_stop();
+        assert_eq!(stop.len(), 2, "{stop:?}");
+        assert_eq!(
+            stop[0],
+            format!(
+                "2 exemption ticket(s) kept in {} for the next start",
+                file.display()
+            )
+        );
+        assert!(
+            stop[1].starts_with("exemption ticket 10.9.7.7/32 dropped at shutdown (had "),
+            "{stop:?}"
+        );
+        drop(c);
+        // The next start has the older tickets.
+        let mut c = control(&dir, TICKETS);
+        let (_, list) = ask(&mut c, "exempt list");
+        assert!(
+            list.contains("10.9.1.1/32 until removed")
+                && list.contains("10.9.2.0/24 expires in ")
+                && !list.contains("10.9.7.7"),
+            "{list}"
+        );
+        // A delete: the older list would bring the ticket back, so it goes.
+        let (ok, text) = ask(&mut c, "exempt del 10.9.1.1");
+        assert!(
+            ok && text.contains(&format!(
+                "{} was removed so no older list comes back (it would grant 10.9.1.1/32 until removed again)",
+                file.display()
+            )),
+            "{text}"
+        );
+        assert!(!file.exists());
+        // Once saves work again, the file holds what is in force.
+        std::fs::remove_dir(&blocker).unwrap();
+        c.persist();
+        assert!(c.save_error.is_none());
+        assert_eq!(on_disk(&file), ["10.9.2.0/24"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_second_appliance_on_the_same_tickets_file_is_refused() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-lock");
+        let c = control(&dir, TICKETS);
+        let config = c.config.clone();
+        let e = saved_tickets(&config).err().expect("the file is held");
+        let file = dir.join("state/tickets");
+        assert_eq!(
+            e,
+            format!(
+                "[control] tickets {}: already in use by {} (it holds {}): two appliances saving to one tickets file overwrite each other's tickets; give each appliance its own file, or stop that one first",
+                file.display(),
+                crate::claim::process(std::process::id()),
+                dir.join("state/tickets.lock").display()
+            )
+        );
+        // Free again once the holder is gone.
+        drop(c);
+        drop(crate::tickets::tests::lock_soon(&file));
+        assert!(saved_tickets(&config).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_ticket_that_changes_no_verdict_is_added_and_says_why() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-caveats");
+        let mut c = control(
+            &dir,
+            "[outbound]\ndynamic = [\"10.9.0.0/16\", \"10.9.5.0/28\"]\nexempt = [\"10.9.7.0/24\"]",
+        );
+        let toml = dir.join("op25b.toml");
+        let t = toml.display();
+        for (add, note) in [
+            // Outside every pool.
+            (
+                "192.0.2.7",
+                "\nnote: no dynamic prefix holds or overlaps 192.0.2.7/32, so it is not blocked and the ticket changes no verdict now (it will once a pool that holds it is added)".to_string(),
+            ),
+            // No IPv6 pools at all.
+            (
+                "2001:db8::7",
+                "\nnote: the config lists no IPv6 dynamic prefix, so nothing of IPv6 is blocked and the ticket changes no verdict now (it will once a pool that holds 2001:db8::7/128 is added)".to_string(),
+            ),
+            // Inside a config exempt entry, and equal to one.
+            (
+                "10.9.7.7",
+                format!("\nnote: 10.9.7.7/32 is already exempt in the config: exempt 10.9.7.0/24 ({t}:3) holds it, and no dynamic prefix between them; the ticket changes nothing while that entry stays"),
+            ),
+            (
+                "10.9.7.0/24",
+                format!("\nnote: 10.9.7.0/24 is already exempt in the config ({t}:3); the ticket changes nothing while that entry stays"),
+            ),
+            // Only a longer pool inside it.
+            (
+                "10.8.0.0/15",
+                format!("\nnote: no dynamic prefix holds 10.8.0.0/15, only longer ones inside it, which win for their addresses (see below): the ticket changes no verdict now\nnote: 2 longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. 10.9.0.0/16 ({t}:2); to unblock those"),
+            ),
+        ] {
+            let (ok, text) = ask(&mut c, &format!("exempt add {add}"));
+            assert!(ok && text.contains(&note), "{add}: {text}");
+        }
+        // A ticket that unblocks: no such note, only the one about the pool inside it.
+        let (ok, text) = ask(&mut c, "exempt add 10.9.5.0/24");
+        assert!(ok, "{text}");
+        assert_eq!(
+            text.lines().skip(1).collect::<Vec<_>>(),
+            [format!("note: 1 longer dynamic prefix(es) inside it still block their addresses (the longest match wins), e.g. 10.9.5.0/28 ({t}:2); to unblock those, ticket the hosts or prefixes longer than them inside them (a ticket equal to a dynamic entry is refused)")]
+        );
+        let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
+        assert!(ok && !text.contains("note"), "{text}");
+        // All of them were added.
+        assert_eq!(ask(&mut c, "exempt list").1.lines().count(), 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_drop_log_shows_in_status_and_metrics_on_off_or_absent() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-drop-log");
+        let line = |c: &mut Control| -> String {
+            let (_, status) = ask(c, "status");
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("drop log: "))
+                .unwrap_or_else(|| panic!("no drop log line in {status}"))
+                .to_string()
+        };
+        let gauge = |c: &Control| -> Option<String> {
+            c.metrics()
+                .lines()
+                .find_map(|l| l.strip_prefix("op25b_drop_log_enabled "))
+                .map(String::from)
+        };
+        let mut c = control(&dir, "[outbound]\ndynamic = [\"10.9.0.0/16\"]");
+        assert_eq!(line(&mut c), "not configured");
+        assert_eq!(gauge(&c), None);
+        // Configured, and opened as `run` opens it: written and lost lines are shown.
+        let mut c = control(
+            &dir,
+            "[outbound]\ndynamic = [\"10.9.0.0/16\"]\n[drop_log]\nenabled = true\npath = \"logs/drops.jsonl\"",
+        );
+        let cfg = c.config.drop_log.clone().unwrap();
+        let log = crate::droplog::DropLog::open(cfg.clone(), SystemTime::now()).unwrap();
+        let stats = log.stats();
+        stats.written.store(5, Ordering::Relaxed);
+        stats.write_errors.store(2, Ordering::Relaxed);
+        c.drop_log = Some((cfg.clone(), stats.clone()));
+        let path = dir.join("logs/drops.jsonl");
+        assert_eq!(
+            line(&mut c),
+            format!(
+                "{}: 5 line(s) written, 2 lost (0 to a full queue, 2 to write errors), 0 over the rate limit",
+                path.display()
+            )
+        );
+        assert_eq!(gauge(&c).as_deref(), Some("1"));
+        *stats.failing.lock().unwrap() = Some((
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_435_445),
+            "No space left on device (os error 28)".into(),
+        ));
+        assert!(line(&mut c).ends_with(
+            "; writing FAILS since 2026-11-23T12:04:05Z: No space left on device (os error 28)"
+        ));
+        // Configured but off this run: still seen, with why.
+        c.drop_log = None;
+        c.drop_log_failed = Some((cfg, "drop_log.path: it broke".into()));
+        assert_eq!(
+            line(&mut c),
+            format!("{}: OFF this run: drop_log.path: it broke", path.display())
+        );
+        assert_eq!(gauge(&c).as_deref(), Some("0"));
+        assert!(!c.metrics().contains("op25b_drop_log_records_total"));
+        // A reload of the same config does not claim [drop_log] changed.
+        let (ok, text) = ask(&mut c, "reload");
+        assert!(ok && !text.contains("[drop_log] changed"), "{text}");
+        drop(log);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_tickets_file_open_to_others_is_tightened_at_start() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-mode");
+        let file = dir.join("state/tickets");
+        std::fs::create_dir(dir.join("state")).unwrap();
+        std::fs::write(&file, "10.9.1.1/32 never\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut c = control(&dir, TICKETS);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Nothing else changed: the ticket is in force and the file as it was.
+        assert_eq!(ask(&mut c, "exempt list").1, "10.9.1.1/32 until removed");
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "10.9.1.1/32 never\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_expiry_before_2000_is_a_problem_line_kept_in_the_refused_copy() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-2000");
+        let file = dir.join("state/tickets");
+        std::fs::create_dir(dir.join("state")).unwrap();
+        // A TTL written as a time, a ticket that ended in 2001, and one in force.
+        let text = "10.9.1.1/32 7200\n10.9.2.2/32 1000000000\n10.9.3.3/32 never\n";
+        std::fs::write(&file, text).unwrap();
+        let mut c = control(&dir, TICKETS);
+        assert_eq!(ask(&mut c, "exempt list").1, "10.9.3.3/32 until removed");
+        // The line is kept in the copy before the file is rewritten with what is in force.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("state/tickets.refused")).unwrap(),
+            text
+        );
+        assert_eq!(on_disk(&file), ["10.9.3.3/32"]);
+        assert!(!std::fs::read_to_string(&file).unwrap().contains("10.9.2.2"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn duplicate_lines_are_merged_and_the_file_rewritten_once() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-dup");
+        let file = dir.join("state/tickets");
+        std::fs::create_dir(dir.join("state")).unwrap();
+        std::fs::write(
+            &file,
+            "10.9.1.1/32 2000000000\n10.9.1.1 never\n10.9.3.3/32 never\n",
+        )
+        .unwrap();
+        let mut c = control(&dir, TICKETS);
+        assert_eq!(
+            ask(&mut c, "exempt list").1,
+            "10.9.1.1/32 until removed\n10.9.3.3/32 until removed"
+        );
+        // Saved merged at once (no `.refused` copy: nothing the merge dropped grants
+        // anything the kept line does not).
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(text.matches("10.9.1.1/32").count(), 1, "{text}");
+        assert!(text.contains("10.9.1.1/32 never\n"), "{text}");
+        assert!(!dir.join("state/tickets.refused").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

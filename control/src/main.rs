@@ -162,14 +162,14 @@ fn check_tickets(config: &Config) {
             path.display()
         ),
         Ok(l) => {
-            for p in &l.problems {
+            for p in l.problems.iter().chain(&l.duplicates) {
                 eprintln!("op25b: warning: exemption tickets: {p}");
             }
             say!(
                 "  exemption tickets: {}: {} readable and unexpired (a start applies those the config allows), {} expired{}",
                 path.display(),
                 l.tickets.len(),
-                l.expired,
+                l.expired.len(),
                 if l.problems.is_empty() {
                     String::new()
                 } else {

@@ -787,7 +787,7 @@ fn check_reports_saved_tickets_and_never_fails_for_them() {
     )));
     std::fs::write(
         &file,
-        "10.9.1.1/32 never\n10.9.2.2/32 1000\n10.9.3.3 someday\n",
+        "10.9.1.1/32 never\n10.9.2.2/32 1000000000\n10.9.3.3 someday\n",
     )
     .unwrap();
     let (out, err) = check();

@@ -229,6 +229,16 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         2,
         "{m}"
     );
+    // Monitoring sees the log on, and `status` says where it is and what it lost.
+    assert_eq!(value(&m, "op25b_drop_log_enabled"), 1, "{m}");
+    let status = ctl(&["status"]);
+    assert!(
+        status.contains(&format!(
+            "\ndrop log: {}: 2 line(s) written, 0 lost (0 to a full queue, 0 to write errors), 0 over the rate limit\n",
+            dir.join("drops.jsonl").display()
+        )),
+        "{status}"
+    );
     // A drop log that cannot be opened (something other than a file at its path) keeps
     // the appliance from nothing: it starts without the log, says so, and forwards.
     drop(_appliance);
@@ -246,9 +256,15 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
     op25b_testbed::wait_for_control(&sock);
     let (_, status) = op25b_testbed::ctl(&sock, &["status"]);
     assert!(
-        status.contains("\ndrop log: OFF this run: drop_log.path: ")
-            && status.contains("a-folder exists and is not a regular file"),
+        status.contains(&format!(
+            "\ndrop log: {}: OFF this run: drop_log.path: ",
+            dir.join("a-folder").display()
+        )) && status.contains("a-folder exists and is not a regular file"),
         "{status}"
     );
+    // Configured but off is visible to monitoring too.
+    let m = metrics();
+    assert_eq!(value(&m, "op25b_drop_log_enabled"), 0, "{m}");
+    assert_eq!(read(&m, "op25b_drop_log_records_total"), None, "{m}");
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
 }

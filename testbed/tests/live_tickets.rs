@@ -4,8 +4,10 @@
 //! their expiry. A file with an unreadable line, or with a ticket the edited config now
 //! refuses, never keeps the appliance from starting: the problem is named, a copy of the
 //! file is kept, and what can be used is used (and saved at once). A save that fails
-//! removes the old list (it would bring deleted tickets back) and is tried again; a file
-//! that cannot be written is reported by the answers, `status` and the shutdown.
+//! after a delete removes the old list (it would bring the deleted ticket back) and is
+//! tried again; one that fails after an add (a full disk) keeps the old list, so a kill
+//! and a restart lose only the new ticket; a file that cannot be written is reported by
+//! the answers, `status` and the shutdown.
 //!
 //! Needs root and iproute2 (the appliance runs on a veth wire); says SKIPPED otherwise.
 
@@ -79,8 +81,29 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     let wire = Wire::new("tk", "tkl0", "tkr0", false);
 
     // First run: three tickets, one of which expires while it runs.
-    let appliance = run_appliance(&wire.app, &cfg);
+    let mut appliance = run_appliance(&wire.app, &cfg);
     wait_for_control(&sock);
+    // A second appliance on the same tickets file would overwrite this one's tickets: it
+    // is refused before it opens anything, naming the one that holds the file.
+    let out = run_appliance(&wire.app, &cfg)
+        .take()
+        .wait_with_output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1)
+            && err.contains(&format!(
+                "[control] tickets {}: already in use by process {} (",
+                file.display(),
+                appliance.child().id()
+            ))
+            && err.contains(&format!(
+                "(it holds {}): two appliances saving to one tickets file",
+                dir.join("state/tickets.lock").display()
+            )),
+        "{err}"
+    );
+    assert!(ctl(&sock, &["status"]).0, "the first appliance serves on");
     let (_, status) = ctl(&sock, &["status"]);
     assert!(
         status.contains(&format!(
@@ -175,6 +198,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     // A hand edit that broke a line: the readable tickets still apply, the line is named,
     // and a copy of the file is kept before the readable tickets are saved over it.
     let mut text = std::fs::read_to_string(&file).unwrap();
+    text += "10.9.8.8/32 1000000000\n";
     text += "10.9.4.4 tomorrow\n";
     std::fs::write(&file, &text).unwrap();
     let appliance = run_appliance(&wire.app, &cfg);
@@ -184,7 +208,9 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     assert_eq!(std::fs::read_to_string(&refused).unwrap(), text);
     let rewritten = std::fs::read_to_string(&file).unwrap();
     assert!(
-        !rewritten.contains("10.9.4.4") && rewritten.contains("10.9.1.1/32 never"),
+        !rewritten.contains("10.9.4.4")
+            && !rewritten.contains("10.9.8.8")
+            && rewritten.contains("10.9.1.1/32 never"),
         "{rewritten}"
     );
     let err = stop(appliance);
@@ -198,6 +224,9 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
             file.display(),
             file.display(),
             refused.display()
+        )) && err.contains(&format!(
+            "op25b: 1 exemption ticket(s) in {} expired while op25b was stopped: 10.9.8.8/32 (ended 2001-09-09T01:46:40Z)",
+            file.display()
         )),
         "{err}"
     );
@@ -233,10 +262,11 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     // A save that fails over an existing file (its temporary name is taken by a
     // directory): the old file must not bring the deleted ticket back, so it is removed,
     // and the save is tried again until it works.
-    let appliance = run_appliance(&wire.app, &cfg);
+    let mut appliance = run_appliance(&wire.app, &cfg);
     wait_for_control(&sock);
     assert!(ctl(&sock, &["exempt", "add", "10.9.6.6"]).0);
-    let blocker = dir.join("state/.tickets.tmp");
+    // (`ip netns exec` execs the appliance: the child's pid is the appliance's.)
+    let blocker = dir.join(format!("state/.tickets.{}.tmp", appliance.child().id()));
     std::fs::create_dir(&blocker).unwrap();
     let (ok, text) = ctl(&sock, &["exempt", "del", "10.9.6.6"]);
     assert!(
@@ -293,7 +323,8 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
         "{err}"
     );
 
-    // A tickets file that cannot even be read (its directory would be a regular file):
+    // A tickets file that cannot even be locked or read (its directory would be a regular
+    // file):
     // nothing is written there this run, the ticket still applies, and the answer, status
     // and shutdown say it is not kept.
     std::fs::write(&cfg, config("\"10.9.0.0/16\"", "op25b.toml/tickets")).unwrap();
@@ -302,7 +333,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.5.5"]);
     assert!(
         ok && text.contains("10.9.5.5/32 exempted from outbound blocking")
-            && text.contains("\nwarning: cannot read the exemption tickets in ")
+            && text.contains("\nwarning: cannot use the exemption tickets in ")
             && text.contains(
                 "the file is not written this run (tickets added now will not survive a restart)"
             ),
@@ -310,7 +341,7 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
     );
     let (_, status) = ctl(&sock, &["status"]);
     assert!(
-        status.contains("exemption tickets: 1 (NOT kept: cannot read the exemption tickets in"),
+        status.contains("exemption tickets: 1 (NOT kept: cannot use the exemption tickets in"),
         "{status}"
     );
     let err = stop(appliance);
@@ -325,5 +356,119 @@ fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
             .collect::<Vec<_>>()
             .join(" | ")
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A tmpfs mounted at a folder for a test, unmounted when dropped (a failing test leaves
+/// no mount behind).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) at `at`, which must exist.
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        op25b_testbed::run(&[
+            "mount",
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0700"),
+            "tmpfs",
+            at.to_str().unwrap(),
+        ]);
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system holding `dir` with a file of its own until nothing more fits.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    while f.write_all(&[0u8; 512]).and_then(|()| f.sync_all()).is_ok() {}
+}
+
+#[test]
+fn a_full_disk_loses_at_most_the_new_ticket_even_after_a_kill() {
+    if let Some(why) = unavailable() {
+        op25b_dataplane::testkit::skipped(why);
+        return;
+    }
+    let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-full");
+    let cfg = dir.join("op25b.toml");
+    let (sock, state) = (dir.join("ctl.sock"), dir.join("state"));
+    let file = state.join("tickets");
+    std::fs::create_dir(&state).unwrap();
+    let _tmpfs = Tmpfs::mount(&state, "8k");
+    std::fs::write(&cfg, config("\"10.9.0.0/16\"", "state/tickets")).unwrap();
+    let wire = Wire::new("tf", "tfl0", "tfr0", false);
+
+    let mut appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    for add in [
+        &["exempt", "add", "10.9.1.1"][..],
+        &["exempt", "add", "10.9.2.0/24", "--ttl", "1h"],
+        &["exempt", "add", "10.9.3.3", "--ttl", "1h"],
+    ] {
+        let (ok, text) = ctl(&sock, add);
+        assert!(ok && !text.contains("warning"), "{text}");
+    }
+    fill(&state);
+    // The new ticket is in force, but cannot be saved: the list saved before stays, and
+    // the answer says the new ticket is what a restart would lose.
+    let (ok, text) = ctl(&sock, &["exempt", "add", "10.9.7.7", "--ttl", "2h"]);
+    assert!(
+        ok && text.contains("10.9.7.7/32 exempted from outbound blocking")
+            && text.contains(&format!(
+                "\nwarning: exemption tickets not saved to {}: No space left on device",
+                file.display()
+            ))
+            && text.contains(
+                "keeps the list saved before, which grants nothing beyond what is in force; not saved, so a restart now would start without: 10.9.7.7/32 until 20"
+            )
+            && !text.contains("was removed"),
+        "{text}"
+    );
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("10.9.1.1/32 never") && !saved.contains("10.9.7.7"),
+        "{saved}"
+    );
+    // Killed outright, then started again on the still full disk: the three older
+    // tickets are in force, the one that could not be saved is not.
+    let mut child = appliance.take();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("keeps the list saved before") && !err.contains("was removed"),
+        "{err}"
+    );
+    let appliance = run_appliance(&wire.app, &cfg);
+    wait_for_control(&sock);
+    let list = listed(&sock);
+    assert_eq!(list.len(), 3, "{list:?}");
+    assert_eq!(list[0], "10.9.1.1/32 until removed");
+    assert!(
+        list[1].starts_with("10.9.2.0/24 expires in ")
+            && list[2].starts_with("10.9.3.3/32 expires in "),
+        "{list:?}"
+    );
+    let err = stop(appliance);
+    assert!(
+        err.contains(&format!(
+            "3 exemption ticket(s) kept in {} for the next start",
+            file.display()
+        )),
+        "{err}"
+    );
+    drop(_tmpfs);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,8 @@
 //! Linux system interfaces for live ports: an AF_PACKET socket with a TPACKET_V3
 //! memory-mapped receive ring, batched transmission with `sendmmsg`, PACKET_FANOUT, and
 //! promiscuous mode; also the CPU intrinsics the lookup tables use (cache-line prefetch
-//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare). This is the only
+//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare), and the `flock(2)` the
+//! control plane holds a state file with (`try_lock_exclusive`). This is the only
 //! module of the data plane with `unsafe` code; every block says why it is sound.
 //!
 //! Invariants:
@@ -640,6 +641,28 @@ impl PacketSocket {
         iov.clear();
         msgs.clear();
         refused
+    }
+}
+
+/// Takes an exclusive `flock(2)` lock on `file` without waiting: `Ok(true)` once taken,
+/// `Ok(false)` when another open file description holds a lock on the same file (another
+/// process, or another `open` of it in this one). The lock is released when the last
+/// descriptor of this open file description closes, however the process ends, so a lock
+/// never outlives its holder.
+pub fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    loop {
+        // SAFETY: flock only reads the descriptor number, which `file` keeps open for the
+        // duration of the call.
+        let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if r == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(e),
+        }
     }
 }
 
