@@ -912,8 +912,10 @@ mod tests {
             (true, "status".into())
         );
         let waited = t.elapsed();
+        // Served behind them would mean waiting out the 3 s client limit; the bound leaves
+        // room for a loaded test machine.
         assert!(
-            waited < Duration::from_millis(500),
+            waited < Duration::from_millis(2000),
             "waited {waited:?} behind a trickling client and six idle ones"
         );
         // Beyond the limit of clients at once: told at once, not queued.
