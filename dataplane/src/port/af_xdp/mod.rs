@@ -36,6 +36,10 @@
 //! metadata.)
 //!
 //! Invariants:
+//! - Every RX queue of both interfaces has a worker's socket: an interface with more
+//!   queues than workers (or fewer) is refused at start ([`XdpError::UnservedQueues`]),
+//!   because the program hands a frame of a queue without a socket to the kernel's stack,
+//!   which on a bump in the wire forwards none of them and counts them nowhere.
 //! - Every received packet (one or more UMEM frames) is judged once and either copied
 //!   whole, all fragments in order, to the egress TX ring or not at all (dropped, or
 //!   refused for lack of free TX frames or because the egress link was down at the
@@ -84,6 +88,27 @@ pub enum XdpError {
         workers: usize,
         /// Queues it has.
         queues: usize,
+    },
+    /// More RX queues than workers: frames the NIC steers to a queue without a socket
+    /// would go to the kernel's stack, which forwards none of them on a bump in the wire.
+    #[error("{name} has {queues} RX queues but [dataplane] workers = {workers}: AF_XDP gives worker i queue i only, so the frames the NIC spreads (RSS) over {unserved} would go to the kernel's stack, which forwards none of them and counts them nowhere (about {lost}% of the flows lost); make the queues match the workers (`{fix}`) or the workers match the queues ({workers_fix})", unserved = unserved(*.workers, *.queues), lost = (.queues - .workers) * 100 / .queues, workers_fix = workers_fix(*.queues))]
+    UnservedQueues {
+        /// The interface.
+        name: String,
+        /// Workers asked for.
+        workers: usize,
+        /// Queues it has.
+        queues: usize,
+        /// The command that gives it `workers` queues.
+        fix: String,
+    },
+    /// How many RX queues the interface has cannot be found out.
+    #[error("cannot count the RX queues of {name} (/sys/class/net/{name}/queues is not readable and the driver does not report its channels to `ethtool -l`): AF_XDP serves only {served} and would lose the frames of any other, so op25b does not start blind; make /sys readable to op25b, or use backend = \"af_packet\"", served = served(*.workers))]
+    UnknownQueues {
+        /// The interface.
+        name: String,
+        /// Workers asked for.
+        workers: usize,
     },
     /// The MTU needs frames longer than one UMEM frame, and the kernel or driver refused
     /// AF_XDP multi-buffer at some step.
@@ -202,7 +227,8 @@ impl Frames {
     }
 }
 
-/// How many RX queues `name` has (sysfs), if that can be read.
+/// How many RX queues `name` has (sysfs: the queues the kernel set up, as `ethtool -L`
+/// left them), if that can be read.
 fn rx_queues(name: &str) -> Option<usize> {
     let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
     Some(
@@ -210,6 +236,75 @@ fn rx_queues(name: &str) -> Option<usize> {
             .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
             .count(),
     )
+}
+
+/// The queues `workers` sockets serve, for messages: "queue 0", "queues 0..3".
+fn served(workers: usize) -> String {
+    match workers {
+        0 | 1 => "queue 0".into(),
+        w => format!("queues 0..{}", w - 1),
+    }
+}
+
+/// The queues of `queues` that `workers` sockets leave without one: "queue 1",
+/// "queues 2..15".
+fn unserved(workers: usize, queues: usize) -> String {
+    if queues == workers + 1 {
+        format!("queue {workers}")
+    } else {
+        format!("queues {workers}..{}", queues - 1)
+    }
+}
+
+/// The `[dataplane] workers` advice for an interface with `queues` RX queues.
+fn workers_fix(queues: usize) -> String {
+    if queues <= 64 {
+        format!("[dataplane] workers = {queues}")
+    } else {
+        format!("[dataplane] workers is at most 64, fewer than its {queues} queues, so lower the queues")
+    }
+}
+
+/// Checks that `workers` sockets (queues `0..workers`) cover every RX queue of `name`:
+/// `queues` from sysfs, `channels` from ethtool (the fallback count, and which `ethtool
+/// -L` form the advice gives).
+fn check_queues(
+    name: &str,
+    workers: usize,
+    queues: Option<usize>,
+    channels: Option<sys::Channels>,
+) -> Result<(), XdpError> {
+    let queues = queues
+        .filter(|&q| q > 0)
+        .or_else(|| channels.map(|c| c.rx_queues() as usize).filter(|&q| q > 0));
+    let Some(queues) = queues else {
+        return Err(XdpError::UnknownQueues {
+            name: name.into(),
+            workers,
+        });
+    };
+    if workers > queues {
+        return Err(XdpError::TooManyQueues {
+            name: name.into(),
+            workers,
+            queues,
+        });
+    }
+    if queues > workers {
+        // Drivers with combined channels take `combined N`; those with RX-only channels
+        // (veth, some NICs) `rx N`.
+        let kind = match channels {
+            Some(c) if c.max_combined == 0 && c.rx > 0 => "rx",
+            _ => "combined",
+        };
+        return Err(XdpError::UnservedQueues {
+            name: name.into(),
+            workers,
+            queues,
+            fix: format!("ethtool -L {name} {kind} {workers}"),
+        });
+    }
+    Ok(())
 }
 
 /// Sets up `name` with one socket per queue `0..workers`; returns the attachment and the
@@ -227,15 +322,9 @@ fn attach(
             name: name.into(),
         })?;
     let mb = frames.need_multi_buffer();
-    if let Some(queues) = rx_queues(name) {
-        if queues > 0 && workers > queues {
-            return Err(XdpError::TooManyQueues {
-                name: name.into(),
-                workers,
-                queues,
-            });
-        }
-    }
+    // The program passes a frame of a queue without a socket to the kernel's stack (it
+    // must: XDP_DROP would be no better), so every queue needs its worker.
+    check_queues(name, workers, rx_queues(name), sys::channels(name))?;
     let map = XskMap::create(workers as u32).map_err(step(name, "creating the XSKMAP"))?;
     // Always multi-buffer aware when the kernel allows (5.18+), so the driver hands over
     // large frames; without it only if the frames fit one UMEM frame anyway.
@@ -510,6 +599,59 @@ mod tests {
              (os error 22); use Linux 6.6 or newer and a driver with XDP multi-buffer support, \
              or lower the MTU of both interfaces to 3818 or less (`ip link set dev IFACE mtu \
              3818`), or use backend = \"af_packet\""
+        );
+    }
+
+    #[test]
+    fn every_queue_needs_a_worker_and_the_refusal_names_the_fix() {
+        let nic = |combined| {
+            Some(sys::Channels {
+                max_combined: 64,
+                rx: 0,
+                combined,
+            })
+        };
+        let veth = |rx| {
+            Some(sys::Channels {
+                max_combined: 0,
+                rx,
+                combined: 0,
+            })
+        };
+        assert!(check_queues("eth1", 2, Some(2), nic(2)).is_ok());
+        assert!(check_queues("eth1", 1, Some(1), None).is_ok());
+        // sysfs unreadable: ethtool's count stands in.
+        assert!(check_queues("eth1", 4, None, nic(4)).is_ok());
+        let e = check_queues("eth1", 2, Some(16), nic(16)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "eth1 has 16 RX queues but [dataplane] workers = 2: AF_XDP gives worker i queue i \
+             only, so the frames the NIC spreads (RSS) over queues 2..15 would go to the \
+             kernel's stack, which forwards none of them and counts them nowhere (about 87% \
+             of the flows lost); make the queues match the workers (`ethtool -L eth1 combined \
+             2`) or the workers match the queues ([dataplane] workers = 16)"
+        );
+        let e = check_queues("acc0", 1, Some(2), veth(2))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over queue 1 would go"), "{e}");
+        assert!(e.contains("`ethtool -L acc0 rx 1`"), "{e}");
+        let e = check_queues("eth1", 1, Some(128), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(`ethtool -L eth1 combined 1`)")
+                && e.contains("workers is at most 64, fewer than its 128 queues"),
+            "{e}"
+        );
+        assert!(matches!(
+            check_queues("eth1", 4, Some(2), nic(2)),
+            Err(XdpError::TooManyQueues { queues: 2, .. })
+        ));
+        let e = check_queues("eth1", 2, None, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot count the RX queues of eth1") && e.contains("queues 0..1"),
+            "{e}"
         );
     }
 
