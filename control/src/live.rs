@@ -13,7 +13,9 @@
 //! validates a new policy off the hot path and publishes it with one atomic pointer swap
 //! (SIGHUP, `op25b ctl reload`); it answers `op25b ctl` (status, stats, explain, exempt
 //! tickets) and the read-only Prometheus endpoint; it expires exemption tickets; on
-//! SIGTERM/SIGINT it stops the workers and prints the final counters.
+//! SIGTERM/SIGINT it stops the workers and prints the final counters. Those signals are
+//! caught from the first step of `op25b run` on ([`Signals`]): during start-up a SIGTERM
+//! stops it cleanly after the step under way, and a SIGHUP reloads once it runs.
 //!
 //! Invariants:
 //! - Workers load the policy once per burst, so a burst never sees two generations; the
@@ -1655,22 +1657,76 @@ fn summary(name: &str, c: &Counters) -> String {
     )
 }
 
-fn signal_events() -> Result<Receiver<i32>, String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new()
-        .name("op25b-signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if tx.send(s).is_err() {
-                    return;
+/// The signals `op25b run` answers — SIGHUP (reload), SIGTERM and SIGINT (stop) — caught
+/// from its very first step, so none of them can end the process the default way while it
+/// reads its config, builds the policy or opens the ports (SIGHUP's default would end it
+/// with status 129, which systemd counts as a clean exit and does not restart; SIGTERM's
+/// would skip the final counters and, on AF_XDP, leave the VLAN offload turned off).
+///
+/// During start-up a SIGTERM or SIGINT stops `run` cleanly after the step under way
+/// ([`Signals::stop_asked`]); a SIGHUP is remembered and the configuration is reloaded
+/// once the workers run, since the start may have read the files before the edit it
+/// announces.
+#[derive(Debug)]
+pub struct Signals {
+    rx: Receiver<i32>,
+    /// A SIGHUP came before the workers ran.
+    reload_pending: bool,
+}
+
+impl Signals {
+    /// Installs the handlers (a thread turns each signal into a channel message).
+    pub fn install() -> Result<Signals, String> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("op25b-signals".into())
+            .spawn(move || {
+                for s in signals.forever() {
+                    if tx.send(s).is_err() {
+                        return;
+                    }
                 }
-            }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        Ok(Signals {
+            rx,
+            reload_pending: false,
         })
-        .map_err(|e| e.to_string())?;
-    Ok(rx)
+    }
+
+    /// During start-up, once `step` is done: takes the signals that came meanwhile,
+    /// remembering a SIGHUP (said once), and returns the name of a SIGTERM or SIGINT,
+    /// which asks the start to stop.
+    fn stop_asked(&mut self, step: &str) -> Option<&'static str> {
+        use signal_hook::consts::{SIGHUP, SIGINT};
+        while let Ok(s) = self.rx.try_recv() {
+            match s {
+                SIGHUP => {
+                    if !self.reload_pending {
+                        eprintln!(
+                            "op25b: SIGHUP during start-up ({step}): the configuration is reloaded as soon as the appliance runs"
+                        );
+                    }
+                    self.reload_pending = true;
+                }
+                SIGINT => return Some("SIGINT"),
+                _ => return Some("SIGTERM"),
+            }
+        }
+        None
+    }
+}
+
+/// A stop asked for during start-up (`signal` came while `step` ran): said on stderr,
+/// with the final counters (all zero: no worker ran) on stdout as after any stop.
+fn stopped_during_start_up(signal: &str, step: &str) -> Result<(), RunError> {
+    eprintln!("op25b: {signal} during start-up ({step}): stopped before any frame was forwarded");
+    println!("{}", summary("access→core", &Counters::default()));
+    println!("{}", summary("core→access", &Counters::default()));
+    Ok(())
 }
 
 /// What must outlive the workers' ports and be released after them (DPDK: the EAL, whose
@@ -1890,18 +1946,25 @@ fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
     }
 }
 
-/// Runs the appliance until SIGTERM or SIGINT.
-pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
+/// Runs the appliance until SIGTERM or SIGINT. `signals` are installed by the caller
+/// before it reads the config, and checked here between the steps of the start.
+pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(), RunError> {
     let dp: DataplaneConfig = config.dataplane.clone().ok_or_else(|| {
         RunError::Config(format!(
             "{}: `op25b run` needs a [dataplane] section (backend, access, core)",
             config_path.display()
         ))
     })?;
+    if let Some(sig) = signals.stop_asked("reading the configuration") {
+        return stopped_during_start_up(sig, "reading the configuration");
+    }
     let t = Instant::now();
     let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config))?;
     // The build alone, as reloads measure it (not the backend's start below).
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    if let Some(sig) = signals.stop_asked("building the policy") {
+        return stopped_during_start_up(sig, "building the policy");
+    }
     for w in crate::config::shown_warnings(&built.warnings) {
         eprintln!("op25b: warning: {w}");
     }
@@ -1912,7 +1975,16 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let (ports, mut backend, _claims) = open_ports(&dp)?;
+    let (ports, mut backend, claims) = open_ports(&dp)?;
+    if let Some(sig) = signals.stop_asked("opening the ports") {
+        // Closed before the backend: AF_XDP detaches its program and turns the VLAN
+        // offload back on; DPDK's ports go before its EAL.
+        drop(ports);
+        backend.release();
+        drop(claims);
+        return stopped_during_start_up(sig, "opening the ports");
+    }
+    let _claims = claims;
     let mut links_checked = Instant::now();
     let (req_tx, req_rx) = crossbeam_channel::bounded::<Request>(64);
     let cc = config.control.clone();
@@ -1925,7 +1997,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         None => None,
     };
     let ctl_listener = ctl::bind(&cc.socket)?;
-    let signals = signal_events()?;
+    // From here on a SIGTERM is the main loop's: it stops the workers as any stop does.
+    let reload_pending = signals.reload_pending;
+    let signals = signals.rx;
     {
         let tx = req_tx.clone();
         std::thread::Builder::new()
@@ -2071,6 +2145,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             control.tickets.len(),
             f.display()
         );
+    }
+    if reload_pending {
+        control.reload("SIGHUP during start-up");
     }
     loop {
         let timeout = control

@@ -187,6 +187,15 @@ fn main() -> ExitCode {
     let cli = parse_cli();
     match cli.command {
         Command::Run { config } => {
+            // First of all: a SIGHUP (`systemctl reload`) or SIGTERM while the config is
+            // read or the ports are opened must not end the process the default way.
+            let signals = match op25b::live::Signals::install() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("op25b: error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -194,7 +203,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match op25b::live::run(&config, cfg) {
+            match op25b::live::run(&config, cfg, signals) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("op25b: error: {e}");
