@@ -1783,10 +1783,20 @@ impl BackendHandle {
     }
 }
 
+/// A backend's start error as a [`RunError`]: [`RunError::Unrecoverable`] unless
+/// `retry_may_help`.
+fn start_error(e: impl std::fmt::Display, retry_may_help: bool) -> RunError {
+    if retry_may_help {
+        RunError::Failed(e.to_string())
+    } else {
+        RunError::Unrecoverable(e.to_string())
+    }
+}
+
 /// Opens one port per worker on the configured backend.
 fn open_ports(
     dp: &DataplaneConfig,
-) -> Result<(Vec<LivePort>, BackendHandle, crate::claim::Claims), String> {
+) -> Result<(Vec<LivePort>, BackendHandle, crate::claim::Claims), RunError> {
     match dp.backend {
         Backend::AfPacket => {
             let claims = crate::claim::claim_names(&[&dp.access, &dp.core])?;
@@ -1797,7 +1807,16 @@ fn open_ports(
                 .map(|i| {
                     WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
                         .map(LivePort::Packet)
-                        .map_err(|e| format!("worker {i}: {e}"))
+                        .map_err(|e| {
+                            // Missing privileges or a forbidden address family stay so;
+                            // a missing interface may come (back).
+                            let retry = !matches!(
+                                e.kind(),
+                                std::io::ErrorKind::PermissionDenied
+                                    | std::io::ErrorKind::Unsupported
+                            );
+                            start_error(format!("worker {i}: {e}"), retry)
+                        })
                 })
                 .collect::<Result<_, _>>()?;
             warn_unequal_mtus(&dp.access, &dp.core, "counted as refused by the kernel");
@@ -1806,10 +1825,11 @@ fn open_ports(
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
             use op25b_dataplane::port::dpdk::Eal;
-            let mut eal = Eal::init(&dp.eal_args).map_err(|e| e.to_string())?;
+            let mut eal =
+                Eal::init(&dp.eal_args).map_err(|e| start_error(&e, e.retry_may_help()))?;
             let wires = eal
                 .open_wire(&dp.access, &dp.core, dp.workers, dp.burst, dp.mtu)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| start_error(&e, e.retry_may_help()))?;
             if let Some(w) = wires.first() {
                 let (a, c) = w.ports();
                 eprintln!(
@@ -1821,7 +1841,7 @@ fn open_ports(
                 );
             }
             let Some(first) = wires.first() else {
-                return Err("DPDK opened no queue".into());
+                return Err(RunError::Failed("DPDK opened no queue".into()));
             };
             // Virtual devices on kernel interfaces (net_af_packet, net_tap) are known only
             // once open; a NIC is the EAL's own to guard.
@@ -1848,9 +1868,9 @@ fn open_ports(
             ))
         }
         #[cfg(not(feature = "dpdk"))]
-        Backend::Dpdk => {
-            Err("this op25b was built without DPDK support (the `dpdk` feature)".into())
-        }
+        Backend::Dpdk => Err(RunError::Unrecoverable(
+            "this op25b was built without DPDK support: rebuild with `--features dpdk`".into(),
+        )),
         #[cfg(feature = "af_xdp")]
         Backend::AfXdp => {
             // Before the XDP program is attached: a second one would replace the first's.
@@ -1858,7 +1878,7 @@ fn open_ports(
             let wires = op25b_dataplane::port::af_xdp::open_wire(
                 &dp.access, &dp.core, dp.workers, dp.burst,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| start_error(&e, e.retry_may_help()))?;
             warn_unequal_mtus(
                 &dp.access,
                 &dp.core,
@@ -1883,9 +1903,9 @@ fn open_ports(
             ))
         }
         #[cfg(not(feature = "af_xdp"))]
-        Backend::AfXdp => Err(
+        Backend::AfXdp => Err(RunError::Unrecoverable(
             "this op25b was built without AF_XDP support: rebuild with `--features af_xdp`".into(),
-        ),
+        )),
     }
 }
 
@@ -1895,8 +1915,14 @@ pub enum RunError {
     /// The config was refused (no `[dataplane]` section, or its policy does not build):
     /// bad usage, exit 2 as for `check`.
     Config(String),
-    /// Starting or running failed (an interface, a backend, the control socket): exit 1.
+    /// Starting or running failed (an interface, a backend, the control socket) in a way
+    /// a later start may not (an interface that comes back, a busy address freed): exit
+    /// 1, which the systemd unit restarts.
     Failed(String),
+    /// Starting failed in a way no retry fixes without the operator: missing privileges
+    /// or a sandbox, a backend this binary lacks, queue counts, MTUs or settings the
+    /// hardware does not take. Exit 3, which the unit does not restart.
+    Unrecoverable(String),
 }
 
 impl From<String> for RunError {
@@ -1908,7 +1934,9 @@ impl From<String> for RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Config(e) | RunError::Failed(e) => f.write_str(e),
+            RunError::Config(e) | RunError::Failed(e) | RunError::Unrecoverable(e) => {
+                f.write_str(e)
+            }
         }
     }
 }

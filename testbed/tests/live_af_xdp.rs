@@ -24,6 +24,10 @@
 //! interface, its queue count and both fixes: the frames of the queue without a worker
 //! would go to the kernel's stack and be lost.
 //!
+//! Root without CAP_BPF (its bounding set cut with `setpriv`, as systemd's
+//! `CapabilityBoundingSet=` does) is refused with exit 3 and told it is root in a sandbox
+//! and what to add, not to run as root.
+//!
 //! Needs root, iproute2, python3 and an `op25b` built with `--features af_xdp` (the
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
@@ -581,7 +585,8 @@ fn af_xdp_refuses_a_queue_without_a_worker() {
     }
     let out = refused.take().wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    // 3: not worth restarting until the operator changes something.
+    assert_eq!(out.status.code(), Some(3), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     for want in [
         "acc0 has 2 RX queues but [dataplane] workers = 1",
@@ -601,5 +606,44 @@ fn af_xdp_refuses_a_queue_without_a_worker() {
     wire.left.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     stop_and_check(appliance, "1 queue(s) each", 0);
     no_xdp_left(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn af_xdp_root_without_cap_bpf_is_told_about_the_sandbox() {
+    let Some((dir, wire)) = setup("xc", None) else {
+        return;
+    };
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        op25b_dataplane::testkit::skipped("setpriv (util-linux) is not installed");
+        return;
+    }
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let bin = op25b_binary();
+    let out = wire
+        .app
+        .command(&[
+            "setpriv",
+            "--bounding-set",
+            "-bpf,-sys_admin",
+            bin.to_str().unwrap(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    for want in [
+        "AF_XDP on acc0: creating the XSKMAP failed: Operation not permitted",
+        "op25b runs as root but without CAP_BPF",
+        "install scripts/op25b.service.d/af_xdp.conf",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    assert!(!err.contains("run op25b as root"), "{err}");
+    no_xdp_left(&wire.app);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,6 +56,9 @@ mod sys;
 
 pub use super::af_packet::Direction;
 use super::link::{LinkEvent, LinkWatch};
+use super::privilege::{
+    family_hint, permission_hint, Privileges, CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW,
+};
 use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use std::sync::Arc;
@@ -143,20 +146,56 @@ pub enum XdpError {
         /// The kernel's answer.
         source: std::io::Error,
         /// What to do about it (empty, or "; " and advice).
-        hint: &'static str,
+        hint: String,
     },
 }
 
-/// What to do about a failed step, from its errno.
-fn hint(e: &std::io::Error) -> &'static str {
+impl XdpError {
+    /// Whether starting again later may succeed without anyone changing anything: an
+    /// interface that may appear, another XDP program that may go, memory that may free
+    /// up. Not so for a queue count, an MTU, a driver's or kernel's refusal, or missing
+    /// privileges: those need the operator.
+    pub fn retry_may_help(&self) -> bool {
+        match self {
+            XdpError::NoInterface { .. } => true,
+            XdpError::TooManyQueues { .. }
+            | XdpError::UnservedQueues { .. }
+            | XdpError::UnknownQueues { .. }
+            | XdpError::MultiBuffer { .. }
+            | XdpError::RxVlan { .. } => false,
+            XdpError::Step { source, .. } => !matches!(
+                source.raw_os_error(),
+                Some(
+                    libc::EPERM
+                        | libc::EACCES
+                        | libc::EAFNOSUPPORT
+                        | libc::ENOSYS
+                        | libc::EINVAL
+                        | libc::ERANGE
+                        | libc::EOPNOTSUPP
+                )
+            ),
+        }
+    }
+}
+
+/// The drop-in that gives the systemd unit what AF_XDP needs.
+const UNIT_DROPIN: &str = "scripts/op25b.service.d/af_xdp.conf";
+
+/// What to do about a failed step, from its errno and, for a refusal, what this process
+/// holds (`p`): root in a sandbox is told about the sandbox, not to become root.
+fn hint(e: &std::io::Error, p: Option<Privileges>) -> String {
     match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => "; run op25b as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK)",
-        Some(libc::EAFNOSUPPORT) => "; this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): use backend = \"af_packet\"",
-        Some(libc::ENOSYS) => "; this kernel has no bpf() system call (CONFIG_BPF_SYSCALL): use backend = \"af_packet\"",
-        Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: see it with `ip link show dev IFACE` (`xdp`/`xdpdrv` native, `xdpgeneric` generic mode) and detach it with `ip link set dev IFACE xdp off` or, for a generic one, `ip link set dev IFACE xdpgeneric off`, or stop the other program",
-        Some(libc::ENOMEM | libc::ENOBUFS) => "; the UMEM could not be locked: raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK=) or run as root",
-        Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (some refuse it above an MTU of about 3500 bytes): lower the MTU or use backend = \"af_packet\"",
-        _ => "",
+        Some(libc::EPERM | libc::EACCES) => {
+            permission_hint(p, &[CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF], UNIT_DROPIN)
+        }
+        Some(libc::EAFNOSUPPORT) => family_hint(p, "AF_XDP", "CONFIG_XDP_SOCKETS", UNIT_DROPIN)
+            + "; or use backend = \"af_packet\"",
+        Some(libc::ENOSYS) => "; this kernel has no bpf() system call (CONFIG_BPF_SYSCALL), or a seccomp filter (systemd SystemCallFilter=, a container) hides it: use backend = \"af_packet\"".into(),
+        Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: see it with `ip link show dev IFACE` (`xdp`/`xdpdrv` native, `xdpgeneric` generic mode) and detach it with `ip link set dev IFACE xdp off` or, for a generic one, `ip link set dev IFACE xdpgeneric off`, or stop the other program".into(),
+        Some(libc::ENOMEM | libc::ENOBUFS) => "; the UMEM could not be locked: raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK=) or give op25b CAP_IPC_LOCK".into(),
+        Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (some refuse it above an MTU of about 3500 bytes): lower the MTU or use backend = \"af_packet\"".into(),
+        _ => String::new(),
     }
 }
 
@@ -164,7 +203,7 @@ fn step<'a>(name: &'a str, step: &'static str) -> impl FnOnce(std::io::Error) ->
     move |source| XdpError::Step {
         name: name.into(),
         step,
-        hint: hint(&source),
+        hint: hint(&source, Privileges::current()),
         source,
     }
 }
@@ -184,6 +223,15 @@ fn mb_step<'a>(
     mb: Option<(u32, u32)>,
 ) -> impl FnOnce(std::io::Error) -> XdpError + 'a {
     move |source| match mb {
+        // A refusal of the socket or the program itself is no multi-buffer matter.
+        Some(_)
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EPERM | libc::EACCES | libc::EAFNOSUPPORT | libc::ENOSYS)
+            ) =>
+        {
+            step(name, what)(source)
+        }
         Some((mtu, frame)) => XdpError::MultiBuffer {
             name: name.into(),
             mtu,
@@ -657,12 +705,54 @@ mod tests {
 
     #[test]
     fn errno_hints_say_what_to_do() {
-        let e = step("eth9", "attaching the XDP program")(std::io::Error::from_raw_os_error(
-            libc::EPERM,
-        ));
+        let error = |errno, p| {
+            let source = std::io::Error::from_raw_os_error(errno);
+            XdpError::Step {
+                name: "eth9".into(),
+                step: "attaching the XDP program",
+                hint: hint(&source, p),
+                source,
+            }
+        };
+        let user = Privileges {
+            root: false,
+            effective: 0,
+            seccomp: false,
+        };
         assert_eq!(
-            e.to_string(),
-            "AF_XDP on eth9: attaching the XDP program failed: Operation not permitted (os error 1); run op25b as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK)"
+            error(libc::EPERM, Some(user)).to_string(),
+            "AF_XDP on eth9: attaching the XDP program failed: Operation not permitted (os error 1); run op25b as root (or give it CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF; it runs as a user without them)"
         );
+        // Root under systemd's default unit: CAP_NET_RAW and CAP_NET_ADMIN only, and the
+        // seccomp filter of RestrictAddressFamilies=.
+        let unit = Privileges {
+            root: true,
+            effective: (1 << 12) | (1 << 13),
+            seccomp: true,
+        };
+        let e = error(libc::EPERM, Some(unit)).to_string();
+        assert!(
+            e.contains("runs as root but without CAP_BPF")
+                && e.contains("CapabilityBoundingSet=/AmbientCapabilities= (install scripts/op25b.service.d/af_xdp.conf)")
+                && e.contains("in a container"),
+            "{e}"
+        );
+        let e = error(libc::EAFNOSUPPORT, Some(unit)).to_string();
+        assert!(
+            e.contains("AF_XDP sockets are refused and a seccomp filter is on")
+                && e.contains("RestrictAddressFamilies= must list AF_XDP")
+                && e.contains("CONFIG_XDP_SOCKETS")
+                && e.ends_with("or use backend = \"af_packet\""),
+            "{e}"
+        );
+        assert!(!error(libc::EPERM, Some(unit)).retry_may_help());
+        assert!(error(libc::EBUSY, Some(unit)).retry_may_help());
+        // A refused socket under a jumbo MTU is a permission matter, not multi-buffer.
+        let e = mb_step(
+            "eth9",
+            "binding an AF_XDP socket (XDP_USE_SG)",
+            Some((9000, 9022)),
+        )(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        assert!(matches!(e, XdpError::Step { .. }), "{e}");
     }
 }

@@ -294,9 +294,24 @@ impl PacketSocket {
             )
         };
         if raw < 0 {
-            return Err(last_error(
-                "cannot open an AF_PACKET socket (needs CAP_NET_RAW)",
-                ifname,
+            let e = io::Error::last_os_error();
+            let p = super::privilege::Privileges::current();
+            let (kind, hint) = match e.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => (
+                    io::ErrorKind::PermissionDenied,
+                    super::privilege::permission_hint(p, &[super::privilege::CAP_NET_RAW], ""),
+                ),
+                // Refused by a seccomp filter (or a kernel without CONFIG_PACKET): no
+                // retry will change that.
+                Some(libc::EAFNOSUPPORT) => (
+                    io::ErrorKind::Unsupported,
+                    super::privilege::family_hint(p, "AF_PACKET", "CONFIG_PACKET", ""),
+                ),
+                _ => (e.kind(), String::new()),
+            };
+            return Err(io::Error::new(
+                kind,
+                format!("{ifname}: cannot open an AF_PACKET socket: {e}{hint}"),
             ));
         }
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
