@@ -66,6 +66,9 @@ struct Snapshot {
     latency_out: Histogram<u64>,
     latency_in: Histogram<u64>,
     tx_refused: u64,
+    /// Of those, frames with more VLAN tag than one 802.1Q tag refused as too long
+    /// (AF_PACKET only), by the interface they were to leave (access, core).
+    tx_refused_tagged: [u64; 2],
     resets_sent: u64,
     /// Drop-log records refused by the samplers' rate limit, and lost to a full queue.
     log_rate_limited: u64,
@@ -95,6 +98,17 @@ impl LivePort {
             LivePort::Dpdk(p) => p.tx_refused,
             #[cfg(feature = "af_xdp")]
             LivePort::Xdp(p) => p.tx_refused,
+        }
+    }
+
+    fn tx_refused_tagged(&self) -> [u64; 2] {
+        match self {
+            LivePort::Packet(p) => p.tx_refused_tagged,
+            // AF_XDP and DPDK send without the packet socket's length check.
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(_) => [0, 0],
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(_) => [0, 0],
         }
     }
 
@@ -263,6 +277,7 @@ fn worker_loop(mut w: WorkerCtx) {
                 latency_out: out.take_latency(),
                 latency_in: inb.take_latency(),
                 tx_refused: w.port.tx_refused(),
+                tx_refused_tagged: w.port.tx_refused_tagged(),
                 resets_sent: w.port.resets_sent(),
                 log_rate_limited: out.samples_rate_limited() + inb.samples_rate_limited(),
                 log_queue_full,
@@ -562,6 +577,9 @@ struct Control {
     expiry_failed: Option<Instant>,
     /// Why the configured drop log could not be opened at start (it is off this run).
     drop_log_failed: Option<String>,
+    /// Whether the refusal of tagged frames as too long was told, per interface (access,
+    /// core): once each, at the first.
+    tagged_told: [bool; 2],
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -874,6 +892,28 @@ impl Control {
         self.workers.iter().flatten().map(|s| s.resets_sent).sum()
     }
 
+    /// Frames with more VLAN tag than one 802.1Q tag refused as too long, over every
+    /// worker, by the interface they were to leave (access, core).
+    fn tx_refused_tagged(&self) -> [u64; 2] {
+        self.workers.iter().flatten().fold([0, 0], |[a, c], s| {
+            [a + s.tx_refused_tagged[0], c + s.tx_refused_tagged[1]]
+        })
+    }
+
+    /// Tells, once per interface, that it refused full-size frames for their VLAN tags,
+    /// and what to do: a loss that is otherwise only a count.
+    fn tell_tagged_refusals(&mut self) {
+        let counts = self.tx_refused_tagged();
+        let names = [self.dataplane.access.clone(), self.dataplane.core.clone()];
+        for (side, (&count, told)) in counts.iter().zip(&mut self.tagged_told).enumerate() {
+            if count == 0 || *told {
+                continue;
+            }
+            *told = true;
+            eprintln!("op25b: warning: {}", tagged_refusal_advice(&names, side));
+        }
+    }
+
     fn absorb(&mut self, mut s: Snapshot) {
         if let Some(f) = s.fatal.take() {
             // Every worker on a gone interface reports it; the first report is logged.
@@ -890,6 +930,7 @@ impl Control {
         let _ = self.latency[1].add(&s.latency_in);
         let w = s.worker;
         self.workers[w] = Some(s);
+        self.tell_tagged_refusals();
     }
 
     /// Expires tickets and, when watching, reloads after a config or prefix file changed.
@@ -1228,6 +1269,10 @@ impl Control {
             let mut v = json!({"generation": self.generation, "backend": self.dataplane.backend.name(),
                 "outbound": dir(dirs[0], &tops[0]), "inbound": dir(dirs[1], &tops[1]),
                 "resets_sent": self.resets_sent(), "tx_refused": refused});
+            if self.dataplane.backend == Backend::AfPacket {
+                let [a, c] = self.tx_refused_tagged();
+                v["tx_refused_tagged"] = json!({"access": a, "core": c});
+            }
             let workers = self.per_worker();
             if !workers.is_empty() {
                 let rtd = |c: [u64; 3]| json!({"rx": c[0], "tx": c[1], "dropped": c[2]});
@@ -1264,6 +1309,18 @@ impl Control {
             self.resets_sent(),
             self.tx_refuser()
         );
+        let tagged = self.tx_refused_tagged();
+        if tagged != [0, 0] {
+            let _ = write!(
+                t,
+                " ({} of them VLAN-tagged frames over the MTU: {} {}, {} {})",
+                tagged[0] + tagged[1],
+                self.dataplane.access,
+                tagged[0],
+                self.dataplane.core,
+                tagged[1]
+            );
+        }
         if top > 0 {
             for (d, list) in tops.iter().enumerate() {
                 let _ = write!(
@@ -1464,6 +1521,24 @@ impl Control {
             self.dataplane.backend.name()
         );
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
+        if self.dataplane.backend == Backend::AfPacket {
+            let _ = writeln!(m, "# HELP op25b_tx_refused_tagged_total Of op25b_tx_refused_total, full-size frames with more VLAN tag than one 802.1Q tag, which the packet socket refuses at the interface's MTU, by the interface they were to leave.\n# TYPE op25b_tx_refused_tagged_total counter");
+            let tagged = self.tx_refused_tagged();
+            for (k, (side, name)) in [
+                ("access", &self.dataplane.access),
+                ("core", &self.dataplane.core),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let _ = writeln!(
+                    m,
+                    "op25b_tx_refused_tagged_total{{side=\"{side}\",interface=\"{}\"}} {}",
+                    label_value(name),
+                    tagged[k]
+                );
+            }
+        }
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let up = self.links_up();
         let _ = writeln!(m, "# HELP op25b_link_up Whether a link of the wire is up with a carrier (1) or down (0), as the appliance last looked.\n# TYPE op25b_link_up gauge");
@@ -1956,6 +2031,20 @@ fn until(expires: Option<SystemTime>) -> String {
     })
 }
 
+/// What to tell when `names[side]` refused frames with more VLAN tag than one 802.1Q tag
+/// as too long (AF_PACKET's send path allows 4 bytes beyond MTU + 14, and only for an
+/// outer 802.1Q tag).
+fn tagged_refusal_advice(names: &[String; 2], side: usize) -> String {
+    let mtu = op25b_dataplane::port::sys::mtu_of(&names[side]).unwrap_or(1500);
+    format!(
+        "the kernel refused to send full-size VLAN-tagged frames out of {name} (EMSGSIZE): a packet socket sends at most MTU + 14 bytes, + 4 only when the outer tag is 802.1Q, so a frame with an 802.1ad (0x88a8) or 0x9100 tag, or with two tags, is refused at the MTU a NIC or a bridge carries it at; such frames are lost, counted in tx_refused (`ctl stats`, op25b_tx_refused_tagged_total); raise the MTU of both interfaces by 4 per tag, less one tag when the outer one is 802.1Q (from {mtu}: {one} for one 802.1ad or 0x9100 tag or for QinQ under an outer 802.1Q tag, {two} for QinQ under an outer 802.1ad tag; `ip link set dev {name} mtu {two}` and the same for {other}), or use backend = \"af_xdp\" or \"dpdk\"",
+        name = names[side],
+        other = names[1 - side],
+        one = mtu + 4,
+        two = mtu + 8,
+    )
+}
+
 /// Warns when the two sides of the wire carry different MTUs: a frame as large as the
 /// larger one cannot leave through the other side (`lost`: what becomes of it).
 fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
@@ -2151,6 +2240,7 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
         metrics_at: metrics_bound.clone(),
         expiry_failed: None,
         drop_log_failed,
+        tagged_told: [false, false],
     };
     control.watched = files_stamp(&control.config);
     // Drops from the file what expired while op25b was stopped.
@@ -2231,6 +2321,17 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
     println!("{}", summary("access→core", &o));
     println!("{}", summary("core→access", &i));
     println!("tx refused by {}: {refused}", dp.backend.tx_refuser());
+    let tagged = control.tx_refused_tagged();
+    if tagged != [0, 0] {
+        println!(
+            "tx refused by the kernel as VLAN-tagged frames over the MTU: {} ({} {}, {} {}): raise both interfaces' MTU (see the warning above)",
+            tagged[0] + tagged[1],
+            dp.access,
+            tagged[0],
+            dp.core,
+            tagged[1]
+        );
+    }
     for (w, o, n) in control.per_worker() {
         println!(
             "worker {w}: access→core rx {} tx {} dropped {}; core→access rx {} tx {} dropped {}",
