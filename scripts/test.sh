@@ -78,18 +78,26 @@ fi
 # build), and its exposure as `systemd-analyze security` rates it.
 echo "== systemd unit"
 if command -v systemd-analyze >/dev/null 2>&1; then
-  unit_dir="$(mktemp -d)"
-  sed "s|/usr/local/bin/op25b|$(realpath "$target")/debug/op25b|g" scripts/op25b.service >"$unit_dir/op25b.service"
-  # Only this unit's own problems count, not those of units it names on this host.
-  if ! verify="$(systemd-analyze verify --recursive-errors=one "$unit_dir/op25b.service" 2>&1)" ||
-    [[ -n "$verify" ]]; then
-    echo "$verify"
+  # The unit alone (backend = "af_packet"), then with each backend's drop-in, which
+  # systemd finds beside the unit through SYSTEMD_UNIT_PATH.
+  for dropin in "" scripts/op25b.service.d/*.conf; do
+    unit_dir="$(mktemp -d)"
+    sed "s|/usr/local/bin/op25b|$(realpath "$target")/debug/op25b|g" scripts/op25b.service >"$unit_dir/op25b.service"
+    if [[ -n "$dropin" ]]; then
+      mkdir "$unit_dir/op25b.service.d"
+      cp "$dropin" "$unit_dir/op25b.service.d/"
+    fi
+    # Only this unit's own problems count, not those of units it names on this host.
+    if ! verify="$(SYSTEMD_UNIT_PATH="$unit_dir:" systemd-analyze verify --recursive-errors=one "$unit_dir/op25b.service" 2>&1)" ||
+      [[ -n "$verify" ]]; then
+      echo "$verify"
+      rm -rf "$unit_dir"
+      echo "systemd-analyze verify: scripts/op25b.service ${dropin:+with $dropin }has problems" >&2
+      exit 1
+    fi
+    echo "systemd-analyze verify: scripts/op25b.service${dropin:+ with $dropin}: clean; $(SYSTEMD_UNIT_PATH="$unit_dir:" systemd-analyze security --offline=true "$unit_dir/op25b.service" 2>/dev/null | grep -E 'Overall exposure' || true)"
     rm -rf "$unit_dir"
-    echo "systemd-analyze verify: scripts/op25b.service has problems" >&2
-    exit 1
-  fi
-  echo "systemd-analyze verify: clean; $(systemd-analyze security --offline=true "$unit_dir/op25b.service" 2>/dev/null | grep -E 'Overall exposure' || true)"
-  rm -rf "$unit_dir"
+  done
 else
   skip "systemd-analyze is not installed, so scripts/op25b.service was not verified"
 fi

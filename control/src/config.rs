@@ -23,6 +23,78 @@ use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
+/// What to do about a file op25b may not read: `""` unless `e` is a refusal.
+fn read_hint(path: &Path, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!("; {}", permission_advice(path))
+    } else {
+        String::new()
+    }
+}
+
+/// Why this process may not read `path`, and what to do. The systemd unit runs op25b as
+/// root but without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (a process that parses
+/// traffic has no business reading every file), so root reads a file only through its
+/// mode bits, like any other user; a file another user owns with mode 0600 or 0640 (a
+/// pool export written by another account) is refused.
+pub fn permission_advice(path: &Path) -> String {
+    #[cfg(unix)]
+    let found = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).map_or(String::new(), |m| {
+            format!(
+                " (it is owned by uid {} gid {}, mode {:04o})",
+                m.uid(),
+                m.gid(),
+                m.mode() & 0o7777
+            )
+        })
+    };
+    #[cfg(not(unix))]
+    let found = String::new();
+    #[cfg(target_os = "linux")]
+    let who = op25b_dataplane::port::privilege::Privileges::current();
+    #[cfg(target_os = "linux")]
+    let (root, dac) = (
+        who.is_some_and(|p| p.root),
+        who.is_some_and(|p| p.has(&CAP_DAC_OVERRIDE) || p.has(&CAP_DAC_READ_SEARCH)),
+    );
+    #[cfg(not(target_os = "linux"))]
+    let (root, dac) = (true, false);
+    permission_advice_as(root, dac, &found)
+}
+
+/// [`permission_advice`] for a process that is `root` or not and holds a capability
+/// that overrides file permissions (`dac`) or not; `found` describes the file.
+fn permission_advice_as(root: bool, dac: bool, found: &str) -> String {
+    if root && dac {
+        return format!(
+            "op25b runs as root and may override file permissions, so something else refuses{found}: a security module (SELinux, AppArmor), an ACL, or a network file system that squashes root"
+        );
+    }
+    let who = if root {
+        "op25b runs as root but without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (the systemd unit gives it neither), so it reads a file only as its mode allows root"
+    } else {
+        "op25b runs as a user other than root and reads a file only as its mode allows that user"
+    };
+    format!(
+        "{who}{found}: make it readable that way — owned by root and readable by its owner (`chown root:GROUP FILE && chmod 0640 FILE` keeps it readable to GROUP, e.g. the account that exports it), or world-readable (`chmod o+r FILE`) — with every directory above it searchable (x) by root the same way; a job that replaces the file must create it so too"
+    )
+}
+
+#[cfg(target_os = "linux")]
+const CAP_DAC_OVERRIDE: op25b_dataplane::port::privilege::Need =
+    op25b_dataplane::port::privilege::Need {
+        name: "CAP_DAC_OVERRIDE",
+        bits: &[1],
+    };
+#[cfg(target_os = "linux")]
+const CAP_DAC_READ_SEARCH: op25b_dataplane::port::privilege::Need =
+    op25b_dataplane::port::privilege::Need {
+        name: "CAP_DAC_READ_SEARCH",
+        bits: &[2],
+    };
+
 /// A place in a config or prefix file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
@@ -103,7 +175,7 @@ pub fn shown_warnings(all: &[String]) -> Vec<String> {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {source}{}", path.display(), read_hint(path, source))]
     Read {
         /// The file.
         path: PathBuf,
@@ -1275,18 +1347,37 @@ fn read_lists<const N: usize>(
                 }
                 Err(_) => Some("cannot be read"),
             };
+            let refused = |why: String| ConfigError::Value {
+                at: at(f.span()),
+                list: format!("{name}_files"),
+                text: f.get_ref().clone(),
+                why,
+            };
             if let Some(why) = why {
-                return Err(ConfigError::Value {
-                    at: at(f.span()),
-                    list: format!("{name}_files"),
-                    text: f.get_ref().clone(),
-                    why: format!("{why} ({})", p.display()),
-                });
+                let advice = if why == "permission denied" {
+                    format!("; {}", permission_advice(&p))
+                } else {
+                    String::new()
+                };
+                return Err(refused(format!("{why} ({}){advice}", p.display())));
             }
             if !read.files.contains(&p) {
                 read.files.push(p.clone());
             }
-            if read_prefix_file(&p, name, out, orig)? == 0 {
+            let listed = match read_prefix_file(&p, name, out, orig) {
+                // Said where the file is named, as for a missing one.
+                Err(ConfigError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::PermissionDenied =>
+                {
+                    return Err(refused(format!(
+                        "permission denied ({}); {}",
+                        p.display(),
+                        permission_advice(&p)
+                    )))
+                }
+                r => r?,
+            };
+            if listed == 0 {
                 read.notes.push(format!(
                     "{}: {name}_files: the file lists no prefix (empty, or only blank lines and comments)",
                     p.display()
@@ -1469,6 +1560,31 @@ mod tests {
     }
     fn err(text: &str) -> String {
         load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_file_root_may_not_read_says_why_and_what_to_do() {
+        let found = " (it is owned by uid 1000 gid 1000, mode 0600)";
+        let sandboxed = permission_advice_as(true, false, found);
+        assert!(
+            sandboxed.starts_with("op25b runs as root but without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (the systemd unit gives it neither)")
+                && sandboxed.contains(found)
+                && sandboxed.contains("`chown root:GROUP FILE && chmod 0640 FILE`")
+                && sandboxed.contains("a job that replaces the file must create it so too")
+                && sandboxed.contains("searchable (x)"),
+            "{sandboxed}"
+        );
+        assert!(permission_advice_as(false, false, "").contains("a user other than root"));
+        assert!(permission_advice_as(true, true, "").contains("a security module"));
+        // Only a refusal gets the advice.
+        let e = ConfigError::Read {
+            path: "/etc/op25b/op25b.toml".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/etc/op25b/op25b.toml: cannot read: No such file or directory (os error 2)"
+        );
     }
 
     #[test]

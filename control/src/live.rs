@@ -13,7 +13,9 @@
 //! validates a new policy off the hot path and publishes it with one atomic pointer swap
 //! (SIGHUP, `op25b ctl reload`); it answers `op25b ctl` (status, stats, explain, exempt
 //! tickets) and the read-only Prometheus endpoint; it expires exemption tickets; on
-//! SIGTERM/SIGINT it stops the workers and prints the final counters.
+//! SIGTERM/SIGINT it stops the workers and prints the final counters. Those signals are
+//! caught from the first step of `op25b run` on ([`Signals`]): during start-up a SIGTERM
+//! stops it cleanly after the step under way, and a SIGHUP reloads once it runs.
 //!
 //! Invariants:
 //! - Workers load the policy once per burst, so a burst never sees two generations; the
@@ -67,6 +69,9 @@ struct Snapshot {
     latency_out: Histogram<u64>,
     latency_in: Histogram<u64>,
     tx_refused: u64,
+    /// Of those, frames with more VLAN tag than one 802.1Q tag refused as too long
+    /// (AF_PACKET only), by the interface they were to leave (access, core).
+    tx_refused_tagged: [u64; 2],
     resets_sent: u64,
     /// Drop-log records refused by the samplers' rate limit, and lost to a full queue.
     log_rate_limited: u64,
@@ -96,6 +101,17 @@ impl LivePort {
             LivePort::Dpdk(p) => p.tx_refused,
             #[cfg(feature = "af_xdp")]
             LivePort::Xdp(p) => p.tx_refused,
+        }
+    }
+
+    fn tx_refused_tagged(&self) -> [u64; 2] {
+        match self {
+            LivePort::Packet(p) => p.tx_refused_tagged,
+            // AF_XDP and DPDK send without the packet socket's length check.
+            #[cfg(feature = "dpdk")]
+            LivePort::Dpdk(_) => [0, 0],
+            #[cfg(feature = "af_xdp")]
+            LivePort::Xdp(_) => [0, 0],
         }
     }
 
@@ -264,6 +280,7 @@ fn worker_loop(mut w: WorkerCtx) {
                 latency_out: out.take_latency(),
                 latency_in: inb.take_latency(),
                 tx_refused: w.port.tx_refused(),
+                tx_refused_tagged: w.port.tx_refused_tagged(),
                 resets_sent: w.port.resets_sent(),
                 log_rate_limited: out.samples_rate_limited() + inb.samples_rate_limited(),
                 log_queue_full,
@@ -612,6 +629,9 @@ struct Control {
     /// The configured drop log that could not be opened at start, and why (it is off
     /// this run).
     drop_log_failed: Option<(crate::config::DropLogConfig, String)>,
+    /// Whether the refusal of tagged frames as too long was told, per interface (access,
+    /// core): once each, at the first.
+    tagged_told: [bool; 2],
     /// The drop log in force (set at start) and its writer's counts.
     drop_log: Option<(crate::config::DropLogConfig, Arc<crate::droplog::LogStats>)>,
 }
@@ -692,6 +712,7 @@ impl Control {
             metrics_at: None,
             expiry_failed: None,
             drop_log_failed: None,
+            tagged_told: [false, false],
             dataplane,
             config,
         }
@@ -1096,6 +1117,28 @@ impl Control {
         self.workers.iter().flatten().map(|s| s.resets_sent).sum()
     }
 
+    /// Frames with more VLAN tag than one 802.1Q tag refused as too long, over every
+    /// worker, by the interface they were to leave (access, core).
+    fn tx_refused_tagged(&self) -> [u64; 2] {
+        self.workers.iter().flatten().fold([0, 0], |[a, c], s| {
+            [a + s.tx_refused_tagged[0], c + s.tx_refused_tagged[1]]
+        })
+    }
+
+    /// Tells, once per interface, that it refused full-size frames for their VLAN tags,
+    /// and what to do: a loss that is otherwise only a count.
+    fn tell_tagged_refusals(&mut self) {
+        let counts = self.tx_refused_tagged();
+        let names = [self.dataplane.access.clone(), self.dataplane.core.clone()];
+        for (side, (&count, told)) in counts.iter().zip(&mut self.tagged_told).enumerate() {
+            if count == 0 || *told {
+                continue;
+            }
+            *told = true;
+            eprintln!("op25b: warning: {}", tagged_refusal_advice(&names, side));
+        }
+    }
+
     fn absorb(&mut self, mut s: Snapshot) {
         if let Some(f) = s.fatal.take() {
             // Every worker on a gone interface reports it; the first report is logged.
@@ -1112,6 +1155,7 @@ impl Control {
         let _ = self.latency[1].add(&s.latency_in);
         let w = s.worker;
         self.workers[w] = Some(s);
+        self.tell_tagged_refusals();
     }
 
     /// Expires tickets and, when watching, reloads after a config or prefix file changed.
@@ -1480,6 +1524,10 @@ impl Control {
             let mut v = json!({"generation": self.generation, "backend": self.dataplane.backend.name(),
                 "outbound": dir(dirs[0], &tops[0]), "inbound": dir(dirs[1], &tops[1]),
                 "resets_sent": self.resets_sent(), "tx_refused": refused});
+            if self.dataplane.backend == Backend::AfPacket {
+                let [a, c] = self.tx_refused_tagged();
+                v["tx_refused_tagged"] = json!({"access": a, "core": c});
+            }
             let workers = self.per_worker();
             if !workers.is_empty() {
                 let rtd = |c: [u64; 3]| json!({"rx": c[0], "tx": c[1], "dropped": c[2]});
@@ -1516,6 +1564,18 @@ impl Control {
             self.resets_sent(),
             self.tx_refuser()
         );
+        let tagged = self.tx_refused_tagged();
+        if tagged != [0, 0] {
+            let _ = write!(
+                t,
+                " ({} of them VLAN-tagged frames over the MTU: {} {}, {} {})",
+                tagged[0] + tagged[1],
+                self.dataplane.access,
+                tagged[0],
+                self.dataplane.core,
+                tagged[1]
+            );
+        }
         if top > 0 {
             for (d, list) in tops.iter().enumerate() {
                 let _ = write!(
@@ -1679,6 +1739,24 @@ impl Control {
             self.dataplane.backend.name()
         );
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
+        if self.dataplane.backend == Backend::AfPacket {
+            let _ = writeln!(m, "# HELP op25b_tx_refused_tagged_total Of op25b_tx_refused_total, full-size frames with more VLAN tag than one 802.1Q tag, which the packet socket refuses at the interface's MTU, by the interface they were to leave.\n# TYPE op25b_tx_refused_tagged_total counter");
+            let tagged = self.tx_refused_tagged();
+            for (k, (side, name)) in [
+                ("access", &self.dataplane.access),
+                ("core", &self.dataplane.core),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let _ = writeln!(
+                    m,
+                    "op25b_tx_refused_tagged_total{{side=\"{side}\",interface=\"{}\"}} {}",
+                    label_value(name),
+                    tagged[k]
+                );
+            }
+        }
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let up = self.links_up();
         let _ = writeln!(m, "# HELP op25b_link_up Whether a link of the wire is up with a carrier (1) or down (0), as the appliance last looked.\n# TYPE op25b_link_up gauge");
@@ -1964,22 +2042,76 @@ fn summary(name: &str, c: &Counters) -> String {
     )
 }
 
-fn signal_events() -> Result<Receiver<i32>, String> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (tx, rx) = crossbeam_channel::unbounded();
-    std::thread::Builder::new()
-        .name("op25b-signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if tx.send(s).is_err() {
-                    return;
+/// The signals `op25b run` answers — SIGHUP (reload), SIGTERM and SIGINT (stop) — caught
+/// from its very first step, so none of them can end the process the default way while it
+/// reads its config, builds the policy or opens the ports (SIGHUP's default would end it
+/// with status 129, which systemd counts as a clean exit and does not restart; SIGTERM's
+/// would skip the final counters and, on AF_XDP, leave the VLAN offload turned off).
+///
+/// During start-up a SIGTERM or SIGINT stops `run` cleanly after the step under way
+/// ([`Signals::stop_asked`]); a SIGHUP is remembered and the configuration is reloaded
+/// once the workers run, since the start may have read the files before the edit it
+/// announces.
+#[derive(Debug)]
+pub struct Signals {
+    rx: Receiver<i32>,
+    /// A SIGHUP came before the workers ran.
+    reload_pending: bool,
+}
+
+impl Signals {
+    /// Installs the handlers (a thread turns each signal into a channel message).
+    pub fn install() -> Result<Signals, String> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("op25b-signals".into())
+            .spawn(move || {
+                for s in signals.forever() {
+                    if tx.send(s).is_err() {
+                        return;
+                    }
                 }
-            }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        Ok(Signals {
+            rx,
+            reload_pending: false,
         })
-        .map_err(|e| e.to_string())?;
-    Ok(rx)
+    }
+
+    /// During start-up, once `step` is done: takes the signals that came meanwhile,
+    /// remembering a SIGHUP (said once), and returns the name of a SIGTERM or SIGINT,
+    /// which asks the start to stop.
+    fn stop_asked(&mut self, step: &str) -> Option<&'static str> {
+        use signal_hook::consts::{SIGHUP, SIGINT};
+        while let Ok(s) = self.rx.try_recv() {
+            match s {
+                SIGHUP => {
+                    if !self.reload_pending {
+                        eprintln!(
+                            "op25b: SIGHUP during start-up ({step}): the configuration is reloaded as soon as the appliance runs"
+                        );
+                    }
+                    self.reload_pending = true;
+                }
+                SIGINT => return Some("SIGINT"),
+                _ => return Some("SIGTERM"),
+            }
+        }
+        None
+    }
+}
+
+/// A stop asked for during start-up (`signal` came while `step` ran): said on stderr,
+/// with the final counters (all zero: no worker ran) on stdout as after any stop.
+fn stopped_during_start_up(signal: &str, step: &str) -> Result<(), RunError> {
+    eprintln!("op25b: {signal} during start-up ({step}): stopped before any frame was forwarded");
+    println!("{}", summary("access→core", &Counters::default()));
+    println!("{}", summary("core→access", &Counters::default()));
+    Ok(())
 }
 
 /// What must outlive the workers' ports and be released after them (DPDK: the EAL, whose
@@ -2036,10 +2168,20 @@ impl BackendHandle {
     }
 }
 
+/// A backend's start error as a [`RunError`]: [`RunError::Unrecoverable`] unless
+/// `retry_may_help`.
+fn start_error(e: impl std::fmt::Display, retry_may_help: bool) -> RunError {
+    if retry_may_help {
+        RunError::Failed(e.to_string())
+    } else {
+        RunError::Unrecoverable(e.to_string())
+    }
+}
+
 /// Opens one port per worker on the configured backend.
 fn open_ports(
     dp: &DataplaneConfig,
-) -> Result<(Vec<LivePort>, BackendHandle, crate::claim::Claims), String> {
+) -> Result<(Vec<LivePort>, BackendHandle, crate::claim::Claims), RunError> {
     match dp.backend {
         Backend::AfPacket => {
             let claims = crate::claim::claim_names(&[&dp.access, &dp.core])?;
@@ -2050,7 +2192,16 @@ fn open_ports(
                 .map(|i| {
                     WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
                         .map(LivePort::Packet)
-                        .map_err(|e| format!("worker {i}: {e}"))
+                        .map_err(|e| {
+                            // Missing privileges or a forbidden address family stay so;
+                            // a missing interface may come (back).
+                            let retry = !matches!(
+                                e.kind(),
+                                std::io::ErrorKind::PermissionDenied
+                                    | std::io::ErrorKind::Unsupported
+                            );
+                            start_error(format!("worker {i}: {e}"), retry)
+                        })
                 })
                 .collect::<Result<_, _>>()?;
             warn_unequal_mtus(&dp.access, &dp.core, "counted as refused by the kernel");
@@ -2059,10 +2210,11 @@ fn open_ports(
         #[cfg(feature = "dpdk")]
         Backend::Dpdk => {
             use op25b_dataplane::port::dpdk::Eal;
-            let mut eal = Eal::init(&dp.eal_args).map_err(|e| e.to_string())?;
+            let mut eal =
+                Eal::init(&dp.eal_args).map_err(|e| start_error(&e, e.retry_may_help()))?;
             let wires = eal
                 .open_wire(&dp.access, &dp.core, dp.workers, dp.burst, dp.mtu)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| start_error(&e, e.retry_may_help()))?;
             if let Some(w) = wires.first() {
                 let (a, c) = w.ports();
                 eprintln!(
@@ -2074,7 +2226,7 @@ fn open_ports(
                 );
             }
             let Some(first) = wires.first() else {
-                return Err("DPDK opened no queue".into());
+                return Err(RunError::Failed("DPDK opened no queue".into()));
             };
             // Virtual devices on kernel interfaces (net_af_packet, net_tap) are known only
             // once open; a NIC is the EAL's own to guard.
@@ -2101,9 +2253,9 @@ fn open_ports(
             ))
         }
         #[cfg(not(feature = "dpdk"))]
-        Backend::Dpdk => {
-            Err("this op25b was built without DPDK support (the `dpdk` feature)".into())
-        }
+        Backend::Dpdk => Err(RunError::Unrecoverable(
+            "this op25b was built without DPDK support: rebuild with `--features dpdk`".into(),
+        )),
         #[cfg(feature = "af_xdp")]
         Backend::AfXdp => {
             // Before the XDP program is attached: a second one would replace the first's.
@@ -2111,7 +2263,7 @@ fn open_ports(
             let wires = op25b_dataplane::port::af_xdp::open_wire(
                 &dp.access, &dp.core, dp.workers, dp.burst,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| start_error(&e, e.retry_may_help()))?;
             warn_unequal_mtus(
                 &dp.access,
                 &dp.core,
@@ -2136,15 +2288,16 @@ fn open_ports(
             ))
         }
         #[cfg(not(feature = "af_xdp"))]
-        Backend::AfXdp => Err(
+        Backend::AfXdp => Err(RunError::Unrecoverable(
             "this op25b was built without AF_XDP support: rebuild with `--features af_xdp`".into(),
-        ),
+        )),
     }
 }
 
 /// Keeps this thread, and so every thread it starts from now on (the control socket and
 /// metrics servers, the drop-log writer, the reaper that frees old policies, the policy
-/// builds of reloads), off the cores the workers are pinned to. A worker busy-polls its
+/// builds of reloads), off the cores the workers are pinned to (the signal thread, started
+/// before the config is read, only waits for signals). A worker busy-polls its
 /// core; a reload's build (seconds of CPU for a million prefixes) scheduled there would
 /// take turns with it and hold its traffic for whole scheduler slices, milliseconds at a
 /// time. Without pinned workers, or when every core this process may use runs a worker,
@@ -2188,8 +2341,14 @@ pub enum RunError {
     /// The config was refused (no `[dataplane]` section, or its policy does not build):
     /// bad usage, exit 2 as for `check`.
     Config(String),
-    /// Starting or running failed (an interface, a backend, the control socket): exit 1.
+    /// Starting or running failed (an interface, a backend, the control socket) in a way
+    /// a later start may not (an interface that comes back, a busy address freed): exit
+    /// 1, which the systemd unit restarts.
     Failed(String),
+    /// Starting failed in a way no retry fixes without the operator: missing privileges
+    /// or a sandbox, a backend this binary lacks, queue counts, MTUs or settings the
+    /// hardware does not take. Exit 3, which the unit does not restart.
+    Unrecoverable(String),
 }
 
 impl From<String> for RunError {
@@ -2201,7 +2360,9 @@ impl From<String> for RunError {
 impl std::fmt::Display for RunError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RunError::Config(e) | RunError::Failed(e) => f.write_str(e),
+            RunError::Config(e) | RunError::Failed(e) | RunError::Unrecoverable(e) => {
+                f.write_str(e)
+            }
         }
     }
 }
@@ -2228,6 +2389,20 @@ fn ended(expires: Option<SystemTime>) -> String {
     })
 }
 
+/// What to tell when `names[side]` refused frames with more VLAN tag than one 802.1Q tag
+/// as too long (AF_PACKET's send path allows 4 bytes beyond MTU + 14, and only for an
+/// outer 802.1Q tag).
+fn tagged_refusal_advice(names: &[String; 2], side: usize) -> String {
+    let mtu = op25b_dataplane::port::sys::mtu_of(&names[side]).unwrap_or(1500);
+    format!(
+        "the kernel refused to send full-size VLAN-tagged frames out of {name} (EMSGSIZE): a packet socket sends at most MTU + 14 bytes, + 4 only when the outer tag is 802.1Q, so a frame with an 802.1ad (0x88a8) or 0x9100 tag, or with two tags, is refused at the MTU a NIC or a bridge carries it at; such frames are lost, counted in tx_refused (`ctl stats`, op25b_tx_refused_tagged_total); raise the MTU of both interfaces by 4 per tag, less one tag when the outer one is 802.1Q (from {mtu}: {one} for one 802.1ad or 0x9100 tag or for QinQ under an outer 802.1Q tag, {two} for QinQ under an outer 802.1ad tag; `ip link set dev {name} mtu {two}` and the same for {other}), or use backend = \"af_xdp\" or \"dpdk\"",
+        name = names[side],
+        other = names[1 - side],
+        one = mtu + 4,
+        two = mtu + 8,
+    )
+}
+
 /// Warns when the two sides of the wire carry different MTUs: a frame as large as the
 /// larger one cannot leave through the other side (`lost`: what becomes of it).
 fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
@@ -2246,18 +2421,25 @@ fn warn_unequal_mtus(access: &str, core: &str, lost: &str) {
     }
 }
 
-/// Runs the appliance until SIGTERM or SIGINT.
-pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
+/// Runs the appliance until SIGTERM or SIGINT. `signals` are installed by the caller
+/// before it reads the config, and checked here between the steps of the start.
+pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(), RunError> {
     let dp: DataplaneConfig = config.dataplane.clone().ok_or_else(|| {
         RunError::Config(format!(
             "{}: `op25b run` needs a [dataplane] section (backend, access, core)",
             config_path.display()
         ))
     })?;
+    if let Some(sig) = signals.stop_asked("reading the configuration") {
+        return stopped_during_start_up(sig, "reading the configuration");
+    }
     let t = Instant::now();
     let (built, start_tickets) = build_with_saved_tickets(&config, saved_tickets(&config)?)?;
     // The build alone, as reloads measure it (not the backend's start below).
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    if let Some(sig) = signals.stop_asked("building the policy") {
+        return stopped_during_start_up(sig, "building the policy");
+    }
     for w in crate::config::shown_warnings(&built.warnings) {
         eprintln!("op25b: warning: {w}");
     }
@@ -2268,7 +2450,16 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let (ports, mut backend, _claims) = open_ports(&dp)?;
+    let (ports, mut backend, claims) = open_ports(&dp)?;
+    if let Some(sig) = signals.stop_asked("opening the ports") {
+        // Closed before the backend: AF_XDP detaches its program and turns the VLAN
+        // offload back on; DPDK's ports go before its EAL.
+        drop(ports);
+        backend.release();
+        drop(claims);
+        return stopped_during_start_up(sig, "opening the ports");
+    }
+    let _claims = claims;
     // After the backend's start (DPDK's EAL pins this thread to its main lcore) and before
     // any other thread is started, so that they all inherit it.
     keep_off_worker_cores(&dp.cores);
@@ -2284,7 +2475,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
         None => None,
     };
     let (ctl_listener, ctl_socket) = ctl::bind(&cc.socket)?;
-    let signals = signal_events()?;
+    // From here on a SIGTERM is the main loop's: it stops the workers as any stop does.
+    let reload_pending = signals.reload_pending;
+    let signals = signals.rx;
     {
         let tx = req_tx.clone();
         std::thread::Builder::new()
@@ -2407,6 +2600,9 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
             f.display()
         );
     }
+    if reload_pending {
+        control.reload("SIGHUP during start-up");
+    }
     loop {
         let timeout = control
             .next_expiry()
@@ -2462,6 +2658,17 @@ pub fn run(config_path: &Path, config: Config) -> Result<(), RunError> {
     println!("{}", summary("access→core", &o));
     println!("{}", summary("core→access", &i));
     println!("tx refused by {}: {refused}", dp.backend.tx_refuser());
+    let tagged = control.tx_refused_tagged();
+    if tagged != [0, 0] {
+        println!(
+            "tx refused by the kernel as VLAN-tagged frames over the MTU: {} ({} {}, {} {}): raise both interfaces' MTU (see the warning above)",
+            tagged[0] + tagged[1],
+            dp.access,
+            tagged[0],
+            dp.core,
+            tagged[1]
+        );
+    }
     for (w, o, n) in control.per_worker() {
         println!(
             "worker {w}: access→core rx {} tx {} dropped {}; core→access rx {} tx {} dropped {}",

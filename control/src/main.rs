@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 success; 1 the input or an output failed (unreadable capture, other link
 //! type, truncated file, write error), or the live appliance could not start or lost an
-//! interface (a service manager restarts it); 2 bad usage or a refused configuration
-//! (not worth restarting until the config is fixed).
+//! interface in a way a later start may not (a service manager restarts it); 2 bad usage
+//! or a refused configuration (not worth restarting until the config is fixed); 3 the
+//! live appliance cannot start and retrying will not change that (missing privileges or a
+//! sandbox, a backend this binary lacks, queues or MTUs the hardware does not match: not
+//! worth restarting until the operator acts).
 
 #![forbid(unsafe_code)]
 
@@ -187,6 +190,15 @@ fn main() -> ExitCode {
     let cli = parse_cli();
     match cli.command {
         Command::Run { config } => {
+            // First of all: a SIGHUP (`systemctl reload`) or SIGTERM while the config is
+            // read or the ports are opened must not end the process the default way.
+            let signals = match op25b::live::Signals::install() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("op25b: error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -194,13 +206,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match op25b::live::run(&config, cfg) {
+            match op25b::live::run(&config, cfg, signals) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("op25b: error: {e}");
                     ExitCode::from(match e {
                         op25b::live::RunError::Config(_) => 2,
                         op25b::live::RunError::Failed(_) => 1,
+                        op25b::live::RunError::Unrecoverable(_) => 3,
                     })
                 }
             }

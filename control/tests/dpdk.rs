@@ -438,8 +438,10 @@ fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs `op25b run` with this `[dataplane]`, expecting it to stop by itself with an error.
-fn refused(name: &str, dataplane: &str) -> String {
+/// Runs `op25b run` with this `[dataplane]`, expecting it to stop by itself with an error
+/// and exit `code`: 1 for what a later start may get past (a missing port, the EAL, the
+/// pool's memory), 3 for what it cannot until the operator acts (queues, an MTU).
+fn refused(name: &str, code: i32, dataplane: &str) -> String {
     let dir = scratch(name);
     let config = dir.join("op25b.toml");
     std::fs::write(
@@ -462,9 +464,10 @@ fn refused(name: &str, dataplane: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "{name}: exit status {}",
-        out.status
+        Some(code),
+        "{name}: exit status {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{name}: {stderr}");
@@ -480,6 +483,7 @@ fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
     ];
     let e = refused(
         "dpdk-noport",
+        1,
         &format!(
             "backend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_null7\"\neal_args = {}",
             eal_args("noport", &vdevs)
@@ -491,6 +495,7 @@ fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
     );
     let e = refused(
         "dpdk-noid",
+        1,
         &format!(
             "backend = \"dpdk\"\naccess = \"5\"\ncore = \"net_null1\"\neal_args = {}",
             eal_args("noid", &vdevs)
@@ -499,6 +504,7 @@ fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
     assert!(e.contains("DPDK port \"5\" (access) does not exist"), "{e}");
     let e = refused(
         "dpdk-badeal",
+        1,
         "backend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_null1\"\neal_args = [\"--no-huge\", \"--no-such-eal-option\"]",
     );
     assert!(
@@ -518,6 +524,7 @@ fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
     };
     let e = refused(
         "dpdk-queues",
+        3,
         &format!(
             "backend = \"dpdk\"\naccess = \"net_pcap0\"\ncore = \"net_pcap1\"\nworkers = 2\neal_args = {}",
             eal_args("queues", &[pcap_vdev(0), pcap_vdev(1)])
@@ -653,6 +660,7 @@ fn an_mtu_the_device_or_memory_cannot_carry_stops_with_a_clear_error() {
     ];
     let e = refused(
         "dpdk-mtu-mem",
+        1,
         &format!(
             "backend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_null1\"\nmtu = 16000\neal_args = {}",
             eal_args("mtumem", &vdevs)
@@ -674,6 +682,7 @@ fn an_mtu_the_device_or_memory_cannot_carry_stops_with_a_clear_error() {
     ];
     let e = refused(
         "dpdk-mtu-dev",
+        3,
         &format!(
             "backend = \"dpdk\"\naccess = \"net_af_packet0\"\ncore = \"net_null0\"\nmtu = 9000\neal_args = {}",
             eal_args("mtudev", &vdevs)

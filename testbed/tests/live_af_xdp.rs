@@ -20,7 +20,13 @@
 //!
 //! Two workers on a two-queue wire (veth with numrxqueues/numtxqueues 2): connections
 //! spread over both queues, each worker forwards its queue's share, per-worker counters add
-//! up and sum to the totals.
+//! up and sum to the totals. One worker on that wire is refused at start, naming the
+//! interface, its queue count and both fixes: the frames of the queue without a worker
+//! would go to the kernel's stack and be lost.
+//!
+//! Root without CAP_BPF (its bounding set cut with `setpriv`, as systemd's
+//! `CapabilityBoundingSet=` does) is refused with exit 3 and told it is root in a sandbox
+//! and what to add, not to run as root.
 //!
 //! Needs root, iproute2, python3 and an `op25b` built with `--features af_xdp` (the
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
@@ -553,5 +559,91 @@ fn af_xdp_two_workers_each_serve_one_queue_of_a_two_queue_wire() {
     assert_eq!(workers.iter().map(|w| w.1[0]).sum::<u64>(), rx, "{out}");
     no_xdp_left(app);
     println!("{}\n{out}", err.lines().next().unwrap_or(""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn af_xdp_refuses_a_queue_without_a_worker() {
+    let Some((dir, wire)) = setup_queues("xu", None, 2) else {
+        return;
+    };
+    let app = &wire.app;
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, policy_workers("drop", "acc0", 1)).unwrap();
+    // Before the fix it started and served queue 0 only: wait a while, not for ever.
+    let mut refused = run_appliance(app, &cfg);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused.child().try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let o = refused.terminate();
+            panic!(
+                "op25b started with one worker on a two-queue interface: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = refused.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // 3: not worth restarting until the operator changes something.
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for want in [
+        "acc0 has 2 RX queues but [dataplane] workers = 1",
+        "over queue 1 would go to the kernel's stack",
+        // veth has RX-only channels, so `rx`, not `combined`.
+        "`ethtool -L acc0 rx 1`",
+        "[dataplane] workers = 2",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    no_xdp_left(app);
+    // The advice works: with acc0 and core0 down to one RX queue each, it starts.
+    for dev in ["acc0", "core0"] {
+        app.exec(&["ethtool", "-L", dev, "rx", "1"]);
+    }
+    let appliance = run_appliance(app, &cfg);
+    wire.left.wait_for_ping("10.0.0.1", Duration::from_secs(10));
+    stop_and_check(appliance, "1 queue(s) each", 0);
+    no_xdp_left(app);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn af_xdp_root_without_cap_bpf_is_told_about_the_sandbox() {
+    let Some((dir, wire)) = setup("xc", None) else {
+        return;
+    };
+    if Command::new("setpriv").arg("--help").output().is_err() {
+        op25b_dataplane::testkit::skipped("setpriv (util-linux) is not installed");
+        return;
+    }
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let bin = op25b_binary();
+    let out = wire
+        .app
+        .command(&[
+            "setpriv",
+            "--bounding-set",
+            "-bpf,-sys_admin",
+            bin.to_str().unwrap(),
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    for want in [
+        "AF_XDP on acc0: creating the XSKMAP failed: Operation not permitted",
+        "op25b runs as root but without CAP_BPF",
+        "install scripts/op25b.service.d/af_xdp.conf",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
+    assert!(!err.contains("run op25b as root"), "{err}");
+    no_xdp_left(&wire.app);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -98,6 +98,11 @@ fn pinned_workers_keep_their_cores_and_the_control_plane_keeps_off_them() {
         assert!(names.contains(&want), "no thread {want} among {names:?}");
     }
     for (name, cores) in &seen {
+        // Started before the config is read (so that no signal is lost at start), it only
+        // waits for signals: it may run anywhere.
+        if name == "op25b-signals" {
+            continue;
+        }
         if name == "op25b-worker-0" {
             assert_eq!(cores, &BTreeSet::from([worker_core]), "{name}");
         } else {

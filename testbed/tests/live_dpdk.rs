@@ -4,7 +4,8 @@
 //! (`--no-huge --no-pci`, no NIC needed). Proves over IPv4 and IPv6: a dynamic subscriber
 //! calling an external MX on 25 is refused at once (`reject`), while the same subscriber
 //! reaches the relay on 25 and the MX on 587, an exempt host reaches the MX on 25, and
-//! ping passes; the counters add up.
+//! ping passes; the counters add up. A `net_af_packet` device with more queue pairs than
+//! workers is refused at start: its unread sockets would keep their share of the flows.
 //!
 //! Needs root, iproute2, python3 and a build with the `dpdk` feature; says SKIPPED
 //! otherwise.
@@ -130,5 +131,74 @@ metrics = ""
     // Each interface is left as it was found: the one it made promiscuous is not.
     assert!(!promisc("acc0"), "acc0 left promiscuous");
     assert!(promisc("core0"), "core0's promiscuous mode taken away");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dpdk_refuses_net_af_packet_queue_pairs_without_a_worker() {
+    if let Some(why) = unavailable() {
+        op25b_dataplane::testkit::skipped(why);
+        return;
+    }
+    if !cfg!(feature = "dpdk") {
+        op25b_dataplane::testkit::skipped(
+            "built without the dpdk feature (cargo test --all-features runs it)",
+        );
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("op25b-dpdk-qp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[outbound]
+dynamic = ["10.0.0.0/24"]
+
+[dataplane]
+backend = "dpdk"
+access = "net_af_packet0"
+core = "net_af_packet1"
+workers = 1
+eal_args = ["--no-huge", "--no-pci", "--no-shconf", "-m", "256", "-l", "0",
+            "--log-level=lib.eal:warning", "--file-prefix=op25b-qp-{pid}",
+            "--vdev=net_af_packet0,iface=acc0,qpairs=2",
+            "--vdev=net_af_packet1,iface=core0,qpairs=2"]
+
+[control]
+socket = "ctl.sock"
+metrics = ""
+"#,
+            pid = std::process::id()
+        ),
+    )
+    .unwrap();
+    let wire = Wire::new("dq", "sub0", "net0", false);
+    // Before the fix it started, and every flow hashed to the second socket was lost:
+    // wait a while for the refusal, not for ever.
+    let mut appliance = run_appliance(&wire.app, &cfg);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while appliance.child().try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let o = appliance.terminate();
+            panic!(
+                "op25b started with one worker on two queue pairs: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = appliance.take().wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    // 3: not worth restarting until the operator changes something.
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    for want in [
+        "net_af_packet0",
+        "has 2 queue pairs but there are only 1 workers",
+        "qpairs=1, or set workers = 2",
+    ] {
+        assert!(err.contains(want), "{want:?} not in {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,6 +26,8 @@ pub mod link;
 pub mod mem;
 pub mod pcap;
 #[cfg(target_os = "linux")]
+pub mod privilege;
+#[cfg(target_os = "linux")]
 pub mod sys;
 
 use crate::policy::Verdict;

@@ -36,6 +36,10 @@
 //! metadata.)
 //!
 //! Invariants:
+//! - Every RX queue of both interfaces has a worker's socket: an interface with more
+//!   queues than workers (or fewer) is refused at start ([`XdpError::UnservedQueues`]),
+//!   because the program hands a frame of a queue without a socket to the kernel's stack,
+//!   which on a bump in the wire forwards none of them and counts them nowhere.
 //! - Every received packet (one or more UMEM frames) is judged once and either copied
 //!   whole, all fragments in order, to the egress TX ring or not at all (dropped, or
 //!   refused for lack of free TX frames or because the egress link was down at the
@@ -52,6 +56,9 @@ mod sys;
 
 pub use super::af_packet::Direction;
 use super::link::{LinkEvent, LinkWatch};
+use super::privilege::{
+    family_hint, permission_hint, Privileges, CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW,
+};
 use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use std::sync::Arc;
@@ -84,6 +91,27 @@ pub enum XdpError {
         workers: usize,
         /// Queues it has.
         queues: usize,
+    },
+    /// More RX queues than workers: frames the NIC steers to a queue without a socket
+    /// would go to the kernel's stack, which forwards none of them on a bump in the wire.
+    #[error("{name} has {queues} RX queues but [dataplane] workers = {workers}: AF_XDP gives worker i queue i only, so the frames the NIC spreads (RSS) over {unserved} would go to the kernel's stack, which forwards none of them and counts them nowhere (about {lost}% of the flows lost); make the queues match the workers (`{fix}`) or the workers match the queues ({workers_fix})", unserved = unserved(*.workers, *.queues), lost = (.queues - .workers) * 100 / .queues, workers_fix = workers_fix(*.queues))]
+    UnservedQueues {
+        /// The interface.
+        name: String,
+        /// Workers asked for.
+        workers: usize,
+        /// Queues it has.
+        queues: usize,
+        /// The command that gives it `workers` queues.
+        fix: String,
+    },
+    /// How many RX queues the interface has cannot be found out.
+    #[error("cannot count the RX queues of {name} (/sys/class/net/{name}/queues is not readable and the driver does not report its channels to `ethtool -l`): AF_XDP serves only {served} and would lose the frames of any other, so op25b does not start blind; make /sys readable to op25b, or use backend = \"af_packet\"", served = served(*.workers))]
+    UnknownQueues {
+        /// The interface.
+        name: String,
+        /// Workers asked for.
+        workers: usize,
     },
     /// The MTU needs frames longer than one UMEM frame, and the kernel or driver refused
     /// AF_XDP multi-buffer at some step.
@@ -118,20 +146,56 @@ pub enum XdpError {
         /// The kernel's answer.
         source: std::io::Error,
         /// What to do about it (empty, or "; " and advice).
-        hint: &'static str,
+        hint: String,
     },
 }
 
-/// What to do about a failed step, from its errno.
-fn hint(e: &std::io::Error) -> &'static str {
+impl XdpError {
+    /// Whether starting again later may succeed without anyone changing anything: an
+    /// interface that may appear, another XDP program that may go, memory that may free
+    /// up. Not so for a queue count, an MTU, a driver's or kernel's refusal, or missing
+    /// privileges: those need the operator.
+    pub fn retry_may_help(&self) -> bool {
+        match self {
+            XdpError::NoInterface { .. } => true,
+            XdpError::TooManyQueues { .. }
+            | XdpError::UnservedQueues { .. }
+            | XdpError::UnknownQueues { .. }
+            | XdpError::MultiBuffer { .. }
+            | XdpError::RxVlan { .. } => false,
+            XdpError::Step { source, .. } => !matches!(
+                source.raw_os_error(),
+                Some(
+                    libc::EPERM
+                        | libc::EACCES
+                        | libc::EAFNOSUPPORT
+                        | libc::ENOSYS
+                        | libc::EINVAL
+                        | libc::ERANGE
+                        | libc::EOPNOTSUPP
+                )
+            ),
+        }
+    }
+}
+
+/// The drop-in that gives the systemd unit what AF_XDP needs.
+const UNIT_DROPIN: &str = "scripts/op25b.service.d/af_xdp.conf";
+
+/// What to do about a failed step, from its errno and, for a refusal, what this process
+/// holds (`p`): root in a sandbox is told about the sandbox, not to become root.
+fn hint(e: &std::io::Error, p: Option<Privileges>) -> String {
     match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => "; run op25b as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK)",
-        Some(libc::EAFNOSUPPORT) => "; this kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS): use backend = \"af_packet\"",
-        Some(libc::ENOSYS) => "; this kernel has no bpf() system call (CONFIG_BPF_SYSCALL): use backend = \"af_packet\"",
-        Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: see it with `ip link show dev IFACE` (`xdp`/`xdpdrv` native, `xdpgeneric` generic mode) and detach it with `ip link set dev IFACE xdp off` or, for a generic one, `ip link set dev IFACE xdpgeneric off`, or stop the other program",
-        Some(libc::ENOMEM | libc::ENOBUFS) => "; the UMEM could not be locked: raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK=) or run as root",
-        Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (some refuse it above an MTU of about 3500 bytes): lower the MTU or use backend = \"af_packet\"",
-        _ => "",
+        Some(libc::EPERM | libc::EACCES) => {
+            permission_hint(p, &[CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF], UNIT_DROPIN)
+        }
+        Some(libc::EAFNOSUPPORT) => family_hint(p, "AF_XDP", "CONFIG_XDP_SOCKETS", UNIT_DROPIN)
+            + "; or use backend = \"af_packet\"",
+        Some(libc::ENOSYS) => "; this kernel has no bpf() system call (CONFIG_BPF_SYSCALL), or a seccomp filter (systemd SystemCallFilter=, a container) hides it: use backend = \"af_packet\"".into(),
+        Some(libc::EBUSY | libc::EEXIST) => "; another XDP program or socket holds this interface/queue: see it with `ip link show dev IFACE` (`xdp`/`xdpdrv` native, `xdpgeneric` generic mode) and detach it with `ip link set dev IFACE xdp off` or, for a generic one, `ip link set dev IFACE xdpgeneric off`, or stop the other program".into(),
+        Some(libc::ENOMEM | libc::ENOBUFS) => "; the UMEM could not be locked: raise the locked-memory limit (`ulimit -l`, LimitMEMLOCK=) or give op25b CAP_IPC_LOCK".into(),
+        Some(libc::ERANGE | libc::EINVAL) => "; the driver refused XDP for this interface (some refuse it above an MTU of about 3500 bytes): lower the MTU or use backend = \"af_packet\"".into(),
+        _ => String::new(),
     }
 }
 
@@ -139,7 +203,7 @@ fn step<'a>(name: &'a str, step: &'static str) -> impl FnOnce(std::io::Error) ->
     move |source| XdpError::Step {
         name: name.into(),
         step,
-        hint: hint(&source),
+        hint: hint(&source, Privileges::current()),
         source,
     }
 }
@@ -159,6 +223,15 @@ fn mb_step<'a>(
     mb: Option<(u32, u32)>,
 ) -> impl FnOnce(std::io::Error) -> XdpError + 'a {
     move |source| match mb {
+        // A refusal of the socket or the program itself is no multi-buffer matter.
+        Some(_)
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::EPERM | libc::EACCES | libc::EAFNOSUPPORT | libc::ENOSYS)
+            ) =>
+        {
+            step(name, what)(source)
+        }
         Some((mtu, frame)) => XdpError::MultiBuffer {
             name: name.into(),
             mtu,
@@ -202,7 +275,8 @@ impl Frames {
     }
 }
 
-/// How many RX queues `name` has (sysfs), if that can be read.
+/// How many RX queues `name` has (sysfs: the queues the kernel set up, as `ethtool -L`
+/// left them), if that can be read.
 fn rx_queues(name: &str) -> Option<usize> {
     let dir = std::fs::read_dir(format!("/sys/class/net/{name}/queues")).ok()?;
     Some(
@@ -210,6 +284,75 @@ fn rx_queues(name: &str) -> Option<usize> {
             .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
             .count(),
     )
+}
+
+/// The queues `workers` sockets serve, for messages: "queue 0", "queues 0..3".
+fn served(workers: usize) -> String {
+    match workers {
+        0 | 1 => "queue 0".into(),
+        w => format!("queues 0..{}", w - 1),
+    }
+}
+
+/// The queues of `queues` that `workers` sockets leave without one: "queue 1",
+/// "queues 2..15".
+fn unserved(workers: usize, queues: usize) -> String {
+    if queues == workers + 1 {
+        format!("queue {workers}")
+    } else {
+        format!("queues {workers}..{}", queues - 1)
+    }
+}
+
+/// The `[dataplane] workers` advice for an interface with `queues` RX queues.
+fn workers_fix(queues: usize) -> String {
+    if queues <= 64 {
+        format!("[dataplane] workers = {queues}")
+    } else {
+        format!("[dataplane] workers is at most 64, fewer than its {queues} queues, so lower the queues")
+    }
+}
+
+/// Checks that `workers` sockets (queues `0..workers`) cover every RX queue of `name`:
+/// `queues` from sysfs, `channels` from ethtool (the fallback count, and which `ethtool
+/// -L` form the advice gives).
+fn check_queues(
+    name: &str,
+    workers: usize,
+    queues: Option<usize>,
+    channels: Option<sys::Channels>,
+) -> Result<(), XdpError> {
+    let queues = queues
+        .filter(|&q| q > 0)
+        .or_else(|| channels.map(|c| c.rx_queues() as usize).filter(|&q| q > 0));
+    let Some(queues) = queues else {
+        return Err(XdpError::UnknownQueues {
+            name: name.into(),
+            workers,
+        });
+    };
+    if workers > queues {
+        return Err(XdpError::TooManyQueues {
+            name: name.into(),
+            workers,
+            queues,
+        });
+    }
+    if queues > workers {
+        // Drivers with combined channels take `combined N`; those with RX-only channels
+        // (veth, some NICs) `rx N`.
+        let kind = match channels {
+            Some(c) if c.max_combined == 0 && c.rx > 0 => "rx",
+            _ => "combined",
+        };
+        return Err(XdpError::UnservedQueues {
+            name: name.into(),
+            workers,
+            queues,
+            fix: format!("ethtool -L {name} {kind} {workers}"),
+        });
+    }
+    Ok(())
 }
 
 /// Sets up `name` with one socket per queue `0..workers`; returns the attachment and the
@@ -227,15 +370,9 @@ fn attach(
             name: name.into(),
         })?;
     let mb = frames.need_multi_buffer();
-    if let Some(queues) = rx_queues(name) {
-        if queues > 0 && workers > queues {
-            return Err(XdpError::TooManyQueues {
-                name: name.into(),
-                workers,
-                queues,
-            });
-        }
-    }
+    // The program passes a frame of a queue without a socket to the kernel's stack (it
+    // must: XDP_DROP would be no better), so every queue needs its worker.
+    check_queues(name, workers, rx_queues(name), sys::channels(name))?;
     let map = XskMap::create(workers as u32).map_err(step(name, "creating the XSKMAP"))?;
     // Always multi-buffer aware when the kernel allows (5.18+), so the driver hands over
     // large frames; without it only if the frames fit one UMEM frame anyway.
@@ -514,13 +651,108 @@ mod tests {
     }
 
     #[test]
-    fn errno_hints_say_what_to_do() {
-        let e = step("eth9", "attaching the XDP program")(std::io::Error::from_raw_os_error(
-            libc::EPERM,
-        ));
+    fn every_queue_needs_a_worker_and_the_refusal_names_the_fix() {
+        let nic = |combined| {
+            Some(sys::Channels {
+                max_combined: 64,
+                rx: 0,
+                combined,
+            })
+        };
+        let veth = |rx| {
+            Some(sys::Channels {
+                max_combined: 0,
+                rx,
+                combined: 0,
+            })
+        };
+        assert!(check_queues("eth1", 2, Some(2), nic(2)).is_ok());
+        assert!(check_queues("eth1", 1, Some(1), None).is_ok());
+        // sysfs unreadable: ethtool's count stands in.
+        assert!(check_queues("eth1", 4, None, nic(4)).is_ok());
+        let e = check_queues("eth1", 2, Some(16), nic(16)).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "AF_XDP on eth9: attaching the XDP program failed: Operation not permitted (os error 1); run op25b as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF and CAP_IPC_LOCK)"
+            "eth1 has 16 RX queues but [dataplane] workers = 2: AF_XDP gives worker i queue i \
+             only, so the frames the NIC spreads (RSS) over queues 2..15 would go to the \
+             kernel's stack, which forwards none of them and counts them nowhere (about 87% \
+             of the flows lost); make the queues match the workers (`ethtool -L eth1 combined \
+             2`) or the workers match the queues ([dataplane] workers = 16)"
         );
+        let e = check_queues("acc0", 1, Some(2), veth(2))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("over queue 1 would go"), "{e}");
+        assert!(e.contains("`ethtool -L acc0 rx 1`"), "{e}");
+        let e = check_queues("eth1", 1, Some(128), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(`ethtool -L eth1 combined 1`)")
+                && e.contains("workers is at most 64, fewer than its 128 queues"),
+            "{e}"
+        );
+        assert!(matches!(
+            check_queues("eth1", 4, Some(2), nic(2)),
+            Err(XdpError::TooManyQueues { queues: 2, .. })
+        ));
+        let e = check_queues("eth1", 2, None, None).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot count the RX queues of eth1") && e.contains("queues 0..1"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errno_hints_say_what_to_do() {
+        let error = |errno, p| {
+            let source = std::io::Error::from_raw_os_error(errno);
+            XdpError::Step {
+                name: "eth9".into(),
+                step: "attaching the XDP program",
+                hint: hint(&source, p),
+                source,
+            }
+        };
+        let user = Privileges {
+            root: false,
+            effective: 0,
+            seccomp: false,
+        };
+        assert_eq!(
+            error(libc::EPERM, Some(user)).to_string(),
+            "AF_XDP on eth9: attaching the XDP program failed: Operation not permitted (os error 1); run op25b as root (or give it CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF; it runs as a user without them)"
+        );
+        // Root under systemd's default unit: CAP_NET_RAW and CAP_NET_ADMIN only, and the
+        // seccomp filter of RestrictAddressFamilies=.
+        let unit = Privileges {
+            root: true,
+            effective: (1 << 12) | (1 << 13),
+            seccomp: true,
+        };
+        let e = error(libc::EPERM, Some(unit)).to_string();
+        assert!(
+            e.contains("runs as root but without CAP_BPF")
+                && e.contains("CapabilityBoundingSet=/AmbientCapabilities= (install scripts/op25b.service.d/af_xdp.conf)")
+                && e.contains("in a container"),
+            "{e}"
+        );
+        let e = error(libc::EAFNOSUPPORT, Some(unit)).to_string();
+        assert!(
+            e.contains("AF_XDP sockets are refused and a seccomp filter is on")
+                && e.contains("RestrictAddressFamilies= must list AF_XDP")
+                && e.contains("CONFIG_XDP_SOCKETS")
+                && e.ends_with("or use backend = \"af_packet\""),
+            "{e}"
+        );
+        assert!(!error(libc::EPERM, Some(unit)).retry_may_help());
+        assert!(error(libc::EBUSY, Some(unit)).retry_may_help());
+        // A refused socket under a jumbo MTU is a permission matter, not multi-buffer.
+        let e = mb_step(
+            "eth9",
+            "binding an AF_XDP socket (XDP_USE_SG)",
+            Some((9000, 9022)),
+        )(std::io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        assert!(matches!(e, XdpError::Step { .. }), "{e}");
     }
 }

@@ -287,6 +287,7 @@ const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSSET_INFO: u32 = 0x37;
 const ETHTOOL_GFEATURES: u32 = 0x3a;
 const ETHTOOL_SFEATURES: u32 = 0x3b;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETH_SS_FEATURES: u32 = 4;
 const ETH_GSTRING_LEN: usize = 32;
 
@@ -321,6 +322,45 @@ fn ethtool(sock: &OwnedFd, name: &str, cmd: &mut [u32]) -> io::Result<libc::c_in
     } else {
         Ok(r)
     }
+}
+
+/// An interface's channel (queue) counts as `ethtool -l` shows them (ETHTOOL_GCHANNELS).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Channels {
+    /// Most combined (RX and TX) channels the driver allows; 0 when it has separate RX and
+    /// TX channels only (veth, some NICs).
+    pub max_combined: u32,
+    /// Current RX-only channels.
+    pub rx: u32,
+    /// Current combined channels.
+    pub combined: u32,
+}
+
+impl Channels {
+    /// RX queues: every combined channel has one, and so has every RX-only channel.
+    pub fn rx_queues(self) -> u32 {
+        self.rx.saturating_add(self.combined)
+    }
+}
+
+/// The channel counts of `name`, or `None` when its driver does not report them (or the
+/// question cannot be asked). Needs no privilege.
+pub fn channels(name: &str) -> Option<Channels> {
+    // SAFETY: plain socket creation; the result is checked before it is owned.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let sock = owned(fd.into());
+    // struct ethtool_channels { cmd, max_rx, max_tx, max_other, max_combined, rx_count,
+    // tx_count, other_count, combined_count }
+    let mut cmd = [ETHTOOL_GCHANNELS, 0, 0, 0, 0, 0, 0, 0, 0];
+    ethtool(&sock, name, &mut cmd).ok()?;
+    Some(Channels {
+        max_combined: cmd[4],
+        rx: cmd[5],
+        combined: cmd[8],
+    })
 }
 
 /// Which of an interface's ethtool features are available (changeable) and active.
@@ -1064,6 +1104,19 @@ mod tests {
         assert!(f.index("no-such-feature").is_none());
         let off = RxVlanOff::apply("lo").expect("nothing to turn off on lo");
         assert_eq!(off.turned_off().count(), 0);
+    }
+
+    #[test]
+    fn channel_counts_are_read_without_privilege() {
+        // Loopback has no channels to report: asking is answered, not a crash or a guess.
+        assert_eq!(channels("lo"), None);
+        assert_eq!(channels("op25b-no-such0"), None);
+        let c = Channels {
+            max_combined: 16,
+            rx: 0,
+            combined: 8,
+        };
+        assert_eq!(c.rx_queues(), 8);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub enum DpdkError {
     #[error("eal_args: {0:?} contains a NUL byte")]
     BadArg(String),
     /// `rte_eal_init` failed.
-    #[error("DPDK EAL initialisation failed ({why}) with eal_args {args:?}: check eal_args; without hugepages or NICs use e.g. [\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"--vdev=net_null0\", \"--vdev=net_null1\"]; the EAL log above says more")]
+    #[error("DPDK EAL initialisation failed ({why}) with eal_args {args:?}: check eal_args; without hugepages or NICs use e.g. [\"--no-huge\", \"--no-pci\", \"--no-shconf\", \"-m\", \"256\", \"--vdev=net_null0\", \"--vdev=net_null1\"]; under systemd, install scripts/op25b.service.d/dpdk.conf (capabilities, hugepages, /dev/vfio); the EAL log above says more")]
     EalInit {
         /// The arguments given.
         args: Vec<String>,
@@ -135,6 +135,27 @@ pub enum DpdkError {
         /// The limit.
         max: usize,
     },
+}
+
+impl DpdkError {
+    /// Whether starting again later may succeed without anyone changing anything: a
+    /// device or interface that may appear, memory that may free up, a port whose setup
+    /// may go through next time. Not so for arguments, queue counts or MTUs that the
+    /// devices do not take: those need the operator.
+    pub fn retry_may_help(&self) -> bool {
+        match self {
+            DpdkError::AlreadyStarted
+            | DpdkError::BadArg(_)
+            | DpdkError::SamePort(_)
+            | DpdkError::Mtu { .. }
+            | DpdkError::TooManyQueues { .. } => false,
+            // The shim's own refusal of a device's queue count (see op25b_port_setup).
+            DpdkError::PortSetup { stage, .. } => !stage.starts_with("queue count"),
+            DpdkError::EalInit { .. }
+            | DpdkError::PortNotFound { .. }
+            | DpdkError::Mempool { .. } => true,
+        }
+    }
 }
 
 /// DPDK's description of an error number.

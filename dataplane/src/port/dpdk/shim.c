@@ -61,7 +61,8 @@ static __thread char stage_text[320];
  * Configures `port` with `queues` RX and TX queues of `rx_desc`/`tx_desc` descriptors
  * (adjusted to the device's limits), an MTU of `mtu` (which the caller checked against
  * op25b_port_mtu_range), RX buffers from `pool`, RSS across the queues when there are
- * several, and starts it in promiscuous mode; *promisc_set is 1 when this call turned
+ * several, and starts it in promiscuous mode (a net_af_packet device with more queue
+ * pairs than `queues` is refused: see below); *promisc_set is 1 when this call turned
  * promiscuous mode on (so it is to be turned off again at the end). Returns 0, or a
  * negative errno with *stage naming the step that failed.
  */
@@ -87,6 +88,21 @@ int op25b_port_setup(uint16_t port, uint16_t queues, uint16_t rx_desc, uint16_t 
 			 "workers: give it more, e.g. qpairs=%u in a net_af_packet --vdev or "
 			 "queues=%u in a net_tap one, or set fewer workers)",
 			 info.max_rx_queues, info.max_tx_queues, queues, queues, queues);
+		*stage = stage_text;
+		return -EINVAL;
+	}
+	/* net_af_packet opens all of its qpairs= kernel sockets at probe, in one PACKET_FANOUT
+	 * group that spreads the interface's frames over every one of them by flow hash: a
+	 * socket whose queue no worker polls keeps its share unread, ARP included, so whole
+	 * flows are lost. (A NIC spreads only over the queues configured here.) */
+	if (info.driver_name != NULL && strcmp(info.driver_name, "net_af_packet") == 0 &&
+	    info.max_rx_queues > queues) {
+		snprintf(stage_text, sizeof(stage_text),
+			 "queue count (this net_af_packet device has %u queue pairs but there are "
+			 "only %u workers: its kernel sockets share the interface's frames by flow "
+			 "hash, and the frames of a socket no worker reads are lost; give the --vdev "
+			 "qpairs=%u, or set workers = %u)",
+			 info.max_rx_queues, queues, queues, info.max_rx_queues);
 		*stage = stage_text;
 		return -EINVAL;
 	}

@@ -295,9 +295,24 @@ impl PacketSocket {
             )
         };
         if raw < 0 {
-            return Err(last_error(
-                "cannot open an AF_PACKET socket (needs CAP_NET_RAW)",
-                ifname,
+            let e = io::Error::last_os_error();
+            let p = super::privilege::Privileges::current();
+            let (kind, hint) = match e.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => (
+                    io::ErrorKind::PermissionDenied,
+                    super::privilege::permission_hint(p, &[super::privilege::CAP_NET_RAW], ""),
+                ),
+                // Refused by a seccomp filter (or a kernel without CONFIG_PACKET): no
+                // retry will change that.
+                Some(libc::EAFNOSUPPORT) => (
+                    io::ErrorKind::Unsupported,
+                    super::privilege::family_hint(p, "AF_PACKET", "CONFIG_PACKET", ""),
+                ),
+                _ => (e.kind(), String::new()),
+            };
+            return Err(io::Error::new(
+                kind,
+                format!("{ifname}: cannot open an AF_PACKET socket: {e}{hint}"),
             ));
         }
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
@@ -582,10 +597,15 @@ impl PacketSocket {
     /// calls as the kernel allows, using `scratch` for the message headers. Returns the
     /// number of frames the kernel refused.
     pub fn send_batch(&self, frames: &[&[u8]], scratch: &mut SendScratch) -> usize {
+        scratch.oversized_tagged = 0;
         if frames.is_empty() {
             return 0;
         }
-        let SendScratch { iov, msgs } = scratch;
+        let SendScratch {
+            iov,
+            msgs,
+            oversized_tagged,
+        } = scratch;
         iov.clear();
         msgs.clear();
         for f in frames {
@@ -631,7 +651,10 @@ impl PacketSocket {
                 }
                 // A frame above the MTU, a link that went down, a queue that stays full:
                 // that frame is refused, the rest still go.
-                _ => {
+                errno => {
+                    if errno == Some(libc::EMSGSIZE) && tagged_beyond_one_8021q(frames[sent]) {
+                        *oversized_tagged += 1;
+                    }
                     sent += 1;
                     refused += 1;
                     retries = 0;
@@ -778,11 +801,43 @@ pub fn wait_any(socks: &[&PacketSocket], timeout_ms: i32) -> u32 {
         .fold(0, |m, (i, _)| m | 1 << i)
 }
 
-/// Reusable message headers for [`PacketSocket::send_batch`].
+/// Reusable message headers for [`PacketSocket::send_batch`], and what the last call
+/// could not send for a reason worth telling apart.
 #[derive(Debug, Default)]
 pub struct SendScratch {
     iov: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
+    /// Frames of the last `send_batch` refused with EMSGSIZE that carry more VLAN tag
+    /// than one 802.1Q tag ([`tagged_beyond_one_8021q`]).
+    oversized_tagged: usize,
+}
+
+impl SendScratch {
+    /// How many frames of the last [`PacketSocket::send_batch`] the kernel refused as
+    /// longer than the interface allows although they carry tags it does not allow for:
+    /// the packet socket send path (`packet_snd`) gives a frame 4 bytes beyond MTU + 14
+    /// only when its outer tag is 802.1Q (`packet_extra_vlan_len_allowed`), so a
+    /// full-size 802.1ad or 0x9100 frame, or any full-size frame with two tags, is refused
+    /// although a NIC or a bridge would carry it.
+    pub fn oversized_tagged(&self) -> usize {
+        self.oversized_tagged
+    }
+}
+
+/// Whether `frame` carries more VLAN tag than one 802.1Q tag: an outer 802.1ad (0x88a8)
+/// or 0x9100 tag, or two tags of any of the three TPIDs.
+pub fn tagged_beyond_one_8021q(frame: &[u8]) -> bool {
+    let tpid = |at: usize| {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    let vlan = |t: Option<u16>| matches!(t, Some(0x8100 | 0x88a8 | 0x9100));
+    match tpid(12) {
+        Some(0x88a8 | 0x9100) => true,
+        Some(0x8100) => vlan(tpid(16)),
+        _ => false,
+    }
 }
 
 // SAFETY: the raw pointers in these vectors exist only during one send_batch call, which
@@ -883,6 +938,31 @@ mod tests {
         })
         .join()
         .expect("test thread");
+    }
+
+    #[test]
+    fn tags_beyond_one_8021q_are_told_apart() {
+        let frame = |tpids: &[u16]| {
+            let mut f = vec![0u8; 12];
+            for t in tpids {
+                f.extend_from_slice(&t.to_be_bytes());
+                f.extend_from_slice(&[0, 100]);
+            }
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.resize(f.len() + 20, 0);
+            f
+        };
+        // The kernel allows for these: nothing to tell.
+        assert!(!super::tagged_beyond_one_8021q(&frame(&[])));
+        assert!(!super::tagged_beyond_one_8021q(&frame(&[0x8100])));
+        // It does not for these.
+        assert!(super::tagged_beyond_one_8021q(&frame(&[0x88a8])));
+        assert!(super::tagged_beyond_one_8021q(&frame(&[0x9100])));
+        assert!(super::tagged_beyond_one_8021q(&frame(&[0x88a8, 0x8100])));
+        assert!(super::tagged_beyond_one_8021q(&frame(&[0x8100, 0x8100])));
+        // Too short to say: no.
+        assert!(!super::tagged_beyond_one_8021q(&[0u8; 13]));
+        assert!(!super::tagged_beyond_one_8021q(&frame(&[0x8100])[..17]));
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! `op25b run` and the signals a service manager sends while it starts: a SIGHUP
+//! (`systemctl reload`) or SIGTERM (`systemctl stop`) that arrives while the config is read
+//! and the policy built must not end the process the default way (SIGHUP's default is
+//! death with status 129, which systemd takes for a clean exit and does not restart).
+//!
+//! The start is made long with a 300,000-prefix pool file written here, and made to fail
+//! at its next step with interfaces that do not exist, so no privilege is needed: a
+//! SIGHUP 100 ms in must leave the start's own error (exit 1, "no such interface"), and a
+//! SIGTERM 100 ms in a clean stop (exit 0, the final counters).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A scratch directory with `op25b.toml`: a large dynamic pool file, AF_PACKET between two
+/// interfaces that do not exist.
+fn slow_start_config(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("op25b-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // 300,000 distinct /30s from 100.64.0.0 on.
+    let mut pools = String::with_capacity(300_000 * 18);
+    for i in 0u32..300_000 {
+        let a = 0x6440_0000u32 + i * 4;
+        pools += &format!("{}/30\n", std::net::Ipv4Addr::from(a));
+    }
+    std::fs::write(dir.join("pools.txt"), pools).unwrap();
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[outbound]
+dynamic_files = ["pools.txt"]
+
+[dataplane]
+backend = "af_packet"
+access = "op25b-nosuch0"
+core = "op25b-nosuch1"
+
+[control]
+socket = "ctl.sock"
+metrics = ""
+"#,
+    )
+    .unwrap();
+    (dir, cfg)
+}
+
+/// Starts `op25b run --config CFG`, sends `signal` 100 ms later (checking the start is
+/// still under way, else the test proves nothing), and waits up to 60 s for the end.
+fn run_and_signal(cfg: &Path, signal: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_op25b"))
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    if let Some(status) = child.try_wait().unwrap() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the start ended within 100 ms ({status}), before the {signal} could reach it: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let kill = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("op25b run did not end within 60 s of the {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_sighup_during_start_up_does_not_kill_op25b_run() {
+    let (dir, cfg) = slow_start_config("sighup-start");
+    let out = run_and_signal(&cfg, "HUP");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        None,
+        "op25b run was killed by signal {:?}: {err}",
+        out.status.signal()
+    );
+    // The start went on, and failed at its next step with its own error.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("op25b-nosuch0: no such interface"), "{err}");
+    assert!(
+        err.contains("SIGHUP during start-up")
+            && err.contains("reloaded as soon as the appliance runs"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_sigterm_during_start_up_stops_op25b_run_cleanly() {
+    let (dir, cfg) = slow_start_config("sigterm-start");
+    let out = run_and_signal(&cfg, "TERM");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.signal(), None, "killed by the signal: {err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("SIGTERM during start-up")
+            && err.contains("stopped before any frame was forwarded"),
+        "{err}"
+    );
+    // It stopped before the ports, not because of them.
+    assert!(!err.contains("no such interface"), "{err}");
+    // The final counters, as after any stop.
+    assert!(
+        stdout.contains("access→core: rx 0 tx 0 dropped 0"),
+        "{stdout}"
+    );
+    assert!(!dir.join("ctl.sock").exists(), "control socket left behind");
+    let _ = std::fs::remove_dir_all(&dir);
+}

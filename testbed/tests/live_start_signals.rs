@@ -1,0 +1,76 @@
+//! A `systemctl reload` (SIGHUP) that reaches `op25b run` while it is still starting — the
+//! config read, a 300,000-prefix pool built, the AF_PACKET ports not yet open — is not
+//! lost: the appliance starts, then reloads the configuration once it runs (the start
+//! may have read the files before the edit the reload announces), and keeps forwarding.
+//! (`control/tests/run_signals.rs` covers the same signals without root: a SIGHUP does
+//! not kill a start, a SIGTERM stops it cleanly.)
+//!
+//! Needs root and iproute2; says SKIPPED otherwise.
+
+use op25b_testbed::{ctl, run_appliance, unavailable, wait_for_control, Wire};
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn a_sighup_during_start_up_reloads_once_running() {
+    if let Some(why) = unavailable() {
+        op25b_dataplane::testkit::skipped(why);
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("op25b-startsig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut pools = String::new();
+    for i in 0u32..300_000 {
+        pools += &format!("{}/30\n", std::net::Ipv4Addr::from(0x6440_0000u32 + i * 4));
+    }
+    std::fs::write(dir.join("pools.txt"), pools).unwrap();
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+[outbound]
+dynamic_files = ["pools.txt"]
+
+[dataplane]
+backend = "af_packet"
+access = "acc0"
+core = "core0"
+
+[control]
+socket = "ctl.sock"
+metrics = ""
+"#,
+    )
+    .unwrap();
+    let wire = Wire::new("sg", "sub0", "net0", false);
+    let mut appliance = run_appliance(&wire.app, &cfg);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        appliance.child().try_wait().unwrap().is_none(),
+        "the start ended within 100 ms, before the SIGHUP could reach it"
+    );
+    let pid = appliance.child().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let sock = dir.join("ctl.sock");
+    wait_for_control(&sock);
+    // The reload comes before the first `ctl` answer, so this shows its generation.
+    let (ok, status) = ctl(&sock, &["status"]);
+    assert!(ok, "{status}");
+    assert!(
+        status.contains("running: policy generation 2 from"),
+        "{status}"
+    );
+    let o = appliance.terminate();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("SIGHUP during start-up")
+            && err.contains("(SIGHUP during start-up): generation 2"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
