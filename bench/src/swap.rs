@@ -334,6 +334,11 @@ pub(crate) fn live_frames(prefixes: usize, count: usize, len: usize) -> Vec<Vec<
         .collect()
 }
 
+/// Bursts a live-path run traces: about 60 s of 1 µs bursts (AF_XDP on veth hands over a
+/// frame or two per poll), 1 GiB with the judge times; the pages are touched only as the
+/// trace grows.
+const TRACE_CAPACITY: usize = 64 << 20;
+
 /// Bursts each swap's first bursts are judged against: the median of this many bursts
 /// of the same kind just before.
 const BEFORE: usize = 16;
@@ -430,11 +435,10 @@ pub(crate) fn on_live_path(
     let mut worker = Worker::new(a.burst).record_hot(blocks.clone());
     let stop = AtomicBool::new(false);
     let base = Instant::now();
-    // Room for about 15 s of 2 µs bursts; later bursts are not traced, and their swaps
-    // not counted (the printed count of swaps shows it).
-    let mut trace: Vec<Traced> = Vec::with_capacity(8 << 20);
+    // Later bursts are not traced, and their swaps not counted (`swaps_measured` shows it).
+    let mut trace: Vec<Traced> = Vec::with_capacity(TRACE_CAPACITY);
     // The judge's own time in each traced burst, where the poll timed it apart (0: not).
-    let mut judges: Vec<u32> = Vec::with_capacity(8 << 20);
+    let mut judges: Vec<u32> = Vec::with_capacity(TRACE_CAPACITY);
     let (mut bursts, mut full) = (0u64, 0u64);
     let (swap_at, control_at, builds) = std::thread::scope(|s| {
         let control = s.spawn(|| -> Result<_, String> {
