@@ -283,7 +283,7 @@ pub fn run(
 
 /// What a swap run on a live path needs besides its wire: see [`on_live_path`].
 #[derive(Clone, Debug)]
-pub(crate) struct LiveArgs {
+pub struct LiveArgs {
     /// Prefixes per policy (the same BNG-like pools as `swap`, 30% IPv6).
     pub prefixes: usize,
     /// Swaps to make.
@@ -295,9 +295,9 @@ pub(crate) struct LiveArgs {
 }
 
 /// `count` frames of `len` bytes (at least 64) for the live-path swap benches: plain
-/// Ethernet/IPv4/TCP, the source inside one of the IPv4 pools of [`policy`]`(prefixes, 1)`
+/// Ethernet/IPv4/TCP, the source inside one of the IPv4 pools of `policy(prefixes, 1)`
 /// half the time (else anywhere), half of them to port 25 (else 443).
-pub(crate) fn live_frames(prefixes: usize, count: usize, len: usize) -> Vec<Vec<u8>> {
+pub fn live_frames(prefixes: usize, count: usize, len: usize) -> Vec<Vec<u8>> {
     use op25b_dataplane::policy::AnyPrefix;
     use op25b_dataplane::wire::build::FrameBuilder;
     use std::net::{IpAddr, Ipv4Addr};
@@ -417,11 +417,11 @@ fn first_and_worst(trace: &[Traced], i: usize) -> Option<(f64, f64)> {
 /// while a control thread on `a.control_core` builds policies of `a.prefixes` prefixes,
 /// warms them as `op25b run` does (the whole tables, then the blocks the worker looked up
 /// while the policy was built) and swaps them in. For each swap, the first burst judged
-/// under the new policy's generation, and the worst of the first [`AFTER`], are compared
-/// with the [`BEFORE`] bursts before it. Each swap is followed by a control round that
+/// under the new policy's generation, and the worst of the first eight, are compared
+/// with the sixteen bursts of their kind before it. Each swap is followed by a control round that
 /// builds and warms a policy the same way but frees it instead of swapping it in; its
 /// figures, taken at the moment the swap would have been, are the measure's own noise.
-pub(crate) fn on_live_path(
+pub fn on_live_path(
     a: &LiveArgs,
     mut poll: impl FnMut(&mut Worker, &op25b_dataplane::worker::PolicyHandle) -> (usize, Option<u32>),
 ) -> Result<Value, String> {

@@ -2049,7 +2049,7 @@ fn summary(name: &str, c: &Counters) -> String {
 /// would skip the final counters and, on AF_XDP, leave the VLAN offload turned off).
 ///
 /// During start-up a SIGTERM or SIGINT stops `run` cleanly after the step under way
-/// ([`Signals::stop_asked`]); a SIGHUP is remembered and the configuration is reloaded
+/// (`Signals::stop_asked`); a SIGHUP is remembered and the configuration is reloaded
 /// once the workers run, since the start may have read the files before the edit it
 /// announces.
 #[derive(Debug)]
