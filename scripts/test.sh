@@ -61,7 +61,7 @@ fi
 grep -E '^1 swaps ' <<<"$smoke"
 # And on the live AF_PACKET path on the veth testbed (1000 prefixes, one swap and one
 # control round): it must find the first burst under the new policy and time its judge.
-if ip netns list >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+if [ "$(id -u)" -eq 0 ] && ip netns list >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   smoke="$("$target/debug/op25b-bench" live-swap --out-dir "$target/live-swap-smoke" --prefixes 1000 \
     --swaps 1 --core 1 --control-core 0 2>&1 >/dev/null)" || { echo "$smoke"; exit 1; }
   if ! grep -Eq '^1 swaps of 1000-prefix policies on af_packet: first burst under the new policy -?[0-9.]+ bursts extra \(the judge alone -?[0-9.]+\)' <<<"$smoke"; then
@@ -71,7 +71,7 @@ if ip netns list >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   fi
   grep -E '^1 swaps ' <<<"$smoke"
 else
-  echo "SKIPPED live-swap smoke run: needs root, ip netns and two cores"
+  skip "the live-swap smoke run needs root, ip netns and two cores"
 fi
 
 # The systemd unit, checked by systemd itself (with the binary it names pointed at this

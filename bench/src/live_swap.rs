@@ -5,8 +5,9 @@
 //!
 //! Topology as `veth`: generator namespace (`gen0`) → `acc0` | appliance namespace |
 //! `core0` → sink namespace (`snk0`). The generator sends 64-byte frames of the 1M-prefix
-//! pools (sources inside the IPv4 pools half the time, half of them to port 25) as fast as
-//! the kernel takes them, so the worker's bursts are full. This process re-runs itself in
+//! pools (sources inside the IPv4 pools half the time, half of them to port 25) at
+//! `--rate` (500 kpps by default) and nice -19 on the control core; the kernel hands them
+//! to the worker a TPACKET_V3 block at a time, so its bursts are mostly full. This process re-runs itself in
 //! the appliance namespace (`live-swap-worker`), where one worker polls the wire and a
 //! control thread swaps policies in, as `dpdk-swap` does on net_null
 //! ([`crate::swap::on_live_path`]).

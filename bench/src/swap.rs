@@ -335,8 +335,8 @@ pub fn live_frames(prefixes: usize, count: usize, len: usize) -> Vec<Vec<u8>> {
 }
 
 /// Bursts a live-path run traces: about 60 s of 1 µs bursts (AF_XDP on veth hands over a
-/// frame or two per poll), 1 GiB with the judge times; the pages are touched only as the
-/// trace grows.
+/// frame or two per poll); 1.25 GiB of address space with the judge times, reserved up
+/// front, its pages touched only as the trace grows.
 const TRACE_CAPACITY: usize = 64 << 20;
 
 /// Bursts each swap's first bursts are judged against: the median of this many bursts

@@ -1723,7 +1723,10 @@ scope = []
         // A core outside the process's affinity, named with the ones it may use.
         let e = err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkers = 1\ncores = [4000]\n");
         assert!(
-            e.contains("dataplane.cores: \"4000\": this process may use cores 0"),
+            e.contains(&format!(
+                "dataplane.cores: \"4000\": this process may use cores {} (its CPU affinity)",
+                core_list(&op25b_dataplane::port::sys::allowed_cores().unwrap())
+            )),
             "{e}"
         );
         assert!(err("[outbound]\n[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\nworkerz = 2\n").contains("unknown field `workerz`"));

@@ -582,8 +582,12 @@ struct Control {
     /// The control socket and metrics address in force (bound at start).
     listening: (PathBuf, Option<String>),
     tickets: Vec<Ticket>,
-    /// Where tickets are kept across restarts (`[control] tickets`, fixed at start).
+    /// Where tickets are kept across restarts (`[control] tickets`, fixed at start; `None`
+    /// also when that file could not be used this run).
     tickets_file: Option<PathBuf>,
+    /// `[control] tickets` as configured at start, to tell a reload whether it changed
+    /// (whether or not the file could be used).
+    tickets_configured: Option<PathBuf>,
     /// The tickets that file holds as far as this process knows (`None`: unknown, so
     /// the next [`Control::persist`] writes it).
     saved: Option<Vec<Ticket>>,
@@ -687,6 +691,7 @@ impl Control {
             listening: (cc.socket.clone(), cc.metrics.clone()),
             tickets: start.live,
             tickets_file: start.file,
+            tickets_configured: cc.tickets.clone(),
             saved: start.saved,
             save_error: start.problem,
             _tickets_lock: start.lock,
@@ -967,7 +972,7 @@ impl Control {
                 for (key, changed) in [
                     ("socket", c.socket != self.listening.0),
                     ("metrics", c.metrics != self.listening.1),
-                    ("tickets", c.tickets != self.tickets_file),
+                    ("tickets", c.tickets != self.tickets_configured),
                 ] {
                     if changed {
                         msg += &format!(
@@ -2460,7 +2465,7 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
         return stopped_during_start_up(sig, "opening the ports");
     }
     let _claims = claims;
-    // After the backend's start (DPDK's EAL pins this thread to its main lcore) and before
+    // After the backend's start (whatever the EAL does to this thread's affinity) and before
     // any other thread is started, so that they all inherit it.
     keep_off_worker_cores(&dp.cores);
     let mut links_checked = Instant::now();
@@ -2764,7 +2769,9 @@ mod tests {
         for add in [
             "exempt add 10.9.1.1",
             "exempt add 10.9.2.0/24 --ttl 1h",
-            "exempt add 10.9.3.3 --ttl 1s",
+            // 2 s: the file keeps whole seconds (rounded down), so with 1 s its copy
+            // could already be expired when it is read just below.
+            "exempt add 10.9.3.3 --ttl 2s",
         ] {
             let (ok, text) = ask(&mut c, add);
             assert!(ok && !text.contains("warning"), "{text}");
@@ -2779,7 +2786,7 @@ mod tests {
         std::fs::create_dir(&blocker).unwrap();
         // An expiry: the older list grants nothing beyond what is in force once the
         // expired ticket is gone, so it stays.
-        std::thread::sleep(Duration::from_millis(1100));
+        std::thread::sleep(Duration::from_millis(2100));
         c.housekeeping();
         let err = c.save_error.clone().expect("the save failed");
         assert!(
@@ -2836,6 +2843,27 @@ mod tests {
         c.persist();
         assert!(c.save_error.is_none());
         assert_eq!(on_disk(&file), ["10.9.2.0/24"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_reload_says_the_tickets_file_changed_only_when_the_config_changed_it() {
+        let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-unchanged");
+        let mut c = control(&dir, TICKETS);
+        // As when the configured file could not be used at start: no file this run.
+        c.tickets_file = None;
+        let (ok, text) = c.reload("test");
+        assert!(ok, "{text}");
+        assert!(!text.contains("tickets changed"), "{text}");
+        // Changed in the config: said.
+        let toml = dir.join("op25b.toml");
+        let edited = std::fs::read_to_string(&toml)
+            .unwrap()
+            .replace("state/tickets", "state/other");
+        std::fs::write(&toml, edited).unwrap();
+        let (ok, text) = c.reload("test");
+        assert!(ok, "{text}");
+        assert!(text.contains("[control] tickets changed"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -190,7 +190,7 @@ fn main() -> ExitCode {
     let cli = parse_cli();
     match cli.command {
         Command::Run { config } => {
-            // First of all: a SIGHUP (`systemctl reload`) or SIGTERM while the config is
+            // First of all: a SIGHUP (`kill -HUP`, a config manager) or SIGTERM while the config is
             // read or the ports are opened must not end the process the default way.
             let signals = match op25b::live::Signals::install() {
                 Ok(s) => s,

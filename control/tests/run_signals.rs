@@ -1,5 +1,5 @@
 //! `op25b run` and the signals a service manager sends while it starts: a SIGHUP
-//! (`systemctl reload`) or SIGTERM (`systemctl stop`) that arrives while the config is read
+//! (`kill -HUP`) or SIGTERM (`systemctl stop`) that arrives while the config is read
 //! and the policy built must not end the process the default way (SIGHUP's default is
 //! death with status 129, which systemd takes for a clean exit and does not restart).
 //!

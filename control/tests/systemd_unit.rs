@@ -109,6 +109,9 @@ fn each_backend_drop_in_adds_what_that_backend_needs() {
         (&dpdk, "CapabilityBoundingSet", "CAP_IPC_LOCK"),
         (&dpdk, "AmbientCapabilities", "CAP_IPC_LOCK"),
         (&dpdk, "ReadWritePaths", "-/dev/hugepages"),
+        // ProtectClock= makes devices an allow-list: VFIO must be named.
+        (&dpdk, "DeviceAllow", "/dev/vfio/vfio"),
+        (&dpdk, "DeviceAllow", "char-vfio"),
     ] {
         assert!(
             values(dropin, key)

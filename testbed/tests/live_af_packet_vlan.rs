@@ -6,7 +6,7 @@
 //!
 //! Proves: a 1518-byte 802.1Q frame crosses; 1518-byte 0x88a8 and 0x9100 frames and a
 //! 1522-byte QinQ frame are refused by the kernel and counted (`tx_refused`, and apart as
-//! `tx_refused_oversized_tagged`), with one warning naming the interface and the fix
+//! `tx_refused_tagged`), with one warning naming the interface and the fix
 //! (raise both interfaces' MTU by 4 per tag beyond one 802.1Q tag); and with both sides'
 //! MTU raised by 8 every one of them crosses bit for bit.
 //!

@@ -1,4 +1,4 @@
-//! A `systemctl reload` (SIGHUP) that reaches `op25b run` while it is still starting — the
+//! A SIGHUP (`kill -HUP`; the unit's `systemctl reload` uses `op25b ctl reload` instead) that reaches `op25b run` while it is still starting — the
 //! config read, a 300,000-prefix pool built, the AF_PACKET ports not yet open — is not
 //! lost: the appliance starts, then reloads the configuration once it runs (the start
 //! may have read the files before the edit the reload announces), and keeps forwarding.
