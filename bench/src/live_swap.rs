@@ -8,7 +8,7 @@
 //! pools (sources inside the IPv4 pools half the time, half of them to port 25) at
 //! `--rate` (500 kpps by default) and nice -19 on the control core; the kernel hands them
 //! to the worker a TPACKET_V3 block at a time, so its bursts are mostly full. This process re-runs itself in
-//! the appliance namespace (`live-swap-worker`), where one worker polls the wire and a
+//! the appliance namespace (`live-swap --worker`), where one worker polls the wire and a
 //! control thread swaps policies in, as `dpdk-swap` does on net_null
 //! ([`crate::swap::on_live_path`]).
 //!
@@ -169,7 +169,8 @@ pub fn run(a: &Args) -> Result<Value, String> {
         .app
         .command(&[
             bench,
-            "live-swap-worker",
+            "live-swap",
+            "--worker",
             "--backend",
             &a.backend,
             "--prefixes",

@@ -262,21 +262,9 @@ enum Command {
         /// at this rate the control thread keeps about half of that core).
         #[arg(long, default_value_t = 500_000)]
         rate: u64,
-    },
-    /// The worker side of `live-swap`, run by it inside the appliance namespace.
-    #[cfg(target_os = "linux")]
-    #[command(hide = true)]
-    LiveSwapWorker {
-        #[arg(long, default_value_t = 1_000_000)]
-        prefixes: usize,
-        #[arg(long, default_value_t = 15)]
-        swaps: usize,
-        #[arg(long, default_value = "af_packet")]
-        backend: String,
-        #[arg(long, default_value_t = 1)]
-        core: usize,
-        #[arg(long, default_value_t = 0)]
-        control_core: usize,
+        /// The worker side, which `live-swap` runs inside the appliance namespace.
+        #[arg(long, hide = true)]
+        worker: bool,
     },
     /// Frames per second per core of the whole pipeline on DPDK net_null ports, against
     /// the C rx → rte_lpm → tx baseline (bench/c/null_fwd) on the same devices and core.
@@ -568,34 +556,25 @@ fn main() -> ExitCode {
             core,
             control_core,
             rate,
-        } => op25b_bench::live_swap::run(&op25b_bench::live_swap::Args {
-            out_dir,
-            prefixes,
-            swaps,
-            backend,
-            core,
-            control_core,
-            rate,
-        })
-        .map(with_provenance)
-        .map(|v| op25b_bench::sayln!("{v:#}")),
-        #[cfg(target_os = "linux")]
-        Command::LiveSwapWorker {
-            prefixes,
-            swaps,
-            backend,
-            core,
-            control_core,
-        } => op25b_bench::live_swap::worker(&op25b_bench::live_swap::Args {
-            out_dir: PathBuf::new(),
-            prefixes,
-            swaps,
-            backend,
-            core,
-            control_core,
-            rate: 0,
-        })
-        .map(|v| op25b_bench::sayln!("{v}")),
+            worker,
+        } => {
+            let args = op25b_bench::live_swap::Args {
+                out_dir,
+                prefixes,
+                swaps,
+                backend,
+                core,
+                control_core,
+                rate,
+            };
+            if worker {
+                op25b_bench::live_swap::worker(&args).map(|v| op25b_bench::sayln!("{v}"))
+            } else {
+                op25b_bench::live_swap::run(&args)
+                    .map(with_provenance)
+                    .map(|v| op25b_bench::sayln!("{v:#}"))
+            }
+        }
         Command::Veth {
             out_dir,
             prefixes,

@@ -1679,6 +1679,24 @@ impl Control {
         (true, t.trim_end().to_string())
     }
 
+    /// One sample of `metric` per side of the wire (`side` and `interface` labels).
+    fn per_side(&self, m: &mut String, metric: &str, values: [u64; 2]) {
+        use std::fmt::Write as _;
+        for ((side, name), v) in [
+            ("access", &self.dataplane.access),
+            ("core", &self.dataplane.core),
+        ]
+        .into_iter()
+        .zip(values)
+        {
+            let _ = writeln!(
+                m,
+                "{metric}{{side=\"{side}\",interface=\"{}\"}} {v}",
+                label_value(name)
+            );
+        }
+    }
+
     fn metrics(&self) -> String {
         let (o, i, refused) = self.totals();
         let mut m = String::new();
@@ -1746,39 +1764,16 @@ impl Control {
         let _ = writeln!(m, "# HELP op25b_tx_refused_total Frames {} refused to send.\n# TYPE op25b_tx_refused_total counter\nop25b_tx_refused_total {refused}", self.tx_refuser());
         if self.dataplane.backend == Backend::AfPacket {
             let _ = writeln!(m, "# HELP op25b_tx_refused_tagged_total Of op25b_tx_refused_total, full-size frames with more VLAN tag than one 802.1Q tag, which the packet socket refuses at the interface's MTU, by the interface they were to leave.\n# TYPE op25b_tx_refused_tagged_total counter");
-            let tagged = self.tx_refused_tagged();
-            for (k, (side, name)) in [
-                ("access", &self.dataplane.access),
-                ("core", &self.dataplane.core),
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                let _ = writeln!(
-                    m,
-                    "op25b_tx_refused_tagged_total{{side=\"{side}\",interface=\"{}\"}} {}",
-                    label_value(name),
-                    tagged[k]
-                );
-            }
+            self.per_side(
+                &mut m,
+                "op25b_tx_refused_tagged_total",
+                self.tx_refused_tagged(),
+            );
         }
         let _ = writeln!(m, "# HELP op25b_resets_sent_total TCP resets sent for rejected segments.\n# TYPE op25b_resets_sent_total counter\nop25b_resets_sent_total {}", self.resets_sent());
         let up = self.links_up();
         let _ = writeln!(m, "# HELP op25b_link_up Whether a link of the wire is up with a carrier (1) or down (0), as the appliance last looked.\n# TYPE op25b_link_up gauge");
-        for (k, (side, name)) in [
-            ("access", &self.dataplane.access),
-            ("core", &self.dataplane.core),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let _ = writeln!(
-                m,
-                "op25b_link_up{{side=\"{side}\",interface=\"{}\"}} {}",
-                label_value(name),
-                u8::from(up[k])
-            );
-        }
+        self.per_side(&mut m, "op25b_link_up", up.map(u64::from));
         let _ = writeln!(m, "# HELP op25b_config_warnings Warnings of the config in force (`op25b ctl status` lists them).\n# TYPE op25b_config_warnings gauge\nop25b_config_warnings {}", self.warnings.len());
         let _ = writeln!(m, "# HELP op25b_policy_generation Generation of the policy in force.\n# TYPE op25b_policy_generation gauge\nop25b_policy_generation {}", self.generation);
         let _ = writeln!(m, "# HELP op25b_policy_build_seconds Time the last policy build took (a reload, or a ticket added, deleted or expired; reading the files not included).\n# TYPE op25b_policy_build_seconds gauge\nop25b_policy_build_seconds {}", self.reload_ms / 1e3);

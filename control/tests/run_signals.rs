@@ -19,13 +19,11 @@ fn slow_start_config(name: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("op25b-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    // 300,000 distinct /30s from 100.64.0.0 on.
-    let mut pools = String::with_capacity(300_000 * 18);
-    for i in 0u32..300_000 {
-        let a = 0x6440_0000u32 + i * 4;
-        pools += &format!("{}/30\n", std::net::Ipv4Addr::from(a));
-    }
-    std::fs::write(dir.join("pools.txt"), pools).unwrap();
+    std::fs::write(
+        dir.join("pools.txt"),
+        op25b_dataplane::testkit::many_slash30s(300_000),
+    )
+    .unwrap();
     let cfg = dir.join("op25b.toml");
     std::fs::write(
         &cfg,

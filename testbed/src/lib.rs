@@ -358,6 +358,30 @@ pub fn run_appliance(ns: &Netns, config: &std::path::Path) -> Reaped {
     Reaped(Some(child))
 }
 
+/// Runs `op25b run --config CONFIG` inside `ns` to its end, with the capabilities in
+/// `drop` (`setpriv --bounding-set` syntax, e.g. `-net_raw`) taken from its bounding set,
+/// as a sandbox (systemd's `CapabilityBoundingSet=`) leaves a root process: its exit code
+/// and what it wrote on stderr.
+pub fn run_without_caps(ns: &Netns, drop: &str, config: &std::path::Path) -> (Option<i32>, String) {
+    let bin = op25b_binary();
+    let out = ns
+        .command(&[
+            "setpriv",
+            "--bounding-set",
+            drop,
+            bin.to_str().unwrap_or("op25b"),
+            "run",
+            "--config",
+            config.to_str().unwrap_or(""),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("setpriv op25b run: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs `op25b ctl --socket SOCK WORDS...`: whether it succeeded, and its answer (stdout
 /// on success, stderr otherwise).
 pub fn ctl(sock: &std::path::Path, words: &[&str]) -> (bool, String) {

@@ -32,7 +32,8 @@
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
 use op25b_testbed::{
-    final_counters, op25b_binary, run_appliance, tcp_syn_frame, unavailable, Netns, Reaped, Wire,
+    final_counters, op25b_binary, run_appliance, run_without_caps, tcp_syn_frame, unavailable,
+    Netns, Reaped, Wire,
 };
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -620,22 +621,8 @@ fn af_xdp_root_without_cap_bpf_is_told_about_the_sandbox() {
     }
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
-    let bin = op25b_binary();
-    let out = wire
-        .app
-        .command(&[
-            "setpriv",
-            "--bounding-set",
-            "-bpf,-sys_admin",
-            bin.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let (code, err) = run_without_caps(&wire.app, "-bpf,-sys_admin", &cfg);
+    assert_eq!(code, Some(3), "{err}");
     for want in [
         "AF_XDP on acc0: creating the XSKMAP failed: Operation not permitted",
         "op25b runs as root but without CAP_BPF",

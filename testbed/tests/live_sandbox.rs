@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2 and setpriv (util-linux); says SKIPPED otherwise.
 
-use op25b_testbed::{op25b_binary, unavailable, Netns};
+use op25b_testbed::{run_without_caps, unavailable, Netns};
 use std::process::Command;
 
 /// A namespace with two veth pairs (`acc0`/`acc1`, `core0`/`core1`), up; or `None`
@@ -51,21 +51,8 @@ fn af_packet_root_without_cap_net_raw_is_told_about_the_sandbox() {
         "[outbound]\ndynamic = [\"10.0.0.0/24\"]\n\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\n\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n",
     )
     .unwrap();
-    let bin = op25b_binary();
-    let out = ns
-        .command(&[
-            "setpriv",
-            "--bounding-set",
-            "-net_raw",
-            bin.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let (code, err) = run_without_caps(&ns, "-net_raw", &cfg);
+    assert_eq!(code, Some(3), "{err}");
     for want in [
         "acc0: cannot open an AF_PACKET socket: Operation not permitted",
         "op25b runs as root but without CAP_NET_RAW",
@@ -94,22 +81,9 @@ fn a_prefix_file_root_may_not_read_in_the_unit_says_why() {
         "[outbound]\ndynamic_files = [\"pools.txt\"]\n\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\n\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n",
     )
     .unwrap();
-    let bin = op25b_binary();
-    let out = ns
-        .command(&[
-            "setpriv",
-            "--bounding-set",
-            "-dac_override,-dac_read_search",
-            bin.to_str().unwrap(),
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let (code, err) = run_without_caps(&ns, "-dac_override,-dac_read_search", &cfg);
     // A config that cannot load is exit 2, as for `check`.
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(code, Some(2), "{err}");
     let line = format!(
         "{}:2: dynamic_files: \"pools.txt\": permission denied",
         cfg.display()

@@ -19,11 +19,11 @@ fn a_sighup_during_start_up_reloads_once_running() {
     }
     let dir = std::env::temp_dir().join(format!("op25b-startsig-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut pools = String::new();
-    for i in 0u32..300_000 {
-        pools += &format!("{}/30\n", std::net::Ipv4Addr::from(0x6440_0000u32 + i * 4));
-    }
-    std::fs::write(dir.join("pools.txt"), pools).unwrap();
+    std::fs::write(
+        dir.join("pools.txt"),
+        op25b_dataplane::testkit::many_slash30s(300_000),
+    )
+    .unwrap();
     let cfg = dir.join("op25b.toml");
     std::fs::write(
         &cfg,

@@ -897,23 +897,7 @@ pub fn restrict_current_thread(cores: &[usize]) -> io::Result<()> {
 
 /// Pins the calling thread to one CPU core.
 pub fn pin_current_thread(core: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, and CPU_SET writes inside it
-    // for any core below CPU_SETSIZE (checked).
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if core >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("core {core} is out of range"),
-        ));
-    }
-    // SAFETY: see above.
-    unsafe { libc::CPU_SET(core, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    restrict_current_thread(&[core])
 }
 
 #[cfg(test)]
