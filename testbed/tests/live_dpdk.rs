@@ -14,16 +14,20 @@ use op25b_testbed::{run_appliance, unavailable, Wire};
 use std::process::Command;
 use std::time::Duration;
 
+/// Why these tests cannot run here, if they cannot: no network namespaces (not root), or
+/// an op25b built without DPDK.
+fn cannot_run() -> Option<String> {
+    unavailable().or_else(|| {
+        (!cfg!(feature = "dpdk")).then(|| {
+            "built without the dpdk feature (cargo test --all-features runs it)".to_string()
+        })
+    })
+}
+
 #[test]
 fn dpdk_backend_blocks_and_passes_real_connections() {
-    if let Some(why) = unavailable() {
+    if let Some(why) = cannot_run() {
         op25b_dataplane::testkit::skipped(why);
-        return;
-    }
-    if !cfg!(feature = "dpdk") {
-        op25b_dataplane::testkit::skipped(
-            "built without the dpdk feature (cargo test --all-features runs it)",
-        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-dpdk-tb-{}", std::process::id()));
@@ -136,14 +140,8 @@ metrics = ""
 
 #[test]
 fn dpdk_refuses_net_af_packet_queue_pairs_without_a_worker() {
-    if let Some(why) = unavailable() {
+    if let Some(why) = cannot_run() {
         op25b_dataplane::testkit::skipped(why);
-        return;
-    }
-    if !cfg!(feature = "dpdk") {
-        op25b_dataplane::testkit::skipped(
-            "built without the dpdk feature (cargo test --all-features runs it)",
-        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("op25b-dpdk-qp-{}", std::process::id()));
