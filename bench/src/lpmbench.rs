@@ -133,6 +133,7 @@ fn measure<K: Bits>(
         "ranges": table.range_count(),
         "layout": match table.layout() {
             Layout::Lines => "lines",
+            Layout::Direct => "direct",
             _ => "root",
         },
         "root_bits": table.root_bits(),

@@ -77,8 +77,8 @@ enum Command {
         #[arg(long)]
         dump: bool,
         /// First level of the IPv4 table: `auto` (as op25b builds it), `root` (root and
-        /// leaves) or `lines` (one cache line per 2^14 addresses).
-        #[arg(long, default_value = "auto", value_parser = ["auto", "root", "lines"])]
+        /// leaves), `lines` (one cache line per 2^14 addresses) or `direct` (DIR-24-8).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "root", "lines", "direct"])]
         layout: String,
     },
     /// Full classification (parse + lookups + verdict) of in-memory bursts.
@@ -682,6 +682,7 @@ fn main() -> ExitCode {
             let layout = match layout.as_str() {
                 "root" => Layout::Root,
                 "lines" => Layout::Lines,
+                "direct" => Layout::Direct,
                 _ => Layout::Auto,
             };
             if dump {

@@ -1258,7 +1258,12 @@ impl Config {
         generation: u64,
         section: &str,
     ) -> Result<(Policy, Vec<String>), ConfigError> {
-        let (policy, dups) = Policy::build(spec.clone(), generation).map_err(|e| match e {
+        let build = if section == "inbound" {
+            Policy::build_inbound
+        } else {
+            Policy::build
+        };
+        let (policy, dups) = build(spec.clone(), generation).map_err(|e| match e {
             PolicyError::DynamicAndExempt {
                 prefix,
                 dynamic,

@@ -83,12 +83,13 @@ struct Snapshot {
     links_up: [bool; 2],
 }
 
-/// A worker's side of the wire, whichever backend carries it.
+/// A worker's side of the wire, whichever backend carries it. Every variant is boxed:
+/// their sizes differ by hundreds of bytes whichever features are on (clippy's
+/// large_enum_variant), and one pointer more per burst costs nothing measurable.
 enum LivePort {
-    Packet(WirePort),
+    Packet(Box<WirePort>),
     #[cfg(feature = "dpdk")]
-    Dpdk(op25b_dataplane::port::dpdk::DpdkWire),
-    /// Boxed: two sockets with their ring state make it the largest variant by far.
+    Dpdk(Box<op25b_dataplane::port::dpdk::DpdkWire>),
     #[cfg(feature = "af_xdp")]
     Xdp(Box<op25b_dataplane::port::af_xdp::XdpWire>),
 }
@@ -131,9 +132,9 @@ impl LivePort {
             LivePort::Packet(p) => {
                 p.set_direction(Direction::AccessToCore);
                 // A live port never fails a burst: send errors are counted in the port.
-                let a = out.poll(&w.outbound, p).unwrap_or(0);
+                let a = out.poll(&w.outbound, &mut **p).unwrap_or(0);
                 p.set_direction(Direction::CoreToAccess);
-                let b = inb.poll(&w.inbound, p).unwrap_or(0);
+                let b = inb.poll(&w.inbound, &mut **p).unwrap_or(0);
                 (a, b)
             }
             #[cfg(feature = "dpdk")]
@@ -2191,7 +2192,7 @@ fn open_ports(
             let ports = (0..dp.workers)
                 .map(|i| {
                     WirePort::open(&dp.access, &dp.core, Some(group), dp.per_frame_ring)
-                        .map(LivePort::Packet)
+                        .map(|w| LivePort::Packet(Box::new(w)))
                         .map_err(|e| {
                             // Missing privileges or a forbidden address family stay so;
                             // a missing interface may come (back).
@@ -2244,7 +2245,10 @@ fn open_ports(
             }
             let links = op25b_dataplane::port::dpdk::DeviceLinks::of(first);
             Ok((
-                wires.into_iter().map(LivePort::Dpdk).collect(),
+                wires
+                    .into_iter()
+                    .map(|w| LivePort::Dpdk(Box::new(w)))
+                    .collect(),
                 BackendHandle::Dpdk {
                     _eal: eal,
                     links: Some(links).filter(|l| l.any()),

@@ -146,6 +146,15 @@ fn load_config(path: &Path) -> Result<(Config, op25b::config::Built), ExitCode> 
     Ok((config, built))
 }
 
+/// Bytes as `op25b check` says them: KiB below a MiB, else MiB.
+fn size_text(bytes: usize) -> String {
+    if bytes < 1 << 20 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes as f64 / 1048576.0)
+    }
+}
+
 /// What `check` says of the saved exemption tickets a start would put in force (never a
 /// reason to fail: nothing in that file stops a start).
 #[cfg(target_os = "linux")]
@@ -294,7 +303,7 @@ fn main() -> ExitCode {
             };
             let took = start.elapsed();
             say!("{}: ok", config.display());
-            let mut bytes = 0;
+            let (mut bytes, mut direct) = (0, 0);
             let sections = [
                 (&built.policy, "outbound", "scope"),
                 (&built.inbound, "inbound", "protected"),
@@ -302,6 +311,7 @@ fn main() -> ExitCode {
             for (p, section, scope) in sections {
                 let s = p.sizes();
                 bytes += s.memory_bytes;
+                direct += s.direct_bytes;
                 if section == "inbound" && s.v4[3] + s.v6[3] == 0 {
                     say!("  [inbound]: none (no IP25B check)");
                     continue;
@@ -328,8 +338,16 @@ fn main() -> ExitCode {
                 }
             }
             say!(
-                "  lookup tables: {:.1} KiB; loaded and built in {:.1} ms; {} warning(s)",
-                bytes as f64 / 1024.0,
+                "  lookup tables: {}{}; loaded and built in {:.1} ms; {} warning(s)",
+                size_text(bytes),
+                if direct > 0 {
+                    format!(
+                        " ({} of it the outbound IPv4 source table, direct: one read per lookup)",
+                        size_text(direct)
+                    )
+                } else {
+                    String::new()
+                },
                 took.as_secs_f64() * 1e3,
                 built.warnings.len()
             );

@@ -339,7 +339,8 @@ fn root_leaves_agree_with_flat_ranges() {
         e.push((p4("77.0.127.255/32"), 1001));
         e.push((p4("77.0.127.254/31"), 1002));
         let e = dedupe(e);
-        let (t, f) = (Lpm4::build(&e).unwrap(), ranges::Ranges::build(&e).unwrap());
+        let f = ranges::Ranges::build(&e).unwrap();
+        let t = Lpm4::compile_layout(&f, Layout::Root);
         assert_eq!(t.root_bits, want_root, "{n} prefixes");
         let root = &t.entries[..1 << t.root_bits];
         let leaves = root.iter().filter(|&&x| x >> 30 == KIND_LEAF).count();
@@ -694,6 +695,15 @@ fn grouping_is_optimal() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
+    /// The direct layout against the naive reference (fewer cases: each builds 64 MiB).
+    #[test]
+    fn v4_direct_matches_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
+        let entries = dedupe(entries);
+        let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Direct);
+        prop_assert_eq!(t.layout(), Layout::Direct);
+        agree_with_naive(&t, &entries, extra)?;
+    }
+
     /// The line layout against the naive reference (fewer cases: each builds 16 MiB).
     #[test]
     fn v4_lines_match_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
@@ -720,6 +730,72 @@ proptest! {
         prop_assert_eq!(t.layout(), Layout::Lines);
         agree_with_naive(&t, &entries, extra.into_iter().map(|o| base | o).collect())?;
     }
+}
+
+/// The direct layout at its edges: the first and last /24, a /24 cut by a host route at
+/// either end and in the middle, nested prefixes inside one /24, a /0 under it all; a
+/// table cut inside more /24s than it may hold is built as Auto would; IPv6 is never
+/// direct, nor is anything Auto builds.
+#[test]
+fn direct_layout_edges_and_choice() {
+    let e = dedupe(vec![
+        (p4("0.0.0.0/0"), 1),
+        (p4("0.0.0.0/32"), 2),
+        (p4("255.255.255.255/32"), 3),
+        (p4("10.1.2.0/24"), 4),
+        (p4("10.1.2.128/25"), 5),
+        (p4("10.1.2.200/30"), 6),
+        (p4("10.1.2.255/32"), 7),
+        (p4("10.1.3.0/32"), 8),
+        (p4("192.0.2.0/23"), 9),
+    ]);
+    let f = ranges::Ranges::build(&e).unwrap();
+    let t = Lpm4::compile_layout(&f, Layout::Direct);
+    assert_eq!(t.layout(), Layout::Direct);
+    assert_eq!(
+        t.memory_bytes(),
+        (1 << 26) + 5 * 1024,
+        "64 MiB, dummy + 4 cut /24s"
+    );
+    let mut keys: Vec<u32> = vec![0, 1, 255, 256, u32::MAX, u32::MAX - 1, 0xffff_ff00];
+    for p in [
+        "10.1.2.0",
+        "192.0.2.0",
+        "192.0.3.255",
+        "192.0.4.0",
+        "10.1.4.0",
+    ] {
+        let k = ip4(p);
+        keys.extend([k.wrapping_sub(1), k, k + 1]);
+    }
+    keys.extend((0..256).map(|j| ip4("10.1.2.0") + j));
+    keys.extend((0..256).map(|j| ip4("10.1.3.0") + j));
+    agree_with_flat(&t, &f, &keys, "direct edges");
+    assert_eq!(t.lookup(ip4("10.1.2.201")), Some(6));
+    assert_eq!(t.lookup(ip4("10.1.2.255")), Some(7));
+    assert_eq!(t.lookup(ip4("10.1.3.1")), Some(1));
+    assert_eq!(t.clone().lookup(u32::MAX), Some(3));
+    // Cut inside more /24s than it may hold: built as Auto would.
+    let many: Vec<(Prefix<u32>, u32)> = (0..DIRECT_MAX_BLOCKS as u32)
+        .map(|i| (Prefix::new(0x0a00_0001 | i << 8, 32).unwrap(), i))
+        .collect();
+    let f = ranges::Ranges::build(&many).unwrap();
+    assert_eq!(
+        Lpm4::compile_layout(&f, Layout::Direct).layout(),
+        Layout::Root
+    );
+    // One /24 fewer fits (the dummy block is the last).
+    let f = ranges::Ranges::build(&many[1..]).unwrap();
+    let t = Lpm4::compile_layout(&f, Layout::Direct);
+    assert_eq!(t.layout(), Layout::Direct);
+    assert_eq!(t.memory_bytes(), (1 << 26) + DIRECT_MAX_BLOCKS * 1024);
+    // Auto never builds it.
+    assert_eq!(Lpm4::compile(&f).layout(), Layout::Root);
+    let six = ranges::Ranges::build(&[(Prefix::new(1u128 << 127, 1).unwrap(), 1)]).unwrap();
+    assert_eq!(
+        Lpm6::compile_layout(&six, Layout::Direct).layout(),
+        Layout::Root
+    );
 }
 
 /// Prefixes sharing leading bits (IPv6 pools under one /32, IPv4 under one /16, a single
@@ -844,8 +920,10 @@ fn the_first_read_of_every_key_is_inside_the_table() {
         LpmTable::<u32>::build(&[]).unwrap(),
         LpmTable::build(&v4).unwrap(),
         LpmTable::compile_layout(&ranges::Ranges::build(&v4).unwrap(), Layout::Lines),
+        LpmTable::compile_layout(&ranges::Ranges::build(&v4).unwrap(), Layout::Direct),
     ];
     assert_eq!(t4[2].layout(), Layout::Lines);
+    assert_eq!(t4[3].layout(), Layout::Direct);
     for t in &t4 {
         for k in [0, u32::MAX, 1 << 31]
             .into_iter()
@@ -886,8 +964,10 @@ fn hot_blocks_cover_their_keys_and_warming_one_is_bounded() {
         LpmTable::compile_layout(&f4, Layout::Root),
         LpmTable::compile_layout(&f4, Layout::Lines),
         Lpm4::build(&[(p4("10.20.0.0/16"), 1), (p4("10.20.30.0/24"), 2)]).unwrap(),
+        LpmTable::compile_layout(&f4, Layout::Direct),
     ];
     assert_eq!(t4[2].layout(), Layout::Lines);
+    assert_eq!(t4[4].layout(), Layout::Direct);
     assert!(t4[3].skip > 0);
     for t in &t4 {
         let keys = [0, u32::MAX, 0x0a14_1e01, t.lo, t.hi]

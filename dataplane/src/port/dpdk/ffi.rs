@@ -3,8 +3,10 @@
 //! setup structures. Each signature was checked against the 22.11 headers named beside it;
 //! `build.rs` refuses any other DPDK version.
 //!
-//! Invariants: only scalars and opaque pointers cross this boundary; no Rust code reads or
-//! writes a DPDK structure's fields (the shim does, compiled against the real headers).
+//! Invariants: only scalars and opaque pointers cross this boundary. No Rust code writes a
+//! DPDK structure's fields, and the only ones it reads are the three of `struct rte_mbuf`
+//! that locate a received frame's bytes ([`mbuf_frame`]), at offsets `shim.c` asserts at
+//! compile time against the real headers; every other field is the shim's.
 
 #![allow(unsafe_code)]
 
@@ -14,6 +16,32 @@ use std::ffi::{c_char, c_int, c_uint};
 #[repr(C)]
 pub struct RteMbuf {
     _opaque: [u8; 0],
+}
+
+/// Offsets in `struct rte_mbuf` (rte_mbuf_core.h, 22.11) of `buf_addr` (a pointer),
+/// `data_off` and `data_len` (both u16); `shim.c` fails to build if the headers differ.
+const MBUF_BUF_ADDR: usize = 0;
+const MBUF_DATA_OFF: usize = 16;
+const MBUF_DATA_LEN: usize = 40;
+
+/// The bytes of `m`'s first segment (where the Ethernet header is), as
+/// `rte_pktmbuf_mtod(m)` and `rte_pktmbuf_data_len(m)` give them, read inline: a call or a
+/// separate pass per frame costs more than the parse of a plain frame.
+///
+/// # Safety
+/// `m` is a valid mbuf the caller owns, whose data stays unchanged and alive for `'a`.
+#[inline(always)]
+pub unsafe fn mbuf_frame<'a>(m: *const RteMbuf) -> &'a [u8] {
+    let b = m.cast::<u8>();
+    // SAFETY: the caller gives a valid mbuf; the three fields are at these offsets with
+    // these types (asserted in shim.c); `buf_addr + data_off` is the first segment's data,
+    // `data_len` bytes long (DPDK's own definition of mtod and data_len).
+    unsafe {
+        let addr = b.add(MBUF_BUF_ADDR).cast::<*const u8>().read();
+        let off = b.add(MBUF_DATA_OFF).cast::<u16>().read();
+        let len = b.add(MBUF_DATA_LEN).cast::<u16>().read();
+        std::slice::from_raw_parts(addr.add(usize::from(off)), usize::from(len))
+    }
 }
 
 /// `struct rte_mempool`, opaque.
@@ -70,14 +98,7 @@ extern "C" {
         stage: *mut *const c_char,
         promisc_set: *mut c_int,
     ) -> c_int;
-    pub fn op25b_rx_burst(
-        port: u16,
-        queue: u16,
-        mbufs: *mut *mut RteMbuf,
-        data: *mut *const u8,
-        len: *mut u32,
-        n: u16,
-    ) -> u16;
+    pub fn op25b_rx_burst(port: u16, queue: u16, mbufs: *mut *mut RteMbuf, n: u16) -> u16;
     pub fn op25b_tx_burst(port: u16, queue: u16, mbufs: *mut *mut RteMbuf, n: u16) -> u16;
     pub fn op25b_free_bulk(mbufs: *mut *mut RteMbuf, n: c_uint);
     pub fn op25b_port_ifindex(port: u16) -> c_int;

@@ -649,8 +649,6 @@ pub struct DpdkWire {
     queue: u16,
     direction: Direction,
     rx: Vec<*mut RteMbuf>,
-    data: Vec<*const u8>,
-    lens: Vec<u32>,
     /// Burst-sized: filled by index, the first `nf` (forwarded) of a poll are sent.
     forward: Vec<*mut RteMbuf>,
     /// Burst-sized: filled by index, the first `nd` (dropped) of a poll are freed.
@@ -697,8 +695,6 @@ impl DpdkWire {
             queue,
             direction: Direction::AccessToCore,
             rx: vec![std::ptr::null_mut(); burst],
-            data: vec![std::ptr::null(); burst],
-            lens: vec![0; burst],
             forward: vec![std::ptr::null_mut(); burst],
             drop: vec![std::ptr::null_mut(); burst],
             resets: Vec::with_capacity(burst),
@@ -746,15 +742,13 @@ impl DpdkWire {
             Direction::AccessToCore => (self.access, self.core, 1),
             Direction::CoreToAccess => (self.core, self.access, 0),
         };
-        // SAFETY: the three arrays hold `rx.len()` (≤ MAX_BURST) entries each; the port is
-        // started and queue `self.queue` is used by this wire alone.
+        // SAFETY: the array holds `rx.len()` (≤ MAX_BURST) entries; the port is started and
+        // queue `self.queue` is used by this wire alone.
         let n = usize::from(unsafe {
             ffi::op25b_rx_burst(
                 ingress,
                 self.queue,
                 self.rx.as_mut_ptr(),
-                self.data.as_mut_ptr(),
-                self.lens.as_mut_ptr(),
                 self.rx.len() as u16,
             )
         });
@@ -762,11 +756,10 @@ impl DpdkWire {
             return 0;
         }
         let snapshot = policy.load();
-        let frames = self.data[..n].iter().zip(&self.lens[..n]).map(|(&p, &l)| {
-            // SAFETY: the shim set `p` to the first segment's data of a received mbuf and
-            // `l` to its length; the mbuf is ours until sent or freed below, after the
-            // last use of this slice.
-            unsafe { std::slice::from_raw_parts(p, l as usize) }
+        let frames = self.rx[..n].iter().map(|&m| {
+            // SAFETY: `m` was just received, so it is a valid mbuf; it is ours until sent or
+            // freed below, after the last use of this slice, and nothing writes its data.
+            unsafe { ffi::mbuf_frame(m) }
         });
         let verdicts = worker.classify_frames(&snapshot, frames);
         // Split without a branch per frame: each mbuf is written to the end of both lists
@@ -788,8 +781,7 @@ impl DpdkWire {
                 }
                 // SAFETY: as for `frames` above: mbuf `i` is still ours (in `drop`, freed
                 // below).
-                let frame =
-                    unsafe { std::slice::from_raw_parts(self.data[i], self.lens[i] as usize) };
+                let frame = unsafe { ffi::mbuf_frame(self.rx[i]) };
                 if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
                     // SAFETY: the pool is live (held by `shared`); the bytes are valid for
                     // their length, which fits u16 (a reset is < 100 bytes).

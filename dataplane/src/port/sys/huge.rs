@@ -12,8 +12,9 @@
 //! Invariants:
 //! - Slices under 1 MiB are ordinary boxed slices (no rounding waste).
 //! - A larger slice is its own anonymous mapping, aligned to and rounded up to 2 MiB,
-//!   advised before its first write (so pages are faulted in huge), filled by one copy,
-//!   never written again, and unmapped whole on drop.
+//!   advised before its first write (so pages are faulted in huge), filled once (by one
+//!   copy, or in place by [`HugeSlice::build`]'s initialiser), never written again, and
+//!   unmapped whole on drop.
 //! - If the allocation or the advice fails, the data is still there (ordinary memory or
 //!   ordinary pages): huge pages are an optimisation, never a requirement.
 
@@ -60,11 +61,58 @@ impl<T: Copy> HugeSlice<T> {
 
     /// Copies `data` into a new slice, on huge pages if `huge` and it is large.
     pub fn with_pages(data: &[T], huge: bool) -> Self {
-        let bytes = std::mem::size_of_val(data);
-        if !huge || bytes < MIN_BYTES || std::mem::align_of::<T>() > HUGE {
+        let Some((ptr, size)) = Self::map(data.len(), huge) else {
             return HugeSlice {
                 storage: Storage::Boxed(data.into()),
             };
+        };
+        // SAFETY: the destination holds at least data.len() elements of T (`map`), is
+        // aligned for T, and cannot overlap the borrowed source.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
+        }
+        HugeSlice {
+            storage: Storage::Huge {
+                ptr,
+                len: data.len(),
+                size,
+            },
+        }
+    }
+
+    /// A new slice of `len` copies of `fill`, then written by `init` in place (on huge
+    /// pages if it is large, unless `OP25B_HUGEPAGES=0`): a large table is built where it
+    /// will live instead of being built elsewhere and copied, which would need twice its
+    /// memory for a moment.
+    pub fn build(len: usize, fill: T, init: impl FnOnce(&mut [T])) -> Self {
+        let Some((ptr, size)) = Self::map(len, huge_pages_on()) else {
+            let mut data = vec![fill; len].into_boxed_slice();
+            init(&mut data);
+            return HugeSlice {
+                storage: Storage::Boxed(data),
+            };
+        };
+        // SAFETY: the mapping holds at least `len` elements of T, aligned (`map`), and is
+        // ours alone; every element is written with `fill` before the slice is formed.
+        let data = unsafe {
+            for i in 0..len {
+                ptr.as_ptr().add(i).write(fill);
+            }
+            std::slice::from_raw_parts_mut(ptr.as_ptr(), len)
+        };
+        init(data);
+        HugeSlice {
+            storage: Storage::Huge { ptr, len, size },
+        }
+    }
+
+    /// A new mapping for `len` elements of T, aligned to and rounded up to 2 MiB and
+    /// advised for huge pages, with its size; `None` when `huge` is off, the slice is
+    /// small, or the mapping fails (the caller then uses ordinary memory).
+    fn map(len: usize, huge: bool) -> Option<(NonNull<T>, usize)> {
+        let bytes = len.checked_mul(std::mem::size_of::<T>())?;
+        if !huge || bytes < MIN_BYTES || std::mem::align_of::<T>() > HUGE {
+            return None;
         }
         let size = bytes.next_multiple_of(HUGE);
         // Our own mapping rather than the global allocator: glibc serves large blocks from
@@ -83,9 +131,7 @@ impl<T: Copy> HugeSlice<T> {
             )
         };
         if raw == libc::MAP_FAILED {
-            return HugeSlice {
-                storage: Storage::Boxed(data.into()),
-            };
+            return None;
         }
         let start = raw as usize;
         let head = start.next_multiple_of(HUGE) - start;
@@ -106,25 +152,9 @@ impl<T: Copy> HugeSlice<T> {
         unsafe {
             libc::madvise(aligned, size, libc::MADV_HUGEPAGE);
         }
-        let Some(ptr) = NonNull::new(aligned.cast::<T>()) else {
-            // Address 0 is never mapped without MAP_FIXED; keep ordinary memory if it were.
-            return HugeSlice {
-                storage: Storage::Boxed(data.into()),
-            };
-        };
-        // SAFETY: the destination holds at least data.len() elements of T (size >= bytes),
-        // is aligned for T (2 MiB is a multiple of any smaller power-of-two alignment), and
-        // cannot overlap the borrowed source.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
-        }
-        HugeSlice {
-            storage: Storage::Huge {
-                ptr,
-                len: data.len(),
-                size,
-            },
-        }
+        // Address 0 is never mapped without MAP_FIXED (were it, the mapping would leak:
+        // a cost, never unsoundness). 2 MiB alignment suits any smaller power of two.
+        NonNull::new(aligned.cast::<T>()).map(|p| (p, size))
     }
 
     /// Whether the slice sits in memory advised for huge pages.
@@ -140,7 +170,7 @@ impl<T> Deref for HugeSlice<T> {
     fn deref(&self) -> &[T] {
         match &self.storage {
             Storage::Boxed(b) => b,
-            // SAFETY: ptr points to len initialised elements (copied in with_pages) that
+            // SAFETY: ptr points to len initialised elements (written in with_pages or build) that
             // live until drop and are never written again.
             Storage::Huge { ptr, len, .. } => unsafe {
                 std::slice::from_raw_parts(ptr.as_ptr(), *len)
@@ -151,7 +181,7 @@ impl<T> Deref for HugeSlice<T> {
 
 impl<T> Drop for HugeSlice<T> {
     fn drop(&mut self) {
-        // Only `with_pages` (T: Copy) fills one, so no element needs dropping.
+        // Only `with_pages` and `build` (T: Copy) fill one, so no element needs dropping.
         if let Storage::Huge { ptr, size, .. } = &self.storage {
             // SAFETY: mapped in with_pages with exactly this address and size, unmapped once
             // here; no reference into it outlives self.
