@@ -1944,6 +1944,26 @@ scope = []
         );
     }
 
+    /// The same 9000 pools give the outbound policy a direct IPv4 source table and the
+    /// inbound one a compact table (its sources are anyone's).
+    #[test]
+    fn only_the_outbound_policy_builds_a_direct_source_table() {
+        let pools: Vec<String> = (0..9000u32)
+            .map(|i| format!("\"10.{}.{}.0/24\"", i >> 8, i & 255))
+            .collect();
+        let list = pools.join(", ");
+        let c = load(&format!(
+            "[outbound]\ndynamic = [{list}]\n[inbound]\nprotected = [\"198.51.100.25\"]\ndynamic = [{list}]\n"
+        ))
+        .unwrap();
+        let b = c.build(1).unwrap();
+        assert_eq!(b.policy.sizes().v4[0], 9000);
+        assert_eq!(b.inbound.sizes().v4[0], 9000);
+        assert!(b.policy.sizes().direct_bytes >= 64 << 20);
+        assert_eq!(b.inbound.sizes().direct_bytes, 0);
+        assert!(b.inbound.sizes().memory_bytes < 16 << 20);
+    }
+
     #[test]
     fn inbound_section() {
         let c = load(

@@ -749,10 +749,32 @@ fn check_prints_table_sizes() {
     assert_eq!(row("exempt"), ["exempt", "1", "0"], "{s}");
     assert!(s.contains("[inbound]: none"), "{s}");
     assert!(s.contains("1 warning(s)"), "{s}");
+    assert!(s.contains("lookup tables: ") && s.contains(" KiB;"), "{s}");
+    assert!(!s.contains("direct"), "{s}");
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         e.contains("pools.txt:4: dynamic: 100.64.0.0/10 repeats"),
         "{e}"
+    );
+    // 9000 pools: the outbound IPv4 source table is direct, and check says so in MiB.
+    let pools: String = (0..9000u32)
+        .map(|i| format!("10.{}.{}.0/24\n", i >> 8, i & 255))
+        .collect();
+    std::fs::write(dir.join("pools.txt"), pools).unwrap();
+    let cfg = write_config(&dir, "[outbound]\ndynamic_files = [\"pools.txt\"]\n");
+    let out = op25b()
+        .arg("check")
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains(
+            " MiB (64.0 MiB of it the outbound IPv4 source table, direct: one read per lookup)"
+        ),
+        "{s}"
     );
     let out = op25b()
         .args(["check", "--config", "/nonexistent.toml"])
