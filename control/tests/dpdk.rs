@@ -502,9 +502,10 @@ fn a_missing_port_or_bad_eal_arguments_stop_with_a_clear_error() {
         ),
     );
     assert!(e.contains("DPDK port \"5\" (access) does not exist"), "{e}");
+    // An argument the EAL does not take: exit 3, which systemd does not restart.
     let e = refused(
         "dpdk-badeal",
-        1,
+        3,
         "backend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_null1\"\neal_args = [\"--no-huge\", \"--no-such-eal-option\"]",
     );
     assert!(

@@ -73,6 +73,8 @@ pub enum DpdkError {
         args: Vec<String>,
         /// DPDK's reason.
         why: String,
+        /// `rte_errno` (0 when the EAL set none).
+        errno: c_int,
     },
     /// A configured port is not among the EAL's ports.
     #[error("DPDK port {name:?} ({side}) does not exist; the EAL has {available}: give a port id or a device name, and add virtual devices with --vdev=NAME in eal_args (a --vdev that is in eal_args but not here failed to start: the EAL log above says why, e.g. its iface= does not exist or this process may not open packet sockets)")]
@@ -151,9 +153,11 @@ impl DpdkError {
             | DpdkError::TooManyQueues { .. } => false,
             // The shim's own refusal of a device's queue count (see op25b_port_setup).
             DpdkError::PortSetup { stage, .. } => !stage.starts_with("queue count"),
-            DpdkError::EalInit { .. }
-            | DpdkError::PortNotFound { .. }
-            | DpdkError::Mempool { .. } => true,
+            // EINVAL is the EAL's answer to an argument it does not take (eal_parse_args):
+            // only an edit of eal_args helps. Its other failures (memory, devices, a lock
+            // another process holds) may pass.
+            DpdkError::EalInit { errno, .. } => *errno != libc::EINVAL,
+            DpdkError::PortNotFound { .. } | DpdkError::Mempool { .. } => true,
         }
     }
 }
@@ -276,6 +280,7 @@ impl Eal {
                 } else {
                     strerror(errno)
                 },
+                errno,
             });
         }
         Ok(Eal {
