@@ -13,6 +13,7 @@ use op25b_dataplane::port::pcap::PcapWriter;
 use std::io::{BufRead, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
 
 #[derive(Parser)]
 #[command(name = "op25b-bench", version, about = "op25b benchmark harness")]
@@ -175,6 +176,10 @@ enum Command {
         /// is more like a BNG's many subscribers).
         #[arg(long, default_value_t = 1024)]
         cycle: usize,
+        /// Keep only the IPv4 pools of /24 or shorter (no IPv4 exempt hosts), so the
+        /// policies' IPv4 source tables are built direct (DIR-24-8) instead of compact.
+        #[arg(long)]
+        coarse_pools: bool,
     },
     /// Send the frames of a capture out of an interface (AF_PACKET, sendmmsg batches).
     Blast {
@@ -312,6 +317,9 @@ enum Command {
         /// The control thread's core.
         #[arg(long, default_value_t = 0)]
         control_core: usize,
+        /// As `swap --coarse-pools`: direct IPv4 source tables.
+        #[arg(long)]
+        coarse_pools: bool,
     },
     /// Write every Ethernet frame of some captures as one file each (fuzzing seeds).
     /// Captures that are not Ethernet pcap/pcapng are skipped with a note.
@@ -473,6 +481,7 @@ fn main() -> ExitCode {
             cold,
             no_hot,
             cycle,
+            coarse_pools,
         } => [("--swaps", swaps), ("--burst", burst), ("--cycle", cycle)]
             .into_iter()
             .find(|&(_, v)| v == 0)
@@ -482,6 +491,7 @@ fn main() -> ExitCode {
                 ))
             })
             .and_then(|()| {
+                op25b_bench::swap::COARSE_POOLS.store(coarse_pools, Ordering::Relaxed);
                 op25b_bench::swap::run(prefixes, swaps, burst, cycle, !cold, !cold && !no_hot)
             })
             .map(with_provenance)
@@ -539,12 +549,16 @@ fn main() -> ExitCode {
             swaps,
             core,
             control_core,
-        } => op25b_bench::dpdk_null::swap_run(&op25b_bench::dpdk_null::SwapArgs {
-            prefixes,
-            swaps,
-            core,
-            control_core,
-        })
+            coarse_pools,
+        } => {
+            op25b_bench::swap::COARSE_POOLS.store(coarse_pools, Ordering::Relaxed);
+            op25b_bench::dpdk_null::swap_run(&op25b_bench::dpdk_null::SwapArgs {
+                prefixes,
+                swaps,
+                core,
+                control_core,
+            })
+        }
         .map(with_provenance)
         .map(|v| op25b_bench::sayln!("{v:#}")),
         #[cfg(target_os = "linux")]

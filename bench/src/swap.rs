@@ -21,7 +21,7 @@ use crate::profile::{Generator, Profile};
 use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
 use op25b_dataplane::hot::{Family, HotBlocks};
-use op25b_dataplane::policy::Policy;
+use op25b_dataplane::policy::{AnyPrefix, Policy};
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::worker::{retire, Worker};
 use serde_json::{json, Value};
@@ -29,11 +29,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Whether [`policy`] keeps only the IPv4 prefixes of /24 or shorter (`--coarse-pools`):
+/// they cut no /24, so the outbound IPv4 source table is built direct (DIR-24-8). The
+/// frames are drawn from all the pools as before.
+pub static COARSE_POOLS: AtomicBool = AtomicBool::new(false);
+
 /// The policy of `n` synthetic BNG-like prefixes (30% IPv6) from `seed`, generation
-/// `seed`.
+/// `seed` (less the IPv4 prefixes longer than /24 under [`COARSE_POOLS`]).
 pub(crate) fn policy(n: usize, seed: u64) -> Result<Policy, String> {
     let pools = synthetic_pools(n, 0.3, seed);
-    let spec = pools.spec();
+    let mut spec = pools.spec();
+    if COARSE_POOLS.load(Ordering::Relaxed) {
+        let coarse = |p: &AnyPrefix| !matches!(p, AnyPrefix::V4(q) if q.len > 24);
+        spec.dynamic.retain(coarse);
+        spec.exempt.retain(coarse);
+    }
     Policy::build(spec, seed)
         .map(|(p, _)| p)
         .map_err(|e| e.to_string())
