@@ -16,6 +16,8 @@ pub mod ctl;
 pub mod droplog;
 #[cfg(target_os = "linux")]
 pub mod live;
+#[cfg(target_os = "linux")]
+pub mod notify;
 pub mod replay;
 #[cfg(target_os = "linux")]
 pub mod tickets;

@@ -2607,6 +2607,15 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
     if reload_pending {
         control.reload("SIGHUP during start-up");
     }
+    let status = |c: &Control| {
+        format!(
+            "forwarding {} ↔ {}, {} worker(s), policy generation {}",
+            dp.access, dp.core, dp.workers, c.generation
+        )
+    };
+    let mut notifier = crate::notify::Notifier::from_env();
+    notifier.ready(&status(&control));
+    let mut notified = control.generation;
     loop {
         let timeout = control
             .next_expiry()
@@ -2631,7 +2640,12 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
         control.housekeeping();
         backend.check_links(&mut links_checked);
         control.device_links = backend.links_up();
+        if control.generation != notified {
+            notified = control.generation;
+            notifier.status(&status(&control));
+        }
     }
+    notifier.stopping();
     stop.store(true, Ordering::Relaxed);
     // Drain while the workers send their last snapshot, so none blocks on a full channel
     // (a worker that stopped on its own has sent its last one already).

@@ -45,17 +45,6 @@ metrics = ""
     (dir, cfg)
 }
 
-/// Whether process `pid` catches SIGHUP and SIGTERM (its `SigCgt` mask in
-/// /proc/PID/status has bits 0 and 14).
-fn catches_hup_and_term(pid: u32) -> bool {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|m| m & 1 != 0 && m & (1 << 14) != 0)
-}
-
 /// Starts `op25b run --config CFG`, sends `signal` once the process catches SIGHUP and
 /// SIGTERM (what a service manager can rely on once `op25b` runs at all: a signal before
 /// that meets the kernel's defaults, whatever the program) and the start is still under
@@ -68,21 +57,10 @@ fn run_and_signal(cfg: &Path, signal: &str) -> Output {
         .spawn()
         .unwrap();
     // Polled, not a fixed sleep: a loaded machine may take long to exec and link.
-    let started = Instant::now();
-    while !catches_hup_and_term(child.id()) {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "the start ended ({status}) before it caught the signals: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "op25b run did not catch SIGHUP and SIGTERM within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    assert!(
+        op25b_dataplane::testkit::wait_until_it_catches_hup_and_term(child.id()),
+        "op25b run did not catch SIGHUP and SIGTERM within 10 s (or ended)"
+    );
     if let Some(status) = child.try_wait().unwrap() {
         let out = child.wait_with_output().unwrap();
         panic!(

@@ -75,6 +75,15 @@ fn reload_is_the_synchronous_ctl_of_the_binary_and_config_exec_start_runs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `op25b run` sends READY=1 (control/src/notify.rs; testbed/tests/live_notify.rs), so
+/// the unit waits for it and takes it only from the main process.
+#[test]
+fn the_unit_waits_for_op25b_to_say_it_is_ready() {
+    let unit = unit_text();
+    assert_eq!(values(&unit, "Type"), ["notify"]);
+    assert_eq!(values(&unit, "NotifyAccess"), ["main"]);
+}
+
 #[test]
 fn starts_no_retry_fixes_are_not_restarted() {
     let unit = unit_text();

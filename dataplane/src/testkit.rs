@@ -33,3 +33,28 @@ pub fn many_slash30s(n: u32) -> String {
         .map(|i| format!("{}/30\n", std::net::Ipv4Addr::from(0x6440_0000u32 + i * 4)))
         .collect()
 }
+
+/// Waits up to 10 s until process `pid` catches SIGHUP and SIGTERM (the `SigCgt` mask in
+/// /proc/PID/status has bits 0 and 14), so a test's signal meets the program's handlers
+/// and not the kernel's defaults; polled, as a loaded machine may take long to start it.
+/// Returns whether it did (false also when the process is gone).
+pub fn wait_until_it_catches_hup_and_term(pid: u32) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            return false;
+        };
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .is_some_and(|m| m & 1 != 0 && m & (1 << 14) != 0);
+        if caught {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}

@@ -9,7 +9,6 @@
 
 use op25b_testbed::{ctl, run_appliance, unavailable, wait_for_control, Wire};
 use std::process::Command;
-use std::time::Duration;
 
 #[test]
 fn a_sighup_during_start_up_reloads_once_running() {
@@ -44,10 +43,14 @@ metrics = ""
     .unwrap();
     let wire = Wire::new("sg", "sub0", "net0", false);
     let mut appliance = run_appliance(&wire.app, &cfg);
-    std::thread::sleep(Duration::from_millis(100));
+    // Once it catches the signals (polled: a loaded machine may take long to start it).
+    assert!(
+        op25b_dataplane::testkit::wait_until_it_catches_hup_and_term(appliance.child().id()),
+        "op25b run did not catch SIGHUP within 10 s (or ended)"
+    );
     assert!(
         appliance.child().try_wait().unwrap().is_none(),
-        "the start ended within 100 ms, before the SIGHUP could reach it"
+        "the start ended before the SIGHUP could reach it"
     );
     let pid = appliance.child().id().to_string();
     assert!(Command::new("kill")
