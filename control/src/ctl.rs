@@ -18,7 +18,7 @@
 //! stale socket, or at shutdown the very socket file bound at start, is ever removed at
 //! its path.
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use op25b_dataplane::policy::AnyPrefix;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -263,15 +263,22 @@ fn answer_one(stream: &UnixStream, to_control: &Sender<Request>, limits: Limits)
                 if to_control.send(Request::Command(words, tx)).is_err() {
                     (false, "the appliance is shutting down".into())
                 } else {
-                    rx.recv_timeout(limits.answer).unwrap_or_else(|_| {
-                        (
+                    match rx.recv_timeout(limits.answer) {
+                        Ok(reply) => reply,
+                        // The request was dropped unanswered: the control thread ended
+                        // (the appliance stops) without taking it.
+                        Err(RecvTimeoutError::Disconnected) => (
+                            false,
+                            "the appliance stopped without carrying out the command".into(),
+                        ),
+                        Err(RecvTimeoutError::Timeout) => (
                             false,
                             format!(
                                 "no answer from the control thread within {} s; the command is still queued and may yet be carried out: check with `op25b ctl status`",
                                 limits.answer.as_secs()
                             ),
-                        )
-                    })
+                        ),
+                    }
                 }
             }
         },
@@ -847,6 +854,39 @@ mod tests {
             }
         });
         (dir, path)
+    }
+
+    /// A control thread that ends without answering (the appliance stops with a request
+    /// queued) is said as such: the command was not carried out, not "still queued".
+    #[test]
+    fn a_request_dropped_by_a_stopping_control_thread_is_said_not_carried_out() {
+        let dir = op25b_dataplane::testkit::scratch_dir("ctl-dropped");
+        let path = dir.join("ctl.sock");
+        let (l, _) = bind(&path).unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let limits = Limits {
+            client: Duration::from_secs(5),
+            answer: Duration::from_secs(5),
+            scrape: Duration::from_secs(5),
+        };
+        std::thread::spawn(move || serve_socket_with(l, tx, limits));
+        // Takes one request and drops it, and its reply sender, unanswered.
+        std::thread::spawn(move || {
+            let _ = rx.recv();
+        });
+        let t = Instant::now();
+        assert_eq!(
+            request(&path, &["reload".into()]),
+            Ok((
+                false,
+                "the appliance stopped without carrying out the command".to_string()
+            ))
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "waited for the answer timeout"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
