@@ -29,13 +29,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Whether [`policy`] keeps only the IPv4 prefixes of /24 or shorter (`--coarse-pools`):
-/// they cut no /24, so the outbound IPv4 source table is built direct (DIR-24-8). The
-/// frames are drawn from all the pools as before.
+/// Whether the swap benchmarks' policies keep only the IPv4 prefixes of /24 or shorter
+/// (`--coarse-pools`): they cut no /24, so the outbound IPv4 source table is built
+/// direct (DIR-24-8; the full synthetic pools cut more /24s than it may hold). The frames
+/// are drawn from all the pools as before.
 pub static COARSE_POOLS: AtomicBool = AtomicBool::new(false);
 
 /// The policy of `n` synthetic BNG-like prefixes (30% IPv6) from `seed`, generation
-/// `seed` (less the IPv4 prefixes longer than /24 under [`COARSE_POOLS`]).
+/// `seed` (less the IPv4 prefixes longer than /24 under `COARSE_POOLS`).
 pub(crate) fn policy(n: usize, seed: u64) -> Result<Policy, String> {
     let pools = synthetic_pools(n, 0.3, seed);
     let mut spec = pools.spec();

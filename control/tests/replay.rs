@@ -731,13 +731,17 @@ fn check_prints_table_sizes() {
         &dir,
         "[outbound]\ndynamic_files = [\"pools.txt\"]\nexempt = [\"100.64.1.1\"]\n",
     );
-    let out = op25b()
-        .arg("check")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let check = |cfg: &Path| {
+        let out = op25b()
+            .arg("check")
+            .arg("--config")
+            .arg(cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out
+    };
+    let out = check(&cfg);
     let s = String::from_utf8_lossy(&out.stdout);
     let row = |name: &str| {
         s.lines()
@@ -762,14 +766,7 @@ fn check_prints_table_sizes() {
         .collect();
     std::fs::write(dir.join("pools.txt"), pools).unwrap();
     let cfg = write_config(&dir, "[outbound]\ndynamic_files = [\"pools.txt\"]\n");
-    let out = op25b()
-        .arg("check")
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let s = String::from_utf8_lossy(&out.stdout);
+    let s = String::from_utf8_lossy(&check(&cfg).stdout).into_owned();
     assert!(
         s.contains(
             " MiB (64.0 MiB of it the outbound IPv4 source table, direct: one read per lookup)"

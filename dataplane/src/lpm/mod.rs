@@ -279,8 +279,8 @@ const DIRECT_BITS: u8 = 24;
 /// tag plus the block's number (values are below [`MAX_VALUE`], so a value never has it).
 const DIRECT_EXT: u32 = KIND_RUN << 30;
 /// Second-level blocks (1 KiB each) the direct layout may hold, the dummy block 0
-/// included: 32 MiB beside the 64 MiB first level. A table cut inside more /24s than
-/// this is built as [`Layout::Auto`] would.
+/// included: 32 MiB beside the 64 MiB first level, for at most 32,767 cut /24s. A table
+/// cut inside more /24s is built as [`Layout::Auto`] would.
 pub const DIRECT_MAX_BLOCKS: usize = 1 << 15;
 
 /// Blocks of a table's first level are at most 2^BLOCK_BITS ([`LpmTable::block_of`]).
@@ -303,7 +303,7 @@ pub enum Layout {
     Lines,
     /// IPv4 only, DIR-24-8 as DPDK's `rte_lpm`: one 32-bit entry per /24 (64 MiB),
     /// holding the value or pointing to a block of 256 values for a /24 that prefixes cut
-    /// inside (at most [`DIRECT_MAX_BLOCKS`]); where it cannot be built (IPv6, too many
+    /// inside (at most [`DIRECT_MAX_BLOCKS`] − 1 of them); where it cannot be built (IPv6, too many
     /// cut /24s) the table is built as [`Layout::Auto`] would. One read, a shift and a
     /// compare per key: the fewest instructions of the layouts, for the most memory. Not
     /// chosen by [`Layout::Auto`]: it is the fastest for keys that gather in the table's
@@ -843,7 +843,7 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// The direct layout ([`Layout::Direct`]); `None` for IPv6 or when more than
-    /// [`DIRECT_MAX_BLOCKS`] second-level blocks would be needed. Linear in the ranges
+    /// [`DIRECT_MAX_BLOCKS`] second-level blocks (the dummy one included) would be needed. Linear in the ranges
     /// plus the 2^24 entries, written in place (no second copy of the 64 MiB).
     fn compile_direct(r: &ranges::Ranges<K>) -> Option<Self> {
         if K::BITS != 32 {
@@ -1306,10 +1306,11 @@ impl<K: Bits> LpmTable<K> {
 
     /// Reads, and demotes from this core's private caches, what lookups of the keys
     /// `first..=last` read first and next in this table: the lines covering them and the
-    /// extension lines their entries point to (line layout), or the root entries covering
-    /// them and the leaf, run or node line each points to (root layout). At most `cap`
-    /// first-level entries are read, so a span much wider than this table's blocks costs
-    /// a bounded time. Returns the reads made, each of one cache line (in the root layout
+    /// extension lines their entries point to (line layout), the root entries covering
+    /// them and the leaf, run or node line each points to (root layout), or the lines of
+    /// entries covering them and of the blocks their cut /24s point to (direct layout). At
+    /// most `cap` first-level entries (direct: `cap` lines of entries and `cap` of blocks)
+    /// are read, so a span much wider than this table's blocks costs a bounded time. Returns the reads made, each of one cache line (in the root layout
     /// neighbouring entries share one). An empty span (`first > last`) reads nothing.
     pub fn warm_block(&self, first: K, last: K, cap: usize) -> usize {
         if first > last {
@@ -1351,30 +1352,28 @@ impl<K: Bits> LpmTable<K> {
                 (first.max(self.lo), last.min(self.hi))
             };
             if first <= last && !self.tbl8.is_empty() {
-                // Direct: the entries (16 to a line, at most `cap` lines), and the blocks the
-                // cut /24s among them point to.
+                // Direct: the entries (16 to a line, at most `cap` lines), and the lines of
+                // the blocks the cut /24s among them point to, at most `cap` lines in all
+                // (a /18 of pools each cut by an exempt host would otherwise read 64 whole
+                // blocks, 1,024 lines, and one such block would use up a swap's budget).
                 let (a, b) = (self.root_index(first), self.root_index(last));
                 let span = &self.entries[a..=b];
                 for e in span.iter().step_by(16).take(cap) {
                     touch(u64::from(*e));
                     demote(e);
                 }
-                // The first `cap` blocks, whole (16 lines each).
                 let cut = span.iter().take(cap * 16).filter(|&&e| e >> 30 == KIND_RUN);
-                for &e in cut.take(cap) {
-                    {
-                        let at = ((e & ENTRY_INDEX) as usize) << 8;
-                        for x in self
-                            .tbl8
-                            .get(at..at + 256)
-                            .unwrap_or_default()
-                            .iter()
-                            .step_by(16)
-                        {
-                            touch(u64::from(*x));
-                            demote(x);
-                        }
-                    }
+                let blocks = cut.flat_map(|&e| {
+                    let at = ((e & ENTRY_INDEX) as usize) << 8;
+                    self.tbl8
+                        .get(at..at + 256)
+                        .unwrap_or_default()
+                        .iter()
+                        .step_by(16)
+                });
+                for x in blocks.take(cap) {
+                    touch(u64::from(*x));
+                    demote(x);
                 }
             } else if first <= last {
                 let shift = K::BITS - self.skip - self.root_bits;
@@ -1472,9 +1471,14 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// How many more reads a lookup of `key` makes after its line (extension lines, or the
-    /// nodes, leaf or run under its line's general entry; 0 in the root layout): a
-    /// diagnostic, so a key set's share of second reads can be counted.
+    /// nodes, leaf or run under its line's general entry; in the direct layout 1 for a key
+    /// in a cut /24; 0 in the root layout): a diagnostic, so a key set's share of second
+    /// reads can be counted.
     pub fn extension_reads(&self, key: K) -> u32 {
+        if !self.tbl8.is_empty() {
+            let e = self.entries[key.index(K::BITS - DIRECT_BITS, DIRECT_BITS)];
+            return u32::from(e >> 30 == KIND_RUN);
+        }
         if self.lines.is_empty() {
             return 0;
         }

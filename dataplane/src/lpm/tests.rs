@@ -784,11 +784,17 @@ fn direct_layout_edges_and_choice() {
         Lpm4::compile_layout(&f, Layout::Direct).layout(),
         Layout::Root
     );
-    // One /24 fewer fits (the dummy block is the last).
+    // One /24 fewer fits (with the dummy block 0, DIRECT_MAX_BLOCKS blocks).
     let f = ranges::Ranges::build(&many[1..]).unwrap();
     let t = Lpm4::compile_layout(&f, Layout::Direct);
     assert_eq!(t.layout(), Layout::Direct);
     assert_eq!(t.memory_bytes(), (1 << 26) + DIRECT_MAX_BLOCKS * 1024);
+    assert_eq!(t.extension_reads(0x0a00_0101), 1);
+    assert_eq!(t.extension_reads(0x0a00_0001), 0);
+    // A /18 whose /24s are cut (63 of its 64): warming it reads at most `cap` lines of
+    // each kind.
+    let first = 0x0a00_0000u32;
+    assert_eq!(t.warm_block(first, first + (1 << 14) - 1, 8), 4 + 8);
     // Auto never builds it.
     assert_eq!(Lpm4::compile(&f).layout(), Layout::Root);
     let six = ranges::Ranges::build(&[(Prefix::new(1u128 << 127, 1).unwrap(), 1)]).unwrap();

@@ -43,6 +43,12 @@ use std::ffi::{c_char, c_int, CStr, CString};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+/// How many frames ahead of the one parsed a poll asks for a frame's first line, as
+/// DPDK's l3fwd does: a NIC's frames are not in this core's cache. On net_null, whose
+/// frames are, it costs about 1% (38.4 against 38.7 Mpps, medians of 5 alternating runs);
+/// kept for the NICs this machine does not have to measure.
+const PREFETCH_AHEAD: usize = 4;
+
 /// RX/TX descriptors per queue asked of a device (adjusted to its limits).
 const RX_DESC: u16 = 1024;
 const TX_DESC: u16 = 1024;
@@ -153,9 +159,10 @@ impl DpdkError {
             | DpdkError::TooManyQueues { .. } => false,
             // The shim's own refusal of a device's queue count (see op25b_port_setup).
             DpdkError::PortSetup { stage, .. } => !stage.starts_with("queue count"),
-            // EINVAL is the EAL's answer to an argument it does not take (eal_parse_args):
-            // only an edit of eal_args helps. Its other failures (memory, devices, a lock
-            // another process holds) may pass.
+            // EINVAL is the EAL's answer to an argument it does not take (eal_parse_args),
+            // and to IOVA as PA where physical addresses cannot be read (privileges):
+            // only an edit of eal_args or of the privileges helps. Its other failures
+            // (memory, devices, a lock another process holds) may pass.
             DpdkError::EalInit { errno, .. } => *errno != libc::EINVAL,
             DpdkError::PortNotFound { .. } | DpdkError::Mempool { .. } => true,
         }
@@ -761,10 +768,19 @@ impl DpdkWire {
             return 0;
         }
         let snapshot = policy.load();
-        let frames = self.rx[..n].iter().map(|&m| {
-            // SAFETY: `m` was just received, so it is a valid mbuf; it is ours until sent or
-            // freed below, after the last use of this slice, and nothing writes its data.
-            unsafe { ffi::mbuf_frame(m) }
+        let rx = &self.rx[..n];
+        let frames = rx.iter().enumerate().map(|(i, &m)| {
+            // SAFETY: `m` and `ahead` were just received, so they are valid mbufs; `m` is
+            // ours until sent or freed below, after the last use of this slice, and
+            // nothing writes its data.
+            unsafe {
+                // The frame a few ahead is asked for now, so its miss (a NIC's frame is
+                // not in this core's cache) overlaps the parse of this one.
+                if let Some(&ahead) = rx.get(i + PREFETCH_AHEAD) {
+                    ffi::prefetch_frame(ahead);
+                }
+                ffi::mbuf_frame(m)
+            }
         });
         let verdicts = worker.classify_frames(&snapshot, frames);
         // Split without a branch per frame: each mbuf is written to the end of both lists

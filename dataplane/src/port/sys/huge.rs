@@ -183,7 +183,7 @@ impl<T> Drop for HugeSlice<T> {
     fn drop(&mut self) {
         // Only `with_pages` and `build` (T: Copy) fill one, so no element needs dropping.
         if let Storage::Huge { ptr, size, .. } = &self.storage {
-            // SAFETY: mapped in with_pages with exactly this address and size, unmapped once
+            // SAFETY: mapped in `map` with exactly this address and size, unmapped once
             // here; no reference into it outlives self.
             unsafe {
                 libc::munmap(ptr.as_ptr().cast(), *size);
