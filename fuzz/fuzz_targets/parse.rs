@@ -2,7 +2,9 @@
 //! Invariants checked: no panic; a frame that parses keeps its verdict when a byte is
 //! appended (the parser never depends on bytes past what it needs); and a burst judges the
 //! frame (alone, and between two plain IPv4 frames) exactly as `classify` does one frame
-//! at a time, whichever parser path (plain IPv4 or the general one) the burst takes.
+//! at a time, whichever parser path (plain IPv4 or the general one) the burst takes; and
+//! the same policy with its IPv4 source table built direct (DIR-24-8: 8192 more pools,
+//! inside a dynamic /1 so they change no verdict) judges every frame alike.
 
 #![no_main]
 
@@ -12,23 +14,45 @@ use op25b_dataplane::wire::build::FrameBuilder;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
+fn spec() -> OutboundSpec {
+    let p = |s: &str| s.parse().unwrap();
+    OutboundSpec {
+        ports: vec![25, 587],
+        dynamic: vec![
+            p("0.0.0.0/1"),
+            p("10.20.30.32/28"),
+            p("::/1"),
+            p("2001:db8::/32"),
+        ],
+        exempt: vec![p("10.0.0.0/8"), p("10.20.30.0/24"), p("2001:db8:1::/48")],
+        relays: vec![p("192.0.2.25"), p("2001:db8:ff::25")],
+        ..OutboundSpec::default()
+    }
+}
+
 fn policy() -> &'static Policy {
     static P: OnceLock<Policy> = OnceLock::new();
+    P.get_or_init(|| Policy::build(spec(), 1).unwrap().0)
+}
+
+/// [`policy`] with a direct IPv4 source table: the extra pools lie in 100.64.0.0/11, inside
+/// the dynamic 0.0.0.0/1 and outside every exempt prefix, so no verdict changes.
+fn direct() -> &'static Policy {
+    static P: OnceLock<Policy> = OnceLock::new();
     P.get_or_init(|| {
-        let p = |s: &str| s.parse().unwrap();
-        let spec = OutboundSpec {
-            ports: vec![25, 587],
-            dynamic: vec![
-                p("0.0.0.0/1"),
-                p("10.20.30.32/28"),
-                p("::/1"),
-                p("2001:db8::/32"),
-            ],
-            exempt: vec![p("10.0.0.0/8"), p("10.20.30.0/24"), p("2001:db8:1::/48")],
-            relays: vec![p("192.0.2.25"), p("2001:db8:ff::25")],
-            ..OutboundSpec::default()
-        };
-        Policy::build(spec, 1).unwrap().0
+        let mut s = spec();
+        let n = op25b_dataplane::policy::DIRECT_SOURCE_PREFIXES as u32;
+        s.dynamic.extend((0..n).map(|i| {
+            op25b_dataplane::policy::AnyPrefix::V4(
+                op25b_dataplane::lpm::Prefix::new(0x6440_0000 | i << 8, 24).unwrap(),
+            )
+        }));
+        let p = Policy::build(s, 1).unwrap().0;
+        assert!(
+            p.sizes().direct_bytes > 0,
+            "the fuzz policy's table is not direct"
+        );
+        p
     })
 }
 
@@ -59,6 +83,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(reasons.as_slice(), &[reason]);
             let burst = [plain.as_slice(), data, plain.as_slice()];
             p.judge_burst(burst.into_iter(), scratch, reasons);
+            assert_eq!(reasons.as_slice(), &[want, reason, want]);
+            let d = direct();
+            assert_eq!(d.classify(data), (reason, verdict));
+            d.judge_burst(burst.into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[want, reason, want]);
         })
     });
