@@ -2053,34 +2053,49 @@ fn summary(name: &str, c: &Counters) -> String {
 /// (`Signals::stop_asked`); a SIGHUP is remembered and the configuration is reloaded
 /// once the workers run, since the start may have read the files before the edit it
 /// announces.
+///
+/// The handlers queue what they catch; the start reads the queue between its steps, and
+/// only once the workers' cores are known does a thread start that hands each signal to
+/// the main loop ([`Signals::into_channel`]), so it too keeps off the workers' cores.
 #[derive(Debug)]
 pub struct Signals {
-    rx: Receiver<i32>,
+    caught: signal_hook::iterator::Signals,
     /// A SIGHUP came before the workers ran.
     reload_pending: bool,
 }
 
 impl Signals {
-    /// Installs the handlers (a thread turns each signal into a channel message).
+    /// Installs the handlers.
     pub fn install() -> Result<Signals, String> {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        let caught = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        Ok(Signals {
+            caught,
+            reload_pending: false,
+        })
+    }
+
+    /// Starts the thread that turns each signal caught from now on (and any still queued)
+    /// into a message on the returned channel; also says whether a SIGHUP came during the
+    /// start. The thread inherits the calling thread's CPU mask.
+    fn into_channel(self) -> Result<(Receiver<i32>, bool), String> {
+        let Signals {
+            mut caught,
+            reload_pending,
+        } = self;
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("op25b-signals".into())
             .spawn(move || {
-                for s in signals.forever() {
+                for s in caught.forever() {
                     if tx.send(s).is_err() {
                         return;
                     }
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-        Ok(Signals {
-            rx,
-            reload_pending: false,
-        })
+        Ok((rx, reload_pending))
     }
 
     /// During start-up, once `step` is done: takes the signals that came meanwhile,
@@ -2088,7 +2103,8 @@ impl Signals {
     /// which asks the start to stop.
     fn stop_asked(&mut self, step: &str) -> Option<&'static str> {
         use signal_hook::consts::{SIGHUP, SIGINT};
-        while let Ok(s) = self.rx.try_recv() {
+        let pending: Vec<i32> = self.caught.pending().collect();
+        for s in pending {
             match s {
                 SIGHUP => {
                     if !self.reload_pending {
@@ -2300,8 +2316,8 @@ fn open_ports(
 
 /// Keeps this thread, and so every thread it starts from now on (the control socket and
 /// metrics servers, the drop-log writer, the reaper that frees old policies, the policy
-/// builds of reloads), off the cores the workers are pinned to (the signal thread, started
-/// before the config is read, only waits for signals). A worker busy-polls its
+/// builds of reloads, the thread that hands signals to the main loop), off the cores the
+/// workers are pinned to. A worker busy-polls its
 /// core; a reload's build (seconds of CPU for a million prefixes) scheduled there would
 /// take turns with it and hold its traffic for whole scheduler slices, milliseconds at a
 /// time. Without pinned workers, or when every core this process may use runs a worker,
@@ -2480,8 +2496,7 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
     };
     let (ctl_listener, ctl_socket) = ctl::bind(&cc.socket)?;
     // From here on a SIGTERM is the main loop's: it stops the workers as any stop does.
-    let reload_pending = signals.reload_pending;
-    let signals = signals.rx;
+    let (signals, reload_pending) = signals.into_channel()?;
     {
         let tx = req_tx.clone();
         std::thread::Builder::new()

@@ -1,6 +1,7 @@
 //! Where `op25b run` puts its threads when `cores` pins the workers: each worker on its
 //! own core, and the control thread with everything it starts (the control socket and
-//! metrics servers, the reaper that frees old policies, the builds of reloads) on the
+//! metrics servers, the reaper that frees old policies, the builds of reloads, the
+//! signal thread) on the
 //! other cores, so that a reload's seconds of building never take turns with a worker on
 //! its core. With no core left over, the appliance says so at start.
 //!
@@ -94,15 +95,11 @@ fn pinned_workers_keep_their_cores_and_the_control_plane_keeps_off_them() {
         "op25b-ctl",
         "op25b-metrics",
         "op25b-reaper",
+        "op25b-signals",
     ] {
         assert!(names.contains(&want), "no thread {want} among {names:?}");
     }
     for (name, cores) in &seen {
-        // Started before the config is read (so that no signal is lost at start), it only
-        // waits for signals: it may run anywhere.
-        if name == "op25b-signals" {
-            continue;
-        }
         if name == "op25b-worker-0" {
             assert_eq!(cores, &BTreeSet::from([worker_core]), "{name}");
         } else {
