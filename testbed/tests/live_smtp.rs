@@ -353,7 +353,10 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
     assert!(
         page.contains("op25b_link_up{side=\"access\",interface=\"acc0\"} 1\n")
             && page.contains("op25b_link_up{side=\"core\",interface=\"core0\"} 1\n")
-            && page.contains("op25b_config_warnings 0\n"),
+            && page.contains("op25b_config_warnings 0\n")
+            // A small policy: compact tables only.
+            && page.contains("op25b_policy_table_bytes{layout=\"direct\"} 0\n")
+            && !page.contains("op25b_policy_table_bytes{layout=\"compact\"} 0\n"),
         "{page}"
     );
     // The histogram is a histogram: cumulative buckets never fall, +Inf is the count, and
