@@ -2057,7 +2057,7 @@ fn summary(name: &str, c: &Counters) -> String {
 ///
 /// The handlers queue what they catch; the start reads the queue between its steps, and
 /// only once the workers' cores are known does a thread start that hands each signal to
-/// the main loop ([`Signals::into_channel`]), so it too keeps off the workers' cores.
+/// the main loop (`Signals::into_channel`), so it too keeps off the workers' cores.
 #[derive(Debug)]
 pub struct Signals {
     caught: signal_hook::iterator::Signals,
