@@ -2013,8 +2013,7 @@ scope = []
 
     #[test]
     fn prefix_files() {
-        let dir = std::env::temp_dir().join(format!("op25b-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = op25b_dataplane::testkit::scratch_dir("config-test");
         std::fs::write(
             dir.join("pools.txt"),
             "# pools\n10.0.0.0/8\n\n100.64.0.0/10   # CGNAT\n2001:db8::/32\n",

@@ -843,16 +843,26 @@ mod tests {
     /// A bound control socket in a fresh directory, served with `limits` by a stub control
     /// thread that answers every command with its words.
     fn served(name: &str, limits: Limits) -> (std::path::PathBuf, std::path::PathBuf) {
+        served_by(name, limits, |rx| {
+            while let Ok(Request::Command(words, reply)) = rx.recv() {
+                let _ = reply.send((true, words.join(" ")));
+            }
+        })
+    }
+
+    /// A control socket served with `limits` in a fresh directory, its requests going to
+    /// `control` (on its own thread); returns (directory, socket path).
+    fn served_by(
+        name: &str,
+        limits: Limits,
+        control: impl FnOnce(crossbeam_channel::Receiver<Request>) + Send + 'static,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
         let dir = op25b_dataplane::testkit::scratch_dir(&format!("ctl-{name}"));
         let path = dir.join("ctl.sock");
         let (l, _) = bind(&path).unwrap();
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::spawn(move || serve_socket_with(l, tx, limits));
-        std::thread::spawn(move || {
-            while let Ok(Request::Command(words, reply)) = rx.recv() {
-                let _ = reply.send((true, words.join(" ")));
-            }
-        });
+        std::thread::spawn(move || control(rx));
         (dir, path)
     }
 
@@ -860,18 +870,13 @@ mod tests {
     /// queued) is said as such: the command was not carried out, not "still queued".
     #[test]
     fn a_request_dropped_by_a_stopping_control_thread_is_said_not_carried_out() {
-        let dir = op25b_dataplane::testkit::scratch_dir("ctl-dropped");
-        let path = dir.join("ctl.sock");
-        let (l, _) = bind(&path).unwrap();
-        let (tx, rx) = crossbeam_channel::unbounded();
         let limits = Limits {
             client: Duration::from_secs(5),
             answer: Duration::from_secs(5),
             scrape: Duration::from_secs(5),
         };
-        std::thread::spawn(move || serve_socket_with(l, tx, limits));
         // Takes one request and drops it, and its reply sender, unanswered.
-        std::thread::spawn(move || {
+        let (dir, path) = served_by("dropped", limits, |rx| {
             let _ = rx.recv();
         });
         let t = Instant::now();

@@ -682,9 +682,7 @@ mod tests {
     }
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("op25b-droplog-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        let d = op25b_dataplane::testkit::scratch_dir(&format!("droplog-{name}"));
         d
     }
 

@@ -84,9 +84,7 @@ mod tests {
 
     #[test]
     fn notifications_reach_the_socket_and_none_is_sent_without_one() {
-        let dir = std::env::temp_dir().join(format!("op25b-notify-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = op25b_dataplane::testkit::scratch_dir("notify");
         let path = dir.join("notify");
         let listener = UnixDatagram::bind(&path).unwrap();
         let mut n = Notifier {

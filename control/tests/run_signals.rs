@@ -13,36 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A scratch directory with `op25b.toml`: a large dynamic pool file, AF_PACKET between two
-/// interfaces that do not exist.
+/// A slow-starting config ([`op25b_dataplane::testkit::slow_start_config`]) with
+/// AF_PACKET between two interfaces that do not exist.
 fn slow_start_config(name: &str) -> (PathBuf, PathBuf) {
-    let dir = std::env::temp_dir().join(format!("op25b-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pools.txt"),
-        op25b_dataplane::testkit::many_slash30s(300_000),
-    )
-    .unwrap();
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(
-        &cfg,
-        r#"
-[outbound]
-dynamic_files = ["pools.txt"]
-
-[dataplane]
-backend = "af_packet"
-access = "op25b-nosuch0"
-core = "op25b-nosuch1"
-
-[control]
-socket = "ctl.sock"
-metrics = ""
-"#,
-    )
-    .unwrap();
-    (dir, cfg)
+    op25b_dataplane::testkit::slow_start_config(name, "op25b-nosuch0", "op25b-nosuch1")
 }
 
 /// Starts `op25b run --config CFG`, sends `signal` once the process catches SIGHUP and

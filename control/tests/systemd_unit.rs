@@ -50,8 +50,7 @@ fn reload_is_the_synchronous_ctl_of_the_binary_and_config_exec_start_runs() {
 
     // That command line fails when nothing answers: it can only succeed on the
     // appliance's own "reloaded".
-    let dir = std::env::temp_dir().join(format!("op25b-test-{}-unit", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("test-unit");
     let config = dir.join("op25b.toml");
     std::fs::write(&config, "[control]\nsocket = \"nobody-listens.sock\"\n").unwrap();
     // The unit's words, with this build for BIN and a scratch config for CFG.

@@ -34,6 +34,28 @@ pub fn many_slash30s(n: u32) -> String {
         .collect()
 }
 
+/// A fresh directory for test `name` ([`scratch_dir`]) holding `op25b.toml`, a config whose
+/// start takes a noticeable time: a pool file of 300,000 /30s ([`many_slash30s`]),
+/// AF_PACKET between `access` and `core`, the control socket `ctl.sock` beside it and no
+/// metrics. Returns (directory, config file).
+pub fn slow_start_config(
+    name: &str,
+    access: &str,
+    core: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch_dir(name);
+    std::fs::write(dir.join("pools.txt"), many_slash30s(300_000)).expect("writing the pool file");
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[outbound]\ndynamic_files = [\"pools.txt\"]\n\n[dataplane]\nbackend = \"af_packet\"\naccess = \"{access}\"\ncore = \"{core}\"\n\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n"
+        ),
+    )
+    .expect("writing the config");
+    (dir, cfg)
+}
+
 /// Waits up to 10 s until process `pid` catches SIGHUP and SIGTERM (the `SigCgt` mask in
 /// /proc/PID/status has bits 0 and 14), so a test's signal meets the program's handlers
 /// and not the kernel's defaults; polled, as a loaded machine may take long to start it.

@@ -308,6 +308,26 @@ impl Reaped {
         self.0.take().expect("process already taken")
     }
 
+    /// Waits up to `within` for the process to end by itself and returns its exit status
+    /// and output; if it is still running then, stops it and panics with `what` and what
+    /// it wrote on stderr.
+    pub fn wait_for_end(&mut self, within: std::time::Duration, what: &str) -> Output {
+        let deadline = std::time::Instant::now() + within;
+        while self.child().try_wait().ok().flatten().is_none() {
+            if std::time::Instant::now() > deadline {
+                let o = self.terminate();
+                panic!(
+                    "{what} (still running after {within:?}): {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.take()
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("reading the ended process's output: {e}"))
+    }
+
     /// Sends SIGTERM, waits up to 10 s for the process to stop (panics if it does not) and
     /// returns its exit status and what it printed (`op25b run`: the final counters on
     /// stdout).

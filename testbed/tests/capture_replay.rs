@@ -115,8 +115,7 @@ fn real_smtp_sessions_captured_and_replayed() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-testbed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("testbed");
     let cap = dir.join("smtp.pcap");
     let sub = Netns::new("sub");
     let net = Netns::new("net");

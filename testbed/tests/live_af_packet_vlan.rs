@@ -87,8 +87,7 @@ fn full_size_s_tagged_and_qinq_frames_need_a_larger_mtu_on_af_packet() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-vlanmtu-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("vlanmtu");
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, POLICY).unwrap();
     let wire = Wire::new("vm", "sub0", "net0", false);

@@ -90,8 +90,7 @@ fn setup_queues(tag: &str, mtu: Option<u32>, queues: u32) -> Option<(std::path::
         op25b_dataplane::testkit::skipped(why);
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-xdp-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir(&format!("xdp-{tag}"));
     if let Some(why) = no_af_xdp(&dir) {
         op25b_dataplane::testkit::skipped(why);
         return None;
@@ -573,18 +572,10 @@ fn af_xdp_refuses_a_queue_without_a_worker() {
     std::fs::write(&cfg, policy_workers("drop", "acc0", 1)).unwrap();
     // Before the fix it started and served queue 0 only: wait a while, not for ever.
     let mut refused = run_appliance(app, &cfg);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while refused.child().try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let o = refused.terminate();
-            panic!(
-                "op25b started with one worker on a two-queue interface: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = refused.take().wait_with_output().unwrap();
+    let out = refused.wait_for_end(
+        Duration::from_secs(10),
+        "op25b started with one worker on a two-queue interface",
+    );
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     // 3: not worth restarting until the operator changes something.
     assert_eq!(out.status.code(), Some(3), "{err}");

@@ -30,8 +30,7 @@ fn dpdk_backend_blocks_and_passes_real_connections() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-dpdk-tb-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("dpdk-tb");
     let cfg = dir.join("op25b.toml");
     std::fs::write(
         &cfg,
@@ -144,8 +143,7 @@ fn dpdk_refuses_net_af_packet_queue_pairs_without_a_worker() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-dpdk-qp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("dpdk-qp");
     let cfg = dir.join("op25b.toml");
     std::fs::write(
         &cfg,
@@ -176,18 +174,10 @@ metrics = ""
     // Before the fix it started, and every flow hashed to the second socket was lost:
     // wait a while for the refusal, not for ever.
     let mut appliance = run_appliance(&wire.app, &cfg);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while appliance.child().try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let o = appliance.terminate();
-            panic!(
-                "op25b started with one worker on two queue pairs: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = appliance.take().wait_with_output().unwrap();
+    let out = appliance.wait_for_end(
+        Duration::from_secs(20),
+        "op25b started with one worker on two queue pairs",
+    );
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     // 3: not worth restarting until the operator changes something.
     assert_eq!(out.status.code(), Some(3), "{err}");

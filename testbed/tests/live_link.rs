@@ -233,16 +233,11 @@ fn flap_and_delete(backend: &str, tag: &str) {
     // says which interface and why.
     wire.app.exec(&["ip", "link", "del", "acc0"]);
     let deleted = Instant::now();
-    let deadline = deleted + Duration::from_secs(10);
-    while appliance.child().try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "still running 10 s after its interface was deleted"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let out = appliance.wait_for_end(
+        Duration::from_secs(10),
+        "op25b did not stop after its interface was deleted",
+    );
     let stopped_after = deleted.elapsed();
-    let out = appliance.take().wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{log}");
     // DPDK names its device and the interface under it.

@@ -25,9 +25,7 @@ fn run_tells_systemd_when_it_is_ready_reloaded_and_stopping() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-notify-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("notify");
     let notify = dir.join("notify");
     let listener = UnixDatagram::bind(&notify).unwrap();
     listener

@@ -45,8 +45,7 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-reject-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("reject");
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, POLICY).unwrap();
     let wire = Wire::new("lr", "sub0", "net0", false);

@@ -43,8 +43,7 @@ fn af_packet_root_without_cap_net_raw_is_told_about_the_sandbox() {
     let Some(ns) = sandbox_ns("sbp") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("op25b-sandbox-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("sandbox");
     let cfg = dir.join("op25b.toml");
     std::fs::write(
         &cfg,
@@ -68,8 +67,7 @@ fn a_prefix_file_root_may_not_read_in_the_unit_says_why() {
     let Some(ns) = sandbox_ns("sbf") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("op25b-sandbox-file-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("sandbox-file");
     let pools = dir.join("pools.txt");
     std::fs::write(&pools, "10.0.0.0/24\n").unwrap();
     // A pool export another account wrote, readable to it alone.

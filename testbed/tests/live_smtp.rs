@@ -121,8 +121,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         );
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-live-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("live");
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, POLICY).unwrap();
     // Lists nothing yet: every reload says so.

@@ -16,31 +16,7 @@ fn a_sighup_during_start_up_reloads_once_running() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-startsig-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("pools.txt"),
-        op25b_dataplane::testkit::many_slash30s(300_000),
-    )
-    .unwrap();
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(
-        &cfg,
-        r#"
-[outbound]
-dynamic_files = ["pools.txt"]
-
-[dataplane]
-backend = "af_packet"
-access = "acc0"
-core = "core0"
-
-[control]
-socket = "ctl.sock"
-metrics = ""
-"#,
-    )
-    .unwrap();
+    let (dir, cfg) = op25b_dataplane::testkit::slow_start_config("startsig", "acc0", "core0");
     let wire = Wire::new("sg", "sub0", "net0", false);
     let mut appliance = run_appliance(&wire.app, &cfg);
     // Once it catches the signals (polled: a loaded machine may take long to start it).

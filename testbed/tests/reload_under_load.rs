@@ -64,8 +64,7 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         op25b_dataplane::testkit::skipped("ethtool is needed (scripts/setup.sh installs it)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("op25b-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = op25b_dataplane::testkit::scratch_dir("reload");
     let cfg = dir.join("op25b.toml");
     std::fs::write(&cfg, A).unwrap();
 

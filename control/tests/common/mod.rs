@@ -10,9 +10,7 @@ use std::process::{Command, Output};
 
 /// A fresh scratch directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("op25b-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
+    let d = op25b_dataplane::testkit::scratch_dir(&format!("test-{name}"));
     d
 }
 
