@@ -50,9 +50,10 @@ fn reload_is_the_synchronous_ctl_of_the_binary_and_config_exec_start_runs() {
 
     // That command line fails when nothing answers: it can only succeed on the
     // appliance's own "reloaded".
-    let dir = op25b_dataplane::testkit::scratch_dir("test-unit");
-    let config = dir.join("op25b.toml");
-    std::fs::write(&config, "[control]\nsocket = \"nobody-listens.sock\"\n").unwrap();
+    let (dir, config) = op25b_dataplane::testkit::scratch_config(
+        "test-unit",
+        "[control]\nsocket = \"nobody-listens.sock\"\n",
+    );
     // The unit's words, with this build for BIN and a scratch config for CFG.
     let args: Vec<&str> = reload[1..]
         .iter()

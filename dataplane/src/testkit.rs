@@ -26,6 +26,18 @@ pub fn scratch_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
+/// A fresh directory for test `name` ([`scratch_dir`]) holding `op25b.toml` with `text`;
+/// returns (directory, config file).
+pub fn scratch_config(
+    name: &str,
+    text: impl AsRef<[u8]>,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch_dir(name);
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, text).expect("writing the config");
+    (dir, cfg)
+}
+
 /// A prefix file of `n` distinct IPv4 /30s from 100.64.0.0 on, one per line: a policy
 /// large enough that building it takes a noticeable time (about 0.3 s for 300,000).
 pub fn many_slash30s(n: u32) -> String {
@@ -43,16 +55,13 @@ pub fn slow_start_config(
     access: &str,
     core: &str,
 ) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = scratch_dir(name);
-    std::fs::write(dir.join("pools.txt"), many_slash30s(300_000)).expect("writing the pool file");
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(
-        &cfg,
+    let (dir, cfg) = scratch_config(
+        name,
         format!(
             "[outbound]\ndynamic_files = [\"pools.txt\"]\n\n[dataplane]\nbackend = \"af_packet\"\naccess = \"{access}\"\ncore = \"{core}\"\n\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n"
         ),
-    )
-    .expect("writing the config");
+    );
+    std::fs::write(dir.join("pools.txt"), many_slash30s(300_000)).expect("writing the pool file");
     (dir, cfg)
 }
 

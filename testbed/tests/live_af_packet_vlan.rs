@@ -87,9 +87,7 @@ fn full_size_s_tagged_and_qinq_frames_need_a_larger_mtu_on_af_packet() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = op25b_dataplane::testkit::scratch_dir("vlanmtu");
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, POLICY).unwrap();
+    let (dir, cfg) = op25b_dataplane::testkit::scratch_config("vlanmtu", POLICY);
     let wire = Wire::new("vm", "sub0", "net0", false);
     // The test's sender is a packet socket too, so it needs the room itself.
     wire.left

@@ -85,9 +85,10 @@ fn flap_and_delete(backend: &str, tag: &str) {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = op25b_dataplane::testkit::scratch_dir(&format!("live-link-{backend}"));
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, config(backend, 1)).unwrap();
+    let (dir, cfg) = op25b_dataplane::testkit::scratch_config(
+        &format!("live-link-{backend}"),
+        config(backend, 1),
+    );
     let probe = std::process::Command::new(op25b_testbed::op25b_binary())
         .args(["check", "--config", cfg.to_str().unwrap()])
         .output()

@@ -45,9 +45,7 @@ fn rejected_connections_are_refused_at_once_in_both_directions() {
         op25b_dataplane::testkit::skipped(why);
         return;
     }
-    let dir = op25b_dataplane::testkit::scratch_dir("reject");
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, POLICY).unwrap();
+    let (dir, cfg) = op25b_dataplane::testkit::scratch_config("reject", POLICY);
     let wire = Wire::new("lr", "sub0", "net0", false);
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
     // Subscriber side: a dynamic subscriber (.2) and our MX (.50, protected).

@@ -121,9 +121,7 @@ fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
         );
         return;
     }
-    let dir = op25b_dataplane::testkit::scratch_dir("live");
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, POLICY).unwrap();
+    let (dir, cfg) = op25b_dataplane::testkit::scratch_config("live", POLICY);
     // Lists nothing yet: every reload says so.
     std::fs::write(dir.join("unblock-requests.txt"), "# none open\n").unwrap();
 

@@ -64,9 +64,7 @@ fn reloads_under_traffic_lose_and_misjudge_nothing() {
         op25b_dataplane::testkit::skipped("ethtool is needed (scripts/setup.sh installs it)");
         return;
     }
-    let dir = op25b_dataplane::testkit::scratch_dir("reload");
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, A).unwrap();
+    let (dir, cfg) = op25b_dataplane::testkit::scratch_config("reload", A);
 
     // The mix: per round of 8 frames, 2 blocked, 6 passing.
     let mut frames = Vec::new();
