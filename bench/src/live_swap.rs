@@ -29,22 +29,31 @@ use std::time::Instant;
 /// Distinct frames in the generator's capture (sent over and over).
 const FRAMES: usize = 4096;
 
-/// What to run.
-#[derive(Clone, Debug)]
+/// What to run (the `live-swap` command line).
+#[derive(Clone, Debug, clap::Args)]
 pub struct Args {
     /// Scratch folder (the generator's capture).
+    #[arg(long, default_value = "out/live-swap")]
     pub out_dir: PathBuf,
     /// Prefixes per policy.
+    #[arg(long, default_value_t = 1_000_000)]
     pub prefixes: usize,
     /// Swaps to make.
+    #[arg(long, default_value_t = 15)]
     pub swaps: usize,
-    /// `af_packet` or `af_xdp`.
+    /// `af_packet` or `af_xdp` (op25b-bench built with --features af_xdp).
+    #[arg(long, default_value = "af_packet", value_parser = ["af_packet", "af_xdp"])]
     pub backend: String,
     /// The worker's core.
+    #[arg(long, default_value_t = 1)]
     pub core: usize,
     /// The control thread's core.
+    #[arg(long, default_value_t = 0)]
     pub control_core: usize,
-    /// Frames per second the generator sends.
+    /// Frames per second the generator sends (it runs at nice -19 on the control
+    /// thread's core, so that the control thread's builds do not pause the traffic;
+    /// at this rate the control thread keeps about half of that core).
+    #[arg(long, default_value_t = 500_000)]
     pub rate: u64,
 }
 

@@ -244,29 +244,8 @@ enum Command {
     /// before them (needs root).
     #[cfg(target_os = "linux")]
     LiveSwap {
-        /// Scratch folder (the generator's capture).
-        #[arg(long, default_value = "out/live-swap")]
-        out_dir: PathBuf,
-        /// Prefixes per policy.
-        #[arg(long, default_value_t = 1_000_000)]
-        prefixes: usize,
-        /// Swaps to make.
-        #[arg(long, default_value_t = 15)]
-        swaps: usize,
-        /// `af_packet` or `af_xdp` (op25b-bench built with --features af_xdp).
-        #[arg(long, default_value = "af_packet", value_parser = ["af_packet", "af_xdp"])]
-        backend: String,
-        /// The worker's core.
-        #[arg(long, default_value_t = 1)]
-        core: usize,
-        /// The control thread's core.
-        #[arg(long, default_value_t = 0)]
-        control_core: usize,
-        /// Frames per second the generator sends (it runs at nice -19 on the control
-        /// thread's core, so that the control thread's builds do not pause the traffic;
-        /// at this rate the control thread keeps about half of that core).
-        #[arg(long, default_value_t = 500_000)]
-        rate: u64,
+        #[command(flatten)]
+        args: op25b_bench::live_swap::Args,
         /// The worker side, which `live-swap` runs inside the appliance namespace.
         #[arg(long, hide = true)]
         worker: bool,
@@ -562,25 +541,7 @@ fn main() -> ExitCode {
         .map(with_provenance)
         .map(|v| op25b_bench::sayln!("{v:#}")),
         #[cfg(target_os = "linux")]
-        Command::LiveSwap {
-            out_dir,
-            prefixes,
-            swaps,
-            backend,
-            core,
-            control_core,
-            rate,
-            worker,
-        } => {
-            let args = op25b_bench::live_swap::Args {
-                out_dir,
-                prefixes,
-                swaps,
-                backend,
-                core,
-                control_core,
-                rate,
-            };
+        Command::LiveSwap { args, worker } => {
             if worker {
                 op25b_bench::live_swap::worker(&args).map(|v| op25b_bench::sayln!("{v}"))
             } else {
