@@ -41,14 +41,18 @@ echo "== C harnesses (bench/c) and a dpdk-null smoke run"
 make -C bench/c -s all
 make -C bench/c -s check
 cargo build -q --workspace --all-features --bin op25b-bench
-smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
-  --seconds 0.2 --runs 1 --core 0 2>&1)" || { echo "$smoke"; exit 1; }
-if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps .*, C rx→rte_lpm→tx [0-9.]+ Mpps' <<<"$smoke"; then
-  echo "$smoke"
-  echo "dpdk-null smoke run: expected an op25b row and a C harness row" >&2
-  exit 1
-fi
-grep -E '^run 1: ' <<<"$smoke"
+# Both sides must drop the same share of the frames (they judge the same ones); a share
+# of port-25 frames other than the default is run as well.
+for share in 0.5 0.05; do
+  smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
+    --seconds 0.2 --runs 1 --core 0 --smtp-share "$share" 2>&1)" || { echo "$smoke"; exit 1; }
+  if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx [0-9.]+ Mpps \(dropped share \1\)' <<<"$smoke"; then
+    echo "$smoke"
+    echo "dpdk-null smoke run (--smtp-share $share): expected an op25b row and a C harness row with the same dropped share" >&2
+    exit 1
+  fi
+  grep -E '^run 1: ' <<<"$smoke"
+done
 # And the swap stall on the DPDK path (1000 prefixes, one swap): it must find the first
 # burst under the new policy.
 smoke="$("$target/debug/op25b-bench" dpdk-swap --prefixes 1000 --swaps 1 --core 0 --control-core 0 2>&1)" ||

@@ -49,6 +49,8 @@ pub struct Args {
     pub seed: u64,
     /// op25b's policy counts blocked segments per dynamic prefix, as `op25b run` does.
     pub hit_counters: bool,
+    /// Share of the frames that go to TCP port 25.
+    pub smtp_share: f64,
 }
 
 const FRAME_LEN: usize = 64;
@@ -76,7 +78,7 @@ fn eal_args(core: usize, prefix: &str, mem_mb: u32) -> Vec<String> {
 }
 
 /// Random IPv4 prefixes of length 16..=24 (host bits clear), and frames of which half come
-/// from inside one of them; half of all frames go to port 25.
+/// from inside one of them; a share `smtp_share` of all frames go to port 25, the rest to 443.
 fn workload(a: &Args) -> (Vec<(u32, u8)>, Vec<Vec<u8>>) {
     let mut rng = Rng::new(a.seed);
     let prefixes: Vec<(u32, u8)> = (0..a.prefixes)
@@ -95,7 +97,7 @@ fn workload(a: &Args) -> (Vec<(u32, u8)>, Vec<Vec<u8>>) {
                 rng.next_u64() as u32
             };
             let dst = rng.next_u64() as u32;
-            let dport = if rng.chance(0.5) { 25 } else { 443 };
+            let dport = if rng.chance(a.smtp_share) { 25 } else { 443 };
             let mut f = FrameBuilder::tcp(
                 IpAddr::V4(Ipv4Addr::from(src)),
                 IpAddr::V4(Ipv4Addr::from(dst)),
@@ -160,6 +162,12 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
     if a.runs == 0 || !(a.seconds > 0.0 && a.seconds.is_finite()) {
         return Err("--runs and --seconds must be positive (and --seconds finite)".into());
     }
+    if !(0.0..=1.0).contains(&a.smtp_share) {
+        return Err(format!(
+            "--smtp-share {}: must be a share between 0 and 1",
+            a.smtp_share
+        ));
+    }
     // Before the first run, not after it.
     if let Some(exe) = &a.c_harness {
         if !exe.is_file() {
@@ -215,6 +223,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
     }
 
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut frames_per_run = Vec::new();
     let (mut our_share, mut their_share) = (0.0, None);
     for r in 0..a.runs {
         let before = worker.counters().clone();
@@ -233,6 +242,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         let mpps = rx as f64 / secs / 1e6;
         our_share = (c.dropped - before.dropped) as f64 / rx.max(1) as f64;
         ours.push(mpps);
+        frames_per_run.push(rx);
         // Progress on stderr: the results (JSON file, summary) come after every run.
         let mut line = format!(
             "run {}: op25b {mpps:.3} Mpps (dropped share {our_share:.4})",
@@ -269,8 +279,10 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "runs": a.runs,
         "core": a.core,
         "seed": a.seed,
+        "smtp_share": a.smtp_share,
         "hit_counters": a.hit_counters,
         "op25b_mpps": ours,
+        "op25b_frames": frames_per_run,
         "op25b_median_mpps": our_median,
         "op25b_dropped_share": our_share,
         "c_mpps": theirs,

@@ -279,6 +279,9 @@ enum Command {
         /// counts nothing per prefix).
         #[arg(long)]
         hit_counters: bool,
+        /// Share of the frames that go to TCP port 25 (the rest to 443).
+        #[arg(long, default_value_t = 0.5)]
+        smtp_share: f64,
     },
     /// The worker stall of a policy swap on the live DPDK path (net_null, at line rate):
     /// the first burst under each new policy against the bursts before it.
@@ -503,8 +506,10 @@ fn main() -> ExitCode {
             c_harness,
             seed,
             hit_counters,
+            smtp_share,
         } => {
             let args = op25b_bench::dpdk_null::Args {
+                smtp_share,
                 out_dir: out_dir.clone(),
                 prefixes,
                 seconds,

@@ -414,6 +414,18 @@ impl Worker {
         &self.counters
     }
 
+    /// Whether every verdict the last judged burst got was Forward (nothing blocked, or the
+    /// action is `monitor`), given the `policy` that burst was judged with: a backend can
+    /// then send the burst on as it came, without splitting it by verdict.
+    pub fn forwards_all(&self, policy: &Policy) -> bool {
+        self.scratch.blocked().is_empty() || policy.verdict(Reason::Blocked).forwards()
+    }
+
+    /// The verdicts of the last judged burst, in burst order.
+    pub fn verdicts(&self) -> &[Verdict] {
+        &self.verdicts
+    }
+
     /// This worker's latency histogram (ns of classify time per frame, weighted by frames).
     pub fn latency(&self) -> &Histogram<u64> {
         &self.latency
@@ -578,9 +590,28 @@ mod tests {
             let p = handle.load();
             assert_eq!(blocked(w.classify(&p, &burst)), want);
             assert_eq!(w.last_policy, std::ptr::from_ref::<Policy>(&p) as usize);
+            assert_eq!(w.forwards_all(&p), want == 0);
+            assert_eq!(w.verdicts().len(), 12);
         }
         assert_eq!(w.counters().reason(Reason::Blocked), 8);
         assert_eq!(w.counters().monitored, 4);
+    }
+
+    #[test]
+    fn forwards_all_says_whether_every_verdict_of_the_last_burst_was_forward() {
+        let drop = policy(Action::Drop).load_full();
+        let mut w = Worker::new(64);
+        let all = frames();
+        // i % 6 == 0 is a dynamic source to port 25: frames 1..6 hold none of them.
+        for (range, want) in [(1..6, true), (0..6, false), (1..6, true), (5..7, false)] {
+            let mut burst = Burst::new(64);
+            for f in &all[range] {
+                burst.push(f);
+            }
+            let forwarded = w.classify(&drop, &burst).iter().all(|v| v.forwards());
+            assert_eq!(forwarded, want);
+            assert_eq!(w.forwards_all(&drop), want);
+        }
     }
 
     #[test]

@@ -782,11 +782,18 @@ impl DpdkWire {
                 ffi::mbuf_frame(m)
             }
         });
-        let verdicts = worker.classify_frames(&snapshot, frames);
+        worker.classify_frames(&snapshot, frames);
+        let up = self.watch.is_up(egress_side);
+        if worker.forwards_all(&snapshot) {
+            // Nothing blocked, real traffic's usual burst: it goes on as it came, unsplit
+            // (measured in bench/results/dpdk-null.md: +5-7% with 1% of frames to port 25).
+            self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..n]);
+            return n;
+        }
         // Split without a branch per frame: each mbuf is written to the end of both lists
         // and only the list its verdict names grows (the lists hold a burst each).
         let (mut nf, mut nd, mut rejects) = (0usize, 0usize, 0usize);
-        for (&m, &v) in self.rx[..n].iter().zip(verdicts) {
+        for (&m, &v) in self.rx[..n].iter().zip(worker.verdicts()) {
             self.forward[nf] = m;
             self.drop[nd] = m;
             let fwd = v.forwards();
@@ -796,7 +803,7 @@ impl DpdkWire {
         }
         self.resets.clear();
         if rejects > 0 {
-            for (i, &v) in verdicts.iter().enumerate() {
+            for (i, &v) in worker.verdicts().iter().enumerate() {
                 if v != Verdict::Reject {
                     continue;
                 }
@@ -821,13 +828,7 @@ impl DpdkWire {
                 }
             }
         }
-        if self.watch.is_up(egress_side) {
-            self.tx_refused += send_or_free(egress, self.queue, &mut self.forward[..nf]);
-        } else {
-            // The egress link is down: refused now, not sent stale when it comes back.
-            self.tx_refused += nf as u64;
-            free_all(&mut self.forward[..nf]);
-        }
+        self.tx_refused += send_if_up(up, egress, self.queue, &mut self.forward[..nf]);
         if !self.resets.is_empty() {
             let refused = send_or_free(ingress, self.queue, &mut self.resets);
             self.tx_refused += refused;
@@ -837,6 +838,18 @@ impl DpdkWire {
         n
     }
 }
+
+/// Sends `mbufs` on (port, queue) if the egress link is `up`; else frees them all (refused
+/// now, not sent stale when the link comes back). Returns how many were not sent.
+fn send_if_up(up: bool, port: u16, queue: u16, mbufs: &mut [*mut RteMbuf]) -> u64 {
+    if up {
+        send_or_free(port, queue, mbufs)
+    } else {
+        free_all(mbufs);
+        mbufs.len() as u64
+    }
+}
+
 /// Sends `mbufs` on (port, queue); frees what the queue does not take and returns how many.
 fn send_or_free(port: u16, queue: u16, mbufs: &mut [*mut RteMbuf]) -> u64 {
     if mbufs.is_empty() {
