@@ -93,33 +93,35 @@ pub fn permission_hint(p: Option<Privileges>, needs: &[Need], dropin: &str) -> S
     } else {
         format!("CapabilityBoundingSet=/AmbientCapabilities= (install {dropin})")
     };
-    match p {
-        None => format!("; run op25b as root (or with {})", names(needs)),
-        Some(p) if !p.root => format!(
-            "; run op25b as root (or give it {}; it runs as a user without them)",
-            names(needs)
-        ),
-        Some(p) => {
-            let missing: Vec<Need> = needs.iter().copied().filter(|n| !p.has(n)).collect();
-            if missing.is_empty() {
-                format!(
-                    "; op25b runs as root with {}, so something else refuses it: a seccomp filter (systemd SystemCallFilter=, a container's profile){} or a security module (SELinux, AppArmor, kernel lockdown)",
-                    names(needs),
-                    if p.seccomp { ", which is on here," } else { "" }
-                )
-            } else {
-                format!(
-                    "; op25b runs as root but without {}: a sandbox cut its capabilities — under systemd, {unit}; in a container, its capability set (e.g. `--cap-add`){}",
-                    names(&missing),
-                    if missing.iter().any(|n| n.name == "CAP_BPF") {
-                        "; kernels before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
-                    } else {
-                        ""
-                    }
-                )
-            }
-        }
+    let Some(p) = p else {
+        return format!("; run op25b as root (or with {})", names(needs));
+    };
+    let missing: Vec<Need> = needs.iter().copied().filter(|n| !p.has(n)).collect();
+    if missing.is_empty() {
+        // Root, or a user given the capabilities (`setcap`, AmbientCapabilities= with User=).
+        return format!(
+            "; op25b runs as {} with {}, so something else refuses it: a seccomp filter (systemd SystemCallFilter=, a container's profile){} or a security module (SELinux, AppArmor, kernel lockdown)",
+            if p.root { "root" } else { "a user" },
+            names(needs),
+            if p.seccomp { ", which is on here," } else { "" }
+        );
     }
+    let bpf_before_5_8 = if missing.iter().any(|n| n.name == "CAP_BPF") {
+        "; kernels before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
+    } else {
+        ""
+    };
+    if !p.root {
+        return format!(
+            "; run op25b as root (or give it {}; it runs as a user without {}){bpf_before_5_8}",
+            names(&missing),
+            if missing.len() == 1 { "it" } else { "them" }
+        );
+    }
+    format!(
+        "; op25b runs as root but without {}: a sandbox cut its capabilities — under systemd, {unit}; in a container, its capability set (e.g. `--cap-add`){bpf_before_5_8}",
+        names(&missing),
+    )
 }
 
 /// Advice after EAFNOSUPPORT from `socket(family, …)`: the kernel lacks the family
@@ -186,8 +188,28 @@ mod tests {
             ..p
         });
         assert!(permission_hint(all, &needs, "").contains("so something else refuses it"));
+        // A user is told only what it lacks, and a user holding every capability needed
+        // is not told to become root.
         let user = p.map(|p| Privileges { root: false, ..p });
-        assert!(permission_hint(user, &needs, "").starts_with("; run op25b as root"));
+        assert_eq!(
+            permission_hint(user, &needs, ""),
+            "; run op25b as root (or give it CAP_BPF; it runs as a user without it); kernels \
+             before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
+        );
+        let bare = user.map(|p| Privileges { effective: 0, ..p });
+        assert!(permission_hint(bare, &needs, "").starts_with(
+            "; run op25b as root (or give it CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF; it runs as a \
+             user without them)"
+        ));
+        let capable = user.map(|p| Privileges {
+            effective: u64::MAX,
+            ..p
+        });
+        let h = permission_hint(capable, &needs, "");
+        assert!(
+            h.starts_with("; op25b runs as a user with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, so something else refuses it"),
+            "{h}"
+        );
         assert_eq!(
             permission_hint(None, &needs, ""),
             "; run op25b as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)"
