@@ -8,7 +8,8 @@
 //! 1522-byte QinQ frame are refused by the kernel and counted (`tx_refused`, and apart as
 //! `tx_refused_tagged`), with one warning naming the interface and the fix
 //! (raise both interfaces' MTU by 4 per tag beyond one 802.1Q tag); and with both sides'
-//! MTU raised by 8 every one of them crosses bit for bit.
+//! MTU raised by 8 every one of them crosses bit for bit. A tagged frame longer than the
+//! MTU allows even for its tags counts in `tx_refused` only.
 //!
 //! Needs root, iproute2 and python3; says SKIPPED otherwise.
 
@@ -135,6 +136,40 @@ fn full_size_s_tagged_and_qinq_frames_need_a_larger_mtu_on_af_packet() {
         "{v}"
     );
     assert_eq!(v["tx_refused"], 3, "{v}");
+
+    // A tagged frame longer than its tags allow for is over the MTU, not refused for its
+    // tags: with acc0 (and the sender) at 1600 and core0 back at 1500, a 1560-byte
+    // 802.1ad frame comes in but cannot leave, and counts in tx_refused alone.
+    set_mtu(&wire, 1500);
+    for (ns, dev) in [(&wire.app, "acc0"), (&wire.left, "sub0")] {
+        ns.exec(&["ip", "link", "set", "dev", dev, "mtu", "1600"]);
+    }
+    // The worker reads the MTUs again at its next look at the links (every 250 ms).
+    std::thread::sleep(Duration::from_millis(600));
+    let macs = (wire.left.mac("sub0"), wire.right.mac("net0"));
+    let long = tcp_syn_frame(
+        macs,
+        &[(0x88a8, 200)],
+        [10, 0, 0, 200],
+        [10, 0, 0, 1],
+        587,
+        1502,
+    );
+    assert_eq!(long.len(), 1560);
+    assert_eq!(
+        cross(&wire, &[("long 802.1ad", long)], &["long 802.1ad"]),
+        [("long 802.1ad", false)]
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    let (ok, stats) = ctl(&sock, &["stats", "--json"]);
+    assert!(ok, "{stats}");
+    let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(v["tx_refused"], 4, "{v}");
+    assert_eq!(
+        v["tx_refused_tagged"],
+        json!({"access": 0, "core": 3}),
+        "{v}"
+    );
 
     let out = appliance.terminate();
     let (stdout, stderr) = (

@@ -10,12 +10,12 @@
 //! Invariants: frames keep their order within a direction; dropped frames are simply not
 //! sent; frames the kernel refuses to send are counted in `tx_refused`, never retried
 //! forever (those refused as too long although a wire at this MTU carries them — more
-//! VLAN tag than one 802.1Q tag — also in `tx_refused_tagged`, by interface); nothing is
-//! allocated per frame after warm-up.
+//! VLAN tag than one 802.1Q tag, and no longer than the MTU allows with those tags — also
+//! in `tx_refused_tagged`, by interface); nothing is allocated per frame after warm-up.
 
 pub use super::link::LinkEvent;
 use super::link::LinkWatch;
-use super::sys::{wait_any, PacketSocket, SendScratch, SocketOptions};
+use super::sys::{mtu_of, wait_any, PacketSocket, SendScratch, SocketOptions};
 use super::{Burst, Port, PortError};
 use crate::policy::Verdict;
 
@@ -35,6 +35,9 @@ pub struct WirePort {
     core: PacketSocket,
     /// The interface names, for [`WirePort::check_links`].
     names: [String; 2],
+    /// Their MTUs (access, core), read at open and at every [`WirePort::check_links`]:
+    /// a frame refused as too long counts as refused for its tags only within them.
+    mtu: [Option<u32>; 2],
     watch: LinkWatch,
     /// Socket errors taken but not yet told (see [`WirePort::check_links`]).
     flaps: [Option<String>; 2],
@@ -77,6 +80,7 @@ impl WirePort {
             access: a,
             core: c,
             names: [access.to_string(), core.to_string()],
+            mtu: [mtu_of(access), mtu_of(core)],
             direction: Direction::AccessToCore,
             scratch: SendScratch::default(),
             tx_refused: 0,
@@ -120,6 +124,7 @@ impl WirePort {
                 slot.get_or_insert(e.to_string());
             }
         }
+        self.mtu = [mtu_of(&self.names[0]), mtu_of(&self.names[1])];
         let before = [self.watch.is_up(0), self.watch.is_up(1)];
         let event = self.watch.look();
         let after = [self.watch.is_up(0), self.watch.is_up(1)];
@@ -194,6 +199,7 @@ impl Port for WirePort {
             Direction::AccessToCore => (&self.core, 1),
             Direction::CoreToAccess => (&self.access, 0),
         };
+        self.scratch.set_mtu(self.mtu[side]);
         let mut rejects = 0;
         for (i, v) in verdicts.iter().enumerate() {
             rejects += usize::from(*v == Verdict::Reject);

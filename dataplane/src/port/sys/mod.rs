@@ -605,6 +605,7 @@ impl PacketSocket {
             iov,
             msgs,
             oversized_tagged,
+            mtu,
         } = scratch;
         iov.clear();
         msgs.clear();
@@ -652,7 +653,7 @@ impl PacketSocket {
                 // A frame above the MTU, a link that went down, a queue that stays full:
                 // that frame is refused, the rest still go.
                 errno => {
-                    if errno == Some(libc::EMSGSIZE) && tagged_beyond_one_8021q(frames[sent]) {
+                    if errno == Some(libc::EMSGSIZE) && refused_for_its_tags(frames[sent], *mtu) {
                         *oversized_tagged += 1;
                     }
                     sent += 1;
@@ -807,9 +808,11 @@ pub fn wait_any(socks: &[&PacketSocket], timeout_ms: i32) -> u32 {
 pub struct SendScratch {
     iov: Vec<libc::iovec>,
     msgs: Vec<libc::mmsghdr>,
-    /// Frames of the last `send_batch` refused with EMSGSIZE that carry more VLAN tag
-    /// than one 802.1Q tag ([`tagged_beyond_one_8021q`]).
+    /// Frames of the last `send_batch` refused with EMSGSIZE for their tags
+    /// ([`refused_for_its_tags`]).
     oversized_tagged: usize,
+    /// The MTU of the interface the next `send_batch` sends out of (`None`: unknown).
+    mtu: Option<u32>,
 }
 
 impl SendScratch {
@@ -819,9 +822,35 @@ impl SendScratch {
     /// only when its outer tag is 802.1Q (`packet_extra_vlan_len_allowed`), so a
     /// full-size 802.1ad or 0x9100 frame, or any full-size frame with two tags, is refused
     /// although a NIC or a bridge would carry it.
+    /// A frame longer than the egress MTU allows even for its tags is not counted here
+    /// (see [`SendScratch::set_mtu`]).
     pub fn oversized_tagged(&self) -> usize {
         self.oversized_tagged
     }
+
+    /// The MTU of the interface the next [`PacketSocket::send_batch`] calls send out of,
+    /// as last read (`None`: unknown, and every tagged frame refused as too long counts).
+    pub fn set_mtu(&mut self, mtu: Option<u32>) {
+        self.mtu = mtu;
+    }
+}
+
+/// Whether `frame`, refused by the packet socket as too long (EMSGSIZE) on an interface of
+/// MTU `mtu`, was refused only for its tags: it carries more VLAN tag than one 802.1Q tag
+/// ([`tagged_beyond_one_8021q`]) and is no longer than a wire of that MTU carries with its
+/// tags (MTU + 14 + 4 per tag, at most two). A longer frame is simply over the MTU. With
+/// the MTU unknown, every such tagged frame counts.
+pub fn refused_for_its_tags(frame: &[u8], mtu: Option<u32>) -> bool {
+    if !tagged_beyond_one_8021q(frame) {
+        return false;
+    }
+    let inner = frame.get(16..18).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let tags = if matches!(inner, Some(0x8100 | 0x88a8 | 0x9100)) {
+        2
+    } else {
+        1
+    };
+    mtu.is_none_or(|m| frame.len() <= m as usize + 14 + 4 * tags)
 }
 
 /// Whether `frame` carries more VLAN tag than one 802.1Q tag: an outer 802.1ad (0x88a8)
@@ -947,6 +976,35 @@ mod tests {
         // Too short to say: no.
         assert!(!super::tagged_beyond_one_8021q(&[0u8; 13]));
         assert!(!super::tagged_beyond_one_8021q(&frame(&[0x8100])[..17]));
+        // Refused for its tags only up to MTU + 14 + 4 per tag; longer is over the MTU.
+        let full = |tpids: &[u16], ip: usize| {
+            let mut f = frame(tpids);
+            f.resize(f.len() - 20 + ip, 0);
+            f
+        };
+        let ad = full(&[0x88a8], 1500);
+        assert_eq!(ad.len(), 1518);
+        assert!(super::refused_for_its_tags(&ad, Some(1500)));
+        assert!(super::refused_for_its_tags(&ad, None));
+        assert!(!super::refused_for_its_tags(
+            &full(&[0x88a8], 1501),
+            Some(1500)
+        ));
+        assert!(!super::refused_for_its_tags(&ad, Some(1400)));
+        let qinq = full(&[0x88a8, 0x8100], 1500);
+        assert!(super::refused_for_its_tags(&qinq, Some(1500)));
+        assert!(!super::refused_for_its_tags(
+            &full(&[0x88a8, 0x8100], 1501),
+            Some(1500)
+        ));
+        assert!(!super::refused_for_its_tags(
+            &full(&[0x8100], 1500),
+            Some(1500)
+        ));
+        assert!(super::refused_for_its_tags(
+            &frame(&[0x88a8])[..16],
+            Some(1500)
+        ));
     }
 
     #[test]
