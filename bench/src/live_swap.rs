@@ -93,7 +93,7 @@ pub fn worker(a: &Args) -> Result<Value, String> {
         }
         #[cfg(feature = "af_xdp")]
         "af_xdp" => {
-            let mut wire = op25b_dataplane::port::af_xdp::open_wire("acc0", "core0", 1, 64)
+            let mut wire = op25b_dataplane::port::af_xdp::open_wire("acc0", "core0", 1, 64, None)
                 .map_err(|e| format!("AF_XDP on acc0/core0: {e}"))?
                 .pop()
                 .ok_or("AF_XDP opened no queue")?;

@@ -2196,9 +2196,12 @@ fn start_error(e: impl std::fmt::Display, retry_may_help: bool) -> RunError {
     }
 }
 
-/// Opens one port per worker on the configured backend.
+/// Opens one port per worker on the configured backend. `ledger`: the runtime directory
+/// (the control socket's), where AF_XDP writes down the interface settings it changes
+/// until they are restored, so that a start after a crash restores them too.
 fn open_ports(
     dp: &DataplaneConfig,
+    #[cfg_attr(not(feature = "af_xdp"), allow(unused_variables))] ledger: Option<&Path>,
 ) -> Result<(Vec<LivePort>, BackendHandle, crate::claim::Claims), RunError> {
     match dp.backend {
         Backend::AfPacket => {
@@ -2282,7 +2285,7 @@ fn open_ports(
             // Before the XDP program is attached: a second one would replace the first's.
             let claims = crate::claim::claim_names(&[&dp.access, &dp.core])?;
             let wires = op25b_dataplane::port::af_xdp::open_wire(
-                &dp.access, &dp.core, dp.workers, dp.burst,
+                &dp.access, &dp.core, dp.workers, dp.burst, ledger,
             )
             .map_err(|e| start_error(&e, e.retry_may_help()))?;
             warn_unequal_mtus(
@@ -2471,7 +2474,10 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    let (ports, mut backend, claims) = open_ports(&dp)?;
+    // The socket's folder outlives a crash (systemd keeps /run/op25b across restarts:
+    // RuntimeDirectoryPreserve=restart); one not made yet keeps no ledger.
+    let ledger = config.control.socket.parent().filter(|d| d.is_dir());
+    let (ports, mut backend, claims) = open_ports(&dp, ledger)?;
     if let Some(sig) = signals.stop_asked("opening the ports") {
         // Closed before the backend: AF_XDP detaches its program and turns the VLAN
         // offload back on; DPDK's ports go before its EAL.

@@ -497,6 +497,68 @@ fn af_xdp_vlan_tagged_frames_keep_their_tags_and_tagged_syns_to_25_are_blocked()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn af_xdp_vlan_stripping_left_off_by_a_kill_is_turned_back_on_by_the_next_clean_stop() {
+    let Some((dir, wire)) = setup("xk", None) else {
+        return;
+    };
+    let app = &wire.app;
+    let features = ["rx-vlan-offload", "rx-vlan-stag-hw-parse"];
+    if feature_on(app, "acc0", features[0]).is_none() {
+        op25b_dataplane::testkit::skipped(
+            "ethtool is not installed (needed to read the offload settings)",
+        );
+        return;
+    }
+    let all_on = |want: bool, when: &str| {
+        for dev in ["acc0", "core0"] {
+            for f in features {
+                assert_eq!(feature_on(app, dev, f), Some(want), "{f} on {dev} {when}");
+            }
+        }
+    };
+    // The ledger files, in the control socket's folder (the scratch directory here).
+    let ledger = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("rx-vlan-off."))
+            .count()
+    };
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+
+    let mut first = run_appliance(app, &cfg);
+    wire.left.wait_for_ping("10.0.0.1", Duration::from_secs(10));
+    all_on(false, "while the first appliance runs");
+    assert_eq!(ledger(), 2, "one ledger file per interface while it runs");
+    // kill -9: no Drop runs, so nothing is turned back on.
+    let mut child = first.take();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    all_on(false, "after kill -9");
+    assert_eq!(ledger(), 2, "the ledger outlives the kill");
+
+    let second = run_appliance(app, &cfg);
+    wire.left.wait_for_ping("10.0.0.1", Duration::from_secs(10));
+    let (_, err, _) = stop_and_check(
+        second,
+        "rx-vlan-hw-parse and rx-vlan-stag-hw-parse turned off until exit \
+         (rx-vlan-hw-parse and rx-vlan-stag-hw-parse found left off by an op25b that did not \
+         stop cleanly)",
+        0,
+    );
+    all_on(true, "after the second appliance's clean stop");
+    assert_eq!(
+        ledger(),
+        0,
+        "the ledger is gone once the features are back on"
+    );
+    no_xdp_left(app);
+    println!("{}", err.lines().next().unwrap_or(""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `worker N: access→core rx A tx B dropped C; core→access rx D tx E dropped F` lines of
 /// the final counters, as (N, [A, B, C], [D, E, F]).
 fn worker_counters(out: &str) -> Vec<(usize, [u64; 3], [u64; 3])> {

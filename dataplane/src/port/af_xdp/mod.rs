@@ -30,7 +30,9 @@
 //! tag, and forwarding it from the UMEM would drop the tag. So before attaching, the
 //! backend turns `rx-vlan-hw-parse` and `rx-vlan-stag-hw-parse` off on both interfaces
 //! (SIOCETHTOOL, ETHTOOL_SFEATURES), says so in its start-up line, and turns them back on
-//! when the wire is torn down; a driver that will not turn them off stops start-up. (veth
+//! when the wire is torn down; a driver that will not turn them off stops start-up. Given
+//! a ledger directory, it writes down what it turns off until it is back on, so a start
+//! after a kill turns back on what the killed process left off. (veth
 //! strips nothing from a frame, but a tag its peer's stack handed over as metadata —
 //! tx-vlan offload on the peer — is not in the frame XDP sees; a real wire has no such
 //! metadata.)
@@ -362,6 +364,7 @@ fn attach(
     name: &str,
     workers: usize,
     frames: Frames,
+    ledger: Option<&std::path::Path>,
 ) -> Result<(Attachment, Vec<Xsk>), XdpError> {
     let ifindex = super::sys::ifindex_of(name)
         .and_then(|i| u32::try_from(i).ok())
@@ -402,7 +405,7 @@ fn attach(
     }
     let promisc = Promisc::on(ifindex).map_err(step(name, "enabling promiscuous mode"))?;
     // Before the program attaches, so no frame reaches a socket with its tag stripped.
-    let vlan = RxVlanOff::apply(name).map_err(|e| XdpError::RxVlan {
+    let vlan = RxVlanOff::apply(name, ledger).map_err(|e| XdpError::RxVlan {
         name: name.into(),
         what: match e {
             VlanOffloadError::Ethtool(what, err) => {
@@ -441,12 +444,15 @@ fn attach(
 }
 
 /// Attaches to `access` and `core` with one queue per worker and returns one wire per
-/// worker (worker `i` owns queue `i` of both interfaces).
+/// worker (worker `i` owns queue `i` of both interfaces). `ledger`: a directory that
+/// outlives a crash (the appliance's runtime directory), where the receive VLAN stripping
+/// turned off is written down until it is back on, so a start after a crash restores it.
 pub fn open_wire(
     access: &str,
     core: &str,
     workers: usize,
     burst: usize,
+    ledger: Option<&std::path::Path>,
 ) -> Result<Vec<XdpWire>, XdpError> {
     let burst = burst.clamp(1, MAX_BURST);
     // Frames cross from one interface to the other, so both must carry the larger MTU's.
@@ -457,8 +463,8 @@ pub fn open_wire(
         mtu,
         frame: mtu.saturating_add(L2_OVERHEAD),
     };
-    let (a, a_socks) = attach("access", access, workers, frames)?;
-    let (c, c_socks) = attach("core", core, workers, frames)?;
+    let (a, a_socks) = attach("access", access, workers, frames, ledger)?;
+    let (c, c_socks) = attach("core", core, workers, frames, ledger)?;
     let side = |a: &Attachment| {
         (
             a.name.clone(),
@@ -514,6 +520,15 @@ impl XdpWire {
                 String::new()
             } else {
                 format!(", {} turned off until exit", off.join(" and "))
+            };
+            let inherited = a.vlan.inherited();
+            let vlan = if inherited.is_empty() {
+                vlan
+            } else {
+                format!(
+                    "{vlan} ({} found left off by an op25b that did not stop cleanly)",
+                    inherited.join(" and ")
+                )
             };
             format!(
                 "{} XDP, {} sockets, {}{vlan}",
@@ -613,7 +628,7 @@ mod tests {
 
     #[test]
     fn a_missing_interface_is_named() {
-        let e = open_wire("op25b-no-such0", "op25b-no-such1", 1, 32).unwrap_err();
+        let e = open_wire("op25b-no-such0", "op25b-no-such1", 1, 32, None).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("\"op25b-no-such0\" (access) does not exist"),

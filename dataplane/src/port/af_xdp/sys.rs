@@ -457,20 +457,50 @@ pub enum VlanOffloadError {
 
 /// Keeps an interface's receive VLAN tag stripping ([`RX_VLAN_FEATURES`]) off while it
 /// lives, so frames reach XDP with their tags; turns back on, when dropped, what it turned
-/// off. (A crash leaves them off: `ethtool -K IFACE rxvlan on` restores.)
+/// off.
+///
+/// A process killed outright (kill -9, a crash) cannot turn them back on. So, given a
+/// ledger directory, it first writes there which features it is about to turn off (one
+/// file per interface and network namespace), and removes the file once they are back on.
+/// The next one on that interface finds the file, takes those features, still off, as
+/// its own to turn back on, and says so ([`RxVlanOff::inherited`]). Without a ledger, or
+/// if the file cannot be written, a crash leaves them off (`ethtool -K IFACE rxvlan on`
+/// restores).
 #[derive(Debug)]
 pub struct RxVlanOff {
     sock: OwnedFd,
     name: String,
     words: usize,
-    /// Feature bits turned off here, with their names.
+    /// Feature bits to turn back on when dropped, with their names.
     turned_off: Vec<(usize, &'static str)>,
+    /// Of those, the ones an earlier process left off (found in the ledger).
+    inherited: Vec<&'static str>,
+    /// The ledger file that names `turned_off` (removed when they are back on).
+    ledger: Option<std::path::PathBuf>,
+}
+
+/// The ledger file of interface `name` in `dir`: named after this network namespace and
+/// the interface's index, which together name one interface on this host (the name alone
+/// does not: two namespaces may both have an `eth0`). `None` if either cannot be read.
+fn ledger_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    let ns = std::fs::read_link("/proc/self/ns/net").ok()?;
+    let ns: String = ns
+        .to_string_lossy()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let index = crate::port::sys::ifindex_of(name)?;
+    (!ns.is_empty()).then(|| dir.join(format!("rx-vlan-off.{ns}.{index}")))
 }
 
 impl RxVlanOff {
-    /// Turns receive VLAN stripping off on `name`. An interface without these features
-    /// (or without ethtool feature support, e.g. loopback-like devices) is left alone.
-    pub fn apply(name: &str) -> Result<RxVlanOff, VlanOffloadError> {
+    /// Turns receive VLAN stripping off on `name`, keeping a ledger in `ledger` if given
+    /// (see the type's documentation). An interface without these features (or without
+    /// ethtool feature support, e.g. loopback-like devices) is left alone.
+    pub fn apply(
+        name: &str,
+        ledger: Option<&std::path::Path>,
+    ) -> Result<RxVlanOff, VlanOffloadError> {
         // SAFETY: plain socket creation; the result is checked.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -484,6 +514,8 @@ impl RxVlanOff {
             name: name.into(),
             words: 0,
             turned_off: Vec::new(),
+            inherited: Vec::new(),
+            ledger: None,
         };
         let f = match Features::read(&guard.sock, name) {
             Ok(f) => f,
@@ -491,16 +523,43 @@ impl RxVlanOff {
             Err(e) => return Err(VlanOffloadError::Ethtool("reading its ethtool features", e)),
         };
         guard.words = f.count.div_ceil(32);
+        let file = ledger.and_then(|dir| ledger_file(dir, name));
+        // What an earlier process wrote down and did not turn back on, if still off.
+        let left_off = file
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        let mut to_turn_off = Vec::new();
         for feature in RX_VLAN_FEATURES {
             let Some(bit) = f.index(feature) else {
                 continue;
             };
             if !f.active(bit) {
+                if f.changeable(bit) && left_off.lines().any(|l| l.trim() == feature) {
+                    guard.turned_off.push((bit, feature));
+                    guard.inherited.push(feature);
+                }
                 continue;
             }
             if !f.changeable(bit) {
                 return Err(VlanOffloadError::Fixed(feature));
             }
+            to_turn_off.push((bit, feature));
+        }
+        if let Some(p) = file {
+            let names: String = (guard.turned_off.iter().chain(&to_turn_off))
+                .map(|&(_, f)| format!("{f}\n"))
+                .collect();
+            if names.is_empty() {
+                // A stale file (the features are on again): nothing to keep.
+                let _ = std::fs::remove_file(&p);
+            } else if std::fs::write(&p, names).is_ok() {
+                // Written before anything is turned off, so a kill at any point after
+                // leaves a file naming at least what is off.
+                guard.ledger = Some(p);
+            }
+        }
+        for (bit, feature) in to_turn_off {
             set_feature(&guard.sock, name, guard.words, bit, false)
                 .map_err(|e| VlanOffloadError::Ethtool(feature, e))?;
             guard.turned_off.push((bit, feature));
@@ -515,17 +574,29 @@ impl RxVlanOff {
         Ok(guard)
     }
 
-    /// The features turned off here (empty: they were off already, or absent).
+    /// The features turned off here, or found left off by an earlier process (empty: they
+    /// were off already, or absent): all are turned back on when this is dropped.
     pub fn turned_off(&self) -> impl Iterator<Item = &'static str> + '_ {
         self.turned_off.iter().map(|&(_, f)| f)
+    }
+
+    /// The features an earlier process turned off and did not turn back on (it was
+    /// killed), found in the ledger: turned back on when this is dropped.
+    pub fn inherited(&self) -> &[&'static str] {
+        &self.inherited
     }
 }
 
 impl Drop for RxVlanOff {
     fn drop(&mut self) {
+        let mut all_on = true;
         for &(bit, _) in &self.turned_off {
-            // Best effort: nothing to report to at teardown; a failure leaves it off.
-            let _ = set_feature(&self.sock, &self.name, self.words, bit, true);
+            // Best effort: nothing to report to at teardown; a failure leaves it off (and
+            // the ledger file, for the next process to try again).
+            all_on &= set_feature(&self.sock, &self.name, self.words, bit, true).is_ok();
+        }
+        if let Some(p) = self.ledger.as_ref().filter(|_| all_on) {
+            let _ = std::fs::remove_file(p);
         }
     }
 }
@@ -1102,7 +1173,7 @@ mod tests {
             .expect("the kernel names rx-vlan-hw-parse");
         assert!(!f.active(bit));
         assert!(f.index("no-such-feature").is_none());
-        let off = RxVlanOff::apply("lo").expect("nothing to turn off on lo");
+        let off = RxVlanOff::apply("lo", None).expect("nothing to turn off on lo");
         assert_eq!(off.turned_off().count(), 0);
     }
 
