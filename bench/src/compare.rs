@@ -974,9 +974,7 @@ pub fn run(a: &CompareArgs) -> Result<String, String> {
                 p.display()
             ));
         }
-        None => notes.push(
-            "no C harness given: DPDK columns are empty (scripts/compare.sh builds it)".into(),
-        ),
+        None => notes.push("--c-harness none: DPDK columns are empty".into()),
     }
     let a = CompareArgs {
         c_harness: a.c_harness.clone().filter(|p| p.is_file()),

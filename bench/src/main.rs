@@ -140,7 +140,7 @@ enum Command {
         /// Repetitions per in-process measurement.
         #[arg(long, default_value_t = 5)]
         reps: u32,
-        /// The C/DPDK harness (built by scripts/compare.sh).
+        /// The C/DPDK harness (built by scripts/compare.sh); "none" skips DPDK.
         #[arg(long, default_value = "bench/c/lpm_bench")]
         c_harness: PathBuf,
         /// Frames in the replay comparison capture (0 skips it).
@@ -635,7 +635,7 @@ fn main() -> ExitCode {
                 v6_sizes,
                 addrs,
                 reps: reps.max(1),
-                c_harness: Some(c_harness),
+                c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
                 replay_frames,
                 op25b: if op25b.is_file() {
                     Some(op25b)
