@@ -41,38 +41,38 @@ echo "== C harnesses (bench/c) and a dpdk-null smoke run"
 make -C bench/c -s all
 make -C bench/c -s check
 cargo build -q --workspace --all-features --bin op25b-bench
+# expect_line OUTPUT REGEX MESSAGE: a smoke run's OUTPUT must hold a line matching REGEX
+# (grep -E); otherwise it is printed with MESSAGE, and the run fails.
+expect_line() {
+  if ! grep -Eq "$2" <<<"$1"; then
+    echo "$1"
+    echo "$3" >&2
+    exit 1
+  fi
+}
 # Both sides must drop the same share of the frames (they judge the same ones); a share
 # of port-25 frames other than the default is run as well.
 for share in 0.5 0.05; do
   smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
     --seconds 0.2 --runs 1 --core 0 --smtp-share "$share" 2>&1)" || { echo "$smoke"; exit 1; }
-  if ! grep -Eq '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx [0-9.]+ Mpps \(dropped share \1\)' <<<"$smoke"; then
-    echo "$smoke"
-    echo "dpdk-null smoke run (--smtp-share $share): expected an op25b row and a C harness row with the same dropped share" >&2
-    exit 1
-  fi
+  expect_line "$smoke" '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx [0-9.]+ Mpps \(dropped share \1\)' \
+    "dpdk-null smoke run (--smtp-share $share): expected an op25b row and a C harness row with the same dropped share"
   grep -E '^run 1: ' <<<"$smoke"
 done
 # And the swap stall on the DPDK path (1000 prefixes, one swap): it must find the first
 # burst under the new policy.
 smoke="$("$target/debug/op25b-bench" dpdk-swap --prefixes 1000 --swaps 1 --core 0 --control-core 0 2>&1)" ||
   { echo "$smoke"; exit 1; }
-if ! grep -Eq '^1 swaps of 1000-prefix policies on the DPDK path: first burst under the new policy -?[0-9.]+ bursts extra' <<<"$smoke"; then
-  echo "$smoke"
-  echo "dpdk-swap smoke run: expected the first burst under the new policy" >&2
-  exit 1
-fi
+expect_line "$smoke" '^1 swaps of 1000-prefix policies on the DPDK path: first burst under the new policy -?[0-9.]+ bursts extra' \
+  "dpdk-swap smoke run: expected the first burst under the new policy"
 grep -E '^1 swaps ' <<<"$smoke"
 # And on the live AF_PACKET path on the veth testbed (1000 prefixes, one swap and one
 # control round): it must find the first burst under the new policy and time its judge.
 if [ "$(id -u)" -eq 0 ] && ip netns list >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
   smoke="$("$target/debug/op25b-bench" live-swap --out-dir "$target/live-swap-smoke" --prefixes 1000 \
     --swaps 1 --core 1 --control-core 0 2>&1 >/dev/null)" || { echo "$smoke"; exit 1; }
-  if ! grep -Eq '^1 swaps of 1000-prefix policies on af_packet: first burst under the new policy -?[0-9.]+ bursts extra \(the judge alone -?[0-9.]+\)' <<<"$smoke"; then
-    echo "$smoke"
-    echo "live-swap smoke run: expected the first burst under the new policy" >&2
-    exit 1
-  fi
+  expect_line "$smoke" '^1 swaps of 1000-prefix policies on af_packet: first burst under the new policy -?[0-9.]+ bursts extra \(the judge alone -?[0-9.]+\)' \
+    "live-swap smoke run: expected the first burst under the new policy"
   grep -E '^1 swaps ' <<<"$smoke"
 else
   skip "the live-swap smoke run needs root, ip netns and two cores"

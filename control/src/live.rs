@@ -2474,8 +2474,8 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
-    // The socket's folder outlives a crash (systemd keeps /run/op25b across restarts:
-    // RuntimeDirectoryPreserve=restart); one not made yet keeps no ledger.
+    // The socket's folder outlives a crash (systemd keeps /run/op25b until reboot:
+    // RuntimeDirectoryPreserve=yes); one not made yet keeps no ledger.
     let ledger = config.control.socket.parent().filter(|d| d.is_dir());
     let (ports, mut backend, claims) = open_ports(&dp, ledger)?;
     if let Some(sig) = signals.stop_asked("opening the ports") {

@@ -113,7 +113,7 @@ pub fn permission_hint(p: Option<Privileges>, needs: &[Need], dropin: &str) -> S
     };
     if !p.root {
         return format!(
-            "; run op25b as root (or give it {}; it runs as a user without {}){bpf_before_5_8}",
+            "; run op25b as root (or give it {}; it runs as a user without {}: under systemd, {unit}; with `setcap` on the binary otherwise){bpf_before_5_8}",
             names(&missing),
             if missing.len() == 1 { "it" } else { "them" }
         );
@@ -193,13 +193,14 @@ mod tests {
         let user = p.map(|p| Privileges { root: false, ..p });
         assert_eq!(
             permission_hint(user, &needs, ""),
-            "; run op25b as root (or give it CAP_BPF; it runs as a user without it); kernels \
-             before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
+            "; run op25b as root (or give it CAP_BPF; it runs as a user without it: under \
+             systemd, CapabilityBoundingSet=/AmbientCapabilities=; with `setcap` on the binary \
+             otherwise); kernels before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
         );
         let bare = user.map(|p| Privileges { effective: 0, ..p });
         assert!(permission_hint(bare, &needs, "").starts_with(
             "; run op25b as root (or give it CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF; it runs as a \
-             user without them)"
+             user without them: under systemd"
         ));
         let capable = user.map(|p| Privileges {
             effective: u64::MAX,

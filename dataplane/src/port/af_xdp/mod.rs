@@ -530,6 +530,11 @@ impl XdpWire {
                     inherited.join(" and ")
                 )
             };
+            let vlan = if off.is_empty() || a.vlan.recorded() {
+                vlan
+            } else {
+                format!("{vlan}, not written down: a kill would leave them off")
+            };
             format!(
                 "{} XDP, {} sockets, {}{vlan}",
                 if a.native { "native" } else { "generic (skb)" },
@@ -736,7 +741,7 @@ mod tests {
         };
         assert_eq!(
             error(libc::EPERM, Some(user)).to_string(),
-            "AF_XDP on eth9: attaching the XDP program failed: Operation not permitted (os error 1); run op25b as root (or give it CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF; it runs as a user without them); kernels before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
+            "AF_XDP on eth9: attaching the XDP program failed: Operation not permitted (os error 1); run op25b as root (or give it CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF; it runs as a user without them: under systemd, CapabilityBoundingSet=/AmbientCapabilities= (install scripts/op25b.service.d/af_xdp.conf); with `setcap` on the binary otherwise); kernels before 5.8 have no CAP_BPF and need CAP_SYS_ADMIN instead"
         );
         // Root under systemd's default unit: CAP_NET_RAW and CAP_NET_ADMIN only, and the
         // seccomp filter of RestrictAddressFamilies=.

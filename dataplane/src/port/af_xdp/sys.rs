@@ -460,8 +460,9 @@ pub enum VlanOffloadError {
 /// off.
 ///
 /// A process killed outright (kill -9, a crash) cannot turn them back on. So, given a
-/// ledger directory, it first writes there which features it is about to turn off (one
-/// file per interface and network namespace), and removes the file once they are back on.
+/// ledger directory (owned by this process's user, writable by it alone), it first writes
+/// there which features it is about to turn off (one file per interface, see `Ledger`),
+/// and removes the file once they are back on.
 /// The next one on that interface finds the file, takes those features, still off, as
 /// its own to turn back on, and says so ([`RxVlanOff::inherited`]). Without a ledger, or
 /// if the file cannot be written, a crash leaves them off (`ethtool -K IFACE rxvlan on`
@@ -476,21 +477,104 @@ pub struct RxVlanOff {
     /// Of those, the ones an earlier process left off (found in the ledger).
     inherited: Vec<&'static str>,
     /// The ledger file that names `turned_off` (removed when they are back on).
-    ledger: Option<std::path::PathBuf>,
+    ledger: Option<Ledger>,
 }
 
-/// The ledger file of interface `name` in `dir`: named after this network namespace and
-/// the interface's index, which together name one interface on this host (the name alone
-/// does not: two namespaces may both have an `eth0`). `None` if either cannot be read.
-fn ledger_file(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
-    let ns = std::fs::read_link("/proc/self/ns/net").ok()?;
-    let ns: String = ns
-        .to_string_lossy()
-        .chars()
-        .filter(char::is_ascii_digit)
-        .collect();
-    let index = crate::port::sys::ifindex_of(name)?;
-    (!ns.is_empty()).then(|| dir.join(format!("rx-vlan-off.{ns}.{index}")))
+/// The ledger file of one interface (see [`RxVlanOff`]): `dir/rx-vlan-off.COOKIE.INDEX`,
+/// named after the network namespace's cookie (`SO_NETNS_COOKIE`, never reused while the
+/// host is up, unlike the namespace's inode number) and the interface's index, which
+/// together name one interface on this host. The file's first line names the interface,
+/// and a file naming another is ignored.
+#[derive(Debug)]
+struct Ledger {
+    path: std::path::PathBuf,
+    name: String,
+}
+
+impl Ledger {
+    /// The ledger of interface `name` in `dir`, asked on socket `sock` (for the cookie);
+    /// `None` when `dir` is not a folder this process's user owns and only it may write
+    /// (a file others can plant or replace is no record), or the cookie or the index
+    /// cannot be read (kernels before 5.14 have no cookie).
+    fn at(dir: &std::path::Path, sock: &OwnedFd, name: &str) -> Option<Ledger> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(dir).ok()?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if !meta.is_dir() || meta.uid() != euid || meta.mode() & 0o022 != 0 {
+            return None;
+        }
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: `cookie` is a writable u64 of the length passed; the kernel writes at
+        // most `len` bytes and the new length.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 || len as usize != std::mem::size_of::<u64>() {
+            return None;
+        }
+        let index = crate::port::sys::ifindex_of(name)?;
+        Some(Ledger {
+            path: dir.join(format!("rx-vlan-off.{cookie}.{index}")),
+            name: name.to_string(),
+        })
+    }
+
+    /// The features the file lists, if it is a regular file (not followed through a
+    /// symbolic link) about this interface; none otherwise.
+    fn read(&self) -> Vec<String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut text = String::new();
+        let read = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.path)
+            .and_then(|mut f| f.read_to_string(&mut text));
+        let mut lines = text.lines();
+        if read.is_err() || lines.next() != Some(&format!("interface {}", self.name)) {
+            return Vec::new();
+        }
+        lines.map(|l| l.trim().to_string()).collect()
+    }
+
+    /// Replaces the file with one listing `features`, whole or not at all: written to a
+    /// fresh file beside it (mode 0600, not through a link) and renamed over it.
+    fn write(&self, features: &[&str]) -> io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".new");
+        let tmp = std::path::PathBuf::from(tmp);
+        // Left by a kill between its creation and its rename: never the record.
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let mut text = format!("interface {}\n", self.name);
+        for feature in features {
+            text.push_str(feature);
+            text.push('\n');
+        }
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// Removes the file (best effort).
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl RxVlanOff {
@@ -523,19 +607,16 @@ impl RxVlanOff {
             Err(e) => return Err(VlanOffloadError::Ethtool("reading its ethtool features", e)),
         };
         guard.words = f.count.div_ceil(32);
-        let file = ledger.and_then(|dir| ledger_file(dir, name));
+        let file = ledger.and_then(|dir| Ledger::at(dir, &guard.sock, name));
         // What an earlier process wrote down and did not turn back on, if still off.
-        let left_off = file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .unwrap_or_default();
+        let left_off = file.as_ref().map(Ledger::read).unwrap_or_default();
         let mut to_turn_off = Vec::new();
         for feature in RX_VLAN_FEATURES {
             let Some(bit) = f.index(feature) else {
                 continue;
             };
             if !f.active(bit) {
-                if f.changeable(bit) && left_off.lines().any(|l| l.trim() == feature) {
+                if f.changeable(bit) && left_off.iter().any(|l| l == feature) {
                     guard.turned_off.push((bit, feature));
                     guard.inherited.push(feature);
                 }
@@ -546,17 +627,17 @@ impl RxVlanOff {
             }
             to_turn_off.push((bit, feature));
         }
-        if let Some(p) = file {
-            let names: String = (guard.turned_off.iter().chain(&to_turn_off))
-                .map(|&(_, f)| format!("{f}\n"))
+        if let Some(l) = file {
+            let names: Vec<&str> = (guard.turned_off.iter().chain(&to_turn_off))
+                .map(|&(_, f)| f)
                 .collect();
             if names.is_empty() {
                 // A stale file (the features are on again): nothing to keep.
-                let _ = std::fs::remove_file(&p);
-            } else if std::fs::write(&p, names).is_ok() {
+                l.remove();
+            } else if l.write(&names).is_ok() {
                 // Written before anything is turned off, so a kill at any point after
                 // leaves a file naming at least what is off.
-                guard.ledger = Some(p);
+                guard.ledger = Some(l);
             }
         }
         for (bit, feature) in to_turn_off {
@@ -585,6 +666,12 @@ impl RxVlanOff {
     pub fn inherited(&self) -> &[&'static str] {
         &self.inherited
     }
+
+    /// Whether features are off that a ledger names (false: none are off, or no ledger
+    /// could be kept, so a kill would leave them off).
+    pub fn recorded(&self) -> bool {
+        self.ledger.is_some()
+    }
 }
 
 impl Drop for RxVlanOff {
@@ -595,8 +682,8 @@ impl Drop for RxVlanOff {
             // the ledger file, for the next process to try again).
             all_on &= set_feature(&self.sock, &self.name, self.words, bit, true).is_ok();
         }
-        if let Some(p) = self.ledger.as_ref().filter(|_| all_on) {
-            let _ = std::fs::remove_file(p);
+        if let Some(l) = self.ledger.as_ref().filter(|_| all_on) {
+            l.remove();
         }
     }
 }
@@ -1175,6 +1262,50 @@ mod tests {
         assert!(f.index("no-such-feature").is_none());
         let off = RxVlanOff::apply("lo", None).expect("nothing to turn off on lo");
         assert_eq!(off.turned_off().count(), 0);
+    }
+
+    #[test]
+    fn a_ledger_is_kept_only_in_a_private_folder_and_names_its_interface() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::testkit::scratch_dir("ledger");
+        let mode = |m| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(m));
+        mode(0o700).unwrap();
+        // SAFETY: plain socket creation; checked before it is owned.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        assert!(fd >= 0, "{}", io::Error::last_os_error());
+        let sock = owned(fd.into());
+        let Some(l) = Ledger::at(&dir, &sock, "lo") else {
+            crate::testkit::skipped("this kernel has no SO_NETNS_COOKIE (Linux 5.14+)");
+            return;
+        };
+        assert!(l.read().is_empty(), "no file yet");
+        l.write(&["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"])
+            .unwrap();
+        assert_eq!(l.read(), ["rx-vlan-hw-parse", "rx-vlan-stag-hw-parse"]);
+        let meta = std::fs::metadata(&l.path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // A file about another interface (an index reused) is no record of this one.
+        std::fs::write(&l.path, "interface eth9\nrx-vlan-hw-parse\n").unwrap();
+        assert!(l.read().is_empty());
+        // Nor is one reached through a symbolic link; writing replaces the link, not its
+        // target.
+        let target = dir.join("elsewhere");
+        std::fs::write(&target, "interface lo\nrx-vlan-hw-parse\n").unwrap();
+        std::fs::remove_file(&l.path).unwrap();
+        std::os::unix::fs::symlink(&target, &l.path).unwrap();
+        assert!(l.read().is_empty());
+        l.write(&["rx-vlan-hw-parse"]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "interface lo\nrx-vlan-hw-parse\n"
+        );
+        assert!(!std::fs::symlink_metadata(&l.path).unwrap().is_symlink());
+        l.remove();
+        assert!(!l.path.exists());
+        // A folder others may write to keeps no ledger.
+        mode(0o770).unwrap();
+        assert!(Ledger::at(&dir, &sock, "lo").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -786,7 +786,7 @@ impl DpdkWire {
         let up = self.watch.is_up(egress_side);
         if worker.forwards_all(&snapshot) {
             // Nothing blocked, real traffic's usual burst: it goes on as it came, unsplit
-            // (measured in bench/results/dpdk-null.md: +5-7% with 1% of frames to port 25).
+            // (bench/results/dpdk-null.md: +4-7% on net_null when no frame is blocked).
             self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..n]);
             return n;
         }
