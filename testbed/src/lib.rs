@@ -28,9 +28,16 @@ pub fn unavailable() -> Option<String> {
     }
 }
 
-/// Whether the testbed can run here.
-pub fn available() -> bool {
-    unavailable().is_none()
+/// Whether the testbed can run here; if not, the test says SKIPPED and why
+/// ([`op25b_dataplane::testkit::skipped`]), and should return.
+pub fn available_or_skipped() -> bool {
+    match unavailable() {
+        None => true,
+        Some(why) => {
+            op25b_dataplane::testkit::skipped(why);
+            false
+        }
+    }
 }
 
 /// Runs a command, panicking with its output if it fails.

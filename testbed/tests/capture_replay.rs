@@ -10,7 +10,7 @@
 use op25b_dataplane::port::pcap::{CaptureReader, Next};
 use op25b_dataplane::port::Burst;
 use op25b_dataplane::wire::{self, Addrs, Transport};
-use op25b_testbed::{unavailable, veth, Netns};
+use op25b_testbed::{available_or_skipped, veth, Netns};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
@@ -105,8 +105,7 @@ fn replay(dir: &Path, cfg: &str, cap: &Path) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
 
 #[test]
 fn real_smtp_sessions_captured_and_replayed() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     if !have("tcpdump") || !have("python3") {

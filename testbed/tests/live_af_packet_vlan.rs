@@ -14,7 +14,7 @@
 //! Needs root, iproute2 and python3; says SKIPPED otherwise.
 
 use op25b_testbed::{
-    ctl, final_counters, run_appliance, tcp_syn_frame, unavailable, wait_for_control, Wire,
+    available_or_skipped, ctl, final_counters, run_appliance, tcp_syn_frame, wait_for_control, Wire,
 };
 use serde_json::json;
 use std::time::Duration;
@@ -84,8 +84,7 @@ fn set_mtu(wire: &Wire, mtu: u32) {
 
 #[test]
 fn full_size_s_tagged_and_qinq_frames_need_a_larger_mtu_on_af_packet() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let (dir, cfg) = op25b_dataplane::testkit::scratch_config("vlanmtu", POLICY);

@@ -32,8 +32,8 @@
 //! workspace's `--all-features` test run); says SKIPPED otherwise.
 
 use op25b_testbed::{
-    final_counters, op25b_binary, run_appliance, run_without_caps, tcp_syn_frame, unavailable,
-    Netns, Reaped, Wire,
+    available_or_skipped, final_counters, op25b_binary, run_appliance, run_without_caps,
+    tcp_syn_frame, Netns, Reaped, Wire,
 };
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -86,8 +86,7 @@ fn setup(tag: &str, mtu: Option<u32>) -> Option<(std::path::PathBuf, Wire)> {
 
 /// [`setup`] with `queues` queues on every veth end.
 fn setup_queues(tag: &str, mtu: Option<u32>, queues: u32) -> Option<(std::path::PathBuf, Wire)> {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return None;
     }
     let dir = op25b_dataplane::testkit::scratch_dir(&format!("xdp-{tag}"));

@@ -8,7 +8,7 @@
 //! Needs root, iproute2 and at least two cores this process may use; says SKIPPED
 //! otherwise.
 
-use op25b_testbed::{ctl, run_appliance, unavailable, wait_for_control, Wire};
+use op25b_testbed::{available_or_skipped, ctl, run_appliance, wait_for_control, Wire};
 use std::collections::BTreeSet;
 
 fn config(workers: usize, cores: &[usize]) -> String {
@@ -62,8 +62,7 @@ fn threads(pid: u32) -> Vec<(String, BTreeSet<usize>)> {
 
 #[test]
 fn pinned_workers_keep_their_cores_and_the_control_plane_keeps_off_them() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let all = op25b_dataplane::port::sys::allowed_cores().unwrap();

@@ -11,7 +11,7 @@
 //! Needs root and iproute2, and for AF_XDP and DPDK an `op25b` built with those features
 //! (the `--all-features` test run); says SKIPPED otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Wire};
+use op25b_testbed::{available_or_skipped, run_appliance, Wire};
 use std::time::{Duration, Instant};
 
 /// The config of appliance `n` (each its own control socket and DPDK file prefix).
@@ -81,8 +81,7 @@ fn dpdk_a_flapped_link_recovers_and_a_deleted_interface_stops_the_appliance() {
 }
 
 fn flap_and_delete(backend: &str, tag: &str) {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let (dir, cfg) = op25b_dataplane::testkit::scratch_config(

@@ -5,7 +5,7 @@
 //!
 //! Needs root and iproute2; says SKIPPED otherwise.
 
-use op25b_testbed::{ctl, op25b_binary, unavailable, Reaped, Wire};
+use op25b_testbed::{available_or_skipped, ctl, op25b_binary, Reaped, Wire};
 use std::os::unix::net::UnixDatagram;
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,8 +21,7 @@ fn next(sock: &UnixDatagram) -> String {
 
 #[test]
 fn run_tells_systemd_when_it_is_ready_reloaded_and_stopping() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let dir = op25b_dataplane::testkit::scratch_dir("notify");

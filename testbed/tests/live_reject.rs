@@ -7,7 +7,7 @@
 //!
 //! Needs root, iproute2 and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{run_appliance, unavailable, Wire};
+use op25b_testbed::{available_or_skipped, run_appliance, Wire};
 use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -41,8 +41,7 @@ truncate_ipv4 = 24
 
 #[test]
 fn rejected_connections_are_refused_at_once_in_both_directions() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let (dir, cfg) = op25b_dataplane::testkit::scratch_config("reject", POLICY);

@@ -11,14 +11,13 @@
 //!
 //! Needs root, iproute2 and setpriv (util-linux); says SKIPPED otherwise.
 
-use op25b_testbed::{run_without_caps, unavailable, Netns};
+use op25b_testbed::{available_or_skipped, run_without_caps, Netns};
 use std::process::Command;
 
 /// A namespace with two veth pairs (`acc0`/`acc1`, `core0`/`core1`), up; or `None`
 /// (skipped) where that cannot be made or `setpriv` is missing.
 fn sandbox_ns(tag: &str) -> Option<Netns> {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return None;
     }
     if Command::new("setpriv").arg("--help").output().is_err() {

@@ -11,7 +11,7 @@
 //!
 //! Needs root, iproute2, ethtool and python3; says SKIPPED otherwise.
 
-use op25b_testbed::{ctl, final_counters, run_appliance, unavailable, Netns, Wire};
+use op25b_testbed::{available_or_skipped, ctl, final_counters, run_appliance, Netns, Wire};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -107,8 +107,7 @@ fn smtp(sub: &Netns, src: &str, dst: &str, port: u16) -> bool {
 
 #[test]
 fn live_appliance_blocks_outbound_25_from_dynamic_pools() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let aiosmtpd = Command::new("python3")

@@ -7,13 +7,12 @@
 //!
 //! Needs root and iproute2; says SKIPPED otherwise.
 
-use op25b_testbed::{ctl, run_appliance, unavailable, wait_for_control, Wire};
+use op25b_testbed::{available_or_skipped, ctl, run_appliance, wait_for_control, Wire};
 use std::process::Command;
 
 #[test]
 fn a_sighup_during_start_up_reloads_once_running() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let (dir, cfg) = op25b_dataplane::testkit::slow_start_config("startsig", "acc0", "core0");

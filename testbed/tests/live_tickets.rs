@@ -11,7 +11,7 @@
 //!
 //! Needs root and iproute2 (the appliance runs on a veth wire); says SKIPPED otherwise.
 
-use op25b_testbed::{ctl, run_appliance, unavailable, wait_for_control, Reaped, Wire};
+use op25b_testbed::{available_or_skipped, ctl, run_appliance, wait_for_control, Reaped, Wire};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -70,8 +70,7 @@ fn listed(sock: &Path) -> Vec<String> {
 
 #[test]
 fn tickets_survive_a_restart_and_a_bad_tickets_file_never_stops_the_start() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let dir = op25b_dataplane::testkit::scratch_dir("live-tickets");
@@ -397,8 +396,7 @@ fn fill(dir: &Path) {
 
 #[test]
 fn a_full_disk_loses_at_most_the_new_ticket_even_after_a_kill() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     let dir = op25b_dataplane::testkit::scratch_dir("live-tickets-full");

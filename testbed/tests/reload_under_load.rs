@@ -18,7 +18,7 @@
 
 use op25b_dataplane::port::pcap::PcapWriter;
 use op25b_dataplane::wire::build::FrameBuilder;
-use op25b_testbed::{run_appliance, unavailable, workspace_binary, Reaped, Wire};
+use op25b_testbed::{available_or_skipped, run_appliance, workspace_binary, Reaped, Wire};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -56,8 +56,7 @@ metrics = ""
 
 #[test]
 fn reloads_under_traffic_lose_and_misjudge_nothing() {
-    if let Some(why) = unavailable() {
-        op25b_dataplane::testkit::skipped(why);
+    if !available_or_skipped() {
         return;
     }
     if Command::new("ethtool").arg("--version").output().is_err() {
