@@ -692,25 +692,32 @@ fn grouping_is_optimal() {
     }
 }
 
+/// An IPv4 table of `entries` built in `layout` (which it must keep) agrees with the naive
+/// reference on every entry's edges and on `extra`.
+fn layout_agrees_with_naive(
+    entries: Vec<(Prefix<u32>, u32)>,
+    extra: Vec<u32>,
+    layout: Layout,
+) -> Result<(), TestCaseError> {
+    let entries = dedupe(entries);
+    let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), layout);
+    prop_assert_eq!(t.layout(), layout);
+    agree_with_naive(&t, &entries, extra)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
     /// The direct layout against the naive reference (fewer cases: each builds 64 MiB).
     #[test]
     fn v4_direct_matches_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
-        let entries = dedupe(entries);
-        let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Direct);
-        prop_assert_eq!(t.layout(), Layout::Direct);
-        agree_with_naive(&t, &entries, extra)?;
+        layout_agrees_with_naive(entries, extra, Layout::Direct)?;
     }
 
     /// The line layout against the naive reference (fewer cases: each builds 16 MiB).
     #[test]
     fn v4_lines_match_reference(entries in prefixes(v4_bits(), 32), extra in proptest::collection::vec(v4_bits(), 50)) {
-        let entries = dedupe(entries);
-        let t = Lpm4::compile_layout(&ranges::Ranges::build(&entries).unwrap(), Layout::Lines);
-        prop_assert_eq!(t.layout(), Layout::Lines);
-        agree_with_naive(&t, &entries, extra)?;
+        layout_agrees_with_naive(entries, extra, Layout::Lines)?;
     }
 
     /// Many prefixes inside one chunk of 2^14 addresses (one /18), so its line groups
