@@ -1111,20 +1111,13 @@ impl<K: Bits> LpmTable<K> {
     }
 
     /// Prefetches the first line a lookup of `key` reads (its line in the line layout,
-    /// else its root entry; for a key outside the root's block, the entry it would read,
-    /// so the hint is only wasted). Only a hint: for a batch whose table is not in this
-    /// core's cache, so the first reads of several tables overlap instead of following
-    /// each other.
+    /// else its root entry, which in the direct layout is its /24's entry; for a key
+    /// outside the root's block, the entry it would read, so the hint is only wasted).
+    /// Only a hint: for a batch whose table is not in this core's cache, so the first
+    /// reads of several tables overlap instead of following each other.
     #[inline]
     pub fn prefetch_first(&self, key: K) {
-        if !self.tbl8.is_empty() {
-            if let Some(e) = self
-                .entries
-                .get(key.index(K::BITS - DIRECT_BITS, DIRECT_BITS))
-            {
-                prefetch(e);
-            }
-        } else if self.lines.is_empty() {
+        if self.lines.is_empty() {
             if let Some(e) = self.entries.get(self.root_index(key)) {
                 prefetch(e);
             }
