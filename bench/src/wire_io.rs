@@ -91,7 +91,7 @@ pub fn blast(
             for (slot, f) in batch.iter_mut().zip(chunk.iter()) {
                 *slot = f;
             }
-            refused += sock.send_batch(&batch[..chunk.len()], &mut scratch) as u64;
+            refused += sock.send_batch(&batch[..chunk.len()], &mut scratch, None) as u64;
             sent += chunk.len() as u64;
         }
     }

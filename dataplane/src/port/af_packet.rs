@@ -199,7 +199,6 @@ impl Port for WirePort {
             Direction::AccessToCore => (&self.core, 1),
             Direction::CoreToAccess => (&self.access, 0),
         };
-        self.scratch.set_mtu(self.mtu[side]);
         let mut rejects = 0;
         for (i, v) in verdicts.iter().enumerate() {
             rejects += usize::from(*v == Verdict::Reject);
@@ -207,13 +206,14 @@ impl Port for WirePort {
                 out[n] = burst.frame(i);
                 n += 1;
                 if n == out.len() {
-                    self.tx_refused += sock.send_batch(&out[..n], &mut self.scratch) as u64;
+                    self.tx_refused +=
+                        sock.send_batch(&out[..n], &mut self.scratch, self.mtu[side]) as u64;
                     self.tx_refused_tagged[side] += self.scratch.oversized_tagged() as u64;
                     n = 0;
                 }
             }
         }
-        self.tx_refused += sock.send_batch(&out[..n], &mut self.scratch) as u64;
+        self.tx_refused += sock.send_batch(&out[..n], &mut self.scratch, self.mtu[side]) as u64;
         self.tx_refused_tagged[side] += self.scratch.oversized_tagged() as u64;
         if rejects == 0 {
             return Ok(());
@@ -238,7 +238,7 @@ impl Port for WirePort {
         for (slot, reset) in out.iter_mut().zip(&self.resets[..r]) {
             *slot = reset;
         }
-        let refused = ingress.send_batch(&out[..r], &mut self.scratch);
+        let refused = ingress.send_batch(&out[..r], &mut self.scratch, self.mtu[1 - side]);
         self.tx_refused += refused as u64;
         // (Resets are small: never refused as too long.)
         self.resets_sent += (r - refused) as u64;

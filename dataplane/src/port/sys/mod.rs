@@ -595,8 +595,14 @@ impl PacketSocket {
 
     /// Sends every frame in `frames` out of this socket's interface with as few `sendmmsg`
     /// calls as the kernel allows, using `scratch` for the message headers. Returns the
-    /// number of frames the kernel refused.
-    pub fn send_batch(&self, frames: &[&[u8]], scratch: &mut SendScratch) -> usize {
+    /// number of frames the kernel refused. `mtu` is the interface's MTU as last read
+    /// (`None`: unknown), for [`SendScratch::oversized_tagged`].
+    pub fn send_batch(
+        &self,
+        frames: &[&[u8]],
+        scratch: &mut SendScratch,
+        mtu: Option<u32>,
+    ) -> usize {
         scratch.oversized_tagged = 0;
         if frames.is_empty() {
             return 0;
@@ -605,7 +611,6 @@ impl PacketSocket {
             iov,
             msgs,
             oversized_tagged,
-            mtu,
         } = scratch;
         iov.clear();
         msgs.clear();
@@ -653,7 +658,7 @@ impl PacketSocket {
                 // A frame above the MTU, a link that went down, a queue that stays full:
                 // that frame is refused, the rest still go.
                 errno => {
-                    if errno == Some(libc::EMSGSIZE) && refused_for_its_tags(frames[sent], *mtu) {
+                    if errno == Some(libc::EMSGSIZE) && refused_for_its_tags(frames[sent], mtu) {
                         *oversized_tagged += 1;
                     }
                     sent += 1;
@@ -666,6 +671,24 @@ impl PacketSocket {
         msgs.clear();
         refused
     }
+}
+
+/// Creates `path` (0600, never over an existing file or through a symlink), writes `bytes`
+/// and flushes them to disk; a file it created but could not fill is removed again.
+pub fn write_new(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
 }
 
 /// Takes an exclusive `flock(2)` lock on `file` without waiting: `Ok(true)` once taken,
@@ -811,8 +834,6 @@ pub struct SendScratch {
     /// Frames of the last `send_batch` refused with EMSGSIZE for their tags
     /// ([`refused_for_its_tags`]).
     oversized_tagged: usize,
-    /// The MTU of the interface the next `send_batch` sends out of (`None`: unknown).
-    mtu: Option<u32>,
 }
 
 impl SendScratch {
@@ -823,15 +844,9 @@ impl SendScratch {
     /// full-size 802.1ad or 0x9100 frame, or any full-size frame with two tags, is refused
     /// although a NIC or a bridge would carry it.
     /// A frame longer than the egress MTU allows even for its tags is not counted here
-    /// (see [`SendScratch::set_mtu`]).
+    /// ([`refused_for_its_tags`]).
     pub fn oversized_tagged(&self) -> usize {
         self.oversized_tagged
-    }
-
-    /// The MTU of the interface the next [`PacketSocket::send_batch`] calls send out of,
-    /// as last read (`None`: unknown, and every tagged frame refused as too long counts).
-    pub fn set_mtu(&mut self, mtu: Option<u32>) {
-        self.mtu = mtu;
     }
 }
 
