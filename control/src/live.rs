@@ -2476,8 +2476,7 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
     let stop = Arc::new(AtomicBool::new(false));
     // The socket's folder outlives a crash (systemd keeps /run/op25b until reboot:
     // RuntimeDirectoryPreserve=yes); one not made yet keeps no ledger.
-    let ledger = config.control.socket.parent().filter(|d| d.is_dir());
-    let (ports, mut backend, claims) = open_ports(&dp, ledger)?;
+    let (ports, mut backend, claims) = open_ports(&dp, config.control.socket.parent())?;
     if let Some(sig) = signals.stop_asked("opening the ports") {
         // Closed before the backend: AF_XDP detaches its program and turns the VLAN
         // offload back on; DPDK's ports go before its EAL.

@@ -17,7 +17,6 @@
 //! path.
 
 use op25b_dataplane::policy::AnyPrefix;
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -259,7 +258,7 @@ pub fn save(path: &Path, tickets: &[Ticket]) -> std::io::Result<()> {
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
     let write = || -> std::io::Result<()> {
-        write_new(&tmp, render(tickets).as_bytes())?;
+        op25b_dataplane::port::sys::write_new(&tmp, render(tickets).as_bytes())?;
         std::fs::rename(&tmp, path)?;
         // The new list is in place; flushing the directory makes the rename itself
         // durable, best effort (an error here must not read as "the old list stands").
@@ -417,28 +416,12 @@ pub fn keep_copy(path: &Path) -> std::io::Result<PathBuf> {
         .chain((1..1000).map(|n| format!("{base}.refused.{n}")))
     {
         let to = PathBuf::from(name);
-        match write_new(&to, &bytes) {
+        match op25b_dataplane::port::sys::write_new(&to, &bytes) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             r => return r.map(|()| to),
         }
     }
     Err(std::io::Error::other("no free name for the copy"))
-}
-
-/// Creates `path` (0600, never over an existing file or through a symlink), writes `bytes`
-/// and flushes them to disk; a file it created but could not fill is removed again.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    if written.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    written
 }
 
 #[cfg(test)]

@@ -405,7 +405,7 @@ fn attach(
     }
     let promisc = Promisc::on(ifindex).map_err(step(name, "enabling promiscuous mode"))?;
     // Before the program attaches, so no frame reaches a socket with its tag stripped.
-    let vlan = RxVlanOff::apply(name, ledger).map_err(|e| XdpError::RxVlan {
+    let vlan = RxVlanOff::apply(name, ifindex, ledger).map_err(|e| XdpError::RxVlan {
         name: name.into(),
         what: match e {
             VlanOffloadError::Ethtool(what, err) => {

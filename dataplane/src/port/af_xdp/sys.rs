@@ -496,7 +496,7 @@ impl Ledger {
     /// `None` when `dir` is not a folder this process's user owns and only it may write
     /// (a file others can plant or replace is no record), or the cookie or the index
     /// cannot be read (kernels before 5.14 have no cookie).
-    fn at(dir: &std::path::Path, sock: &OwnedFd, name: &str) -> Option<Ledger> {
+    fn at(dir: &std::path::Path, sock: &OwnedFd, name: &str, index: u32) -> Option<Ledger> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::symlink_metadata(dir).ok()?;
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -520,7 +520,6 @@ impl Ledger {
         if r != 0 || len as usize != std::mem::size_of::<u64>() {
             return None;
         }
-        let index = crate::port::sys::ifindex_of(name)?;
         Some(Ledger {
             path: dir.join(format!("rx-vlan-off.{cookie}.{index}")),
             name: name.to_string(),
@@ -548,27 +547,20 @@ impl Ledger {
     /// Replaces the file with one listing `features`, whole or not at all: written to a
     /// fresh file beside it (mode 0600, not through a link) and renamed over it.
     fn write(&self, features: &[&str]) -> io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".new");
         let tmp = std::path::PathBuf::from(tmp);
         // Left by a kill between its creation and its rename: never the record.
         let _ = std::fs::remove_file(&tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
         let mut text = format!("interface {}\n", self.name);
         for feature in features {
             text.push_str(feature);
             text.push('\n');
         }
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        crate::port::sys::write_new(&tmp, text.as_bytes())?;
+        std::fs::rename(&tmp, &self.path).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
     }
 
     /// Removes the file (best effort).
@@ -583,6 +575,7 @@ impl RxVlanOff {
     /// ethtool feature support, e.g. loopback-like devices) is left alone.
     pub fn apply(
         name: &str,
+        ifindex: u32,
         ledger: Option<&std::path::Path>,
     ) -> Result<RxVlanOff, VlanOffloadError> {
         // SAFETY: plain socket creation; the result is checked.
@@ -607,7 +600,7 @@ impl RxVlanOff {
             Err(e) => return Err(VlanOffloadError::Ethtool("reading its ethtool features", e)),
         };
         guard.words = f.count.div_ceil(32);
-        let file = ledger.and_then(|dir| Ledger::at(dir, &guard.sock, name));
+        let file = ledger.and_then(|dir| Ledger::at(dir, &guard.sock, name, ifindex));
         // What an earlier process wrote down and did not turn back on, if still off.
         let left_off = file.as_ref().map(Ledger::read).unwrap_or_default();
         let mut to_turn_off = Vec::new();
@@ -1260,7 +1253,8 @@ mod tests {
             .expect("the kernel names rx-vlan-hw-parse");
         assert!(!f.active(bit));
         assert!(f.index("no-such-feature").is_none());
-        let off = RxVlanOff::apply("lo", None).expect("nothing to turn off on lo");
+        let lo = crate::port::sys::ifindex_of("lo").expect("lo has an index") as u32;
+        let off = RxVlanOff::apply("lo", lo, None).expect("nothing to turn off on lo");
         assert_eq!(off.turned_off().count(), 0);
     }
 
@@ -1274,7 +1268,8 @@ mod tests {
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         assert!(fd >= 0, "{}", io::Error::last_os_error());
         let sock = owned(fd.into());
-        let Some(l) = Ledger::at(&dir, &sock, "lo") else {
+        let lo = crate::port::sys::ifindex_of("lo").expect("lo has an index") as u32;
+        let Some(l) = Ledger::at(&dir, &sock, "lo", lo) else {
             crate::testkit::skipped("this kernel has no SO_NETNS_COOKIE (Linux 5.14+)");
             return;
         };
@@ -1304,7 +1299,7 @@ mod tests {
         assert!(!l.path.exists());
         // A folder others may write to keeps no ledger.
         mode(0o770).unwrap();
-        assert!(Ledger::at(&dir, &sock, "lo").is_none());
+        assert!(Ledger::at(&dir, &sock, "lo", lo).is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
