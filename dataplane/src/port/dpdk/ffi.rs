@@ -32,15 +32,12 @@ const MBUF_DATA_LEN: usize = 40;
 /// `m` is a valid mbuf the caller owns, whose data stays unchanged and alive for `'a`.
 #[inline(always)]
 pub unsafe fn mbuf_frame<'a>(m: *const RteMbuf) -> &'a [u8] {
-    let b = m.cast::<u8>();
-    // SAFETY: the caller gives a valid mbuf; the three fields are at these offsets with
-    // these types (asserted in shim.c); `buf_addr + data_off` is the first segment's data,
-    // `data_len` bytes long (DPDK's own definition of mtod and data_len).
+    // SAFETY: the caller gives a valid mbuf whose data stays alive for 'a; `data_len` is
+    // at the asserted offset with this type, and is the first segment's length (DPDK's own
+    // definition of data_len).
     unsafe {
-        let addr = b.add(MBUF_BUF_ADDR).cast::<*const u8>().read();
-        let off = b.add(MBUF_DATA_OFF).cast::<u16>().read();
-        let len = b.add(MBUF_DATA_LEN).cast::<u16>().read();
-        std::slice::from_raw_parts(addr.add(usize::from(off)), usize::from(len))
+        let len = m.cast::<u8>().add(MBUF_DATA_LEN).cast::<u16>().read();
+        std::slice::from_raw_parts(mbuf_data(m), usize::from(len))
     }
 }
 
@@ -51,13 +48,24 @@ pub unsafe fn mbuf_frame<'a>(m: *const RteMbuf) -> &'a [u8] {
 /// `m` is a valid mbuf the caller owns.
 #[inline(always)]
 pub unsafe fn prefetch_frame(m: *const RteMbuf) {
+    // SAFETY: as in `mbuf_data`; the frame's first byte is valid memory.
+    unsafe { crate::port::sys::prefetch(&*mbuf_data(m)) }
+}
+
+/// The first byte of `m`'s frame: `buf_addr + data_off` (DPDK's mtod), from the two
+/// fields at the offsets `shim.c` asserts.
+///
+/// # Safety
+/// `m` is a valid mbuf.
+#[inline(always)]
+unsafe fn mbuf_data(m: *const RteMbuf) -> *const u8 {
     let b = m.cast::<u8>();
-    // SAFETY: as in `mbuf_frame`: a valid mbuf's fields at asserted offsets; the frame's
-    // first byte is valid memory (data_off lies within the buffer).
+    // SAFETY: a valid mbuf's fields at asserted offsets with these types; data_off lies
+    // within the buffer.
     unsafe {
         let addr = b.add(MBUF_BUF_ADDR).cast::<*const u8>().read();
         let off = b.add(MBUF_DATA_OFF).cast::<u16>().read();
-        crate::port::sys::prefetch(&*addr.add(usize::from(off)));
+        addr.add(usize::from(off))
     }
 }
 
