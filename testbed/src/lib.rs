@@ -6,7 +6,7 @@
 //!   parallel and aborted runs do not collide and nothing is left behind.
 //! - Traffic stays between namespaces this process created; nothing is routed outside.
 //! - A machine that cannot host namespaces (not root, no iproute2) is detected up front by
-//!   [`available`], and tests say they skipped instead of passing silently.
+//!   [`available_or_skipped`], and tests say they skipped instead of passing silently.
 
 #![forbid(unsafe_code)]
 

@@ -64,6 +64,13 @@ metrics = ""
     )
 }
 
+/// Writes `text` as `op25b.toml` in `dir` and returns its path.
+fn config_in(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let cfg = dir.join("op25b.toml");
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
 /// Why this `op25b` cannot run the AF_XDP backend, if it cannot.
 fn no_af_xdp(dir: &std::path::Path) -> Option<String> {
     let cfg = dir.join("probe.toml");
@@ -154,8 +161,7 @@ fn af_xdp_appliance_blocks_outbound_25_from_dynamic_pools() {
         return;
     };
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let cfg = config_in(&dir, &policy("drop", "acc0"));
     let _server = net.tcp_listener();
     let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
@@ -286,8 +292,7 @@ fn af_xdp_jumbo_frames_pass_intact_and_a_jumbo_syn_to_25_is_still_blocked() {
         return;
     };
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let cfg = config_in(&dir, &policy("drop", "acc0"));
     let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
 
@@ -388,8 +393,7 @@ fn af_xdp_vlan_tagged_frames_keep_their_tags_and_tagged_syns_to_25_are_blocked()
             );
         }
     }
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let cfg = config_in(&dir, &policy("drop", "acc0"));
     let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
     for dev in ["acc0", "core0"] {
@@ -524,8 +528,7 @@ fn af_xdp_vlan_stripping_left_off_by_a_kill_is_turned_back_on_by_the_next_clean_
             .filter(|n| n.starts_with("rx-vlan-off."))
             .count()
     };
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let cfg = config_in(&dir, &policy("drop", "acc0"));
 
     let mut first = run_appliance(app, &cfg);
     wire.left.wait_for_ping("10.0.0.1", Duration::from_secs(10));
@@ -583,8 +586,7 @@ fn af_xdp_two_workers_each_serve_one_queue_of_a_two_queue_wire() {
         return;
     };
     let (sub, app, net) = (&wire.left, &wire.app, &wire.right);
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy_workers("drop", "acc0", 2)).unwrap();
+    let cfg = config_in(&dir, &policy_workers("drop", "acc0", 2));
     let _server = net.tcp_listener();
     let appliance = run_appliance(app, &cfg);
     sub.wait_for_ping("10.0.0.1", Duration::from_secs(10));
@@ -629,8 +631,7 @@ fn af_xdp_refuses_a_queue_without_a_worker() {
         return;
     };
     let app = &wire.app;
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy_workers("drop", "acc0", 1)).unwrap();
+    let cfg = config_in(&dir, &policy_workers("drop", "acc0", 1));
     // Before the fix it started and served queue 0 only: wait a while, not for ever.
     let mut refused = run_appliance(app, &cfg);
     let out = refused.wait_for_end(
@@ -671,8 +672,7 @@ fn af_xdp_root_without_cap_bpf_is_told_about_the_sandbox() {
         op25b_dataplane::testkit::skipped("setpriv (util-linux) is not installed");
         return;
     }
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(&cfg, policy("drop", "acc0")).unwrap();
+    let cfg = config_in(&dir, &policy("drop", "acc0"));
     let (code, err) = run_without_caps(&wire.app, "-bpf,-sys_admin", &cfg);
     assert_eq!(code, Some(3), "{err}");
     for want in [

@@ -24,18 +24,15 @@ fn run_tells_systemd_when_it_is_ready_reloaded_and_stopping() {
     if !available_or_skipped() {
         return;
     }
-    let dir = op25b_dataplane::testkit::scratch_dir("notify");
+    let (dir, cfg) = op25b_dataplane::testkit::scratch_config(
+        "notify",
+        "[outbound]\ndynamic = [\"10.0.0.0/8\"]\n\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\n\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n",
+    );
     let notify = dir.join("notify");
     let listener = UnixDatagram::bind(&notify).unwrap();
     listener
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    let cfg = dir.join("op25b.toml");
-    std::fs::write(
-        &cfg,
-        "[outbound]\ndynamic = [\"10.0.0.0/8\"]\n\n[dataplane]\nbackend = \"af_packet\"\naccess = \"acc0\"\ncore = \"core0\"\n\n[control]\nsocket = \"ctl.sock\"\nmetrics = \"\"\n",
-    )
-    .unwrap();
     let wire = Wire::new("nt", "sub0", "net0", false);
     let bin = op25b_binary();
     let child = wire
