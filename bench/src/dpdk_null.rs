@@ -304,6 +304,8 @@ pub struct SwapArgs {
     pub core: usize,
     /// The control thread's core (building, warming, publishing, the reaper).
     pub control_core: usize,
+    /// Policies of the coarse pools only (`--coarse-pools`: direct IPv4 source tables).
+    pub coarse_pools: bool,
 }
 
 /// `op25b-bench dpdk-swap`: the worker stall of a policy swap on the live DPDK path, where
@@ -333,6 +335,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
         swaps: a.swaps,
         control_core: a.control_core,
         burst: 64,
+        coarse_pools: a.coarse_pools,
     };
     let mut v = on_live_path(&live, |w, h| (wire.poll(w, h), None))?;
     eprintln!(

@@ -65,6 +65,7 @@ pub fn worker(a: &Args) -> Result<Value, String> {
         swaps: a.swaps,
         control_core: a.control_core,
         burst: 64,
+        coarse_pools: false,
     };
     let pin = || {
         op25b_dataplane::port::sys::pin_current_thread(a.core)

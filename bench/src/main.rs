@@ -13,7 +13,6 @@ use op25b_dataplane::port::pcap::PcapWriter;
 use std::io::{BufRead, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 
 #[derive(Parser)]
 #[command(name = "op25b-bench", version, about = "op25b benchmark harness")]
@@ -473,8 +472,15 @@ fn main() -> ExitCode {
                 ))
             })
             .and_then(|()| {
-                op25b_bench::swap::COARSE_POOLS.store(coarse_pools, Ordering::Relaxed);
-                op25b_bench::swap::run(prefixes, swaps, burst, cycle, !cold, !cold && !no_hot)
+                op25b_bench::swap::run(
+                    prefixes,
+                    swaps,
+                    burst,
+                    cycle,
+                    !cold,
+                    !cold && !no_hot,
+                    coarse_pools,
+                )
             })
             .map(with_provenance)
             .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
@@ -535,12 +541,12 @@ fn main() -> ExitCode {
             control_core,
             coarse_pools,
         } => {
-            op25b_bench::swap::COARSE_POOLS.store(coarse_pools, Ordering::Relaxed);
             op25b_bench::dpdk_null::swap_run(&op25b_bench::dpdk_null::SwapArgs {
                 prefixes,
                 swaps,
                 core,
                 control_core,
+                coarse_pools,
             })
         }
         .map(with_provenance)

@@ -29,18 +29,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Whether the swap benchmarks' policies keep only the IPv4 prefixes of /24 or shorter
-/// (`--coarse-pools`): they cut no /24, so the outbound IPv4 source table is built
-/// direct (DIR-24-8; the full synthetic pools cut more /24s than it may hold). The frames
-/// are drawn from all the pools as before.
-pub static COARSE_POOLS: AtomicBool = AtomicBool::new(false);
-
 /// The policy of `n` synthetic BNG-like prefixes (30% IPv6) from `seed`, generation
-/// `seed` (less the IPv4 prefixes longer than /24 under `COARSE_POOLS`).
-pub(crate) fn policy(n: usize, seed: u64) -> Result<Policy, String> {
+/// `seed`. `coarse` (`--coarse-pools`) keeps only the IPv4 prefixes of /24 or shorter:
+/// they cut no /24, so the outbound IPv4 source table is built direct (DIR-24-8; the full
+/// synthetic pools cut more /24s than it may hold). The frames are drawn from all the
+/// pools either way.
+pub(crate) fn policy(n: usize, seed: u64, coarse: bool) -> Result<Policy, String> {
     let pools = synthetic_pools(n, 0.3, seed);
     let mut spec = pools.spec();
-    if COARSE_POOLS.load(Ordering::Relaxed) {
+    if coarse {
         let coarse = |p: &AnyPrefix| !matches!(p, AnyPrefix::V4(q) if q.len > 24);
         spec.dynamic.retain(coarse);
         spec.exempt.retain(coarse);
@@ -60,10 +57,11 @@ pub fn run(
     cycle: usize,
     warm: bool,
     hot: bool,
+    coarse_pools: bool,
 ) -> Result<Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = op25b_dataplane::port::sys::pin_current_thread(0);
-    let first = policy(prefixes, 1)?;
+    let first = policy(prefixes, 1, coarse_pools)?;
     let pools = synthetic_pools(prefixes, 0.3, 1);
     let mut g = Generator::new(&pools, Profile::default(), 7);
     let bursts: Vec<Burst> = (0..cycle)
@@ -148,7 +146,7 @@ pub fn run(
         if hot {
             blocks.start();
         }
-        let next = policy(prefixes, generation);
+        let next = policy(prefixes, generation, coarse_pools);
         blocks.stop();
         let next = Arc::new(next?);
         if warm {
@@ -270,6 +268,7 @@ pub fn run(
     Ok(json!({
         "prefixes": prefixes,
         "swaps": swaps,
+        "coarse_pools": coarse_pools,
         "warmed_before_publish": warm,
         "hot_blocks_warmed": hot,
         "hot_blocks": hot_lines,
@@ -303,10 +302,12 @@ pub struct LiveArgs {
     pub control_core: usize,
     /// Frames per burst.
     pub burst: usize,
+    /// Policies of the coarse pools only (see `policy`).
+    pub coarse_pools: bool,
 }
 
 /// `count` frames of `len` bytes (at least 64) for the live-path swap benches: plain
-/// Ethernet/IPv4/TCP, the source inside one of the IPv4 pools of `policy(prefixes, 1)`
+/// Ethernet/IPv4/TCP, the source inside one of the IPv4 pools of `policy(prefixes, 1, _)`
 /// half the time (else anywhere), half of them to port 25 (else 443).
 pub fn live_frames(prefixes: usize, count: usize, len: usize) -> Vec<Vec<u8>> {
     use op25b_dataplane::policy::AnyPrefix;
@@ -439,7 +440,7 @@ pub fn on_live_path(
     if a.swaps == 0 {
         return Err("--swaps 0: nothing would be measured; give at least 1".into());
     }
-    let first = policy(a.prefixes, 1)?;
+    let first = policy(a.prefixes, 1, a.coarse_pools)?;
     first.warm();
     let handle = Arc::new(ArcSwap::from_pointee(first));
     let blocks = Arc::new(HotBlocks::new(1));
@@ -470,7 +471,7 @@ pub fn on_live_path(
                     let generation = 100 + i as u64;
                     let t = Instant::now();
                     blocks.start();
-                    let next = policy(a.prefixes, generation);
+                    let next = policy(a.prefixes, generation, a.coarse_pools);
                     blocks.stop();
                     let next = Arc::new(next?);
                     next.warm();
@@ -596,6 +597,7 @@ pub fn on_live_path(
         "swaps_measured": first.len(),
         "control_core": a.control_core,
         "burst": a.burst,
+        "coarse_pools": a.coarse_pools,
         "mpps": frames_moved as f64 / elapsed / 1e6,
         "bursts": bursts,
         "full_burst_share": full as f64 / bursts.max(1) as f64,
