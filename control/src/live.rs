@@ -41,6 +41,7 @@ use crate::tickets::Ticket;
 use arc_swap::ArcSwap;
 use crossbeam_channel::{select, Receiver, Sender};
 use hdrhistogram::Histogram;
+use op25b_dataplane::clock::BurstClock;
 use op25b_dataplane::hot::HotBlocks;
 use op25b_dataplane::policy::{AnyPrefix, ListName, Policy, Reason};
 use op25b_dataplane::port::af_packet::{Direction, LinkEvent, WirePort};
@@ -260,15 +261,19 @@ fn worker_loop(mut w: WorkerCtx) {
         inb = inb.with_sampler(*cfg);
     }
     let mut log_queue_full = 0u64;
-    let mut last = Instant::now();
+    // Read every poll: the burst clock (see op25b_dataplane::clock) does not wait for the
+    // poll's loads as Instant's does.
+    let clock = BurstClock::get();
+    let snapshot_every = SNAPSHOT_EVERY.as_nanos() as u64;
+    let mut last = clock.mark();
     let mut empty_polls = 0u32;
     // An interface gone under this worker: the reason op25b stops. The first look at the
     // links is at once, so a link down at start is told apart from one that goes down.
     let mut gone: Option<String> = w.port.check_links().and_then(|e| note_link(w.index, e));
     loop {
         let stopping = gone.is_some() || w.stop.load(Ordering::Relaxed);
-        if stopping || last.elapsed() >= SNAPSHOT_EVERY {
-            last = Instant::now();
+        if stopping || clock.ns_since(last) >= snapshot_every {
+            last = clock.mark();
             if !stopping {
                 if let Some(e) = w.port.check_links() {
                     gone = note_link(w.index, e).or(gone);

@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod bucket;
+pub mod clock;
 pub mod hits;
 pub mod hot;
 pub mod lpm;

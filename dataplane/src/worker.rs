@@ -10,14 +10,16 @@
 //!   reused, the counters are plain fields owned by this worker and are added once per
 //!   burst from the policy's tally, only blocked frames are visited one by one (under
 //!   `reject`, one walk over the burst's frames finds them, and each blocked frame's
-//!   header is read again to see whether a reset is due), and the clock is read twice per
-//!   burst (vDSO).
-//! - Rate limits (resets, drop-log samples) run on the wall clock read at the burst's
-//!   start, except in [`Worker::classify_capture`], where they run on the capture's own
+//!   header is read again to see whether a reset is due), and the burst clock
+//!   ([`crate::clock`]) is read twice per burst; the wall clock only when a blocked frame
+//!   needs it for a rate limit, once per burst at most.
+//! - Rate limits (resets, drop-log samples) run on the wall clock read when the burst's
+//!   first blocked frame asks, except in [`Worker::classify_capture`], where they run on the capture's own
 //!   timestamps, so a replay sends the resets live traffic at that pace would get, on
 //!   every run alike.
 
 use crate::bucket::TokenBucket;
+use crate::clock::BurstClock;
 use crate::hot::HotBlocks;
 use crate::policy::{BurstScratch, Policy, Reason, Verdict};
 use crate::port::{Burst, Port, PortError};
@@ -180,6 +182,8 @@ pub struct Worker {
     last_generation: u64,
     /// Zero of the wall clock the rate limits are given (in ns since this instant).
     epoch: Instant,
+    /// What bursts are timed with (the latency histogram).
+    clock: BurstClock,
 }
 
 impl Worker {
@@ -198,6 +202,7 @@ impl Worker {
             last_policy: 0,
             last_generation: 0,
             epoch: Instant::now(),
+            clock: BurstClock::get(),
             burst,
         }
     }
@@ -261,7 +266,7 @@ impl Worker {
     }
 
     /// Both of the above: `stamps` gives each frame's time for the rate limits, else the
-    /// wall clock at the burst's start does.
+    /// wall clock, read once per burst when first needed, does.
     #[inline]
     fn judge<'a>(
         &mut self,
@@ -269,12 +274,14 @@ impl Worker {
         frames: impl Iterator<Item = &'a [u8]> + Clone,
         stamps: Option<&Burst>,
     ) -> &[Verdict] {
-        let start = Instant::now();
-        // Only a blocked frame under `reject` or a drop-log sample asks the time.
+        let start = self.clock.mark();
+        // Only a blocked frame under `reject` or a drop-log sample asks the time: the
+        // first to ask reads the wall clock for the whole burst.
         let epoch = self.epoch;
+        let wall = std::cell::OnceCell::new();
         let time_of = |f: usize| {
             stamps.map_or_else(
-                || start.saturating_duration_since(epoch).as_nanos() as u64,
+                || *wall.get_or_init(|| epoch.elapsed().as_nanos() as u64),
                 |b| b.time_ns(f),
             )
         };
@@ -356,7 +363,7 @@ impl Worker {
             nblocked
         };
         c.bursts += 1;
-        if let Some(per_frame) = (start.elapsed().as_nanos() as u64).checked_div(n) {
+        if let Some(per_frame) = self.clock.ns_since(start).checked_div(n) {
             // Cannot fail: the value is clamped into the histogram's range.
             let _ = self.latency.record_n(per_frame.clamp(1, LATENCY_MAX_NS), n);
         }

@@ -1,7 +1,8 @@
 //! Linux system interfaces for live ports: an AF_PACKET socket with a TPACKET_V3
 //! memory-mapped receive ring, batched transmission with `sendmmsg`, PACKET_FANOUT, and
 //! promiscuous mode; also the CPU intrinsics the lookup tables use (cache-line prefetch
-//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare), and the `flock(2)` the
+//! and demotion hints, and `lanes_above`, a 16-lane SIMD compare), the time-stamp counter
+//! the workers time bursts with ([`tsc`]), and the `flock(2)` the
 //! control plane holds a state file with (`try_lock_exclusive`). This is the only
 //! module of the data plane with `unsafe` code; every block says why it is sound.
 //!
@@ -47,6 +48,34 @@ fn lanes_above_scalar(lanes: &[u8; 32], key: i16) -> u32 {
         m |= u32::from(i16::from_le_bytes([l[0], l[1]]) > key) << i;
     }
     m
+}
+
+/// The CPU's time-stamp counter, read without ordering (`rdtsc`): unlike the `lfence;
+/// rdtsc` of `clock_gettime`, it does not wait for the loads before it to complete.
+/// `None` off x86_64. Ticks are comparable only on a CPU with [`tsc_invariant`].
+#[inline(always)]
+pub fn tsc() -> Option<u64> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: RDTSC only reads the counter; it is in every x86_64 CPU, and Linux leaves it
+    // enabled in user mode (CR4.TSD clear) unless a process asks otherwise with
+    // prctl(PR_SET_TSC), which op25b never does.
+    return Some(unsafe { std::arch::x86_64::_rdtsc() });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// Whether the time-stamp counter ticks at one constant rate whatever the core's
+/// frequency or sleep state (CPUID 0x8000_0007, EDX bit 8, "invariant TSC"; Linux's
+/// `constant_tsc` and `nonstop_tsc`).
+pub fn tsc_invariant() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        // Leaf 0x8000_0007 exists only if the highest extended leaf reaches it.
+        __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Runs `f` with the process's file-mode creation mask set to `mask`, then restores the
