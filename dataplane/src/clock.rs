@@ -11,6 +11,9 @@
 //! Invariants:
 //! - It gives durations only, never points in time: the rate limits (resets, drop-log
 //!   samples) stay on the monotonic clock.
+//! - The counter is used only if CPUID calls it invariant and the kernel keeps time with
+//!   it too (its clock source is `tsc`: the kernel has checked that all CPUs' counters
+//!   agree, so a thread may move between CPUs).
 //! - The factor is measured once per process, over [`CALIBRATION`], by the first
 //!   [`BurstClock::get`] (a worker's creation, never a burst). It is used only if the
 //!   counter's rate comes out between 1 MHz and 100 GHz; otherwise the clock reads
@@ -52,7 +55,7 @@ impl BurstClock {
     pub fn get() -> BurstClock {
         static CLOCK: OnceLock<BurstClock> = OnceLock::new();
         *CLOCK.get_or_init(|| {
-            if sys::tsc_invariant() {
+            if sys::tsc_invariant() && kernel_trusts_tsc() {
                 BurstClock::measured(CALIBRATION)
             } else {
                 BurstClock::wall()
@@ -117,6 +120,17 @@ impl BurstClock {
             _ => 0,
         }
     }
+}
+
+/// The kernel's own clock source, where it says which.
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+/// Whether the kernel keeps time with the TSC itself: it does so only after checking that
+/// the counters of all CPUs agree and stay steady (it drops the TSC as soon as they do
+/// not, e.g. in a VM whose host cannot keep them so), and the workers' threads may move
+/// between CPUs. Unknown (no such file): trusted, on the CPUID flag alone.
+fn kernel_trusts_tsc() -> bool {
+    std::fs::read_to_string(CLOCKSOURCE).map_or(true, |s| s.trim() == "tsc")
 }
 
 #[cfg(test)]
