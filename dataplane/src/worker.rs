@@ -11,12 +11,12 @@
 //!   burst from the policy's tally, only blocked frames are visited one by one (under
 //!   `reject`, one walk over the burst's frames finds them, and each blocked frame's
 //!   header is read again to see whether a reset is due), and the burst clock
-//!   ([`crate::clock`]) is read twice per burst; the wall clock only when a blocked frame
-//!   needs it for a rate limit, once per burst at most.
-//! - Rate limits (resets, drop-log samples) run on the wall clock read when the burst's
-//!   first blocked frame asks, except in [`Worker::classify_capture`], where they run on the capture's own
-//!   timestamps, so a replay sends the resets live traffic at that pace would get, on
-//!   every run alike.
+//!   ([`crate::clock`]) is read twice per burst. The wall clock is read only in a burst
+//!   that blocks a frame under `reject` or with a drop log, once at most.
+//! - Rate limits (resets, drop-log samples) run on the wall clock, read when the burst's
+//!   first blocked frame asks, except in [`Worker::classify_capture`], where they run on
+//!   the capture's own timestamps, so a replay sends the resets live traffic at that pace
+//!   would get, on every run alike.
 
 use crate::bucket::TokenBucket;
 use crate::clock::BurstClock;

@@ -50,9 +50,10 @@ fn lanes_above_scalar(lanes: &[u8; 32], key: i16) -> u32 {
     m
 }
 
-/// The CPU's time-stamp counter, read without ordering (`rdtsc`): unlike the `lfence;
-/// rdtsc` of `clock_gettime`, it does not wait for the loads before it to complete.
-/// `None` off x86_64. Ticks are comparable only on a CPU with [`tsc_invariant`].
+/// The CPU's time-stamp counter, read without ordering (`rdtsc`): unlike the `rdtscp` or
+/// `lfence; rdtsc` of `clock_gettime`, it does not wait for the instructions before it to
+/// complete. `None` off x86_64. Ticks are comparable only on a CPU with
+/// [`tsc_invariant`].
 #[inline(always)]
 pub fn tsc() -> Option<u64> {
     #[cfg(target_arch = "x86_64")]
@@ -69,9 +70,13 @@ pub fn tsc() -> Option<u64> {
 /// `constant_tsc` and `nonstop_tsc`).
 pub fn tsc_invariant() -> bool {
     #[cfg(target_arch = "x86_64")]
-    {
+    // SAFETY: CPUID is in every x86_64 CPU and only reads identification registers; the
+    // leaf is asked for only if the highest extended leaf reaches it. (`__cpuid` is a
+    // safe function in recent Rust, an unsafe one in older releases down to our
+    // rust-version, 1.88.)
+    #[allow(unused_unsafe)]
+    unsafe {
         use std::arch::x86_64::__cpuid;
-        // Leaf 0x8000_0007 exists only if the highest extended leaf reaches it.
         __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
     }
     #[cfg(not(target_arch = "x86_64"))]
