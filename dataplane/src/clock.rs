@@ -68,8 +68,7 @@ impl BurstClock {
     pub fn get() -> BurstClock {
         static CLOCK: OnceLock<BurstClock> = OnceLock::new();
         *CLOCK.get_or_init(|| {
-            let trusted = sys::tsc_invariant()
-                && std::fs::read_to_string(CLOCKSOURCE).is_ok_and(|s| s.trim() == "tsc");
+            let trusted = sys::tsc_invariant() && clock_source().is_some_and(|s| s == "tsc");
             if trusted {
                 BurstClock::measured()
             } else {
@@ -130,6 +129,13 @@ impl BurstClock {
     }
 }
 
+/// The kernel's clock source (`tsc`, `kvm-clock`, …), if it says.
+fn clock_source() -> Option<String> {
+    std::fs::read_to_string(CLOCKSOURCE)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
 /// `ticks` in nanoseconds at `q` (32.32 fixed-point ns per tick), saturating.
 #[inline(always)]
 fn ticks_to_ns(ticks: u64, q: u64) -> u64 {
@@ -175,7 +181,7 @@ mod tests {
             skipped(format!(
                 "the burst clock reads Instant here (invariant TSC: {}, clock source: {:?}, or no clean calibration)",
                 sys::tsc_invariant(),
-                std::fs::read_to_string(CLOCKSOURCE).map(|s| s.trim().to_string()).ok()
+                clock_source()
             ));
         }
         c.uses_tsc().then_some(c)
