@@ -124,7 +124,8 @@ fn judge(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 policy.judge_burst(
-                    frames.iter().map(|f| f.as_slice()),
+                    frames.len(),
+                    |i| frames[i].as_slice(),
                     &mut scratch,
                     &mut reasons,
                 );

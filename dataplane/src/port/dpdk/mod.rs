@@ -769,20 +769,20 @@ impl DpdkWire {
         }
         let snapshot = policy.load();
         let rx = &self.rx[..n];
-        let frames = rx.iter().enumerate().map(|(i, &m)| {
-            // SAFETY: `m` and `ahead` were just received, so they are valid mbufs; `m` is
-            // ours until sent or freed below, after the last use of this slice, and
-            // nothing writes its data.
+        let last = n - 1;
+        let frame = |i: usize| {
+            // SAFETY: `rx[i]` and the one ahead were just received, so they are valid
+            // mbufs; they are ours until sent or freed below, after the last use of
+            // `frame`, and nothing writes their data.
             unsafe {
                 // The frame a few ahead is asked for now, so its miss (a NIC's frame is
-                // not in this core's cache) overlaps the parse of this one.
-                if let Some(&ahead) = rx.get(i + PREFETCH_AHEAD) {
-                    ffi::prefetch_frame(ahead);
-                }
-                ffi::mbuf_frame(m)
+                // not in this core's cache) overlaps the parse of this one; the last
+                // frames ask for the last again, which costs less than a branch.
+                ffi::prefetch_frame(rx[(i + PREFETCH_AHEAD).min(last)]);
+                ffi::mbuf_frame(rx[i])
             }
-        });
-        worker.classify_frames(&snapshot, frames);
+        };
+        worker.classify_frames(&snapshot, n, frame);
         let up = self.watch.is_up(egress_side);
         if worker.forwards_all(&snapshot) {
             // Nothing blocked, real traffic's usual burst: it goes on as it came, unsplit
