@@ -36,7 +36,7 @@ mod ffi;
 
 pub use super::af_packet::Direction;
 use super::link::{LinkEvent, LinkWatch};
-use crate::policy::Verdict;
+use crate::policy::{Reason, Verdict};
 use crate::worker::{PolicyHandle, Worker};
 use ffi::{RteMbuf, RteMempool};
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -58,8 +58,10 @@ const POOL_CACHE: u32 = 256;
 const DEFAULT_FRAME_ROOM: u16 = 2048;
 /// What a frame carries beyond its MTU: Ethernet header, two VLAN tags, FCS.
 const FRAME_OVERHEAD: u16 = 14 + 8 + 4;
-/// Most frames one poll moves (the configured burst is capped to this).
+/// Most frames one poll moves (the configured burst is capped to this). A power of two:
+/// the split indexes its lists masked.
 pub const MAX_BURST: usize = 256;
+const _: () = assert!(MAX_BURST.is_power_of_two());
 
 static EAL_STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -661,10 +663,11 @@ pub struct DpdkWire {
     queue: u16,
     direction: Direction,
     rx: Vec<*mut RteMbuf>,
-    /// Burst-sized: filled by index, the first `nf` (forwarded) of a poll are sent.
-    forward: Vec<*mut RteMbuf>,
-    /// Burst-sized: filled by index, the first `nd` (dropped) of a poll are freed.
-    drop: Vec<*mut RteMbuf>,
+    /// Filled by index (masked: no bounds check), the first `nf` (forwarded) of a poll are
+    /// sent.
+    forward: Box<[*mut RteMbuf; MAX_BURST]>,
+    /// Filled by index (masked), the first `nd` (dropped) of a poll are freed.
+    drop: Box<[*mut RteMbuf; MAX_BURST]>,
     resets: Vec<*mut RteMbuf>,
     reset_frame: Vec<u8>,
     /// Frames a TX queue did not accept (freed), and resets that could not be sent.
@@ -707,8 +710,8 @@ impl DpdkWire {
             queue,
             direction: Direction::AccessToCore,
             rx: vec![std::ptr::null_mut(); burst],
-            forward: vec![std::ptr::null_mut(); burst],
-            drop: vec![std::ptr::null_mut(); burst],
+            forward: Box::new([std::ptr::null_mut(); MAX_BURST]),
+            drop: Box::new([std::ptr::null_mut(); MAX_BURST]),
             resets: Vec::with_capacity(burst),
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
@@ -791,18 +794,20 @@ impl DpdkWire {
             return n;
         }
         // Split without a branch per frame: each mbuf is written to the end of both lists
-        // and only the list its verdict names grows (the lists hold a burst each).
-        let (mut nf, mut nd, mut rejects) = (0usize, 0usize, 0usize);
+        // and only the list its verdict names grows (the lists hold MAX_BURST ≥ n each,
+        // indexed masked so no bounds check is needed).
+        let (mut nf, mut nd) = (0usize, 0usize);
+        let (forward, drop) = (&mut *self.forward, &mut *self.drop);
         for (&m, &v) in self.rx[..n].iter().zip(worker.verdicts()) {
-            self.forward[nf] = m;
-            self.drop[nd] = m;
+            forward[nf % MAX_BURST] = m;
+            drop[nd % MAX_BURST] = m;
             let fwd = v.forwards();
             nf += usize::from(fwd);
             nd += usize::from(!fwd);
-            rejects += usize::from(v == Verdict::Reject);
         }
         self.resets.clear();
-        if rejects > 0 {
+        // Only `reject` gives Reject verdicts (to the blocked frames that get a reset).
+        if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
             for (i, &v) in worker.verdicts().iter().enumerate() {
                 if v != Verdict::Reject {
                     continue;
