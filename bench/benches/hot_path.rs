@@ -124,8 +124,7 @@ fn judge(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 policy.judge_burst(
-                    frames.len(),
-                    |i| frames[i].as_slice(),
+                    frames.iter().map(|f| f.as_slice()),
                     &mut scratch,
                     &mut reasons,
                 );

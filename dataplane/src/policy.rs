@@ -441,6 +441,17 @@ pub const HOT_LINES_MAX: usize = 1 << 15;
 /// checks. A longer burst is judged chunk by chunk.
 const CHUNK: usize = 256;
 
+/// A parsed frame's reason before its lanes are judged: `Blocked` (provisional, settled by
+/// [`Lanes::judge`]) when it kept a lane, else its port is not blocked.
+#[inline(always)]
+fn provisional(kept_lane: bool) -> Reason {
+    if kept_lane {
+        Reason::Blocked
+    } else {
+        Reason::PortNotBlocked
+    }
+}
+
 /// Per-family lanes of a chunk that need table lookups.
 ///
 /// A lane is written unconditionally at slot `n` and kept by advancing `n` by 0 or 1, so
@@ -449,10 +460,6 @@ const CHUNK: usize = 256;
 struct Lanes<K> {
     /// Lanes in use (at most the frames of the chunk, so below `CHUNK` while writing).
     n: usize,
-    /// Whether a lane of this chunk is an overlap fragment. Every `overlap` slot is false
-    /// unless this is set (the next [`Lanes::writer`] clears them), so the plain-frame
-    /// path, which never has one, need not write the slot.
-    any_overlap: bool,
     /// One allocation, so the hot loops address every array from one base register.
     a: Box<LaneArrays<K>>,
 }
@@ -476,7 +483,6 @@ impl<K: crate::lpm::Bits> Default for Lanes<K> {
     fn default() -> Self {
         Lanes {
             n: 0,
-            any_overlap: false,
             a: Box::new(LaneArrays {
                 frame: [0; CHUNK],
                 overlap: [false; CHUNK],
@@ -494,42 +500,27 @@ impl<K: crate::lpm::Bits> Default for Lanes<K> {
 /// register while the chunk is parsed; [`Policy::fill_chunk`] stores it back.
 struct LaneWriter<'a, K> {
     n: usize,
-    any_overlap: bool,
     a: &'a mut LaneArrays<K>,
 }
 
 impl<K: Copy> LaneWriter<'_, K> {
-    /// Writes a lane that is not an overlap fragment at slot `n` and keeps it when `keep`
-    /// holds (`frame` < CHUNK). Its `overlap` slot is already false: a slot written true
-    /// was kept, so `n` has moved past it.
+    /// Writes a lane at slot `n` and keeps it when `keep` holds (`frame` < CHUNK).
     #[inline(always)]
-    fn push_if(&mut self, keep: bool, frame: usize, src: K, dst: K) {
+    fn push_if(&mut self, keep: bool, frame: usize, src: K, dst: K, overlap: bool) {
         let n = self.n % CHUNK;
         self.a.frame[n] = frame as u32;
+        self.a.overlap[n] = overlap;
         self.a.src[n] = src;
         self.a.dst[n] = dst;
         self.n += usize::from(keep);
-    }
-
-    /// [`LaneWriter::push_if`] for a lane that may be an overlap fragment (kept then).
-    #[inline(always)]
-    fn push_maybe_overlap(&mut self, keep: bool, frame: usize, src: K, dst: K, overlap: bool) {
-        self.a.overlap[self.n % CHUNK] = overlap;
-        self.any_overlap |= overlap;
-        self.push_if(keep | overlap, frame, src, dst);
     }
 }
 
 impl<K: crate::lpm::Bits> Lanes<K> {
     /// A writer of this chunk's lanes from the first slot on (the lanes are reset).
     fn writer(&mut self) -> LaneWriter<'_, K> {
-        if self.any_overlap {
-            self.a.overlap.fill(false);
-            self.any_overlap = false;
-        }
         LaneWriter {
             n: 0,
-            any_overlap: false,
             a: &mut self.a,
         }
     }
@@ -553,7 +544,7 @@ impl<K: crate::lpm::Bits> Lanes<K> {
         }
     }
 
-    /// Gives the frames of these lanes their reasons (`reasons` is the chunk's, indexed by
+    /// Settles the provisional reasons of these lanes (`reasons` is the chunk's, indexed by
     /// frame in the chunk), with batched lookups per table, appends (base + frame, dynamic
     /// position) of every blocked lane to `blocked` (in frame order) and adds the reasons it
     /// settled to `tally`. No branch depends on a lane's outcome: reasons are selected and
@@ -936,17 +927,13 @@ impl Policy {
         (reason, self.verdict(reason))
     }
 
-    /// Judges a burst of `n` frames, frame `i` being `frame(i)`: `reasons` is cleared and
-    /// gets one reason per frame, in order. Equivalent to [`Policy::classify`] on each
-    /// frame, but the table lookups of the whole burst are batched so their memory reads
-    /// overlap. `scratch` is reused from burst to burst, so nothing is allocated once it
-    /// has grown to the burst size. `frame` is called once per frame, in order, with
-    /// `i < n`: an indexed source keeps the per-frame loop a counted one (an iterator
-    /// chain's state cost about 10 instructions a frame on DPDK mbufs).
+    /// Judges a burst of frames: `reasons` is cleared and gets one reason per frame, in
+    /// order. Equivalent to [`Policy::classify`] on each frame, but the table lookups of the
+    /// whole burst are batched so their memory reads overlap. `scratch` is reused from burst
+    /// to burst, so nothing is allocated once it has grown to the burst size.
     pub fn judge_burst<'a>(
         &self,
-        n: usize,
-        frame: impl Fn(usize) -> &'a [u8],
+        frames: impl Iterator<Item = &'a [u8]>,
         scratch: &mut BurstScratch,
         reasons: &mut Vec<Reason>,
     ) {
@@ -954,11 +941,14 @@ impl Policy {
         let s = scratch;
         s.blocked.clear();
         s.tally = [0; Reason::COUNT];
+        let mut frames = frames.fuse();
         let recording = s.hot.as_ref().is_some_and(|(h, _)| h.recording());
-        let mut base = 0usize;
-        while base < n {
-            let m = (n - base).min(CHUNK);
-            let skipped = self.fill_chunk(base, m, &frame, s);
+        loop {
+            let base = reasons.len();
+            let (m, skipped) = self.fill_chunk(&mut frames, s);
+            if m == 0 {
+                break;
+            }
             if recording {
                 self.record(s);
             }
@@ -992,7 +982,9 @@ impl Policy {
                 s.blocked[first..].sort_unstable();
             }
             reasons.extend_from_slice(&s.chunk[..m]);
-            base += m;
+            if m < CHUNK {
+                break;
+            }
         }
     }
 
@@ -1012,18 +1004,16 @@ impl Policy {
         }
     }
 
-    /// Parses frames `base..base + m` (`m` ≤ [`CHUNK`]) into the chunk's reasons and the
-    /// lanes of `s` (which it resets), tallying the skipped frames; returns how many were
-    /// skipped. The lanes are written through [`LaneWriter`]s, so their counts stay in
-    /// registers instead of being stored and reloaded at every frame.
+    /// Parses up to [`CHUNK`] frames of `frames` into the chunk's reasons and the lanes of
+    /// `s` (which it resets), tallying the skipped frames; returns (frames taken, skipped).
+    /// The lanes are written through [`LaneWriter`]s, so their counts stay in registers
+    /// instead of being stored and reloaded at every frame.
     #[inline(always)]
     fn fill_chunk<'a>(
         &self,
-        base: usize,
-        m: usize,
-        frame: &impl Fn(usize) -> &'a [u8],
+        frames: &mut impl Iterator<Item = &'a [u8]>,
         s: &mut BurstScratch,
-    ) -> u32 {
+    ) -> (usize, u32) {
         let BurstScratch {
             v4,
             v6,
@@ -1033,22 +1023,23 @@ impl Policy {
         } = s;
         let chunk: &mut [Reason; CHUNK] = chunk;
         let (mut w4, mut w6) = (v4.writer(), v6.writer());
+        let mut m = 0usize;
         let mut skipped = 0u32;
-        // A frame that keeps no lane and is not skipped went to a port not blocked; kept
-        // lanes get their reasons from `Lanes::judge`. So the plain path stores none.
-        chunk[..m].fill(Reason::PortNotBlocked);
-        for i in 0..m {
-            let frame = frame(base + i);
+        for frame in frames.take(CHUNK) {
+            let i = m;
+            m += 1;
             if let Some((src, dst, dport)) = wire::parse_plain_ipv4(frame) {
-                w4.push_if(self.ports.contains(dport), i, src, dst);
+                let keep = self.ports.contains(dport);
+                w4.push_if(keep, i, src, dst, false);
+                chunk[i % CHUNK] = provisional(keep);
                 continue;
             }
-            match wire::parse(frame) {
+            chunk[i % CHUNK] = match wire::parse(frame) {
                 Err(skip) => {
                     let r = Reason::Skip(skip);
                     tally[r.index()] += 1;
                     skipped += 1;
-                    chunk[i % CHUNK] = r;
+                    r
                 }
                 Ok(key) => {
                     // Every judged frame is written to a lane; only those to a blocked
@@ -1058,19 +1049,17 @@ impl Policy {
                         Transport::Ipv4OverlapFragment => (true, true),
                     };
                     match key.addrs {
-                        Addrs::V4 { src, dst } => w4.push_maybe_overlap(keep, i, src, dst, overlap),
-                        Addrs::V6 { src, dst } => w6.push_maybe_overlap(keep, i, src, dst, overlap),
+                        Addrs::V4 { src, dst } => w4.push_if(keep, i, src, dst, overlap),
+                        Addrs::V6 { src, dst } => w6.push_if(keep, i, src, dst, overlap),
                     }
+                    provisional(keep)
                 }
-            }
+            };
         }
         let (n4, n6) = (w4.n, w6.n);
-        let (o4, o6) = (w4.any_overlap, w6.any_overlap);
         v4.n = n4;
         v6.n = n6;
-        v4.any_overlap = o4;
-        v6.any_overlap = o6;
-        skipped
+        (m, skipped)
     }
 
     /// What the action makes of a reason.
@@ -1365,8 +1354,7 @@ mod tests {
             let mut reasons = Vec::new();
             for chunk in frames.chunks(64) {
                 p.judge_burst(
-                    chunk.len(),
-                    |i| chunk[i].as_slice(),
+                    chunk.iter().map(|f| f.as_slice()),
                     &mut scratch,
                     &mut reasons,
                 );
@@ -1491,46 +1479,6 @@ mod tests {
         .ipv4_fragment(1, false)
         .build();
         assert_eq!(p.classify(&f).0, Reason::SourceExempt);
-    }
-
-    #[test]
-    fn an_overlap_fragments_lane_leaves_no_mark_on_later_plain_frames() {
-        // Plain frames never write a lane's overlap flag (they cannot be fragments), so a
-        // flag an overlap fragment set must be gone by the time a plain frame reuses its
-        // slot: later in the chunk, in the next chunk and in the next burst.
-        let (p, _) = Policy::build(spec(), 1).unwrap();
-        let tcp = |dport| {
-            FrameBuilder::tcp(
-                "10.1.1.1".parse().unwrap(),
-                "198.51.100.1".parse().unwrap(),
-                1,
-                dport,
-            )
-        };
-        let fragment = tcp(80).ipv4_fragment(1, false).build();
-        let plain = tcp(25).build();
-        assert!(wire::parse_plain_ipv4(&plain).is_some());
-        let (mut scratch, mut reasons) = (BurstScratch::default(), Vec::new());
-        // The fragment takes lane 0; source lookups compact the kept lanes, so it is judged
-        // from the same slot the plain frames after it are written to in the next chunk.
-        let mut burst = vec![fragment.clone(), plain.clone(), plain.clone()];
-        burst.extend(std::iter::repeat_n(plain.clone(), CHUNK + 5));
-        p.judge_burst(burst.len(), |i| &burst[i], &mut scratch, &mut reasons);
-        assert_eq!(reasons[0], Reason::BlockedOverlapFragment);
-        assert!(reasons[1..].iter().all(|&r| r == Reason::Blocked));
-        let burst = [plain.clone(), fragment, plain];
-        p.judge_burst(1, |_| &burst[0], &mut scratch, &mut reasons);
-        assert_eq!(reasons, [Reason::Blocked]);
-        p.judge_burst(3, |i| &burst[i], &mut scratch, &mut reasons);
-        assert_eq!(
-            reasons,
-            [
-                Reason::Blocked,
-                Reason::BlockedOverlapFragment,
-                Reason::Blocked
-            ]
-        );
-        assert_eq!(scratch.tally()[Reason::BlockedOverlapFragment.index()], 1);
     }
 
     #[test]
@@ -1660,8 +1608,7 @@ mod tests {
             for (chunk, cold) in bursts.flat_map(|c| [(c, true), (c, false)]) {
                 scratch.set_cold(cold);
                 p.judge_burst(
-                    chunk.len(),
-                    |i| chunk[i].as_slice(),
+                    chunk.iter().map(|f| f.as_slice()),
                     &mut scratch,
                     &mut reasons,
                 );
@@ -1746,7 +1693,7 @@ mod tests {
             frame("2001:db8:100::5", "2001:db8:a::1", 25),
         ];
         let judge = |scratch: &mut BurstScratch, reasons: &mut Vec<Reason>| {
-            p.judge_burst(frames.len(), |i| &frames[i][..], scratch, reasons);
+            p.judge_burst(frames.iter().map(|f| &f[..]), scratch, reasons);
         };
         // Not recording: nothing is marked.
         judge(&mut scratch, &mut reasons);

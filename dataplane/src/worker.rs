@@ -241,7 +241,7 @@ impl Worker {
     /// Judges every frame of `burst` with `policy`; the verdicts are returned in burst order.
     #[inline]
     pub fn classify(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
-        self.classify_frames(policy, burst.len(), |i| burst.frame(i))
+        self.classify_frames(policy, burst.frames())
     }
 
     /// Judges every frame of a burst read from a capture, as [`Worker::classify`] does,
@@ -250,22 +250,19 @@ impl Worker {
     /// replay, which runs far faster (or slower) than the capture was taken, then answers
     /// the frames live traffic would have got resets for, the same on every run.
     pub fn classify_capture(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
-        self.judge(policy, burst.len(), |i| burst.frame(i), Some(burst))
+        self.judge(policy, burst.frames(), Some(burst))
     }
 
-    /// Judges a burst of `n` frames that live elsewhere (a backend's own buffers, such as
-    /// DPDK mbufs, judged in place), frame `i` being `frame(i)`; the verdicts are returned
-    /// in order, one per frame, with the same counters and latency accounting as
-    /// [`Worker::classify`]. `frame` is called with `i < n` only: once per frame in order,
-    /// and again for the few blocked frames a reset or a drop-log record needs.
+    /// Judges a burst of frames that live elsewhere (a backend's own buffers, such as DPDK
+    /// mbufs, judged in place); the verdicts are returned in order, one per frame, with the
+    /// same counters and latency accounting as [`Worker::classify`].
     #[inline]
     pub fn classify_frames<'a>(
         &mut self,
         policy: &Policy,
-        n: usize,
-        frame: impl Fn(usize) -> &'a [u8],
+        frames: impl Iterator<Item = &'a [u8]> + Clone,
     ) -> &[Verdict] {
-        self.judge(policy, n, frame, None)
+        self.judge(policy, frames, None)
     }
 
     /// Both of the above: `stamps` gives each frame's time for the rate limits, else the
@@ -274,8 +271,7 @@ impl Worker {
     fn judge<'a>(
         &mut self,
         policy: &Policy,
-        n: usize,
-        frame: impl Fn(usize) -> &'a [u8],
+        frames: impl Iterator<Item = &'a [u8]> + Clone,
         stamps: Option<&Burst>,
     ) -> &[Verdict] {
         let start = self.clock.mark();
@@ -299,7 +295,7 @@ impl Worker {
         // A new policy's tables are not in this core's cache yet; very large ones mostly
         // never are.
         self.scratch.set_cold(fresh || policy.always_cold());
-        policy.judge_burst(n, &frame, &mut self.scratch, &mut self.reasons);
+        policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
         let blocked = self.scratch.blocked();
         if let Some(hits) = policy.hits() {
             hits.count(self.slot, blocked.iter().map(|&(_, p)| p));
@@ -323,10 +319,14 @@ impl Worker {
             }
             Verdict::Reject => {
                 c.dropped += nblocked;
+                // One walk over the frames for the whole list (it is in burst order): only
+                // a frame a reset is due for may spend a token.
+                let mut walk = frames.clone().enumerate();
                 for &(f, _) in blocked {
                     let f = f as usize;
-                    // Only a frame a reset is due for may spend a token.
-                    let due = crate::wire::rst::reset_due(frame(f));
+                    let due = walk
+                        .find(|&(i, _)| i == f)
+                        .is_some_and(|(_, frame)| crate::wire::rst::reset_due(frame));
                     self.verdicts[f] = if !due {
                         c.reset_unanswerable += 1;
                         Verdict::Drop
@@ -344,15 +344,18 @@ impl Worker {
             for &(f, dynamic) in blocked {
                 if s.pick(time_of(f as usize)) {
                     let f = f as usize;
-                    s.record(
-                        frame(f),
-                        policy.generation(),
-                        (self.reasons[f], self.verdicts[f], dynamic),
-                    );
+                    // Sampled segments are few (bounded by the rate): walking to the frame again is cheap.
+                    if let Some(frame) = frames.clone().nth(f) {
+                        s.record(
+                            frame,
+                            policy.generation(),
+                            (self.reasons[f], self.verdicts[f], dynamic),
+                        );
+                    }
                 }
             }
         }
-        let n = n as u64;
+        let n = self.reasons.len() as u64;
         c.rx += n;
         c.tx += n - if policy.verdict(Reason::Blocked).forwards() {
             0

@@ -79,14 +79,14 @@ fuzz_target!(|data: &[u8]| {
         SCRATCH.with_borrow_mut(|(scratch, reasons)| {
             let p = policy();
             let want = p.classify(plain).0;
-            p.judge_burst(1, |_| data, scratch, reasons);
+            p.judge_burst([data].into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[reason]);
             let burst = [plain.as_slice(), data, plain.as_slice()];
-            p.judge_burst(burst.len(), |i| burst[i], scratch, reasons);
+            p.judge_burst(burst.into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[want, reason, want]);
             let d = direct();
             assert_eq!(d.classify(data), (reason, verdict));
-            d.judge_burst(burst.len(), |i| burst[i], scratch, reasons);
+            d.judge_burst(burst.into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[want, reason, want]);
         })
     });

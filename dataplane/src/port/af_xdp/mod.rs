@@ -573,7 +573,7 @@ impl XdpWire {
         egress.reap();
         let snapshot = policy.load();
         let rx: &Xsk = ingress;
-        let verdicts = worker.classify_frames(&snapshot, n as usize, |i| rx.rx_frame(i as u32));
+        let verdicts = worker.classify_frames(&snapshot, (0..n).map(|i| rx.rx_frame(i)));
         let mut resets = 0u32;
         for (i, v) in (0..n).zip(verdicts) {
             match v {

@@ -36,7 +36,7 @@ mod ffi;
 
 pub use super::af_packet::Direction;
 use super::link::{LinkEvent, LinkWatch};
-use crate::policy::{Reason, Verdict};
+use crate::policy::Verdict;
 use crate::worker::{PolicyHandle, Worker};
 use ffi::{RteMbuf, RteMempool};
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -58,10 +58,8 @@ const POOL_CACHE: u32 = 256;
 const DEFAULT_FRAME_ROOM: u16 = 2048;
 /// What a frame carries beyond its MTU: Ethernet header, two VLAN tags, FCS.
 const FRAME_OVERHEAD: u16 = 14 + 8 + 4;
-/// Most frames one poll moves (the configured burst is capped to this). A power of two:
-/// the split indexes its lists masked.
+/// Most frames one poll moves (the configured burst is capped to this).
 pub const MAX_BURST: usize = 256;
-const _: () = assert!(MAX_BURST.is_power_of_two());
 
 static EAL_STARTED: AtomicBool = AtomicBool::new(false);
 
@@ -663,11 +661,10 @@ pub struct DpdkWire {
     queue: u16,
     direction: Direction,
     rx: Vec<*mut RteMbuf>,
-    /// Filled by index (masked: no bounds check), the first `nf` (forwarded) of a poll are
-    /// sent.
-    forward: Box<[*mut RteMbuf; MAX_BURST]>,
-    /// Filled by index (masked), the first `nd` (dropped) of a poll are freed.
-    drop: Box<[*mut RteMbuf; MAX_BURST]>,
+    /// Burst-sized: filled by index, the first `nf` (forwarded) of a poll are sent.
+    forward: Vec<*mut RteMbuf>,
+    /// Burst-sized: filled by index, the first `nd` (dropped) of a poll are freed.
+    drop: Vec<*mut RteMbuf>,
     resets: Vec<*mut RteMbuf>,
     reset_frame: Vec<u8>,
     /// Frames a TX queue did not accept (freed), and resets that could not be sent.
@@ -710,8 +707,8 @@ impl DpdkWire {
             queue,
             direction: Direction::AccessToCore,
             rx: vec![std::ptr::null_mut(); burst],
-            forward: Box::new([std::ptr::null_mut(); MAX_BURST]),
-            drop: Box::new([std::ptr::null_mut(); MAX_BURST]),
+            forward: vec![std::ptr::null_mut(); burst],
+            drop: vec![std::ptr::null_mut(); burst],
             resets: Vec::with_capacity(burst),
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
@@ -772,20 +769,20 @@ impl DpdkWire {
         }
         let snapshot = policy.load();
         let rx = &self.rx[..n];
-        let last = n - 1;
-        let frame = |i: usize| {
-            // SAFETY: `rx[i]` and the one ahead were just received, so they are valid
-            // mbufs; they are ours until sent or freed below, after the last use of
-            // `frame`, and nothing writes their data.
+        let frames = rx.iter().enumerate().map(|(i, &m)| {
+            // SAFETY: `m` and `ahead` were just received, so they are valid mbufs; `m` is
+            // ours until sent or freed below, after the last use of this slice, and
+            // nothing writes its data.
             unsafe {
                 // The frame a few ahead is asked for now, so its miss (a NIC's frame is
-                // not in this core's cache) overlaps the parse of this one; the last
-                // frames ask for the last again, which costs less than a branch.
-                ffi::prefetch_frame(rx[(i + PREFETCH_AHEAD).min(last)]);
-                ffi::mbuf_frame(rx[i])
+                // not in this core's cache) overlaps the parse of this one.
+                if let Some(&ahead) = rx.get(i + PREFETCH_AHEAD) {
+                    ffi::prefetch_frame(ahead);
+                }
+                ffi::mbuf_frame(m)
             }
-        };
-        worker.classify_frames(&snapshot, n, frame);
+        });
+        worker.classify_frames(&snapshot, frames);
         let up = self.watch.is_up(egress_side);
         if worker.forwards_all(&snapshot) {
             // Nothing blocked, real traffic's usual burst: it goes on as it came, unsplit
@@ -794,20 +791,18 @@ impl DpdkWire {
             return n;
         }
         // Split without a branch per frame: each mbuf is written to the end of both lists
-        // and only the list its verdict names grows (the lists hold MAX_BURST ≥ n each,
-        // indexed masked so no bounds check is needed).
-        let (mut nf, mut nd) = (0usize, 0usize);
-        let (forward, drop) = (&mut *self.forward, &mut *self.drop);
+        // and only the list its verdict names grows (the lists hold a burst each).
+        let (mut nf, mut nd, mut rejects) = (0usize, 0usize, 0usize);
         for (&m, &v) in self.rx[..n].iter().zip(worker.verdicts()) {
-            forward[nf % MAX_BURST] = m;
-            drop[nd % MAX_BURST] = m;
+            self.forward[nf] = m;
+            self.drop[nd] = m;
             let fwd = v.forwards();
             nf += usize::from(fwd);
             nd += usize::from(!fwd);
+            rejects += usize::from(v == Verdict::Reject);
         }
         self.resets.clear();
-        // Only `reject` gives Reject verdicts (to the blocked frames that get a reset).
-        if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
+        if rejects > 0 {
             for (i, &v) in worker.verdicts().iter().enumerate() {
                 if v != Verdict::Reject {
                     continue;
