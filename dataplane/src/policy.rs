@@ -1482,6 +1482,49 @@ mod tests {
     }
 
     #[test]
+    fn an_overlap_fragments_lane_leaves_no_mark_on_later_plain_frames() {
+        // A lane slot an overlap fragment used is reused by plain frames later in the
+        // chunk, in the next chunk and in the next burst: none of them may be judged an
+        // overlap fragment (an optimisation that skipped the flag for plain frames once
+        // needed exactly this).
+        let (p, _) = Policy::build(spec(), 1).unwrap();
+        let tcp = |dport| {
+            FrameBuilder::tcp(
+                "10.1.1.1".parse().unwrap(),
+                "198.51.100.1".parse().unwrap(),
+                1,
+                dport,
+            )
+        };
+        let fragment = tcp(80).ipv4_fragment(1, false).build();
+        let plain = tcp(25).build();
+        assert!(wire::parse_plain_ipv4(&plain).is_some());
+        let (mut scratch, mut reasons) = (BurstScratch::default(), Vec::new());
+        let mut burst = vec![fragment.clone(), plain.clone(), plain.clone()];
+        burst.extend(std::iter::repeat_n(plain.clone(), CHUNK + 5));
+        p.judge_burst(burst.iter().map(|f| &f[..]), &mut scratch, &mut reasons);
+        assert_eq!(reasons[0], Reason::BlockedOverlapFragment);
+        assert!(reasons[1..].iter().all(|&r| r == Reason::Blocked));
+        let burst = [plain.clone(), fragment, plain];
+        p.judge_burst(
+            burst[..1].iter().map(|f| &f[..]),
+            &mut scratch,
+            &mut reasons,
+        );
+        assert_eq!(reasons, [Reason::Blocked]);
+        p.judge_burst(burst.iter().map(|f| &f[..]), &mut scratch, &mut reasons);
+        assert_eq!(
+            reasons,
+            [
+                Reason::Blocked,
+                Reason::BlockedOverlapFragment,
+                Reason::Blocked
+            ]
+        );
+        assert_eq!(scratch.tally()[Reason::BlockedOverlapFragment.index()], 1);
+    }
+
+    #[test]
     fn conflicts_and_duplicates() {
         let mut s = spec();
         s.exempt.push(pfx("10.0.0.0/8"));
