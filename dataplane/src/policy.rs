@@ -1483,10 +1483,10 @@ mod tests {
 
     #[test]
     fn an_overlap_fragments_lane_leaves_no_mark_on_later_plain_frames() {
-        // A lane slot an overlap fragment used is reused by plain frames later in the
-        // chunk, in the next chunk and in the next burst: none of them may be judged an
-        // overlap fragment (an optimisation that skipped the flag for plain frames once
-        // needed exactly this).
+        // An overlap fragment's lane slot is written by plain frames again in the next
+        // chunk and in the next burst; none of them may be judged an overlap fragment.
+        // (5ebfe7a, reverted in f55ee79, stopped writing the flag for plain frames; its
+        // version without clearing the flags between chunks failed this test.)
         let (p, _) = Policy::build(spec(), 1).unwrap();
         let tcp = |dport| {
             FrameBuilder::tcp(
@@ -1500,28 +1500,35 @@ mod tests {
         let plain = tcp(25).build();
         assert!(wire::parse_plain_ipv4(&plain).is_some());
         let (mut scratch, mut reasons) = (BurstScratch::default(), Vec::new());
+        let mut judge = |burst: &[Vec<u8>]| {
+            p.judge_burst(burst.iter().map(|f| &f[..]), &mut scratch, &mut reasons);
+            (
+                reasons.clone(),
+                scratch.tally()[Reason::BlockedOverlapFragment.index()],
+            )
+        };
+        // Every source is dynamic, so every lane is kept where it was written: the
+        // fragment's slot 0 is the first plain frame's in the second chunk.
         let mut burst = vec![fragment.clone(), plain.clone(), plain.clone()];
         burst.extend(std::iter::repeat_n(plain.clone(), CHUNK + 5));
-        p.judge_burst(burst.iter().map(|f| &f[..]), &mut scratch, &mut reasons);
-        assert_eq!(reasons[0], Reason::BlockedOverlapFragment);
-        assert!(reasons[1..].iter().all(|&r| r == Reason::Blocked));
-        let burst = [plain.clone(), fragment, plain];
-        p.judge_burst(
-            burst[..1].iter().map(|f| &f[..]),
-            &mut scratch,
-            &mut reasons,
-        );
-        assert_eq!(reasons, [Reason::Blocked]);
-        p.judge_burst(burst.iter().map(|f| &f[..]), &mut scratch, &mut reasons);
+        let (r, overlaps) = judge(&burst);
+        assert_eq!(r[0], Reason::BlockedOverlapFragment);
+        assert!(r[1..].iter().all(|&r| r == Reason::Blocked));
+        assert_eq!(overlaps, 1);
+        // A fragment in slot 1, then a burst of plain frames over the same slots.
+        let (r, overlaps) = judge(&[plain.clone(), fragment, plain.clone()]);
         assert_eq!(
-            reasons,
+            r,
             [
                 Reason::Blocked,
                 Reason::BlockedOverlapFragment,
                 Reason::Blocked
             ]
         );
-        assert_eq!(scratch.tally()[Reason::BlockedOverlapFragment.index()], 1);
+        assert_eq!(overlaps, 1);
+        let (r, overlaps) = judge(&[plain.clone(), plain.clone(), plain]);
+        assert_eq!(r, [Reason::Blocked; 3]);
+        assert_eq!(overlaps, 0);
     }
 
     #[test]
