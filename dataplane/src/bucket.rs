@@ -5,10 +5,10 @@
 //! Invariants: owned by one worker (no sharing, no atomics); the caller passes the time
 //! in nanoseconds on a clock of its choice (live, the monotonic clock, read at most once
 //! per burst; the capture's timestamps in a replay), so taking a token is arithmetic
-//! only and a replay's resets do not depend on how fast it ran; time that goes backwards adds nothing (more
-//! than a second back, the count starts again from there); the first take fills the
-//! bucket; a change of `rate` takes effect at the next take. One bucket stays on one
-//! clock.
+//! only and a replay's resets do not depend on how fast it ran; time that goes backwards
+//! adds nothing (more than a second back, the count starts again from there); the first
+//! take fills the bucket; a change of `rate` takes effect at the next take. One bucket
+//! stays on one clock.
 
 /// Tokens left, the rate they were last refilled at, and when (ns).
 #[derive(Debug, Default)]

@@ -11,12 +11,13 @@
 //!   burst from the policy's tally, only blocked frames are visited one by one (under
 //!   `reject`, one walk over the burst's frames finds them, and each blocked frame's
 //!   header is read again to see whether a reset is due), and the burst clock
-//!   ([`crate::clock`]) is read twice per burst. The wall clock is read only in a burst
-//!   that blocks a frame under `reject` or with a drop log, once at most.
-//! - Rate limits (resets, drop-log samples) run on the wall clock, read when the burst's
-//!   first blocked frame asks, except in [`Worker::classify_capture`], where they run on
-//!   the capture's own timestamps, so a replay sends the resets live traffic at that pace
-//!   would get, on every run alike.
+//!   ([`crate::clock`]) is read twice per burst. The monotonic clock the rate limits run
+//!   on is read only in a burst that blocks a frame under `reject` or with a drop log,
+//!   once at most.
+//! - Rate limits (resets, drop-log samples) run on the monotonic clock (`Instant`), read
+//!   when the burst's first blocked frame asks, except in [`Worker::classify_capture`],
+//!   where they run on the capture's own timestamps, so a replay sends the resets live
+//!   traffic at that pace would get, on every run alike.
 
 use crate::bucket::TokenBucket;
 use crate::clock::BurstClock;
@@ -180,7 +181,7 @@ pub struct Worker {
     last_policy: usize,
     /// Generation of the policy at `last_policy` (see [`Worker::last_generation`]).
     last_generation: u64,
-    /// Zero of the wall clock the rate limits are given (in ns since this instant).
+    /// Zero of the monotonic clock the rate limits are given (in ns since this instant).
     epoch: Instant,
     /// What bursts are timed with (the latency histogram).
     clock: BurstClock,
@@ -246,9 +247,10 @@ impl Worker {
 
     /// Judges every frame of a burst read from a capture, as [`Worker::classify`] does,
     /// except that the rate limits (`reject_rate`, the drop log's `rate`) see each blocked
-    /// frame at its capture timestamp ([`Burst::time_ns`]) instead of at the wall clock: a
-    /// replay, which runs far faster (or slower) than the capture was taken, then answers
-    /// the frames live traffic would have got resets for, the same on every run.
+    /// frame at its capture timestamp ([`Burst::time_ns`]) instead of on the monotonic
+    /// clock: a replay, which runs far faster (or slower) than the capture was taken,
+    /// then answers the frames live traffic would have got resets for, the same on every
+    /// run.
     pub fn classify_capture(&mut self, policy: &Policy, burst: &Burst) -> &[Verdict] {
         self.judge(policy, burst.frames(), Some(burst))
     }
@@ -266,7 +268,7 @@ impl Worker {
     }
 
     /// Both of the above: `stamps` gives each frame's time for the rate limits, else the
-    /// wall clock, read once per burst when first needed, does.
+    /// monotonic clock, read once per burst when first needed, does.
     #[inline]
     fn judge<'a>(
         &mut self,
@@ -276,7 +278,7 @@ impl Worker {
     ) -> &[Verdict] {
         let start = self.clock.mark();
         // Only a blocked frame under `reject` or a drop-log sample asks the time: the
-        // first to ask reads the wall clock for the whole burst.
+        // first to ask reads the monotonic clock for the whole burst.
         let epoch = self.epoch;
         let wall = std::cell::OnceCell::new();
         let time_of = |f: usize| {
