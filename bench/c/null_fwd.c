@@ -13,6 +13,14 @@
  *
  * This is deliberately the simplest correct OP25B decision (untagged Ethernet/IPv4 only,
  * no exempt/relay/scope lists, no IPv6): a lower bound on the work op25b does per frame.
+ * Correct means smtp_src() below judges a frame by a TCP header only where there is one:
+ * version 4 with a valid IHL, not a later fragment (whose bytes at the port's place are
+ * payload), an IP total length that reaches the port (else they are Ethernet padding).
+ * It does not look for overlapping fragments, as op25b does.
+ *
+ *   null_fwd --check
+ *
+ * runs smtp_src() on hand-made frames and exits non-zero on a wrong answer (no EAL).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,6 +56,71 @@ static void port_setup(uint16_t port, struct rte_mempool *pool)
 		die("port setup");
 }
 
+/*
+ * Whether frame p (len bytes) is untagged IPv4 TCP to port 25 whose header can be judged
+ * (see the top); if so its source address, host order, goes to *src.
+ */
+static inline int smtp_src(const uint8_t *p, uint16_t len, uint32_t *src)
+{
+	if (len < 34 || p[12] != 0x08 || p[13] != 0x00 || p[23] != 6 || (p[14] >> 4) != 4)
+		return 0;
+	unsigned ihl = (p[14] & 0x0f) * 4u;
+	unsigned total = ((unsigned)p[16] << 8) | p[17];
+	/* Fragment offset: the low 13 bits of bytes 20-21 (a first fragment has 0). */
+	if (ihl < 20 || (((p[20] & 0x1f) | p[21]) != 0) || total < ihl + 4 || len < 14 + ihl + 4)
+		return 0;
+	if (p[14 + ihl + 2] != 0 || p[14 + ihl + 3] != 25)
+		return 0;
+	*src = ((uint32_t)p[26] << 24) | ((uint32_t)p[27] << 16) | ((uint32_t)p[28] << 8) | p[29];
+	return 1;
+}
+
+/* null_fwd --check: smtp_src() on hand-made frames. */
+static int self_check(void)
+{
+	static const struct {
+		const char *what;
+		int want;
+		unsigned ihl, total, frag, ethertype, version, len;
+	} cases[] = {
+		{ "plain TCP to port 25", 1, 20, 40, 0, 0x0800, 4, 64 },
+		{ "with 4 bytes of IP options", 1, 24, 44, 0, 0x0800, 4, 64 },
+		{ "a first fragment (MF set, offset 0)", 1, 20, 40, 0x2000, 0x0800, 4, 64 },
+		{ "a later fragment (offset 8 bytes)", 0, 20, 40, 0x0001, 0x0800, 4, 64 },
+		{ "a later fragment, offset in the high byte", 0, 20, 40, 0x0100, 0x0800, 4, 64 },
+		{ "IP total length 20: the port's bytes are padding", 0, 20, 20, 0, 0x0800, 4, 64 },
+		{ "IP total length 23: one byte short of the port", 0, 20, 23, 0, 0x0800, 4, 64 },
+		{ "IHL 4 (invalid)", 0, 16, 40, 0, 0x0800, 4, 64 },
+		{ "version 6 in an IPv4 ethertype", 0, 20, 40, 0, 0x0800, 6, 64 },
+		{ "a VLAN tag (not judged here)", 0, 20, 40, 0, 0x8100, 4, 64 },
+		{ "frame cut before the port", 0, 20, 40, 0, 0x0800, 4, 37 },
+	};
+	int bad = 0;
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		uint8_t f[64] = { 0 };
+		f[12] = (uint8_t)(cases[k].ethertype >> 8);
+		f[13] = (uint8_t)cases[k].ethertype;
+		f[14] = (uint8_t)((cases[k].version << 4) | (cases[k].ihl / 4));
+		f[16] = (uint8_t)(cases[k].total >> 8);
+		f[17] = (uint8_t)cases[k].total;
+		f[20] = (uint8_t)(cases[k].frag >> 8);
+		f[21] = (uint8_t)cases[k].frag;
+		f[23] = 6;
+		f[26] = 10, f[27] = 1, f[28] = 2, f[29] = 3;
+		/* Port 25 where a 20- and a 24-byte header's TCP destination port lie. */
+		f[14 + 20 + 3] = 25;
+		f[14 + 24 + 3] = 25;
+		if (cases[k].ihl == 24)
+			f[14 + 20 + 3] = 0x99;
+		uint32_t src = 0;
+		int got = smtp_src(f, (uint16_t)cases[k].len, &src);
+		int ok = got == cases[k].want && (!got || src == 0x0a010203u);
+		printf("%s %s\n", ok ? "ok  " : "FAIL", cases[k].what);
+		bad |= !ok;
+	}
+	return bad;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -56,6 +129,8 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+	if (argc == 2 && strcmp(argv[1], "--check") == 0)
+		return self_check();
 	int used = rte_eal_init(argc, argv);
 	if (used < 0)
 		die("rte_eal_init");
@@ -153,18 +228,10 @@ int main(int argc, char **argv)
 			uint16_t nc = 0, nt = 0, nd = 0;
 			for (uint16_t i = 0; i < nb; i++) {
 				const uint8_t *p = rte_pktmbuf_mtod(rx[i], const uint8_t *);
-				uint16_t len = rte_pktmbuf_data_len(rx[i]);
-				if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && p[23] == 6) {
-					unsigned ihl = (p[14] & 0x0f) * 4u;
-					if (len >= 14 + ihl + 4 && p[14 + ihl + 2] == 0 &&
-					    p[14 + ihl + 3] == 25) {
-						src[nc] = ((uint32_t)p[26] << 24) | ((uint32_t)p[27] << 16) |
-							  ((uint32_t)p[28] << 8) | p[29];
-						idx[nc++] = i;
-						continue;
-					}
-				}
-				tx[nt++] = rx[i];
+				if (smtp_src(p, rte_pktmbuf_data_len(rx[i]), &src[nc]))
+					idx[nc++] = i;
+				else
+					tx[nt++] = rx[i];
 			}
 			if (nc > 0) {
 				rte_lpm_lookup_bulk(lpm, src, hop, nc);
