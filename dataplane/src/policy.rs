@@ -695,6 +695,84 @@ impl BurstScratch {
     }
 }
 
+/// Reusable buffers for [`Policy::judge_indexed`], and what it found.
+#[derive(Debug)]
+pub struct IndexedScratch {
+    a: Box<PlainArrays>,
+    /// Frames the plain parse did not take (index in the burst), for the general judge.
+    others: Vec<u32>,
+    /// The general judge's buffers and findings (for `others`).
+    general: BurstScratch,
+    /// Its per-frame reasons (not used, but [`Policy::judge_burst`] writes them).
+    general_reasons: Vec<Reason>,
+    blocked: Vec<(u32, u32)>,
+    tally: [u32; Reason::COUNT],
+    cold: bool,
+    hot: Option<(Arc<HotBlocks>, usize)>,
+}
+
+/// The slots of one chunk's plain frames, in one allocation (one base register).
+#[derive(Debug)]
+struct PlainArrays {
+    /// (source << 32) | frame in the chunk: written for every plain frame, kept for those
+    /// to a blocked port.
+    lane: [u64; CHUNK],
+    /// Keys of the current lookup: sources, then destinations.
+    keys: [u32; CHUNK],
+    /// Values of the current lookup: sources, then relays.
+    values: [u32; CHUNK],
+    scope: [u32; CHUNK],
+    /// Frame in the chunk and `dynamic` position of each lane whose source is dynamic.
+    frame: [u32; CHUNK],
+    pos: [u32; CHUNK],
+}
+
+impl Default for IndexedScratch {
+    fn default() -> Self {
+        IndexedScratch {
+            a: Box::new(PlainArrays {
+                lane: [0; CHUNK],
+                keys: [0; CHUNK],
+                values: [0; CHUNK],
+                scope: [0; CHUNK],
+                frame: [0; CHUNK],
+                pos: [0; CHUNK],
+            }),
+            others: Vec::new(),
+            general: BurstScratch::default(),
+            general_reasons: Vec::new(),
+            blocked: Vec::new(),
+            tally: [0; Reason::COUNT],
+            cold: false,
+            hot: None,
+        }
+    }
+}
+
+impl IndexedScratch {
+    /// As [`BurstScratch::blocked`], for the last burst [`Policy::judge_indexed`] judged.
+    pub fn blocked(&self) -> &[(u32, u32)] {
+        &self.blocked
+    }
+
+    /// As [`BurstScratch::tally`].
+    pub fn tally(&self) -> &[u32; Reason::COUNT] {
+        &self.tally
+    }
+
+    /// As [`BurstScratch::set_cold`].
+    pub fn set_cold(&mut self, cold: bool) {
+        self.cold = cold;
+        self.general.set_cold(cold);
+    }
+
+    /// As [`BurstScratch::set_hot`].
+    pub fn set_hot(&mut self, hot: Option<(Arc<HotBlocks>, usize)>) {
+        self.general.set_hot(hot.clone());
+        self.hot = hot;
+    }
+}
+
 /// Which list entries a source and destination match (positions in the [`OutboundSpec`]
 /// lists), for explaining a verdict.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -986,6 +1064,169 @@ impl Policy {
                 break;
             }
         }
+    }
+
+    /// Judges the `n` frames `frame(0)`, …, `frame(n - 1)` as [`Policy::judge_burst`] does
+    /// (the same blocked list, in burst order, and the same tally in `s`), but gives no
+    /// reason per frame, which lets a frame that is neither blocked nor near a lookup cost
+    /// no store: for a backend whose frames stay in its own buffers (DPDK mbufs), which
+    /// needs only the blocked ones. `frame` must give the same bytes for an index each
+    /// time it is asked (it is asked again for the destination of a dynamic source).
+    ///
+    /// Untagged IPv4 TCP frames ([`wire::parse_plain_ipv4`]) are judged here, each writing
+    /// one lane slot (source and index) that only a frame to a blocked port keeps; every
+    /// other frame goes to [`Policy::judge_burst`], and the two lists are merged.
+    pub fn judge_indexed<'a>(
+        &self,
+        n: usize,
+        frame: impl Fn(usize) -> &'a [u8],
+        s: &mut IndexedScratch,
+    ) {
+        s.blocked.clear();
+        s.tally = [0; Reason::COUNT];
+        s.others.clear();
+        let recording = s.hot.as_ref().is_some_and(|(h, _)| h.recording());
+        let mut base = 0usize;
+        while base < n {
+            let m = (n - base).min(CHUNK);
+            let mut kept = 0usize;
+            let mut plain = 0u32;
+            let a = &mut *s.a;
+            for i in 0..m {
+                if let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) {
+                    a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
+                    kept += usize::from(self.ports.contains(dport));
+                    plain += 1;
+                } else {
+                    s.others.push((base + i) as u32);
+                }
+            }
+            s.tally[Reason::PortNotBlocked.index()] += plain - kept as u32;
+            if kept > 0 {
+                self.judge_plain_lanes(kept, base, &frame, s, recording);
+            }
+            base += m;
+        }
+        if s.others.is_empty() {
+            return;
+        }
+        let others = std::mem::take(&mut s.others);
+        self.judge_burst(
+            others.iter().map(|&i| frame(i as usize)),
+            &mut s.general,
+            &mut s.general_reasons,
+        );
+        for (t, g) in s.tally.iter_mut().zip(s.general.tally()) {
+            *t += g;
+        }
+        let first = s.blocked.len();
+        s.blocked.extend(
+            s.general
+                .blocked()
+                .iter()
+                .map(|&(f, pos)| (others[f as usize], pos)),
+        );
+        if first > 0 && s.blocked.len() > first {
+            // Both parts blocked something: back into burst order (no allocation).
+            s.blocked.sort_unstable();
+        }
+        s.others = others;
+    }
+
+    /// Settles the `kept` plain lanes of the chunk at `base` (sources and indexes in
+    /// `s.a.lane`): batched lookups per table, as [`Lanes::judge`] does, adding to `s`'s
+    /// tally and appending the blocked frames (index in the burst, dynamic position) in
+    /// burst order.
+    fn judge_plain_lanes<'a>(
+        &self,
+        kept: usize,
+        base: usize,
+        frame: &impl Fn(usize) -> &'a [u8],
+        s: &mut IndexedScratch,
+        recording: bool,
+    ) {
+        let t = &self.v4;
+        let k = kept.min(CHUNK);
+        let a = &mut *s.a;
+        for (key, &lane) in a.keys[..k].iter_mut().zip(&a.lane[..k]) {
+            *key = (lane >> 32) as u32;
+        }
+        if recording {
+            if let Some((hot, slot)) = &s.hot {
+                for &key in &a.keys[..k] {
+                    hot.mark(*slot, Family::V4, t.sources.block_of(key));
+                }
+            }
+        }
+        if s.cold {
+            for &key in &a.keys[..k] {
+                t.sources.prefetch_first(key);
+            }
+        }
+        t.sources.lookup_batch(&a.keys[..k], &mut a.values[..k]);
+        // Keep the lanes whose source is dynamic (NO_MATCH is odd, so "even value" is
+        // exactly "a dynamic entry is the longest match").
+        let (mut dynamic_lanes, mut exempt) = (0usize, 0u32);
+        for (&v, &lane) in a.values[..k].iter().zip(&a.lane[..k]) {
+            let dynamic = v & 1 == 0;
+            exempt += u32::from(!dynamic & (v != NO_MATCH));
+            let d = dynamic_lanes % CHUNK;
+            a.frame[d] = lane as u32;
+            a.pos[d] = v >> 1;
+            dynamic_lanes += usize::from(dynamic);
+        }
+        s.tally[Reason::SourceExempt.index()] += exempt;
+        s.tally[Reason::SourceNotDynamic.index()] += (k - dynamic_lanes) as u32 - exempt;
+        let d = dynamic_lanes;
+        if d == 0 {
+            return;
+        }
+        let base32 = base as u32;
+        if t.relays.is_empty() && !self.scoped {
+            // No destination list: every dynamic source to a blocked port is blocked.
+            s.tally[Reason::Blocked.index()] += d as u32;
+            s.blocked.extend(
+                a.frame[..d]
+                    .iter()
+                    .zip(&a.pos[..d])
+                    .map(|(&f, &p)| (base32 + f, p)),
+            );
+            return;
+        }
+        for (key, &f) in a.keys[..d].iter_mut().zip(&a.frame[..d]) {
+            // A plain frame holds its destination at 30..34 (it is at least 38 bytes).
+            let b = frame(base + f as usize);
+            *key = b
+                .get(30..34)
+                .map_or(0, |d| u32::from_be_bytes([d[0], d[1], d[2], d[3]]));
+        }
+        if t.relays.is_empty() {
+            a.values[..d].fill(NO_MATCH);
+        } else {
+            t.relays.lookup_batch(&a.keys[..d], &mut a.values[..d]);
+        }
+        if self.scoped {
+            t.scope.lookup_batch(&a.keys[..d], &mut a.scope[..d]);
+        }
+        let (mut relay, mut out_of_scope) = (0u32, 0u32);
+        let first = s.blocked.len();
+        s.blocked.resize(first + d, (0, 0));
+        let mut nb = first;
+        for i in 0..d {
+            let is_relay = a.values[i] != NO_MATCH;
+            let in_scope = !self.scoped | (a.scope[i] != NO_MATCH);
+            let is_blocked = !is_relay & in_scope;
+            relay += u32::from(is_relay);
+            out_of_scope += u32::from(!is_relay & !in_scope);
+            if let Some(b) = s.blocked.get_mut(nb) {
+                *b = (base32 + a.frame[i], a.pos[i]);
+            }
+            nb += usize::from(is_blocked);
+        }
+        s.blocked.truncate(nb);
+        s.tally[Reason::DestinationRelay.index()] += relay;
+        s.tally[Reason::OutOfScope.index()] += out_of_scope;
+        s.tally[Reason::Blocked.index()] += d as u32 - relay - out_of_scope;
     }
 
     /// Marks in the scratch's hot blocks the source-table block of every lane of the chunk
@@ -1578,7 +1819,10 @@ mod tests {
         let far: Vec<AnyPrefix> = (0..DIRECT_SOURCE_PREFIXES as u32)
             .map(|i| AnyPrefix::V4(Prefix::new(0x6440_0000 | i << 8, 24).unwrap()))
             .collect();
-        for (scoped, direct) in [(false, false), (true, false), (false, true), (true, true)] {
+        let shapes = [(false, false), (true, false), (false, true), (true, true)];
+        // Without relays too (unscoped, that is the indexed judge's shortest path).
+        for ((scoped, direct), relays) in shapes.into_iter().flat_map(|s| [(s, true), (s, false)]) {
+            sp.relays = if relays { spec().relays } else { vec![] };
             sp.scope = if scoped {
                 pfxs(&["198.51.100.0/25", "2001:db8:9::/48"])
             } else {
@@ -1650,6 +1894,7 @@ mod tests {
                 frames.push(f);
             }
             let mut scratch = BurstScratch::default();
+            let mut indexed = IndexedScratch::default();
             let mut reasons = Vec::new();
             // The whole 600 is judged in chunks of CHUNK frames.
             assert!(frames.len() > 2 * CHUNK);
@@ -1688,6 +1933,19 @@ mod tests {
                     })
                     .collect();
                 assert_eq!(got, want, "scoped={scoped} direct={direct}");
+                // The indexed judge finds the same blocked frames and tally.
+                indexed.set_cold(cold);
+                p.judge_indexed(chunk.len(), |i| chunk[i].as_slice(), &mut indexed);
+                assert_eq!(
+                    indexed.blocked(),
+                    scratch.blocked(),
+                    "indexed: scoped={scoped} direct={direct} relays={relays} cold={cold}"
+                );
+                assert_eq!(
+                    indexed.tally(),
+                    scratch.tally(),
+                    "indexed: scoped={scoped} direct={direct} relays={relays} cold={cold}"
+                );
             }
         }
     }

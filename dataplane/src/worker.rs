@@ -22,7 +22,7 @@
 use crate::bucket::TokenBucket;
 use crate::clock::BurstClock;
 use crate::hot::HotBlocks;
-use crate::policy::{BurstScratch, Policy, Reason, Verdict};
+use crate::policy::{BurstScratch, IndexedScratch, Policy, Reason, Verdict};
 use crate::port::{Burst, Port, PortError};
 use crate::sample::{DropRecord, SampleConfig, Sampler};
 use arc_swap::ArcSwap;
@@ -163,17 +163,14 @@ pub fn latency_histogram() -> Histogram<u64> {
 /// One poll-mode worker.
 #[derive(Debug)]
 pub struct Worker {
-    counters: Counters,
-    latency: Histogram<u64>,
+    /// What follows the judgement of a burst (counters, resets, samples, latency).
+    tail: Tail,
     burst: Burst,
     verdicts: Vec<Verdict>,
     reasons: Vec<Reason>,
     scratch: BurstScratch,
-    /// Bounds the resets this worker asks for (`reject_rate` per second), so the
-    /// appliance can never be turned into a reflector.
-    resets: TokenBucket,
-    slot: usize,
-    sampler: Option<Sampler>,
+    /// For [`Worker::judge_indexed`].
+    indexed: IndexedScratch,
     /// Address of the policy the last burst was judged with: a burst under a policy at
     /// another address first prefetches its fields and is judged cold (see
     /// [`BurstScratch::set_cold`]). A new policy that reuses a freed one's address is not
@@ -183,6 +180,21 @@ pub struct Worker {
     last_generation: u64,
     /// Zero of the monotonic clock the rate limits are given (in ns since this instant).
     epoch: Instant,
+}
+
+/// The parts of a [`Worker`] that settle a judged burst: apart from its scratch, so the
+/// blocked list can be read from one while the other is written.
+#[derive(Debug)]
+struct Tail {
+    counters: Counters,
+    latency: Histogram<u64>,
+    /// Bounds the resets this worker asks for (`reject_rate` per second), so the
+    /// appliance can never be turned into a reflector.
+    resets: TokenBucket,
+    slot: usize,
+    sampler: Option<Sampler>,
+    /// What became of each frame of the blocked list, in its order.
+    blocked_verdicts: Vec<Verdict>,
     /// What bursts are timed with (the latency histogram).
     clock: BurstClock,
 }
@@ -192,18 +204,22 @@ impl Worker {
     pub fn new(burst_size: usize) -> Self {
         let burst = Burst::new(burst_size);
         Worker {
-            counters: Counters::default(),
-            latency: latency_histogram(),
+            tail: Tail {
+                counters: Counters::default(),
+                latency: latency_histogram(),
+                resets: TokenBucket::default(),
+                slot: 0,
+                sampler: None,
+                blocked_verdicts: Vec::with_capacity(burst.capacity()),
+                clock: BurstClock::get(),
+            },
             verdicts: Vec::with_capacity(burst.capacity()),
             reasons: Vec::with_capacity(burst.capacity()),
             scratch: BurstScratch::default(),
-            resets: TokenBucket::default(),
-            slot: 0,
-            sampler: None,
+            indexed: IndexedScratch::default(),
             last_policy: 0,
             last_generation: 0,
             epoch: Instant::now(),
-            clock: BurstClock::get(),
             burst,
         }
     }
@@ -211,31 +227,32 @@ impl Worker {
     /// This worker samples the segments policy blocks (see [`crate::sample`]); take the
     /// records with [`Worker::drain_samples`] after each burst.
     pub fn with_sampler(mut self, cfg: SampleConfig) -> Self {
-        self.sampler = Some(Sampler::new(cfg, self.burst.capacity()));
+        self.tail.sampler = Some(Sampler::new(cfg, self.burst.capacity()));
         self
     }
 
     /// The drop-log records sampled since the last call (none without a sampler).
     pub fn drain_samples(&mut self) -> impl Iterator<Item = DropRecord> + '_ {
-        self.sampler.iter_mut().flat_map(|s| s.drain())
+        self.tail.sampler.iter_mut().flat_map(|s| s.drain())
     }
 
     /// Blocked segments the sampler picked but its rate limit refused.
     pub fn samples_rate_limited(&self) -> u64 {
-        self.sampler.as_ref().map_or(0, |s| s.rate_limited)
+        self.tail.sampler.as_ref().map_or(0, |s| s.rate_limited)
     }
 
     /// This worker counts per-prefix hits in row `slot` of a policy's hit counters (see
     /// [`Policy::with_hit_counters`]); each worker sharing a policy needs its own slot.
     pub fn in_slot(mut self, slot: usize) -> Self {
-        self.slot = slot;
+        self.tail.slot = slot;
         self
     }
 
     /// This worker records the source-table blocks it looks up into its slot of `hot`
     /// while `hot` is recording (see [`crate::hot`]); call after [`Worker::in_slot`].
     pub fn record_hot(mut self, hot: Arc<HotBlocks>) -> Self {
-        self.scratch.set_hot(Some((hot, self.slot)));
+        self.indexed.set_hot(Some((hot.clone(), self.tail.slot)));
+        self.scratch.set_hot(Some((hot, self.tail.slot)));
         self
     }
 
@@ -276,17 +293,77 @@ impl Worker {
         frames: impl Iterator<Item = &'a [u8]> + Clone,
         stamps: Option<&Burst>,
     ) -> &[Verdict] {
-        let start = self.clock.mark();
-        // Only a blocked frame under `reject` or a drop-log sample asks the time: the
-        // first to ask reads the monotonic clock for the whole burst.
+        let start = self.tail.clock.mark();
+        // A new policy's tables are not in this core's cache yet; very large ones mostly
+        // never are.
+        let cold = self.meet(policy);
+        self.scratch.set_cold(cold);
+        policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
+        let n = self.reasons.len();
+        // One walk over the frames for the whole blocked list (it is in burst order).
+        let mut walk = frames.clone().enumerate();
+        let at = |f: usize| walk.find(|&(i, _)| i == f).map(|(_, frame)| frame);
+        let again = |f: usize| frames.clone().nth(f);
         let epoch = self.epoch;
-        let wall = std::cell::OnceCell::new();
-        let time_of = |f: usize| {
-            stamps.map_or_else(
-                || *wall.get_or_init(|| epoch.elapsed().as_nanos() as u64),
-                |b| b.time_ns(f),
-            )
-        };
+        self.tail.settle(
+            policy,
+            (self.scratch.blocked(), self.scratch.tally(), n),
+            (at, again),
+            |f| stamps.map(|b| b.time_ns(f)),
+            epoch,
+        );
+        // Every frame starts as Forward; only the blocked ones are visited.
+        self.verdicts.clear();
+        self.verdicts.resize(n, Verdict::Forward);
+        if !policy.verdict(Reason::Blocked).forwards() {
+            for (&(f, _), &v) in self
+                .scratch
+                .blocked()
+                .iter()
+                .zip(&self.tail.blocked_verdicts)
+            {
+                self.verdicts[f as usize] = v;
+            }
+        }
+        self.tail.time(start, n as u64);
+        &self.verdicts
+    }
+
+    /// Judges the `n` frames `frame(0)`, …, `frame(n - 1)` of a backend that keeps them in
+    /// its own buffers (DPDK mbufs), with the same counters, latency accounting, resets
+    /// and samples as [`Worker::classify`], but without a verdict per frame (see
+    /// [`Policy::judge_indexed`]): returns the blocked frames as (index in the burst,
+    /// position of the source's match in `dynamic`), in burst order, and what became of
+    /// each (`Drop`, `Reject`, or `Forward` under `monitor`). `frame` must give the same
+    /// bytes for an index each time it is asked.
+    pub fn judge_indexed<'a>(
+        &mut self,
+        policy: &Policy,
+        n: usize,
+        frame: impl Fn(usize) -> &'a [u8],
+    ) -> (&[(u32, u32)], &[Verdict]) {
+        let start = self.tail.clock.mark();
+        let cold = self.meet(policy);
+        self.indexed.set_cold(cold);
+        policy.judge_indexed(n, &frame, &mut self.indexed);
+        let epoch = self.epoch;
+        let at = |f: usize| (f < n).then(|| frame(f));
+        self.tail.settle(
+            policy,
+            (self.indexed.blocked(), self.indexed.tally(), n),
+            (at, at),
+            |_| None,
+            epoch,
+        );
+        self.tail.time(start, n as u64);
+        (self.indexed.blocked(), &self.tail.blocked_verdicts)
+    }
+
+    /// Notes the policy a burst is judged with; returns whether its tables are to be read
+    /// as cold: a policy met for the first time (its fields are then prefetched), or one
+    /// whose tables never stay in cache.
+    #[inline]
+    fn meet(&mut self, policy: &Policy) -> bool {
         let at = std::ptr::from_ref(policy) as usize;
         let fresh = at != self.last_policy;
         if fresh {
@@ -294,82 +371,7 @@ impl Worker {
             policy.prefetch_fields();
             self.last_generation = policy.generation();
         }
-        // A new policy's tables are not in this core's cache yet; very large ones mostly
-        // never are.
-        self.scratch.set_cold(fresh || policy.always_cold());
-        policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
-        let blocked = self.scratch.blocked();
-        if let Some(hits) = policy.hits() {
-            hits.count(self.slot, blocked.iter().map(|&(_, p)| p));
-        }
-        // Per burst, not per frame: the reasons come tallied, every frame starts as
-        // Forward, and only the blocked frames (listed, in burst order) are visited.
-        let c = &mut self.counters;
-        for (total, &k) in c.reasons.iter_mut().zip(self.scratch.tally()) {
-            *total += u64::from(k);
-        }
-        self.verdicts.clear();
-        self.verdicts.resize(self.reasons.len(), Verdict::Forward);
-        let nblocked = blocked.len() as u64;
-        match policy.verdict(Reason::Blocked) {
-            Verdict::Forward => c.monitored += nblocked,
-            Verdict::Drop => {
-                c.dropped += nblocked;
-                for &(f, _) in blocked {
-                    self.verdicts[f as usize] = Verdict::Drop;
-                }
-            }
-            Verdict::Reject => {
-                c.dropped += nblocked;
-                // One walk over the frames for the whole list (it is in burst order): only
-                // a frame a reset is due for may spend a token.
-                let mut walk = frames.clone().enumerate();
-                for &(f, _) in blocked {
-                    let f = f as usize;
-                    let due = walk
-                        .find(|&(i, _)| i == f)
-                        .is_some_and(|(_, frame)| crate::wire::rst::reset_due(frame));
-                    self.verdicts[f] = if !due {
-                        c.reset_unanswerable += 1;
-                        Verdict::Drop
-                    } else if self.resets.take(policy.reject_rate(), time_of(f)) {
-                        c.rejected += 1;
-                        Verdict::Reject
-                    } else {
-                        c.reset_limited += 1;
-                        Verdict::Drop
-                    };
-                }
-            }
-        }
-        if let Some(s) = &mut self.sampler {
-            for &(f, dynamic) in blocked {
-                if s.pick(time_of(f as usize)) {
-                    let f = f as usize;
-                    // Sampled segments are few (bounded by the rate): walking to the frame again is cheap.
-                    if let Some(frame) = frames.clone().nth(f) {
-                        s.record(
-                            frame,
-                            policy.generation(),
-                            (self.reasons[f], self.verdicts[f], dynamic),
-                        );
-                    }
-                }
-            }
-        }
-        let n = self.reasons.len() as u64;
-        c.rx += n;
-        c.tx += n - if policy.verdict(Reason::Blocked).forwards() {
-            0
-        } else {
-            nblocked
-        };
-        c.bursts += 1;
-        if let Some(per_frame) = self.clock.ns_since(start).checked_div(n) {
-            // Cannot fail: the value is clamped into the histogram's range.
-            let _ = self.latency.record_n(per_frame.clamp(1, LATENCY_MAX_NS), n);
-        }
-        &self.verdicts
+        fresh || policy.always_cold()
     }
 
     /// The generation of the policy the last burst was judged under (0 before any), for
@@ -420,7 +422,7 @@ impl Worker {
 
     /// This worker's counters.
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.tail.counters
     }
 
     /// Whether every verdict the last judged burst got was Forward (nothing blocked, or the
@@ -437,13 +439,122 @@ impl Worker {
 
     /// This worker's latency histogram (ns of classify time per frame, weighted by frames).
     pub fn latency(&self) -> &Histogram<u64> {
-        &self.latency
+        &self.tail.latency
     }
 
     /// Hands over the latency samples gathered since the last call and starts afresh (for
     /// periodic snapshots to the control thread; allocates one histogram per call).
     pub fn take_latency(&mut self) -> Histogram<u64> {
-        std::mem::replace(&mut self.latency, latency_histogram())
+        std::mem::replace(&mut self.tail.latency, latency_histogram())
+    }
+}
+
+impl Tail {
+    /// Settles a judged burst of `n` frames from its blocked list (in burst order) and
+    /// tally: per-prefix hits, counters, what becomes of each blocked frame (into
+    /// `blocked_verdicts`: resets are due only where [`crate::wire::rst::reset_due`] says
+    /// so and the bucket allows), and drop-log samples. `at` gives the frames of the
+    /// blocked list, asked in burst order; `again`, a frame asked again for a sample.
+    /// `stamp` gives a frame's time for the rate limits if it has its own, else the
+    /// monotonic clock does (since `epoch`, read once, when first needed).
+    #[inline]
+    fn settle<'a>(
+        &mut self,
+        policy: &Policy,
+        (blocked, tally, n): (&[(u32, u32)], &[u32; Reason::COUNT], usize),
+        (mut at, mut again): (
+            impl FnMut(usize) -> Option<&'a [u8]>,
+            impl FnMut(usize) -> Option<&'a [u8]>,
+        ),
+        stamp: impl Fn(usize) -> Option<u64>,
+        epoch: Instant,
+    ) {
+        let wall = std::cell::OnceCell::new();
+        let time_of = |f: usize| {
+            stamp(f).unwrap_or_else(|| *wall.get_or_init(|| epoch.elapsed().as_nanos() as u64))
+        };
+        if let Some(hits) = policy.hits() {
+            hits.count(self.slot, blocked.iter().map(|&(_, p)| p));
+        }
+        // Per burst, not per frame: the reasons come tallied.
+        let c = &mut self.counters;
+        for (total, &k) in c.reasons.iter_mut().zip(tally) {
+            *total += u64::from(k);
+        }
+        let nblocked = blocked.len() as u64;
+        let out = &mut self.blocked_verdicts;
+        out.clear();
+        match policy.verdict(Reason::Blocked) {
+            Verdict::Forward => {
+                c.monitored += nblocked;
+                out.resize(blocked.len(), Verdict::Forward);
+            }
+            Verdict::Drop => {
+                c.dropped += nblocked;
+                out.resize(blocked.len(), Verdict::Drop);
+            }
+            Verdict::Reject => {
+                c.dropped += nblocked;
+                for &(f, _) in blocked {
+                    let f = f as usize;
+                    // Only a frame a reset is due for may spend a token.
+                    let due = at(f).is_some_and(crate::wire::rst::reset_due);
+                    out.push(if !due {
+                        c.reset_unanswerable += 1;
+                        Verdict::Drop
+                    } else if self.resets.take(policy.reject_rate(), time_of(f)) {
+                        c.rejected += 1;
+                        Verdict::Reject
+                    } else {
+                        c.reset_limited += 1;
+                        Verdict::Drop
+                    });
+                }
+            }
+        }
+        if let Some(s) = &mut self.sampler {
+            for (&(f, dynamic), &verdict) in blocked.iter().zip(out.iter()) {
+                if s.pick(time_of(f as usize)) {
+                    // Sampled segments are few (bounded by the rate): asking for the frame
+                    // again, and parsing it again for its reason, is cheap.
+                    if let Some(frame) = again(f as usize) {
+                        s.record(
+                            frame,
+                            policy.generation(),
+                            (blocked_reason(frame), verdict, dynamic),
+                        );
+                    }
+                }
+            }
+        }
+        c.rx += n as u64;
+        c.tx += n as u64
+            - if policy.verdict(Reason::Blocked).forwards() {
+                0
+            } else {
+                nblocked
+            };
+        c.bursts += 1;
+    }
+
+    /// Records the burst's time since `start` in the latency histogram, per frame.
+    #[inline]
+    fn time(&mut self, start: crate::clock::Mark, n: u64) {
+        if let Some(per_frame) = self.clock.ns_since(start).checked_div(n) {
+            // Cannot fail: the value is clamped into the histogram's range.
+            let _ = self.latency.record_n(per_frame.clamp(1, LATENCY_MAX_NS), n);
+        }
+    }
+}
+
+/// The reason a blocked frame was blocked for: an overlapping fragment's own, else
+/// [`Reason::Blocked`] (as the judge found it).
+fn blocked_reason(frame: &[u8]) -> Reason {
+    match crate::wire::parse(frame) {
+        Ok(k) if k.transport == crate::wire::Transport::Ipv4OverlapFragment => {
+            Reason::BlockedOverlapFragment
+        }
+        _ => Reason::Blocked,
     }
 }
 
@@ -686,6 +797,81 @@ mod tests {
                     }
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_indexed_judge_settles_bursts_as_classify_does() {
+        let tcp = |src: &str, dst: &str, dport: u16| {
+            FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 4000, dport)
+        };
+        let syn = tcp("10.0.0.1", "198.51.100.7", 25).build();
+        let mut rst = syn.clone();
+        rst[14 + 20 + 13] = 0x04; // plain IPv4: the TCP flags
+                                  // Plain frames and others (tagged, an overlap fragment, one too short) mixed.
+        let mut all = vec![
+            rst.clone(),
+            tcp("10.0.0.1", "198.51.100.7", 25)
+                .ipv4_fragment(1, false)
+                .build(),
+            tcp("10.0.0.1", "255.255.255.255", 25).build(),
+            tcp("10.0.0.2", "198.51.100.9", 25).vlan(0x8100, 7).build(),
+            syn.clone(),
+            rst,
+            syn,
+        ];
+        all.extend(frames());
+        for action in [Action::Drop, Action::Reject, Action::Monitor] {
+            let spec = OutboundSpec {
+                ports: vec![25],
+                action,
+                reject_rate: Some(3),
+                dynamic: vec![AnyPrefix::V4(
+                    crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
+                )],
+                ..OutboundSpec::default()
+            };
+            let p = Policy::build(spec, 1).unwrap().0.with_hit_counters(2);
+            let sampler = SampleConfig {
+                every: 1,
+                rate: 1000,
+                keep_v4: 32,
+                keep_v6: 128,
+            };
+            let mut by_frame = Worker::new(64).with_sampler(sampler);
+            let mut indexed = Worker::new(64).with_sampler(sampler).in_slot(1);
+            for burst in all.chunks(40) {
+                let mut b = Burst::new(64);
+                for f in burst {
+                    b.push(f);
+                }
+                let want = by_frame.classify(&p, &b).to_vec();
+                let (blocked, verdicts) = indexed.judge_indexed(&p, burst.len(), |i| &burst[i]);
+                let mut got = vec![Verdict::Forward; burst.len()];
+                for (&(f, _), &v) in blocked.iter().zip(verdicts) {
+                    got[f as usize] = v;
+                }
+                assert_eq!(got, want, "{action:?}");
+                // The same records, but for the time they were taken.
+                let samples = |w: &mut Worker| {
+                    w.drain_samples()
+                        .map(|r| (r.reason, r.verdict, r.key, r.dynamic))
+                        .collect::<Vec<_>>()
+                };
+                let (a, b) = (samples(&mut by_frame), samples(&mut indexed));
+                assert!(!a.is_empty());
+                assert_eq!(a, b, "{action:?}");
+            }
+            assert_eq!(by_frame.counters(), indexed.counters(), "{action:?}");
+            let c = indexed.counters();
+            // Each worker counted every blocked segment against the one dynamic prefix.
+            let blocked = c.reason(Reason::Blocked) + c.reason(Reason::BlockedOverlapFragment);
+            assert_eq!(p.hits().unwrap().total(0), 2 * blocked, "{action:?}");
+            assert!(c.reason(Reason::BlockedOverlapFragment) > 0 && c.reason(Reason::Blocked) > 0);
+            if action == Action::Reject {
+                assert!(c.rejected > 0 && c.reset_unanswerable > 0 && c.reset_limited > 0);
+            }
+            assert_eq!(indexed.latency().len(), all.len() as u64);
         }
     }
 

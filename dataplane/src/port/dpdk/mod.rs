@@ -36,7 +36,7 @@ mod ffi;
 
 pub use super::af_packet::Direction;
 use super::link::{LinkEvent, LinkWatch};
-use crate::policy::Verdict;
+use crate::policy::{Reason, Verdict};
 use crate::worker::{PolicyHandle, Worker};
 use ffi::{RteMbuf, RteMempool};
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -661,10 +661,11 @@ pub struct DpdkWire {
     queue: u16,
     direction: Direction,
     rx: Vec<*mut RteMbuf>,
-    /// Burst-sized: filled by index, the first `nf` (forwarded) of a poll are sent.
-    forward: Vec<*mut RteMbuf>,
-    /// Burst-sized: filled by index, the first `nd` (dropped) of a poll are freed.
-    drop: Vec<*mut RteMbuf>,
+    /// Filled by index, the first `nf` (forwarded) of a poll are sent. [`MAX_BURST`] long,
+    /// so an index taken modulo it needs no bounds check.
+    forward: Box<[*mut RteMbuf; MAX_BURST]>,
+    /// Filled by index, the first `nd` (dropped) of a poll are freed. As `forward`.
+    drop: Box<[*mut RteMbuf; MAX_BURST]>,
     resets: Vec<*mut RteMbuf>,
     reset_frame: Vec<u8>,
     /// Frames a TX queue did not accept (freed), and resets that could not be sent.
@@ -707,8 +708,8 @@ impl DpdkWire {
             queue,
             direction: Direction::AccessToCore,
             rx: vec![std::ptr::null_mut(); burst],
-            forward: vec![std::ptr::null_mut(); burst],
-            drop: vec![std::ptr::null_mut(); burst],
+            forward: Box::new([std::ptr::null_mut(); MAX_BURST]),
+            drop: Box::new([std::ptr::null_mut(); MAX_BURST]),
             resets: Vec::with_capacity(burst),
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
@@ -769,45 +770,48 @@ impl DpdkWire {
         }
         let snapshot = policy.load();
         let rx = &self.rx[..n];
-        let frames = rx.iter().enumerate().map(|(i, &m)| {
-            // SAFETY: `m` and `ahead` were just received, so they are valid mbufs; `m` is
-            // ours until sent or freed below, after the last use of this slice, and
-            // nothing writes its data.
+        let frame = |i: usize| {
+            // SAFETY: `rx[i]` (and the one ahead) were just received, so they are valid
+            // mbufs; each is ours until sent or freed below, after the judge's last look,
+            // and nothing writes its data.
             unsafe {
                 // The frame a few ahead is asked for now, so its miss (a NIC's frame is
                 // not in this core's cache) overlaps the parse of this one.
                 if let Some(&ahead) = rx.get(i + PREFETCH_AHEAD) {
                     ffi::prefetch_frame(ahead);
                 }
-                ffi::mbuf_frame(m)
+                ffi::mbuf_frame(rx[i])
             }
-        });
-        worker.classify_frames(&snapshot, frames);
+        };
+        let (blocked, verdicts) = worker.judge_indexed(&snapshot, n, frame);
         let up = self.watch.is_up(egress_side);
-        if worker.forwards_all(&snapshot) {
+        if blocked.is_empty() || snapshot.verdict(Reason::Blocked).forwards() {
             // Nothing blocked, real traffic's usual burst: it goes on as it came, unsplit
             // (bench/results/dpdk-null.md: +4-7% on net_null when no frame is blocked).
             self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..n]);
             return n;
         }
-        // Split without a branch per frame: each mbuf is written to the end of both lists
-        // and only the list its verdict names grows (the lists hold a burst each).
-        let (mut nf, mut nd, mut rejects) = (0usize, 0usize, 0usize);
-        for (&m, &v) in self.rx[..n].iter().zip(worker.verdicts()) {
-            self.forward[nf] = m;
-            self.drop[nd] = m;
-            let fwd = v.forwards();
-            nf += usize::from(fwd);
-            nd += usize::from(!fwd);
-            rejects += usize::from(v == Verdict::Reject);
+        // The blocked frames as bits, then a split without a branch per frame: each mbuf
+        // is written to the end of both lists and only the list its bit names grows (n ≤
+        // MAX_BURST, so the modulos never wrap; they only spare the bounds checks).
+        let mut bits = [0u64; MAX_BURST / 64];
+        for &(f, _) in blocked {
+            bits[(f as usize / 64) % (MAX_BURST / 64)] |= 1 << (f % 64);
+        }
+        let (mut nf, mut nd) = (0usize, 0usize);
+        let (fw, dr) = (&mut *self.forward, &mut *self.drop);
+        for (i, &m) in self.rx[..n].iter().enumerate() {
+            fw[nf % MAX_BURST] = m;
+            dr[nd % MAX_BURST] = m;
+            let b = ((bits[(i / 64) % (MAX_BURST / 64)] >> (i % 64)) & 1) as usize;
+            nf += 1 - b;
+            nd += b;
         }
         self.resets.clear();
-        if rejects > 0 {
-            for (i, &v) in worker.verdicts().iter().enumerate() {
-                if v != Verdict::Reject {
-                    continue;
-                }
-                // SAFETY: as for `frames` above: mbuf `i` is still ours (in `drop`, freed
+        for (&(f, _), &v) in blocked.iter().zip(verdicts) {
+            let i = f as usize;
+            if v == Verdict::Reject {
+                // SAFETY: as for `frame` above: mbuf `i` is still ours (in `drop`, freed
                 // below).
                 let frame = unsafe { ffi::mbuf_frame(self.rx[i]) };
                 if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
