@@ -4,8 +4,10 @@
 //!
 //! Invariants:
 //! - The policy snapshot is loaded once per burst, so a burst never sees two policies.
-//! - Every received frame gets exactly one verdict and one reason; the counters always
-//!   satisfy `rx == tx + dropped` and the reasons add up to `rx`.
+//! - Every received frame gets exactly one verdict and one reason (in place,
+//!   [`Worker::judge_indexed`], only the blocked ones are listed, the rest are forwarded;
+//!   the reasons are tallied all the same); the counters always satisfy
+//!   `rx == tx + dropped` and the reasons add up to `rx`.
 //! - Nothing here allocates, locks or makes a syscall per frame: the verdict buffer is
 //!   reused, the counters are plain fields owned by this worker and are added once per
 //!   burst from the policy's tally, only blocked frames are visited one by one (under

@@ -6,8 +6,9 @@
 //! configured arguments; [`Eal::open_wire`] resolves both ports (a port id or a device name
 //! such as a `--vdev` `net_null0`), creates the mbuf pool, configures and starts both ports,
 //! and returns one [`DpdkWire`] per worker. A wire's [`DpdkWire::poll`] receives a burst,
-//! judges the mbufs' data in place with [`Worker::classify_frames`], hands the forwarded
-//! mbufs to the other port's TX queue and frees the dropped ones in bulk.
+//! judges the mbufs' data in place with [`Worker::judge_indexed`] (no verdict per frame:
+//! the blocked ones are listed), hands the forwarded mbufs to the other port's TX queue
+//! and frees the dropped ones in bulk.
 //!
 //! Invariants:
 //! - Zero copy: a frame's bytes are never copied; only a `reject` reset is built anew.
