@@ -2034,6 +2034,20 @@ mod tests {
         hot.start();
         hot.stop();
         assert_eq!(next.warm_hot(&p, &hot), [0, 0]);
+        // The in-place judge marks the same blocks: plain frames' and the others' (IPv6).
+        let hot = Arc::new(HotBlocks::new(2));
+        let mut indexed = IndexedScratch::default();
+        indexed.set_hot(Some((hot.clone(), 0)));
+        p.judge_indexed(frames.len(), |i| &frames[i], &mut indexed);
+        assert_eq!(hot.blocks(Family::V4).count(), 0);
+        hot.start();
+        p.judge_indexed(frames.len(), |i| &frames[i], &mut indexed);
+        hot.stop();
+        assert_eq!(hot.blocks(Family::V4).collect::<Vec<_>>(), v4);
+        assert_eq!(
+            hot.blocks(Family::V6).collect::<Vec<_>>(),
+            vec![p.v6.sources.block_of(six)]
+        );
     }
 
     #[test]
