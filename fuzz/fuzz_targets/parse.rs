@@ -4,12 +4,13 @@
 //! frame (alone, and between two plain IPv4 frames) exactly as `classify` does one frame
 //! at a time, whichever parser path (plain IPv4 or the general one) the burst takes; and
 //! the same policy with its IPv4 source table built direct (DIR-24-8: 8192 more pools,
-//! inside a dynamic /1 so they change no verdict) judges every frame alike.
+//! inside a dynamic /1 so they change no verdict) judges every frame alike; and the
+//! in-place judge (`judge_indexed`) finds the same blocked frames and tally as the burst.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use op25b_dataplane::policy::{BurstScratch, OutboundSpec, Policy};
+use op25b_dataplane::policy::{BurstScratch, IndexedScratch, OutboundSpec, Policy};
 use op25b_dataplane::wire::build::FrameBuilder;
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -67,6 +68,7 @@ fuzz_target!(|data: &[u8]| {
     thread_local! {
         static SCRATCH: RefCell<(BurstScratch, Vec<op25b_dataplane::policy::Reason>)> =
             RefCell::new((BurstScratch::default(), Vec::new()));
+        static INDEXED: RefCell<IndexedScratch> = RefCell::new(IndexedScratch::default());
         static PLAIN: Vec<u8> = FrameBuilder::tcp(
             "10.20.30.40".parse().unwrap(),
             "198.51.100.1".parse().unwrap(),
@@ -84,10 +86,20 @@ fuzz_target!(|data: &[u8]| {
             let burst = [plain.as_slice(), data, plain.as_slice()];
             p.judge_burst(burst.into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[want, reason, want]);
+            INDEXED.with_borrow_mut(|indexed| {
+                p.judge_indexed(burst.len(), |i| burst[i], indexed);
+                assert_eq!(indexed.blocked(), scratch.blocked());
+                assert_eq!(indexed.tally(), scratch.tally());
+            });
             let d = direct();
             assert_eq!(d.classify(data), (reason, verdict));
             d.judge_burst(burst.into_iter(), scratch, reasons);
             assert_eq!(reasons.as_slice(), &[want, reason, want]);
+            INDEXED.with_borrow_mut(|indexed| {
+                d.judge_indexed(burst.len(), |i| burst[i], indexed);
+                assert_eq!(indexed.blocked(), scratch.blocked());
+                assert_eq!(indexed.tally(), scratch.tally());
+            });
         })
     });
 });
