@@ -763,7 +763,9 @@ impl IndexedScratch {
         &self.tally
     }
 
-    /// As [`BurstScratch::set_cold`].
+    /// As [`BurstScratch::set_cold`], except that for untagged IPv4 frames only the
+    /// source table's first lines are prefetched (relays and scope are looked up for
+    /// dynamic sources only, and are usually small).
     pub fn set_cold(&mut self, cold: bool) {
         self.cold = cold;
         self.general.set_cold(cold);
@@ -1070,10 +1072,9 @@ impl Policy {
     }
 
     /// Judges the `n` frames `frame(0)`, …, `frame(n - 1)` as [`Policy::judge_burst`] does
-    /// (the same blocked list, in burst order, and the same tally in `s`), but gives no
-    /// reason per frame, which lets a frame that is neither blocked nor near a lookup cost
-    /// no store: for a backend whose frames stay in its own buffers (DPDK mbufs), which
-    /// needs only the blocked ones. `frame` must give the same bytes for an index each
+    /// (the same blocked list, in burst order, and the same tally in `s`), but writes no
+    /// reason per frame, so a plain frame costs one 8-byte store: for a backend whose
+    /// frames stay in its own buffers (DPDK mbufs), which needs only the blocked ones. `frame` must give the same bytes for an index each
     /// time it is asked (it is asked again for the destination of a dynamic source).
     ///
     /// Untagged IPv4 TCP frames ([`wire::parse_plain_ipv4`]) are judged here, each writing

@@ -427,14 +427,15 @@ impl Worker {
         &self.tail.counters
     }
 
-    /// Whether every verdict the last judged burst got was Forward (nothing blocked, or the
-    /// action is `monitor`), given the `policy` that burst was judged with: a backend can
-    /// then send the burst on as it came, without splitting it by verdict.
+    /// Whether every verdict the last burst judged by `classify*` got was Forward (nothing
+    /// blocked, or the action is `monitor`), given the `policy` that burst was judged with:
+    /// a backend can then send the burst on as it came, without splitting it by verdict.
+    /// ([`Worker::judge_indexed`] returns its blocked list instead.)
     pub fn forwards_all(&self, policy: &Policy) -> bool {
         self.scratch.blocked().is_empty() || policy.verdict(Reason::Blocked).forwards()
     }
 
-    /// The verdicts of the last judged burst, in burst order.
+    /// The verdicts of the last burst judged by `classify*`, in burst order.
     pub fn verdicts(&self) -> &[Verdict] {
         &self.verdicts
     }
@@ -809,8 +810,9 @@ mod tests {
         };
         let syn = tcp("10.0.0.1", "198.51.100.7", 25).build();
         let mut rst = syn.clone();
-        rst[14 + 20 + 13] = 0x04; // plain IPv4: the TCP flags
-                                  // Plain frames and others (tagged, an overlap fragment, one too short) mixed.
+        // Plain IPv4: the TCP flags.
+        rst[14 + 20 + 13] = 0x04;
+        // Plain frames and others (tagged, an overlap fragment, one too short) mixed.
         let mut all = vec![
             rst.clone(),
             tcp("10.0.0.1", "198.51.100.7", 25)
@@ -827,7 +829,9 @@ mod tests {
             let spec = OutboundSpec {
                 ports: vec![25],
                 action,
-                reject_rate: Some(3),
+                // One reset a second: each worker's bucket runs on its own clock, and
+                // only a pause of a second between them could refill one but not the other.
+                reject_rate: Some(1),
                 dynamic: vec![AnyPrefix::V4(
                     crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
                 )],
