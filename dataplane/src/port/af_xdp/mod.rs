@@ -20,7 +20,7 @@
 //! instead of losing the large frames; otherwise multi-buffer is used when available.
 //!
 //! A wire's [`XdpWire::poll`] peeks a burst from the ingress socket's RX ring, judges the
-//! frames in place in the UMEM with [`Worker::classify_frames`], copies each forwarded
+//! frames in place in the UMEM with [`Worker::judge_indexed`], copies each forwarded
 //! frame into the egress socket's UMEM and TX ring (the two interfaces have separate
 //! UMEMs, so forwarding is one copy per frame even when both sockets are zero-copy), builds
 //! resets for `reject` into the ingress socket's TX ring, returns every received frame to
@@ -573,9 +573,19 @@ impl XdpWire {
         egress.reap();
         let snapshot = policy.load();
         let rx: &Xsk = ingress;
-        let verdicts = worker.classify_frames(&snapshot, (0..n).map(|i| rx.rx_frame(i)));
+        let (blocked, verdicts) =
+            worker.judge_indexed(&snapshot, n as usize, |i| rx.rx_frame(i as u32));
+        // Only the blocked frames are listed (in burst order); every other is forwarded.
+        let mut listed = blocked.iter().zip(verdicts).peekable();
         let mut resets = 0u32;
-        for (i, v) in (0..n).zip(verdicts) {
+        for i in 0..n {
+            let v = match listed.peek() {
+                Some(&(&(f, _), &v)) if f == i => {
+                    listed.next();
+                    v
+                }
+                _ => Verdict::Forward,
+            };
             match v {
                 Verdict::Forward => {
                     if !egress_up || !egress.tx_copy_packet(ingress.rx_frags(i)) {
