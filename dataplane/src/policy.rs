@@ -1087,8 +1087,17 @@ impl Policy {
         s: &mut IndexedScratch,
     ) {
         s.blocked.clear();
-        s.tally = [0; Reason::COUNT];
         s.others.clear();
+        if n > 0 && wire::parse_plain_ipv4(frame(0)).is_none() {
+            // A link's frames mostly share one encapsulation (an access link's are
+            // tagged): a burst that starts with another frame is judged whole, as
+            // judge_burst does, instead of trying the plain parse on each frame first.
+            self.judge_burst((0..n).map(&frame), &mut s.general, &mut s.general_reasons);
+            s.tally = *s.general.tally();
+            s.blocked.extend_from_slice(s.general.blocked());
+            return;
+        }
+        s.tally = [0; Reason::COUNT];
         let recording = s.hot.as_ref().is_some_and(|(h, _)| h.recording());
         let mut base = 0usize;
         while base < n {

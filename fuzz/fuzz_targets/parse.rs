@@ -91,6 +91,17 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(indexed.blocked(), scratch.blocked());
                 assert_eq!(indexed.tally(), scratch.tally());
             });
+            // Starting with the fuzzed frame: a burst whose first frame is not plain is
+            // judged whole.
+            let first = [data, plain.as_slice()];
+            p.judge_burst(first.into_iter(), scratch, reasons);
+            assert_eq!(reasons.as_slice(), &[reason, want]);
+            INDEXED.with_borrow_mut(|indexed| {
+                p.judge_indexed(first.len(), |i| first[i], indexed);
+                assert_eq!(indexed.blocked(), scratch.blocked());
+                assert_eq!(indexed.tally(), scratch.tally());
+            });
+            p.judge_burst(burst.into_iter(), scratch, reasons);
             let d = direct();
             assert_eq!(d.classify(data), (reason, verdict));
             d.judge_burst(burst.into_iter(), scratch, reasons);
