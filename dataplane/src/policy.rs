@@ -1079,7 +1079,8 @@ impl Policy {
     ///
     /// Untagged IPv4 TCP frames ([`wire::parse_plain_ipv4`]) are judged here, each writing
     /// one lane slot (source and index) that only a frame to a blocked port keeps; every
-    /// other frame goes to [`Policy::judge_burst`], and the two lists are merged.
+    /// other frame goes to [`Policy::judge_burst`], and the two lists are merged. A burst
+    /// whose first frame is not plain (a tagged link's) goes to `judge_burst` whole.
     pub fn judge_indexed<'a>(
         &self,
         n: usize,
