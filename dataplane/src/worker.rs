@@ -358,7 +358,10 @@ impl Worker {
             epoch,
         );
         self.tail.time(start, n as u64);
-        (self.indexed.blocked(), &self.tail.blocked_verdicts)
+        let blocked = self.indexed.blocked();
+        // Backends walk the list alongside the burst: it must be in strictly rising order.
+        debug_assert!(blocked.windows(2).all(|w| w[0].0 < w[1].0));
+        (blocked, &self.tail.blocked_verdicts)
     }
 
     /// Notes the policy a burst is judged with; returns whether its tables are to be read

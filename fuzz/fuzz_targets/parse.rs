@@ -101,7 +101,6 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(indexed.blocked(), scratch.blocked());
                 assert_eq!(indexed.tally(), scratch.tally());
             });
-            p.judge_burst(burst.into_iter(), scratch, reasons);
             let d = direct();
             assert_eq!(d.classify(data), (reason, verdict));
             d.judge_burst(burst.into_iter(), scratch, reasons);
