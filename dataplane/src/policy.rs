@@ -710,8 +710,6 @@ pub struct IndexedScratch {
     general_reasons: Vec<Reason>,
     blocked: Vec<(u32, u32)>,
     tally: [u32; Reason::COUNT],
-    cold: bool,
-    hot: Option<(Arc<HotBlocks>, usize)>,
 }
 
 /// The slots of one chunk's plain frames, in one allocation (one base register).
@@ -746,8 +744,6 @@ impl Default for IndexedScratch {
             general_reasons: Vec::new(),
             blocked: Vec::new(),
             tally: [0; Reason::COUNT],
-            cold: false,
-            hot: None,
         }
     }
 }
@@ -765,16 +761,15 @@ impl IndexedScratch {
 
     /// As [`BurstScratch::set_cold`], except that for untagged IPv4 frames only the
     /// source table's first lines are prefetched (relays and scope are looked up for
-    /// dynamic sources only, and are usually small).
+    /// dynamic sources only, and are usually small). Kept in `general`, which judges
+    /// the other frames, and read from there for the plain ones.
     pub fn set_cold(&mut self, cold: bool) {
-        self.cold = cold;
         self.general.set_cold(cold);
     }
 
-    /// As [`BurstScratch::set_hot`].
+    /// As [`BurstScratch::set_hot`] (kept in `general`, as the cold flag).
     pub fn set_hot(&mut self, hot: Option<(Arc<HotBlocks>, usize)>) {
-        self.general.set_hot(hot.clone());
-        self.hot = hot;
+        self.general.set_hot(hot);
     }
 }
 
@@ -1074,8 +1069,9 @@ impl Policy {
     /// Judges the `n` frames `frame(0)`, …, `frame(n - 1)` as [`Policy::judge_burst`] does
     /// (the same blocked list, in burst order, and the same tally in `s`), but writes no
     /// reason per frame, so a plain frame costs one 8-byte store: for a backend whose
-    /// frames stay in its own buffers (DPDK mbufs), which needs only the blocked ones. `frame` must give the same bytes for an index each
-    /// time it is asked (it is asked again for the destination of a dynamic source).
+    /// frames stay in its own buffers (DPDK mbufs), which needs only the blocked ones.
+    /// `frame` must give the same bytes for an index each time it is asked (it is asked
+    /// again for the destination of a dynamic source).
     ///
     /// Untagged IPv4 TCP frames ([`wire::parse_plain_ipv4`]) are judged here, each writing
     /// one lane slot (source and index) that only a frame to a blocked port keeps; every
@@ -1099,7 +1095,7 @@ impl Policy {
             return;
         }
         s.tally = [0; Reason::COUNT];
-        let recording = s.hot.as_ref().is_some_and(|(h, _)| h.recording());
+        let recording = s.general.hot.as_ref().is_some_and(|(h, _)| h.recording());
         let mut base = 0usize;
         while base < n {
             let m = (n - base).min(CHUNK);
@@ -1166,13 +1162,13 @@ impl Policy {
             *key = (lane >> 32) as u32;
         }
         if recording {
-            if let Some((hot, slot)) = &s.hot {
+            if let Some((hot, slot)) = &s.general.hot {
                 for &key in &a.keys[..k] {
                     hot.mark(*slot, Family::V4, t.sources.block_of(key));
                 }
             }
         }
-        if s.cold {
+        if s.general.cold {
             for &key in &a.keys[..k] {
                 t.sources.prefetch_first(key);
             }
