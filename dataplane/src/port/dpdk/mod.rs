@@ -661,11 +661,13 @@ pub struct DpdkWire {
     core: u16,
     queue: u16,
     direction: Direction,
-    rx: Vec<*mut RteMbuf>,
-    /// Filled by index, the first `nf` (forwarded) of a poll are sent. [`MAX_BURST`] long,
-    /// so an index taken modulo it needs no bounds check.
-    forward: Box<[*mut RteMbuf; MAX_BURST]>,
-    /// Filled by index, the first `nd` (dropped) of a poll are freed. As `forward`.
+    /// A poll receives its burst into the first `burst` slots, and sends the forwarded
+    /// frames from the start of it. [`MAX_BURST`] long, so an index taken modulo it needs
+    /// no bounds check.
+    rx: Box<[*mut RteMbuf; MAX_BURST]>,
+    /// Frames a poll asks for (1..=[`MAX_BURST`]).
+    burst: u16,
+    /// Filled by index, the first `nd` (dropped) of a poll are freed. As `rx`.
     drop: Box<[*mut RteMbuf; MAX_BURST]>,
     resets: Vec<*mut RteMbuf>,
     reset_frame: Vec<u8>,
@@ -708,8 +710,8 @@ impl DpdkWire {
             watch,
             queue,
             direction: Direction::AccessToCore,
-            rx: vec![std::ptr::null_mut(); burst],
-            forward: Box::new([std::ptr::null_mut(); MAX_BURST]),
+            rx: Box::new([std::ptr::null_mut(); MAX_BURST]),
+            burst: burst.clamp(1, MAX_BURST) as u16,
             drop: Box::new([std::ptr::null_mut(); MAX_BURST]),
             resets: Vec::with_capacity(burst),
             reset_frame: Vec::with_capacity(128),
@@ -756,16 +758,12 @@ impl DpdkWire {
             Direction::AccessToCore => (self.access, self.core, 1),
             Direction::CoreToAccess => (self.core, self.access, 0),
         };
-        // SAFETY: the array holds `rx.len()` (≤ MAX_BURST) entries; the port is started and
+        // SAFETY: the array holds MAX_BURST ≥ `burst` entries; the port is started and
         // queue `self.queue` is used by this wire alone.
         let n = usize::from(unsafe {
-            ffi::op25b_rx_burst(
-                ingress,
-                self.queue,
-                self.rx.as_mut_ptr(),
-                self.rx.len() as u16,
-            )
-        });
+            ffi::op25b_rx_burst(ingress, self.queue, self.rx.as_mut_ptr(), self.burst)
+        })
+        .min(usize::from(self.burst));
         if n == 0 {
             return 0;
         }
@@ -792,55 +790,77 @@ impl DpdkWire {
             self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..n]);
             return n;
         }
-        // The blocked frames as bits, then a split without a branch per frame: each mbuf
-        // is written to the end of both lists and only the list its bit names grows (n ≤
-        // MAX_BURST, so the modulos never wrap; they only spare the bounds checks).
+        // The blocked frames go to `drop` (in the blocked list's order) and become bits;
+        // then each kept frame, found by its bit, moves down to the kept count, in place.
+        // Work per kept frame, none per blocked one, and no branch per frame.
         let mut bits = [0u64; MAX_BURST / 64];
-        for &(f, _) in blocked {
-            bits[(f as usize / 64) % (MAX_BURST / 64)] |= 1 << (f % 64);
+        let dr = &mut *self.drop;
+        let rx = &mut *self.rx;
+        for (k, &(f, _)) in blocked.iter().enumerate() {
+            let f = f as usize % MAX_BURST;
+            bits[f / 64] |= 1 << (f % 64);
+            dr[k % MAX_BURST] = rx[f];
         }
-        let (mut nf, mut nd) = (0usize, 0usize);
-        let (fw, dr) = (&mut *self.forward, &mut *self.drop);
-        for (i, &m) in self.rx[..n].iter().enumerate() {
-            fw[nf % MAX_BURST] = m;
-            dr[nd % MAX_BURST] = m;
-            let b = ((bits[(i / 64) % (MAX_BURST / 64)] >> (i % 64)) & 1) as usize;
-            nf += 1 - b;
-            nd += b;
-        }
-        self.resets.clear();
-        for (&(f, _), &v) in blocked.iter().zip(verdicts) {
-            let i = f as usize;
-            if v == Verdict::Reject {
-                // SAFETY: as for `frame` above: mbuf `i` is still ours (in `drop`, freed
-                // below).
-                let frame = unsafe { ffi::mbuf_frame(self.rx[i]) };
-                if crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
-                    // SAFETY: the pool is live (held by `shared`); the bytes are valid for
-                    // their length, which fits u16 (a reset is < 100 bytes).
-                    let r = unsafe {
-                        ffi::op25b_mbuf_from(
-                            self.shared.pool,
-                            self.reset_frame.as_ptr(),
-                            self.reset_frame.len() as u16,
-                        )
-                    };
-                    if r.is_null() {
-                        self.tx_refused += 1;
-                    } else {
-                        self.resets.push(r);
-                    }
-                }
+        let nd = blocked.len();
+        let mut nf = 0usize;
+        for (w, &word) in bits.iter().enumerate().take(n.div_ceil(64)) {
+            // The frames of this word that are in the burst (n ≤ MAX_BURST).
+            let in_burst = match n - w * 64 {
+                r @ 0..64 => (1u64 << r) - 1,
+                _ => u64::MAX,
+            };
+            let mut keep = !word & in_burst;
+            while keep != 0 {
+                let i = w * 64 + keep.trailing_zeros() as usize;
+                rx[nf % MAX_BURST] = rx[i % MAX_BURST];
+                nf += 1;
+                keep &= keep - 1;
             }
         }
-        self.tx_refused += send_if_up(up, egress, self.queue, &mut self.forward[..nf]);
+        if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
+            self.reset(ingress, blocked, verdicts);
+        }
+        self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..nf]);
+        free_all(&mut self.drop[..nd]);
+        n
+    }
+
+    /// Builds and sends back out of `ingress` a TCP reset for each blocked frame whose
+    /// verdict is `Reject` (`blocked[k]`'s mbuf is `drop[k]`, still unfreed).
+    #[cold]
+    #[inline(never)]
+    fn reset(&mut self, ingress: u16, blocked: &[(u32, u32)], verdicts: &[Verdict]) {
+        self.resets.clear();
+        for (&m, &v) in self.drop[..blocked.len()].iter().zip(verdicts) {
+            if v != Verdict::Reject {
+                continue;
+            }
+            // SAFETY: as for `frame` in `poll`: the mbuf is still ours (in `drop`, freed
+            // after this).
+            let frame = unsafe { ffi::mbuf_frame(m) };
+            if !crate::wire::rst::build_reset(frame, &mut self.reset_frame) {
+                continue;
+            }
+            // SAFETY: the pool is live (held by `shared`); the bytes are valid for their
+            // length, which fits u16 (a reset is < 100 bytes).
+            let r = unsafe {
+                ffi::op25b_mbuf_from(
+                    self.shared.pool,
+                    self.reset_frame.as_ptr(),
+                    self.reset_frame.len() as u16,
+                )
+            };
+            if r.is_null() {
+                self.tx_refused += 1;
+            } else {
+                self.resets.push(r);
+            }
+        }
         if !self.resets.is_empty() {
             let refused = send_or_free(ingress, self.queue, &mut self.resets);
             self.tx_refused += refused;
             self.resets_sent += self.resets.len() as u64 - refused;
         }
-        free_all(&mut self.drop[..nd]);
-        n
     }
 }
 
