@@ -237,10 +237,12 @@ impl Reason {
     }
 }
 
-/// The set of blocked TCP destination ports: a 65536-bit bitmap.
+/// The set of blocked TCP destination ports: a 65536-bit bitmap, and the port itself when
+/// it is the only one (OP25B's usual set, port 25: a compare instead of a bitmap read).
 #[derive(Clone)]
 pub struct PortSet {
     bits: Box<[u64; 1024]>,
+    single: Option<u16>,
 }
 
 impl PortSet {
@@ -250,7 +252,20 @@ impl PortSet {
         for &p in ports {
             bits[usize::from(p >> 6)] |= 1 << (p & 63);
         }
-        PortSet { bits }
+        let mut distinct = ports.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let single = match distinct[..] {
+            [p] => Some(p),
+            _ => None,
+        };
+        PortSet { bits, single }
+    }
+
+    /// The only port of the set, if it has exactly one.
+    #[inline]
+    pub fn single(&self) -> Option<u16> {
+        self.single
     }
 
     /// Whether `port` is in the set.
@@ -1096,26 +1111,11 @@ impl Policy {
         }
         s.tally = [0; Reason::COUNT];
         let recording = s.general.hot.as_ref().is_some_and(|(h, _)| h.recording());
-        let mut base = 0usize;
-        while base < n {
-            let m = (n - base).min(CHUNK);
-            let mut kept = 0usize;
-            let mut plain = 0u32;
-            let a = &mut *s.a;
-            for i in 0..m {
-                if let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) {
-                    a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
-                    kept += usize::from(self.ports.contains(dport));
-                    plain += 1;
-                } else {
-                    s.others.push((base + i) as u32);
-                }
-            }
-            s.tally[Reason::PortNotBlocked.index()] += plain - kept as u32;
-            if kept > 0 {
-                self.judge_plain_lanes(kept, base, &frame, s, recording);
-            }
-            base += m;
+        // One copy of the pass per kind of port test: with one blocked port (OP25B's
+        // usual 25) a compare, else a read of the bitmap.
+        match self.ports.single() {
+            Some(port) => self.judge_plain(n, &frame, s, recording, |d| d == port),
+            None => self.judge_plain(n, &frame, s, recording, |d| self.ports.contains(d)),
         }
         if s.others.is_empty() {
             return;
@@ -1141,6 +1141,42 @@ impl Policy {
             s.blocked.sort_unstable();
         }
         s.others = others;
+    }
+
+    /// The plain pass of [`Policy::judge_indexed`]: each chunk's untagged IPv4 TCP frames
+    /// write a lane slot (source, index), kept when `blocked_port` says their destination
+    /// port is blocked, and are settled by [`Policy::judge_plain_lanes`]; every other frame
+    /// goes to `s.others`.
+    #[inline(always)]
+    fn judge_plain<'a>(
+        &self,
+        n: usize,
+        frame: &impl Fn(usize) -> &'a [u8],
+        s: &mut IndexedScratch,
+        recording: bool,
+        blocked_port: impl Fn(u16) -> bool,
+    ) {
+        let mut base = 0usize;
+        while base < n {
+            let m = (n - base).min(CHUNK);
+            let mut kept = 0usize;
+            let others = s.others.len();
+            let a = &mut *s.a;
+            for i in 0..m {
+                if let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) {
+                    a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
+                    kept += usize::from(blocked_port(dport));
+                } else {
+                    s.others.push((base + i) as u32);
+                }
+            }
+            let plain = m - (s.others.len() - others);
+            s.tally[Reason::PortNotBlocked.index()] += (plain - kept) as u32;
+            if kept > 0 {
+                self.judge_plain_lanes(kept, base, frame, s, recording);
+            }
+            base += m;
+        }
     }
 
     /// Settles the `kept` plain lanes of the chunk at `base` (sources and indexes in
@@ -1830,8 +1866,14 @@ mod tests {
             .map(|i| AnyPrefix::V4(Prefix::new(0x6440_0000 | i << 8, 24).unwrap()))
             .collect();
         let shapes = [(false, false), (true, false), (false, true), (true, true)];
-        // Without relays too (unscoped, that is the indexed judge's shortest path).
-        for ((scoped, direct), relays) in shapes.into_iter().flat_map(|s| [(s, true), (s, false)]) {
+        // Without relays too (unscoped, that is the indexed judge's shortest path); one
+        // blocked port (a compare in the plain pass) and two (the bitmap).
+        let cases = shapes
+            .into_iter()
+            .flat_map(|s| [(s, true), (s, false)])
+            .flat_map(|c| [(c, vec![25]), (c, vec![25, 587])]);
+        for (((scoped, direct), relays), ports) in cases {
+            sp.ports = ports;
             sp.relays = if relays { spec().relays } else { vec![] };
             sp.scope = if scoped {
                 pfxs(&["198.51.100.0/25", "2001:db8:9::/48"])
@@ -1949,12 +1991,14 @@ mod tests {
                 assert_eq!(
                     indexed.blocked(),
                     scratch.blocked(),
-                    "indexed: scoped={scoped} direct={direct} relays={relays} cold={cold}"
+                    "indexed: scoped={scoped} direct={direct} relays={relays} ports={:?} cold={cold}",
+                    sp.ports
                 );
                 assert_eq!(
                     indexed.tally(),
                     scratch.tally(),
-                    "indexed: scoped={scoped} direct={direct} relays={relays} cold={cold}"
+                    "indexed: scoped={scoped} direct={direct} relays={relays} ports={:?} cold={cold}",
+                    sp.ports
                 );
             }
         }
@@ -2062,5 +2106,10 @@ mod tests {
         let s = PortSet::new(&[0, 25, 63, 64, 65535]);
         assert_eq!(s.to_vec(), vec![0, 25, 63, 64, 65535]);
         assert!(!s.contains(26));
+        assert_eq!(s.single(), None);
+        // One port, however often it is listed, is the set's single port.
+        let one = PortSet::new(&[25, 25]);
+        assert_eq!((one.single(), one.to_vec()), (Some(25), vec![25]));
+        assert_eq!(PortSet::new(&[]).single(), None);
     }
 }
