@@ -1212,15 +1212,16 @@ impl Policy {
         t.sources.lookup_batch(&a.keys[..k], &mut a.values[..k]);
         // Keep the lanes whose source is dynamic (NO_MATCH is odd, so "even value" is
         // exactly "a dynamic entry is the longest match").
-        let (mut dynamic_lanes, mut exempt) = (0usize, 0u32);
+        let (mut dynamic_lanes, mut unmatched) = (0usize, 0u32);
         for (&v, &lane) in a.values[..k].iter().zip(&a.lane[..k]) {
-            let dynamic = v & 1 == 0;
-            exempt += u32::from(!dynamic & (v != NO_MATCH));
+            unmatched += u32::from(v == NO_MATCH);
             let d = dynamic_lanes % CHUNK;
             a.frame[d] = lane as u32;
             a.pos[d] = v >> 1;
-            dynamic_lanes += usize::from(dynamic);
+            dynamic_lanes += usize::from(v & 1 == 0);
         }
+        // The rest matched an exempt entry.
+        let exempt = (k - dynamic_lanes) as u32 - unmatched;
         s.tally[Reason::SourceExempt.index()] += exempt;
         s.tally[Reason::SourceNotDynamic.index()] += (k - dynamic_lanes) as u32 - exempt;
         let d = dynamic_lanes;
