@@ -176,19 +176,22 @@ pub fn parse(frame: &[u8]) -> Result<FlowKey, Skip> {
 /// carrying an IPv4 header of 20 bytes (IHL 5), TCP, not a fragment, with an IP total
 /// length that reaches past the TCP destination port. Returns (source, destination,
 /// destination port), exactly what [`parse`] returns for such a frame; `None` for every
-/// other frame, which the caller then hands to [`parse`]. Reads no byte that [`parse`]
-/// would not (bytes 12..38 at most).
+/// other frame, which the caller then hands to [`parse`]. Reads bytes 12..38 only.
 #[inline(always)]
 pub fn parse_plain_ipv4(frame: &[u8]) -> Option<(u32, u32, u16)> {
     let h: &[u8; 38] = frame.get(..38)?.try_into().ok()?;
-    // Ethertype 0x0800, version 4 with IHL 5, protocol TCP: four bytes, one compare.
-    let tag = u32::from_le_bytes([h[12], h[13], h[14], h[23]]);
-    // Fragment offset (the low 13 bits; MF may be set on a first fragment).
-    let frag = u16::from_be_bytes([h[20], h[21]]) & 0x1fff;
+    // Ethertype 0x0800 and version 4 with IHL 5 (bytes 12..15, the TOS byte masked off).
+    // LLVM reads these as a byte and a half-word; one 4-byte read (written as below) made
+    // `classify` on mixed encapsulations 6% slower (5 alternating pairs), so it stays so.
+    let eth = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) & 0x00ff_ffff;
+    // Fragment offset (the low 13 bits; MF may be set on a first fragment) and protocol:
+    // bytes 20..24 as one 4-byte read, the TTL byte masked off.
+    let frag_proto = u32::from_le_bytes(*h[20..].first_chunk()?) & 0xff00_ff1f;
     // The IP packet must reach the destination port: 20 bytes of IP and 4 of TCP.
     let total = u16::from_be_bytes([h[16], h[17]]);
-    let plain =
-        (tag == u32::from_le_bytes([0x08, 0x00, 0x45, IPPROTO_TCP])) & (frag == 0) & (total >= 24);
+    let plain = (eth == u32::from_le_bytes([0x08, 0x00, 0x45, 0]))
+        & (frag_proto == u32::from(IPPROTO_TCP) << 24)
+        & (total >= 24);
     plain.then(|| {
         (
             u32::from_be_bytes([h[26], h[27], h[28], h[29]]),

@@ -428,6 +428,10 @@ fn the_plain_ipv4_path_takes_exactly_the_plain_frames() {
         (14, 0x46),
         (14, 0x55),
         (23, 17),
+        // Bytes read but masked off (TOS, TTL): they change nothing.
+        (15, 0xff),
+        (22, 0x00),
+        (22, 0xff),
     ] {
         let mut f = plain.clone();
         f[at] = v;
