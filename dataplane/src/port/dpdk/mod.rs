@@ -790,33 +790,8 @@ impl DpdkWire {
             self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..n]);
             return n;
         }
-        // The blocked frames go to `drop` (in the blocked list's order) and become bits;
-        // then each kept frame, found by its bit, moves down to the kept count, in place.
-        // Work per kept frame, none per blocked one, and no branch per frame.
-        let mut bits = [0u64; MAX_BURST / 64];
-        let dr = &mut *self.drop;
-        let rx = &mut *self.rx;
-        for (k, &(f, _)) in blocked.iter().enumerate() {
-            let f = f as usize % MAX_BURST;
-            bits[f / 64] |= 1 << (f % 64);
-            dr[k % MAX_BURST] = rx[f];
-        }
+        let nf = split(&mut self.rx, n, blocked, &mut self.drop);
         let nd = blocked.len();
-        let mut nf = 0usize;
-        for (w, &word) in bits.iter().enumerate().take(n.div_ceil(64)) {
-            // The frames of this word that are in the burst (n ≤ MAX_BURST).
-            let in_burst = match n - w * 64 {
-                r @ 0..64 => (1u64 << r) - 1,
-                _ => u64::MAX,
-            };
-            let mut keep = !word & in_burst;
-            while keep != 0 {
-                let i = w * 64 + keep.trailing_zeros() as usize;
-                rx[nf % MAX_BURST] = rx[i % MAX_BURST];
-                nf += 1;
-                keep &= keep - 1;
-            }
-        }
         if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
             self.reset(ingress, blocked, verdicts);
         }
@@ -864,6 +839,44 @@ impl DpdkWire {
     }
 }
 
+/// Splits the burst `rx[..n]` by `blocked` (indexes in the burst, strictly rising): the
+/// blocked frames go to `drop` in the list's order, and the others move down to the start
+/// of `rx`, in burst order; returns how many those are. The blocked ones become bits, then
+/// each kept frame, found by its bit, moves down in place: work per kept frame only, and
+/// no branch per frame. Both arrays are [`MAX_BURST`] long, so an index taken modulo it
+/// needs no bounds check.
+#[inline(always)]
+fn split<T: Copy>(
+    rx: &mut [T; MAX_BURST],
+    n: usize,
+    blocked: &[(u32, u32)],
+    drop: &mut [T; MAX_BURST],
+) -> usize {
+    let n = n.min(MAX_BURST);
+    let mut bits = [0u64; MAX_BURST / 64];
+    for (k, &(f, _)) in blocked.iter().enumerate() {
+        let f = f as usize % MAX_BURST;
+        bits[f / 64] |= 1 << (f % 64);
+        drop[k % MAX_BURST] = rx[f];
+    }
+    let mut nf = 0usize;
+    for (w, &word) in bits.iter().enumerate().take(n.div_ceil(64)) {
+        // The frames of this word that are in the burst.
+        let in_burst = match n - w * 64 {
+            r @ 0..64 => (1u64 << r) - 1,
+            _ => u64::MAX,
+        };
+        let mut keep = !word & in_burst;
+        while keep != 0 {
+            let i = w * 64 + keep.trailing_zeros() as usize;
+            rx[nf % MAX_BURST] = rx[i % MAX_BURST];
+            nf += 1;
+            keep &= keep - 1;
+        }
+    }
+    nf
+}
+
 /// Sends `mbufs` on (port, queue) if the egress link is `up`; else frees them all (refused
 /// now, not sent stale when the link comes back). Returns how many were not sent.
 fn send_if_up(up: bool, port: u16, queue: u16, mbufs: &mut [*mut RteMbuf]) -> u64 {
@@ -895,5 +908,47 @@ fn free_all(mbufs: &mut [*mut RteMbuf]) {
     if !mbufs.is_empty() {
         // SAFETY: each pointer is a valid mbuf owned by the caller and not used again.
         unsafe { ffi::op25b_free_bulk(mbufs.as_mut_ptr(), mbufs.len() as u32) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_burst_order_and_lists_the_blocked_in_theirs() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Every burst size around the word edges, blocked shares from none to all.
+        let sizes = [1, 2, 63, 64, 65, 127, 128, 129, 200, 255, 256];
+        for (n, share) in sizes.into_iter().flat_map(|n| [0, 1, 3, 8].map(|s| (n, s))) {
+            let frames: Vec<u32> = (0..n as u32).map(|i| 1000 + i).collect();
+            let blocked: Vec<(u32, u32)> = (0..n as u32)
+                .filter(|_| share == 8 || (next() % 8) < share)
+                .map(|i| (i, i * 7))
+                .collect();
+            let mut rx = [0u32; MAX_BURST];
+            rx[..n].copy_from_slice(&frames);
+            let mut drop = [0u32; MAX_BURST];
+            let nf = split(&mut rx, n, &blocked, &mut drop);
+            let want_kept: Vec<u32> = frames
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !blocked.iter().any(|&(f, _)| f as usize == *i))
+                .map(|(_, &m)| m)
+                .collect();
+            let want_dropped: Vec<u32> = blocked.iter().map(|&(f, _)| frames[f as usize]).collect();
+            assert_eq!(rx[..nf], want_kept[..], "n={n} share={share}/8");
+            assert_eq!(
+                drop[..blocked.len()],
+                want_dropped[..],
+                "n={n} share={share}/8"
+            );
+        }
     }
 }
