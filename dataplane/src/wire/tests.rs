@@ -437,7 +437,10 @@ fn the_plain_ipv4_path_takes_exactly_the_plain_frames() {
         f[at] = v;
         cases.push(("byte", f));
     }
-    for frag in [0x2000u16, 0x4000, 0x0001, 0x1fff, 0x8000] {
+    // Offset bits in either byte (0x0100, 0x1000 only in the first; 0x2100 with MF).
+    for frag in [
+        0x2000u16, 0x4000, 0x0001, 0x1fff, 0x8000, 0x0100, 0x1000, 0x2100,
+    ] {
         let mut f = plain.clone();
         f[20..22].copy_from_slice(&frag.to_be_bytes());
         cases.push(("flags and offset", f));

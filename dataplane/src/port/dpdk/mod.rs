@@ -790,23 +790,23 @@ impl DpdkWire {
             self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..n]);
             return n;
         }
-        let nf = split(&mut self.rx, n, blocked, &mut self.drop);
-        let nd = blocked.len();
+        let (nf, nd) = split(&mut self.rx, n, blocked, &mut self.drop);
         if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
-            self.reset(ingress, blocked, verdicts);
+            self.reset(ingress, nd, verdicts);
         }
         self.tx_refused += send_if_up(up, egress, self.queue, &mut self.rx[..nf]);
         free_all(&mut self.drop[..nd]);
         n
     }
 
-    /// Builds and sends back out of `ingress` a TCP reset for each blocked frame whose
-    /// verdict is `Reject` (`blocked[k]`'s mbuf is `drop[k]`, still unfreed).
+    /// Builds and sends back out of `ingress` a TCP reset for each of the `nd` dropped
+    /// frames whose verdict is `Reject` (`drop[k]`, still unfreed, is the blocked list's
+    /// k-th frame, whose verdict is `verdicts[k]`).
     #[cold]
     #[inline(never)]
-    fn reset(&mut self, ingress: u16, blocked: &[(u32, u32)], verdicts: &[Verdict]) {
+    fn reset(&mut self, ingress: u16, nd: usize, verdicts: &[Verdict]) {
         self.resets.clear();
-        for (&m, &v) in self.drop[..blocked.len()].iter().zip(verdicts) {
+        for (&m, &v) in self.drop[..nd].iter().zip(verdicts) {
             if v != Verdict::Reject {
                 continue;
             }
@@ -840,32 +840,41 @@ impl DpdkWire {
 }
 
 /// Splits the burst `rx[..n]` by `blocked` (indexes in the burst, strictly rising): the
-/// blocked frames go to `drop` in the list's order, and the others move down to the start
-/// of `rx`, in burst order; returns how many those are. The blocked ones become bits, then
-/// each kept frame, found by its bit, moves down in place: work per kept frame only, and
-/// no branch per frame. Both arrays are [`MAX_BURST`] long, so an index taken modulo it
-/// needs no bounds check.
+/// blocked frames go to `drop` in burst order (the list's), and the others move down to the
+/// start of `rx`, in burst order; returns how many of each (kept, dropped). The blocked
+/// ones become bits, then each word's frames are found by their bits: work per frame of
+/// each kind, no branch on each frame's verdict. Both lists come from the bits, so a
+/// frame is handed on exactly once whatever the list holds: an index repeated or past the
+/// burst cannot free an mbuf twice or one not received. Both arrays are [`MAX_BURST`]
+/// long, so an index taken modulo it needs no bounds check.
 #[inline(always)]
 fn split<T: Copy>(
     rx: &mut [T; MAX_BURST],
     n: usize,
     blocked: &[(u32, u32)],
     drop: &mut [T; MAX_BURST],
-) -> usize {
+) -> (usize, usize) {
     let n = n.min(MAX_BURST);
     let mut bits = [0u64; MAX_BURST / 64];
-    for (k, &(f, _)) in blocked.iter().enumerate() {
+    for &(f, _) in blocked {
         let f = f as usize % MAX_BURST;
         bits[f / 64] |= 1 << (f % 64);
-        drop[k % MAX_BURST] = rx[f];
     }
-    let mut nf = 0usize;
+    let (mut nf, mut nd) = (0usize, 0usize);
     for (w, &word) in bits.iter().enumerate().take(n.div_ceil(64)) {
         // The frames of this word that are in the burst.
         let in_burst = match n - w * 64 {
             r @ 0..64 => (1u64 << r) - 1,
             _ => u64::MAX,
         };
+        // This word's blocked frames first: the kept ones below may move over them (never
+        // over a later word's, as a kept frame only moves down).
+        let mut gone = word & in_burst;
+        while gone != 0 {
+            drop[nd % MAX_BURST] = rx[(w * 64 + gone.trailing_zeros() as usize) % MAX_BURST];
+            nd += 1;
+            gone &= gone - 1;
+        }
         let mut keep = !word & in_burst;
         while keep != 0 {
             let i = w * 64 + keep.trailing_zeros() as usize;
@@ -874,7 +883,7 @@ fn split<T: Copy>(
             keep &= keep - 1;
         }
     }
-    nf
+    (nf, nd)
 }
 
 /// Sends `mbufs` on (port, queue) if the egress link is `up`; else frees them all (refused
@@ -935,7 +944,8 @@ mod tests {
             let mut rx = [0u32; MAX_BURST];
             rx[..n].copy_from_slice(&frames);
             let mut drop = [0u32; MAX_BURST];
-            let nf = split(&mut rx, n, &blocked, &mut drop);
+            let (nf, nd) = split(&mut rx, n, &blocked, &mut drop);
+            assert_eq!(nd, blocked.len(), "n={n} share={share}/8");
             let want_kept: Vec<u32> = frames
                 .iter()
                 .enumerate()
@@ -950,5 +960,20 @@ mod tests {
                 "n={n} share={share}/8"
             );
         }
+    }
+
+    #[test]
+    fn split_hands_each_frame_on_once_whatever_the_list_holds() {
+        // A repeated index, one past the burst and one out of order: every frame still goes
+        // exactly once to one side (no mbuf freed twice, none not received).
+        let mut rx = [0u32; MAX_BURST];
+        for (i, m) in rx.iter_mut().enumerate() {
+            *m = 1000 + i as u32;
+        }
+        let mut drop = [0u32; MAX_BURST];
+        let blocked = [(3, 0), (3, 0), (300, 0), (12, 0), (1, 0)];
+        let (nf, nd) = split(&mut rx, 10, &blocked, &mut drop);
+        assert_eq!(drop[..nd], [1001, 1003]);
+        assert_eq!(rx[..nf], [1000, 1002, 1004, 1005, 1006, 1007, 1008, 1009]);
     }
 }
