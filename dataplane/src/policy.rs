@@ -1540,14 +1540,9 @@ mod tests {
         assert!(!small.always_cold());
         // 300k scattered hosts: far more ranges than a line-layout table needs, whose
         // lines alone are 16 MiB.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = crate::testkit::xorshift(0x9e37_79b9_7f4a_7c15);
         let dynamic: Vec<AnyPrefix> = (0..300_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                AnyPrefix::V4(Prefix::new(x as u32, 32).unwrap())
-            })
+            .map(|_| AnyPrefix::V4(Prefix::new(next() as u32, 32).unwrap()))
             .collect();
         let large = Policy::build(OutboundSpec { dynamic, ..spec() }, 2)
             .unwrap()
@@ -1562,13 +1557,7 @@ mod tests {
     /// one and in bursts).
     #[test]
     fn large_outbound_source_tables_are_direct_and_judge_alike() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testkit::xorshift(0x2545_f491_4f6c_dd1d);
         let mut dynamic = Vec::new();
         let mut exempt = Vec::new();
         for i in 0..DIRECT_SOURCE_PREFIXES as u32 {
@@ -1854,13 +1843,7 @@ mod tests {
     #[test]
     fn burst_judgement_equals_frame_by_frame() {
         let mut sp = spec();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testkit::xorshift(0x9e37_79b9_7f4a_7c15);
         // Compact and direct IPv4 source tables: the pools far from the frames' sources
         // only make the table large enough to be built direct.
         let far: Vec<AnyPrefix> = (0..DIRECT_SOURCE_PREFIXES as u32)
@@ -1890,7 +1873,7 @@ mod tests {
             assert_eq!(p.v4.sources.layout(), want_layout);
             let mut frames = Vec::new();
             for _ in 0..600 {
-                let v4 = next() % 3 != 0;
+                let v4 = !next().is_multiple_of(3);
                 let pick =
                     |r: u64, opts: &[&str]| opts[(r % opts.len() as u64) as usize].to_string();
                 let (src, dst) = if v4 {
@@ -1929,7 +1912,7 @@ mod tests {
                 };
                 let dport = [25, 587, 443][(next() % 3) as usize];
                 let mut b = FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 1, dport);
-                if v4 && next() % 5 == 0 {
+                if v4 && next().is_multiple_of(5) {
                     b = b.ipv4_fragment(1, false);
                 }
                 // Plain frames (the parser's fast path) mixed with every other shape.
@@ -1941,7 +1924,7 @@ mod tests {
                     _ => b,
                 };
                 let mut f = b.build();
-                if next() % 17 == 0 {
+                if next().is_multiple_of(17) {
                     f.truncate(30);
                 }
                 frames.push(f);

@@ -4,6 +4,7 @@
 //! test` hides what a passing test prints with `println!`, so a skip said that way would
 //! pass silently; this writes straight to the process's stderr, which the test harness
 //! does not capture, and names the test. [`scratch_dir`] gives a test a fresh directory.
+//! [`xorshift`] gives a test a fixed pseudo-random sequence.
 //!
 //! Invariant: nothing here is used on the packet path.
 
@@ -15,6 +16,16 @@ pub fn skipped(why: impl std::fmt::Display) {
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// A xorshift64 generator: fixed sequences, so failures reproduce.
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
 }
 
 /// A fresh, empty directory for test `name` under the system's temporary directory

@@ -2,6 +2,7 @@
 
 use super::naive::NaiveLpm;
 use super::*;
+use crate::testkit::xorshift;
 use proptest::prelude::*;
 
 fn p4(s: &str) -> Prefix<u32> {
@@ -147,16 +148,6 @@ fn probes<K: Bits>(entries: &[(Prefix<K>, u32)]) -> Vec<K> {
         }
     }
     keys
-}
-
-/// A xorshift64 generator: fixed sequences, so failures reproduce.
-fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
-    move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    }
 }
 
 /// Every key of `keys` looked up one by one and in one batch against the flat form.

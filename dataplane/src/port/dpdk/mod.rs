@@ -926,13 +926,7 @@ mod tests {
 
     #[test]
     fn split_keeps_burst_order_and_lists_the_blocked_in_theirs() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testkit::xorshift(0x2545_f491_4f6c_dd1d);
         // Every burst size around the word edges, blocked shares from none to all.
         let sizes = [1, 2, 63, 64, 65, 127, 128, 129, 200, 255, 256];
         for (n, share) in sizes.into_iter().flat_map(|n| [0, 1, 3, 8].map(|s| (n, s))) {
