@@ -252,11 +252,8 @@ impl PortSet {
         for &p in ports {
             bits[usize::from(p >> 6)] |= 1 << (p & 63);
         }
-        let mut distinct = ports.to_vec();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let single = match distinct[..] {
-            [p] => Some(p),
+        let single = match ports {
+            [p, rest @ ..] if rest.iter().all(|q| q == p) => Some(*p),
             _ => None,
         };
         PortSet { bits, single }
@@ -1220,10 +1217,9 @@ impl Policy {
             a.pos[d] = v >> 1;
             dynamic_lanes += usize::from(v & 1 == 0);
         }
-        // The rest matched an exempt entry.
-        let exempt = (k - dynamic_lanes) as u32 - unmatched;
-        s.tally[Reason::SourceExempt.index()] += exempt;
-        s.tally[Reason::SourceNotDynamic.index()] += (k - dynamic_lanes) as u32 - exempt;
+        // The other non-dynamic lanes matched an exempt entry.
+        s.tally[Reason::SourceNotDynamic.index()] += unmatched;
+        s.tally[Reason::SourceExempt.index()] += (k - dynamic_lanes) as u32 - unmatched;
         let d = dynamic_lanes;
         if d == 0 {
             return;
