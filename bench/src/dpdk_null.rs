@@ -256,6 +256,10 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         }
         eprintln!("{line}");
     }
+    // Each run of op25b is followed by one of the C harness: a pair sees about the same
+    // machine, so the ratio within each pair is steadier than that of the two medians.
+    let pair_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o / t).collect();
+    let pair_median = (!pair_ratios.is_empty()).then(|| median(&mut pair_ratios.clone()));
     let our_median = median(&mut ours);
     let their_median = (!theirs.is_empty()).then(|| median(&mut theirs));
     let ratio = their_median.map(|t| our_median / t);
@@ -264,8 +268,11 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         a.runs,
         a.seconds,
         a.core,
-        match (their_median, ratio) {
-            (Some(t), Some(r)) => format!(", C baseline {t:.3} Mpps, ratio {r:.2}x"),
+        match (their_median, ratio, pair_median) {
+            (Some(t), Some(r), Some(p)) => format!(
+                ", C baseline {t:.3} Mpps, ratio {r:.2}x; {}",
+                pair_summary(&pair_ratios, p)
+            ),
             _ => String::new(),
         }
     );
@@ -289,7 +296,94 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "c_median_mpps": their_median,
         "c_dropped_share": their_share,
         "ratio": ratio,
+        "pair_ratios": pair_ratios,
+        "pair_ratio_median": pair_median,
         "tx_refused": wire.tx_refused,
+    }))
+}
+
+/// "median of the N pairs R (lowest L, highest H)", ratios op25b / C.
+fn pair_summary(pairs: &[f64], median: f64) -> String {
+    let (lo, hi) = pairs
+        .iter()
+        .fold((f64::INFINITY, 0f64), |(l, h), &r| (l.min(r), h.max(r)));
+    format!(
+        "median of the {} pairs {median:.3}x (lowest {lo:.3}x, highest {hi:.3}x)",
+        pairs.len()
+    )
+}
+
+/// `dpdk-null --rounds N`: the benchmark in N processes of its own, one after another,
+/// their run pairs pooled. The C harness starts a process per run, so its runs sample
+/// many address-space layouts (ASLR) and its median averages over them; op25b's runs
+/// share the one process's layout, which moves its rate by 1–2% from one process to the
+/// next (bench/results/dpdk-null.md). Rounds give op25b several layouts too. `args` are
+/// this process's own (after the program name), from which `--rounds` and `--out-dir`
+/// are dropped; round k writes into `out_dir/round-k`. Returns the pooled results.
+pub fn rounds(
+    args: &[std::ffi::OsString],
+    rounds: usize,
+    out_dir: &Path,
+) -> Result<serde_json::Value, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let mut keep = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let text = arg.to_string_lossy();
+        if text == "--rounds" || text == "--out-dir" {
+            it.next();
+        } else if !(text.starts_with("--rounds=") || text.starts_with("--out-dir=")) {
+            keep.push(arg.clone());
+        }
+    }
+    let (mut pairs, mut per_round) = (Vec::new(), Vec::new());
+    for k in 1..=rounds {
+        let dir = out_dir.join(format!("round-{k}"));
+        let status = std::process::Command::new(&exe)
+            .arg("dpdk-null")
+            .args(&keep)
+            .arg("--out-dir")
+            .arg(&dir)
+            .status()
+            .map_err(|e| format!("{}: {e}", exe.display()))?;
+        if !status.success() {
+            return Err(format!("round {k} of {rounds} failed ({status})"));
+        }
+        let file = dir.join("dpdk-null.json");
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let round: Vec<f64> = v["pair_ratios"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        if round.is_empty() {
+            return Err(format!(
+                "{}: no op25b/C pairs (rounds need the C harness)",
+                file.display()
+            ));
+        }
+        per_round.push(median(&mut round.clone()));
+        pairs.extend(round);
+    }
+    let pooled = median(&mut pairs.clone());
+    crate::sayln!(
+        "{rounds} rounds: pair medians per round {}; pooled, {}",
+        per_round
+            .iter()
+            .map(|r| format!("{r:.3}x"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        pair_summary(&pairs, pooled)
+    );
+    Ok(json!({
+        "bench": "dpdk-null",
+        "rounds": rounds,
+        "round_dirs": (1..=rounds).map(|k| format!("round-{k}")).collect::<Vec<_>>(),
+        "round_pair_ratio_medians": per_round,
+        "pair_ratios": pairs,
+        "pair_ratio_median": pooled,
     }))
 }
 

@@ -281,6 +281,11 @@ enum Command {
         /// Share of the frames that go to TCP port 25 (the rest to 443).
         #[arg(long, default_value_t = 0.5)]
         smtp_share: f64,
+        /// Run it in this many processes of its own, one after another, and pool their
+        /// op25b/C run pairs (each process has its own address-space layout, as each run
+        /// of the C harness has).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// The worker stall of a policy swap on the live DPDK path (net_null, at line rate):
     /// the first burst under each new policy against the bursts before it.
@@ -513,25 +518,38 @@ fn main() -> ExitCode {
             seed,
             hit_counters,
             smtp_share,
+            rounds,
         } => {
-            let args = op25b_bench::dpdk_null::Args {
-                smtp_share,
-                out_dir: out_dir.clone(),
-                prefixes,
-                seconds,
-                runs,
-                core,
-                c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
-                seed,
-                hit_counters,
+            let write = |v: serde_json::Value| {
+                let p = out_dir.join("dpdk-null.json");
+                std::fs::write(&p, format!("{v:#}\n")).map_err(|e| format!("{}: {e}", p.display()))
             };
-            op25b_bench::dpdk_null::run(&args)
-                .map(with_provenance)
-                .and_then(|v| {
-                    let p = out_dir.join("dpdk-null.json");
-                    std::fs::write(&p, format!("{v:#}\n"))
-                        .map_err(|e| format!("{}: {e}", p.display()))
-                })
+            if rounds == 0 {
+                Err("--rounds 0: nothing would run; give at least 1".to_string())
+            } else if rounds > 1 && c_harness.as_os_str() == "none" {
+                Err("--rounds pools op25b/C run pairs: it needs the C harness".to_string())
+            } else if rounds > 1 {
+                // This process's own arguments, after the program and subcommand names.
+                let own: Vec<_> = std::env::args_os().skip(2).collect();
+                op25b_bench::dpdk_null::rounds(&own, rounds, &out_dir)
+                    .map(with_provenance)
+                    .and_then(write)
+            } else {
+                let args = op25b_bench::dpdk_null::Args {
+                    smtp_share,
+                    out_dir: out_dir.clone(),
+                    prefixes,
+                    seconds,
+                    runs,
+                    core,
+                    c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
+                    seed,
+                    hit_counters,
+                };
+                op25b_bench::dpdk_null::run(&args)
+                    .map(with_provenance)
+                    .and_then(write)
+            }
         }
         #[cfg(all(feature = "dpdk", target_os = "linux"))]
         Command::DpdkSwap {
