@@ -198,7 +198,8 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         dynamic,
         ..OutboundSpec::default()
     };
-    let mut policy = Policy::build(spec, 1).map_err(|e| e.to_string())?.0;
+    // As `op25b run` builds it for backend = "dpdk": the IPv4 source table direct.
+    let mut policy = Policy::build_direct(spec, 1).map_err(|e| e.to_string())?.0;
     if a.hit_counters {
         policy = policy.with_hit_counters(1);
     }

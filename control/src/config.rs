@@ -1258,8 +1258,16 @@ impl Config {
         generation: u64,
         section: &str,
     ) -> Result<(Policy, Vec<String>), ConfigError> {
+        let bypass = matches!(
+            self.dataplane.as_ref().map(|d| d.backend),
+            Some(Backend::Dpdk | Backend::AfXdp)
+        );
         let build = if section == "inbound" {
             Policy::build_inbound
+        } else if bypass {
+            // Kernel-bypass paths judge plain frames on a short path where the source
+            // lookup weighs most: a direct table whatever the size (64 MiB; see there).
+            Policy::build_direct
         } else {
             Policy::build
         };
@@ -1788,6 +1796,35 @@ scope = []
             let e = err(&format!("[outbound]\n[drop_log]\nenabled = true\n{bad}\n"));
             assert!(e.contains(want), "{bad}: {e}");
             assert!(e.contains(":4"), "{bad}: says where: {e}");
+        }
+    }
+
+    #[test]
+    fn kernel_bypass_backends_build_the_outbound_source_table_direct() {
+        let lists = "[outbound]\ndynamic = [\"10.0.0.0/8\", \"100.64.0.0/10\"]\n[inbound]\nprotected = [\"198.51.100.25\"]\n";
+        let direct_bytes = |extra: &str| {
+            let b = load(&format!("{lists}{extra}")).unwrap().build(1).unwrap();
+            // The inbound check's sources are anyone's: always compact.
+            assert_eq!(b.inbound.sizes().direct_bytes, 0, "{extra}");
+            b.policy.sizes().direct_bytes
+        };
+        // Replay (no [dataplane]) and AF_PACKET: two prefixes stay compact.
+        assert_eq!(direct_bytes(""), 0);
+        assert_eq!(
+            direct_bytes("[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\n"),
+            0
+        );
+        for (built, backend) in [
+            (cfg!(feature = "dpdk"), "dpdk"),
+            (cfg!(feature = "af_xdp"), "af_xdp"),
+        ] {
+            if !built {
+                eprintln!("skipped backend = \"{backend}\": this build lacks the feature");
+                continue;
+            }
+            let extra =
+                format!("[dataplane]\nbackend = \"{backend}\"\naccess = \"a\"\ncore = \"b\"\n");
+            assert!(direct_bytes(&extra) >= 64 << 20, "{backend}");
         }
     }
 

@@ -430,9 +430,21 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
 
 /// IPv4 prefixes (dynamic and exempt) from which an outbound policy's source table is
 /// built in the direct layout ([`Policy::build`]). Below it the root layout is under a
-/// megabyte and stays in a core's cache, where it is nearly as fast, and 64 MiB would be
-/// out of all proportion to the list.
+/// megabyte and stays in a core's cache, where it is nearly as fast for a whole parse of
+/// mixed frames (`classify`), and 64 MiB would be out of all proportion to the list. On
+/// the kernel-bypass paths it is not: [`Policy::build_direct`].
 pub const DIRECT_SOURCE_PREFIXES: usize = 8192;
+
+/// How an IPv4 source table is laid out ([`Policy::build_for`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SourceTable {
+    /// Compact ([`Layout::Auto`]): sources from anywhere (the inbound check).
+    Compact,
+    /// Direct from [`DIRECT_SOURCE_PREFIXES`] prefixes, compact below.
+    BySize,
+    /// Direct whatever the size.
+    Direct,
+}
 
 /// Table bytes from which every burst is judged cold ([`Policy::always_cold`]). Measured
 /// (`op25b-bench classify`, alternating): on 1M prefixes (42 MiB) judging every burst cold
@@ -834,7 +846,20 @@ impl Policy {
         spec: OutboundSpec,
         generation: u64,
     ) -> Result<(Policy, Vec<Duplicate>), PolicyError> {
-        Policy::build_for(spec, generation, true)
+        Policy::build_for(spec, generation, SourceTable::BySize)
+    }
+
+    /// [`Policy::build`] with the IPv4 source table in the direct layout whatever its size
+    /// (64 MiB and more), as `op25b run` builds it for the kernel-bypass backends (DPDK,
+    /// AF_XDP). There a burst's plain frames take a short path where the lookup is a large
+    /// part of the work: at 1000 prefixes the compact layout's lookup cost 29 instructions
+    /// a frame against 5, and 11% of the DPDK path's rate on net_null
+    /// (bench/results/dpdk-null.md).
+    pub fn build_direct(
+        spec: OutboundSpec,
+        generation: u64,
+    ) -> Result<(Policy, Vec<Duplicate>), PolicyError> {
+        Policy::build_for(spec, generation, SourceTable::Direct)
     }
 
     /// [`Policy::build`] for the inbound (IP25B) check, whose sources are anyone's: its
@@ -844,13 +869,13 @@ impl Policy {
         spec: OutboundSpec,
         generation: u64,
     ) -> Result<(Policy, Vec<Duplicate>), PolicyError> {
-        Policy::build_for(spec, generation, false)
+        Policy::build_for(spec, generation, SourceTable::Compact)
     }
 
     fn build_for(
         spec: OutboundSpec,
         generation: u64,
-        own_sources: bool,
+        sources: SourceTable,
     ) -> Result<(Policy, Vec<Duplicate>), PolicyError> {
         if spec.ports.is_empty() {
             return Err(PolicyError::NoPorts);
@@ -900,10 +925,10 @@ impl Policy {
                 }
             }
         }
-        let layout = if own_sources && src4.len() >= DIRECT_SOURCE_PREFIXES {
-            Layout::Direct
-        } else {
-            Layout::Auto
+        let layout = match sources {
+            SourceTable::Direct => Layout::Direct,
+            SourceTable::BySize if src4.len() >= DIRECT_SOURCE_PREFIXES => Layout::Direct,
+            _ => Layout::Auto,
         };
         let sources4 = Lpm4::build_layout(&src4, layout)
             .map_err(|e| PolicyError::Table(ListName::Dynamic, e))?;
@@ -1548,8 +1573,8 @@ mod tests {
     }
 
     /// An outbound policy of at least DIRECT_SOURCE_PREFIXES IPv4 sources builds its source
-    /// table direct, an inbound one does not, a smaller one neither; all of them judge
-    /// alike (pools cut by exempt hosts and nested pools, keys in and out of them, one by
+    /// table direct, an inbound one does not, a smaller one neither unless built for the
+    /// kernel-bypass paths (`build_direct`); all of them judge alike (pools cut by exempt hosts and nested pools, keys in and out of them, one by
     /// one and in bursts).
     #[test]
     fn large_outbound_source_tables_are_direct_and_judge_alike() {
@@ -1580,21 +1605,22 @@ mod tests {
         };
         let out = Policy::build(spec.clone(), 1).unwrap().0;
         let inb = Policy::build_inbound(spec.clone(), 1).unwrap().0;
-        let small = Policy::build(
-            OutboundSpec {
-                dynamic: spec.dynamic[..1000].to_vec(),
-                exempt: spec.exempt[..100].to_vec(),
-                ..spec.clone()
-            },
-            1,
-        )
-        .unwrap()
-        .0;
+        let small_spec = OutboundSpec {
+            dynamic: spec.dynamic[..1000].to_vec(),
+            exempt: spec.exempt[..100].to_vec(),
+            ..spec.clone()
+        };
+        let small = Policy::build(small_spec.clone(), 1).unwrap().0;
+        // As `op25b run` builds it for DPDK and AF_XDP: direct whatever the size.
+        let small_direct = Policy::build_direct(small_spec, 1).unwrap().0;
         assert_eq!(out.v4.sources.layout(), Layout::Direct);
         assert!(out.sizes().direct_bytes >= 64 << 20);
         assert_eq!(inb.v4.sources.layout(), Layout::Root);
         assert_eq!(inb.sizes().direct_bytes, 0);
         assert_eq!(small.v4.sources.layout(), Layout::Root);
+        assert_eq!(small_direct.v4.sources.layout(), Layout::Direct);
+        assert!(small_direct.sizes().direct_bytes >= 64 << 20);
+        assert_eq!(small_direct.sizes().v4, small.sizes().v4);
         assert_eq!(out.sizes().v4, inb.sizes().v4);
         let mut frames = Vec::new();
         for k in 0..3000u64 {
@@ -1622,7 +1648,7 @@ mod tests {
             frames.push(f);
         }
         let mut seen = std::collections::HashSet::new();
-        for p in [&out, &inb, &small] {
+        for p in [&out, &inb, &small, &small_direct] {
             let mut scratch = BurstScratch::default();
             let mut reasons = Vec::new();
             for chunk in frames.chunks(64) {
@@ -1632,7 +1658,7 @@ mod tests {
                     &mut reasons,
                 );
                 for (f, r) in chunk.iter().zip(&reasons) {
-                    let want = if std::ptr::eq(p, &small) {
+                    let want = if std::ptr::eq(p, &small) || std::ptr::eq(p, &small_direct) {
                         small.classify(f).0
                     } else {
                         inb.classify(f).0
