@@ -1229,16 +1229,34 @@ impl Config {
         })
     }
 
-    /// Builds the outbound and inbound policies with this generation number.
+    /// Builds the outbound and inbound policies with this generation number, for the
+    /// backend this config names (none: `op25b replay`).
     pub fn build(&self, generation: u64) -> Result<Built, ConfigError> {
-        let (policy, built_warnings) =
-            self.build_one(&self.outbound, &self.origins, generation, "outbound")?;
+        self.build_for(generation, self.dataplane.as_ref().map(|d| d.backend))
+    }
+
+    /// [`Config::build`] for the backend that moves the frames, which may differ from this
+    /// config's (a reload builds for the backend in force: `[dataplane]` changes wait for
+    /// the next start). With DPDK the outbound IPv4 source table is built direct
+    /// ([`Policy::build_direct`]).
+    pub fn build_for(
+        &self,
+        generation: u64,
+        backend: Option<Backend>,
+    ) -> Result<Built, ConfigError> {
+        let direct = backend == Some(Backend::Dpdk);
+        let (policy, built_warnings) = self.build_one(
+            &self.outbound,
+            &self.origins,
+            generation,
+            ("outbound", direct),
+        )?;
         let mut warnings = self.notes.clone();
         warnings.extend(built_warnings);
         let inbound = match &self.inbound {
             None => Policy::empty_with_generation(generation),
             Some(i) => {
-                let (p, w) = self.build_one(&i.spec, &i.origins, generation, "inbound")?;
+                let (p, w) = self.build_one(&i.spec, &i.origins, generation, ("inbound", false))?;
                 warnings.extend(w);
                 p
             }
@@ -1256,17 +1274,11 @@ impl Config {
         spec: &OutboundSpec,
         origins: &ListOrigins,
         generation: u64,
-        section: &str,
+        (section, direct): (&str, bool),
     ) -> Result<(Policy, Vec<String>), ConfigError> {
-        let bypass = matches!(
-            self.dataplane.as_ref().map(|d| d.backend),
-            Some(Backend::Dpdk | Backend::AfXdp)
-        );
         let build = if section == "inbound" {
             Policy::build_inbound
-        } else if bypass {
-            // Kernel-bypass paths judge plain frames on a short path where the source
-            // lookup weighs most: a direct table whatever the size (64 MiB; see there).
+        } else if direct {
             Policy::build_direct
         } else {
             Policy::build
@@ -1800,32 +1812,41 @@ scope = []
     }
 
     #[test]
-    fn kernel_bypass_backends_build_the_outbound_source_table_direct() {
+    fn the_dpdk_backend_builds_the_outbound_source_table_direct() {
         let lists = "[outbound]\ndynamic = [\"10.0.0.0/8\", \"100.64.0.0/10\"]\n[inbound]\nprotected = [\"198.51.100.25\"]\n";
-        let direct_bytes = |extra: &str| {
-            let b = load(&format!("{lists}{extra}")).unwrap().build(1).unwrap();
+        let direct_bytes = |c: &Config, backend: Option<Backend>| {
+            let b = c.build_for(1, backend).unwrap();
             // The inbound check's sources are anyone's: always compact.
-            assert_eq!(b.inbound.sizes().direct_bytes, 0, "{extra}");
+            assert_eq!(b.inbound.sizes().direct_bytes, 0, "{backend:?}");
             b.policy.sizes().direct_bytes
         };
-        // Replay (no [dataplane]) and AF_PACKET: two prefixes stay compact.
-        assert_eq!(direct_bytes(""), 0);
-        assert_eq!(
-            direct_bytes("[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\n"),
-            0
-        );
-        for (built, backend) in [
-            (cfg!(feature = "dpdk"), "dpdk"),
-            (cfg!(feature = "af_xdp"), "af_xdp"),
-        ] {
-            if !built {
-                eprintln!("skipped backend = \"{backend}\": this build lacks the feature");
-                continue;
-            }
-            let extra =
-                format!("[dataplane]\nbackend = \"{backend}\"\naccess = \"a\"\ncore = \"b\"\n");
-            assert!(direct_bytes(&extra) >= 64 << 20, "{backend}");
+        // Replay (no [dataplane]) and AF_PACKET: two prefixes stay compact; `build`
+        // follows the config's own backend.
+        let replay = load(lists).unwrap();
+        assert_eq!(direct_bytes(&replay, None), 0);
+        assert_eq!(replay.build(1).unwrap().policy.sizes().direct_bytes, 0);
+        let af_packet = load(&format!(
+            "{lists}[dataplane]\nbackend = \"af_packet\"\naccess = \"a\"\ncore = \"b\"\n"
+        ))
+        .unwrap();
+        assert_eq!(direct_bytes(&af_packet, Some(Backend::AfPacket)), 0);
+        assert_eq!(direct_bytes(&af_packet, Some(Backend::AfXdp)), 0);
+        // DPDK: direct, also when the file now names another backend (a reload builds for
+        // the one in force) and for a config that names DPDK (the feature's build only).
+        assert!(direct_bytes(&af_packet, Some(Backend::Dpdk)) >= 64 << 20);
+        if cfg!(feature = "dpdk") {
+            let dpdk = load(&format!(
+                "{lists}[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\n"
+            ))
+            .unwrap();
+            assert!(dpdk.build(1).unwrap().policy.sizes().direct_bytes >= 64 << 20);
+            assert_eq!(direct_bytes(&dpdk, Some(Backend::AfPacket)), 0);
+        } else {
+            println!("skipped the config naming backend = \"dpdk\": built without the feature");
         }
+        // No IPv4 source at all: nothing to build direct.
+        let v6 = load("[outbound]\ndynamic = [\"2001:db8::/32\"]\n").unwrap();
+        assert_eq!(direct_bytes(&v6, Some(Backend::Dpdk)), 0);
     }
 
     #[test]

@@ -744,7 +744,9 @@ impl Control {
         // While the new policies are built, the workers note which blocks of the current
         // ones they look up, so exactly those are warmed in the new ones last of all.
         self.hot.iter().for_each(|h| h.start());
-        let built = config.build(self.generation + 1);
+        // For the backend in force, not the file's: `[dataplane]` changes wait for the
+        // next start.
+        let built = config.build_for(self.generation + 1, Some(self.dataplane.backend));
         self.hot.iter().for_each(|h| h.stop());
         let built = built.map_err(|e| {
             self.tickets = before;
@@ -1791,7 +1793,7 @@ impl Control {
         let _ = writeln!(m, "# HELP op25b_policy_loaded_timestamp_seconds When the policy in force was published.\n# TYPE op25b_policy_loaded_timestamp_seconds gauge\nop25b_policy_loaded_timestamp_seconds {loaded}");
         let _ = writeln!(m, "# HELP op25b_reloads_total Reload attempts by result.\n# TYPE op25b_reloads_total counter\nop25b_reloads_total{{result=\"ok\"}} {}\nop25b_reloads_total{{result=\"refused\"}} {}", self.reloads[0], self.reloads[1]);
         let s = self.handle.load().sizes();
-        let _ = writeln!(m, "# HELP op25b_policy_table_bytes Memory of the outbound policy's lookup tables, by layout (direct: the DIR-24-8 IPv4 source table of a policy of 8192 or more IPv4 sources, or of any under the dpdk and af_xdp backends).\n# TYPE op25b_policy_table_bytes gauge\nop25b_policy_table_bytes{{layout=\"compact\"}} {}\nop25b_policy_table_bytes{{layout=\"direct\"}} {}", s.memory_bytes - s.direct_bytes, s.direct_bytes);
+        let _ = writeln!(m, "# HELP op25b_policy_table_bytes Memory of the outbound policy's lookup tables, by layout (direct: the DIR-24-8 IPv4 source table of a policy of 8192 or more IPv4 sources, or of any under the dpdk backend unless it cuts more than 32767 /24s).\n# TYPE op25b_policy_table_bytes gauge\nop25b_policy_table_bytes{{layout=\"compact\"}} {}\nop25b_policy_table_bytes{{layout=\"direct\"}} {}", s.memory_bytes - s.direct_bytes, s.direct_bytes);
         let _ = writeln!(m, "# HELP op25b_policy_prefixes Distinct prefixes per list and family.\n# TYPE op25b_policy_prefixes gauge");
         for (fam, v) in [("ipv4", s.v4), ("ipv6", s.v6)] {
             for (k, list) in ["dynamic", "exempt", "relays", "scope"].iter().enumerate() {

@@ -432,7 +432,7 @@ impl<K: crate::lpm::Bits> FamilyTables<K> {
 /// built in the direct layout ([`Policy::build`]). Below it the root layout is under a
 /// megabyte and stays in a core's cache, where it is nearly as fast for a whole parse of
 /// mixed frames (`classify`), and 64 MiB would be out of all proportion to the list. On
-/// the kernel-bypass paths it is not: [`Policy::build_direct`].
+/// the DPDK path it is not: [`Policy::build_direct`].
 pub const DIRECT_SOURCE_PREFIXES: usize = 8192;
 
 /// How an IPv4 source table is laid out ([`Policy::build_for`]).
@@ -850,10 +850,11 @@ impl Policy {
     }
 
     /// [`Policy::build`] with the IPv4 source table in the direct layout whatever its size
-    /// (64 MiB and more), as `op25b run` builds it for the kernel-bypass backends (DPDK,
-    /// AF_XDP). There a burst's plain frames take a short path where the lookup is a large
-    /// part of the work: at 1000 prefixes the compact layout's lookup cost 29 instructions
-    /// a frame against 5, and 11% of the DPDK path's rate on net_null
+    /// (64 MiB and more; as [`Layout::Direct`] it falls back to the compact layouts for a
+    /// table that cuts more /24s than it may hold, or holds no IPv4 prefix), as `op25b run`
+    /// builds it for the DPDK backend. There a burst's plain frames take a short path
+    /// where the lookup weighs most: at 1000 prefixes the compact layout's lookup cost 29
+    /// instructions a frame against 4.3 direct, and net_null ran 10% slower with it
     /// (bench/results/dpdk-null.md).
     pub fn build_direct(
         spec: OutboundSpec,
@@ -926,7 +927,8 @@ impl Policy {
             }
         }
         let layout = match sources {
-            SourceTable::Direct => Layout::Direct,
+            // (No IPv4 source: 64 MiB of no-match would be all it held.)
+            SourceTable::Direct if !src4.is_empty() => Layout::Direct,
             SourceTable::BySize if src4.len() >= DIRECT_SOURCE_PREFIXES => Layout::Direct,
             _ => Layout::Auto,
         };
@@ -1573,8 +1575,8 @@ mod tests {
     }
 
     /// An outbound policy of at least DIRECT_SOURCE_PREFIXES IPv4 sources builds its source
-    /// table direct, an inbound one does not, a smaller one neither unless built for the
-    /// kernel-bypass paths (`build_direct`); all of them judge alike (pools cut by exempt hosts and nested pools, keys in and out of them, one by
+    /// table direct, an inbound one does not, a smaller one neither unless built for DPDK
+    /// (`build_direct`); all of them judge alike (pools cut by exempt hosts and nested pools, keys in and out of them, one by
     /// one and in bursts).
     #[test]
     fn large_outbound_source_tables_are_direct_and_judge_alike() {
@@ -1611,7 +1613,7 @@ mod tests {
             ..spec.clone()
         };
         let small = Policy::build(small_spec.clone(), 1).unwrap().0;
-        // As `op25b run` builds it for DPDK and AF_XDP: direct whatever the size.
+        // As `op25b run` builds it for DPDK: direct whatever the size.
         let small_direct = Policy::build_direct(small_spec, 1).unwrap().0;
         assert_eq!(out.v4.sources.layout(), Layout::Direct);
         assert!(out.sizes().direct_bytes >= 64 << 20);
