@@ -1813,7 +1813,7 @@ scope = []
 
     #[test]
     fn the_dpdk_backend_builds_the_outbound_source_table_direct() {
-        let lists = "[outbound]\ndynamic = [\"10.0.0.0/8\", \"100.64.0.0/10\"]\n[inbound]\nprotected = [\"198.51.100.25\"]\n";
+        let lists = "[outbound]\ndynamic = [\"10.0.0.0/8\", \"100.64.0.0/10\"]\n[inbound]\nprotected = [\"198.51.100.25\"]\ndynamic = [\"203.0.113.0/24\"]\n";
         let direct_bytes = |c: &Config, backend: Option<Backend>| {
             let b = c.build_for(1, backend).unwrap();
             // The inbound check's sources are anyone's: always compact.
@@ -1834,6 +1834,10 @@ scope = []
         // DPDK: direct, also when the file now names another backend (a reload builds for
         // the one in force) and for a config that names DPDK (the feature's build only).
         assert!(direct_bytes(&af_packet, Some(Backend::Dpdk)) >= 64 << 20);
+        // `build` follows the config's own backend.
+        let mut named_dpdk = af_packet.clone();
+        named_dpdk.dataplane.as_mut().unwrap().backend = Backend::Dpdk;
+        assert!(named_dpdk.build(1).unwrap().policy.sizes().direct_bytes >= 64 << 20);
         if cfg!(feature = "dpdk") {
             let dpdk = load(&format!(
                 "{lists}[dataplane]\nbackend = \"dpdk\"\naccess = \"a\"\ncore = \"b\"\n"

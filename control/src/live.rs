@@ -1793,7 +1793,7 @@ impl Control {
         let _ = writeln!(m, "# HELP op25b_policy_loaded_timestamp_seconds When the policy in force was published.\n# TYPE op25b_policy_loaded_timestamp_seconds gauge\nop25b_policy_loaded_timestamp_seconds {loaded}");
         let _ = writeln!(m, "# HELP op25b_reloads_total Reload attempts by result.\n# TYPE op25b_reloads_total counter\nop25b_reloads_total{{result=\"ok\"}} {}\nop25b_reloads_total{{result=\"refused\"}} {}", self.reloads[0], self.reloads[1]);
         let s = self.handle.load().sizes();
-        let _ = writeln!(m, "# HELP op25b_policy_table_bytes Memory of the outbound policy's lookup tables, by layout (direct: the DIR-24-8 IPv4 source table of a policy of 8192 or more IPv4 sources, or of any under the dpdk backend unless it cuts more than 32767 /24s).\n# TYPE op25b_policy_table_bytes gauge\nop25b_policy_table_bytes{{layout=\"compact\"}} {}\nop25b_policy_table_bytes{{layout=\"direct\"}} {}", s.memory_bytes - s.direct_bytes, s.direct_bytes);
+        let _ = writeln!(m, "# HELP op25b_policy_table_bytes Memory of the outbound policy's lookup tables, by layout (direct: the DIR-24-8 IPv4 source table of a policy of 8192 or more IPv4 sources, or of any with IPv4 sources under the dpdk backend; not one that would cut more than 32767 /24s).\n# TYPE op25b_policy_table_bytes gauge\nop25b_policy_table_bytes{{layout=\"compact\"}} {}\nop25b_policy_table_bytes{{layout=\"direct\"}} {}", s.memory_bytes - s.direct_bytes, s.direct_bytes);
         let _ = writeln!(m, "# HELP op25b_policy_prefixes Distinct prefixes per list and family.\n# TYPE op25b_policy_prefixes gauge");
         for (fam, v) in [("ipv4", s.v4), ("ipv6", s.v6)] {
             for (k, list) in ["dynamic", "exempt", "relays", "scope"].iter().enumerate() {
@@ -2784,6 +2784,21 @@ mod tests {
         );
         let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
         assert!(ok && text.contains("policy generation 2"), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_rebuild_uses_the_backend_in_force_not_the_files() {
+        // Started with AF_PACKET: two prefixes, compact.
+        let dir = op25b_dataplane::testkit::scratch_dir("live-backend");
+        let mut c = control(&dir, "[outbound]\ndynamic = [\"10.9.0.0/16\"]");
+        assert_eq!(c.handle.load().sizes().direct_bytes, 0);
+        // Were DPDK in force, a rebuild (here a ticket's) builds the source table direct,
+        // whatever the file names.
+        c.dataplane.backend = Backend::Dpdk;
+        let (ok, text) = ask(&mut c, "exempt add 10.9.1.1");
+        assert!(ok && text.contains("policy generation 2"), "{text}");
+        assert!(c.handle.load().sizes().direct_bytes >= 64 << 20);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

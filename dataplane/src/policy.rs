@@ -850,9 +850,9 @@ impl Policy {
     }
 
     /// [`Policy::build`] with the IPv4 source table in the direct layout whatever its size
-    /// (64 MiB and more; as [`Layout::Direct`] it falls back to the compact layouts for a
-    /// table that cuts more /24s than it may hold, or holds no IPv4 prefix), as `op25b run`
-    /// builds it for the DPDK backend. There a burst's plain frames take a short path
+    /// (64 MiB and more), as `op25b run` builds it for the DPDK backend; compact when the
+    /// policy has no IPv4 source, or when the table cuts more /24s than [`Layout::Direct`]
+    /// may hold (it falls back itself). There a burst's plain frames take a short path
     /// where the lookup weighs most: at 1000 prefixes the compact layout's lookup cost 29
     /// instructions a frame against 4.3 direct, and net_null ran 10% slower with it
     /// (bench/results/dpdk-null.md).
