@@ -433,6 +433,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
         control_core: a.control_core,
         burst: 64,
         coarse_pools: a.coarse_pools,
+        direct: true,
     };
     let mut v = on_live_path(&live, |w, h| (wire.poll(w, h), None))?;
     eprintln!(

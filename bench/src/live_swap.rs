@@ -66,6 +66,7 @@ pub fn worker(a: &Args) -> Result<Value, String> {
         control_core: a.control_core,
         burst: 64,
         coarse_pools: false,
+        direct: a.backend == "dpdk",
     };
     let pin = || {
         op25b_dataplane::port::sys::pin_current_thread(a.core)

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 /// they cut no /24, so the outbound IPv4 source table is built direct (DIR-24-8; the full
 /// synthetic pools cut more /24s than it may hold). The frames are drawn from all the
 /// pools either way.
-pub(crate) fn policy(n: usize, seed: u64, coarse: bool) -> Result<Policy, String> {
+/// `direct`: the IPv4 source table direct whatever its size, as `op25b run` builds it for
+/// DPDK ([`Policy::build_direct`]).
+pub(crate) fn policy(n: usize, seed: u64, coarse: bool, direct: bool) -> Result<Policy, String> {
     let pools = synthetic_pools(n, 0.3, seed);
     let mut spec = pools.spec();
     if coarse {
@@ -42,9 +44,13 @@ pub(crate) fn policy(n: usize, seed: u64, coarse: bool) -> Result<Policy, String
         spec.dynamic.retain(coarse);
         spec.exempt.retain(coarse);
     }
-    Policy::build(spec, seed)
-        .map(|(p, _)| p)
-        .map_err(|e| e.to_string())
+    if direct {
+        Policy::build_direct(spec, seed)
+    } else {
+        Policy::build(spec, seed)
+    }
+    .map(|(p, _)| p)
+    .map_err(|e| e.to_string())
 }
 
 /// Runs `swaps` swaps of `prefixes`-prefix policies under traffic.
@@ -61,7 +67,7 @@ pub fn run(
 ) -> Result<Value, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let _ = op25b_dataplane::port::sys::pin_current_thread(0);
-    let first = policy(prefixes, 1, coarse_pools)?;
+    let first = policy(prefixes, 1, coarse_pools, false)?;
     let pools = synthetic_pools(prefixes, 0.3, 1);
     let mut g = Generator::new(&pools, Profile::default(), 7);
     let bursts: Vec<Burst> = (0..cycle)
@@ -146,7 +152,7 @@ pub fn run(
         if hot {
             blocks.start();
         }
-        let next = policy(prefixes, generation, coarse_pools);
+        let next = policy(prefixes, generation, coarse_pools, false);
         blocks.stop();
         let next = Arc::new(next?);
         if warm {
@@ -304,6 +310,8 @@ pub struct LiveArgs {
     pub burst: usize,
     /// Policies of the coarse pools only (see `policy`).
     pub coarse_pools: bool,
+    /// IPv4 source tables direct whatever their size, as `op25b run` builds them for DPDK.
+    pub direct: bool,
 }
 
 /// `count` frames of `len` bytes (at least 64) for the live-path swap benches: plain
@@ -440,7 +448,7 @@ pub fn on_live_path(
     if a.swaps == 0 {
         return Err("--swaps 0: nothing would be measured; give at least 1".into());
     }
-    let first = policy(a.prefixes, 1, a.coarse_pools)?;
+    let first = policy(a.prefixes, 1, a.coarse_pools, a.direct)?;
     first.warm();
     let handle = Arc::new(ArcSwap::from_pointee(first));
     let blocks = Arc::new(HotBlocks::new(1));
@@ -471,7 +479,7 @@ pub fn on_live_path(
                     let generation = 100 + i as u64;
                     let t = Instant::now();
                     blocks.start();
-                    let next = policy(a.prefixes, generation, a.coarse_pools);
+                    let next = policy(a.prefixes, generation, a.coarse_pools, a.direct);
                     blocks.stop();
                     let next = Arc::new(next?);
                     next.warm();
