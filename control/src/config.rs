@@ -1244,19 +1244,28 @@ impl Config {
         generation: u64,
         backend: Option<Backend>,
     ) -> Result<Built, ConfigError> {
-        let direct = backend == Some(Backend::Dpdk);
+        let outbound = if backend == Some(Backend::Dpdk) {
+            Policy::build_direct
+        } else {
+            Policy::build
+        };
         let (policy, built_warnings) = self.build_one(
             &self.outbound,
             &self.origins,
             generation,
-            ("outbound", direct),
+            ("outbound", outbound),
         )?;
         let mut warnings = self.notes.clone();
         warnings.extend(built_warnings);
         let inbound = match &self.inbound {
             None => Policy::empty_with_generation(generation),
             Some(i) => {
-                let (p, w) = self.build_one(&i.spec, &i.origins, generation, ("inbound", false))?;
+                let (p, w) = self.build_one(
+                    &i.spec,
+                    &i.origins,
+                    generation,
+                    ("inbound", Policy::build_inbound),
+                )?;
                 warnings.extend(w);
                 p
             }
@@ -1274,15 +1283,8 @@ impl Config {
         spec: &OutboundSpec,
         origins: &ListOrigins,
         generation: u64,
-        (section, direct): (&str, bool),
+        (section, build): (&str, PolicyBuilder),
     ) -> Result<(Policy, Vec<String>), ConfigError> {
-        let build = if section == "inbound" {
-            Policy::build_inbound
-        } else if direct {
-            Policy::build_direct
-        } else {
-            Policy::build
-        };
         let (policy, dups) = build(spec.clone(), generation).map_err(|e| match e {
             PolicyError::DynamicAndExempt {
                 prefix,
@@ -1316,6 +1318,10 @@ impl Config {
         Ok((policy, warnings))
     }
 }
+
+/// One of [`Policy`]'s builders (outbound by size or direct, inbound).
+type PolicyBuilder =
+    fn(OutboundSpec, u64) -> Result<(Policy, Vec<op25b_dataplane::policy::Duplicate>), PolicyError>;
 
 /// What [`read_lists`] gathers besides the lists.
 #[derive(Default)]
@@ -1820,8 +1826,7 @@ scope = []
             assert_eq!(b.inbound.sizes().direct_bytes, 0, "{backend:?}");
             b.policy.sizes().direct_bytes
         };
-        // Replay (no [dataplane]) and AF_PACKET: two prefixes stay compact; `build`
-        // follows the config's own backend.
+        // Replay (no [dataplane]) and AF_PACKET: two prefixes stay compact.
         let replay = load(lists).unwrap();
         assert_eq!(direct_bytes(&replay, None), 0);
         assert_eq!(replay.build(1).unwrap().policy.sizes().direct_bytes, 0);
@@ -1832,9 +1837,10 @@ scope = []
         assert_eq!(direct_bytes(&af_packet, Some(Backend::AfPacket)), 0);
         assert_eq!(direct_bytes(&af_packet, Some(Backend::AfXdp)), 0);
         // DPDK: direct, also when the file now names another backend (a reload builds for
-        // the one in force) and for a config that names DPDK (the feature's build only).
+        // the one in force).
         assert!(direct_bytes(&af_packet, Some(Backend::Dpdk)) >= 64 << 20);
-        // `build` follows the config's own backend.
+        // `build` follows the config's own backend (here set in place; a file naming DPDK
+        // parses only in the feature's build, below).
         let mut named_dpdk = af_packet.clone();
         named_dpdk.dataplane.as_mut().unwrap().backend = Backend::Dpdk;
         assert!(named_dpdk.build(1).unwrap().policy.sizes().direct_bytes >= 64 << 20);
@@ -1846,7 +1852,9 @@ scope = []
             assert!(dpdk.build(1).unwrap().policy.sizes().direct_bytes >= 64 << 20);
             assert_eq!(direct_bytes(&dpdk, Some(Backend::AfPacket)), 0);
         } else {
-            println!("skipped the config naming backend = \"dpdk\": built without the feature");
+            op25b_dataplane::testkit::skipped(
+                "the config naming backend = \"dpdk\": built without the dpdk feature",
+            );
         }
         // No IPv4 source at all: nothing to build direct.
         let v6 = load("[outbound]\ndynamic = [\"2001:db8::/32\"]\n").unwrap();

@@ -1576,8 +1576,8 @@ mod tests {
 
     /// An outbound policy of at least DIRECT_SOURCE_PREFIXES IPv4 sources builds its source
     /// table direct, an inbound one does not, a smaller one neither unless built for DPDK
-    /// (`build_direct`); all of them judge alike (pools cut by exempt hosts and nested pools, keys in and out of them, one by
-    /// one and in bursts).
+    /// (`build_direct`); all of them judge alike (pools cut by exempt hosts and nested
+    /// pools, keys in and out of them, one by one and in bursts).
     #[test]
     fn large_outbound_source_tables_are_direct_and_judge_alike() {
         let mut next = crate::testkit::xorshift(0x2545_f491_4f6c_dd1d);
