@@ -300,6 +300,8 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "pair_ratios": pair_ratios,
         "pair_ratio_median": pair_median,
         "tx_refused": wire.tx_refused,
+        // net_null's frames are in the core's cache: op25b does not ask for them ahead.
+        "op25b_prefetches": wire.prefetches()[0],
     }))
 }
 

@@ -2245,8 +2245,15 @@ fn open_ports(
                 .map_err(|e| start_error(&e, e.retry_may_help()))?;
             if let Some(w) = wires.first() {
                 let (a, c) = w.ports();
+                let [da, dc] = w.drivers();
+                let ahead = match w.prefetches() {
+                    [true, true] => "",
+                    [false, false] => "; frames arrive in the worker's cache, not prefetched",
+                    [true, false] => "; the access port's frames prefetched, the core port's not",
+                    [false, true] => "; the core port's frames prefetched, the access port's not",
+                };
                 eprintln!(
-                    "op25b: DPDK ports: access {} = port {a}, core {} = port {c}, {} queue(s) each{}",
+                    "op25b: DPDK ports: access {} = port {a} ({da}), core {} = port {c} ({dc}), {} queue(s) each{}{ahead}",
                     dp.access,
                     dp.core,
                     dp.workers,

@@ -420,6 +420,16 @@ fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
         );
     }
     assert!(stderr.contains("2 queue(s) each"), "{stderr}");
+    // The ports' drivers are named, and net_null's frames (the pool's own, never written
+    // by a device) are not asked for ahead.
+    assert!(
+        stderr.contains("access 0 = port 0 (net_null), core net_null1 = port 1 (net_null)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("frames arrive in the worker's cache, not prefetched"),
+        "{stderr}"
+    );
     // net_null's links are up from the start: the control thread's device link watch
     // (the NIC path) reports no change.
     assert!(!stderr.contains("link went down"), "{stderr}");

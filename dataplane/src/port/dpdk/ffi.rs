@@ -127,6 +127,7 @@ extern "C" {
     pub fn op25b_tx_burst(port: u16, queue: u16, mbufs: *mut *mut RteMbuf, n: u16) -> u16;
     pub fn op25b_free_bulk(mbufs: *mut *mut RteMbuf, n: c_uint);
     pub fn op25b_port_ifindex(port: u16) -> c_int;
+    pub fn op25b_port_driver(port: u16, buf: *mut c_char, len: usize) -> c_int;
     pub fn op25b_port_link_up(port: u16) -> c_int;
     pub fn op25b_mbuf_from(pool: *mut RteMempool, bytes: *const u8, len: u16) -> *mut RteMbuf;
 }

@@ -45,10 +45,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// How many frames ahead of the one parsed a poll asks for a frame's first line, as
-/// DPDK's l3fwd does: a NIC's frames are not in this core's cache. On net_null, whose
-/// frames are, it costs about 1% (38.4 against 38.7 Mpps, medians of 5 alternating runs);
-/// kept for the NICs this machine does not have to measure.
+/// DPDK's l3fwd does: a NIC writes its frames into memory, so they are not in this core's
+/// cache. Only for such devices (see [`frames_arrive_in_cache`]): where a driver's own
+/// receive has just copied the frame on this core, the hint only costs (on net_null 2.9%
+/// of the frame rate on an AMD EPYC, 1.3-2.0% on an Intel Xeon, bench/results/dpdk-null.md).
 const PREFETCH_AHEAD: usize = 4;
+
+/// The drivers whose receive writes each frame into its mbuf on the calling core (a copy
+/// from a capture, a kernel socket's ring or a tap's read), or touches nothing (net_null,
+/// whose frames are the pool's own, read over and over): a frame is then in this core's
+/// cache when the burst is judged, and asking for it ahead is wasted work. Every other
+/// driver is taken for one whose frames a device or another core wrote (a NIC, a ring,
+/// shared memory).
+const FRAMES_IN_CACHE: [&str; 4] = ["net_null", "net_pcap", "net_af_packet", "net_tap"];
+
+/// Whether the frames `driver` receives are in the receiving core's cache already (see
+/// [`FRAMES_IN_CACHE`]); a poll asks for the others ahead ([`PREFETCH_AHEAD`]).
+pub fn frames_arrive_in_cache(driver: &str) -> bool {
+    FRAMES_IN_CACHE.contains(&driver)
+}
 
 /// RX/TX descriptors per queue asked of a device (adjusted to its limits).
 const RX_DESC: u16 = 1024;
@@ -194,6 +209,21 @@ fn port_name(port: u16) -> String {
         return format!("port {port}");
     }
     // SAFETY: on success the buffer holds a NUL-terminated name.
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The name of `port`'s driver (empty if it names none or cannot be asked).
+fn driver_name(port: u16) -> String {
+    let mut buf = [0 as c_char; 64];
+    // SAFETY: the port id is valid (resolved by `Eal::port`); `buf` is valid for the length
+    // passed, which the shim writes at most (NUL included).
+    let r = unsafe { ffi::op25b_port_driver(port, buf.as_mut_ptr(), buf.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    // SAFETY: the shim wrote a NUL-terminated string into `buf`.
     unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned()
@@ -490,10 +520,14 @@ impl Eal {
         }
         let shared = self.shared.clone();
         let sides = [watch_side(a), watch_side(c)];
+        let drivers = [driver_name(a), driver_name(c)];
         Ok((0..workers)
             .map(|i| {
                 let watch = LinkWatch::new(sides.clone());
-                DpdkWire::new(shared.clone(), [a, c], i as u16, burst, watch)
+                let mut w = DpdkWire::new(shared.clone(), [a, c], i as u16, burst, watch);
+                w.ahead = drivers.each_ref().map(|d| !frames_arrive_in_cache(d));
+                w.drivers = drivers.clone();
+                w
             })
             .collect())
     }
@@ -676,6 +710,11 @@ pub struct DpdkWire {
     /// TCP resets sent back out of the ingress side (`reject`).
     pub resets_sent: u64,
     watch: LinkWatch,
+    /// The (access, core) ports' driver names.
+    drivers: [String; 2],
+    /// Whether a poll asks ahead for the frames received on (access, core): unless their
+    /// driver puts them in this core's cache ([`frames_arrive_in_cache`]).
+    ahead: [bool; 2],
 }
 
 // SAFETY: a wire owns its queue pair exclusively (one wire per queue id), so moving it to
@@ -717,6 +756,8 @@ impl DpdkWire {
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
             resets_sent: 0,
+            drivers: [String::new(), String::new()],
+            ahead: [true; 2],
         }
     }
 
@@ -751,6 +792,17 @@ impl DpdkWire {
         (self.access, self.core)
     }
 
+    /// The (access, core) ports' driver names (empty where a device names none).
+    pub fn drivers(&self) -> [&str; 2] {
+        [&self.drivers[0], &self.drivers[1]]
+    }
+
+    /// Whether a poll asks ahead for the frames received on each of (access, core): for a
+    /// device whose frames do not arrive in this core's cache ([`frames_arrive_in_cache`]).
+    pub fn prefetches(&self) -> [bool; 2] {
+        self.ahead
+    }
+
     /// One burst in the current direction: receive, judge with `worker` under the current
     /// policy, send the forwarded frames on, free the dropped ones. Returns frames received.
     pub fn poll(&mut self, worker: &mut Worker, policy: &PolicyHandle) -> usize {
@@ -758,6 +810,7 @@ impl DpdkWire {
             Direction::AccessToCore => (self.access, self.core, 1),
             Direction::CoreToAccess => (self.core, self.access, 0),
         };
+        let ahead = self.ahead[1 - egress_side];
         // SAFETY: the array holds MAX_BURST ≥ `burst` entries; the port is started and
         // queue `self.queue` is used by this wire alone.
         let n = usize::from(unsafe {
@@ -770,14 +823,16 @@ impl DpdkWire {
         let snapshot = policy.load();
         let rx = &self.rx[..n];
         let frame = |i: usize| {
-            // SAFETY: `rx[i]` (and the one ahead) were just received, so they are valid
+            // SAFETY: `rx[i]` (and the one asked for ahead) were just received, so they are valid
             // mbufs; each is ours until sent or freed below, after the judge's last look,
             // and nothing writes its data.
             unsafe {
                 // The frame a few ahead is asked for now, so its miss (a NIC's frame is
                 // not in this core's cache) overlaps the parse of this one.
-                if let Some(&ahead) = rx.get(i + PREFETCH_AHEAD) {
-                    ffi::prefetch_frame(ahead);
+                if ahead {
+                    if let Some(&next) = rx.get(i + PREFETCH_AHEAD) {
+                        ffi::prefetch_frame(next);
+                    }
                 }
                 ffi::mbuf_frame(rx[i])
             }
@@ -953,6 +1008,31 @@ mod tests {
                 want_dropped[..],
                 "n={n} share={share}/8"
             );
+        }
+    }
+
+    #[test]
+    fn only_devices_that_copy_frames_on_the_receiving_core_skip_the_prefetch() {
+        // The receive of these writes (or never moves) each frame on the polling core.
+        for d in ["net_null", "net_pcap", "net_af_packet", "net_tap"] {
+            assert!(frames_arrive_in_cache(d), "{d}");
+        }
+        // NICs (DMA), rings and shared memory (another core wrote the frame), and a device
+        // that names no driver: asked for ahead.
+        for d in [
+            "net_ice",
+            "net_i40e",
+            "net_ixgbe",
+            "mlx5_pci",
+            "net_virtio",
+            "net_ring",
+            "net_memif",
+            "net_af_xdp",
+            "",
+            "net_null ",
+            "NET_NULL",
+        ] {
+            assert!(!frames_arrive_in_cache(d), "{d:?}");
         }
     }
 

@@ -214,6 +214,27 @@ int op25b_port_ifindex(uint16_t port)
 }
 
 /*
+ * The name of `port`'s driver ("net_null", "net_ice", ...) into `buf` (`len` bytes, NUL
+ * included, cut to fit), or an empty string if the device names none. Returns 0 or a
+ * negative errno.
+ */
+int op25b_port_driver(uint16_t port, char *buf, size_t len)
+{
+	struct rte_eth_dev_info info;
+	int r;
+
+	if (len == 0)
+		return -EINVAL;
+	buf[0] = 0;
+	r = rte_eth_dev_info_get(port, &info);
+	if (r != 0)
+		return r;
+	if (info.driver_name != NULL)
+		snprintf(buf, len, "%s", info.driver_name);
+	return 0;
+}
+
+/*
  * Whether `port`'s link is up (1) or down (0), without waiting, or a negative errno
  * (-ENOTSUP: the device cannot tell).
  */
