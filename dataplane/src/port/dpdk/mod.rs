@@ -47,7 +47,7 @@ use std::sync::Arc;
 /// How many frames ahead of the one parsed a poll asks for a frame's first line, as
 /// DPDK's l3fwd does: a NIC writes its frames into memory, so they are not in this core's
 /// cache. Only for such devices (see [`frames_arrive_in_cache`]): where a driver's own
-/// receive has just copied the frame on this core, the hint only costs (on net_null 2.9%
+/// receive has just copied the frame on this core, the hint only costs (on net_null 3.3%
 /// of the frame rate on an AMD EPYC, 1.3-2.0% on an Intel Xeon, bench/results/dpdk-null.md).
 const PREFETCH_AHEAD: usize = 4;
 
