@@ -59,8 +59,10 @@ const PREFETCH_AHEAD: usize = 4;
 /// shared memory).
 const FRAMES_IN_CACHE: [&str; 4] = ["net_null", "net_pcap", "net_af_packet", "net_tap"];
 
-/// Whether the frames `driver` receives are in the receiving core's cache already (see
-/// [`FRAMES_IN_CACHE`]); a poll asks for the others ahead ([`PREFETCH_AHEAD`]).
+/// Whether the frames `driver` receives are in the receiving core's cache already:
+/// net_null (which never writes a frame), net_pcap, net_af_packet and net_tap (whose
+/// receive copies each frame into its mbuf on the polling core). A poll asks for every
+/// other driver's frames a few ahead, as for a NIC's, which a device wrote into memory.
 pub fn frames_arrive_in_cache(driver: &str) -> bool {
     FRAMES_IN_CACHE.contains(&driver)
 }
