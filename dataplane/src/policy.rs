@@ -20,8 +20,9 @@
 //!   frames through [`wire::parse_plain_ipv4`] and every other frame through
 //!   [`wire::parse`]; both give the same key for such a frame (tested, and fuzzed).
 //! - `judge_indexed` finds the same blocked frames and tally as `judge_burst` without a
-//!   reason per frame (tested in every table shape): a plain frame writes one lane slot,
-//!   every other frame is handed to `judge_burst`.
+//!   reason per frame (tested in every table shape, and after sparse and dense bursts):
+//!   a plain frame writes at most one lane slot, every other frame is handed to
+//!   `judge_burst`.
 
 use crate::hits::PrefixHits;
 use crate::hot::{Family, HotBlocks};
@@ -1122,14 +1123,15 @@ impl Policy {
 
     /// Judges the `n` frames `frame(0)`, …, `frame(n - 1)` as [`Policy::judge_burst`] does
     /// (the same blocked list, in burst order, and the same tally in `s`), but writes no
-    /// reason per frame, so a plain frame costs one 8-byte store: for a backend whose
+    /// reason per frame, so a plain frame costs at most one 8-byte store: for a backend whose
     /// frames stay in its own buffers (DPDK mbufs), which needs only the blocked ones.
     /// `frame` must give the same bytes for an index each time it is asked (it is asked
     /// again for the destination of a dynamic source).
     ///
     /// Untagged IPv4 TCP frames ([`wire::parse_plain_ipv4`]) are judged here, each writing
-    /// one lane slot (source and index) that only a frame to a blocked port keeps; every
-    /// other frame goes to [`Policy::judge_burst`], and the two lists are merged. A burst
+    /// one lane slot (source and index) that only a frame to a blocked port keeps (after a
+    /// chunk that kept at most 1 frame in 16, only those write one); every other frame goes
+    /// to [`Policy::judge_burst`], and the two lists are merged. A burst
     /// whose first frame is not plain (a tagged link's) goes to `judge_burst` whole.
     pub fn judge_indexed<'a>(
         &self,
