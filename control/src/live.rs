@@ -2245,13 +2245,10 @@ fn open_ports(
                 .map_err(|e| start_error(&e, e.retry_may_help()))?;
             if let Some(w) = wires.first() {
                 let (a, c) = w.ports();
-                let [da, dc] = w.drivers();
-                let ahead = match w.prefetches() {
-                    [true, true] => "",
-                    [false, false] => "; frames arrive in the worker's cache, not prefetched",
-                    [true, false] => "; the access port's frames prefetched, the core port's not",
-                    [false, true] => "; the core port's frames prefetched, the access port's not",
-                };
+                let [da, dc] = w
+                    .drivers()
+                    .map(|d| if d.is_empty() { "driver unknown" } else { d });
+                let ahead = prefetch_note(w.prefetches());
                 eprintln!(
                     "op25b: DPDK ports: access {} = port {a} ({da}), core {} = port {c} ({dc}), {} queue(s) each{}{ahead}",
                     dp.access,
@@ -2740,9 +2737,33 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
     }
 }
 
+/// What `op25b run` says at start about which DPDK ports' frames a poll asks for ahead
+/// (`prefetches`: access, core; see `DpdkWire::prefetches`).
+#[cfg_attr(not(feature = "dpdk"), allow(dead_code))]
+fn prefetch_note(prefetches: [bool; 2]) -> &'static str {
+    match prefetches {
+        [true, true] => "; frames prefetched",
+        [false, false] => "; frames arrive in the worker's cache, not prefetched",
+        [true, false] => "; the access port's frames prefetched, the core port's not",
+        [false, true] => "; the core port's frames prefetched, the access port's not",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_line_says_which_dpdk_ports_frames_are_prefetched() {
+        assert_eq!(prefetch_note([true, true]), "; frames prefetched");
+        assert_eq!(
+            prefetch_note([false, false]),
+            "; frames arrive in the worker's cache, not prefetched"
+        );
+        // Each side by its own flag: access first, core second.
+        assert!(prefetch_note([true, false]).starts_with("; the access port's frames prefetched"));
+        assert!(prefetch_note([false, true]).starts_with("; the core port's frames prefetched"));
+    }
 
     /// The control thread's state as `run` sets it up for config `text` (written to
     /// `dir/op25b.toml`; `[dataplane]` is added), saved tickets and all, without ports,

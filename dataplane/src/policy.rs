@@ -744,18 +744,21 @@ pub struct IndexedScratch {
 /// the next chunk's pass branch on the port. Writing every plain frame's lane slot and
 /// counting it kept or not costs work on every frame and ties each slot's address to the
 /// frame before's port; a branch skips both, and with so few frames to the port it
-/// mispredicts at most about twice per kept frame, whatever their order. Where more go to
-/// the port, in any order, the branch-free pass stays. (`judge_indexed` on 64-frame
-/// bursts of the `dpdk-null` workload's frames, drawn at random, in this process's
-/// cache: branching 1.31x the branch-free pass with 1% of the frames to port 25, 0.69x
-/// with half; bench/results/dpdk-null.md.)
+/// mispredicts at most about twice per kept frame, whatever their order. The chunk after
+/// one that kept more takes the branch-free pass, in whatever order its frames come; only
+/// a dense chunk right after a sparse one is judged branching (traffic whose bursts
+/// alternate so pays the branching pass's cost on every dense one). (`judge_indexed` on
+/// 64-frame bursts of the `dpdk-null` workload's frames, drawn at random, in this
+/// process's cache: always branching ran 1.31x the branch-free pass with 1% of the frames
+/// to port 25, 0.70x with half; bench/results/dpdk-null.md.)
 const FEW_TO_PORT: usize = 16;
 
 /// The slots of one chunk's plain frames, in one allocation (one base register).
 #[derive(Debug)]
 struct PlainArrays {
-    /// (source << 32) | frame in the chunk: written for every plain frame, kept for those
-    /// to a blocked port.
+    /// (source << 32) | frame in the chunk: written for every plain frame and kept for
+    /// those to a blocked port (the branch-free pass), or written for those only (the
+    /// branching pass, see [`FEW_TO_PORT`]).
     lane: [u64; CHUNK],
     /// Keys of the current lookup: sources, then destinations.
     keys: [u32; CHUNK],
@@ -2063,11 +2066,20 @@ mod tests {
             for burst in 0..400 {
                 // Bursts of 1-64 frames with none, a few, or many to port 25 (from dynamic,
                 // exempt and unlisted sources, to a relay or not), some with a tagged or
-                // fragmented frame among the plain ones.
-                let n = 1 + (next() % 64) as usize;
-                let share = [0, 1, 3, 32, 64][(next() % 5) as usize];
+                // fragmented frame among the plain ones; every tenth is longer than two
+                // chunks, each chunk of its own share, so the pass changes within it.
+                let long = burst % 10 == 9;
+                let n = if long {
+                    2 * CHUNK + 1 + (next() % 64) as usize
+                } else {
+                    1 + (next() % 64) as usize
+                };
+                let mut share = 0;
                 let frames: Vec<Vec<u8>> = (0..n)
-                    .map(|_| {
+                    .map(|i| {
+                        if i % CHUNK == 0 {
+                            share = [0, 1, 3, 32, 64][(next() % 5) as usize];
+                        }
                         let src = ["10.1.2.3", "10.20.30.1", "10.20.30.40", "172.16.0.9"]
                             [(next() % 4) as usize];
                         let dst = ["192.0.2.25", "198.51.100.7"][(next() % 2) as usize];

@@ -30,6 +30,10 @@
 //!   judged and the whole chain sent or freed.
 //! - Every failure to start (EAL, port lookup, pool, port setup) is a [`DpdkError`] naming
 //!   the step and what to do; nothing here panics.
+//! - A poll asks for frames a few ahead only where its ingress port's driver does not put
+//!   them in the polling core's cache ([`frames_arrive_in_cache`], decided once at
+//!   [`Eal::open_wire`]): a NIC's yes, net_null's, net_pcap's, net_af_packet's and
+//!   net_tap's not.
 
 #![allow(unsafe_code)]
 
@@ -48,7 +52,9 @@ use std::sync::Arc;
 /// DPDK's l3fwd does: a NIC writes its frames into memory, so they are not in this core's
 /// cache. Only for such devices (see [`frames_arrive_in_cache`]): where a driver's own
 /// receive has just copied the frame on this core, the hint only costs (on net_null 3.3%
-/// of the frame rate on an AMD EPYC, 1.3-2.0% on an Intel Xeon, bench/results/dpdk-null.md).
+/// of the frame rate on an AMD EPYC, same binary with and without; an earlier Intel build
+/// of this shape ran 2% slower in three pairs, which that VM's build-to-build layout
+/// spread of ±2% cannot tell from a gain: bench/results/dpdk-null.md).
 const PREFETCH_AHEAD: usize = 4;
 
 /// The drivers whose receive writes each frame into its mbuf on the calling core (a copy
