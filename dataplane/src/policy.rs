@@ -753,6 +753,39 @@ pub struct IndexedScratch {
 /// to port 25, 0.70x with half; bench/results/dpdk-null.md.)
 const FEW_TO_PORT: usize = 16;
 
+/// The parse of one chunk's `m` frames from `base` in [`Policy::judge_plain`]: each untagged
+/// IPv4 TCP frame's (source, index in the chunk) goes to `a.lane`, kept when
+/// `blocked_port` says its destination port is blocked; every other frame's index in the
+/// burst goes to `others`. Returns how many lanes were kept (the first ones). `BRANCH`:
+/// only the kept frames write a slot (a branch on the port, see [`FEW_TO_PORT`]); else
+/// every plain frame writes one and the count says which stay.
+#[inline(always)]
+fn plain_pass<'a, const BRANCH: bool>(
+    (m, base, frame, blocked_port): (
+        usize,
+        usize,
+        &impl Fn(usize) -> &'a [u8],
+        &impl Fn(u16) -> bool,
+    ),
+    a: &mut PlainArrays,
+    others: &mut Vec<u32>,
+) -> usize {
+    let mut kept = 0usize;
+    for i in 0..m {
+        let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) else {
+            others.push((base + i) as u32);
+            continue;
+        };
+        let hit = blocked_port(dport);
+        if BRANCH && !hit {
+            continue;
+        }
+        a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
+        kept += usize::from(hit);
+    }
+    kept
+}
+
 /// The slots of one chunk's plain frames, in one allocation (one base register).
 #[derive(Debug)]
 struct PlainArrays {
@@ -1204,30 +1237,13 @@ impl Policy {
         let mut base = 0usize;
         while base < n {
             let m = (n - base).min(CHUNK);
-            let mut kept = 0usize;
             let others = s.others.len();
-            let a = &mut *s.a;
-            if s.few_to_port {
-                for i in 0..m {
-                    if let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) {
-                        if blocked_port(dport) {
-                            a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
-                            kept += 1;
-                        }
-                    } else {
-                        s.others.push((base + i) as u32);
-                    }
-                }
+            let pass = (m, base, frame, &blocked_port);
+            let kept = if s.few_to_port {
+                plain_pass::<true>(pass, &mut s.a, &mut s.others)
             } else {
-                for i in 0..m {
-                    if let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) {
-                        a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
-                        kept += usize::from(blocked_port(dport));
-                    } else {
-                        s.others.push((base + i) as u32);
-                    }
-                }
-            }
+                plain_pass::<false>(pass, &mut s.a, &mut s.others)
+            };
             s.few_to_port = kept * FEW_TO_PORT <= m;
             let plain = m - (s.others.len() - others);
             s.tally[Reason::PortNotBlocked.index()] += (plain - kept) as u32;

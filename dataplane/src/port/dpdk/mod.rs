@@ -210,31 +210,33 @@ fn last_errno() -> c_int {
 
 /// The name DPDK gives `port`.
 fn port_name(port: u16) -> String {
-    let mut buf = [0 as c_char; ffi::ETH_NAME_MAX_LEN];
     // SAFETY: `buf` has the RTE_ETH_NAME_MAX_LEN bytes the function may write, NUL included.
-    let r = unsafe { ffi::rte_eth_dev_get_name_by_port(port, buf.as_mut_ptr()) };
-    if r != 0 {
-        return format!("port {port}");
+    c_name(|buf, _| unsafe { ffi::rte_eth_dev_get_name_by_port(port, buf) })
+        .unwrap_or_else(|| format!("port {port}"))
+}
+
+/// A name a C call writes into a buffer of [`ffi::ETH_NAME_MAX_LEN`] bytes (given its
+/// start and length), NUL-terminated when the call returns 0; `None` when it fails.
+fn c_name(fill: impl FnOnce(*mut c_char, usize) -> c_int) -> Option<String> {
+    let mut buf = [0 as c_char; ffi::ETH_NAME_MAX_LEN];
+    if fill(buf.as_mut_ptr(), buf.len()) != 0 {
+        return None;
     }
-    // SAFETY: on success the buffer holds a NUL-terminated name.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    // The last byte stays NUL whatever the call wrote before it.
+    buf[ffi::ETH_NAME_MAX_LEN - 1] = 0;
+    // SAFETY: `buf` is NUL-terminated (at its end at the latest).
+    Some(
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The name of `port`'s driver (empty if it names none or cannot be asked).
 fn driver_name(port: u16) -> String {
-    let mut buf = [0 as c_char; 64];
-    // SAFETY: the port id is valid (resolved by `Eal::port`); `buf` is valid for the length
-    // passed, which the shim writes at most (NUL included).
-    let r = unsafe { ffi::op25b_port_driver(port, buf.as_mut_ptr(), buf.len()) };
-    if r != 0 {
-        return String::new();
-    }
-    // SAFETY: the shim wrote a NUL-terminated string into `buf`.
-    unsafe { CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    // SAFETY: the port id is valid (resolved by `Eal::port`); the shim writes at most the
+    // length it is given, NUL included.
+    c_name(|buf, len| unsafe { ffi::op25b_port_driver(port, buf, len) }).unwrap_or_default()
 }
 
 /// What the ports and the pool are; freed when the last user goes.
@@ -532,10 +534,8 @@ impl Eal {
         Ok((0..workers)
             .map(|i| {
                 let watch = LinkWatch::new(sides.clone());
-                let mut w = DpdkWire::new(shared.clone(), [a, c], i as u16, burst, watch);
-                w.ahead = drivers.each_ref().map(|d| !frames_arrive_in_cache(d));
-                w.drivers = drivers.clone();
-                w
+                let ports = [(a, drivers[0].clone()), (c, drivers[1].clone())];
+                DpdkWire::new(shared.clone(), ports, i as u16, burst, watch)
             })
             .collect())
     }
@@ -743,13 +743,15 @@ impl std::fmt::Debug for DpdkWire {
 }
 
 impl DpdkWire {
+    /// `ports`: (access, core), each its port id and driver name.
     fn new(
         shared: Arc<Shared>,
-        [access, core]: [u16; 2],
+        [(access, access_driver), (core, core_driver)]: [(u16, String); 2],
         queue: u16,
         burst: usize,
         watch: LinkWatch,
     ) -> Self {
+        let drivers = [access_driver, core_driver];
         DpdkWire {
             shared,
             access,
@@ -764,8 +766,8 @@ impl DpdkWire {
             reset_frame: Vec::with_capacity(128),
             tx_refused: 0,
             resets_sent: 0,
-            drivers: [String::new(), String::new()],
-            ahead: [true; 2],
+            ahead: drivers.each_ref().map(|d| !frames_arrive_in_cache(d)),
+            drivers,
         }
     }
 
