@@ -756,9 +756,12 @@ const FEW_TO_PORT: usize = 16;
 /// The parse of one chunk's `m` frames from `base` in [`Policy::judge_plain`]: each untagged
 /// IPv4 TCP frame's (source, index in the chunk) goes to `a.lane`, kept when
 /// `blocked_port` says its destination port is blocked; every other frame's index in the
-/// burst goes to `others`. Returns how many lanes were kept (the first ones). `BRANCH`:
-/// only the kept frames write a slot (a branch on the port, see [`FEW_TO_PORT`]); else
-/// every plain frame writes one and the count says which stay.
+/// burst goes to `a.others`. Returns how many lanes were kept (the first ones) and how
+/// many others there were. `BRANCH`: only the kept frames write a slot (a branch on the
+/// port, see [`FEW_TO_PORT`]); else every plain frame writes one and the count says which
+/// stay. Both lists are fixed arrays written by index, so the loop calls nothing and
+/// keeps its counts in registers (a `Vec` push here, with its growth call, made LLVM keep
+/// the kept count on the stack).
 #[inline(always)]
 fn plain_pass<'a, const BRANCH: bool>(
     (m, base, frame, blocked_port): (
@@ -768,12 +771,12 @@ fn plain_pass<'a, const BRANCH: bool>(
         &impl Fn(u16) -> bool,
     ),
     a: &mut PlainArrays,
-    others: &mut Vec<u32>,
-) -> usize {
-    let mut kept = 0usize;
+) -> (usize, usize) {
+    let (mut kept, mut others) = (0usize, 0usize);
     for i in 0..m {
         let Some((src, _, dport)) = wire::parse_plain_ipv4(frame(base + i)) else {
-            others.push((base + i) as u32);
+            a.others[others % CHUNK] = (base + i) as u32;
+            others += 1;
             continue;
         };
         let hit = blocked_port(dport);
@@ -783,7 +786,7 @@ fn plain_pass<'a, const BRANCH: bool>(
         a.lane[kept % CHUNK] = (u64::from(src) << 32) | i as u64;
         kept += usize::from(hit);
     }
-    kept
+    (kept, others)
 }
 
 /// The slots of one chunk's plain frames, in one allocation (one base register).
@@ -793,6 +796,8 @@ struct PlainArrays {
     /// those to a blocked port (the branch-free pass), or written for those only (the
     /// branching pass, see [`FEW_TO_PORT`]).
     lane: [u64; CHUNK],
+    /// The burst indexes of the chunk's frames that are not plain, in order.
+    others: [u32; CHUNK],
     /// Keys of the current lookup: sources, then destinations.
     keys: [u32; CHUNK],
     /// Values of the current lookup: sources, then relays.
@@ -808,6 +813,7 @@ impl Default for IndexedScratch {
         IndexedScratch {
             a: Box::new(PlainArrays {
                 lane: [0; CHUNK],
+                others: [0; CHUNK],
                 keys: [0; CHUNK],
                 values: [0; CHUNK],
                 scope: [0; CHUNK],
@@ -1237,15 +1243,17 @@ impl Policy {
         let mut base = 0usize;
         while base < n {
             let m = (n - base).min(CHUNK);
-            let others = s.others.len();
             let pass = (m, base, frame, &blocked_port);
-            let kept = if s.few_to_port {
-                plain_pass::<true>(pass, &mut s.a, &mut s.others)
+            let (kept, others) = if s.few_to_port {
+                plain_pass::<true>(pass, &mut s.a)
             } else {
-                plain_pass::<false>(pass, &mut s.a, &mut s.others)
+                plain_pass::<false>(pass, &mut s.a)
             };
             s.few_to_port = kept * FEW_TO_PORT <= m;
-            let plain = m - (s.others.len() - others);
+            if others > 0 {
+                s.others.extend_from_slice(&s.a.others[..others.min(CHUNK)]);
+            }
+            let plain = m - others;
             s.tally[Reason::PortNotBlocked.index()] += (plain - kept) as u32;
             if kept > 0 {
                 self.judge_plain_lanes(kept, base, frame, s, recording);
