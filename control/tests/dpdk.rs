@@ -8,6 +8,8 @@
 //!   resets `op25b replay --resets-out` writes;
 //! - `net_null` ports with two workers (two queues per port) move traffic, and the counters
 //!   add up;
+//! - a `net_null` access port with a `net_ring` core port: each side's frames are prefetched
+//!   or not by its own driver, and traffic moves both ways;
 //! - with `mtu = 9000`, jumbo frames of every shape (and an IPv6 segment whose TCP header
 //!   lies 4 KiB in) leave the `net_pcap` port whole and exactly as replay passes them;
 //! - a port name that does not exist, bad EAL arguments, and an MTU the device or the
@@ -450,6 +452,52 @@ fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
         .parse()
         .unwrap();
     assert!(rx >= s["outbound"]["rx"].as_u64().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn mixed_drivers_are_prefetched_per_side_and_move_traffic_both_ways() {
+    // net_null on the access side (its frames are the pool's own: not asked for ahead),
+    // net_ring on the core side (its frames were written by another poll: asked for
+    // ahead, as a NIC's). net_ring loops what is sent to it back to its receive queue, so
+    // the outbound frames come back inbound and both directions of the one worker poll
+    // a frame source of each kind.
+    let dir = scratch("dpdk-mixed");
+    let socket = dir.join("ctl.sock");
+    let vdevs = [
+        "--vdev=net_null0".to_string(),
+        "--vdev=net_ring0".to_string(),
+    ];
+    let config = dir.join("op25b.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{POLICY}\n[dataplane]\nbackend = \"dpdk\"\naccess = \"net_null0\"\ncore = \"net_ring0\"\nworkers = 1\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
+            eal_args("mixed", &vdevs),
+            socket.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (s, _, stderr) = run_until(&config, &socket, |s| {
+        s["outbound"]["rx"].as_u64().unwrap_or(0) > 100_000
+            && s["inbound"]["rx"].as_u64().unwrap_or(0) > 10_000
+    });
+    assert!(
+        stderr.contains("access net_null0 = port 0 (net_null), core net_ring0 = port 1 (net_ring)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; the core port's frames prefetched, the access port's not"),
+        "{stderr}"
+    );
+    for dir in ["outbound", "inbound"] {
+        let c = &s[dir];
+        assert_eq!(
+            c["rx"].as_u64().unwrap(),
+            c["tx"].as_u64().unwrap() + c["dropped"].as_u64().unwrap(),
+            "{dir}: {c}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -816,11 +816,12 @@ impl DpdkWire {
     /// One burst in the current direction: receive, judge with `worker` under the current
     /// policy, send the forwarded frames on, free the dropped ones. Returns frames received.
     pub fn poll(&mut self, worker: &mut Worker, policy: &PolicyHandle) -> usize {
-        let (ingress, egress, egress_side) = match self.direction {
-            Direction::AccessToCore => (self.access, self.core, 1),
-            Direction::CoreToAccess => (self.core, self.access, 0),
-        };
-        let ahead = self.ahead[1 - egress_side];
+        let Route {
+            ingress,
+            egress,
+            egress_side,
+            ahead,
+        } = route(self.direction, [self.access, self.core], self.ahead);
         // SAFETY: the array holds MAX_BURST ≥ `burst` entries; the port is started and
         // queue `self.queue` is used by this wire alone.
         let n = usize::from(unsafe {
@@ -901,6 +902,37 @@ impl DpdkWire {
             self.tx_refused += refused;
             self.resets_sent += self.resets.len() as u64 - refused;
         }
+    }
+}
+
+/// Where one poll's frames come from and go, for a direction.
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    ingress: u16,
+    egress: u16,
+    /// The egress port's side: 0 access, 1 core (its link state is indexed so).
+    egress_side: usize,
+    /// Whether the frames received are asked for ahead: the ingress port's flag.
+    ahead: bool,
+}
+
+/// The route of a poll in direction `d` between the (access, core) `ports`, whose frames
+/// are each asked for ahead or not by `ahead` (access, core).
+#[inline(always)]
+fn route(d: Direction, [access, core]: [u16; 2], ahead: [bool; 2]) -> Route {
+    match d {
+        Direction::AccessToCore => Route {
+            ingress: access,
+            egress: core,
+            egress_side: 1,
+            ahead: ahead[0],
+        },
+        Direction::CoreToAccess => Route {
+            ingress: core,
+            egress: access,
+            egress_side: 0,
+            ahead: ahead[1],
+        },
     }
 }
 
@@ -988,6 +1020,30 @@ fn free_all(mbufs: &mut [*mut RteMbuf]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_poll_prefetches_by_its_ingress_ports_driver_and_watches_its_egress_link() {
+        // Access port 3 (net_null: not asked for ahead), core port 7 (a NIC's: asked for).
+        let ahead = [false, true];
+        assert_eq!(
+            route(Direction::AccessToCore, [3, 7], ahead),
+            Route {
+                ingress: 3,
+                egress: 7,
+                egress_side: 1,
+                ahead: false
+            }
+        );
+        assert_eq!(
+            route(Direction::CoreToAccess, [3, 7], ahead),
+            Route {
+                ingress: 7,
+                egress: 3,
+                egress_side: 0,
+                ahead: true
+            }
+        );
+    }
 
     #[test]
     fn split_keeps_burst_order_and_lists_the_blocked_in_theirs() {
