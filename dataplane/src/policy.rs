@@ -789,7 +789,8 @@ fn plain_pass<'a, const BRANCH: bool>(
     (kept, others)
 }
 
-/// The slots of one chunk's plain frames, in one allocation (one base register).
+/// The slots of one chunk's plain pass (its lanes, and the indexes of the frames it does
+/// not take) and of its lanes' lookups, in one allocation (one base register).
 #[derive(Debug)]
 struct PlainArrays {
     /// (source << 32) | frame in the chunk: written for every plain frame and kept for
@@ -2138,6 +2139,50 @@ mod tests {
             // Both passes were met, many times each.
             assert!(passes.iter().all(|&k| k > 50), "{passes:?}");
         }
+    }
+
+    /// A whole chunk of frames the plain pass does not take (tagged), between chunks of
+    /// plain ones after a plain first frame: the chunk's list of others is full, and what
+    /// the general judge blocks in it maps back to the right frames.
+    #[test]
+    fn the_indexed_judge_maps_a_whole_chunk_of_others_back() {
+        let (p, _) = Policy::build(spec(), 1).unwrap();
+        let n = 2 * CHUNK + 5;
+        let frames: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let src = ["10.1.2.3", "172.16.0.9", "10.20.30.40"][i % 3];
+                let dport = if i % 2 == 0 { 25 } else { 443 };
+                let b = FrameBuilder::tcp(
+                    src.parse().unwrap(),
+                    "198.51.100.7".parse().unwrap(),
+                    1,
+                    dport,
+                );
+                if (CHUNK..2 * CHUNK).contains(&i) {
+                    b.vlan(0x8100, 7).build()
+                } else {
+                    b.build()
+                }
+            })
+            .collect();
+        let (mut scratch, mut reasons) = (BurstScratch::default(), Vec::new());
+        p.judge_burst(
+            frames.iter().map(|f| f.as_slice()),
+            &mut scratch,
+            &mut reasons,
+        );
+        let mut indexed = IndexedScratch::default();
+        p.judge_indexed(n, |i| frames[i].as_slice(), &mut indexed);
+        assert_eq!(indexed.blocked(), scratch.blocked());
+        assert_eq!(indexed.tally(), scratch.tally());
+        // Frames of every chunk are blocked, the tagged chunk's among them.
+        let chunks: std::collections::BTreeSet<usize> = indexed
+            .blocked()
+            .iter()
+            .map(|&(f, _)| f as usize / CHUNK)
+            .collect();
+        assert_eq!(chunks.into_iter().collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(indexed.others.len(), CHUNK);
     }
 
     #[test]
