@@ -143,7 +143,6 @@ fn replay_pass(config: &Path, frames: &[Vec<u8>], dir: &Path) -> Vec<Vec<u8>> {
     frames_of(&dir.join("pass.out"))
 }
 
-/// EAL arguments for a virtual-device run private to this test process.
 /// Writes `dir/op25b.toml` for two net_pcap ports: access reads `dir/access_in` and writes
 /// `dir/access-out.pcap`, core reads `dir/core_in` and writes `dir/core-out.pcap`.
 /// `dataplane` holds extra `[dataplane]` lines; the EAL gets `mem_mb` MB. Returns the config
@@ -182,6 +181,8 @@ fn pcap_config(
     (config, socket)
 }
 
+/// EAL arguments for a virtual-device run private to this test process (`name` makes its
+/// file prefix: each test gives its own).
 fn eal_args(name: &str, vdevs: &[String]) -> String {
     let mut a: Vec<String> = [
         "--no-huge",
@@ -391,10 +392,11 @@ fn reject_sends_the_resets_replay_writes_out_of_the_ingress_port() {
 
 /// Writes into `dir` a config of the test policy on the virtual devices `vdevs` (created
 /// by the EAL in this order), with the ports named (access, core) and `workers` workers,
-/// and a control socket; returns the config's and the socket's paths. The EAL's file
-/// prefix is made from the core port's name, so each test must give a different one.
+/// and a control socket; returns the config's and the socket's paths. `name` makes the
+/// EAL's file prefix (each test its own).
 fn vdev_config(
     dir: &Path,
+    name: &str,
     vdevs: [&str; 2],
     [access, core]: [&str; 2],
     workers: usize,
@@ -406,7 +408,7 @@ fn vdev_config(
         &config,
         format!(
             "{POLICY}\n[dataplane]\nbackend = \"dpdk\"\naccess = {access:?}\ncore = {core:?}\nworkers = {workers}\neal_args = {}\n\n[control]\nsocket = {:?}\nmetrics = \"\"\n",
-            eal_args(core, &vdevs),
+            eal_args(name, &vdevs),
             socket.display().to_string()
         ),
     )
@@ -429,7 +431,13 @@ fn counters_add_up(s: &serde_json::Value) {
 #[test]
 fn null_vdevs_with_two_workers_move_traffic_and_counters_add_up() {
     let dir = scratch("dpdk-null");
-    let (config, socket) = vdev_config(&dir, ["net_null0", "net_null1"], ["0", "net_null1"], 2);
+    let (config, socket) = vdev_config(
+        &dir,
+        "null",
+        ["net_null0", "net_null1"],
+        ["0", "net_null1"],
+        2,
+    );
     let (s, stdout, stderr) = run_until(&config, &socket, |s| {
         s["outbound"]["rx"].as_u64().unwrap_or(0) > 100_000
             && s["inbound"]["rx"].as_u64().unwrap_or(0) > 100_000
@@ -475,6 +483,7 @@ fn mixed_drivers_are_prefetched_per_side_and_move_traffic_both_ways() {
     let dir = scratch("dpdk-mixed");
     let (config, socket) = vdev_config(
         &dir,
+        "mixed",
         ["net_null0", "net_ring0"],
         ["net_null0", "net_ring0"],
         1,
@@ -492,7 +501,8 @@ fn mixed_drivers_are_prefetched_per_side_and_move_traffic_both_ways() {
         "{stderr}"
     );
     counters_add_up(&s);
-    // What came in on the core side is what was sent to it (net_ring's loop).
+    // No more came in on the core side than was sent to it (net_ring's loop; the rest is
+    // still in the ring or was refused).
     assert!(
         s["inbound"]["rx"].as_u64().unwrap() <= s["outbound"]["tx"].as_u64().unwrap(),
         "{s}"

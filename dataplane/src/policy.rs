@@ -2150,8 +2150,9 @@ mod tests {
         let n = 2 * CHUNK + 5;
         let frames: Vec<Vec<u8>> = (0..n)
             .map(|i| {
-                let src = ["10.1.2.3", "172.16.0.9", "10.20.30.40"][i % 3];
-                let dport = if i % 2 == 0 { 25 } else { 443 };
+                // Dynamic, unlisted, dynamic, exempt; two frames in three to port 25.
+                let src = ["10.1.2.3", "172.16.0.9", "10.20.30.40", "10.9.9.9"][i % 4];
+                let dport = if i % 3 == 1 { 443 } else { 25 };
                 let b = FrameBuilder::tcp(
                     src.parse().unwrap(),
                     "198.51.100.7".parse().unwrap(),
@@ -2175,6 +2176,7 @@ mod tests {
         p.judge_indexed(n, |i| frames[i].as_slice(), &mut indexed);
         assert_eq!(indexed.blocked(), scratch.blocked());
         assert_eq!(indexed.tally(), scratch.tally());
+        assert!(indexed.tally()[Reason::SourceExempt.index()] > 0);
         // Frames of every chunk are blocked, the tagged chunk's among them.
         let chunks: std::collections::BTreeSet<usize> = indexed
             .blocked()
