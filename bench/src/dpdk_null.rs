@@ -11,7 +11,9 @@
 //! equal drop shares, 19/64, show both sides saw the same ones). Runs alternate between
 //! op25b and C so a change of background load hits both; the result is the median per
 //! side and their ratio. op25b runs in this process (the EAL starts once per process), the
-//! C harness as a subprocess per run.
+//! C harness as a subprocess per run. The C harness sends what it forwards by class (the
+//! frames not to port 25 first, as the simplest loop does); `--c-arrival-order` makes it
+//! keep the order the frames came in, as op25b does (to see what the order costs C).
 //!
 //! `op25b-bench dpdk-swap` uses the same devices to time the worker's bursts while a
 //! control thread swaps policies in ([`swap_run`]): the swap stall where a burst is the
@@ -51,6 +53,9 @@ pub struct Args {
     pub hit_counters: bool,
     /// Share of the frames that go to TCP port 25.
     pub smtp_share: f64,
+    /// The C harness sends the frames it forwards in the order they came (as op25b does),
+    /// not by class (`null_fwd ... arrival`).
+    pub c_arrival_order: bool,
 }
 
 const FRAME_LEN: usize = 64;
@@ -126,6 +131,7 @@ fn c_run(a: &Args, exe: &Path, prefixes: &Path, frames: &Path) -> Result<(f64, f
         .arg(frames)
         .arg(a.seconds.to_string())
         .arg("1")
+        .args(a.c_arrival_order.then_some("arrival"))
         .output()
         .map_err(|e| {
             format!(
@@ -251,7 +257,12 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         );
         if let Some(exe) = &a.c_harness {
             let (m, s) = c_run(a, exe, &prefix_file, &frame_file)?;
-            line += &format!(", C rx→rte_lpm→tx {m:.3} Mpps (dropped share {s:.4})");
+            let order = if a.c_arrival_order {
+                ", arrival order"
+            } else {
+                ""
+            };
+            line += &format!(", C rx→rte_lpm→tx{order} {m:.3} Mpps (dropped share {s:.4})");
             theirs.push(m);
             their_share = Some(s);
         }
@@ -293,6 +304,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "op25b_frames": frames_per_run,
         "op25b_median_mpps": our_median,
         "op25b_dropped_share": our_share,
+        "c_order": if a.c_arrival_order { "arrival" } else { "class" },
         "c_mpps": theirs,
         "c_median_mpps": their_median,
         "c_dropped_share": their_share,

@@ -281,6 +281,10 @@ enum Command {
         /// Share of the frames that go to TCP port 25 (the rest to 443).
         #[arg(long, default_value_t = 0.5)]
         smtp_share: f64,
+        /// The C harness sends the frames it forwards in the order they came, as op25b
+        /// does, instead of by class (those not to port 25 first).
+        #[arg(long)]
+        c_arrival_order: bool,
         /// Run it in this many processes of its own, one after another, and pool their
         /// op25b/C run pairs (each process has its own address-space layout, as each run
         /// of the C harness has).
@@ -518,6 +522,7 @@ fn main() -> ExitCode {
             seed,
             hit_counters,
             smtp_share,
+            c_arrival_order,
             rounds,
         } => {
             let write = |v: serde_json::Value| {
@@ -545,6 +550,7 @@ fn main() -> ExitCode {
                     c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
                     seed,
                     hit_counters,
+                    c_arrival_order,
                 };
                 op25b_bench::dpdk_null::run(&args)
                     .map(with_provenance)
