@@ -59,6 +59,12 @@ for share in 0.5 0.05; do
     "dpdk-null smoke run (--smtp-share $share): expected an op25b row and a C harness row with the same dropped share"
   grep -E '^run 1: ' <<<"$smoke"
 done
+# The C harness keeping the arrival order (--c-arrival-order) drops the same frames too.
+smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
+  --seconds 0.2 --runs 1 --core 0 --c-arrival-order 2>&1)" || { echo "$smoke"; exit 1; }
+expect_line "$smoke" '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx, arrival order [0-9.]+ Mpps \(dropped share \1\)' \
+  "dpdk-null smoke run (--c-arrival-order): expected an op25b row and an arrival-order C row with the same dropped share"
+grep -E '^run 1: ' <<<"$smoke"
 # And the swap stall on the DPDK path (1000 prefixes, one swap): it must find the first
 # burst under the new policy.
 smoke="$("$target/debug/op25b-bench" dpdk-swap --prefixes 1000 --swaps 1 --core 0 --control-core 0 2>&1)" ||
