@@ -15,6 +15,13 @@
 //! frames not to port 25 first, as the simplest loop does); `--c-arrival-order` makes it
 //! keep the order the frames came in, as op25b does (to see what the order costs C).
 //!
+//! net_null's bursts are shaped by each side's own sending: the pool hands back last what
+//! was freed first, so a burst comes sorted into what that side dropped and, reversed,
+//! what it sent on. With `--from-capture` both sides receive instead from `net_pcap`
+//! replaying a capture of the workload's first [`CAPTURE_FRAMES`] frames in a loop
+//! (`infinite_rx`): every burst holds other frames, in the capture's random order, copied
+//! into fresh mbufs by the receive (so they are in the core's cache, as net_null's are).
+//!
 //! `op25b-bench dpdk-swap` uses the same devices to time the worker's bursts while a
 //! control thread swaps policies in ([`swap_run`]): the swap stall where a burst is the
 //! appliance's real one, RX and TX included.
@@ -25,6 +32,7 @@
 use crate::rng::Rng;
 use op25b_dataplane::policy::{AnyPrefix, OutboundSpec, Policy};
 use op25b_dataplane::port::dpdk::{Direction, Eal};
+use op25b_dataplane::port::pcap::PcapWriter;
 use op25b_dataplane::wire::build::FrameBuilder;
 use op25b_dataplane::worker::Worker;
 use serde_json::json;
@@ -56,22 +64,50 @@ pub struct Args {
     /// The C harness sends the frames it forwards in the order they came (as op25b does),
     /// not by class (`null_fwd ... arrival`).
     pub c_arrival_order: bool,
+    /// Both sides receive from a capture of the frames replayed in a loop by net_pcap
+    /// instead of from net_null (see the module doc).
+    pub from_capture: bool,
+}
+
+/// Writes `frames` as a classic pcap file at `path` (1 µs apart).
+fn write_capture(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::create(path).map_err(err)?;
+    let mut w = PcapWriter::new(std::io::BufWriter::new(file), false).map_err(err)?;
+    for (i, f) in frames.iter().enumerate() {
+        w.write(i as u64 * 1000, f).map_err(err)?;
+    }
+    w.finish().map_err(err)?;
+    Ok(())
 }
 
 const FRAME_LEN: usize = 64;
 const DISTINCT_FRAMES: usize = 4096;
+/// Frames of the capture `--from-capture` replays (the first of the workload's, in their
+/// random order). net_pcap holds each in an mbuf of the pool for the whole run, so fewer
+/// than the pool's free mbufs (op25b's pool for one queue pair has about 5000).
+const CAPTURE_FRAMES: usize = 1024;
+/// The receiving device with `--from-capture`.
+const RX_PCAP: &str = "net_pcap0";
 
-fn eal_args(core: usize, prefix: &str, mem_mb: u32) -> Vec<String> {
+/// The EAL arguments of a side: port 0 receives, port 1 sends. Port 0 is `net_null0`, or
+/// with a `capture`, `net_pcap0` replaying it in a loop (`infinite_rx`: the frames are
+/// loaded into mbufs once, and each receive copies them into fresh ones, in the
+/// capture's order).
+fn eal_args(core: usize, prefix: &str, mem_mb: u32, capture: Option<&Path>) -> Vec<String> {
+    let rx = match capture {
+        Some(c) => format!("--vdev={RX_PCAP},rx_pcap={},infinite_rx=1", c.display()),
+        None => "--vdev=net_null0,size=64".to_string(),
+    };
     [
         "--no-huge",
         "--no-pci",
         "--no-shconf",
         "--log-level=lib.eal:warning",
-        "--vdev=net_null0,size=64",
-        "--vdev=net_null1,size=64",
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain([rx, "--vdev=net_null1,size=64".to_string()])
     .chain([
         "-l".into(),
         core.to_string(),
@@ -123,9 +159,13 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// One run of the C harness; (Mpps, dropped share).
-fn c_run(a: &Args, exe: &Path, prefixes: &Path, frames: &Path) -> Result<(f64, f64), String> {
+fn c_run(
+    a: &Args,
+    exe: &Path,
+    (prefixes, frames, capture): (&Path, &Path, Option<&Path>),
+) -> Result<(f64, f64), String> {
     let out = std::process::Command::new(exe)
-        .args(eal_args(a.core, "op25b-bench-c", 512))
+        .args(eal_args(a.core, "op25b-bench-c", 512, capture))
         .arg("--")
         .arg(prefixes)
         .arg(frames)
@@ -194,6 +234,13 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
     std::fs::write(&prefix_file, &text).map_err(|e| format!("{}: {e}", prefix_file.display()))?;
     std::fs::write(&frame_file, frames.concat())
         .map_err(|e| format!("{}: {e}", frame_file.display()))?;
+    let capture = if a.from_capture {
+        let path = a.out_dir.join("frames.pcap");
+        write_capture(&path, &frames[..CAPTURE_FRAMES.min(frames.len())])?;
+        Some(path)
+    } else {
+        None
+    };
 
     let dynamic = text
         .lines()
@@ -212,9 +259,15 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
     policy.warm();
     let handle = arc_swap::ArcSwap::from_pointee(policy);
 
-    let mut eal = Eal::init(&eal_args(a.core, "op25b-bench", 128)).map_err(|e| e.to_string())?;
+    let mut eal = Eal::init(&eal_args(a.core, "op25b-bench", 128, capture.as_deref()))
+        .map_err(|e| e.to_string())?;
+    let rx = if capture.is_some() {
+        RX_PCAP
+    } else {
+        "net_null0"
+    };
     let mut wires = eal
-        .open_wire("net_null0", "net_null1", 1, 64, None)
+        .open_wire(rx, "net_null1", 1, 64, None)
         .map_err(|e| e.to_string())?;
     let mut wire = wires.pop().ok_or("no DPDK wire")?;
     wire.set_direction(Direction::AccessToCore);
@@ -256,7 +309,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
             r + 1
         );
         if let Some(exe) = &a.c_harness {
-            let (m, s) = c_run(a, exe, &prefix_file, &frame_file)?;
+            let (m, s) = c_run(a, exe, (&prefix_file, &frame_file, capture.as_deref()))?;
             let order = if a.c_arrival_order {
                 ", arrival order"
             } else {
@@ -294,6 +347,8 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "distinct_frames": DISTINCT_FRAMES,
         "frame_bytes": FRAME_LEN,
         "pool_mbufs_filled": filled,
+        "rx_device": if a.from_capture { "net_pcap (infinite_rx)" } else { "net_null" },
+        "capture_frames": a.from_capture.then_some(CAPTURE_FRAMES),
         "seconds_per_run": a.seconds,
         "runs": a.runs,
         "core": a.core,
@@ -431,7 +486,7 @@ pub fn swap_run(a: &SwapArgs) -> Result<serde_json::Value, String> {
     }
     let frames = crate::swap::live_frames(a.prefixes, DISTINCT_FRAMES, FRAME_LEN);
     let mut eal =
-        Eal::init(&eal_args(a.core, "op25b-bench-swap", 128)).map_err(|e| e.to_string())?;
+        Eal::init(&eal_args(a.core, "op25b-bench-swap", 128, None)).map_err(|e| e.to_string())?;
     let mut wires = eal
         .open_wire("net_null0", "net_null1", 1, 64, None)
         .map_err(|e| e.to_string())?;

@@ -285,6 +285,12 @@ enum Command {
         /// does, instead of by class (those not to port 25 first).
         #[arg(long)]
         c_arrival_order: bool,
+        /// Both sides receive the frames from a capture replayed in a loop (net_pcap,
+        /// infinite_rx: copied into fresh mbufs in the capture's random order) instead of
+        /// net_null's recycled pool mbufs (the same 64, in an order each side's own sending
+        /// shapes).
+        #[arg(long)]
+        from_capture: bool,
         /// Run it in this many processes of its own, one after another, and pool their
         /// op25b/C run pairs (each process has its own address-space layout, as each run
         /// of the C harness has).
@@ -523,6 +529,7 @@ fn main() -> ExitCode {
             hit_counters,
             smtp_share,
             c_arrival_order,
+            from_capture,
             rounds,
         } => {
             let write = |v: serde_json::Value| {
@@ -551,6 +558,7 @@ fn main() -> ExitCode {
                     seed,
                     hit_counters,
                     c_arrival_order,
+                    from_capture,
                 };
                 op25b_bench::dpdk_null::run(&args)
                     .map(with_provenance)
