@@ -18,7 +18,7 @@
 //! net_null's bursts are shaped by each side's own sending: the pool hands back last what
 //! was freed first, so a burst comes sorted into what that side dropped and, reversed,
 //! what it sent on. With `--from-capture` both sides receive instead from `net_pcap`
-//! replaying a capture of the workload's first [`CAPTURE_FRAMES`] frames in a loop
+//! replaying a capture of the workload's first 1024 frames (`CAPTURE_FRAMES`) in a loop
 //! (`infinite_rx`): every burst holds other frames, in the capture's random order, copied
 //! into fresh mbufs by the receive (so they are in the core's cache, as net_null's are).
 //!
