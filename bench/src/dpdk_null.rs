@@ -15,9 +15,9 @@
 //! frames not to port 25 first, as the simplest loop does); `--c-arrival-order` makes it
 //! keep the order the frames came in, as op25b does (to see what the order costs C).
 //!
-//! net_null's bursts are shaped by each side's own sending: the pool hands back last what
-//! was freed first, so a burst comes sorted into what that side dropped and, reversed,
-//! what it sent on. With `--from-capture` both sides receive instead from `net_pcap`
+//! net_null's bursts are shaped by each side's own sending: the pool's cache hands out
+//! first what was freed last, so a burst comes sorted: what that side dropped (freed after
+//! the send), then what it sent on, each reversed. With `--from-capture` both sides receive instead from `net_pcap`
 //! replaying a capture of the workload's first 1024 frames (`CAPTURE_FRAMES`) in a loop
 //! (`infinite_rx`): every burst holds other frames, in the capture's random order, copied
 //! into fresh mbufs by the receive (so they are in the core's cache, as net_null's are).
