@@ -15,7 +15,8 @@
  * not to port 25 first (picked in the parse), then those to port 25 whose source is not
  * dynamic. With "arrival" they go out in the order they came, as op25b sends them: the
  * parse only picks the port-25 frames, the lookup marks the dynamic ones in a bit mask,
- * and one pass over the burst hands each frame to the send or the drop list.
+ * and one pass over the burst hands each frame to the send or the drop list (a burst with
+ * nothing dropped is sent as it came, without that pass).
  *
  * This is deliberately the simplest correct OP25B decision (untagged Ethernet/IPv4 only,
  * no exempt/relay/scope lists, no IPv6): a lower bound on the work op25b does per frame.
@@ -272,6 +273,7 @@ int main(int argc, char **argv)
 		do {
 			uint16_t nb = rte_eth_rx_burst(0, 0, rx, BURST);
 			uint16_t nc = 0, nt = 0, nd = 0;
+			struct rte_mbuf **out = tx;
 			if (arrival) {
 				for (uint16_t i = 0; i < nb; i++) {
 					const uint8_t *p = rte_pktmbuf_mtod(rx[i], const uint8_t *);
@@ -285,7 +287,13 @@ int main(int argc, char **argv)
 						gone |= (uint64_t)((hop[k] & RTE_LPM_LOOKUP_SUCCESS) != 0)
 							<< idx[k];
 				}
-				split_in_order(rx, nb, gone, tx, &nt, drop, &nd);
+				if (gone == 0) {
+					/* Nothing dropped: the burst goes on as it came (as op25b's). */
+					out = rx;
+					nt = nb;
+				} else {
+					split_in_order(rx, nb, gone, tx, &nt, drop, &nd);
+				}
 				goto send;
 			}
 			for (uint16_t i = 0; i < nb; i++) {
@@ -306,9 +314,9 @@ int main(int argc, char **argv)
 			}
 		send:
 			if (nt > 0) {
-				uint16_t sent = rte_eth_tx_burst(1, 0, tx, nt);
+				uint16_t sent = rte_eth_tx_burst(1, 0, out, nt);
 				if (sent < nt)
-					rte_pktmbuf_free_bulk(tx + sent, nt - sent);
+					rte_pktmbuf_free_bulk(out + sent, nt - sent);
 			}
 			if (nd > 0)
 				rte_pktmbuf_free_bulk(drop, nd);
