@@ -1,14 +1,16 @@
 /*
  * null_fwd.c - the C/DPDK baseline for `op25b-bench dpdk-null`: one core receives bursts
- * from net_null port 0, looks the IPv4 source of every TCP port-25 frame up in an rte_lpm
- * table of the dynamic prefixes (rte_lpm_lookup_bulk), frees the frames whose source is
- * dynamic and transmits the rest on port 1; it reports frames per second per run.
+ * from port 0 (net_null, or net_pcap replaying a capture with `dpdk-null --from-capture`),
+ * looks the IPv4 source of every TCP port-25 frame up in an rte_lpm table of the dynamic
+ * prefixes (rte_lpm_lookup_bulk), frees the frames whose source is dynamic and transmits
+ * the rest on port 1 (net_null); it reports frames per second per run.
  *
  *   null_fwd [EAL args] -- PREFIXES FRAMES SECONDS RUNS [arrival]
  *
  * PREFIXES: IPv4 "a.b.c.d/len" lines (others ignored). FRAMES: 64-byte records, written
  * into every mbuf of the pool before the runs (net_null hands out pool mbufs without
- * touching their data, so these are the frames received). Output, one line per run then
+ * touching their data, so on net_null these are the frames received; net_pcap copies its
+ * capture's frames over them). Output, one line per run then
  * a summary: "run N mpps X dropped_share Y", "median_mpps X".
  *
  * By default the frames forwarded go out by class, as the simplest loop sends them: those
@@ -27,7 +29,8 @@
  *
  *   null_fwd --check
  *
- * runs smtp_src() on hand-made frames and exits non-zero on a wrong answer (no EAL).
+ * runs smtp_src() on hand-made frames, and the drop bits and split of the arrival order
+ * on made-up bursts, and exits non-zero on a wrong answer (no EAL).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -82,46 +85,81 @@ static inline int smtp_src(const uint8_t *p, uint16_t len, uint32_t *src)
 	return 1;
 }
 
+_Static_assert(BURST <= 64, "a burst's drop bits are one uint64_t");
+
+/*
+ * The drop bits of a burst in arrival order: bit idx[k] for each of the nc port-25 frames
+ * whose lookup (hop[k]) found its source among the dynamic prefixes.
+ */
+static inline uint64_t drop_mask(const uint16_t *idx, const uint32_t *hop, uint16_t nc)
+{
+	uint64_t gone = 0;
+	for (uint16_t k = 0; k < nc; k++)
+		gone |= (uint64_t)((hop[k] & RTE_LPM_LOOKUP_SUCCESS) != 0) << idx[k];
+	return gone;
+}
+
 /*
  * Hands the nb frames of rx on in the order they came: those whose bit is set in gone to
- * drop, the others to tx; their counts go to *nd and *nt. (BURST is at most 64, so one
- * word holds a burst's bits.)
+ * drop, the others to tx; their counts go to *nd and *nt. Returns the list to send: tx,
+ * or rx itself when nothing goes (the burst is sent as it came, without the pass).
  */
-_Static_assert(BURST <= 64, "a burst's drop bits are one uint64_t");
-static inline void split_in_order(struct rte_mbuf **rx, uint16_t nb, uint64_t gone,
-				  struct rte_mbuf **tx, uint16_t *nt, struct rte_mbuf **drop,
-				  uint16_t *nd)
+static inline struct rte_mbuf **split_in_order(struct rte_mbuf **rx, uint16_t nb,
+					       uint64_t gone, struct rte_mbuf **tx,
+					       uint16_t *nt, struct rte_mbuf **drop,
+					       uint16_t *nd)
 {
+	if (gone == 0) {
+		*nt = nb;
+		return rx;
+	}
 	for (uint16_t i = 0; i < nb; i++) {
-		if (gone >> i & 1)
+		if ((gone >> i) & 1)
 			drop[(*nd)++] = rx[i];
 		else
 			tx[(*nt)++] = rx[i];
 	}
+	return tx;
 }
 
-/* null_fwd --check: split_in_order() keeps the order of both lists. */
-static int check_split(void)
+/* null_fwd --check: the drop bits and the split in arrival order. */
+static int check_order(void)
 {
+	int bad = 0;
+	/* Port-25 frames at 33, 5 and 63 of the burst; the sources of the first and last
+	 * are dynamic. */
+	const uint16_t idx[3] = { 33, 5, 63 };
+	const uint32_t hop[3] = { RTE_LPM_LOOKUP_SUCCESS | 7, 0, RTE_LPM_LOOKUP_SUCCESS };
+	int ok = drop_mask(idx, hop, 3) == (1ull << 33 | 1ull << 63) && drop_mask(idx, hop, 0) == 0;
+	printf("%s the drop bits are those of the port-25 frames whose source is dynamic\n",
+	       ok ? "ok  " : "FAIL");
+	bad |= !ok;
+
 	struct rte_mbuf *rx[BURST], *tx[BURST], *drop[BURST];
 	for (int i = 0; i < BURST; i++)
 		rx[i] = (struct rte_mbuf *)(uintptr_t)(i + 1);
 	/* Frames 0, 3, 4 and the last one go; the burst is a whole BURST. */
 	uint64_t gone = 1u | 1u << 3 | 1u << 4 | 1ull << (BURST - 1);
 	uint16_t nt = 0, nd = 0;
-	split_in_order(rx, BURST, gone, tx, &nt, drop, &nd);
-	int ok = nd == 4 && nt == BURST - 4 && drop[0] == rx[0] && drop[1] == rx[3] &&
-		 drop[2] == rx[4] && drop[3] == rx[BURST - 1];
+	struct rte_mbuf **out = split_in_order(rx, BURST, gone, tx, &nt, drop, &nd);
+	ok = out == tx && nd == 4 && nt == BURST - 4 && drop[0] == rx[0] && drop[1] == rx[3] &&
+	     drop[2] == rx[4] && drop[3] == rx[BURST - 1];
 	for (int k = 0, i = 0; ok && i < BURST; i++) {
-		if (!(gone >> i & 1))
+		if (!((gone >> i) & 1))
 			ok = tx[k++] == rx[i];
 	}
 	printf("%s the split in arrival order keeps both lists in burst order\n",
 	       ok ? "ok  " : "FAIL");
-	return !ok;
+	bad |= !ok;
+
+	nt = nd = 0;
+	out = split_in_order(rx, 10, 0, tx, &nt, drop, &nd);
+	ok = out == rx && nt == 10 && nd == 0;
+	printf("%s a burst with nothing dropped is sent as it came\n", ok ? "ok  " : "FAIL");
+	return bad | !ok;
 }
 
-/* null_fwd --check: smtp_src() on hand-made frames, and the split in arrival order. */
+/* null_fwd --check: smtp_src() on hand-made frames, then check_order(). */
 static int self_check(void)
 {
 	static const struct {
@@ -163,7 +201,7 @@ static int self_check(void)
 		printf("%s %s\n", ok ? "ok  " : "FAIL", cases[k].what);
 		bad |= !ok;
 	}
-	return bad | check_split();
+	return bad | check_order();
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -247,7 +285,7 @@ int main(int argc, char **argv)
 	if (pool == NULL)
 		die("rte_pktmbuf_pool_create");
 	if (rte_eth_dev_count_avail() < 2) {
-		fprintf(stderr, "null_fwd: needs two ports (--vdev=net_null0 --vdev=net_null1)\n");
+		fprintf(stderr, "null_fwd: needs two ports (e.g. --vdev=net_null0 --vdev=net_null1)\n");
 		return 1;
 	}
 	port_setup(0, pool);
@@ -280,20 +318,10 @@ int main(int argc, char **argv)
 					if (smtp_src(p, rte_pktmbuf_data_len(rx[i]), &src[nc]))
 						idx[nc++] = i;
 				}
-				uint64_t gone = 0;
-				if (nc > 0) {
+				if (nc > 0)
 					rte_lpm_lookup_bulk(lpm, src, hop, nc);
-					for (uint16_t k = 0; k < nc; k++)
-						gone |= (uint64_t)((hop[k] & RTE_LPM_LOOKUP_SUCCESS) != 0)
-							<< idx[k];
-				}
-				if (gone == 0) {
-					/* Nothing dropped: the burst goes on as it came (as op25b's). */
-					out = rx;
-					nt = nb;
-				} else {
-					split_in_order(rx, nb, gone, tx, &nt, drop, &nd);
-				}
+				out = split_in_order(rx, nb, drop_mask(idx, hop, nc), tx, &nt, drop,
+						     &nd);
 				goto send;
 			}
 			for (uint16_t i = 0; i < nb; i++) {

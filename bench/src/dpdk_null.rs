@@ -1,8 +1,8 @@
 //! `op25b-bench dpdk-null` (`dpdk` feature): frames per second per core of the whole
-//! op25b pipeline on DPDK — `net_null` RX, parse, policy verdict, TX on the other
-//! `net_null` port, dropped mbufs freed — against the C baseline `bench/c/null_fwd`
-//! (RX, `rte_lpm_lookup_bulk` of the source of TCP port-25 frames, TX) on the same
-//! virtual devices, the same frames and prefixes, and the same core.
+//! op25b pipeline on DPDK — `net_null` RX (or `net_pcap`'s, `--from-capture`), parse,
+//! policy verdict, TX on a `net_null` port, dropped mbufs freed — against the C baseline
+//! `bench/c/null_fwd` (RX, `rte_lpm_lookup_bulk` of the source of TCP port-25 frames, TX)
+//! on the same virtual devices, the same frames and prefixes, and the same core.
 //!
 //! Both sides see the same traffic: the mbuf pool is filled with the same 64-byte frames
 //! (`net_null` hands out pool mbufs without touching their data). In steady state the
@@ -17,10 +17,13 @@
 //!
 //! net_null's bursts are shaped by each side's own sending: the pool's cache hands out
 //! first what was freed last, so a burst comes sorted: what that side dropped (freed after
-//! the send), then what it sent on, each reversed. With `--from-capture` both sides receive instead from `net_pcap`
-//! replaying a capture of the workload's first 1024 frames (`CAPTURE_FRAMES`) in a loop
-//! (`infinite_rx`): every burst holds other frames, in the capture's random order, copied
-//! into fresh mbufs by the receive (so they are in the core's cache, as net_null's are).
+//! the send), then what it sent on, each reversed. With `--from-capture` both sides
+//! receive instead from `net_pcap` replaying a capture of the workload's first 1024
+//! frames (`CAPTURE_FRAMES`) in a loop (`infinite_rx`): every burst holds other frames, in
+//! the capture's random order, copied into fresh mbufs by the receive (so they are in the
+//! core's cache, as net_null's are; the pool's filling is then overwritten). A run then
+//! ends anywhere in the capture's loop, so the two sides' drop shares agree to about
+//! 1024 frames over the run's, not exactly.
 //!
 //! `op25b-bench dpdk-swap` uses the same devices to time the worker's bursts while a
 //! control thread swaps policies in ([`swap_run`]): the swap stall where a burst is the
@@ -84,8 +87,8 @@ fn write_capture(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
 const FRAME_LEN: usize = 64;
 const DISTINCT_FRAMES: usize = 4096;
 /// Frames of the capture `--from-capture` replays (the first of the workload's, in their
-/// random order). net_pcap holds each in an mbuf of the pool for the whole run, so fewer
-/// than the pool's free mbufs (op25b's pool for one queue pair has about 5000).
+/// random order). net_pcap holds each in an mbuf of the pool for the whole run, so far
+/// fewer than the pool's mbufs (8191 on either side).
 const CAPTURE_FRAMES: usize = 1024;
 /// The receiving device with `--from-capture`.
 const RX_PCAP: &str = "net_pcap0";
@@ -409,6 +412,7 @@ pub fn rounds(
     // A pooled file left from an earlier run must not pass for this one's if a round fails.
     let _ = std::fs::remove_file(out_dir.join("dpdk-null.json"));
     let (mut pairs, mut per_round) = (Vec::new(), Vec::new());
+    let mut same = serde_json::Map::new();
     for k in 1..=rounds {
         let dir = out_dir.join(format!("round-{k}"));
         let status = std::process::Command::new(&exe)
@@ -438,6 +442,18 @@ pub fn rounds(
         }
         per_round.push(median(&mut round.clone()));
         pairs.extend(round);
+        if k == 1 {
+            // What every round ran against (the same arguments each time).
+            for key in [
+                "c_order",
+                "rx_device",
+                "capture_frames",
+                "smtp_share",
+                "prefixes",
+            ] {
+                same.insert(key.to_string(), v[key].clone());
+            }
+        }
     }
     let pooled = median(&mut pairs.clone());
     crate::sayln!(
@@ -449,14 +465,18 @@ pub fn rounds(
             .join(" "),
         pair_summary(&pairs, pooled)
     );
-    Ok(json!({
+    let mut v = json!({
         "bench": "dpdk-null",
         "rounds": rounds,
         "round_dirs": (1..=rounds).map(|k| format!("round-{k}")).collect::<Vec<_>>(),
         "round_pair_ratio_medians": per_round,
         "pair_ratios": pairs,
         "pair_ratio_median": pooled,
-    }))
+    });
+    if let Some(o) = v.as_object_mut() {
+        o.extend(same);
+    }
+    Ok(v)
 }
 
 /// What `dpdk-swap` runs.

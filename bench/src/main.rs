@@ -249,8 +249,9 @@ enum Command {
         #[arg(long, hide = true)]
         worker: bool,
     },
-    /// Frames per second per core of the whole pipeline on DPDK net_null ports, against
-    /// the C rx → rte_lpm → tx baseline (bench/c/null_fwd) on the same devices and core.
+    /// Frames per second per core of the whole pipeline on DPDK net_null ports (or frames
+    /// from a capture, `--from-capture`), against the C rx → rte_lpm → tx baseline
+    /// (bench/c/null_fwd) on the same devices and core.
     #[cfg(all(feature = "dpdk", target_os = "linux"))]
     DpdkNull {
         /// Scratch folder (prefixes, frames, result JSON).
