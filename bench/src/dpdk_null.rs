@@ -90,17 +90,25 @@ const DISTINCT_FRAMES: usize = 4096;
 /// random order). net_pcap holds each in an mbuf of the pool for the whole run, so far
 /// fewer than the pool's mbufs (8191 on either side).
 const CAPTURE_FRAMES: usize = 1024;
-/// The receiving device with `--from-capture`.
-const RX_PCAP: &str = "net_pcap0";
+/// The receiving device: `net_pcap0` replaying a capture (`--from-capture`), else
+/// `net_null0`.
+fn receiver(from_capture: bool) -> &'static str {
+    if from_capture {
+        "net_pcap0"
+    } else {
+        "net_null0"
+    }
+}
 
 /// The EAL arguments of a side: port 0 receives, port 1 sends. Port 0 is `net_null0`, or
 /// with a `capture`, `net_pcap0` replaying it in a loop (`infinite_rx`: the frames are
 /// loaded into mbufs once, and each receive copies them into fresh ones, in the
 /// capture's order).
 fn eal_args(core: usize, prefix: &str, mem_mb: u32, capture: Option<&Path>) -> Vec<String> {
+    let rx = receiver(capture.is_some());
     let rx = match capture {
-        Some(c) => format!("--vdev={RX_PCAP},rx_pcap={},infinite_rx=1", c.display()),
-        None => "--vdev=net_null0,size=64".to_string(),
+        Some(c) => format!("--vdev={rx},rx_pcap={},infinite_rx=1", c.display()),
+        None => format!("--vdev={rx},size=64"),
     };
     [
         "--no-huge",
@@ -264,13 +272,8 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
 
     let mut eal = Eal::init(&eal_args(a.core, "op25b-bench", 128, capture.as_deref()))
         .map_err(|e| e.to_string())?;
-    let rx = if capture.is_some() {
-        RX_PCAP
-    } else {
-        "net_null0"
-    };
     let mut wires = eal
-        .open_wire(rx, "net_null1", 1, 64, None)
+        .open_wire(receiver(capture.is_some()), "net_null1", 1, 64, None)
         .map_err(|e| e.to_string())?;
     let mut wire = wires.pop().ok_or("no DPDK wire")?;
     wire.set_direction(Direction::AccessToCore);
