@@ -155,7 +155,7 @@ pub fn run(a: &ClassifyArgs) -> Result<Value, String> {
     let (mut frames, mut dropped) = (0u64, 0u64);
     let mut span: Option<(Instant, Instant)> = None;
     for h in handles {
-        let (start, end, w) = h
+        let (start, end, mut w) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())?;
         let c = w.counters();

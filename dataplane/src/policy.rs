@@ -738,7 +738,24 @@ pub struct IndexedScratch {
     /// The last chunk's plain pass kept few frames (see [`FEW_TO_PORT`]): the next one
     /// branches on each frame's port instead of writing a lane slot for every frame.
     few_to_port: bool,
+    /// See [`IndexedScratch::set_bits`].
+    bits_mode: bool,
+    /// The last burst was judged into `bits` (bits mode, and no longer than [`BITS_BURST`]).
+    as_bits: bool,
+    /// Bits mode: bit `i % 64` of word `i / 64` is set for each blocked frame `i`.
+    bits: [u64; BITS_BURST / 64],
+    /// Bits mode: how many bits are set.
+    nbits: usize,
+    /// Bits mode: the `dynamic` positions of the blocked plain frames are `a.pos[..npos]`
+    /// (the burst is one chunk).
+    npos: usize,
+    /// Bits mode: the general judge ran on this burst, so its blocked list is this burst's.
+    general_ran: bool,
 }
+
+/// Bursts of at most this many frames can be judged into bits
+/// ([`IndexedScratch::set_bits`]): one chunk.
+pub const BITS_BURST: usize = CHUNK;
 
 /// A chunk's plain pass that keeps at most 1 frame in this many (to a blocked port) makes
 /// the next chunk's pass branch on the port. Writing every plain frame's lane slot and
@@ -789,6 +806,55 @@ fn plain_pass<'a, const BRANCH: bool>(
     (kept, others)
 }
 
+/// Keeps the lanes of `lane[..k]` whose source is dynamic (`value(i, lane[i])` is the
+/// source table's value for lane `i`), compacting their frame and `dynamic` position
+/// into the first slots of `frame` and `pos`; returns (how many, how many lanes matched
+/// nothing). NO_MATCH is odd, so "even value" is exactly "a dynamic entry is the longest
+/// match". No branch depends on a lane's value.
+#[inline(always)]
+fn keep_dynamic(
+    (lane, frame, pos): (&[u64; CHUNK], &mut [u32; CHUNK], &mut [u32; CHUNK]),
+    k: usize,
+    value: impl Fn(usize, u64) -> u32,
+) -> (usize, u32) {
+    let (mut dynamic, mut unmatched) = (0usize, 0u32);
+    for (i, &l) in lane[..k.min(CHUNK)].iter().enumerate() {
+        let v = value(i, l);
+        unmatched += u32::from(v == NO_MATCH);
+        let d = dynamic % CHUNK;
+        frame[d] = l as u32;
+        pos[d] = v >> 1;
+        dynamic += usize::from(v & 1 == 0);
+    }
+    (dynamic, unmatched)
+}
+
+/// As [`keep_dynamic`], for a chunk judged into bits without a destination list, where a
+/// dynamic source is enough to block a frame: each dynamic lane sets the bit of its frame
+/// (`base` + its frame in the chunk) in `bits`, and only its position is kept.
+#[inline(always)]
+fn block_dynamic(
+    (lane, pos, (base, bits)): (
+        &[u64; CHUNK],
+        &mut [u32; CHUNK],
+        (usize, &mut [u64; BITS_BURST / 64]),
+    ),
+    k: usize,
+    value: impl Fn(usize, u64) -> u32,
+) -> (usize, u32) {
+    let (mut dynamic, mut unmatched) = (0usize, 0u32);
+    for (i, &l) in lane[..k.min(CHUNK)].iter().enumerate() {
+        let v = value(i, l);
+        unmatched += u32::from(v == NO_MATCH);
+        let is_dynamic = v & 1 == 0;
+        let f = (base + (l as u32) as usize) % BITS_BURST;
+        bits[f / 64] |= u64::from(is_dynamic) << (f % 64);
+        pos[dynamic % CHUNK] = v >> 1;
+        dynamic += usize::from(is_dynamic);
+    }
+    (dynamic, unmatched)
+}
+
 /// The slots of one chunk's plain pass (its lanes, and the indexes of the frames it does
 /// not take) and of its lanes' lookups, in one allocation (one base register).
 #[derive(Debug)]
@@ -827,14 +893,64 @@ impl Default for IndexedScratch {
             blocked: Vec::new(),
             tally: [0; Reason::COUNT],
             few_to_port: false,
+            bits_mode: false,
+            as_bits: false,
+            bits: [0; BITS_BURST / 64],
+            nbits: 0,
+            npos: 0,
+            general_ran: false,
         }
     }
 }
 
 impl IndexedScratch {
-    /// As [`BurstScratch::blocked`], for the last burst [`Policy::judge_indexed`] judged.
+    /// As [`BurstScratch::blocked`], for the last burst [`Policy::judge_indexed`] judged
+    /// (empty if it was judged into bits, see [`IndexedScratch::set_bits`]).
     pub fn blocked(&self) -> &[(u32, u32)] {
         &self.blocked
+    }
+
+    /// Whether the next bursts of at most [`BITS_BURST`] frames give their blocked frames
+    /// as bits ([`IndexedScratch::blocked_bits`]) and `dynamic` positions
+    /// ([`IndexedScratch::blocked_positions`]) instead of a list of both: for a caller
+    /// that only drops them, and counts them per prefix. The list is built in burst
+    /// order, frame by frame, and read again to split the burst; the bits are set where
+    /// each frame is found blocked. Longer bursts are still listed. Off by default.
+    pub fn set_bits(&mut self, on: bool) {
+        self.bits_mode = on;
+    }
+
+    /// The blocked frames of the last burst, if it was judged into bits (see
+    /// [`IndexedScratch::set_bits`]): bit `i % 64` of word `i / 64` is set for each blocked
+    /// frame `i`, and how many are set. `None` if it was listed ([`IndexedScratch::blocked`]).
+    pub fn blocked_bits(&self) -> Option<(&[u64; BITS_BURST / 64], usize)> {
+        self.as_bits.then_some((&self.bits, self.nbits))
+    }
+
+    /// The `dynamic` positions of the blocked frames of the last burst judged into bits,
+    /// one per blocked frame, in no particular order (nothing if it was listed).
+    pub fn blocked_positions(&self) -> impl Iterator<Item = u32> + '_ {
+        let general: &[(u32, u32)] = if self.as_bits && self.general_ran {
+            self.general.blocked()
+        } else {
+            &[]
+        };
+        let plain = if self.as_bits { self.npos } else { 0 };
+        self.a.pos[..plain.min(CHUNK)]
+            .iter()
+            .copied()
+            .chain(general.iter().map(|&(_, p)| p))
+    }
+
+    /// Sets the bits of the frames the general judge blocked (its list's indexes through
+    /// `index`, into the burst).
+    fn general_bits(&mut self, index: impl Fn(u32) -> u32) {
+        self.general_ran = true;
+        for &(f, _) in self.general.blocked() {
+            let i = index(f) as usize % BITS_BURST;
+            self.bits[i / 64] |= 1 << (i % 64);
+        }
+        self.nbits += self.general.blocked().len();
     }
 
     /// As [`BurstScratch::tally`].
@@ -1184,13 +1300,22 @@ impl Policy {
     ) {
         s.blocked.clear();
         s.others.clear();
+        s.as_bits = s.bits_mode && n <= BITS_BURST;
+        if s.as_bits {
+            s.bits = [0; BITS_BURST / 64];
+            (s.nbits, s.npos, s.general_ran) = (0, 0, false);
+        }
         if n > 0 && wire::parse_plain_ipv4(frame(0)).is_none() {
             // A link's frames mostly share one encapsulation (an access link's are
             // tagged): a burst that starts with another frame is judged whole, as
             // judge_burst does, instead of trying the plain parse on each frame first.
             self.judge_burst((0..n).map(&frame), &mut s.general, &mut s.general_reasons);
             s.tally = *s.general.tally();
-            s.blocked.extend_from_slice(s.general.blocked());
+            if s.as_bits {
+                s.general_bits(|f| f);
+            } else {
+                s.blocked.extend_from_slice(s.general.blocked());
+            }
             return;
         }
         s.tally = [0; Reason::COUNT];
@@ -1212,6 +1337,11 @@ impl Policy {
         );
         for (t, g) in s.tally.iter_mut().zip(s.general.tally()) {
             *t += g;
+        }
+        if s.as_bits {
+            s.general_bits(|f| others[f as usize % others.len()]);
+            s.others = others;
+            return;
         }
         let first = s.blocked.len();
         s.blocked.extend(
@@ -1278,32 +1408,48 @@ impl Policy {
         let t = &self.v4;
         let k = kept.min(CHUNK);
         let a = &mut *s.a;
-        for (key, &lane) in a.keys[..k].iter_mut().zip(&a.lane[..k]) {
-            *key = (lane >> 32) as u32;
-        }
-        if recording {
-            if let Some((hot, slot)) = &s.general.hot {
-                for &key in &a.keys[..k] {
-                    hot.mark(*slot, Family::V4, t.sources.block_of(key));
+        // A direct table is read once per key (twice in a cut /24): read it in the loop
+        // that keeps the dynamic lanes, without a pass writing the keys first, unless the
+        // keys are wanted for recording or prefetching.
+        let fused =
+            t.sources.layout() == crate::lpm::Layout::Direct && !recording && !s.general.cold;
+        if !fused {
+            for (key, &lane) in a.keys[..k].iter_mut().zip(&a.lane[..k]) {
+                *key = (lane >> 32) as u32;
+            }
+            if recording {
+                if let Some((hot, slot)) = &s.general.hot {
+                    for &key in &a.keys[..k] {
+                        hot.mark(*slot, Family::V4, t.sources.block_of(key));
+                    }
                 }
             }
-        }
-        if s.general.cold {
-            for &key in &a.keys[..k] {
-                t.sources.prefetch_first(key);
+            if s.general.cold {
+                for &key in &a.keys[..k] {
+                    t.sources.prefetch_first(key);
+                }
             }
+            t.sources.lookup_batch(&a.keys[..k], &mut a.values[..k]);
         }
-        t.sources.lookup_batch(&a.keys[..k], &mut a.values[..k]);
-        // Keep the lanes whose source is dynamic (NO_MATCH is odd, so "even value" is
-        // exactly "a dynamic entry is the longest match").
-        let (mut dynamic_lanes, mut unmatched) = (0usize, 0u32);
-        for (&v, &lane) in a.values[..k].iter().zip(&a.lane[..k]) {
-            unmatched += u32::from(v == NO_MATCH);
-            let d = dynamic_lanes % CHUNK;
-            a.frame[d] = lane as u32;
-            a.pos[d] = v >> 1;
-            dynamic_lanes += usize::from(v & 1 == 0);
-        }
+        // Judged into bits without a destination list, a dynamic source to a blocked port
+        // is blocked as it is found: its bit is set there, and only its position is kept.
+        let bits_now = s.as_bits && t.relays.is_empty() && !self.scoped;
+        let PlainArrays {
+            lane,
+            values,
+            frame: lane_frame,
+            pos,
+            ..
+        } = &mut *a;
+        let direct = |_, lane: u64| t.sources.direct_lookup((lane >> 32) as u32);
+        let batch = |i: usize, _| values[i % CHUNK];
+        let bits = (base, &mut s.bits);
+        let (dynamic_lanes, unmatched) = match (fused, bits_now) {
+            (true, false) => keep_dynamic((lane, lane_frame, pos), k, direct),
+            (false, false) => keep_dynamic((lane, lane_frame, pos), k, batch),
+            (true, true) => block_dynamic((lane, pos, bits), k, direct),
+            (false, true) => block_dynamic((lane, pos, bits), k, batch),
+        };
         // The other non-dynamic lanes matched an exempt entry.
         s.tally[Reason::SourceNotDynamic.index()] += unmatched;
         s.tally[Reason::SourceExempt.index()] += (k - dynamic_lanes) as u32 - unmatched;
@@ -1315,6 +1461,12 @@ impl Policy {
         if t.relays.is_empty() && !self.scoped {
             // No destination list: every dynamic source to a blocked port is blocked.
             s.tally[Reason::Blocked.index()] += d as u32;
+            if s.as_bits {
+                // block_dynamic set their bits.
+                s.nbits += d;
+                s.npos = d;
+                return;
+            }
             s.blocked.extend(
                 a.frame[..d]
                     .iter()
@@ -1338,22 +1490,45 @@ impl Policy {
         if self.scoped {
             t.scope.lookup_batch(&a.keys[..d], &mut a.scope[..d]);
         }
+        // Whether lane i's destination is a relay, and in scope (without a scope every
+        // destination is in it).
+        let dest = |i: usize| {
+            (
+                a.values[i % CHUNK] != NO_MATCH,
+                !self.scoped | (a.scope[i % CHUNK] != NO_MATCH),
+            )
+        };
         let (mut relay, mut out_of_scope) = (0u32, 0u32);
-        let first = s.blocked.len();
-        s.blocked.resize(first + d, (0, 0));
-        let mut nb = first;
-        for i in 0..d {
-            let is_relay = a.values[i] != NO_MATCH;
-            let in_scope = !self.scoped | (a.scope[i] != NO_MATCH);
-            let is_blocked = !is_relay & in_scope;
-            relay += u32::from(is_relay);
-            out_of_scope += u32::from(!is_relay & !in_scope);
-            if let Some(b) = s.blocked.get_mut(nb) {
-                *b = (base32 + a.frame[i], a.pos[i]);
+        if s.as_bits {
+            // The blocked lanes' positions move down in place (nb <= i).
+            let mut nb = 0usize;
+            for i in 0..d {
+                let (is_relay, in_scope) = dest(i);
+                let is_blocked = !is_relay & in_scope;
+                relay += u32::from(is_relay);
+                out_of_scope += u32::from(!is_relay & !in_scope);
+                let f = (base32 + a.frame[i]) as usize % BITS_BURST;
+                s.bits[f / 64] |= u64::from(is_blocked) << (f % 64);
+                a.pos[nb % CHUNK] = a.pos[i];
+                nb += usize::from(is_blocked);
             }
-            nb += usize::from(is_blocked);
+            s.nbits += nb;
+            s.npos = nb;
+        } else {
+            let first = s.blocked.len();
+            s.blocked.resize(first + d, (0, 0));
+            let mut nb = first;
+            for i in 0..d {
+                let (is_relay, in_scope) = dest(i);
+                relay += u32::from(is_relay);
+                out_of_scope += u32::from(!is_relay & !in_scope);
+                if let Some(b) = s.blocked.get_mut(nb) {
+                    *b = (base32 + a.frame[i], a.pos[i]);
+                }
+                nb += usize::from(!is_relay & in_scope);
+            }
+            s.blocked.truncate(nb);
         }
-        s.blocked.truncate(nb);
         s.tally[Reason::DestinationRelay.index()] += relay;
         s.tally[Reason::OutOfScope.index()] += out_of_scope;
         s.tally[Reason::Blocked.index()] += d as u32 - relay - out_of_scope;
@@ -2078,16 +2253,40 @@ mod tests {
     #[test]
     fn the_indexed_judge_finds_the_same_after_sparse_and_dense_bursts() {
         let mut next = crate::testkit::xorshift(0x51ab_5e77_c0de_2026);
-        for relays in [false, true] {
+        // Destination lists or none; the source table direct (read in the lanes' loop,
+        // except in cold bursts) or not.
+        for (relays, scoped, direct) in [
+            (false, false, false),
+            (true, false, false),
+            (false, true, false),
+            (false, false, true),
+            (true, true, true),
+        ] {
             let sp = OutboundSpec {
                 relays: if relays { spec().relays } else { vec![] },
+                scope: if scoped {
+                    pfxs(&["192.0.2.0/24", "198.51.100.0/24"])
+                } else {
+                    vec![]
+                },
                 ..spec()
             };
-            let (p, _) = Policy::build(sp, 1).unwrap();
+            let p = if direct {
+                Policy::build_direct(sp, 1)
+            } else {
+                Policy::build(sp, 1)
+            }
+            .unwrap()
+            .0;
+            let case = format!("relays={relays} scoped={scoped} direct={direct}");
             let mut scratch = BurstScratch::default();
             let mut indexed = IndexedScratch::default();
+            // The same judged into bits.
+            let mut bits = IndexedScratch::default();
+            bits.set_bits(true);
             let mut reasons = Vec::new();
             let mut passes = [0usize; 2];
+            let mut blocked_bursts = 0;
             for burst in 0..400 {
                 // Bursts of 1-64 frames with none, a few, or many to port 25 (from dynamic,
                 // exempt and unlisted sources, to a relay or not), some with a tagged or
@@ -2107,7 +2306,8 @@ mod tests {
                         }
                         let src = ["10.1.2.3", "10.20.30.1", "10.20.30.40", "172.16.0.9"]
                             [(next() % 4) as usize];
-                        let dst = ["192.0.2.25", "198.51.100.7"][(next() % 2) as usize];
+                        let dst =
+                            ["192.0.2.25", "198.51.100.7", "203.0.113.9"][(next() % 3) as usize];
                         let dport = if next() % 64 < share { 25 } else { 443 };
                         let b =
                             FrameBuilder::tcp(src.parse().unwrap(), dst.parse().unwrap(), 1, dport);
@@ -2124,20 +2324,42 @@ mod tests {
                     &mut scratch,
                     &mut reasons,
                 );
+                let cold = next().is_multiple_of(8);
+                indexed.set_cold(cold);
+                bits.set_cold(cold);
                 p.judge_indexed(n, |i| frames[i].as_slice(), &mut indexed);
+                assert_eq!(indexed.blocked(), scratch.blocked(), "burst {burst} {case}");
+                assert_eq!(indexed.tally(), scratch.tally(), "burst {burst} {case}");
+                p.judge_indexed(n, |i| frames[i].as_slice(), &mut bits);
+                assert_eq!(bits.tally(), scratch.tally(), "burst {burst} {case}");
+                if n > BITS_BURST {
+                    // Too long for the bits: listed.
+                    assert_eq!(bits.blocked_bits(), None, "burst {burst} {case}");
+                    assert_eq!(bits.blocked(), scratch.blocked(), "burst {burst} {case}");
+                    assert_eq!(bits.blocked_positions().count(), 0);
+                    continue;
+                }
+                let mut want = [0u64; BITS_BURST / 64];
+                for &(f, _) in scratch.blocked() {
+                    want[f as usize / 64] |= 1 << (f % 64);
+                }
+                let want_count = scratch.blocked().len();
                 assert_eq!(
-                    indexed.blocked(),
-                    scratch.blocked(),
-                    "burst {burst} relays={relays}"
+                    bits.blocked_bits(),
+                    Some((&want, want_count)),
+                    "burst {burst} {case}"
                 );
-                assert_eq!(
-                    indexed.tally(),
-                    scratch.tally(),
-                    "burst {burst} relays={relays}"
-                );
+                assert!(bits.blocked().is_empty());
+                let mut got: Vec<u32> = bits.blocked_positions().collect();
+                let mut want: Vec<u32> = scratch.blocked().iter().map(|&(_, p)| p).collect();
+                got.sort_unstable();
+                want.sort_unstable();
+                assert_eq!(got, want, "burst {burst} {case}");
+                blocked_bursts += usize::from(want_count > 0);
             }
-            // Both passes were met, many times each.
-            assert!(passes.iter().all(|&k| k > 50), "{passes:?}");
+            // Both passes were met, many times each, and bursts blocked frames.
+            assert!(passes.iter().all(|&k| k > 50), "{passes:?} {case}");
+            assert!(blocked_bursts > 100, "{blocked_bursts} {case}");
         }
     }
 

@@ -13,9 +13,15 @@
 //!   burst from the policy's tally, only blocked frames are visited one by one (under
 //!   `reject`, one walk over the burst's frames finds them, and each blocked frame's
 //!   header is read again to see whether a reset is due), and the burst clock
-//!   ([`crate::clock`]) is read twice per burst. The monotonic clock the rate limits run
-//!   on is read only in a burst that blocks a frame under `reject` or with a drop log,
-//!   once at most.
+//!   ([`crate::clock`]) is read twice in a timed burst: one in [`TIME_EVERY`], and the
+//!   first under a policy newly met. The monotonic clock the rate limits run on is read
+//!   only in a burst that blocks a frame under `reject` or with a drop log, once at most.
+//! - The latency histogram holds one sample per frame judged: a timed burst's frames,
+//!   and those of the untimed bursts before it, are recorded at its time per frame; the
+//!   frames still waiting are recorded at the last timed burst's when the histogram is
+//!   read or taken.
+//! - [`Worker::judge_bits`] and [`Worker::judge_indexed`] judge and count a burst alike;
+//!   the first gives the blocked frames as bits, for a backend that only drops them.
 //! - Rate limits (resets, drop-log samples) run on the monotonic clock (`Instant`), read
 //!   when the burst's first blocked frame asks, except in [`Worker::classify_capture`],
 //!   where they run on the capture's own timestamps, so a replay sends the resets live
@@ -24,7 +30,7 @@
 use crate::bucket::TokenBucket;
 use crate::clock::BurstClock;
 use crate::hot::HotBlocks;
-use crate::policy::{BurstScratch, IndexedScratch, Policy, Reason, Verdict};
+use crate::policy::{BurstScratch, IndexedScratch, Policy, Reason, Verdict, BITS_BURST};
 use crate::port::{Burst, Port, PortError};
 use crate::sample::{DropRecord, SampleConfig, Sampler};
 use arc_swap::ArcSwap;
@@ -42,6 +48,14 @@ pub const DEFAULT_BURST: usize = 64;
 
 /// Highest latency the histogram tracks, in nanoseconds per frame (larger values clamp).
 pub const LATENCY_MAX_NS: u64 = 1_000_000_000;
+
+/// One burst in this many is timed for the latency histogram (and every burst judged
+/// under a policy newly met); the frames of the others are recorded with the next timed
+/// burst, at its time per frame, so the histogram still holds one sample per frame.
+/// Reading the clock twice a burst (the time-stamp counter takes tens of cycles to read
+/// on AMD's cores) and recording every burst cost DPDK on net_null 1-2% of its rate
+/// (bench/results/dpdk-null.md).
+pub const TIME_EVERY: u64 = 8;
 
 /// A worker's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +213,11 @@ struct Tail {
     blocked_verdicts: Vec<Verdict>,
     /// What bursts are timed with (the latency histogram).
     clock: BurstClock,
+    /// The last timed burst's time per frame, in ns.
+    held: u64,
+    /// Frames of the bursts judged since the last timed one: recorded with the next timed
+    /// burst, at its time per frame, or at `held` when the histogram is read.
+    pending: u64,
 }
 
 impl Worker {
@@ -214,6 +233,8 @@ impl Worker {
                 sampler: None,
                 blocked_verdicts: Vec::with_capacity(burst.capacity()),
                 clock: BurstClock::get(),
+                held: 1,
+                pending: 0,
             },
             verdicts: Vec::with_capacity(burst.capacity()),
             reasons: Vec::with_capacity(burst.capacity()),
@@ -295,10 +316,10 @@ impl Worker {
         frames: impl Iterator<Item = &'a [u8]> + Clone,
         stamps: Option<&Burst>,
     ) -> &[Verdict] {
-        let start = self.tail.clock.mark();
         // A new policy's tables are not in this core's cache yet; very large ones mostly
         // never are.
         let cold = self.meet(policy);
+        let start = self.tail.start(cold);
         self.scratch.set_cold(cold);
         policy.judge_burst(frames.clone(), &mut self.scratch, &mut self.reasons);
         let n = self.reasons.len();
@@ -344,8 +365,8 @@ impl Worker {
         n: usize,
         frame: impl Fn(usize) -> &'a [u8],
     ) -> (&[(u32, u32)], &[Verdict]) {
-        let start = self.tail.clock.mark();
         let cold = self.meet(policy);
+        let start = self.tail.start(cold);
         self.indexed.set_cold(cold);
         policy.judge_indexed(n, &frame, &mut self.indexed);
         let epoch = self.epoch;
@@ -362,6 +383,42 @@ impl Worker {
         // Backends walk the list alongside the burst: it must be in strictly rising order.
         debug_assert!(blocked.windows(2).all(|w| w[0].0 < w[1].0));
         (blocked, &self.tail.blocked_verdicts)
+    }
+
+    /// As [`Worker::judge_indexed`], for a backend that only needs to know which frames to
+    /// drop: returns the blocked frames as bits (bit `i % 64` of word `i / 64` for frame
+    /// `i`) and how many there are, with the same counters, per-prefix hits and latency
+    /// accounting. Setting a bit where a frame is found blocked costs less than listing
+    /// the frames with their positions and turning the list into bits
+    /// ([`IndexedScratch::set_bits`]). `None`, with nothing judged, when the burst needs
+    /// the list: the policy answers blocked frames with resets (`reject`), this worker
+    /// samples them for the drop log, or the burst is longer than [`BITS_BURST`]; the
+    /// caller then calls [`Worker::judge_indexed`].
+    pub fn judge_bits<'a>(
+        &mut self,
+        policy: &Policy,
+        n: usize,
+        frame: impl Fn(usize) -> &'a [u8],
+    ) -> Option<(&[u64; BITS_BURST / 64], usize)> {
+        if n > BITS_BURST
+            || self.tail.sampler.is_some()
+            || policy.verdict(Reason::Blocked) == Verdict::Reject
+        {
+            return None;
+        }
+        let cold = self.meet(policy);
+        let start = self.tail.start(cold);
+        self.indexed.set_cold(cold);
+        self.indexed.set_bits(true);
+        policy.judge_indexed(n, &frame, &mut self.indexed);
+        self.indexed.set_bits(false);
+        let (bits, nblocked) = self.indexed.blocked_bits()?;
+        if let Some(hits) = policy.hits() {
+            hits.count(self.tail.slot, self.indexed.blocked_positions());
+        }
+        self.tail.count(policy, self.indexed.tally(), n, nblocked);
+        self.tail.time(start, n as u64);
+        Some((bits, nblocked))
     }
 
     /// Notes the policy a burst is judged with; returns whether its tables are to be read
@@ -443,15 +500,16 @@ impl Worker {
         &self.verdicts
     }
 
-    /// This worker's latency histogram (ns of classify time per frame, weighted by frames).
-    pub fn latency(&self) -> &Histogram<u64> {
-        &self.tail.latency
+    /// This worker's latency histogram (ns of judging time per frame, one sample per frame
+    /// judged; see [`TIME_EVERY`] for which bursts are timed).
+    pub fn latency(&mut self) -> &Histogram<u64> {
+        self.tail.settle_latency()
     }
 
     /// Hands over the latency samples gathered since the last call and starts afresh (for
     /// periodic snapshots to the control thread; allocates one histogram per call).
     pub fn take_latency(&mut self) -> Histogram<u64> {
-        std::mem::replace(&mut self.tail.latency, latency_histogram())
+        std::mem::replace(self.tail.settle_latency(), latency_histogram())
     }
 }
 
@@ -482,25 +540,13 @@ impl Tail {
         if let Some(hits) = policy.hits() {
             hits.count(self.slot, blocked.iter().map(|&(_, p)| p));
         }
-        // Per burst, not per frame: the reasons come tallied.
+        self.count(policy, tally, n, blocked.len());
         let c = &mut self.counters;
-        for (total, &k) in c.reasons.iter_mut().zip(tally) {
-            *total += u64::from(k);
-        }
-        let nblocked = blocked.len() as u64;
         let out = &mut self.blocked_verdicts;
         out.clear();
         match policy.verdict(Reason::Blocked) {
-            Verdict::Forward => {
-                c.monitored += nblocked;
-                out.resize(blocked.len(), Verdict::Forward);
-            }
-            Verdict::Drop => {
-                c.dropped += nblocked;
-                out.resize(blocked.len(), Verdict::Drop);
-            }
+            v @ (Verdict::Forward | Verdict::Drop) => out.resize(blocked.len(), v),
             Verdict::Reject => {
-                c.dropped += nblocked;
                 for &(f, _) in blocked {
                     let f = f as usize;
                     // Only a frame a reset is due for may spend a token.
@@ -533,23 +579,61 @@ impl Tail {
                 }
             }
         }
+    }
+
+    /// Adds a judged burst of `n` frames, `nblocked` of them blocked, to the counters:
+    /// its reasons (tallied per burst, not per frame), what became of the blocked frames
+    /// as a whole (monitored, or dropped whether or not a reset answers them), frames in
+    /// and out, and the burst.
+    #[inline]
+    fn count(&mut self, policy: &Policy, tally: &[u32; Reason::COUNT], n: usize, nblocked: usize) {
+        let c = &mut self.counters;
+        for (total, &k) in c.reasons.iter_mut().zip(tally) {
+            *total += u64::from(k);
+        }
+        let nblocked = nblocked as u64;
+        let forwards = policy.verdict(Reason::Blocked).forwards();
+        if forwards {
+            c.monitored += nblocked;
+        } else {
+            c.dropped += nblocked;
+        }
         c.rx += n as u64;
-        c.tx += n as u64
-            - if policy.verdict(Reason::Blocked).forwards() {
-                0
-            } else {
-                nblocked
-            };
+        c.tx += n as u64 - if forwards { 0 } else { nblocked };
         c.bursts += 1;
     }
 
-    /// Records the burst's time since `start` in the latency histogram, per frame.
+    /// Starts a burst's clock if the burst is timed: one in [`TIME_EVERY`], and any judged
+    /// `cold` (the first under a new policy, whose time is the one a reload shows in).
     #[inline]
-    fn time(&mut self, start: crate::clock::Mark, n: u64) {
-        if let Some(per_frame) = self.clock.ns_since(start).checked_div(n) {
-            // Cannot fail: the value is clamped into the histogram's range.
-            let _ = self.latency.record_n(per_frame.clamp(1, LATENCY_MAX_NS), n);
+    fn start(&self, cold: bool) -> Option<crate::clock::Mark> {
+        (cold || self.counters.bursts.is_multiple_of(TIME_EVERY)).then(|| self.clock.mark())
+    }
+
+    /// Accounts the burst's `n` frames to the latency histogram: if it was timed (since
+    /// `start`), they and the pending frames of the untimed bursts before it are recorded
+    /// at its time per frame; else they wait with those.
+    #[inline]
+    fn time(&mut self, start: Option<crate::clock::Mark>, n: u64) {
+        match start.and_then(|s| self.clock.ns_since(s).checked_div(n)) {
+            Some(per_frame) => {
+                self.held = per_frame.clamp(1, LATENCY_MAX_NS);
+                // Cannot fail: the value is clamped into the histogram's range.
+                let _ = self.latency.record_n(self.held, n + self.pending);
+                self.pending = 0;
+            }
+            None => self.pending += n,
         }
+    }
+
+    /// Records the pending frames (see [`Tail::time`]) at the last timed burst's time per
+    /// frame, so the histogram holds one sample per frame judged.
+    fn settle_latency(&mut self) -> &mut Histogram<u64> {
+        if self.pending > 0 {
+            let _ = self.latency.record_n(self.held, self.pending);
+            self.pending = 0;
+        }
+        &mut self.latency
     }
 }
 
@@ -660,8 +744,9 @@ mod tests {
         assert_eq!(c.reason(Reason::Skip(crate::wire::Skip::TruncatedL2)), 3);
         assert_eq!(port.dropped, 51);
         assert_eq!(port.log.as_ref().unwrap().len(), 303);
-        assert_eq!(w.latency().len(), 303);
         assert_eq!(c.bursts, 303u64.div_ceil(7));
+        // 44 bursts, 6 of them timed (one in TIME_EVERY): one sample per frame all the same.
+        assert_eq!(w.latency().len(), 303);
     }
 
     #[test]
@@ -882,6 +967,127 @@ mod tests {
             }
             assert_eq!(indexed.latency().len(), all.len() as u64);
         }
+    }
+
+    #[test]
+    fn judging_into_bits_counts_as_the_list_does() {
+        let tcp = |src: &str, dport: u16| {
+            FrameBuilder::tcp(
+                src.parse().unwrap(),
+                "198.51.100.7".parse().unwrap(),
+                1,
+                dport,
+            )
+        };
+        // Plain frames and others (tagged, an overlap fragment) mixed.
+        let mut all = vec![
+            tcp("10.0.0.1", 25).ipv4_fragment(1, false).build(),
+            tcp("10.0.0.2", 25).vlan(0x8100, 7).build(),
+            tcp("10.0.0.3", 25).build(),
+        ];
+        all.extend(frames());
+        for action in [Action::Drop, Action::Monitor, Action::Reject] {
+            let spec = OutboundSpec {
+                ports: vec![25],
+                action,
+                dynamic: vec![AnyPrefix::V4(
+                    crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
+                )],
+                ..OutboundSpec::default()
+            };
+            let p = Policy::build(spec, 1).unwrap().0.with_hit_counters(2);
+            let mut listed = Worker::new(64);
+            let mut bits = Worker::new(64).in_slot(1);
+            for burst in all.chunks(40) {
+                let want: Vec<u32> = listed
+                    .judge_indexed(&p, burst.len(), |i| &burst[i])
+                    .0
+                    .iter()
+                    .map(|&(f, _)| f)
+                    .collect();
+                let got = bits.judge_bits(&p, burst.len(), |i| &burst[i]);
+                if action == Action::Reject {
+                    // Resets need the list.
+                    assert_eq!(got, None);
+                    continue;
+                }
+                let (got, count) = got.unwrap();
+                let got: Vec<u32> = (0..BITS_BURST as u32)
+                    .filter(|&f| got[f as usize / 64] >> (f % 64) & 1 == 1)
+                    .collect();
+                assert_eq!(got, want, "{action:?}");
+                assert_eq!(count, want.len());
+            }
+            if action == Action::Reject {
+                continue;
+            }
+            assert_eq!(listed.counters(), bits.counters(), "{action:?}");
+            let c = bits.counters();
+            // Each worker counted every blocked segment against the one dynamic prefix.
+            let blocked = c.reason(Reason::Blocked) + c.reason(Reason::BlockedOverlapFragment);
+            assert!(c.reason(Reason::BlockedOverlapFragment) > 0 && c.reason(Reason::Blocked) > 0);
+            assert_eq!(p.hits().unwrap().total(0), 2 * blocked, "{action:?}");
+            assert_eq!(bits.latency().len(), all.len() as u64);
+        }
+        // A worker that samples blocked segments for the drop log needs the list, as does a
+        // burst longer than the bits.
+        let p = policy(Action::Drop).load_full();
+        let sampler = SampleConfig {
+            every: 1,
+            rate: 1000,
+            keep_v4: 32,
+            keep_v6: 128,
+        };
+        let mut sampling = Worker::new(64).with_sampler(sampler);
+        assert_eq!(sampling.judge_bits(&p, 3, |i| &all[i]), None);
+        let long: Vec<&[u8]> = all
+            .iter()
+            .cycle()
+            .take(BITS_BURST + 1)
+            .map(|f| &f[..])
+            .collect();
+        let mut w = Worker::new(64);
+        assert_eq!(w.judge_bits(&p, long.len(), |i| long[i]), None);
+        // Nothing was judged or counted.
+        assert_eq!(sampling.counters().rx + w.counters().rx, 0);
+    }
+
+    #[test]
+    fn one_burst_in_time_every_is_timed_and_each_first_under_a_new_policy() {
+        let (a, b) = (
+            policy(Action::Drop).load_full(),
+            policy(Action::Drop).load_full(),
+        );
+        let all = frames();
+        let mut w = Worker::new(64);
+        let judge = |w: &mut Worker, p: &Policy, n: usize| {
+            w.judge_indexed(p, n, |i| &all[i]);
+        };
+        // The first burst is timed, the next TIME_EVERY - 1 wait for the next timed one.
+        judge(&mut w, &a, 5);
+        assert_eq!((w.tail.pending, w.tail.latency.len()), (0, 5));
+        for k in 1..TIME_EVERY {
+            judge(&mut w, &a, 3);
+            assert_eq!(w.tail.pending, 3 * k);
+        }
+        judge(&mut w, &a, 2);
+        assert_eq!(
+            (w.tail.pending, w.tail.latency.len()),
+            (0, 5 + 3 * (TIME_EVERY - 1) + 2)
+        );
+        // A burst under a policy met for the first time is timed whatever the count.
+        judge(&mut w, &a, 4);
+        assert_eq!(w.tail.pending, 4);
+        judge(&mut w, &b, 1);
+        assert_eq!(w.tail.pending, 0);
+        // The untimed bursts' frames are recorded when the histogram is read or taken.
+        judge(&mut w, &b, 6);
+        assert_eq!(w.tail.pending, 6);
+        let before = w.tail.latency.len();
+        assert_eq!(w.latency().len(), before + 6);
+        judge(&mut w, &b, 7);
+        assert_eq!(w.take_latency().len(), before + 6 + 7);
+        assert_eq!(w.tail.pending, 0);
     }
 
     #[test]

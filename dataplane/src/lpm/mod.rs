@@ -994,7 +994,7 @@ impl<K: Bits> LpmTable<K> {
     /// prefixes: 146–193 against 102 M lookups/s on keys spread over the whole space, and
     /// as fast on keys inside the prefixes).
     #[inline(always)]
-    fn direct_lookup(&self, key: K) -> u32 {
+    pub(crate) fn direct_lookup(&self, key: K) -> u32 {
         let e = self.entries[key.index(K::BITS - DIRECT_BITS, DIRECT_BITS)];
         if e >> 30 == KIND_RUN {
             return self.tbl8[(((e & ENTRY_INDEX) as usize) << 8) | key.index(0, 8)];
