@@ -268,7 +268,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         policy = policy.with_hit_counters(1);
     }
     policy.warm();
-    let handle = arc_swap::ArcSwap::from_pointee(policy);
+    let handle = op25b_dataplane::worker::PolicyHandle::from_pointee(policy);
 
     let mut eal = Eal::init(&eal_args(a.core, "op25b-bench", 128, capture.as_deref()))
         .map_err(|e| e.to_string())?;

@@ -18,11 +18,11 @@
 
 use crate::classify::synthetic_pools;
 use crate::profile::{Generator, Profile};
-use arc_swap::ArcSwap;
 use hdrhistogram::Histogram;
 use op25b_dataplane::hot::{Family, HotBlocks};
 use op25b_dataplane::policy::{AnyPrefix, Policy};
 use op25b_dataplane::port::Burst;
+use op25b_dataplane::worker::PolicyHandle;
 use op25b_dataplane::worker::{retire, Worker};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,7 +80,7 @@ pub fn run(
         })
         .collect();
     let cycle = bursts.len();
-    let handle = Arc::new(ArcSwap::from_pointee(first));
+    let handle = Arc::new(PolicyHandle::from_pointee(first));
     // The blocks the worker looks up while a policy is built, as `op25b run` records them.
     let blocks = Arc::new(HotBlocks::new(1));
     let stop = Arc::new(AtomicBool::new(false));
@@ -450,7 +450,7 @@ pub fn on_live_path(
     }
     let first = policy(a.prefixes, 1, a.coarse_pools, a.direct)?;
     first.warm();
-    let handle = Arc::new(ArcSwap::from_pointee(first));
+    let handle = Arc::new(PolicyHandle::from_pointee(first));
     let blocks = Arc::new(HotBlocks::new(1));
     let mut worker = Worker::new(a.burst).record_hot(blocks.clone());
     let stop = AtomicBool::new(false);

@@ -38,7 +38,7 @@ use crate::config::ListOrigins;
 use crate::config::{Backend, Config, DataplaneConfig, Origin};
 use crate::ctl::{self, Request};
 use crate::tickets::Ticket;
-use arc_swap::ArcSwap;
+
 use crossbeam_channel::{select, Receiver, Sender};
 use hdrhistogram::Histogram;
 use op25b_dataplane::clock::BurstClock;
@@ -2478,10 +2478,10 @@ pub fn run(config_path: &Path, config: Config, mut signals: Signals) -> Result<(
     for w in crate::config::shown_warnings(&built.warnings) {
         eprintln!("op25b: warning: {w}");
     }
-    let handle = Arc::new(ArcSwap::from_pointee(
+    let handle = Arc::new(PolicyHandle::from_pointee(
         built.policy.with_hit_counters(dp.workers),
     ));
-    let inbound = Arc::new(ArcSwap::from_pointee(
+    let inbound = Arc::new(PolicyHandle::from_pointee(
         built.inbound.with_hit_counters(dp.workers),
     ));
     let stop = Arc::new(AtomicBool::new(false));
@@ -2783,10 +2783,10 @@ mod tests {
             Arc::new(HotBlocks::new(workers)),
         ];
         let handles = [
-            Arc::new(ArcSwap::from_pointee(
+            Arc::new(PolicyHandle::from_pointee(
                 built.policy.with_hit_counters(workers),
             )),
-            Arc::new(ArcSwap::from_pointee(
+            Arc::new(PolicyHandle::from_pointee(
                 built.inbound.with_hit_counters(workers),
             )),
         ];

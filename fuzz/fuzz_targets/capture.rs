@@ -3,18 +3,17 @@
 
 #![no_main]
 
-use arc_swap::ArcSwap;
 use libfuzzer_sys::fuzz_target;
 use op25b_dataplane::policy::Policy;
 use op25b_dataplane::port::pcap::{CaptureReader, PcapPort};
-use op25b_dataplane::worker::Worker;
+use op25b_dataplane::worker::{PolicyHandle, Worker};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(reader) = CaptureReader::open(data) else {
         return;
     };
     let mut port = PcapPort::new(reader, Vec::new(), Vec::new()).unwrap();
-    let handle = ArcSwap::from_pointee(Policy::empty());
+    let handle = PolicyHandle::from_pointee(Policy::empty());
     let mut w = Worker::new(8);
     let _ = w.run_to_end(&handle, &mut port);
     let c = w.counters();

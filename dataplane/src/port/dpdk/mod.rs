@@ -41,7 +41,7 @@ mod ffi;
 
 pub use super::af_packet::Direction;
 use super::link::{LinkEvent, LinkWatch};
-use crate::policy::{Reason, Verdict};
+use crate::policy::{Policy, Reason, Verdict};
 use crate::worker::{PolicyHandle, Worker};
 use ffi::{RteMbuf, RteMempool};
 use std::ffi::{c_char, c_int, CStr, CString};
@@ -814,8 +814,18 @@ impl DpdkWire {
     }
 
     /// One burst in the current direction: receive, judge with `worker` under the current
-    /// policy, send the forwarded frames on, free the dropped ones. Returns frames received.
+    /// policy (as the worker holds it, [`Worker::hold`]), send the forwarded frames on,
+    /// free the dropped ones. Returns frames received.
     pub fn poll(&mut self, worker: &mut Worker, policy: &PolicyHandle) -> usize {
+        let snapshot = worker.hold(policy);
+        let n = self.poll_with(worker, &snapshot);
+        worker.give_back(snapshot);
+        n
+    }
+
+    /// [`DpdkWire::poll`] under `snapshot`.
+    #[inline(always)]
+    fn poll_with(&mut self, worker: &mut Worker, snapshot: &Policy) -> usize {
         let Route {
             ingress,
             egress,
@@ -831,7 +841,6 @@ impl DpdkWire {
         if n == 0 {
             return 0;
         }
-        let snapshot = policy.load();
         let rx = &self.rx[..n];
         let frame = |i: usize| {
             // SAFETY: `rx[i]` (and the one asked for ahead) were just received, so they are valid
@@ -852,13 +861,13 @@ impl DpdkWire {
         let forwards = snapshot.verdict(Reason::Blocked).forwards();
         // Unless the blocked frames are answered with resets or sampled, the judge only
         // says which they are, as bits (Worker::judge_bits).
-        let (nf, nd) = if let Some((&bits, nblocked)) = worker.judge_bits(&snapshot, n, frame) {
+        let (nf, nd) = if let Some((&bits, nblocked)) = worker.judge_bits(snapshot, n, frame) {
             if nblocked == 0 || forwards {
                 return self.send_all(up, egress, n);
             }
             split_bits(&mut self.rx, n, bits, &mut self.drop)
         } else {
-            let (blocked, verdicts) = worker.judge_indexed(&snapshot, n, frame);
+            let (blocked, verdicts) = worker.judge_indexed(snapshot, n, frame);
             if blocked.is_empty() || forwards {
                 return self.send_all(up, egress, n);
             }
