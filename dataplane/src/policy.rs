@@ -807,49 +807,26 @@ fn plain_pass<'a, const BRANCH: bool>(
 }
 
 /// Keeps the lanes of `lane[..k]` whose source is dynamic (`value(i, lane[i])` is the
-/// source table's value for lane `i`), compacting their frame and `dynamic` position
-/// into the first slots of `frame` and `pos`; returns (how many, how many lanes matched
+/// source table's value for lane `i`): their `dynamic` positions go to the first slots of
+/// `pos`, and `keep(slot, frame in the chunk, dynamic)` is called for every lane (its
+/// slot is taken only if it is dynamic); returns (how many, how many lanes matched
 /// nothing). NO_MATCH is odd, so "even value" is exactly "a dynamic entry is the longest
 /// match". No branch depends on a lane's value.
 #[inline(always)]
 fn keep_dynamic(
-    (lane, frame, pos): (&[u64; CHUNK], &mut [u32; CHUNK], &mut [u32; CHUNK]),
+    (lane, pos): (&[u64; CHUNK], &mut [u32; CHUNK]),
     k: usize,
     value: impl Fn(usize, u64) -> u32,
-) -> (usize, u32) {
-    let (mut dynamic, mut unmatched) = (0usize, 0u32);
-    for (i, &l) in lane[..k.min(CHUNK)].iter().enumerate() {
-        let v = value(i, l);
-        unmatched += u32::from(v == NO_MATCH);
-        let d = dynamic % CHUNK;
-        frame[d] = l as u32;
-        pos[d] = v >> 1;
-        dynamic += usize::from(v & 1 == 0);
-    }
-    (dynamic, unmatched)
-}
-
-/// As [`keep_dynamic`], for a chunk judged into bits without a destination list, where a
-/// dynamic source is enough to block a frame: each dynamic lane sets the bit of its frame
-/// (`base` + its frame in the chunk) in `bits`, and only its position is kept.
-#[inline(always)]
-fn block_dynamic(
-    (lane, pos, (base, bits)): (
-        &[u64; CHUNK],
-        &mut [u32; CHUNK],
-        (usize, &mut [u64; BITS_BURST / 64]),
-    ),
-    k: usize,
-    value: impl Fn(usize, u64) -> u32,
+    mut keep: impl FnMut(usize, u32, bool),
 ) -> (usize, u32) {
     let (mut dynamic, mut unmatched) = (0usize, 0u32);
     for (i, &l) in lane[..k.min(CHUNK)].iter().enumerate() {
         let v = value(i, l);
         unmatched += u32::from(v == NO_MATCH);
         let is_dynamic = v & 1 == 0;
-        let f = (base + (l as u32) as usize) % BITS_BURST;
-        bits[f / 64] |= u64::from(is_dynamic) << (f % 64);
-        pos[dynamic % CHUNK] = v >> 1;
+        let d = dynamic % CHUNK;
+        keep(d, l as u32, is_dynamic);
+        pos[d] = v >> 1;
         dynamic += usize::from(is_dynamic);
     }
     (dynamic, unmatched)
@@ -1443,12 +1420,19 @@ impl Policy {
         } = &mut *a;
         let direct = |_, lane: u64| t.sources.direct_lookup((lane >> 32) as u32);
         let batch = |i: usize, _| values[i % CHUNK];
-        let bits = (base, &mut s.bits);
+        // Each dynamic lane's frame, compacted for the destination lookups, or (judged into
+        // bits without a destination list) its bit set: it is blocked.
+        let compact = |d: usize, f: u32, _| lane_frame[d] = f;
+        let bits = &mut s.bits;
+        let block = |_, f: u32, is_dynamic: bool| {
+            let f = (base + f as usize) % BITS_BURST;
+            bits[f / 64] |= u64::from(is_dynamic) << (f % 64);
+        };
         let (dynamic_lanes, unmatched) = match (fused, bits_now) {
-            (true, false) => keep_dynamic((lane, lane_frame, pos), k, direct),
-            (false, false) => keep_dynamic((lane, lane_frame, pos), k, batch),
-            (true, true) => block_dynamic((lane, pos, bits), k, direct),
-            (false, true) => block_dynamic((lane, pos, bits), k, batch),
+            (true, false) => keep_dynamic((lane, pos), k, direct, compact),
+            (false, false) => keep_dynamic((lane, pos), k, batch, compact),
+            (true, true) => keep_dynamic((lane, pos), k, direct, block),
+            (false, true) => keep_dynamic((lane, pos), k, batch, block),
         };
         // The other non-dynamic lanes matched an exempt entry.
         s.tally[Reason::SourceNotDynamic.index()] += unmatched;
@@ -1462,7 +1446,7 @@ impl Policy {
             // No destination list: every dynamic source to a blocked port is blocked.
             s.tally[Reason::Blocked.index()] += d as u32;
             if s.as_bits {
-                // block_dynamic set their bits.
+                // keep_dynamic set their bits.
                 s.nbits += d;
                 s.npos = d;
                 return;

@@ -786,16 +786,20 @@ mod tests {
         assert_eq!(reapers(), 1);
     }
 
-    fn policy(action: Action) -> PolicyHandle {
-        let spec = OutboundSpec {
+    /// Port 25 blocked from 10.0.0.0/8 under `action`.
+    fn spec(action: Action) -> OutboundSpec {
+        OutboundSpec {
             ports: vec![25],
             action,
             dynamic: vec![AnyPrefix::V4(
                 crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
             )],
             ..OutboundSpec::default()
-        };
-        PolicyHandle::new(Arc::new(Policy::build(spec, 1).unwrap().0))
+        }
+    }
+
+    fn policy(action: Action) -> PolicyHandle {
+        PolicyHandle::new(Arc::new(Policy::build(spec(action), 1).unwrap().0))
     }
 
     fn frames() -> Vec<Vec<u8>> {
@@ -841,13 +845,8 @@ mod tests {
     #[test]
     fn reject_spends_reset_tokens_only_on_frames_a_reset_is_due_for() {
         let spec = OutboundSpec {
-            ports: vec![25],
-            action: Action::Reject,
             reject_rate: Some(2),
-            dynamic: vec![AnyPrefix::V4(
-                crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
-            )],
-            ..OutboundSpec::default()
+            ..spec(Action::Reject)
         };
         let p = Policy::build(spec, 1).unwrap().0;
         let tcp = |src: &str, dst: &str| {
@@ -1004,15 +1003,10 @@ mod tests {
         all.extend(frames());
         for action in [Action::Drop, Action::Reject, Action::Monitor] {
             let spec = OutboundSpec {
-                ports: vec![25],
-                action,
                 // One reset a second: each worker's bucket runs on its own clock, and
                 // only a pause of a second between them could refill one but not the other.
                 reject_rate: Some(1),
-                dynamic: vec![AnyPrefix::V4(
-                    crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
-                )],
-                ..OutboundSpec::default()
+                ..spec(action)
             };
             let p = Policy::build(spec, 1).unwrap().0.with_hit_counters(2);
             let sampler = SampleConfig {
@@ -1076,15 +1070,10 @@ mod tests {
         ];
         all.extend(frames());
         for action in [Action::Drop, Action::Monitor, Action::Reject] {
-            let spec = OutboundSpec {
-                ports: vec![25],
-                action,
-                dynamic: vec![AnyPrefix::V4(
-                    crate::lpm::Prefix::new(0x0a00_0000, 8).unwrap(),
-                )],
-                ..OutboundSpec::default()
-            };
-            let p = Policy::build(spec, 1).unwrap().0.with_hit_counters(2);
+            let p = Policy::build(spec(action), 1)
+                .unwrap()
+                .0
+                .with_hit_counters(2);
             let mut listed = Worker::new(64);
             let mut bits = Worker::new(64).in_slot(1);
             for burst in all.chunks(40) {
