@@ -125,7 +125,9 @@ extern "C" {
     ) -> c_int;
     pub fn op25b_rx_burst(port: u16, queue: u16, mbufs: *mut *mut RteMbuf, n: u16) -> u16;
     pub fn op25b_tx_burst(port: u16, queue: u16, mbufs: *mut *mut RteMbuf, n: u16) -> u16;
-    pub fn op25b_free_bulk(mbufs: *mut *mut RteMbuf, n: c_uint);
+    pub fn op25b_free_to(pool: *mut RteMempool, mbufs: *mut *mut RteMbuf, n: c_uint);
+    pub fn op25b_pool_in_use(pool: *const RteMempool) -> c_uint;
+    pub fn op25b_free_to_check(pool: *mut RteMempool) -> c_int;
     pub fn op25b_port_ifindex(port: u16) -> c_int;
     pub fn op25b_port_driver(port: u16, buf: *mut c_char, len: usize) -> c_int;
     pub fn op25b_port_link_up(port: u16) -> c_int;

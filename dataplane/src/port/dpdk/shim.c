@@ -174,9 +174,80 @@ uint16_t op25b_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **mbufs, 
 	return rte_eth_tx_burst(port, queue, mbufs, n);
 }
 
-void op25b_free_bulk(struct rte_mbuf **mbufs, unsigned int n)
+/* How many mbufs op25b_free_to gathers before putting them back to the pool at once. */
+#define OP25B_FREE_CHUNK 256
+
+/*
+ * Frees the `n` mbufs of `mbufs` (op25b's own: received on, or made for, the ports of
+ * `pool`). What rte_pktmbuf_free_bulk does, without its call into librte_mbuf and its
+ * lookup of the calling lcore's cache through that shared library's thread-local access
+ * (a __tls_get_addr call; here the shim, linked into the executable, reads the lcore id
+ * directly): a single-segment mbuf of `pool` is released by rte_pktmbuf_prefree_seg (it
+ * comes back only when this was its last reference; an indirect one is detached from what
+ * it points to) and goes back to the calling lcore's cache of `pool` (straight to the pool
+ * from a thread that is no lcore), up to OP25B_FREE_CHUNK at a time; any other (a chain of
+ * segments, another pool's) is freed whole by rte_pktmbuf_free. Measured on net_null in
+ * bench/results/dpdk-null.md ("2026-12-03, late night").
+ */
+void op25b_free_to(struct rte_mempool *pool, struct rte_mbuf **mbufs, unsigned int n)
 {
-	rte_pktmbuf_free_bulk(mbufs, n);
+	void *back[OP25B_FREE_CHUNK];
+	unsigned int k = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct rte_mbuf *m = mbufs[i];
+
+		if (unlikely(m->pool != pool || m->nb_segs != 1)) {
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		m = rte_pktmbuf_prefree_seg(m);
+		if (unlikely(m == NULL))
+			continue;
+		if (unlikely(k == OP25B_FREE_CHUNK)) {
+			rte_mempool_generic_put(pool, back, k,
+						rte_mempool_default_cache(pool, rte_lcore_id()));
+			k = 0;
+		}
+		back[k++] = m;
+	}
+	if (k > 0)
+		rte_mempool_generic_put(pool, back, k,
+					rte_mempool_default_cache(pool, rte_lcore_id()));
+}
+
+/* How many of `pool`'s mbufs are out of it (in no cache and not in the pool itself). */
+unsigned int op25b_pool_in_use(const struct rte_mempool *pool)
+{
+	return rte_mempool_in_use_count(pool);
+}
+
+/*
+ * Checks op25b_free_to on the mbufs it cannot hand straight back: it takes from `pool` an
+ * mbuf referenced twice, a chain of two segments and a plain mbuf, frees all three with
+ * op25b_free_to, then the first one's other reference. Returns 0 when each step left in
+ * use exactly what it should (the first mbuf until its second free), else the number of
+ * the first step that did not (-1: the pool had too few mbufs).
+ */
+int op25b_free_to_check(struct rte_mempool *pool)
+{
+	unsigned int before = rte_mempool_in_use_count(pool);
+	struct rte_mbuf *m[4];
+
+	if (rte_pktmbuf_alloc_bulk(pool, m, 4) != 0)
+		return -1;
+	rte_mbuf_refcnt_update(m[0], 1);
+	if (rte_pktmbuf_chain(m[1], m[2]) != 0)
+		return 1;
+	struct rte_mbuf *burst[3] = { m[0], m[1], m[3] };
+	op25b_free_to(pool, burst, 3);
+	/* The chain (two segments) and the plain mbuf are back; the first is still held. */
+	if (rte_mempool_in_use_count(pool) != before + 1)
+		return 2;
+	op25b_free_to(pool, &m[0], 1);
+	if (rte_mempool_in_use_count(pool) != before)
+		return 3;
+	return 0;
 }
 
 /* A new single-segment mbuf from `pool` holding a copy of `len` bytes, or NULL when the pool
