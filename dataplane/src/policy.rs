@@ -26,7 +26,7 @@
 
 use crate::hits::PrefixHits;
 use crate::hot::{Family, HotBlocks};
-use crate::lpm::{BuildError, Layout, Lpm4, Lpm6, LpmTable, Prefix, NO_MATCH};
+use crate::lpm::{BuildError, Layout, Lpm4, Lpm6, LpmTable, Prefix, MAX_VALUE, NO_MATCH};
 use crate::wire::{self, Addrs, FlowKey, Skip, Transport};
 use std::collections::HashMap;
 use std::fmt;
@@ -806,6 +806,9 @@ fn plain_pass<'a, const BRANCH: bool>(
     (kept, others)
 }
 
+// keep_dynamic counts the lanes that matched nothing by the value's top bit.
+const _: () = assert!(MAX_VALUE <= 1 << 31 && NO_MATCH >> 31 == 1);
+
 /// Keeps the lanes of `lane[..k]` whose source is dynamic (`value(i, lane[i])` is the
 /// source table's value for lane `i`): their `dynamic` positions go to the first slots of
 /// `pos`, and `keep(slot, frame in the chunk, dynamic)` is called for every lane (its
@@ -822,7 +825,10 @@ fn keep_dynamic(
     let (mut dynamic, mut unmatched) = (0usize, 0u32);
     for (i, &l) in lane[..k.min(CHUNK)].iter().enumerate() {
         let v = value(i, l);
-        unmatched += u32::from(v == NO_MATCH);
+        // Values are below MAX_VALUE (2^30, checked when a table is built): only NO_MATCH
+        // has the top bit set. (Two instructions instead of a compare's five; about 1% of
+        // the whole DPDK poll on net_null, bench/results/dpdk-null.md.)
+        unmatched += v >> 31;
         let is_dynamic = v & 1 == 0;
         let d = dynamic % CHUNK;
         keep(d, l as u32, is_dynamic);
