@@ -713,18 +713,6 @@ fn jumbo_frames_pass_whole_and_are_judged_whole_with_mtu_9000() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Whether this process runs as root (AF_PACKET sockets need it).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn an_mtu_the_device_or_memory_cannot_carry_stops_with_a_clear_error() {
     // Pool memory: 16000-byte MTU mbufs do not fit 128 MB.
@@ -746,7 +734,7 @@ fn an_mtu_the_device_or_memory_cannot_carry_stops_with_a_clear_error() {
     );
     assert!(e.contains("-m MB in eal_args"), "{e}");
     // The device: net_af_packet takes frames of at most 1518 bytes (MTU 1500).
-    if !is_root() {
+    if !op25b_dataplane::testkit::is_root() {
         op25b_dataplane::testkit::skipped("the net_af_packet part needs root");
         return;
     }

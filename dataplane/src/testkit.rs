@@ -3,7 +3,8 @@
 //! [`skipped`] reports a test, or a part of one, that cannot run on this machine. `cargo
 //! test` hides what a passing test prints with `println!`, so a skip said that way would
 //! pass silently; this writes straight to the process's stderr, which the test harness
-//! does not capture, and names the test. [`scratch_dir`] gives a test a fresh directory.
+//! does not capture, and names the test. [`is_root`] says whether a test may do what
+//! needs root. [`scratch_dir`] gives a test a fresh directory.
 //! [`xorshift`] gives a test a fixed pseudo-random sequence.
 //!
 //! Invariant: nothing here is used on the packet path.
@@ -16,6 +17,19 @@ pub fn skipped(why: impl std::fmt::Display) {
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a test");
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// Whether this process runs as root (its effective user id is 0): network namespaces,
+/// AF_PACKET sockets and the DPDK EAL's memory setup need it.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 /// A xorshift64 generator: fixed sequences, so failures reproduce.

@@ -9,22 +9,10 @@
 
 use op25b_dataplane::policy::{AnyPrefix, OutboundSpec, Policy};
 use op25b_dataplane::port::dpdk::{Direction, Eal};
-use op25b_dataplane::testkit::skipped;
+use op25b_dataplane::testkit::{is_root, skipped};
 use op25b_dataplane::wire::build::FrameBuilder;
 use op25b_dataplane::worker::{PolicyHandle, Worker};
 use std::net::{IpAddr, Ipv4Addr};
-
-/// Whether this process runs as root (the EAL's memory setup needs it here).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
 
 /// 64 frames: sources alternate between 10.0.0.0/8 (dynamic) and 192.0.2.0/24, ports
 /// between 25 and 443, so a quarter of them are blocked.
