@@ -184,25 +184,7 @@ fn pcap_config(
 /// EAL arguments for a virtual-device run private to this test process (`name` makes its
 /// file prefix: each test gives its own).
 fn eal_args(name: &str, vdevs: &[String]) -> String {
-    let mut a: Vec<String> = [
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "-m",
-        "128",
-        "-l",
-        "0",
-        "--log-level=lib.eal:warning",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.push(format!(
-        "--file-prefix=op25b-test-{}-{name}",
-        std::process::id()
-    ));
-    a.extend(vdevs.iter().cloned());
-    format!("{a:?}")
+    format!("{:?}", op25b_dataplane::testkit::eal_args(name, vdevs))
 }
 
 fn start(config: &Path) -> Child {

@@ -4,7 +4,8 @@
 //! test` hides what a passing test prints with `println!`, so a skip said that way would
 //! pass silently; this writes straight to the process's stderr, which the test harness
 //! does not capture, and names the test. [`is_root`] says whether a test may do what
-//! needs root. [`scratch_dir`] gives a test a fresh directory.
+//! needs root. [`scratch_dir`] gives a test a fresh directory. [`eal_args`] gives a DPDK
+//! test its own EAL on virtual devices.
 //! [`xorshift`] gives a test a fixed pseudo-random sequence.
 //!
 //! Invariant: nothing here is used on the packet path.
@@ -30,6 +31,31 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+/// DPDK EAL arguments for a run on virtual devices private to this test process: no
+/// hugepages, no PCI, no shared config, 128 MB on lcore 0, its own file prefix (`name`
+/// makes it: each test gives its own), then `vdevs` (e.g. `--vdev=net_null0`).
+pub fn eal_args(name: &str, vdevs: &[String]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--no-huge",
+        "--no-pci",
+        "--no-shconf",
+        "-m",
+        "128",
+        "-l",
+        "0",
+        "--log-level=lib.eal:warning",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.push(format!(
+        "--file-prefix=op25b-test-{}-{name}",
+        std::process::id()
+    ));
+    a.extend(vdevs.iter().cloned());
+    a
 }
 
 /// A xorshift64 generator: fixed sequences, so failures reproduce.

@@ -9,7 +9,7 @@
 
 use op25b_dataplane::policy::{AnyPrefix, OutboundSpec, Policy};
 use op25b_dataplane::port::dpdk::{Direction, Eal};
-use op25b_dataplane::testkit::{is_root, skipped};
+use op25b_dataplane::testkit::{eal_args, is_root, skipped};
 use op25b_dataplane::wire::build::FrameBuilder;
 use op25b_dataplane::worker::{PolicyHandle, Worker};
 use std::net::{IpAddr, Ipv4Addr};
@@ -44,25 +44,8 @@ fn dropped_frames_and_odd_mbufs_go_back_to_the_pool_exactly_once() {
         skipped("the DPDK EAL needs root here");
         return;
     }
-    let args: Vec<String> = [
-        "--no-huge",
-        "--no-pci",
-        "--no-shconf",
-        "-m",
-        "128",
-        "-l",
-        "0",
-        "--log-level=lib.eal:warning",
-        "--vdev=net_null0,size=64",
-        "--vdev=net_null1,size=64",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!(
-        "--file-prefix=op25b-free-test-{}",
-        std::process::id()
-    )])
-    .collect();
+    let vdevs = ["--vdev=net_null0,size=64", "--vdev=net_null1,size=64"].map(String::from);
+    let args = eal_args("free", &vdevs);
     let mut eal = Eal::init(&args).expect("EAL on two net_null ports");
     let mut wire = eal
         .open_wire("net_null0", "net_null1", 1, 64, None)
