@@ -906,35 +906,30 @@ impl DpdkWire {
         let up = self.watch.is_up(egress_side);
         let forwards = snapshot.verdict(Reason::Blocked).forwards();
         // Unless the blocked frames are answered with resets or sampled, the judge only
-        // says which they are, as bits (Worker::judge_bits).
+        // says which they are, as bits (Worker::judge_bits). A burst with nothing blocked
+        // (real traffic's usual burst), or under `monitor`, is sent on as it came, unsplit
+        // (bench/results/dpdk-null.md: +4-7% on net_null when no frame is blocked).
         let (nf, nd) = if let Some((&bits, nblocked)) = worker.judge_bits(snapshot, n, frame) {
             if nblocked == 0 || forwards {
-                return self.send_all(up, egress, n);
+                (n, 0)
+            } else {
+                split_bits(&mut self.rx, n, bits, &mut self.drop)
             }
-            split_bits(&mut self.rx, n, bits, &mut self.drop)
         } else {
             let (blocked, verdicts) = worker.judge_indexed(snapshot, n, frame);
             if blocked.is_empty() || forwards {
-                return self.send_all(up, egress, n);
+                (n, 0)
+            } else {
+                let (nf, nd) = split(&mut self.rx, n, blocked, &mut self.drop);
+                if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
+                    self.reset(ingress, nd, verdicts);
+                }
+                (nf, nd)
             }
-            let (nf, nd) = split(&mut self.rx, n, blocked, &mut self.drop);
-            if snapshot.verdict(Reason::Blocked) == Verdict::Reject {
-                self.reset(ingress, nd, verdicts);
-            }
-            (nf, nd)
         };
         let pool = self.shared.pool;
         self.tx_refused += send_if_up(pool, up, (egress, self.queue), &mut self.rx[..nf]);
         free_all(pool, &mut self.drop[..nd]);
-        n
-    }
-
-    /// Sends the whole burst of `n` frames on as it came, unsplit: nothing was blocked
-    /// (real traffic's usual burst; bench/results/dpdk-null.md: +4-7% on net_null when no
-    /// frame is blocked), or the action is `monitor`. Returns `n`.
-    fn send_all(&mut self, up: bool, egress: u16, n: usize) -> usize {
-        let pool = self.shared.pool;
-        self.tx_refused += send_if_up(pool, up, (egress, self.queue), &mut self.rx[..n]);
         n
     }
 

@@ -191,6 +191,7 @@ uint16_t op25b_tx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **mbufs, 
  */
 void op25b_free_to(struct rte_mempool *pool, struct rte_mbuf **mbufs, unsigned int n)
 {
+	struct rte_mempool_cache *cache = rte_mempool_default_cache(pool, rte_lcore_id());
 	void *back[OP25B_FREE_CHUNK];
 	unsigned int k = 0;
 
@@ -205,15 +206,13 @@ void op25b_free_to(struct rte_mempool *pool, struct rte_mbuf **mbufs, unsigned i
 		if (unlikely(m == NULL))
 			continue;
 		if (unlikely(k == OP25B_FREE_CHUNK)) {
-			rte_mempool_generic_put(pool, back, k,
-						rte_mempool_default_cache(pool, rte_lcore_id()));
+			rte_mempool_generic_put(pool, back, k, cache);
 			k = 0;
 		}
 		back[k++] = m;
 	}
 	if (k > 0)
-		rte_mempool_generic_put(pool, back, k,
-					rte_mempool_default_cache(pool, rte_lcore_id()));
+		rte_mempool_generic_put(pool, back, k, cache);
 }
 
 /* How many of `pool`'s mbufs are out of it (in no cache and not in the pool itself). */
