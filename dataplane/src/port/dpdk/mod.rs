@@ -1079,7 +1079,7 @@ fn split_bits<T: Copy>(
 }
 
 /// [`split_bits`] for the word of frames from `at`, whose blocked frames are the bits of
-/// `gone` and kept ones those of `keep` (none of both), run by run: each run of blocked
+/// `gone` and kept ones those of `keep` (no frame in both), run by run: each run of blocked
 /// frames is copied to `drop` from `nd`, then each run of kept ones moves down to `nf` (a
 /// kept frame only moves down, so over frames already handed on). Returns the new
 /// (`nf`, `nd`). Kept apart from the frame-by-frame loops, which stay as they were.
@@ -1250,8 +1250,8 @@ mod tests {
                 check_split(n, &blocked, &format!("n={n} blocked={blocked:?}"));
             }
         }
-        // Exactly RUN_CHANGES changes in a word (split by runs) and one more (frame by
-        // frame), in the first word and the second.
+        // Two-frame runs: RUN_CHANGES changes in a word (split by runs) and two more
+        // (frame by frame), in the first word and the second.
         for at in [0, 64] {
             let runs = |k: u32| -> Vec<(u32, u32)> {
                 (0..k)
