@@ -78,6 +78,21 @@ sed -E -n "s/$row.*/\1 \2/p" <<<"$smoke" | awk '{ d = $1 - $2; if (d < 0) d = -d
   { echo "dpdk-null smoke run (--from-capture): the two sides' drop shares differ (or none dropped)" >&2; exit 1; }
 grep -q '"rx_device": "net_pcap (infinite_rx)"' "$target/dpdk-null-smoke/dpdk-null.json" ||
   { echo "dpdk-null smoke run (--from-capture): the JSON does not name net_pcap as the receiving device" >&2; exit 1; }
+# A longer capture (--capture-frames): it holds that many 64-byte frames (a classic pcap:
+# a 24-byte file header, 16 bytes before each frame), and a size past the pool's room is
+# refused before any run.
+smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
+  --seconds 0.2 --runs 1 --core 0 --from-capture --capture-frames 4096 2>&1)" || { echo "$smoke"; exit 1; }
+expect_line "$smoke" "$row" \
+  "dpdk-null smoke run (--capture-frames 4096): expected an op25b row and a C harness row"
+size="$(stat -c %s "$target/dpdk-null-smoke/frames.pcap")"
+[ "$size" -eq $((24 + 4096 * (16 + 64))) ] && grep -q '"capture_frames": 4096' "$target/dpdk-null-smoke/dpdk-null.json" ||
+  { echo "dpdk-null smoke run (--capture-frames 4096): the capture holds $size bytes, or the JSON does not say 4096 frames" >&2; exit 1; }
+if out="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --from-capture --capture-frames 4097 2>&1)"; then
+  echo "dpdk-null --capture-frames 4097: accepted (the pool has no room for it)" >&2; exit 1
+fi
+expect_line "$out" '^op25b-bench: error: --capture-frames 4097: the capture holds 1 to 4096 frames$' \
+  "dpdk-null --capture-frames 4097: expected an error naming the limit"
 # And the swap stall on the DPDK path (1000 prefixes, one swap): it must find the first
 # burst under the new policy.
 smoke="$("$target/debug/op25b-bench" dpdk-swap --prefixes 1000 --swaps 1 --core 0 --control-core 0 2>&1)" ||

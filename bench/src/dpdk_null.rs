@@ -19,11 +19,13 @@
 //! first what was freed last, so a burst comes sorted: what that side dropped (freed after
 //! the send), then what it sent on, each reversed. With `--from-capture` both sides
 //! receive instead from `net_pcap` replaying a capture of the workload's first 1024
-//! frames (`CAPTURE_FRAMES`) in a loop (`infinite_rx`): every burst holds other frames, in
-//! the capture's random order, copied into fresh mbufs by the receive (so they are in the
-//! core's cache, as net_null's are; the pool's filling is then overwritten). A run then
-//! ends anywhere in the capture's loop, so the two sides' drop shares agree to about
-//! 1024 frames over the run's, not exactly.
+//! frames (`--capture-frames`, up to 4096) in a loop (`infinite_rx`): every burst holds
+//! other frames, in the capture's random order, copied into fresh mbufs by the receive (so
+//! they are in the core's cache, as net_null's are; the pool's filling is then
+//! overwritten). A run then ends anywhere in the capture's loop, so the two sides' drop
+//! shares agree to about a capture's frames over the run's, not exactly. The loop repeats
+//! every 16 bursts at 1024 frames, often enough for the branch predictor to learn much of
+//! each frame's outcome; at 4096 (64 bursts) it learns far less.
 //!
 //! `op25b-bench dpdk-swap` uses the same devices to time the worker's bursts while a
 //! control thread swaps policies in ([`swap_run`]): the swap stall where a burst is the
@@ -70,6 +72,8 @@ pub struct Args {
     /// Both sides receive from a capture of the frames replayed in a loop by net_pcap
     /// instead of from net_null (see the module doc).
     pub from_capture: bool,
+    /// Frames in that capture (1 to [`DISTINCT_FRAMES`]): the workload's first ones.
+    pub capture_frames: usize,
 }
 
 /// Writes `frames` as a classic pcap file at `path` (1 µs apart).
@@ -85,11 +89,10 @@ fn write_capture(path: &Path, frames: &[Vec<u8>]) -> Result<(), String> {
 }
 
 const FRAME_LEN: usize = 64;
-const DISTINCT_FRAMES: usize = 4096;
-/// Frames of the capture `--from-capture` replays (the first of the workload's, in their
-/// random order). net_pcap holds each in an mbuf of the pool for the whole run, so far
-/// fewer than the pool's mbufs (8191 on either side).
-const CAPTURE_FRAMES: usize = 1024;
+/// Distinct frames of the workload, and the most a capture (`--capture-frames`) holds:
+/// net_pcap holds each of its frames in an mbuf of the pool for the whole run, so at most
+/// about half the pool's mbufs (8191 on either side).
+pub const DISTINCT_FRAMES: usize = 4096;
 /// The receiving device: `net_pcap0` replaying a capture (`--from-capture`), else
 /// `net_null0`.
 fn receiver(from_capture: bool) -> &'static str {
@@ -219,6 +222,12 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
     if a.runs == 0 || !(a.seconds > 0.0 && a.seconds.is_finite()) {
         return Err("--runs and --seconds must be positive (and --seconds finite)".into());
     }
+    if a.from_capture && !(1..=DISTINCT_FRAMES).contains(&a.capture_frames) {
+        return Err(format!(
+            "--capture-frames {}: the capture holds 1 to {DISTINCT_FRAMES} frames",
+            a.capture_frames
+        ));
+    }
     if !(0.0..=1.0).contains(&a.smtp_share) {
         return Err(format!(
             "--smtp-share {}: must be a share between 0 and 1",
@@ -247,7 +256,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         .map_err(|e| format!("{}: {e}", frame_file.display()))?;
     let capture = if a.from_capture {
         let path = a.out_dir.join("frames.pcap");
-        write_capture(&path, &frames[..CAPTURE_FRAMES.min(frames.len())])?;
+        write_capture(&path, &frames[..a.capture_frames.min(frames.len())])?;
         Some(path)
     } else {
         None
@@ -354,7 +363,7 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "frame_bytes": FRAME_LEN,
         "pool_mbufs_filled": filled,
         "rx_device": if a.from_capture { "net_pcap (infinite_rx)" } else { "net_null" },
-        "capture_frames": a.from_capture.then_some(CAPTURE_FRAMES),
+        "capture_frames": a.from_capture.then_some(a.capture_frames),
         "seconds_per_run": a.seconds,
         "runs": a.runs,
         "core": a.core,

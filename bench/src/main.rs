@@ -292,6 +292,11 @@ enum Command {
         /// shapes).
         #[arg(long)]
         from_capture: bool,
+        /// With --from-capture: how many of the workload's frames the capture holds
+        /// (1 to 4096). Its loop repeats every this many frames; a short one lets the
+        /// branch predictor learn each frame's outcome, a long one does not.
+        #[arg(long, default_value_t = 1024, requires = "from_capture")]
+        capture_frames: usize,
         /// Run it in this many processes of its own, one after another, and pool their
         /// op25b/C run pairs (each process has its own address-space layout, as each run
         /// of the C harness has).
@@ -531,6 +536,7 @@ fn main() -> ExitCode {
             smtp_share,
             c_arrival_order,
             from_capture,
+            capture_frames,
             rounds,
         } => {
             let write = |v: serde_json::Value| {
@@ -560,6 +566,7 @@ fn main() -> ExitCode {
                     hit_counters,
                     c_arrival_order,
                     from_capture,
+                    capture_frames,
                 };
                 op25b_bench::dpdk_null::run(&args)
                     .map(with_provenance)
