@@ -50,32 +50,42 @@ expect_line() {
     exit 1
   fi
 }
-# Both sides must drop the same share of the frames (they judge the same ones); a share
-# of port-25 frames other than the default is run as well.
+# Both sides must drop the same share of the frames (they judge the same ones), the C
+# harness in both its forms (in arrival order and by class, one run of each after op25b's
+# by default); a share of port-25 frames other than the default is run as well.
 for share in 0.5 0.05; do
   smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
     --seconds 0.2 --runs 1 --core 0 --smtp-share "$share" 2>&1)" || { echo "$smoke"; exit 1; }
-  expect_line "$smoke" '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx [0-9.]+ Mpps \(dropped share \1\)' \
-    "dpdk-null smoke run (--smtp-share $share): expected an op25b row and a C harness row with the same dropped share"
+  expect_line "$smoke" '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx in arrival order [0-9.]+ Mpps \(dropped share \1\), C rx→rte_lpm→tx by class [0-9.]+ Mpps \(dropped share \1\)$' \
+    "dpdk-null smoke run (--smtp-share $share): expected an op25b row and both C harness rows with the same dropped share"
+  expect_line "$smoke" '^median of 1 runs .*: op25b [0-9.]+ Mpps; C rx→rte_lpm→tx in arrival order [0-9.]+ Mpps, ratio [0-9.]+x, .*; C rx→rte_lpm→tx by class [0-9.]+ Mpps, ratio [0-9.]+x, ' \
+    "dpdk-null smoke run (--smtp-share $share): expected a summary with a ratio against each form of the C harness"
   grep -E '^run 1: ' <<<"$smoke"
 done
-# The C harness keeping the arrival order (--c-arrival-order) drops the same frames too.
+# One form of the C harness alone (--c-order), over two rounds (--rounds: processes of
+# their own, their pairs pooled).
 smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
-  --seconds 0.2 --runs 1 --core 0 --c-arrival-order 2>&1)" || { echo "$smoke"; exit 1; }
-expect_line "$smoke" '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx, arrival order [0-9.]+ Mpps \(dropped share \1\)' \
-  "dpdk-null smoke run (--c-arrival-order): expected an op25b row and an arrival-order C row with the same dropped share"
-grep -E '^run 1: ' <<<"$smoke"
+  --seconds 0.2 --runs 1 --core 0 --c-order arrival --rounds 2 2>&1)" || { echo "$smoke"; exit 1; }
+expect_line "$smoke" '^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx in arrival order [0-9.]+ Mpps \(dropped share \1\)$' \
+  "dpdk-null smoke run (--c-order arrival): expected an op25b row and an arrival-order C row (only) with the same dropped share"
+expect_line "$smoke" '^2 rounds, C in arrival order: pair medians per round [0-9.]+x [0-9.]+x; pooled, median of the 2 pairs [0-9.]+x' \
+  "dpdk-null smoke run (--rounds 2): expected the pooled pairs of the two rounds"
+if grep -q 'by class' <<<"$smoke"; then
+  echo "$smoke"; echo "dpdk-null smoke run (--c-order arrival): the class form ran too" >&2; exit 1
+fi
+grep -E '^(run 1|2 rounds)' <<<"$smoke"
 # And with the frames replayed from a capture by net_pcap (--from-capture) on both sides.
 # A run ends anywhere in the capture's loop of 1024 frames, so the drop shares need only
 # agree to 0.002 (each side judges hundreds of thousands of frames).
 smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
   --seconds 0.2 --runs 1 --core 0 --from-capture 2>&1)" || { echo "$smoke"; exit 1; }
-row='^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx [0-9.]+ Mpps \(dropped share ([0-9.]+)\)'
+row='^run 1: op25b [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx in arrival order [0-9.]+ Mpps \(dropped share ([0-9.]+)\), C rx→rte_lpm→tx by class [0-9.]+ Mpps \(dropped share ([0-9.]+)\)$'
 expect_line "$smoke" "$row" \
-  "dpdk-null smoke run (--from-capture): expected an op25b row and a C harness row"
+  "dpdk-null smoke run (--from-capture): expected an op25b row and both C harness rows"
 grep -E '^run 1: ' <<<"$smoke"
-sed -E -n "s/$row.*/\1 \2/p" <<<"$smoke" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > 0.002 || $1 == 0) exit 1 }' ||
-  { echo "dpdk-null smoke run (--from-capture): the two sides' drop shares differ (or none dropped)" >&2; exit 1; }
+sed -E -n "s/$row/\1 \2 \3/p" <<<"$smoke" |
+  awk '{ for (i = 2; i <= 3; i++) { d = $1 - $i; if (d < 0) d = -d; if (d > 0.002) exit 1 } if ($1 == 0) exit 1 }' ||
+  { echo "dpdk-null smoke run (--from-capture): the sides' drop shares differ (or none dropped)" >&2; exit 1; }
 grep -q '"rx_device": "net_pcap (infinite_rx)"' "$target/dpdk-null-smoke/dpdk-null.json" ||
   { echo "dpdk-null smoke run (--from-capture): the JSON does not name net_pcap as the receiving device" >&2; exit 1; }
 # A longer capture (--capture-frames): it holds that many 64-byte frames (a classic pcap:
@@ -84,7 +94,7 @@ grep -q '"rx_device": "net_pcap (infinite_rx)"' "$target/dpdk-null-smoke/dpdk-nu
 smoke="$("$target/debug/op25b-bench" dpdk-null --out-dir "$target/dpdk-null-smoke" --prefixes 1000 \
   --seconds 0.2 --runs 1 --core 0 --from-capture --capture-frames 4096 2>&1)" || { echo "$smoke"; exit 1; }
 expect_line "$smoke" "$row" \
-  "dpdk-null smoke run (--capture-frames 4096): expected an op25b row and a C harness row"
+  "dpdk-null smoke run (--capture-frames 4096): expected an op25b row and both C harness rows"
 size="$(stat -c %s "$target/dpdk-null-smoke/frames.pcap")"
 [ "$size" -eq $((24 + 4096 * (16 + 64))) ] && grep -q '"capture_frames": 4096' "$target/dpdk-null-smoke/dpdk-null.json" ||
   { echo "dpdk-null smoke run (--capture-frames 4096): the capture holds $size bytes, or the JSON does not say 4096 frames" >&2; exit 1; }

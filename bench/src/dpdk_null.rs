@@ -11,9 +11,11 @@
 //! equal drop shares, 19/64, show both sides saw the same ones). Runs alternate between
 //! op25b and C so a change of background load hits both; the result is the median per
 //! side and their ratio. op25b runs in this process (the EAL starts once per process), the
-//! C harness as a subprocess per run. The C harness sends what it forwards by class (the
-//! frames not to port 25 first, as the simplest loop does); `--c-arrival-order` makes it
-//! keep the order the frames came in, as op25b does (to see what the order costs C).
+//! C harness as a subprocess per run. The C harness comes in two forms, and by default
+//! each op25b run is followed by one run of each (`--c-order` picks one): in arrival
+//! order, the order op25b must keep (DESIGN.md: every frame leaves in order), and by class
+//! (the frames not to port 25 first, as the simplest loop sends them; frames of one flow
+//! keep their order, frames of different classes do not). Each form gets its own ratio.
 //!
 //! net_null's bursts are shaped by each side's own sending: the pool's cache hands out
 //! first what was freed last, so a burst comes sorted: what that side dropped (freed after
@@ -45,6 +47,38 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// In what order the C harness sends on the frames it forwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum COrder {
+    /// In the order they came, as op25b must (DESIGN.md: every frame leaves in order):
+    /// the parse picks the port-25 frames, the lookup marks the dynamic ones in a bit
+    /// mask, and one pass hands each frame of a burst that drops any to the send or the
+    /// drop list (`null_fwd ... arrival`).
+    Arrival,
+    /// By class, as the simplest loop sends them: the frames not to port 25 first (picked
+    /// in the parse), then those to port 25 whose source is not dynamic. Frames of one
+    /// flow stay in order; frames of different classes do not.
+    Class,
+}
+
+impl COrder {
+    /// Its name in the JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            COrder::Arrival => "arrival",
+            COrder::Class => "class",
+        }
+    }
+
+    /// How a result line names the C harness in this form.
+    fn label(self) -> &'static str {
+        match self {
+            COrder::Arrival => "C rx→rte_lpm→tx in arrival order",
+            COrder::Class => "C rx→rte_lpm→tx by class",
+        }
+    }
+}
+
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct Args {
@@ -66,9 +100,9 @@ pub struct Args {
     pub hit_counters: bool,
     /// Share of the frames that go to TCP port 25.
     pub smtp_share: f64,
-    /// The C harness sends the frames it forwards in the order they came (as op25b does),
-    /// not by class (`null_fwd ... arrival`).
-    pub c_arrival_order: bool,
+    /// The forms of the C harness each op25b run is paired with, one run of each after
+    /// it, in this order (at least one when there is a harness).
+    pub c_orders: Vec<COrder>,
     /// Both sides receive from a capture of the frames replayed in a loop by net_pcap
     /// instead of from net_null (see the module doc).
     pub from_capture: bool,
@@ -172,10 +206,11 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// One run of the C harness; (Mpps, dropped share).
+/// One run of the C harness in form `order`; (Mpps, dropped share).
 fn c_run(
     a: &Args,
     exe: &Path,
+    order: COrder,
     (prefixes, frames, capture): (&Path, &Path, Option<&Path>),
 ) -> Result<(f64, f64), String> {
     let out = std::process::Command::new(exe)
@@ -185,7 +220,7 @@ fn c_run(
         .arg(frames)
         .arg(a.seconds.to_string())
         .arg("1")
-        .args(a.c_arrival_order.then_some("arrival"))
+        .args((order == COrder::Arrival).then_some("arrival"))
         .output()
         .map_err(|e| {
             format!(
@@ -233,6 +268,9 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
             "--smtp-share {}: must be a share between 0 and 1",
             a.smtp_share
         ));
+    }
+    if a.c_harness.is_some() && a.c_orders.is_empty() {
+        return Err("no form of the C harness to run".into());
     }
     // Before the first run, not after it.
     if let Some(exe) = &a.c_harness {
@@ -297,9 +335,16 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         wire.poll(&mut worker, &handle);
     }
 
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut ours = Vec::new();
+    // Per form of the C harness (a.c_orders): its runs' Mpps and last dropped share.
+    let c_forms = if a.c_harness.is_some() {
+        &a.c_orders[..]
+    } else {
+        &[]
+    };
+    let mut theirs: Vec<(Vec<f64>, f64)> = vec![(Vec::new(), 0.0); c_forms.len()];
     let mut frames_per_run = Vec::new();
-    let (mut our_share, mut their_share) = (0.0, None);
+    let mut our_share = 0.0;
     for r in 0..a.runs {
         let before = worker.counters().clone();
         let t = Instant::now();
@@ -324,38 +369,52 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
             r + 1
         );
         if let Some(exe) = &a.c_harness {
-            let (m, s) = c_run(a, exe, (&prefix_file, &frame_file, capture.as_deref()))?;
-            let order = if a.c_arrival_order {
-                ", arrival order"
-            } else {
-                ""
-            };
-            line += &format!(", C rx→rte_lpm→tx{order} {m:.3} Mpps (dropped share {s:.4})");
-            theirs.push(m);
-            their_share = Some(s);
+            for (&order, (mpps, share)) in c_forms.iter().zip(&mut theirs) {
+                let files = (
+                    prefix_file.as_path(),
+                    frame_file.as_path(),
+                    capture.as_deref(),
+                );
+                let (m, s) = c_run(a, exe, order, files)?;
+                line += &format!(", {} {m:.3} Mpps (dropped share {s:.4})", order.label());
+                mpps.push(m);
+                *share = s;
+            }
         }
         eprintln!("{line}");
     }
-    // Each run of op25b is followed by one of the C harness: a pair sees about the same
-    // machine, so the ratio within each pair is steadier than that of the two medians.
-    let pair_ratios: Vec<f64> = ours.iter().zip(&theirs).map(|(o, t)| o / t).collect();
-    let pair_median = (!pair_ratios.is_empty()).then(|| median(&mut pair_ratios.clone()));
-    let our_median = median(&mut ours);
-    let their_median = (!theirs.is_empty()).then(|| median(&mut theirs));
-    let ratio = their_median.map(|t| our_median / t);
-    crate::sayln!(
-        "median of {} runs of {} s on core {}: op25b {our_median:.3} Mpps{}",
-        a.runs,
-        a.seconds,
-        a.core,
-        match (their_median, ratio, pair_median) {
-            (Some(t), Some(r), Some(p)) => format!(
-                ", C baseline {t:.3} Mpps, ratio {r:.2}x; {}",
-                pair_summary(&pair_ratios, p)
-            ),
-            _ => String::new(),
-        }
+    // Each run of op25b is followed by one of each form of the C harness: a pair sees
+    // about the same machine, so the ratio within each pair is steadier than that of the
+    // two medians.
+    let our_median = median(&mut ours.clone());
+    let mut summary = format!(
+        "median of {} runs of {} s on core {}: op25b {our_median:.3} Mpps",
+        a.runs, a.seconds, a.core
     );
+    let mut c = serde_json::Map::new();
+    for (&order, (mpps, share)) in c_forms.iter().zip(&theirs) {
+        let pairs: Vec<f64> = ours.iter().zip(mpps).map(|(o, t)| o / t).collect();
+        let pair_median = median(&mut pairs.clone());
+        let their_median = median(&mut mpps.clone());
+        summary += &format!(
+            "; {} {their_median:.3} Mpps, ratio {:.3}x, {}",
+            order.label(),
+            our_median / their_median,
+            pair_summary(&pairs, pair_median)
+        );
+        c.insert(
+            order.name().into(),
+            json!({
+                "mpps": mpps,
+                "median_mpps": their_median,
+                "dropped_share": share,
+                "ratio": our_median / their_median,
+                "pair_ratios": pairs,
+                "pair_ratio_median": pair_median,
+            }),
+        );
+    }
+    crate::sayln!("{summary}");
     Ok(json!({
         "bench": "dpdk-null",
         "prefixes": a.prefixes,
@@ -374,13 +433,8 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         "op25b_frames": frames_per_run,
         "op25b_median_mpps": our_median,
         "op25b_dropped_share": our_share,
-        "c_order": if a.c_arrival_order { "arrival" } else { "class" },
-        "c_mpps": theirs,
-        "c_median_mpps": their_median,
-        "c_dropped_share": their_share,
-        "ratio": ratio,
-        "pair_ratios": pair_ratios,
-        "pair_ratio_median": pair_median,
+        // Per form of the C harness ("arrival", "class"), each run paired with op25b's.
+        "c": c,
         "tx_refused": wire.tx_refused,
         // net_null's frames are in the core's cache: op25b does not ask for them ahead.
         "op25b_prefetches": wire.prefetches()[0],
@@ -423,7 +477,9 @@ pub fn rounds(
     }
     // A pooled file left from an earlier run must not pass for this one's if a round fails.
     let _ = std::fs::remove_file(out_dir.join("dpdk-null.json"));
-    let (mut pairs, mut per_round) = (Vec::new(), Vec::new());
+    // Per form of the C harness, in the order the first round ran them: (name, every
+    // pair, each round's pair median).
+    let mut forms: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut same = serde_json::Map::new();
     for k in 1..=rounds {
         let dir = out_dir.join(format!("round-{k}"));
@@ -442,48 +498,67 @@ pub fn rounds(
             std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
         let v: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-        let round: Vec<f64> = v["pair_ratios"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
-        if round.is_empty() {
+        let c = v["c"].as_object().cloned().unwrap_or_default();
+        if k == 1 {
+            forms = c
+                .keys()
+                .map(|name| (name.clone(), Vec::new(), Vec::new()))
+                .collect();
+        }
+        for (name, pairs, per_round) in &mut forms {
+            let round: Vec<f64> = c
+                .get(name.as_str())
+                .and_then(|f| f["pair_ratios"].as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
+            if round.is_empty() {
+                return Err(format!(
+                    "{}: no op25b/C pairs in {name} order (rounds need the C harness)",
+                    file.display()
+                ));
+            }
+            per_round.push(median(&mut round.clone()));
+            pairs.extend(round);
+        }
+        if forms.is_empty() {
             return Err(format!(
                 "{}: no op25b/C pairs (rounds need the C harness)",
                 file.display()
             ));
         }
-        per_round.push(median(&mut round.clone()));
-        pairs.extend(round);
         if k == 1 {
             // What every round ran against (the same arguments each time).
-            for key in [
-                "c_order",
-                "rx_device",
-                "capture_frames",
-                "smtp_share",
-                "prefixes",
-            ] {
+            for key in ["rx_device", "capture_frames", "smtp_share", "prefixes"] {
                 same.insert(key.to_string(), v[key].clone());
             }
         }
     }
-    let pooled = median(&mut pairs.clone());
-    crate::sayln!(
-        "{rounds} rounds: pair medians per round {}; pooled, {}",
-        per_round
-            .iter()
-            .map(|r| format!("{r:.3}x"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        pair_summary(&pairs, pooled)
-    );
+    let mut c = serde_json::Map::new();
+    for (name, pairs, per_round) in &forms {
+        let pooled = median(&mut pairs.clone());
+        crate::sayln!(
+            "{rounds} rounds, C in {name} order: pair medians per round {}; pooled, {}",
+            per_round
+                .iter()
+                .map(|r| format!("{r:.3}x"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            pair_summary(pairs, pooled)
+        );
+        c.insert(
+            name.clone(),
+            json!({
+                "round_pair_ratio_medians": per_round,
+                "pair_ratios": pairs,
+                "pair_ratio_median": pooled,
+            }),
+        );
+    }
     let mut v = json!({
         "bench": "dpdk-null",
         "rounds": rounds,
         "round_dirs": (1..=rounds).map(|k| format!("round-{k}")).collect::<Vec<_>>(),
-        "round_pair_ratio_medians": per_round,
-        "pair_ratios": pairs,
-        "pair_ratio_median": pooled,
+        "c": c,
     });
     if let Some(o) = v.as_object_mut() {
         o.extend(same);

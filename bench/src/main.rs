@@ -282,10 +282,12 @@ enum Command {
         /// Share of the frames that go to TCP port 25 (the rest to 443).
         #[arg(long, default_value_t = 0.5)]
         smtp_share: f64,
-        /// The C harness sends the frames it forwards in the order they came, as op25b
-        /// does, instead of by class (those not to port 25 first).
-        #[arg(long)]
-        c_arrival_order: bool,
+        /// The forms of the C harness each op25b run is paired with: `arrival` sends the
+        /// frames it forwards in the order they came, as op25b must; `class` those not to
+        /// port 25 first, as the simplest loop does; `both` runs one of each after every
+        /// op25b run.
+        #[arg(long, default_value = "both", value_parser = ["both", "arrival", "class"])]
+        c_order: String,
         /// Both sides receive the frames from a capture replayed in a loop (net_pcap,
         /// infinite_rx: copied into fresh mbufs in the capture's random order) instead of
         /// net_null's recycled pool mbufs (the same 64, in an order each side's own sending
@@ -534,7 +536,7 @@ fn main() -> ExitCode {
             seed,
             hit_counters,
             smtp_share,
-            c_arrival_order,
+            c_order,
             from_capture,
             capture_frames,
             rounds,
@@ -564,7 +566,14 @@ fn main() -> ExitCode {
                     c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
                     seed,
                     hit_counters,
-                    c_arrival_order,
+                    c_orders: match c_order.as_str() {
+                        "arrival" => vec![op25b_bench::dpdk_null::COrder::Arrival],
+                        "class" => vec![op25b_bench::dpdk_null::COrder::Class],
+                        _ => {
+                            use op25b_bench::dpdk_null::COrder;
+                            vec![COrder::Arrival, COrder::Class]
+                        }
+                    },
                     from_capture,
                     capture_frames,
                 };
