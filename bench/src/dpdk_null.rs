@@ -477,8 +477,8 @@ pub fn rounds(
     }
     // A pooled file left from an earlier run must not pass for this one's if a round fails.
     let _ = std::fs::remove_file(out_dir.join("dpdk-null.json"));
-    // Per form of the C harness, in the order the first round ran them: (name, every
-    // pair, each round's pair median).
+    // Per form of the C harness the first round ran, by name: (name, every pair, each
+    // round's pair median).
     let mut forms: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
     let mut same = serde_json::Map::new();
     for k in 1..=rounds {

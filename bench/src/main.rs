@@ -566,12 +566,12 @@ fn main() -> ExitCode {
                     c_harness: (c_harness.as_os_str() != "none").then_some(c_harness),
                     seed,
                     hit_counters,
-                    c_orders: match c_order.as_str() {
-                        "arrival" => vec![op25b_bench::dpdk_null::COrder::Arrival],
-                        "class" => vec![op25b_bench::dpdk_null::COrder::Class],
-                        _ => {
-                            use op25b_bench::dpdk_null::COrder;
-                            vec![COrder::Arrival, COrder::Class]
+                    c_orders: {
+                        use op25b_bench::dpdk_null::COrder;
+                        match c_order.as_str() {
+                            "arrival" => vec![COrder::Arrival],
+                            "class" => vec![COrder::Class],
+                            _ => vec![COrder::Arrival, COrder::Class],
                         }
                     },
                     from_capture,
