@@ -335,6 +335,11 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         wire.poll(&mut worker, &handle);
     }
 
+    let files = (
+        prefix_file.as_path(),
+        frame_file.as_path(),
+        capture.as_deref(),
+    );
     let mut ours = Vec::new();
     // Per form of the C harness (a.c_orders): its runs' Mpps and last dropped share.
     let c_forms = if a.c_harness.is_some() {
@@ -370,11 +375,6 @@ pub fn run(a: &Args) -> Result<serde_json::Value, String> {
         );
         if let Some(exe) = &a.c_harness {
             for (&order, (mpps, share)) in c_forms.iter().zip(&mut theirs) {
-                let files = (
-                    prefix_file.as_path(),
-                    frame_file.as_path(),
-                    capture.as_deref(),
-                );
                 let (m, s) = c_run(a, exe, order, files)?;
                 line += &format!(", {} {m:.3} Mpps (dropped share {s:.4})", order.label());
                 mpps.push(m);
@@ -504,6 +504,16 @@ pub fn rounds(
                 .keys()
                 .map(|name| (name.clone(), Vec::new(), Vec::new()))
                 .collect();
+            if forms.is_empty() {
+                return Err(format!(
+                    "{}: no op25b/C pairs (rounds need the C harness)",
+                    file.display()
+                ));
+            }
+            // What every round ran against (the same arguments each time).
+            for key in ["rx_device", "capture_frames", "smtp_share", "prefixes"] {
+                same.insert(key.to_string(), v[key].clone());
+            }
         }
         for (name, pairs, per_round) in &mut forms {
             let round: Vec<f64> = c
@@ -519,18 +529,6 @@ pub fn rounds(
             }
             per_round.push(median(&mut round.clone()));
             pairs.extend(round);
-        }
-        if forms.is_empty() {
-            return Err(format!(
-                "{}: no op25b/C pairs (rounds need the C harness)",
-                file.display()
-            ));
-        }
-        if k == 1 {
-            // What every round ran against (the same arguments each time).
-            for key in ["rx_device", "capture_frames", "smtp_share", "prefixes"] {
-                same.insert(key.to_string(), v[key].clone());
-            }
         }
     }
     let mut c = serde_json::Map::new();
